@@ -1,0 +1,46 @@
+# The two commands of the README's quick start, and what they need.
+#   make demo   set up, then run the agent on config.example.yaml against the local servers
+#   make test   set up, then run the whole test suite against real servers it starts itself
+# Setting up installs Debian packages (apt-get, as root or with sudo) and a virtualenv in .venv.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Real servers and tools the tests start: PostgreSQL 15 with pg_stat_statements (contrib), Prometheus
+# (promtool), Alertmanager, and postgres_exporter for the side-by-side benchmark.
+APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
+	prometheus-postgres-exporter procps
+
+.PHONY: setup demo test bench clean
+
+setup: $(VENV)/.installed
+
+.apt-installed: Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(VENV)/.installed: .apt-installed pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: setup
+	mkdir -p .state
+	$(VENV)/bin/dbwatch run -c config.example.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .apt-installed .state .pytest_cache

@@ -1,0 +1,282 @@
+"""The configuration file: YAML, ``${ENV}`` interpolation, a strict typed model, errors that name their path.
+
+``load_config(path)`` returns a :class:`Config` or raises :class:`ConfigError` whose ``problems`` are one
+line each, ``targets[1].interval: expected a duration like "15s", got "fast"``. Passwords are never part of
+the model: a target names where its password lives (``password_env`` / ``password_file``) and the
+collector reads it when it connects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from dbwatch.agent.configtypes import Duration, StrictModel, format_validation_error
+from dbwatch.agent.model import CollectorSettings, Target
+from dbwatch.collectors.engines import ENGINE_NAMES, engine
+
+__all__ = ["Config", "ConfigError", "TargetConfig", "load_config", "parse_config"]
+
+DEFAULT_LISTEN = "127.0.0.1:9847"
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, problems: list[str]) -> None:
+        super().__init__(f"{source}: {len(problems)} problem(s)")
+        self.source = source
+        self.problems = problems
+
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
+_SCHEMES = {"postgres": ("postgresql", "postgres")}
+
+
+class CollectorConfig(StrictModel):
+    """Per-collector settings; keys other than these are the collector's own options."""
+
+    model_config = StrictModel.model_config | {"extra": "allow"}
+
+    enabled: bool | None = None
+    interval: Duration | None = Field(default=None, gt=0)
+    timeout: Duration | None = Field(default=None, gt=0)
+
+
+class TargetConfig(StrictModel):
+    name: str
+    engine: str
+    dsn: str | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    database: str | None = None
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    interval: Duration | None = Field(default=None, gt=0)
+    timeout: Duration | None = Field(default=None, gt=0)
+    collectors: dict[str, CollectorConfig] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _TARGET_NAME.match(value):
+            raise ValueError(f"expected a name of letters, digits and _.:@- , got {value!r}")
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ENGINE_NAMES:
+            raise ValueError(f"expected one of {', '.join(ENGINE_NAMES)}, got {value!r}")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _LABEL_NAME.match(name) or name.startswith("__"):
+                raise ValueError(f"expected Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*), got {name!r}")
+            if name == "target":
+                raise ValueError("'target' is set by dbwatch from the target's name; choose another label")
+        return value
+
+    @field_validator("dsn")
+    @classmethod
+    def _dsn(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urllib.parse.urlsplit(value)
+        if not parsed.scheme or not parsed.netloc and not parsed.query:
+            raise ValueError('expected a URI like "postgresql://user@host:5432/dbname"')
+        if parsed.password is not None or "password=" in parsed.query:
+            raise ValueError("holds a password; put it in password_env or password_file instead")
+        return value
+
+    @model_validator(mode="after")
+    def _connection(self) -> "TargetConfig":
+        if self.engine == "host":
+            if self.dsn or self.host:
+                raise ValueError("the host engine watches the machine dbwatch runs on; it takes no dsn or host")
+            return self
+        scheme = urllib.parse.urlsplit(self.dsn).scheme if self.dsn else None
+        if self.dsn and (self.host or self.port or self.user or self.database):
+            raise ValueError("give either dsn or host/port/user/database, not both")
+        if self.dsn and scheme not in _SCHEMES.get(self.engine, (scheme,)):
+            raise ValueError(f"dsn scheme {scheme!r} does not match engine {self.engine!r}")
+        if not self.dsn and not self.host:
+            raise ValueError("needs a dsn or a host")
+        if self.password_env and self.password_file:
+            raise ValueError("give either password_env or password_file, not both")
+        spec = engine(self.engine)
+        for name, settings in self.collectors.items():
+            if name not in spec.collectors:
+                raise ValueError(
+                    f"collectors.{name}: unknown collector for engine {self.engine!r}; "
+                    f"expected one of {', '.join(spec.collectors)}"
+                )
+            allowed = spec.defaults[name].options
+            for key, value in (settings.model_extra or {}).items():
+                if key not in allowed:
+                    raise ValueError(f"collectors.{name}.{key}: unknown key (check its spelling)")
+                _check_option(f"collectors.{name}.{key}", allowed[key], value)
+        return self
+
+    def connection_dsn(self) -> str:
+        """The DSN to connect with, without any password."""
+        if self.dsn:
+            return self.dsn
+        port = self.port or engine(self.engine).default_port
+        user = urllib.parse.quote(self.user, safe="") + "@" if self.user else ""
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        database = urllib.parse.quote(self.database or "", safe="")
+        query = f"?sslmode={self.sslmode}" if self.sslmode else ""
+        return f"{_SCHEMES[self.engine][0]}://{user}{host}:{port}/{database}{query}"
+
+    def to_target(self) -> Target:
+        spec = engine(self.engine)
+        collectors: dict[str, CollectorSettings] = {}
+        for name, defaults in spec.defaults.items():
+            own = self.collectors.get(name, CollectorConfig())
+            enabled = own.enabled if own.enabled is not None else defaults.enabled
+            if not enabled:
+                continue
+            options = {**defaults.options, **(own.model_extra or {})}
+            collectors[name] = CollectorSettings(
+                interval=own.interval or self.interval or defaults.interval,
+                timeout=own.timeout or self.timeout or defaults.timeout,
+                options=options,
+            )
+        return Target(
+            name=self.name,
+            engine=self.engine,
+            dsn="" if self.engine == "host" else self.connection_dsn(),
+            labels=dict(self.labels),
+            collectors=collectors,
+            password_env=self.password_env,
+            password_file=self.password_file,
+        )
+
+
+def _check_option(path: str, default: Any, value: Any) -> None:
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
+        raise ValueError(f"{path}: expected {expected.__name__}, got {value!r}")
+    if expected is int and value < 0:
+        raise ValueError(f"{path}: expected a non-negative number, got {value!r}")
+
+
+class ServerConfig(StrictModel):
+    listen: str = DEFAULT_LISTEN
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f'expected "host:port" like "127.0.0.1:9847" or "[::1]:9847", got {value!r}')
+        return value
+
+
+class LoggingConfig(StrictModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class Config(StrictModel):
+    state_dir: str = "/var/lib/dbwatch"
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    targets: list[TargetConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "Config":
+        seen: set[str] = set()
+        for index, target in enumerate(self.targets):
+            if target.name in seen:
+                raise ValueError(f"targets[{index}].name: {target.name!r} is already the name of another target")
+            seen.add(target.name)
+        return self
+
+    def resolved_targets(self) -> list[Target]:
+        return [t.to_target() for t in self.targets]
+
+
+def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+    return parse_config(text, source, environ)
+
+
+def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | None = None) -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(source, [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, ["(top level): expected a mapping of sections (targets, server, ...)"])
+    problems: list[str] = []
+    raw = _interpolate(raw, "", os.environ if environ is None else environ, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, _locate_model_errors(exc)) from None
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(node: Any, path: str, environ: Any, problems: list[str]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (never in keys)."""
+    if isinstance(node, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), environ, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, f"{path}[{i}]", environ, problems) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+
+        def replace(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            problems.append(f"{path}: environment variable {name} is not set (write ${{{name}:-default}} for a default)")
+            return ""
+
+        return _ENV_REF.sub(replace, node)
+    return node
+
+
+def _locate_model_errors(exc: ValidationError) -> list[str]:
+    # A model validator's error carries the path of the model it ran on; when its message starts with
+    # a deeper key ("collectors.x.y: ...", "targets[3].name: ..."), that key is joined onto the path.
+    lines = []
+    for line in format_validation_error(exc):
+        path, _, message = line.partition(": ")
+        head, sep, rest = message.partition(": ")
+        if sep and _SUBPATH.fullmatch(head):
+            lines.append(f"{head}: {rest}" if path == "(top level)" else f"{path}.{head}: {rest}")
+        else:
+            lines.append(line)
+    return lines
+
+
+_SUBPATH = re.compile(r"[A-Za-z_]\w*(\[\d+\])?(\.[A-Za-z_]\w*(\[\d+\])?)*")

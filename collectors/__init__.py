@@ -1,0 +1,1 @@
+"""Collectors: one module per source; each turns a server's answers into snapshots."""

@@ -1,0 +1,84 @@
+"""What every collector is: a session per target (one long-lived connection) and collectors on it.
+
+The daemon owns the schedule and the timeouts; a collector only knows how to ask its server and turn the
+answer into a :class:`~dbwatch.agent.model.Snapshot`. A collector raises on failure; the daemon turns the
+exception into a failed snapshot, so a collector never has to build one itself.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import random
+from typing import ClassVar
+
+from dbwatch.agent.model import MetricFamily, Snapshot, Target, gauge
+
+logger = logging.getLogger(__name__)
+
+
+class CollectorError(Exception):
+    """A collection failed for a reason worth showing to the user as is (no traceback, no secrets)."""
+
+
+class Session(abc.ABC):
+    """One long-lived connection to a target, shared by that target's collectors.
+
+    Collectors of one target take turns on the connection (``lock``); reconnection backs off
+    exponentially with jitter so a dead server is not hammered.
+    """
+
+    min_backoff: ClassVar[float] = 1.0
+    max_backoff: ClassVar[float] = 60.0
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.lock = asyncio.Lock()
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    def backoff_remaining(self, now: float) -> float:
+        return max(0.0, self._next_attempt - now)
+
+    def record_failure(self, now: float) -> None:
+        self._failures += 1
+        delay = min(self.max_backoff, self.min_backoff * 2 ** (self._failures - 1))
+        self._next_attempt = now + delay * random.uniform(0.5, 1.0)
+
+    def record_success(self) -> None:
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection; must not raise."""
+
+    @abc.abstractmethod
+    async def invalidate(self) -> None:
+        """Drop a connection that may be in an unknown state (after a timeout or a network error)."""
+
+
+class Collector(abc.ABC):
+    """Collects one aspect of one target. Subclasses set ``name`` and implement :meth:`collect`."""
+
+    name: ClassVar[str]
+    #: the ``<engine>_up`` metric this collector answers for, if any (exported as 0 when it fails)
+    up_metric: ClassVar[str | None] = None
+
+    def __init__(self, target: Target, session: Session) -> None:
+        self.target = target
+        self.session = session
+        self.settings = target.collectors[self.name]
+
+    @abc.abstractmethod
+    async def collect(self, snapshot: Snapshot) -> None:
+        """Fill ``snapshot`` (families, facts, notes, version) or raise."""
+
+    def failed_families(self) -> list[MetricFamily]:
+        """What a failed collection still exports: the up metric at 0, so 'down' is never silent."""
+        if self.up_metric is None:
+            return []
+        fam = gauge(self.up_metric, "Whether the last collection could reach the server (1 = yes).")
+        fam.add((), 0)
+        return [fam]

@@ -1,0 +1,55 @@
+"""The engines dbwatch knows, and for each its session type, its collectors and their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from dbwatch.agent.model import Target
+from dbwatch.collectors.base import Collector, Session
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorDefaults:
+    interval: float
+    timeout: float
+    enabled: bool = True
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    name: str
+    default_port: int
+    session: Callable[[Target], Session]
+    collectors: Mapping[str, type[Collector]]
+    defaults: Mapping[str, CollectorDefaults]
+
+
+def _postgres() -> Engine:
+    from dbwatch.collectors import pg_statements, postgres
+
+    return Engine(
+        name="postgres",
+        default_port=5432,
+        session=postgres.PostgresSession,
+        collectors={"postgres": postgres.PostgresCollector, "statements": pg_statements.StatementsCollector},
+        defaults={
+            "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
+            "statements": CollectorDefaults(
+                interval=60.0, timeout=20.0, options={"top_n": 100, "query_text_length": 200}
+            ),
+        },
+    )
+
+
+_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres}
+_cache: dict[str, Engine] = {}
+
+ENGINE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+
+
+def engine(name: str) -> Engine:
+    if name not in _cache:
+        _cache[name] = _FACTORIES[name]()
+    return _cache[name]

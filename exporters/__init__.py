@@ -1,0 +1,1 @@
+"""Exporters: Prometheus exposition and notification receivers."""

@@ -1,0 +1,1 @@
+"""Rules: threshold rules and recommendation rules over snapshots, producing findings."""
