@@ -1,0 +1,226 @@
+"""The daemon: wires config, collectors, store and HTTP together; schedules; handles signals and reloads.
+
+One APScheduler job per (target, collector), at the collector's interval, with no overlapping runs of
+the same job, missed runs coalesced and a little jitter so that many targets do not collect in lockstep.
+SIGTERM/SIGINT stop the schedule, give in-flight collections a grace period, then cancel them, close
+every connection and return 0. SIGHUP re-reads the config; added, removed and changed targets take effect
+at once, and an invalid new config is reported while the old one keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from dbwatch.agent import __version__
+from dbwatch.agent.config import Config, ConfigError, load_config
+from dbwatch.agent.http import HttpServer
+from dbwatch.agent.jobs import TargetJobs
+from dbwatch.agent.logs import setup_logging
+from dbwatch.agent.model import Target
+from dbwatch.agent.sdnotify import SystemdNotifier
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.exporters.prometheus import Exposition
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE = 5.0  # seconds in-flight collections get to finish before they are cancelled
+JITTER = 0.1  # fraction of the interval
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, config: Config) -> None:
+        self.config_path = Path(config_path)
+        self.config = config
+        self.store = SnapshotStore()
+        self.exposition = Exposition(self.store, version=__version__)
+        self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
+                               targets=self.targets_info)
+        self.targets: dict[str, TargetJobs] = {}
+        self.scheduler = AsyncIOScheduler()
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._reloading: asyncio.Lock = asyncio.Lock()
+        self.systemd = SystemdNotifier()
+
+    # -- lifecycle --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        await self.http.start(self.config.server.listen)
+        self.scheduler.start()
+        await self.apply(self.config)
+        logger.info(
+            "dbwatch %s running: %d target(s), listening on %s",
+            __version__, len(self.targets), self.http.address,
+        )
+        self.systemd.ready(self._status())
+        self.systemd.start_watchdog()
+        await self._stopping.wait()
+        await self.shutdown()
+        return 0
+
+    def request_stop(self) -> None:
+        if not self._stopping.is_set():
+            logger.info("stopping: no new collections; waiting up to %gs for running ones", SHUTDOWN_GRACE)
+            self._stopping.set()
+
+    async def shutdown(self) -> None:
+        self.systemd.stopping()
+        self.scheduler.shutdown(wait=False)
+        if self._inflight:
+            _, pending = await asyncio.wait(set(self._inflight), timeout=SHUTDOWN_GRACE)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        await asyncio.gather(*(jobs.close() for jobs in self.targets.values()), return_exceptions=True)
+        self.targets.clear()
+        await self.http.stop()
+        await self.systemd.stop_watchdog()
+        logger.info("stopped")
+
+    async def reload(self) -> None:
+        async with self._reloading:
+            logger.info("reloading %s", self.config_path)
+            self.systemd.reloading()
+            try:
+                config = load_config(self.config_path)
+            except ConfigError as exc:
+                for problem in exc.problems:
+                    logger.error("reload rejected: %s: %s", exc.source, problem)
+                logger.error("keeping the running configuration")
+                self.systemd.ready(self._status())
+                return
+            if config.server != self.config.server:
+                logger.warning("server settings changed; they take effect at the next restart")
+            if config.logging != self.config.logging:
+                setup_logging(config.logging.level, config.logging.format)
+            self.config = config
+            await self.apply(config)
+            logger.info("reloaded: %d target(s)", len(self.targets))
+            self.systemd.ready(self._status())
+
+    def _status(self) -> str:
+        states = [self.target_up(name) for name in self.targets]
+        return f"{states.count(True)} of {len(states)} target(s) up, {states.count(None)} not yet tried"
+
+    def target_up(self, name: str) -> bool | None:
+        """Whether the collector answering for the target's up metric last succeeded (None: not yet run)."""
+        jobs = self.targets[name]
+        snapshot = self.store.latest(name, jobs.up_collector)
+        return None if snapshot is None else snapshot.ok
+
+    # -- targets and jobs -------------------------------------------------------------------------
+
+    async def apply(self, config: Config) -> None:
+        """Make the running jobs match ``config``: a changed target is restarted, others are untouched."""
+        wanted = {t.name: t for t in config.resolved_targets()}
+        for name in list(self.targets):
+            if name not in wanted or wanted[name] != self.targets[name].target:
+                await self._remove(name)
+        for name, target in wanted.items():
+            if name not in self.targets:
+                self._add(target)
+        self.exposition.set_target_labels({name: jobs.target.labels for name, jobs in self.targets.items()})
+
+    def expected_jobs(self) -> list[tuple[str, str]]:
+        return [(name, collector) for name, jobs in self.targets.items() for collector in jobs.collectors]
+
+    def targets_info(self) -> list[dict[str, Any]]:
+        """What /api/v1/targets shows: per target, up, last success and error, per-collector figures."""
+        stats = {(s.target, s.collector): s for s in self.store.stats()}
+        out = []
+        for name, jobs in self.targets.items():
+            collectors = {}
+            for collector in jobs.collectors:
+                job = stats.get((name, collector))
+                latest = self.store.latest(name, collector)
+                collectors[collector] = {
+                    "runs": job.runs if job else 0,
+                    "errors": job.errors if job else 0,
+                    "last_duration_seconds": job.last_duration if job else None,
+                    "last_success": job.last_success if job else None,
+                    "last_error": job.last_error if job else None,
+                    "ok": latest.ok if latest else None,
+                    "notes": latest.notes if latest else [],
+                }
+            up_job = collectors[jobs.up_collector]
+            out.append({
+                "name": name,
+                "engine": jobs.target.engine,
+                "labels": dict(jobs.target.labels),
+                "up": self.target_up(name),
+                "version": next((s.version for c in jobs.collectors
+                                 if (s := self.store.latest(name, c)) and s.version), None),
+                "last_success": up_job["last_success"],
+                "last_error": next((c["last_error"] for c in collectors.values() if c["ok"] is False), None),
+                "collectors": collectors,
+            })
+        return out
+
+    def _add(self, target: Target) -> None:
+        jobs = TargetJobs(target)
+        self.targets[target.name] = jobs
+        for name, settings in target.collectors.items():
+            self.scheduler.add_job(
+                self._run_job,
+                "interval",
+                args=(target.name, name),
+                id=_job_id(target.name, name),
+                seconds=settings.interval,
+                jitter=settings.interval * JITTER,
+                max_instances=1,  # no overlapping runs of one job
+                coalesce=True,  # a backlog of missed runs becomes one run
+                misfire_grace_time=max(1, int(settings.interval)),
+                next_run_time=_soon(settings.interval),
+            )
+        logger.info("watching %s (%s): %s", target.name, target.engine, ", ".join(target.collectors),
+                    extra={"target": target.name})
+
+    async def _remove(self, name: str) -> None:
+        jobs = self.targets.pop(name)
+        for collector in jobs.collectors:
+            job_id = _job_id(name, collector)
+            if self.scheduler.get_job(job_id):
+                self.scheduler.remove_job(job_id)
+        await jobs.close()
+        self.store.forget_target(name)
+        logger.info("no longer watching %s", name, extra={"target": name})
+
+    async def _run_job(self, target: str, collector: str) -> None:
+        jobs = self.targets.get(target)
+        if jobs is None or self._stopping.is_set():
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            snapshot = await jobs.collect(collector)
+            if self.targets.get(target) is jobs:  # not removed by a reload meanwhile
+                self.store.put(snapshot)
+        finally:
+            self._inflight.discard(task)
+
+
+def _job_id(target: str, collector: str) -> str:
+    return f"{target}/{collector}"
+
+
+def _soon(interval: float) -> dt.datetime:
+    """The first run: within a second, spread out so that targets do not start in lockstep."""
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=random.uniform(0, min(1.0, interval * JITTER)))
+
+
+async def run_daemon(config_path: str | Path, config: Config) -> int:
+    return await Daemon(config_path, config).run()

@@ -1,0 +1,83 @@
+"""One target's session and collectors, and the one way a collection is run: bounded, never raising.
+
+Both ``dbwatch run`` (on a schedule) and ``dbwatch check`` (once) collect through :meth:`TargetJobs.collect`,
+so a timeout, an unreachable server or a bug in a collector always ends the same way: a failed snapshot
+with the error kept, and the daemon carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from dbwatch.agent.logs import redact
+from dbwatch.agent.model import Snapshot, Target
+from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.engines import engine
+
+logger = logging.getLogger(__name__)
+
+
+class TargetJobs:
+    def __init__(self, target: Target) -> None:
+        spec = engine(target.engine)
+        self.target = target
+        self.session: Session = spec.session(target)
+        self.collectors: dict[str, Collector] = {
+            name: spec.collectors[name](target, self.session) for name in target.collectors
+        }
+        self._last_error: dict[str, str | None] = {}
+        self._notes: dict[str, set[str]] = {}
+
+    @property
+    def up_collector(self) -> str:
+        """The collector whose success means the target is up: the one exporting ``<engine>_up``."""
+        for name, collector in self.collectors.items():
+            if collector.up_metric:
+                return name
+        return next(iter(self.collectors))
+
+    async def collect(self, name: str) -> Snapshot:
+        collector = self.collectors[name]
+        timeout = self.target.collectors[name].timeout
+        snapshot = Snapshot(
+            target=self.target.name, engine=self.target.engine, collector=name, started_at=time.time()
+        )
+        began = time.monotonic()
+        try:
+            await asyncio.wait_for(collector.collect(snapshot), timeout)
+        except TimeoutError:
+            snapshot.ok, snapshot.error = False, f"timed out after {timeout:g}s"
+            # The connection may be stuck in a query we no longer wait for: drop it, reconnect next time.
+            await self.session.invalidate()
+        except CollectorError as exc:
+            snapshot.ok, snapshot.error = False, redact(str(exc))
+        except Exception as exc:  # a bug in a collector must not stop the daemon
+            snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
+            logger.exception("collector %s failed unexpectedly", name, extra={"target": self.target.name})
+            await self.session.invalidate()
+        snapshot.duration = time.monotonic() - began
+        if not snapshot.ok:
+            snapshot.families = collector.failed_families()
+        self._log_transition(name, snapshot)
+        return snapshot
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    def _log_transition(self, name: str, snapshot: Snapshot) -> None:
+        # One line when a collector starts failing, changes its error or recovers, not one per interval.
+        previous = self._last_error.get(name, "")
+        extra = {"target": self.target.name, "collector": name}
+        if snapshot.error != previous:
+            if snapshot.error is not None:
+                logger.warning("collector %s failed: %s", name, snapshot.error, extra=extra)
+            elif previous:
+                logger.info("collector %s recovered", name, extra=extra)
+        known = self._notes.get(name, set())
+        for note in snapshot.notes:
+            if note not in known:
+                logger.info("collector %s: %s", name, note, extra=extra)
+        self._notes[name] = set(snapshot.notes)
+        self._last_error[name] = snapshot.error

@@ -1,0 +1,232 @@
+"""pg_stat_statements: cumulative counters, per-interval deltas for rules, and a bounded set of series.
+
+Deltas are what rules read ("this statement averaged 1.4 s over the last minute"); they are computed here
+because only the collector sees two consecutive readings. Resets never produce negative or huge deltas:
+
+- ``pg_stat_statements_info.stats_reset`` changed (PG 14+) or the server restarted: everything is
+  re-baselined, no deltas this time;
+- one row's counters went down (the entry was evicted and re-created): that row is re-baselined;
+- a row not seen before counts from zero (pganalyze's choice), unless ``dealloc`` rose meanwhile: the row
+  may then be an evicted entry coming back with old counters, so it is only baselined (Datadog's choice).
+
+Exported series are capped: the top ``top_n`` statements by total time get their own series (labels
+``queryid``, ``user``, ``datname``); the rest are summed into one series with ``queryid="other"`` and empty
+``user``/``datname``. A statement moving in or out of the top N makes ``other`` step, which PromQL's
+``rate()`` reads as a counter reset: the price of bounded cardinality, and why rules use the deltas.
+"""
+
+from __future__ import annotations
+
+import heapq
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge, info
+from dbwatch.collectors import postgres_sql as sql
+from dbwatch.collectors.base import Collector
+from dbwatch.collectors.postgres import PostgresSession
+
+# Counter columns of a pg_stat_statements row, in the order kept in the baseline tuples.
+COLUMNS = ("calls", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read", "temp_blks_read",
+           "temp_blks_written", "blk_read_time", "blk_write_time")
+_CALLS, _TIME, _ROWS, _HIT, _READ, _TMPR, _TMPW, _BLKR, _BLKW = range(len(COLUMNS))
+
+Key = tuple[int, int, int, bool]  # queryid, userid, dbid, toplevel
+
+
+@dataclass(frozen=True, slots=True)
+class StatementStats:
+    """One statement's counters and, when a previous reading allows it, its change over the interval."""
+
+    queryid: int
+    user: str
+    datname: str
+    toplevel: bool
+    query: str | None
+    calls: int
+    total_time_seconds: float
+    max_time_seconds: float
+    rows: int
+    shared_blks_hit: int
+    shared_blks_read: int
+    temp_blks_written: int
+    delta_calls: int
+    delta_time_seconds: float
+    delta_rows: int
+    delta_shared_blks_hit: int
+    delta_shared_blks_read: int
+    delta_temp_blks_written: int
+    interval_seconds: float
+
+    @property
+    def mean_time_seconds(self) -> float:
+        """Mean execution time over the interval (not since the statistics began)."""
+        return self.delta_time_seconds / self.delta_calls if self.delta_calls else 0.0
+
+
+class StatementsCollector(Collector):
+    name = "statements"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.top_n = int(self.settings.options.get("top_n", 100))
+        self.text_length = int(self.settings.options.get("query_text_length", 200))
+        self._baseline: dict[Key, tuple[float, ...]] = {}
+        self._epoch: tuple[Any, ...] | None = None  # (postmaster start, stats_reset) of the baseline
+        self._dealloc: float | None = None
+        self._taken_at: float | None = None
+        self._names: dict[tuple[str, int], str] = {}
+        self._texts: dict[int, str] = {}
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        session: PostgresSession = self.session  # type: ignore[assignment]
+        async with session.lock:
+            await session.connection()
+            server = session.server
+            assert server is not None
+            snapshot.version = server.version
+            [available] = await session.run(sql.STATEMENTS_AVAILABLE)
+            problem = _unavailable(available)
+            if problem:
+                snapshot.notes.append(problem)
+                snapshot.facts["statements"] = []
+                return
+            rows = await session.run(sql.statements_sql(server.version_num))
+            dealloc, stats_reset = None, None
+            if server.version_num >= 140000:
+                [row] = await session.run(sql.STATEMENTS_INFO)
+                dealloc, stats_reset = row["dealloc"], row["stats_reset"]
+            if any(("r", r["userid"]) not in self._names or ("d", r["dbid"]) not in self._names for r in rows):
+                self._names = {(n["kind"], n["oid"]): n["name"] for n in await session.run(sql.NAMES)}
+            series = _aggregate(rows, self._names)
+            top = heapq.nlargest(self.top_n, series, key=lambda k: series[k][_TIME])
+            missing = [k[0] for k in top if k[0] not in self._texts]
+            if missing:
+                for text_row in await session.run(sql.STATEMENT_TEXTS, missing):
+                    self._texts[text_row["queryid"]] = _fold(text_row["query"], self.text_length)
+        top_ids = {k[0] for k in top}
+        self._texts = {q: t for q, t in self._texts.items() if q in top_ids}  # bounded by top_n
+        snapshot.facts["statements"] = self._deltas(rows, snapshot.started_at, (server.start_time, stats_reset),
+                                                    dealloc)
+        snapshot.families.extend(self._families(series, top, len(rows), dealloc))
+        snapshot.facts["summary"] = {"statements tracked": len(rows)}
+
+    def _deltas(self, rows: list[Any], now: float, epoch: tuple[Any, ...], dealloc: float | None
+                ) -> list[StatementStats]:
+        rebaseline = self._epoch != epoch
+        evicted = dealloc is not None and self._dealloc is not None and dealloc > self._dealloc
+        interval = now - self._taken_at if self._taken_at else 0.0
+        baseline: dict[Key, tuple[float, ...]] = {}
+        out = []
+        for row in rows:
+            key: Key = (row["queryid"], row["userid"], row["dbid"], row["toplevel"])
+            current = tuple(row[c] for c in COLUMNS)
+            baseline[key] = current
+            if rebaseline:
+                continue
+            previous = self._baseline.get(key)
+            if previous is None:
+                if evicted:
+                    continue
+                previous = (0,) * len(COLUMNS)
+            delta = [c - p for c, p in zip(current, previous)]
+            if delta[_CALLS] <= 0 or any(d < 0 for d in delta):
+                continue  # idle, or evicted and re-created: re-baselined, never a negative delta
+            out.append(StatementStats(
+                queryid=row["queryid"], user=self._names.get(("r", row["userid"]), str(row["userid"])),
+                datname=self._names.get(("d", row["dbid"]), str(row["dbid"])), toplevel=row["toplevel"],
+                query=self._texts.get(row["queryid"]), calls=row["calls"],
+                total_time_seconds=row["total_exec_time"] / 1000, max_time_seconds=row["max_exec_time"] / 1000,
+                rows=row["rows"], shared_blks_hit=row["shared_blks_hit"], shared_blks_read=row["shared_blks_read"],
+                temp_blks_written=row["temp_blks_written"], delta_calls=int(delta[_CALLS]),
+                delta_time_seconds=delta[_TIME] / 1000, delta_rows=int(delta[_ROWS]),
+                delta_shared_blks_hit=int(delta[_HIT]), delta_shared_blks_read=int(delta[_READ]),
+                delta_temp_blks_written=int(delta[_TMPW]), interval_seconds=interval,
+            ))
+        self._baseline, self._epoch, self._dealloc, self._taken_at = baseline, epoch, dealloc, now
+        return out
+
+    def _families(self, series: dict[tuple[int, str, str], list[float]], top: list[tuple[int, str, str]],
+                  entries: int, dealloc: float | None) -> list[MetricFamily]:
+        labels = ("queryid", "user", "datname")
+        calls = counter("pg_stat_statements_calls_total", "Number of times executed.", labels)
+        seconds = counter("pg_stat_statements_seconds_total", "Total time spent executing, in seconds.", labels)
+        rows = counter("pg_stat_statements_rows_total", "Total number of rows retrieved or affected.", labels)
+        blk_read = counter("pg_stat_statements_block_read_seconds_total",
+                           "Time spent reading blocks, in seconds (needs track_io_timing).", labels)
+        blk_write = counter("pg_stat_statements_block_write_seconds_total",
+                            "Time spent writing blocks, in seconds (needs track_io_timing).", labels)
+        hit = counter("dbwatch_pg_stat_statements_shared_blks_hit_total", "Shared buffer hits.", labels)
+        read = counter("dbwatch_pg_stat_statements_shared_blks_read_total", "Shared blocks read.", labels)
+        temp = counter("dbwatch_pg_stat_statements_temp_blks_written_total", "Temporary blocks written.", labels)
+        text = info("pg_stat_statements_query_id", "Query text of a statement (folded and truncated).",
+                    ("queryid", "query"))
+        chosen = set(top)
+        other = [0.0] * len(COLUMNS)
+        for key, values in series.items():
+            if key not in chosen:
+                for i, v in enumerate(values):
+                    other[i] += v
+        emitted = [(key, series[key]) for key in top]
+        if len(series) > len(top):
+            emitted.append((("other", "", ""), other))  # type: ignore[arg-type]
+        for key, v in emitted:
+            calls.add(key, v[_CALLS])
+            seconds.add(key, v[_TIME] / 1000)
+            rows.add(key, v[_ROWS])
+            blk_read.add(key, v[_BLKR] / 1000)
+            blk_write.add(key, v[_BLKW] / 1000)
+            hit.add(key, v[_HIT])
+            read.add(key, v[_READ])
+            temp.add(key, v[_TMPW])
+        for key in top:
+            if key[0] in self._texts:
+                text.add((key[0], self._texts[key[0]]), 1)
+        count = gauge("dbwatch_pg_stat_statements_entries", "Entries in pg_stat_statements.")
+        count.add((), entries)
+        families = [calls, seconds, rows, blk_read, blk_write, hit, read, temp, text, count]
+        if dealloc is not None:
+            evictions = counter("dbwatch_pg_stat_statements_dealloc_total",
+                                "Times pg_stat_statements evicted its least-used entries (pg_stat_statements.max).")
+            evictions.add((), dealloc)
+            families.append(evictions)
+        return families
+
+
+def _aggregate(rows: list[Any], names: dict[tuple[str, int], str]) -> dict[tuple[int, str, str], list[float]]:
+    """Sum rows per exported series key (queryid, user, database): top-level and nested rows merge."""
+    series: dict[tuple[int, str, str], list[float]] = {}
+    for row in rows:
+        key = (row["queryid"], names.get(("r", row["userid"]), str(row["userid"])),
+               names.get(("d", row["dbid"]), str(row["dbid"])))
+        values = series.get(key)
+        current = [row[c] or 0 for c in COLUMNS]
+        if values is None:
+            series[key] = current
+        else:
+            for i, v in enumerate(current):
+                values[i] += v
+    return series
+
+
+def _unavailable(row: Any) -> str | None:
+    preloaded = "pg_stat_statements" in (row["preload"] or "")
+    if row["version"] is None:
+        step = "" if preloaded else (" and add pg_stat_statements to shared_preload_libraries "
+                                     "(needs a server restart)")
+        return (f"pg_stat_statements is not installed in database {row['database']}: run "
+                f"CREATE EXTENSION pg_stat_statements;{step}")
+    if not preloaded:
+        return ("pg_stat_statements is installed but not loaded: add it to shared_preload_libraries "
+                "and restart the server")
+    return None
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def _fold(query: str | None, limit: int) -> str:
+    text = _SPACE.sub(" ", query or "").strip()
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+

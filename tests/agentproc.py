@@ -1,0 +1,125 @@
+"""Runs a real ``dbwatch run`` process for tests and talks to it over HTTP, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class AgentProcess:
+    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.config_path = workdir / "dbwatch.yaml"
+        self.log_path = workdir / "dbwatch.log"
+        self.env = {**os.environ, **(env or {})}
+        self.write_config(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        config = {"state_dir": str(self.workdir / "state"), **config}
+        config.setdefault("server", {})["listen"] = f"127.0.0.1:{self.port}"
+        self.config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def start(self) -> "AgentProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dbwatch.agent.cli", "run", "-c", str(self.config_path)],
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
+        )
+        wait_for(lambda: self.get("/healthz", check=False) == 200 or self._died(), 20, "the agent's /healthz")
+        return self
+
+    def _died(self) -> bool:
+        if self.proc and self.proc.poll() is not None:
+            raise AssertionError(f"dbwatch exited with {self.proc.returncode}:\n{self.log()}")
+        return False
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def get(self, path: str, check: bool = True, headers: dict[str, str] | None = None) -> Any:
+        """The body (JSON decoded when it is JSON); with ``check=False``, the status code only."""
+        request = urllib.request.Request(self.url(path), headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                body = response.read()
+                if not check:
+                    return response.status
+                if response.headers.get_content_type() == "application/json":
+                    return json.loads(body)
+                return body.decode()
+        except urllib.error.HTTPError as exc:
+            if not check:
+                return exc.code
+            raise
+        except OSError:
+            if not check:
+                return None
+            raise
+
+    def metrics(self) -> str:
+        return self.get("/metrics")
+
+    def targets(self) -> dict[str, Any]:
+        return {t["name"]: t for t in self.get("/api/v1/targets")}
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"dbwatch did not exit within {timeout}s of SIGTERM:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def sample_value(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of the first sample of ``name`` whose labels include ``labels``."""
+    for line in metrics.splitlines():
+        if not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, label_text = head.partition("{")
+        if metric != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            return float(value)
+    return None
