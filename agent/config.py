@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from dbwatch.agent.configtypes import Duration, StrictModel, format_validation_error
 from dbwatch.agent.model import CollectorSettings, Target
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
+from dbwatch.exporters.receivers import NotificationsConfig, ReceiverConfig, check_unique_names
 
 __all__ = ["Config", "ConfigError", "TargetConfig", "load_config", "parse_config"]
 
@@ -197,9 +198,12 @@ class Config(StrictModel):
     server: ServerConfig = Field(default_factory=ServerConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     targets: list[TargetConfig] = Field(default_factory=list)
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
+        check_unique_names(self.receivers)
         seen: set[str] = set()
         for index, target in enumerate(self.targets):
             if target.name in seen:
