@@ -40,7 +40,7 @@ SELECT coalesce(datname, '') AS datname, coalesce(state, 'unknown') AS state, co
        coalesce(max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active'), 0) AS max_query_duration,
        count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting
 FROM pg_stat_activity
-WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+WHERE backend_type = 'client backend'
 GROUP BY 1, 2
 """
 

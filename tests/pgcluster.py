@@ -53,7 +53,7 @@ class PostgresServer:
                 hba.write("host replication all 127.0.0.1/32 trust\n")
         else:
             self._run(BIN / "pg_basebackup", "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.primary.port),
-                      "-U", "postgres", "-X", "stream", "-R", "-C", "-S", f"standby_{self.port}")
+                      "-U", "postgres", "-X", "stream", "-c", "fast", "-R", "-C", "-S", f"standby_{self.port}")
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
