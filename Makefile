@@ -40,7 +40,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) bench/run.py
+	$(PY) bench/pg_cycle.py
 
 clean:
 	rm -rf $(VENV) .apt-installed .state .pytest_cache

@@ -27,10 +27,11 @@ from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.postgres import PostgresSession
 
-# Counter columns of a pg_stat_statements row, in the order kept in the baseline tuples.
+# Counter columns of a pg_stat_statements row, in the order the SQL selects them after the key.
 COLUMNS = ("calls", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read", "temp_blks_read",
            "temp_blks_written", "blk_read_time", "blk_write_time")
 _CALLS, _TIME, _ROWS, _HIT, _READ, _TMPR, _TMPW, _BLKR, _BLKW = range(len(COLUMNS))
+_FIRST, _END = 4, 4 + len(COLUMNS)  # where the counters sit in a row
 
 Key = tuple[int, int, int, bool]  # queryid, userid, dbid, toplevel
 
@@ -118,21 +119,26 @@ class StatementsCollector(Collector):
         evicted = dealloc is not None and self._dealloc is not None and dealloc > self._dealloc
         interval = now - self._taken_at if self._taken_at else 0.0
         baseline: dict[Key, tuple[float, ...]] = {}
+        previous_baseline = self._baseline
+        zero = (0,) * len(COLUMNS)
         out = []
         for row in rows:
-            key: Key = (row["queryid"], row["userid"], row["dbid"], row["toplevel"])
-            current = tuple(row[c] for c in COLUMNS)
+            values = tuple(row)
+            key: Key = values[:_FIRST]  # type: ignore[assignment]
+            current = values[_FIRST:_END]
             baseline[key] = current
             if rebaseline:
                 continue
-            previous = self._baseline.get(key)
+            previous = previous_baseline.get(key)
             if previous is None:
                 if evicted:
                     continue
-                previous = (0,) * len(COLUMNS)
+                previous = zero
+            elif previous == current:
+                continue  # idle this interval: the common case, kept cheap
             delta = [c - p for c, p in zip(current, previous)]
             if delta[_CALLS] <= 0 or any(d < 0 for d in delta):
-                continue  # idle, or evicted and re-created: re-baselined, never a negative delta
+                continue  # evicted and re-created: re-baselined, never a negative delta
             out.append(StatementStats(
                 queryid=row["queryid"], user=self._names.get(("r", row["userid"]), str(row["userid"])),
                 datname=self._names.get(("d", row["dbid"]), str(row["dbid"])), toplevel=row["toplevel"],
@@ -198,15 +204,15 @@ def _aggregate(rows: list[Any], names: dict[tuple[str, int], str]) -> dict[tuple
     """Sum rows per exported series key (queryid, user, database): top-level and nested rows merge."""
     series: dict[tuple[int, str, str], list[float]] = {}
     for row in rows:
-        key = (row["queryid"], names.get(("r", row["userid"]), str(row["userid"])),
-               names.get(("d", row["dbid"]), str(row["dbid"])))
-        values = series.get(key)
-        current = [row[c] or 0 for c in COLUMNS]
-        if values is None:
+        values = tuple(row)
+        key = (values[0], names.get(("r", values[1])) or str(values[1]), names.get(("d", values[2])) or str(values[2]))
+        current = [v or 0 for v in values[_FIRST:_END]]
+        summed = series.get(key)
+        if summed is None:
             series[key] = current
         else:
             for i, v in enumerate(current):
-                values[i] += v
+                summed[i] += v
     return series
 
 

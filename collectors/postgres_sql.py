@@ -135,20 +135,22 @@ SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'
        current_database() AS database
 """
 
+# Column order matters: the key (4 columns), then the counters in pg_statements.COLUMNS order, then
+# max_exec_time; the collector slices rows by position, which is what makes 10k rows cheap.
 # Counters only, no text: reading texts means reading the whole query-text file, so texts are fetched
 # separately, for the few statements that get their own series, and cached per queryid.
 STATEMENTS_13 = """
-SELECT s.queryid, s.userid, s.dbid, s.toplevel, s.calls, s.total_exec_time, s.max_exec_time, s.rows,
+SELECT s.queryid, s.userid, s.dbid, s.toplevel, s.calls, s.total_exec_time, s.rows,
        s.shared_blks_hit, s.shared_blks_read, s.temp_blks_read, s.temp_blks_written,
-       s.blk_read_time, s.blk_write_time
+       s.blk_read_time, s.blk_write_time, s.max_exec_time
 FROM pg_stat_statements(false) s
 WHERE s.queryid IS NOT NULL
 """
 
 STATEMENTS_12 = """
 SELECT s.queryid, s.userid, s.dbid, true AS toplevel, s.calls, s.total_time AS total_exec_time,
-       s.max_time AS max_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.temp_blks_read,
-       s.temp_blks_written, s.blk_read_time, s.blk_write_time
+       s.rows, s.shared_blks_hit, s.shared_blks_read, s.temp_blks_read, s.temp_blks_written,
+       s.blk_read_time, s.blk_write_time, s.max_time AS max_exec_time
 FROM pg_stat_statements(false) s
 WHERE s.queryid IS NOT NULL
 """
