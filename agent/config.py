@@ -170,6 +170,10 @@ def _check_option(path: str, default: Any, value: Any) -> None:
     expected = type(default)
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return
+    if expected is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{path}: expected a list of strings, got {value!r}")
+        return
     if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
         raise ValueError(f"{path}: expected {expected.__name__}, got {value!r}")
     if expected is int and value < 0:

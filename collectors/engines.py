@@ -43,7 +43,19 @@ def _postgres() -> Engine:
     )
 
 
-_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres}
+def _host() -> Engine:
+    from dbwatch.collectors import host
+
+    return Engine(
+        name="host",
+        default_port=0,
+        session=host.HostSession,
+        collectors={"host": host.HostCollector},
+        defaults={"host": CollectorDefaults(interval=15.0, timeout=5.0, options={"paths": []})},
+    )
+
+
+_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host}
 _cache: dict[str, Engine] = {}
 
 ENGINE_NAMES: tuple[str, ...] = tuple(_FACTORIES)

@@ -30,8 +30,8 @@ def problems(text: str, environ: dict[str, str] | None = None) -> list[str]:
 
 def test_example_config_is_valid_and_complete():
     config = load_config(ROOT / "config.example.yaml")
-    [target] = config.resolved_targets()
-    assert target.name == "local-postgres"
+    target, host = config.resolved_targets()
+    assert target.name == "local-postgres" and host.engine == "host"
     assert set(target.collectors) == {"postgres", "statements"}
     assert target.collectors["statements"].interval == 60
     assert target.collectors["statements"].options["top_n"] == 100
@@ -155,4 +155,4 @@ def test_validate_command_accepts_the_example():
     result = subprocess.run([sys.executable, "-m", "dbwatch.agent.cli", "validate", "-c",
                              str(ROOT / "config.example.yaml")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "ok (1 target(s))" in result.stdout
+    assert "ok (2 target(s))" in result.stdout

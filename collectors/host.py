@@ -1,0 +1,100 @@
+"""The machine (or container) dbwatch runs on: CPU, memory, load and the filesystems that matter.
+
+Configured as a target of engine ``host``; ``paths`` adds filesystems to watch besides ``/`` — the
+database's data directory when it is local. CPU use is measured between two collections (psutil keeps
+the previous reading), so the first collection after start reports no CPU figure rather than a wrong one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import psutil
+
+from dbwatch.agent.model import Snapshot, Target, gauge
+from dbwatch.collectors.base import Collector, CollectorError, Session
+
+
+class HostSession(Session):
+    """Nothing to connect to: the host is read through /proc and statvfs."""
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self.primed = False
+
+    async def close(self) -> None:
+        return None
+
+    async def invalidate(self) -> None:
+        return None
+
+
+class HostCollector(Collector):
+    name = "host"
+    up_metric = None
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        paths = ["/", *self.settings.options.get("paths", [])]
+        readings = await asyncio.to_thread(_read, paths)
+        session: HostSession = self.session  # type: ignore[assignment]
+        cpu = gauge("dbwatch_host_cpu_usage_ratio", "Share of all CPUs busy since the previous collection.")
+        if session.primed:
+            cpu.add((), readings["cpu"])
+        session.primed = True
+        cpus = gauge("dbwatch_host_cpus", "Logical CPUs.")
+        cpus.add((), readings["cpus"])
+        load = gauge("dbwatch_host_load1", "One-minute load average.")
+        load.add((), readings["load1"])
+        memory = gauge("dbwatch_host_memory_used_ratio", "Share of memory in use (not available).")
+        memory.add((), readings["memory"])
+        labels = ("path", "mountpoint")
+        used = gauge("dbwatch_host_filesystem_used_ratio", "Share of the filesystem's space in use.", labels)
+        size = gauge("dbwatch_host_filesystem_size_bytes", "Filesystem size.", labels)
+        avail = gauge("dbwatch_host_filesystem_avail_bytes", "Space available to unprivileged users.", labels)
+        for path, fs in readings["filesystems"].items():
+            if fs is None:
+                snapshot.notes.append(f"cannot read the filesystem of {path}: it does not exist or is not readable")
+                continue
+            key = (path, fs["mountpoint"])
+            used.add(key, fs["used_ratio"])
+            size.add(key, fs["size"])
+            avail.add(key, fs["avail"])
+        snapshot.families.extend([cpu, cpus, load, memory, used, size, avail])
+        snapshot.facts["summary"] = {"cpu": f"{readings['cpu']:.0%}", "memory": f"{readings['memory']:.0%}"}
+
+
+def _read(paths: list[str]) -> dict:
+    try:
+        filesystems = {}
+        for path in paths:
+            try:
+                stat = os.statvfs(path)
+            except OSError:
+                filesystems[path] = None
+                continue
+            total = stat.f_blocks * stat.f_frsize
+            free = stat.f_bfree * stat.f_frsize
+            filesystems[path] = {
+                "size": total,
+                "avail": stat.f_bavail * stat.f_frsize,
+                # As df counts it: used over what users can have (reserved blocks excluded).
+                "used_ratio": (total - free) / ((total - free) + stat.f_bavail * stat.f_frsize) if total else 0.0,
+                "mountpoint": _mountpoint(path),
+            }
+        return {
+            "cpu": psutil.cpu_percent(interval=None) / 100,
+            "cpus": psutil.cpu_count() or 1,
+            "load1": os.getloadavg()[0],
+            "memory": psutil.virtual_memory().percent / 100,
+            "filesystems": filesystems,
+        }
+    except OSError as exc:
+        raise CollectorError(f"cannot read host statistics: {exc}") from None
+
+
+def _mountpoint(path: str) -> str:
+    path = os.path.realpath(path)
+    while not os.path.ismount(path):
+        path = os.path.dirname(path)
+    return path
