@@ -18,6 +18,7 @@ Exported series are capped: the top ``top_n`` statements by total time get their
 from __future__ import annotations
 
 import heapq
+import operator
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -93,12 +94,13 @@ class StatementsCollector(Collector):
                 snapshot.notes.append(problem)
                 snapshot.facts["statements"] = []
                 return
-            rows = await session.run(sql.statements_sql(server.version_num))
+            extversion = sql.extension_version(available["version"])
+            rows = [tuple(row) for row in await session.run(sql.statements_sql(extversion))]
             dealloc, stats_reset = None, None
-            if server.version_num >= 140000:
+            if extversion >= sql.STATEMENTS_INFO_SINCE:
                 [row] = await session.run(sql.STATEMENTS_INFO)
                 dealloc, stats_reset = row["dealloc"], row["stats_reset"]
-            if any(("r", r["userid"]) not in self._names or ("d", r["dbid"]) not in self._names for r in rows):
+            if any(("r", r[1]) not in self._names or ("d", r[2]) not in self._names for r in rows):
                 self._names = {(n["kind"], n["oid"]): n["name"] for n in await session.run(sql.NAMES)}
             series = _aggregate(rows, self._names)
             top = heapq.nlargest(self.top_n, series, key=lambda k: series[k][_TIME])
@@ -112,6 +114,11 @@ class StatementsCollector(Collector):
                                                     dealloc)
         snapshot.families.extend(self._families(series, top, len(rows), dealloc))
         snapshot.facts["summary"] = {"statements tracked": len(rows)}
+        if not server.superuser and not server.read_all_stats:
+            snapshot.notes.append(
+                f"role {server.role} sees only its own statements in pg_stat_statements (other roles' rows "
+                f"have no queryid); run GRANT pg_monitor TO {server.role};"
+            )
 
     def _deltas(self, rows: list[Any], now: float, epoch: tuple[Any, ...], dealloc: float | None
                 ) -> list[StatementStats]:
@@ -122,8 +129,7 @@ class StatementsCollector(Collector):
         previous_baseline = self._baseline
         zero = (0,) * len(COLUMNS)
         out = []
-        for row in rows:
-            values = tuple(row)
+        for values in rows:
             key: Key = values[:_FIRST]  # type: ignore[assignment]
             current = values[_FIRST:_END]
             baseline[key] = current
@@ -139,13 +145,14 @@ class StatementsCollector(Collector):
             delta = [c - p for c, p in zip(current, previous)]
             if delta[_CALLS] <= 0 or any(d < 0 for d in delta):
                 continue  # evicted and re-created: re-baselined, never a negative delta
+            queryid, userid, dbid, toplevel = key
             out.append(StatementStats(
-                queryid=row["queryid"], user=self._names.get(("r", row["userid"]), str(row["userid"])),
-                datname=self._names.get(("d", row["dbid"]), str(row["dbid"])), toplevel=row["toplevel"],
-                query=self._texts.get(row["queryid"]), calls=row["calls"],
-                total_time_seconds=row["total_exec_time"] / 1000, max_time_seconds=row["max_exec_time"] / 1000,
-                rows=row["rows"], shared_blks_hit=row["shared_blks_hit"], shared_blks_read=row["shared_blks_read"],
-                temp_blks_written=row["temp_blks_written"], delta_calls=int(delta[_CALLS]),
+                queryid=queryid, user=self._names.get(("r", userid), str(userid)),
+                datname=self._names.get(("d", dbid), str(dbid)), toplevel=toplevel,
+                query=self._texts.get(queryid), calls=current[_CALLS],
+                total_time_seconds=current[_TIME] / 1000, max_time_seconds=values[_END] / 1000,
+                rows=current[_ROWS], shared_blks_hit=current[_HIT], shared_blks_read=current[_READ],
+                temp_blks_written=current[_TMPW], delta_calls=int(delta[_CALLS]),
                 delta_time_seconds=delta[_TIME] / 1000, delta_rows=int(delta[_ROWS]),
                 delta_shared_blks_hit=int(delta[_HIT]), delta_shared_blks_read=int(delta[_READ]),
                 delta_temp_blks_written=int(delta[_TMPW]), interval_seconds=interval,
@@ -153,7 +160,7 @@ class StatementsCollector(Collector):
         self._baseline, self._epoch, self._dealloc, self._taken_at = baseline, epoch, dealloc, now
         return out
 
-    def _families(self, series: dict[tuple[int, str, str], list[float]], top: list[tuple[int, str, str]],
+    def _families(self, series: dict[tuple[int, str, str], tuple[float, ...]], top: list[tuple[int, str, str]],
                   entries: int, dealloc: float | None) -> list[MetricFamily]:
         labels = ("queryid", "user", "datname")
         calls = counter("pg_stat_statements_calls_total", "Number of times executed.", labels)
@@ -168,12 +175,10 @@ class StatementsCollector(Collector):
         temp = counter("dbwatch_pg_stat_statements_temp_blks_written_total", "Temporary blocks written.", labels)
         text = info("pg_stat_statements_query_id", "Query text of a statement (folded and truncated).",
                     ("queryid", "query"))
-        chosen = set(top)
-        other = [0.0] * len(COLUMNS)
-        for key, values in series.items():
-            if key not in chosen:
-                for i, v in enumerate(values):
-                    other[i] += v
+        # "other" = everything minus the top: column sums run in C, not one Python loop per statement.
+        # Calls, rows and blocks are integers, exact in a float up to 2^53, so "other" is exact too.
+        totals = [sum(column) for column in zip(*series.values())] or [0.0] * len(COLUMNS)
+        other = [total - sum(series[key][i] for key in top) for i, total in enumerate(totals)]
         emitted = [(key, series[key]) for key in top]
         if len(series) > len(top):
             emitted.append((("other", "", ""), other))  # type: ignore[arg-type]
@@ -200,24 +205,28 @@ class StatementsCollector(Collector):
         return families
 
 
-def _aggregate(rows: list[Any], names: dict[tuple[str, int], str]) -> dict[tuple[int, str, str], list[float]]:
+def _aggregate(rows: list[tuple[Any, ...]], names: dict[tuple[str, int], str]
+               ) -> dict[tuple[int, str, str], tuple[float, ...]]:
     """Sum rows per exported series key (queryid, user, database): top-level and nested rows merge."""
-    series: dict[tuple[int, str, str], list[float]] = {}
-    for row in rows:
-        values = tuple(row)
-        key = (values[0], names.get(("r", values[1])) or str(values[1]), names.get(("d", values[2])) or str(values[2]))
-        current = [v or 0 for v in values[_FIRST:_END]]
+    series: dict[tuple[int, str, str], tuple[float, ...]] = {}
+    labels: dict[tuple[int, int], tuple[str, str]] = {}
+    for values in rows:
+        ids = (values[1], values[2])
+        pair = labels.get(ids)
+        if pair is None:
+            pair = labels[ids] = (names.get(("r", ids[0])) or str(ids[0]), names.get(("d", ids[1])) or str(ids[1]))
+        key = (values[0], *pair)
+        current = values[_FIRST:_END]
         summed = series.get(key)
-        if summed is None:
-            series[key] = current
-        else:
-            for i, v in enumerate(current):
-                summed[i] += v
+        series[key] = current if summed is None else tuple(map(operator.add, summed, current))
     return series
 
 
 def _unavailable(row: Any) -> str | None:
-    preloaded = "pg_stat_statements" in (row["preload"] or "")
+    if row["preload"] is not None:
+        preloaded = "pg_stat_statements" in row["preload"]
+    else:
+        preloaded = row["max_defined"]
     if row["version"] is None:
         step = "" if preloaded else (" and add pg_stat_statements to shared_preload_libraries "
                                      "(needs a server restart)")

@@ -7,9 +7,9 @@ unchanged; what only dbwatch has is prefixed ``dbwatch_pg_``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -17,21 +17,16 @@ import asyncpg
 from dbwatch.agent.model import MetricFamily, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.postgres_facts import (
+    Activity, Archiver, Database, Replica, ServerInfo, Settings, Slot, Standby,
+)
 
 logger = logging.getLogger(__name__)
 
-WRAPAROUND_LIMIT = 2**31  # transaction IDs: the server stops accepting writes near this age
-
-
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    version: str
-    version_num: int
-    in_recovery: bool
-    start_time: float
-    role: str
-    superuser: bool
-    monitor: bool
+# Transaction IDs: the server refuses new XIDs as a database's datfrozenxid age nears 2^31 (it stops
+# 3 million short), whatever autovacuum_freeze_max_age says; that setting only triggers the
+# anti-wraparound vacuum. The margin is measured against the hard limit.
+WRAPAROUND_LIMIT = 2**31
 
 
 class PostgresSession(Session):
@@ -40,28 +35,38 @@ class PostgresSession(Session):
     def __init__(self, target: Target) -> None:
         super().__init__(target)
         self._conn: asyncpg.Connection | None = None
+        self._last_error = ""
         self.server: ServerInfo | None = None
         shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
-        # The server cancels a statement a little before the collector's own timeout, so the usual
-        # failure is a clean server-side cancel that keeps the connection, not a dropped connection.
+        # The server cancels a statement at 80 % of the shortest collector timeout, so the usual failure
+        # is a clean server-side cancel that keeps the connection, rather than the daemon's timeout
+        # dropping it (and the backend possibly running on). The 20 % margin covers the round trip.
         self.statement_timeout_ms = max(100, int(shortest * 800))
-        # Waiting on a lock is never worth it for monitoring: give up quickly and report it.
+        # A monitoring query waiting on a lock is worse than none: it queues behind an ALTER/DROP and
+        # every later query on that relation then queues behind *us*. Give up within 2 s and say so.
         self.lock_timeout_ms = min(self.statement_timeout_ms, 2000)
         parsed = urllib.parse.urlsplit(target.dsn)
-        self.endpoint = f"{parsed.hostname or 'localhost'}:{parsed.port or 5432}"
+        try:
+            port = parsed.port or 5432
+        except ValueError:
+            port = 5432
+        self.endpoint = f"{parsed.hostname or 'localhost'}:{port}"
 
     async def connection(self) -> asyncpg.Connection:
+        """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
         wait = self.backoff_remaining(time.monotonic())
         if wait > 0:
-            raise CollectorError(f"{self.endpoint} unreachable; next connection attempt in {wait:.1f}s")
+            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s "
+                                 f"(last error: {self._last_error})")
+        password = self.target.password()
         try:
-            self._conn = await asyncpg.connect(
+            conn = await asyncpg.connect(
                 self.target.dsn,
-                password=self.target.password(),
+                password=password,
                 timeout=max(1.0, self.statement_timeout_ms / 1000),
-                statement_cache_size=0,  # each statement runs once per interval; no server-side prepared plans kept
+                statement_cache_size=0,  # each statement runs once per interval; no server-side plans kept
                 server_settings={
                     "application_name": "dbwatch",
                     "statement_timeout": str(self.statement_timeout_ms),
@@ -70,17 +75,25 @@ class PostgresSession(Session):
                     "idle_in_transaction_session_timeout": "60000",
                 },
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            try:
+                # numeric (LSN differences, epochs) as float: these are measurements, not money.
+                await conn.set_type_codec("numeric", encoder=str, decoder=float, schema="pg_catalog",
+                                          format="text")
+                row = await conn.fetchrow(sql.SERVER)
+            except BaseException:
+                conn.terminate()
+                raise
+        except Exception as exc:  # asyncpg raises OSError, PostgresError, InterfaceError, ValueError...
             self.record_failure(time.monotonic())
-            raise CollectorError(f"cannot connect to {self.endpoint}: {_describe(exc)}") from None
+            self._last_error = self._safe(_describe(exc), password)
+            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}") from None
         self.record_success()
-        # numeric (LSN differences, epochs) as float: these are measurements, not money.
-        await self._conn.set_type_codec("numeric", encoder=str, decoder=float, schema="pg_catalog", format="text")
-        row = await self._conn.fetchrow(sql.SERVER)
+        self._conn = conn
         self.server = ServerInfo(**dict(row))
-        return self._conn
+        return conn
 
     async def invalidate(self) -> None:
+        # terminate(), not close(): close() waits for the server, which may be the thing that is stuck.
         if self._conn is not None:
             self._conn.terminate()
         self._conn = None
@@ -100,9 +113,28 @@ class PostgresSession(Session):
             return await conn.fetch(query, *args)
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
             await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {_describe(exc)}") from None
+            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
         except asyncpg.PostgresError as exc:
-            raise CollectorError(f"query failed on {self.endpoint}: {_describe(exc)}") from None
+            raise CollectorError(f"query failed on {self.endpoint}: {self._safe(_describe(exc))}") from None
+
+    def _safe(self, text: str, password: str | None = None) -> str:
+        """Error text without secrets: never the DSN as written, never a password, even one in a URI."""
+        text = text.replace(self.target.dsn, self.endpoint)
+        text = _URI_PASSWORD.sub(r"\1***@", text)
+        for secret in (password, _dsn_password(self.target.dsn)):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+_URI_PASSWORD = re.compile(r"((?:postgres|postgresql)://[^:/@\s]*):[^@\s]*@")
+
+
+def _dsn_password(dsn: str) -> str | None:
+    try:
+        return urllib.parse.urlsplit(dsn).password
+    except ValueError:
+        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -111,6 +143,10 @@ def _describe(exc: BaseException) -> str:
 
 
 class PostgresCollector(Collector):
+    """The server as a whole: connections, locks, databases, wraparound, replication, slots, WAL archiving,
+    checkpoints. Facts (see :mod:`postgres_facts`): server, settings, activity, databases, replicas,
+    standby, slots, archiver, summary."""
+
     name = "postgres"
     up_metric = "pg_up"
 
@@ -129,33 +165,53 @@ class PostgresCollector(Collector):
                 "slots": await session.run(sql.SLOTS),
                 "archiver": await session.run(sql.ARCHIVER),
                 "bgwriter": await session.run(sql.bgwriter_sql(server.version_num)),
+                "replication": [] if server.in_recovery else await session.run(sql.REPLICATION),
+                "standby": await session.run(sql.STANDBY) if server.in_recovery else [],
             }
-            if server.in_recovery:
-                results["standby"] = await session.run(sql.STANDBY)
-            else:
-                results["replication"] = await session.run(sql.REPLICATION)
+        settings_families, settings = _settings(results["settings"])
+        activity_families, activity = _activity(results["activity"])
+        database_families, databases = _databases(results["databases"])
         snapshot.families.extend(_server_families(server))
-        snapshot.families.extend(_settings(results["settings"]))
-        snapshot.families.extend(_activity(results["activity"]))
+        snapshot.families.extend(settings_families)
+        snapshot.families.extend(activity_families)
         snapshot.families.extend(_locks(results["locks"]))
-        snapshot.families.extend(_databases(results["databases"]))
-        snapshot.families.extend(_replication(server, results.get("replication"), results.get("standby")))
-        snapshot.families.extend(_slots(results["slots"]))
-        snapshot.families.extend(_archiver(results["archiver"]))
-        snapshot.families.extend(_bgwriter(results["bgwriter"]))
-        snapshot.facts.update(_facts(server, results))
-        if not server.superuser and not server.monitor:
-            snapshot.notes.append(
-                f"role {server.role} is not a member of pg_monitor: other sessions' states, queries and some "
-                f"statistics are hidden; run GRANT pg_monitor TO {server.role};"
-            )
+        snapshot.families.extend(database_families)
+        replication_families, replicas, standby = _replication(server, results["replication"], results["standby"])
+        snapshot.families.extend(replication_families)
+        slot_families, slots = _slots(results["slots"])
+        snapshot.families.extend(slot_families)
+        archiver_families, archiver = _archiver(results["archiver"][0])
+        snapshot.families.extend(archiver_families)
+        snapshot.families.extend(_bgwriter(results["bgwriter"][0]))
+        snapshot.facts.update(server=server, settings=settings, activity=activity, databases=databases,
+                              replicas=replicas, standby=standby, slots=slots, archiver=archiver)
+        snapshot.facts["summary"] = _summary(server, settings, activity, databases, replicas, standby)
+        snapshot.notes.extend(_privilege_notes(server, databases))
+
+
+def _privilege_notes(server: ServerInfo, databases: list[Database]) -> list[str]:
+    notes = []
+    if not server.superuser and not server.monitor:
+        notes.append(
+            f"role {server.role} is not a member of pg_monitor: other sessions' states and queries, "
+            f"standbys' WAL positions and the WAL receiver's status are hidden; run GRANT pg_monitor TO "
+            f"{server.role};"
+        )
+    hidden = sorted(db.datname for db in databases if db.size_bytes is None)
+    if hidden:
+        notes.append(
+            f"role {server.role} may not connect to {', '.join(hidden)} and lacks pg_read_all_stats: their "
+            f"sizes are not exported; run GRANT pg_monitor TO {server.role};"
+        )
+    return notes
 
 
 def _server_families(server: ServerInfo) -> list[MetricFamily]:
     up = gauge("pg_up", "Whether the last collection could reach the server (1 = yes).")
     up.add((), 1)
-    static = info("pg_static", "Version string as reported by PostgreSQL.", ("version", "short_version"))
-    static.add((server.version, server.version.split()[0]), 1)
+    # postgres_exporter's labels: version() in full, and the version as semver (15.6 -> 15.6.0).
+    static = info("pg_static", "Version string as reported by postgres", ("version", "short_version"))
+    static.add((server.full_version, _short_version(server.version_num)), 1)
     start = gauge("pg_postmaster_start_time_seconds", "Time at which postmaster started (Unix time).")
     start.add((), server.start_time)
     replica = gauge("pg_replication_is_replica", "Indicates if the server is a replica (1 = in recovery).")
@@ -163,150 +219,226 @@ def _server_families(server: ServerInfo) -> list[MetricFamily]:
     return [up, static, start, replica]
 
 
-def _settings(rows: list[asyncpg.Record]) -> list[MetricFamily]:
-    families = []
+def _short_version(num: int) -> str:
+    if num >= 100000:
+        return f"{num // 10000}.{num % 10000}.0"
+    return f"{num // 10000}.{num // 100 % 100}.{num % 100}"
+
+
+# postgres_exporter's conversion: sizes to bytes, durations to seconds, with the unit as a name suffix;
+# -1 (disabled) is kept as is.
+_TIME_UNITS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE_UNIT = re.compile(r"^(\d*)(B|kB|MB|GB|TB)$")
+_SIZE_FACTORS = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
+
+
+def _setting_value(row: Any) -> tuple[str, float]:
+    name, setting, unit = row["name"], row["setting"], row["unit"] or ""
+    if row["vartype"] == "bool":
+        return name, 1.0 if setting == "on" else 0.0
+    value = float(setting)
+    if unit in _TIME_UNITS:
+        return f"{name}_seconds", value if value == -1 else value * _TIME_UNITS[unit]
+    size = _SIZE_UNIT.match(unit)
+    if size:
+        factor = int(size.group(1) or 1) * _SIZE_FACTORS[size.group(2)]
+        return f"{name}_bytes", value if value == -1 else value * factor
+    return name, value
+
+
+def _settings(rows: list[asyncpg.Record]) -> tuple[list[MetricFamily], Settings]:
+    families, values = [], {}
     for row in rows:
-        fam = gauge(f"pg_settings_{row['name']}", f"Server Parameter: {row['name']}")
-        fam.add((), row["value"])
+        name, value = _setting_value(row)
+        values[name] = value
+        fam = gauge(f"pg_settings_{name}", f"Server Parameter: {row['name']}")
+        fam.add((), value)
         families.append(fam)
-    return families
+    settings = Settings(
+        max_connections=int(values.get("max_connections", 0)),
+        superuser_reserved_connections=int(values.get("superuser_reserved_connections", 0)),
+        autovacuum_freeze_max_age=int(values.get("autovacuum_freeze_max_age", 0)),
+        max_wal_senders=int(values.get("max_wal_senders", 0)),
+        max_replication_slots=int(values.get("max_replication_slots", 0)),
+        shared_buffers_bytes=values.get("shared_buffers_bytes", 0.0),
+        work_mem_bytes=values.get("work_mem_bytes", 0.0),
+        track_io_timing=bool(values.get("track_io_timing", 0.0)),
+    )
+    return families, settings
 
 
-def _activity(rows: list[asyncpg.Record]) -> list[MetricFamily]:
-    count = gauge("pg_stat_activity_count", "Number of client connections in this state.", ("datname", "state"))
-    tx = gauge("pg_stat_activity_max_tx_duration", "Max duration in seconds any active transaction has been running.",
+def _activity(rows: list[asyncpg.Record]) -> tuple[list[MetricFamily], Activity]:
+    count = gauge("pg_stat_activity_count", "number of connections in this state", ("datname", "state"))
+    tx = gauge("pg_stat_activity_max_tx_duration", "max duration in seconds any active transaction has been running",
                ("datname", "state"))
     oldest_query = gauge("dbwatch_pg_oldest_query_seconds", "Age of the longest-running active query.")
     waiting = gauge("dbwatch_pg_waiting_sessions", "Client sessions waiting on a lock.")
+    by_state: dict[str, int] = {}
     for row in rows:
         count.add((row["datname"], row["state"]), row["count"])
         tx.add((row["datname"], row["state"]), row["max_tx_duration"])
-    oldest_query.add((), max((row["max_query_duration"] for row in rows), default=0.0))
-    waiting.add((), sum(row["waiting"] for row in rows))
-    return [count, tx, oldest_query, waiting]
+        by_state[row["state"]] = by_state.get(row["state"], 0) + row["count"]
+    activity = Activity(
+        connections=sum(by_state.values()),
+        by_state=by_state,
+        oldest_xact_seconds=max((row["max_tx_duration"] for row in rows), default=0.0),
+        oldest_query_seconds=max((row["max_query_duration"] for row in rows), default=0.0),
+        oldest_idle_in_xact_seconds=max((row["max_idle_in_xact"] for row in rows), default=0.0),
+        oldest_xmin_age=max((row["max_xmin_age"] for row in rows), default=0),
+        waiting_on_locks=sum(row["waiting"] for row in rows),
+    )
+    oldest_query.add((), activity.oldest_query_seconds)
+    waiting.add((), activity.waiting_on_locks)
+    return [count, tx, oldest_query, waiting], activity
 
 
 def _locks(rows: list[asyncpg.Record]) -> list[MetricFamily]:
-    fam = gauge("pg_locks_count", "Number of locks held or awaited, by database and mode.", ("datname", "mode"))
+    fam = gauge("pg_locks_count", "Number of locks", ("datname", "mode"))
     for row in rows:
         fam.add((row["datname"], row["mode"]), row["count"])
     return [fam]
 
 
-def _databases(rows: list[asyncpg.Record]) -> list[MetricFamily]:
+def _databases(rows: list[asyncpg.Record]) -> tuple[list[MetricFamily], list[Database]]:
     labels = ("datid", "datname")
     backends = gauge("pg_stat_database_numbackends", "Number of backends currently connected to this database.", labels)
     counters = {
         name: counter(f"pg_stat_database_{name}", f"pg_stat_database.{name} (cumulative).", labels)
         for name in sql.DATABASE_COUNTERS
     }
-    size = gauge("pg_database_size_bytes", "Disk space used by the database.", ("datname",))
-    age = gauge("dbwatch_pg_database_frozenxid_age", "Age of the database's oldest unfrozen transaction ID.",
+    size = gauge("pg_database_size_bytes", "Disk space used by the database", ("datname",))
+    age = gauge("pg_database_wraparound_age_datfrozenxid_seconds",
+                "Age of the oldest transaction ID that has not been frozen (in transactions, despite the name).",
                 ("datname",))
+    mxid_age = gauge("pg_database_wraparound_age_datminmxid_seconds",
+                     "Age of the oldest multi-transaction ID that has been replaced with a transaction ID "
+                     "(in multixacts, despite the name).", ("datname",))
     margin = gauge("dbwatch_pg_wraparound_margin_ratio",
-                   "Share of the transaction ID space left before wraparound protection (1 = all).", ("datname",))
+                   "Share of the transaction ID space (2^31) left before the server refuses writes (1 = all).",
+                   ("datname",))
+    databases = []
     for row in rows:
         key = (row["datid"], row["datname"])
         backends.add(key, row["numbackends"])
         for name, fam in counters.items():
             fam.add(key, row[name])
+        ratio = max(0.0, 1 - max(row["frozenxid_age"], row["minmxid_age"]) / WRAPAROUND_LIMIT)
         size.add((row["datname"],), row["size_bytes"])
         age.add((row["datname"],), row["frozenxid_age"])
-        margin.add((row["datname"],), max(0.0, 1 - row["frozenxid_age"] / WRAPAROUND_LIMIT))
-    return [backends, *counters.values(), size, age, margin]
+        mxid_age.add((row["datname"],), row["minmxid_age"])
+        margin.add((row["datname"],), ratio)
+        databases.append(Database(
+            datname=row["datname"], numbackends=row["numbackends"], size_bytes=row["size_bytes"],
+            frozenxid_age=row["frozenxid_age"], minmxid_age=row["minmxid_age"], wraparound_margin_ratio=ratio,
+            xact_commit=row["xact_commit"], xact_rollback=row["xact_rollback"], deadlocks=row["deadlocks"],
+            temp_bytes=row["temp_bytes"],
+        ))
+    return [backends, *counters.values(), size, age, mxid_age, margin], databases
 
 
-def _replication(server: ServerInfo, primary: list[asyncpg.Record] | None,
-                 standby: list[asyncpg.Record] | None) -> list[MetricFamily]:
+def _replication(server: ServerInfo, primary: list[asyncpg.Record], standby_rows: list[asyncpg.Record]
+                 ) -> tuple[list[MetricFamily], list[Replica], Standby | None]:
+    # On a standby, "now - pg_last_xact_replay_timestamp()" (postgres_exporter's definition) grows while
+    # the primary is idle although nothing is behind. dbwatch reports 0 once everything received has
+    # been replayed, and exports the byte distance and the receiver's state beside it, so a standby cut
+    # off from its primary (nothing received, nothing to replay) shows as receiver down, not as lag 0.
     lag = gauge("pg_replication_lag_seconds",
-                "Replication lag behind the primary in seconds (0 on a primary, and on a caught-up standby).")
+                "Replication lag behind the primary in seconds (0 on a primary and on a caught-up standby).")
     families = [lag]
-    if standby:
-        row = standby[0]
-        lag.add((), row["lag_seconds"])
+    standby = None
+    if standby_rows:
+        row = standby_rows[0]
+        standby = Standby(
+            lag_seconds=row["lag_seconds"], replay_lag_bytes=row["replay_lag_bytes"],
+            replay_paused=row["replay_paused"], receiver_status=row["receiver_status"] or "stopped",
+            upstream_host=row["upstream_host"], upstream_port=row["upstream_port"],
+        )
+        lag.add((), standby.lag_seconds)
         replay_bytes = gauge("dbwatch_pg_replay_lag_bytes", "WAL received but not yet replayed by this standby.")
-        replay_bytes.add((), row["replay_lag_bytes"])
+        replay_bytes.add((), standby.replay_lag_bytes)
         paused = gauge("dbwatch_pg_replay_paused", "Whether WAL replay is paused on this standby.")
-        paused.add((), int(row["replay_paused"]))
+        paused.add((), int(standby.replay_paused))
         receiver = gauge("dbwatch_pg_wal_receiver_up", "Whether the WAL receiver is streaming from the upstream.",
                          ("status",))
-        receiver.add((row["receiver_status"] or "stopped",), int(row["receiver_status"] == "streaming"))
+        receiver.add((standby.receiver_status,), int(standby.receiver_status == "streaming"))
         families += [replay_bytes, paused, receiver]
-    else:
-        lag.add((), 0)
+        return families, [], standby
+    lag.add((), 0)
     labels = ("application_name", "client_addr", "state", "slot_name")
-    lsn_diff = gauge("pg_stat_replication_pg_wal_lsn_diff", "Bytes of WAL the standby has yet to replay.", labels)
-    seconds = gauge("dbwatch_pg_replication_lag_seconds", "Standby lag as seen by the primary, by kind.",
+    lsn_diff = gauge("pg_stat_replication_pg_wal_lsn_diff", "Lag in bytes between master and slave", labels)
+    seconds = gauge("dbwatch_pg_replication_lag_seconds",
+                    "Standby lag as measured by the primary (pg_stat_replication *_lag; 0 when caught up).",
                     ("application_name", "client_addr", "kind"))
-    replicas = gauge("dbwatch_pg_replicas_connected", "Standbys connected to this primary.")
-    for row in primary or []:
-        lsn_diff.add((row["application_name"], row["client_addr"], row["state"], row["slot_name"]),
-                     row["replay_lag_bytes"])
-        for kind in ("write", "flush", "replay"):
-            seconds.add((row["application_name"], row["client_addr"], kind), row[f"{kind}_lag"])
-    if not server.in_recovery:
-        replicas.add((), len(primary or []))
-        families += [lsn_diff, seconds, replicas]
-    return families
+    connected = gauge("dbwatch_pg_replicas_connected", "Standbys connected to this primary.")
+    replicas = []
+    for row in primary:
+        replica = Replica(
+            application_name=row["application_name"], client_addr=row["client_addr"], state=row["state"],
+            sync_state=row["sync_state"], slot_name=row["slot_name"], replay_lag_bytes=row["replay_lag_bytes"],
+            flush_lag_bytes=row["flush_lag_bytes"], write_lag_seconds=row["write_lag"],
+            flush_lag_seconds=row["flush_lag"], replay_lag_seconds=row["replay_lag"],
+        )
+        replicas.append(replica)
+        lsn_diff.add((replica.application_name, replica.client_addr, replica.state, replica.slot_name),
+                     replica.replay_lag_bytes)
+        for kind, value in (("write", replica.write_lag_seconds), ("flush", replica.flush_lag_seconds),
+                            ("replay", replica.replay_lag_seconds)):
+            seconds.add((replica.application_name, replica.client_addr, kind), value)
+    connected.add((), len(replicas))
+    return [*families, lsn_diff, seconds, connected], replicas, None
 
 
-def _slots(rows: list[asyncpg.Record]) -> list[MetricFamily]:
+def _slots(rows: list[asyncpg.Record]) -> tuple[list[MetricFamily], list[Slot]]:
     labels = ("slot_name", "slot_type", "database")
-    active = gauge("pg_replication_slots_active", "Whether the slot is in use (1) or inactive (0).", labels)
-    retained = gauge("pg_replication_slots_pg_wal_lsn_diff", "WAL bytes the slot keeps from being removed.", labels)
+    active = gauge("pg_replication_slots_active", "Flag indicating if the slot is active", labels)
+    retained = gauge("pg_replication_slots_pg_wal_lsn_diff", "Replication lag in bytes", labels)
+    slots = []
     for row in rows:
-        key = (row["slot_name"], row["slot_type"], row["database"])
-        active.add(key, int(row["active"]))
-        retained.add(key, row["retained_bytes"])
-    return [active, retained]
+        slot = Slot(slot_name=row["slot_name"], slot_type=row["slot_type"], database=row["database"],
+                    active=row["active"], retained_bytes=row["retained_bytes"])
+        slots.append(slot)
+        key = (slot.slot_name, slot.slot_type, slot.database)
+        active.add(key, int(slot.active))
+        retained.add(key, slot.retained_bytes)
+    return [active, retained], slots
 
 
-def _archiver(rows: list[asyncpg.Record]) -> list[MetricFamily]:
-    row = rows[0]
-    archived = counter("pg_stat_archiver_archived_count", "Number of WAL files successfully archived.")
-    archived.add((), row["archived_count"])
-    failed = counter("pg_stat_archiver_failed_count", "Number of failed attempts to archive WAL files.")
-    failed.add((), row["failed_count"])
-    age = gauge("pg_stat_archiver_last_archive_age", "Seconds since the last WAL file was archived.")
-    age.add((), row["last_archive_age"])
+def _archiver(row: asyncpg.Record) -> tuple[list[MetricFamily], Archiver]:
+    archiver = Archiver(**dict(row))
+    archived = counter("pg_stat_archiver_archived_count", "Number of WAL files that have been successfully archived")
+    archived.add((), archiver.archived_count)
+    failed = counter("pg_stat_archiver_failed_count", "Number of failed attempts for archiving WAL files")
+    failed.add((), archiver.failed_count)
+    age = gauge("pg_stat_archiver_last_archive_age", "Time in seconds since last WAL segment was successfully archived")
+    age.add((), archiver.last_archive_age)
     failed_age = gauge("dbwatch_pg_archiver_last_failed_age_seconds", "Seconds since the last archiving failure.")
-    failed_age.add((), row["last_failed_age"])
+    failed_age.add((), archiver.last_failed_age)
     failing = gauge("dbwatch_pg_archiver_failing", "Whether the last archiving attempt failed (1 = yes).")
-    failing.add((), int(row["failing"]))
-    return [archived, failed, age, failed_age, failing]
+    failing.add((), int(archiver.failing))
+    return [archived, failed, age, failed_age, failing], archiver
 
 
-def _bgwriter(rows: list[asyncpg.Record]) -> list[MetricFamily]:
-    row = dict(rows[0])
+def _bgwriter(row: asyncpg.Record) -> list[MetricFamily]:
     families = []
     for column, value in row.items():
-        # postgres_exporter (0.15+) names these pg_stat_bgwriter_<column>_total.
+        # postgres_exporter names these pg_stat_bgwriter_<column>_total, also for PostgreSQL 17.
         fam = counter(f"pg_stat_bgwriter_{column}_total", f"pg_stat_bgwriter.{column} (cumulative).")
         fam.add((), value)
         families.append(fam)
     return families
 
 
-def _facts(server: ServerInfo, results: dict[str, list[asyncpg.Record]]) -> dict[str, Any]:
-    connections = sum(row["count"] for row in results["activity"])
-    settings = {row["name"]: row["value"] for row in results["settings"]}
-    facts: dict[str, Any] = {
-        "server": server,
-        "settings": settings,
-        "databases": [dict(row) for row in results["databases"]],
-        "slots": [dict(row) for row in results["slots"]],
-        "archiver": dict(results["archiver"][0]),
-        "replicas": [dict(row) for row in results.get("replication", [])],
-        "standby": dict(results["standby"][0]) if results.get("standby") else None,
-        "summary": {
-            "role": "standby" if server.in_recovery else "primary",
-            "connections": f"{connections}/{int(settings.get('max_connections', 0))}",
-            "databases": len(results["databases"]),
-            "longest transaction (s)": round(max((r["max_tx_duration"] for r in results["activity"]), default=0.0), 1),
-        },
+def _summary(server: ServerInfo, settings: Settings, activity: Activity, databases: list[Database],
+             replicas: list[Replica], standby: Standby | None) -> dict[str, Any]:
+    """What ``dbwatch check`` prints: a handful of human-readable numbers."""
+    summary: dict[str, Any] = {
+        "role": "standby" if server.in_recovery else "primary",
+        "connections": f"{activity.connections}/{settings.max_connections}",
+        "databases": len(databases),
+        "longest transaction (s)": round(activity.oldest_xact_seconds, 1),
     }
-    if results.get("standby"):
-        facts["summary"]["replication lag (s)"] = round(results["standby"][0]["lag_seconds"], 3)
+    if standby is not None:
+        summary["replication lag (s)"] = round(standby.lag_seconds, 3)
     else:
-        facts["summary"]["standbys"] = len(results.get("replication", []))
-    return facts
+        summary["standbys"] = len(replicas)
+    return summary

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 SERVER = """
 SELECT current_setting('server_version') AS version,
+       version() AS full_version,
        current_setting('server_version_num')::int AS version_num,
        pg_is_in_recovery() AS in_recovery,
        extract(epoch FROM pg_postmaster_start_time()) AS start_time,
        current_user AS role,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
-       pg_has_role(current_user, 'pg_monitor', 'member') AS monitor
+       pg_has_role(current_user, 'pg_monitor', 'member') AS monitor,
+       pg_has_role(current_user, 'pg_read_all_stats', 'member') AS read_all_stats
 """
 
+# Unit conversion is done by the collector, as postgres_exporter does (8kB pages -> bytes, ms -> seconds).
 SETTINGS = """
-SELECT name, setting::float8 AS value
+SELECT name, setting, unit, vartype
 FROM pg_settings
-WHERE name = ANY($1::text[]) AND vartype IN ('integer', 'real')
+WHERE name = ANY($1::text[]) AND vartype IN ('integer', 'real', 'bool')
 """
 
-# Settings exported as pg_settings_<name> (postgres_exporter's names) and read by rules.
+# Settings exported as pg_settings_<name>[_bytes|_seconds] (postgres_exporter's names) and read by rules.
+# Not the ones the monitoring session sets for itself (statement_timeout, lock_timeout,
+# idle_in_transaction_session_timeout): pg_settings would show dbwatch's own values, not the server's.
 EXPORTED_SETTINGS = (
     "max_connections",
     "superuser_reserved_connections",
@@ -31,31 +36,63 @@ EXPORTED_SETTINGS = (
     "max_replication_slots",
     "shared_buffers",
     "work_mem",
-    "statement_timeout",
+    "maintenance_work_mem",
+    "effective_cache_size",
+    "checkpoint_timeout",
+    "max_wal_size",
+    "track_io_timing",
+    "hot_standby",
 )
 
+# postgres_exporter's shape: every database x every state, zero-filled, so series never vanish; the
+# columns after max_tx_duration are dbwatch's. Walsenders and background workers are not connections.
 ACTIVITY = """
-SELECT coalesce(datname, '') AS datname, coalesce(state, 'unknown') AS state, count(*) AS count,
-       coalesce(max(extract(epoch FROM now() - xact_start)), 0) AS max_tx_duration,
-       coalesce(max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active'), 0) AS max_query_duration,
-       count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting
-FROM pg_stat_activity
-WHERE backend_type = 'client backend'
-GROUP BY 1, 2
+WITH a AS (
+    SELECT datname, state, count(*) AS count,
+           max(extract(epoch FROM now() - xact_start)) AS max_tx_duration,
+           max(extract(epoch FROM now() - query_start)) FILTER (WHERE state = 'active') AS max_query_duration,
+           max(extract(epoch FROM now() - state_change))
+               FILTER (WHERE state LIKE 'idle in transaction%') AS max_idle_in_xact,
+           max(age(backend_xmin)) AS max_xmin_age,
+           count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting
+    FROM pg_stat_activity
+    WHERE backend_type = 'client backend'
+    GROUP BY datname, state
+)
+SELECT d.datname, s.state, coalesce(a.count, 0) AS count,
+       coalesce(a.max_tx_duration, 0) AS max_tx_duration,
+       coalesce(a.max_query_duration, 0) AS max_query_duration,
+       coalesce(a.max_idle_in_xact, 0) AS max_idle_in_xact,
+       coalesce(a.max_xmin_age, 0) AS max_xmin_age,
+       coalesce(a.waiting, 0) AS waiting
+FROM pg_database d
+CROSS JOIN (VALUES ('active'), ('idle'), ('idle in transaction'), ('idle in transaction (aborted)'),
+                   ('fastpath function call'), ('disabled')) AS s(state)
+LEFT JOIN a ON a.datname = d.datname AND a.state = s.state
 """
 
+# postgres_exporter's shape: lower-case modes, every database x every mode, zero-filled.
 LOCKS = """
-SELECT coalesce(d.datname, '') AS datname, l.mode, count(*) AS count
-FROM pg_locks l LEFT JOIN pg_database d ON d.oid = l.database
-GROUP BY 1, 2
+SELECT d.datname, m.mode, coalesce(l.count, 0) AS count
+FROM pg_database d
+CROSS JOIN (VALUES ('accesssharelock'), ('rowsharelock'), ('rowexclusivelock'), ('shareupdateexclusivelock'),
+                   ('sharelock'), ('sharerowexclusivelock'), ('exclusivelock'), ('accessexclusivelock'),
+                   ('sireadlock')) AS m(mode)
+LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count
+           FROM pg_locks WHERE database IS NOT NULL GROUP BY 1, 2) l ON l.database = d.oid AND l.mode = m.mode
 """
 
+# pg_database_size() needs CONNECT on the database or pg_read_all_stats: without either it raises
+# and would fail the whole query, so such a database gets a NULL size (not exported) instead.
 DATABASES = """
-SELECT d.datid, d.datname, d.numbackends, d.xact_commit, d.xact_rollback, d.blks_read, d.blks_hit,
-       d.tup_returned, d.tup_fetched, d.tup_inserted, d.tup_updated, d.tup_deleted, d.conflicts,
+SELECT d.datid::int8 AS datid, d.datname, d.numbackends, d.xact_commit, d.xact_rollback, d.blks_read,
+       d.blks_hit, d.tup_returned, d.tup_fetched, d.tup_inserted, d.tup_updated, d.tup_deleted, d.conflicts,
        d.temp_files, d.temp_bytes, d.deadlocks, d.blk_read_time, d.blk_write_time,
-       pg_database_size(d.datid) AS size_bytes,
-       age(db.datfrozenxid) AS frozenxid_age
+       CASE WHEN has_database_privilege(d.datid, 'CONNECT')
+                 OR pg_has_role(current_user, 'pg_read_all_stats', 'member')
+            THEN pg_database_size(d.datid) END AS size_bytes,
+       age(db.datfrozenxid) AS frozenxid_age,
+       mxid_age(db.datminmxid) AS minmxid_age
 FROM pg_stat_database d JOIN pg_database db ON db.oid = d.datid
 WHERE NOT db.datistemplate
 """
@@ -129,9 +166,12 @@ def bgwriter_sql(version_num: int) -> str:
 
 # -- pg_stat_statements ----------------------------------------------------------------------------
 
+# shared_preload_libraries is readable only with pg_read_all_settings (pg_monitor has it); without, the
+# library's own postmaster-level setting tells: pg_stat_statements defines it only when preloaded.
 STATEMENTS_AVAILABLE = """
 SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements') AS version,
-       current_setting('shared_preload_libraries') AS preload,
+       (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries') AS preload,
+       current_setting('pg_stat_statements.max', true) IS NOT NULL AS max_defined,
        current_database() AS database
 """
 
@@ -139,7 +179,9 @@ SELECT (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements'
 # max_exec_time; the collector slices rows by position, which is what makes 10k rows cheap.
 # Counters only, no text: reading texts means reading the whole query-text file, so texts are fetched
 # separately, for the few statements that get their own series, and cached per queryid.
-STATEMENTS_13 = """
+# The columns follow the *installed extension's* version, not the server's: after pg_upgrade an old
+# extension version keeps its old function signature until ALTER EXTENSION ... UPDATE.
+STATEMENTS_1_9 = """
 SELECT s.queryid, s.userid, s.dbid, s.toplevel, s.calls, s.total_exec_time, s.rows,
        s.shared_blks_hit, s.shared_blks_read, s.temp_blks_read, s.temp_blks_written,
        s.blk_read_time, s.blk_write_time, s.max_exec_time
@@ -147,7 +189,15 @@ FROM pg_stat_statements(false) s
 WHERE s.queryid IS NOT NULL
 """
 
-STATEMENTS_12 = """
+# 1.11 (PostgreSQL 17) renamed blk_{read,write}_time to shared_blk_{read,write}_time.
+STATEMENTS_1_11 = STATEMENTS_1_9.replace(
+    "s.blk_read_time, s.blk_write_time",
+    "s.shared_blk_read_time AS blk_read_time, s.shared_blk_write_time AS blk_write_time")
+
+# 1.8 (PostgreSQL 13) split planning from execution time but has no toplevel yet.
+STATEMENTS_1_8 = STATEMENTS_1_9.replace("s.toplevel", "true AS toplevel")
+
+STATEMENTS_BEFORE_1_8 = """
 SELECT s.queryid, s.userid, s.dbid, true AS toplevel, s.calls, s.total_time AS total_exec_time,
        s.rows, s.shared_blks_hit, s.shared_blks_read, s.temp_blks_read, s.temp_blks_written,
        s.blk_read_time, s.blk_write_time, s.max_time AS max_exec_time
@@ -155,22 +205,27 @@ FROM pg_stat_statements(false) s
 WHERE s.queryid IS NOT NULL
 """
 
-# PostgreSQL 17 renamed blk_{read,write}_time to shared_blk_{read,write}_time.
-STATEMENTS_17 = STATEMENTS_13.replace("s.blk_read_time, s.blk_write_time",
-                                      "s.shared_blk_read_time AS blk_read_time, s.shared_blk_write_time AS blk_write_time")
+
+def extension_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-def statements_sql(version_num: int) -> str:
-    if version_num >= 170000:
-        return STATEMENTS_17
-    if version_num >= 140000:
-        return STATEMENTS_13
-    if version_num >= 130000:
-        return STATEMENTS_13.replace("s.toplevel", "true AS toplevel")
-    return STATEMENTS_12
+def statements_sql(extversion: tuple[int, ...]) -> str:
+    if extversion >= (1, 11):
+        return STATEMENTS_1_11
+    if extversion >= (1, 9):
+        return STATEMENTS_1_9
+    if extversion >= (1, 8):
+        return STATEMENTS_1_8
+    return STATEMENTS_BEFORE_1_8
 
 
-STATEMENT_TEXTS = "SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) WHERE queryid = ANY($1::bigint[])"
+# pg_stat_statements_info (dealloc, stats_reset) exists from extension version 1.9 (PostgreSQL 14).
+STATEMENTS_INFO_SINCE = (1, 9)
+
+STATEMENT_TEXTS = """
+SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) WHERE queryid = ANY($1::bigint[])
+"""
 
 STATEMENTS_INFO = "SELECT dealloc, extract(epoch FROM stats_reset) AS stats_reset FROM pg_stat_statements_info"
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 RUN_AS = "postgres" if os.geteuid() == 0 else None
+BINARIES = ("initdb", "pg_ctl", "postgres", "pg_isready", "psql", "pg_basebackup")
+START_TIMEOUT = 30.0
 
 
 def _free_port() -> int:
@@ -32,14 +34,17 @@ def _cmd(*args: str) -> list[str]:
 class PostgresServer:
     def __init__(self, directory: Path | None = None, settings: dict[str, str] | None = None,
                  primary: "PostgresServer | None" = None) -> None:
-        if not (BIN / "postgres").exists():
-            raise RuntimeError(f"PostgreSQL 15 binaries not found in {BIN} (apt-get install postgresql-15)")
+        missing = [name for name in BINARIES if not (BIN / name).exists()]
+        if missing:
+            raise RuntimeError(f"PostgreSQL binaries {', '.join(missing)} not found in {BIN} "
+                               "(apt-get install postgresql-15 postgresql-contrib, or set PG_BIN)")
         self.root = Path(directory or tempfile.mkdtemp(prefix="dbwatch-pg-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.data = self.root / "data"
         self.port = _free_port()
         self.settings = settings or {}
         self.primary = primary
+        self.standbys = 0
         if RUN_AS:
             shutil.chown(self.root, RUN_AS, RUN_AS)
             os.chmod(self.root, 0o755)
@@ -52,8 +57,10 @@ class PostgresServer:
             with open(self.data / "pg_hba.conf", "a") as hba:
                 hba.write("host replication all 127.0.0.1/32 trust\n")
         else:
+            self.primary.standbys += 1
+            self.slot = f"standby{self.primary.standbys}"
             self._run(BIN / "pg_basebackup", "-D", str(self.data), "-h", "127.0.0.1", "-p", str(self.primary.port),
-                      "-U", "postgres", "-X", "stream", "-c", "fast", "-R", "-C", "-S", f"standby_{self.port}")
+                      "-U", "postgres", "-X", "stream", "-c", "fast", "-R", "-C", "-S", self.slot)
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(self.port),
@@ -76,21 +83,34 @@ class PostgresServer:
         self._created = True
 
     def start(self) -> "PostgresServer":
+        """Start and wait until it accepts connections (bounded); a failure carries the server log's tail."""
         if not self._created:
             self._create()
-        self._run(BIN / "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "30",
-                  "start", check=False)
-        deadline = time.monotonic() + 30
-        while subprocess.run([str(BIN / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-                             capture_output=True).returncode != 0:
+        result = subprocess.run(
+            _cmd(str(BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
+                 "-t", str(int(START_TIMEOUT)), "start"),
+            capture_output=True, text=True, timeout=START_TIMEOUT + 10,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"PostgreSQL on port {self.port} did not start: {result.stderr.strip()}\n"
+                               f"{self.log_tail()}")
+        deadline = time.monotonic() + START_TIMEOUT
+        while subprocess.run([str(BIN / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port),
+                              "-U", "postgres"],
+                             capture_output=True, timeout=10).returncode != 0:
             if time.monotonic() > deadline:
-                raise RuntimeError(f"PostgreSQL on port {self.port} did not start:\n{self.log_tail()}")
-            time.sleep(0.1)
+                raise RuntimeError(f"PostgreSQL on port {self.port} not ready after {START_TIMEOUT:g}s:\n"
+                                   f"{self.log_tail()}")
+            time.sleep(0.05)
         return self
 
     def stop(self, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
             self._run(BIN / "pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "30", "stop", check=False)
+
+    def restart(self, mode: str = "fast") -> "PostgresServer":
+        self.stop(mode)
+        return self.start()
 
     def destroy(self) -> None:
         self.stop("immediate")
