@@ -45,7 +45,28 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="validate a configuration file")
     validate.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
     validate.set_defaults(handler=_validate)
+    rules = sub.add_parser("rules", help="the threshold rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
+    export = rules_sub.add_parser("export", help="write the threshold rules as a Prometheus alerting-rules file")
+    export.add_argument("-c", "--config", help="apply this configuration's rule overrides and custom rules")
+    export.add_argument("--format", choices=("prometheus",), default="prometheus")
+    export.set_defaults(handler=_rules_export)
     return parser
+
+
+def _rules_export(args: argparse.Namespace) -> int:
+    from dbwatch.rules.promexport import export_prometheus_rules
+    from dbwatch.rules.spec import RulesConfig, load_rules
+
+    if args.config:
+        config = _load(args.config)
+        if config is None:
+            return EXIT_USAGE
+        rules_config = config.rules
+    else:
+        rules_config = RulesConfig()
+    sys.stdout.write(export_prometheus_rules(load_rules(rules_config)))
+    return EXIT_OK
 
 
 def _load(path: str) -> Config | None:

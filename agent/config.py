@@ -21,6 +21,7 @@ from dbwatch.agent.configtypes import Duration, StrictModel, format_validation_e
 from dbwatch.agent.model import CollectorSettings, Target
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
 from dbwatch.exporters.receivers import NotificationsConfig, ReceiverConfig, check_unique_names
+from dbwatch.rules.spec import RulesConfig, RulesError, load_rules
 
 __all__ = ["Config", "ConfigError", "TargetConfig", "load_config", "parse_config"]
 
@@ -36,7 +37,7 @@ class ConfigError(Exception):
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-_SCHEMES = {"postgres": ("postgresql", "postgres")}
+_SCHEMES = {"postgres": ("postgresql", "postgres"), "redis": ("redis", "rediss"), "mysql": ("mysql", "mariadb")}
 
 
 class CollectorConfig(StrictModel):
@@ -116,6 +117,10 @@ class TargetConfig(StrictModel):
             raise ValueError("needs a dsn or a host")
         if self.password_env and self.password_file:
             raise ValueError("give either password_env or password_file, not both")
+        if self.engine == "redis" and self.sslmode:
+            raise ValueError("sslmode is for postgres; for TLS to redis use a rediss:// dsn")
+        if self.engine == "redis" and self.database and not self.database.isdigit():
+            raise ValueError(f"database: expected a redis database number like 0, got {self.database!r}")
         spec = engine(self.engine)
         for name, settings in self.collectors.items():
             if name not in spec.collectors:
@@ -204,6 +209,7 @@ class Config(StrictModel):
     targets: list[TargetConfig] = Field(default_factory=list)
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -244,9 +250,14 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     if problems:
         raise ConfigError(source, problems)
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(source, _locate_model_errors(exc)) from None
+    try:
+        load_rules(config.rules)  # rule files, overrides of unknown rules: found now, not at the first evaluation
+    except RulesError as exc:
+        raise ConfigError(source, exc.problems) from None
+    return config
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

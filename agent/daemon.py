@@ -20,6 +20,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dbwatch.agent import __version__
+from dbwatch.agent.alerting import Alerting
 from dbwatch.agent.config import Config, ConfigError, load_config
 from dbwatch.agent.http import HttpServer
 from dbwatch.agent.jobs import TargetJobs
@@ -44,6 +45,10 @@ class Daemon:
         self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
                                targets=self.targets_info)
         self.targets: dict[str, TargetJobs] = {}
+        self.alerting = Alerting(config, self.store, targets=self.target_map,
+                                 external_url=f"http://{config.server.listen}")
+        self.exposition.add_provider(self.alerting.metrics)
+        self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
         self.scheduler = AsyncIOScheduler()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -58,6 +63,7 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         await self.http.start(self.config.server.listen)
+        await self.alerting.start()
         self.scheduler.start()
         await self.apply(self.config)
         logger.info(
@@ -86,6 +92,7 @@ class Daemon:
                 await asyncio.wait(pending, timeout=1.0)
         await asyncio.gather(*(jobs.close() for jobs in self.targets.values()), return_exceptions=True)
         self.targets.clear()
+        await self.alerting.stop(grace=2.0)
         await self.http.stop()
         await self.systemd.stop_watchdog()
         logger.info("stopped")
@@ -108,6 +115,7 @@ class Daemon:
                 setup_logging(config.logging.level, config.logging.format)
             self.config = config
             await self.apply(config)
+            await self.alerting.reconfigure(config)
             logger.info("reloaded: %d target(s)", len(self.targets))
             self.systemd.ready(self._status())
 
@@ -128,11 +136,14 @@ class Daemon:
         wanted = {t.name: t for t in config.resolved_targets()}
         for name in list(self.targets):
             if name not in wanted or wanted[name] != self.targets[name].target:
-                await self._remove(name)
+                await self._remove(name, gone=name not in wanted)
         for name, target in wanted.items():
             if name not in self.targets:
                 self._add(target)
         self.exposition.set_target_labels({name: jobs.target.labels for name, jobs in self.targets.items()})
+
+    def target_map(self) -> dict[str, Target]:
+        return {name: jobs.target for name, jobs in self.targets.items()}
 
     def expected_jobs(self) -> list[tuple[str, str]]:
         return [(name, collector) for name, jobs in self.targets.items() for collector in jobs.collectors]
@@ -188,7 +199,8 @@ class Daemon:
         logger.info("watching %s (%s): %s", target.name, target.engine, ", ".join(target.collectors),
                     extra={"target": target.name})
 
-    async def _remove(self, name: str) -> None:
+    async def _remove(self, name: str, gone: bool) -> None:
+        """Stop a target's jobs; when it left the config (``gone``), its alerts resolve too."""
         jobs = self.targets.pop(name)
         for collector in jobs.collectors:
             job_id = _job_id(name, collector)
@@ -196,6 +208,8 @@ class Daemon:
                 self.scheduler.remove_job(job_id)
         await jobs.close()
         self.store.forget_target(name)
+        if gone:
+            self.alerting.forget_target(name)
         logger.info("no longer watching %s", name, extra={"target": name})
 
     async def _run_job(self, target: str, collector: str) -> None:

@@ -48,6 +48,14 @@ class HttpServer:
         self._runner: web.AppRunner | None = None
         self.address = ""
 
+    def add_json(self, path: str, provider: Callable[[], Any]) -> None:
+        """Serve ``provider()`` as JSON at ``path`` (routes must be added before :meth:`start`)."""
+
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(provider())
+
+        self.app.router.add_get(path, handler)
+
     async def start(self, listen: str) -> None:
         host, port = parse_listen(listen)
         self._runner = web.AppRunner(self.app, access_log=None)

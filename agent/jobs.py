@@ -12,7 +12,7 @@ import logging
 import time
 
 from dbwatch.agent.logs import redact
-from dbwatch.agent.model import Snapshot, Target
+from dbwatch.agent.model import MetricFamily, Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
 
@@ -60,6 +60,8 @@ class TargetJobs:
         snapshot.duration = time.monotonic() - began
         if not snapshot.ok:
             snapshot.families = collector.failed_families()
+        if name == self.up_collector:
+            snapshot.families.append(_target_up(snapshot.ok))
         self._log_transition(name, snapshot)
         return snapshot
 
@@ -81,3 +83,10 @@ class TargetJobs:
                 logger.info("collector %s: %s", name, note, extra=extra)
         self._notes[name] = set(snapshot.notes)
         self._last_error[name] = snapshot.error
+
+
+def _target_up(ok: bool) -> MetricFamily:
+    """One name for "reachable" across engines (``pg_up``, ``mysql_up``, ... say it per engine), for TargetDown."""
+    family = gauge("dbwatch_target_up", "Whether the target's last collection by its main collector succeeded (1 = yes).")
+    family.add((), 1 if ok else 0)
+    return family

@@ -70,6 +70,9 @@ class SnapshotStore:
     def history(self, target: str, collector: str) -> list[Snapshot]:
         return list(self._history.get((target, collector), ()))
 
+    def collectors(self, target: str) -> list[str]:
+        return [collector for t, collector in self._history if t == target]
+
     def latest_all(self) -> Iterator[Snapshot]:
         for history in self._history.values():
             if history:

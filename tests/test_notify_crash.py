@@ -77,7 +77,7 @@ async def test_sigkill_during_a_delivery_then_restart_delivers_it_once_per_idemp
 async def alertmanager(tmp_path):
     """A real Alertmanager on loopback, routing everything to a recording webhook (AM's own notifications)."""
     if not os.access(ALERTMANAGER, os.X_OK):
-        pytest.skip("prometheus-alertmanager is not installed")
+        pytest.fail("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
     hook = await Recorder().start()
     port = free_port()
     config = tmp_path / "alertmanager.yml"

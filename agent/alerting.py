@@ -1,0 +1,102 @@
+"""From snapshots to notifications: evaluate a target's rules, track its alerts, tell the receivers.
+
+A target is evaluated as soon as one of its snapshots arrives (so an alert with ``for: 0s`` fires within
+one collection) and on a steady tick (so ``for`` and ``keep_firing_for`` run out on time even when a
+target collects rarely, and the Alertmanager receiver re-posts firing alerts before they time out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from dbwatch.agent.alerts import AlertTracker
+from dbwatch.agent.config import Config
+from dbwatch.agent.model import MetricFamily, Snapshot, Target
+from dbwatch.agent.notify import Notifier
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.spec import load_rules
+
+logger = logging.getLogger(__name__)
+
+TICK = 5.0  # seconds between evaluations of every target
+
+
+class Alerting:
+    def __init__(self, config: Config, store: SnapshotStore, targets: Callable[[], dict[str, Target]],
+                 external_url: str = "", clock: Callable[[], float] = time.time) -> None:
+        state = Path(config.state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        self.store = store
+        self.targets = targets  # the targets configured now, by name
+        self.clock = clock
+        self.rules = RuleEngine(load_rules(config.rules))
+        self.tracker = AlertTracker(state / "alerts.db", clock)
+        self.notifier = Notifier(config.receivers, state, clock, settings=config.notifications,
+                                 external_url=external_url)
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        store.subscribe(self._on_snapshot)
+
+    async def start(self) -> None:
+        await self.notifier.start()
+        for name in self.tracker.targets() - set(self.targets()):
+            self.forget_target(name)  # alerts of targets removed from the config while the agent was down
+        self._task = asyncio.create_task(self._loop(), name="alerting")
+
+    async def stop(self, grace: float) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.notifier.stop(grace)
+        self.tracker.close()
+
+    async def reconfigure(self, config: Config) -> None:
+        self.rules = RuleEngine(load_rules(config.rules))
+        await self.notifier.reconfigure(config.receivers)
+        self._dirty.update(self.targets())
+        self._wake.set()
+
+    def forget_target(self, name: str) -> None:
+        """A target left the config: its alerts resolve (and the receivers hear so once)."""
+        self.tracker.forget_target(name)
+        self.notifier.update(self.tracker.alerts())
+
+    def evaluate(self, name: str) -> None:
+        target = self.targets().get(name)
+        if target is None:
+            return
+        now = self.clock()
+        view = TargetView(self.store, name, target.engine, target.labels, now)
+        findings = self.rules.evaluate(view)
+        self.tracker.update(name, findings, self.rules.rule_durations, now)
+        self.notifier.update(self.tracker.alerts(), now)
+
+    def metrics(self) -> list[MetricFamily]:
+        return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics()]
+
+    def alerts_json(self) -> list[dict[str, Any]]:
+        return self.tracker.as_json()
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self._dirty.add(snapshot.target)
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), TICK)
+            except TimeoutError:
+                self._dirty.update(self.targets())
+            self._wake.clear()
+            targets, self._dirty = self._dirty, set()
+            for target in sorted(targets):
+                try:
+                    self.evaluate(target)
+                except Exception:  # one target's evaluation must never stop the others
+                    logger.exception("evaluating rules failed", extra={"target": target})

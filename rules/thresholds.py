@@ -1,0 +1,199 @@
+"""Evaluating one threshold rule over one target's recent snapshots.
+
+The semantics follow PromQL where a name is shared, with two deliberate differences stated here:
+``rate``/``increase`` use the first and last samples inside the window without extrapolation (the history
+holds every collection, so nothing is missing at the edges), and a counter reset (a value lower than the
+previous one) counts the new value as the increase since the reset, as Prometheus does.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
+
+from dbwatch.agent.model import MetricFamily
+from dbwatch.rules.spec import TEMPLATE, Selector, ThresholdRule
+
+__all__ = ["MetricHistory", "RuleEvaluationError", "Series", "evaluate_rule", "render_template"]
+
+LabelKey = tuple[tuple[str, str], ...]
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
+
+
+class RuleEvaluationError(Exception):
+    """The rule cannot be evaluated on this target's data (e.g. a ratio whose join is ambiguous)."""
+
+
+class MetricHistory(Protocol):
+    def latest(self, metric: str) -> MetricFamily | None:
+        """The metric in the newest snapshot of the collector that exports it (None when absent there)."""
+
+    def window(self, metric: str, seconds: float, now: float) -> Sequence[tuple[float, MetricFamily]]:
+        """The metric in every snapshot that started within the last ``seconds``, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    labels: Mapping[str, str]
+    value: float
+
+
+def evaluate_rule(rule: ThresholdRule, history: MetricHistory, now: float) -> list[Series]:
+    """The series for which the rule's condition holds now, with their values."""
+    values = _select(rule, history, now)
+    if rule.divide_by is not None:
+        values = _divide(values, _select(rule.divide_by, history, now))
+    compare = OPS[rule.op]
+    return [Series(dict(key), value) for key, value in sorted(values.items())
+            if not math.isnan(value) and compare(value, rule.threshold)]
+
+
+def _select(selector: Selector, history: MetricHistory, now: float) -> dict[LabelKey, float]:
+    matches = _matcher(selector)
+    if selector.function == "value":
+        family = history.latest(selector.metric)
+        values = {} if family is None else {key: v for key, v in _samples(family) if matches(key)}
+    else:
+        points: dict[LabelKey, list[tuple[float, float]]] = {}
+        for at, family in history.window(selector.metric, selector.effective_window, now):
+            for key, value in _samples(family):
+                if matches(key):
+                    points.setdefault(key, []).append((at, value))
+        values = {}
+        for key, series in points.items():
+            result = _over_time(selector.function, series)
+            if result is not None:
+                values[key] = result
+    if selector.aggregate is not None:
+        values = _aggregate(values, selector.aggregate, selector.by)
+    return values
+
+
+def _matcher(selector: Selector) -> Callable[[LabelKey], bool]:
+    equal = dict(selector.match)
+    regexes = {name: re.compile(pattern) for name, pattern in selector.match_re.items()}
+    if not equal and not regexes:
+        return lambda key: True
+
+    def matches(key: LabelKey) -> bool:
+        labels = dict(key)
+        if any(labels.get(name, "") != value for name, value in equal.items()):
+            return False
+        return all(rx.fullmatch(labels.get(name, "")) for name, rx in regexes.items())
+
+    return matches
+
+
+def _samples(family: MetricFamily) -> Iterable[tuple[LabelKey, float]]:
+    names = family.labelnames
+    for labelvalues, value in family.samples:
+        yield tuple(zip(names, labelvalues)), value
+
+
+def _over_time(function: str, points: list[tuple[float, float]]) -> float | None:
+    values = [v for _, v in points]
+    if function == "max":
+        return max(values)
+    if function == "min":
+        return min(values)
+    if function == "avg":
+        return sum(values) / len(values)
+    if len(points) < 2:
+        return None  # a change needs two samples
+    if function == "delta":
+        return values[-1] - values[0]
+    increase = 0.0
+    for previous, current in zip(values, values[1:]):
+        increase += current - previous if current >= previous else current  # a reset restarts from 0
+    if function == "increase":
+        return increase
+    elapsed = points[-1][0] - points[0][0]
+    return increase / elapsed if elapsed > 0 else None  # rate
+
+
+def _aggregate(values: dict[LabelKey, float], how: str, by: Sequence[str]) -> dict[LabelKey, float]:
+    groups: dict[LabelKey, list[float]] = {}
+    for key, value in values.items():
+        labels = dict(key)
+        group = tuple((name, labels.get(name, "")) for name in sorted(by))
+        groups.setdefault(group, []).append(value)
+    reduce: dict[str, Callable[[list[float]], float]] = {
+        "sum": sum, "max": max, "min": min, "avg": lambda v: sum(v) / len(v), "count": len,
+    }
+    return {group: float(reduce[how](vals)) for group, vals in groups.items()}
+
+
+def _divide(numerator: dict[LabelKey, float], denominator: dict[LabelKey, float]) -> dict[LabelKey, float]:
+    """Join each numerator series with the denominator series that agrees on the denominator's labels."""
+    if not numerator or not denominator:
+        return {}
+    names = {name for key in denominator for name, _ in key}
+    index: dict[LabelKey, float] = {}
+    for key, value in denominator.items():
+        if key in index:
+            raise RuleEvaluationError(f"divide_by: several series share the labels {dict(key)}")
+        index[key] = value
+    out: dict[LabelKey, float] = {}
+    for key, value in numerator.items():
+        labels = dict(key)
+        if not names <= labels.keys():
+            raise RuleEvaluationError(
+                f"divide_by: its labels {sorted(names)} are not all on the divided series ({sorted(labels)}); "
+                "aggregate one side with by"
+            )
+        join = tuple((name, labels[name]) for name in sorted(names))
+        divisor = index.get(join)
+        if divisor:  # missing or zero: no ratio, as in PromQL (x/0 is not an alert)
+            out[key] = value / divisor
+    return out
+
+
+# -- templates ----------------------------------------------------------------------------------------
+
+
+def render_template(template: str, labels: Mapping[str, str], value: float | None) -> str:
+    def replace(match: re.Match[str]) -> str:
+        label, function = match.group(2), match.group(3)
+        if label is not None:
+            return labels.get(label, "")
+        if value is None:
+            return ""
+        return _humanize(value, function)
+
+    return TEMPLATE.sub(replace, template)
+
+
+def _humanize(value: float, function: str | None) -> str:
+    if function == "humanizePercentage":
+        return f"{value * 100:.4g}%"
+    if function == "humanizeDuration":
+        return _duration(value)
+    if function == "humanize":
+        for size, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= size:
+                return f"{value / size:.4g}{suffix}"
+        return f"{value:.4g}"
+    return f"{value:g}"
+
+
+def _duration(seconds: float) -> str:
+    """Prometheus' humanizeDuration: ``1h 2m 3s`` above a minute, ``1.5s`` or ``250ms`` below."""
+    if seconds == 0:
+        return "0s"
+    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
+    if seconds < 1:
+        return f"{sign}{seconds * 1000:.4g}ms"
+    if seconds < 60:
+        return f"{sign}{seconds:.4g}s"
+    whole = int(seconds)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{u}" for n, u in ((days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")) if n]
+    return sign + " ".join(parts)

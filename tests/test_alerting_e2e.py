@@ -1,0 +1,179 @@
+"""Alerts end to end: a real `dbwatch run` watching real PostgreSQL servers, notifying a real HTTP
+receiver (a threaded server in the test) and a real Alertmanager (Debian's prometheus-alertmanager).
+
+Starts: the session's throwaway PostgreSQL 15 primary and its streaming standby, a scratch PostgreSQL
+that a test stops, and an Alertmanager on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.agentproc import AgentProcess, wait_for
+from tests.pgcluster import BIN
+from tests.test_notify_crash import alertmanager  # noqa: F401  (a fixture: a real Alertmanager)
+
+
+class Hook:
+    """A webhook receiver that records every JSON body it is sent."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                hook.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def alerts(self, name: str, status: str) -> list[dict]:
+        return [a for body in self.bodies for a in body["alerts"]
+                if a["labels"]["alertname"] == name and a["status"] == status]
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def hook():
+    receiver = Hook()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def agent(tmp_path):
+    started: list[AgentProcess] = []
+
+    def start(config: dict) -> AgentProcess:
+        process = AgentProcess(tmp_path, config).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def pg(name: str, dsn: str) -> dict:
+    return {"name": name, "engine": "postgres", "dsn": dsn, "interval": "1s", "timeout": "3s",
+            "collectors": {"statements": {"enabled": False}}}
+
+
+def test_a_transaction_held_past_the_threshold_fires_and_resolves_at_the_webhook(agent, hook, pg_primary):
+    proc = agent({
+        "targets": [pg("main", pg_primary.dsn())],
+        "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url, "group_wait": "0s"}],
+        "rules": {"overrides": {"LongTransaction": {"threshold": 2, "for": "0s"}}},
+    })
+    holder = subprocess.Popen(
+        [str(BIN / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg_primary.port), "-U", "postgres"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    holder.stdin.write("BEGIN; LOCK TABLE pg_class IN ACCESS SHARE MODE; SELECT pg_sleep(8); COMMIT;\n")
+    holder.stdin.flush()
+    try:
+        wait_for(lambda: hook.alerts("LongTransaction", "firing"), 30, "LongTransaction at the webhook")
+        [body] = [b for b in hook.bodies if b["alerts"][0]["labels"]["alertname"] == "LongTransaction"][:1]
+        assert body["version"] == "4" and body["receiver"] == "oncall"
+        alert = hook.alerts("LongTransaction", "firing")[0]
+        assert alert["labels"]["target"] == "main" and alert["labels"]["severity"]
+        listed = proc.get("/api/v1/alerts")
+        assert any(a["labels"]["alertname"] == "LongTransaction" and a["state"] == "firing" for a in listed)
+        assert 'dbwatch_alerts{' in proc.metrics()
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    wait_for(lambda: hook.alerts("LongTransaction", "resolved"), 30, "the resolved notification")
+    time.sleep(2)
+    fingerprints = {a["fingerprint"] for a in hook.alerts("LongTransaction", "resolved")}
+    assert len(hook.alerts("LongTransaction", "resolved")) == len(fingerprints), "one resolve per alert"
+
+
+def test_a_stopped_target_fires_target_down(agent, hook, pg_primary, pg_scratch):
+    proc = agent({
+        "targets": [pg("steady", pg_primary.dsn()), pg("flaky", pg_scratch.dsn())],
+        "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url, "match": {"severity": "critical"}}],
+        "rules": {"overrides": {"TargetDown": {"for": "0s"}}},
+    })
+    wait_for(lambda: proc.get("/readyz", check=False) == 200, 20, "ready")
+    pg_scratch.stop()
+    wait_for(lambda: hook.alerts("TargetDown", "firing"), 30, "TargetDown at the webhook")
+    assert {a["labels"]["target"] for a in hook.alerts("TargetDown", "firing")} == {"flaky"}
+
+
+def test_a_paused_standby_fires_replication_lag(agent, hook, pg_primary, pg_standby):
+    proc = agent({
+        "targets": [pg("standby", pg_standby.dsn())],
+        "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url}],
+        "rules": {"overrides": {"ReplicationLagHigh": {"threshold": 1, "for": "0s"}}},
+    })
+    wait_for(lambda: proc.get("/readyz", check=False) == 200, 20, "ready")
+    # A transaction replayed before the pause gives the standby a last-replay timestamp to measure from.
+    pg_primary.psql("CREATE TABLE IF NOT EXISTS lag_probe (x int); INSERT INTO lag_probe VALUES (0)")
+    wait_for(lambda: pg_standby.psql("SELECT pg_last_xact_replay_timestamp() IS NOT NULL AND "
+                                     "pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()").strip() == "t",
+             20, "the standby to replay a transaction")
+    pg_standby.psql("SELECT pg_wal_replay_pause()")
+    try:
+        deadline = time.monotonic() + 30
+        while not hook.alerts("ReplicationLagHigh", "firing") and time.monotonic() < deadline:
+            pg_primary.psql("CREATE TABLE IF NOT EXISTS lag_probe (x int); INSERT INTO lag_probe VALUES (1)")
+            time.sleep(0.5)
+        assert hook.alerts("ReplicationLagHigh", "firing"), proc.log()[-2000:] + "\n".join(
+            line for line in proc.metrics().splitlines() if "lag" in line or "replay" in line or "target_up" in line)
+    finally:
+        pg_standby.psql("SELECT pg_wal_replay_resume()")
+    wait_for(lambda: hook.alerts("ReplicationLagHigh", "resolved"), 30, "the lag alert to resolve")
+
+
+def test_an_alert_reaches_a_real_alertmanager(agent, alertmanager, pg_primary, pg_scratch):  # noqa: F811
+    url, _ = alertmanager
+    proc = agent({
+        "targets": [pg("flaky", pg_scratch.dsn())],
+        "receivers": [{"name": "am", "type": "alertmanager", "url": url}],
+        "rules": {"overrides": {"TargetDown": {"for": "0s"}}},
+    })
+    wait_for(lambda: proc.get("/readyz", check=False) == 200, 20, "ready")
+    pg_scratch.stop()
+
+    def active() -> list[dict]:
+        with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=5) as response:
+            return [a for a in json.loads(response.read())
+                    if a["labels"].get("alertname") == "TargetDown" and a["status"]["state"] == "active"]
+
+    [alert] = wait_for(active, 30, "TargetDown active in Alertmanager")
+    assert alert["labels"]["target"] == "flaky"
+    pg_scratch.start()
+    wait_for(lambda: not active(), 60, "TargetDown to leave Alertmanager's active alerts")
+
+
+def test_rules_export_passes_promtool(tmp_path):
+    import shutil
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "dbwatch.agent.cli", "rules", "export"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "dbwatch.rules.yml"
+    path.write_text(out.stdout)
+    check = subprocess.run([shutil.which("promtool") or "promtool", "check", "rules", str(path)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for name in ("TargetDown", "ReplicationLagHigh", "ConnectionsNearMax", "WraparoundNear"):
+        assert f"alert: {name}" in out.stdout

@@ -1,0 +1,334 @@
+"""Threshold rules: the schema and its errors, the functions over history, the engine's isolation of
+failures, templates, and the Prometheus export checked against promtool's own rule evaluation.
+
+Snapshots here are built in the test (they are data, not a server): what a rule computes from them is the
+behaviour under test. The rules firing on real PostgreSQL servers are in test_alerting_e2e.py.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dbwatch.agent.config import ConfigError, parse_config
+from dbwatch.agent.model import Finding, FindingKind, Severity, Snapshot, counter, gauge
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.promexport import export_prometheus_rules
+from dbwatch.rules.spec import RulesConfig, ThresholdRule, load_rules, shipped_rules
+from dbwatch.rules.thresholds import render_template
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ("TargetDown", "ReplicationLagHigh", "ConnectionsNearMax", "SlowStatements", "DiskAlmostFull", "CpuHigh",
+           "DeadlocksIncreasing", "LongTransaction", "ArchivingFailing", "ReplicationSlotInactive", "WraparoundNear")
+T0 = 1_700_000_000.0
+
+
+class History:
+    """An in-memory snapshot history in the shape of the agent's store."""
+
+    def __init__(self) -> None:
+        self.snapshots: dict[tuple[str, str], list[Snapshot]] = {}
+
+    def add(self, at: float, *families, collector: str = "postgres", target: str = "db1", ok: bool = True) -> None:
+        snap = Snapshot(target=target, engine="postgres", collector=collector, started_at=at, ok=ok,
+                        families=list(families))
+        self.snapshots.setdefault((target, collector), []).append(snap)
+
+    def collectors(self, target: str) -> list[str]:
+        return [c for t, c in self.snapshots if t == target]
+
+    def history(self, target: str, collector: str) -> list[Snapshot]:
+        return self.snapshots.get((target, collector), [])
+
+
+def rule(**fields) -> ThresholdRule:
+    return ThresholdRule.model_validate({"alert": "Test", "op": ">", "threshold": 0, "summary": "s", **fields})
+
+
+def fire(rules, history: History, now: float, engine: str = "postgres", labels=None) -> list[Finding]:
+    engine_ = RuleEngine(rules)
+    return engine_.evaluate(TargetView(history, "db1", engine, labels or {}, now))
+
+
+def fam(name: str, kind=gauge, labels: dict[str, float] | None = None, value: float | None = None, label="datname"):
+    family = kind(name, "help", (label,) if labels is not None else ())
+    if labels is not None:
+        for key, v in labels.items():
+            family.add((key,), v)
+    else:
+        family.add((), value)
+    return family
+
+
+# -- the shipped rules --------------------------------------------------------------------------------
+
+
+def test_every_shipped_rule_is_present_and_reads_a_metric_listed_in_the_readme():
+    rules = {r.alert: r for r in shipped_rules()}
+    assert set(SHIPPED) <= set(rules)
+    readme = (ROOT / "README.md").read_text()
+    listed = set(re.findall(r"^\| `([a-z_:]+)`", readme, re.M))
+    for r in rules.values():
+        for metric in [r.metric, *([r.divide_by.metric] if r.divide_by else [])]:
+            prefix_rows = [m for m in re.findall(r"^\| `([a-z_]+)<", readme, re.M) if metric.startswith(m)]
+            assert metric in listed or prefix_rows, f"{r.alert} reads {metric}, which README.md does not list"
+
+
+def test_overrides_change_threshold_for_and_severity_and_disable():
+    config = RulesConfig.model_validate({"overrides": {
+        "ReplicationLagHigh": {"threshold": 30, "for": "2m", "severity": "critical"},
+        "CpuHigh": {"enabled": False},
+    }})
+    rules = {r.alert: r for r in load_rules(config)}
+    assert (rules["ReplicationLagHigh"].threshold, rules["ReplicationLagHigh"].for_,
+            rules["ReplicationLagHigh"].severity) == (30, 120, "critical")
+    assert "CpuHigh" not in rules and "DiskAlmostFull" in rules
+
+
+def test_the_issue_contract_config_parses():
+    config = parse_config(textwrap.dedent("""
+        receivers:
+          - {name: oncall, type: webhook, url: "http://127.0.0.1:9000/hook", match: {severity: critical}, group_wait: 0s}
+          - {name: am, type: alertmanager, url: "http://127.0.0.1:9093"}
+        rules:
+          overrides:
+            TargetDown: {for: 0s}
+          custom:
+            - alert: ManyBackends
+              metric: pg_stat_activity_count
+              match: {state: idle}
+              op: ">"
+              threshold: 0
+              for: 0s
+              severity: warning
+              summary: "{{ $value }} idle backends on {{ $labels.target }}"
+    """))
+    rules = {r.alert: r for r in load_rules(config.rules)}
+    assert rules["TargetDown"].for_ == 0 and rules["ManyBackends"].match == {"state": "idle"}
+
+
+@pytest.mark.parametrize("rules_yaml, problem", [
+    ("custom: [{alert: A1, metric: m, op: '=>', threshold: 1, summary: s}]", "rules.custom[0].op: "),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: high, summary: s}]", "rules.custom[0].threshold: "),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1}]", "rules.custom[0].summary: required key is missing"),
+    ("custom: [{alert: a_1, metric: m, op: '>', threshold: 1, summary: s}]", "rules.custom[0].alert: expected a CamelCase"),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1, summary: '{{ .Value }}'}]",
+     "rules.custom[0].summary: unsupported template"),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1, summary: s, for: soon}]",
+     'rules.custom[0].for: expected a duration like "15s"'),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1, summary: s, window: 1m}]", "rules.custom[0].window: only used with one of"),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1, summary: s, labels: {target: x}}]",
+     "rules.custom[0].labels: "),
+    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1, summary: s, tresh: 2}]",
+     "rules.custom[0].tresh: unknown key"),
+    ("custom: [{alert: TargetDown, metric: m, op: '>', threshold: 1, summary: s}]",
+     "rules.custom[0].alert: 'TargetDown' is already defined in rules/defaults.yaml"),
+    ("overrides: {TargetDwn: {for: 0s}}", "rules.overrides.TargetDwn: no rule of that name"),
+    ("overrides: {TargetDown: {threshold: x}}", "rules.overrides.TargetDown.threshold: "),
+    ("overrides: {TargetDown: {window: 5m}}", "rules.overrides.TargetDown.window: "),
+    ("files: [/nonexistent/rules.yml]", "/nonexistent/rules.yml: cannot read the file"),
+])
+def test_bad_rules_give_errors_naming_their_path(rules_yaml, problem):
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"rules:\n  {rules_yaml}\n", "dbwatch.yaml")
+    assert any(line.startswith(problem) or problem in line for line in err.value.problems), err.value.problems
+
+
+def test_a_bad_rule_file_names_the_file_and_the_rule(tmp_path):
+    path = tmp_path / "team.rules.yml"
+    path.write_text("rules:\n  - {alert: Ok1, metric: m, op: '>', threshold: 1, summary: s}\n"
+                    "  - {alert: Bad, metric: 'not a name', op: '>', threshold: 1, summary: s}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"rules:\n  files: ['{path}']\n")
+    assert err.value.problems == [f"{path}: rules[1].metric: expected a Prometheus metric name, got 'not a name'"]
+    path.write_text("rules: [\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(f"rules:\n  files: ['{path}']\n")
+    assert err.value.problems[0].startswith(f"{path}: line ") and "not valid YAML" in err.value.problems[0]
+
+
+# -- functions over history ----------------------------------------------------------------------------
+
+
+def test_value_compares_the_newest_snapshot_only_and_a_failed_collection_has_no_value():
+    h = History()
+    h.add(T0, fam("lag", value=9))
+    h.add(T0 + 15, fam("lag", value=2))
+    assert fire([rule(metric="lag", threshold=5)], h, T0 + 15) == []
+    h.add(T0 + 30, fam("lag", value=7))
+    [finding] = fire([rule(metric="lag", threshold=5)], h, T0 + 30)
+    assert finding.value == 7
+    h.add(T0 + 45, ok=False)  # the server went away: no lag figure, no lag alert
+    assert fire([rule(metric="lag", threshold=5)], h, T0 + 45) == []
+
+
+def test_increase_and_rate_survive_a_counter_reset_and_only_use_the_window():
+    h = History()
+    for at, value in [(T0, 100), (T0 + 60, 5), (T0 + 120, 10), (T0 + 180, 16), (T0 + 240, 19)]:
+        h.add(at, fam("deadlocks", counter, {"app": value}))
+    inc = rule(metric="deadlocks", function="increase", window="3m", threshold=0)
+    # samples in the last 3 minutes (T0+60 .. T0+240): 5 -> 10 -> 16 -> 19 = 14
+    [f] = fire([inc], h, T0 + 240)
+    assert f.value == 14 and f.labels == {"datname": "app"}
+    # the whole history: 100 -> 5 is a reset (counts 5), then +5, +6, +3 = 19
+    [f] = fire([rule(metric="deadlocks", function="increase", window="10m")], h, T0 + 240)
+    assert f.value == 19
+    [f] = fire([rule(metric="deadlocks", function="rate", window="10m")], h, T0 + 240)
+    assert f.value == pytest.approx(19 / 240)
+    # one sample in the window: no change to speak of, no finding
+    assert fire([rule(metric="deadlocks", function="increase", window="30s")], h, T0 + 240) == []
+
+
+def test_avg_max_min_over_a_window():
+    h = History()
+    for i, value in enumerate([0.2, 0.9, 0.95, 0.85]):
+        h.add(T0 + 15 * i, fam("cpu", value=value), collector="host")
+    assert fire([rule(metric="cpu", function="avg", window="1m", threshold=0.8)], h, T0 + 45) == []  # avg 0.725
+    [f] = fire([rule(metric="cpu", function="avg", window="40s", threshold=0.8)], h, T0 + 45)
+    assert f.value == pytest.approx(0.9)
+    [f] = fire([rule(metric="cpu", function="min", window="40s", threshold=0.8)], h, T0 + 45)
+    assert f.value == 0.85
+    [f] = fire([rule(metric="cpu", function="max", window="1m", threshold=0.8)], h, T0 + 45)
+    assert f.value == 0.95
+
+
+def test_matchers_aggregation_and_a_ratio_of_two_metrics():
+    activity = gauge("pg_stat_activity_count", "h", ("datname", "state"))
+    for labels, value in [(("app", "active"), 50), (("app", "idle"), 40), (("web", "idle"), 5)]:
+        activity.add(labels, value)
+    h = History()
+    h.add(T0, activity, fam("pg_settings_max_connections", value=100))
+    near = {r.alert: r for r in shipped_rules()}["ConnectionsNearMax"]
+    [f] = fire([near], h, T0)
+    assert f.value == pytest.approx(0.95) and f.labels == {}
+    assert f.summary == "db1 uses 95% of max_connections"
+    idle = rule(metric="pg_stat_activity_count", match={"state": "idle"}, aggregate="sum", by=["datname"], threshold=4)
+    assert sorted((f.labels["datname"], f.value) for f in fire([idle], h, T0)) == [("app", 40), ("web", 5)]
+    regex = rule(metric="pg_stat_activity_count", match_re={"datname": "a.*"}, threshold=0)
+    assert {f.labels["state"] for f in fire([regex], h, T0)} == {"active", "idle"}
+
+
+def test_a_ratio_per_series_joins_on_the_shared_labels_and_skips_a_zero_divisor():
+    h = History()
+    for at, secs, calls in [(T0, {"1": 10.0, "2": 1.0, "3": 0.0}, {"1": 4, "2": 100, "3": 7}),
+                            (T0 + 60, {"1": 22.0, "2": 2.0, "3": 0.0}, {"1": 8, "2": 200, "3": 7})]:
+        h.add(at, fam("pg_stat_statements_seconds_total", counter, secs, label="queryid"),
+              fam("pg_stat_statements_calls_total", counter, calls, label="queryid"), collector="statements")
+    slow = {r.alert: r for r in shipped_rules()}["SlowStatements"]
+    [f] = fire([slow], h, T0 + 60)
+    assert f.labels == {"queryid": "1"} and f.value == pytest.approx(3.0)  # 12 s over 4 calls
+    assert f.summary == "Statement 1 on db1 takes 3s on average"
+
+
+def test_a_rule_that_raises_is_counted_and_the_others_still_run(caplog):
+    h = History()
+    ambiguous = gauge("by_db", "h", ("datname",))
+    ambiguous.add(("a",), 1)
+    h.add(T0, fam("lag", value=9), ambiguous, fam("plain", value=5))
+    broken = rule(alert="Broken", metric="plain", divide_by={"metric": "by_db"})  # by_db's labels are not on plain
+
+    class Exploding:
+        name, engines = "Exploding", ()
+
+        def evaluate(self, view):
+            raise RuntimeError("bug in a python rule")
+
+    engine = RuleEngine([broken, rule(alert="LagHigh", metric="lag", threshold=5)], [Exploding()])
+    for _ in range(3):
+        findings = engine.evaluate(TargetView(h, "db1", "postgres", {}, T0))
+        assert [f.rule for f in findings] == ["LagHigh"]
+    errors = {fam.name: fam for fam in engine.metrics()}["dbwatch_rule_errors_total"]
+    assert errors.value(rule="Broken") == 3 and errors.value(rule="Exploding") == 3
+    logged = [r for r in caplog.records if "failed on db1" in r.getMessage()]
+    assert len(logged) == 2, "one log line per distinct error, not one per evaluation"
+
+
+def test_findings_carry_target_labels_series_labels_and_rule_labels_and_respect_engines():
+    h = History()
+    h.add(T0, fam("lag", labels={"x": 9}))
+    r = rule(metric="lag", labels={"team": "dba"}, engines=["postgres"],
+             summary="{{ $labels.datname }}/{{ $labels.env }} {{ $labels.severity }}")
+    [f] = fire([r], h, T0, labels={"env": "prod", "datname": "from-target"})
+    assert f.labels == {"env": "prod", "datname": "x", "team": "dba"}
+    assert f.summary == "x/prod warning" and f.kind == FindingKind.ALERT and f.severity == Severity.WARNING
+    assert fire([r], h, T0, engine="host") == []
+
+
+@pytest.mark.parametrize("template, value, expected", [
+    ("{{ $value }}", 0.5, "0.5"),
+    ("{{ $value | humanizePercentage }}", 0.8512, "85.12%"),
+    ("{{ $value | humanizeDuration }}", 3725, "1h 2m 5s"),
+    ("{{ $value | humanizeDuration }}", 2.5, "2.5s"),
+    ("{{ $value | humanizeDuration }}", 0.25, "250ms"),
+    ("{{$value|humanize}}", 1234567, "1.235M"),
+    ("{{ $labels.missing }}!", 1, "!"),
+])
+def test_templates_render_like_prometheus(template, value, expected):
+    assert render_template(template, {"target": "db1"}, value) == expected
+
+
+# -- the Prometheus export ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed (apt-get install prometheus)")
+    return path
+
+
+def test_exported_rules_fire_in_prometheus_on_the_data_dbwatch_fires_on(tmp_path, promtool):
+    """promtool evaluates the exported PromQL on series shaped like dbwatch's /metrics; the same alerts fire."""
+    rules_file = tmp_path / "dbwatch.rules.yml"
+    rules_file.write_text(export_prometheus_rules(load_rules()))
+    tests = {
+        "rule_files": [str(rules_file)],
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "15s",
+            "input_series": [
+                {"series": 'pg_stat_activity_count{target="db1",datname="app",state="active"}', "values": "85x20"},
+                {"series": 'pg_stat_activity_count{target="db1",datname="app",state="idle"}', "values": "5x20"},
+                {"series": 'pg_settings_max_connections{target="db1"}', "values": "100x20"},
+                {"series": 'pg_stat_database_deadlocks{target="db1",datid="5",datname="app"}', "values": "0 0 1 1 3x16"},
+                {"series": 'dbwatch_target_up{target="db2"}', "values": "0x20"},
+                {"series": 'dbwatch_pg_wraparound_margin_ratio{target="db1",datname="app"}', "values": "0.5x20"},
+            ],
+            "alert_rule_test": [
+                expect("3m", "ConnectionsNearMax", {"severity": "warning", "target": "db1"}, 0.9),
+                expect("2m", "DeadlocksIncreasing",
+                       {"severity": "warning", "target": "db1", "datid": "5", "datname": "app"}, 3),
+                expect("2m", "TargetDown", {"severity": "critical", "target": "db2"}, 0),
+                {"eval_time": "2m", "alertname": "WraparoundNear", "exp_alerts": []},
+            ],
+        }],
+    }
+    tests_file = tmp_path / "tests.yml"
+    tests_file.write_text(yaml.safe_dump(tests))
+    # dbwatch's engine on the same figures fires the same alerts
+    h = History()
+    activity = gauge("pg_stat_activity_count", "h", ("datname", "state"))
+    activity.add(("app", "active"), 85)
+    activity.add(("app", "idle"), 5)
+    h.add(T0, activity, fam("pg_settings_max_connections", value=100))
+    assert [f.rule for f in fire(load_rules(), h, T0)] == ["ConnectionsNearMax"]
+    out = subprocess.run([promtool, "test", "rules", str(tests_file)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def expect(at: str, name: str, labels: dict[str, str], value: float) -> dict:
+    """promtool's expectation, with the annotations as dbwatch renders them: Prometheus must agree."""
+    r = {x.alert: x for x in load_rules()}[name]
+    shown = {**labels, "alertname": name}
+    return {"eval_time": at, "alertname": name, "exp_alerts": [{
+        "exp_labels": labels,
+        "exp_annotations": {"summary": render_template(r.summary, shown, value),
+                            "description": render_template(r.description, shown, value)},
+    }]}
