@@ -10,8 +10,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Real servers and tools the tests start: PostgreSQL 15 with pg_stat_statements (contrib), Prometheus
 # (promtool), Alertmanager, and postgres_exporter for the side-by-side benchmark.
+# MariaDB (mariadb-install-db, mariadbd and the mariadb client) for the MySQL/MariaDB collector tests.
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
-	prometheus-postgres-exporter procps
+	prometheus-postgres-exporter procps mariadb-server mariadb-client
 
 .PHONY: setup demo test bench clean
 
@@ -41,6 +42,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/pg_cycle.py
+	$(PY) bench/rules_cycle.py
 
 clean:
 	rm -rf $(VENV) .apt-installed .state .pytest_cache

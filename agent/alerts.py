@@ -29,6 +29,7 @@ __all__ = ["AlertTracker", "RESOLVED_RETENTION"]
 RESOLVED_RETENTION = 900.0
 #: how far ``last_seen`` may run ahead of its stored copy (it only matters for ``keep_firing_for``)
 LAST_SEEN_SLACK = 10.0
+EXPIRE_EVERY = 60.0
 
 Durations = Callable[[str], tuple[float, float]]
 
@@ -56,12 +57,14 @@ class AlertTracker:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._alerts: dict[str, Alert] = {}
+        self._by_target: dict[str, set[str]] = {}
         self._stored_last_seen: dict[str, float | None] = {}
+        self._expired_at = float("-inf")
         for row in self._db.execute("SELECT fingerprint, labels, annotations, state, value, active_since, "
                                     "fired_at, resolved_at, last_seen FROM alerts"):
             alert = Alert(row[0], json.loads(row[1]), json.loads(row[2]), AlertState(row[3]), row[4],
                           row[5], row[6], row[7], row[8])
-            self._alerts[alert.fingerprint] = alert
+            self._put(alert)
             self._stored_last_seen[alert.fingerprint] = alert.last_seen
 
     def close(self) -> None:
@@ -90,7 +93,7 @@ class AlertTracker:
                 labels = {**finding.labels, "alertname": finding.rule, "severity": str(finding.severity),
                           "target": target}
                 alert = Alert(fp, labels, annotations, AlertState.PENDING, finding.value, active_since=now)
-                self._alerts[fp] = alert
+                self._put(alert)
                 changed.append(alert)
                 dirty.append(alert)
             alert.value, alert.annotations = finding.value, annotations
@@ -102,12 +105,12 @@ class AlertTracker:
                     dirty.append(alert)
             elif (alert not in dirty and now - (self._stored_last_seen.get(fp) or 0.0) > LAST_SEEN_SLACK):
                 dirty.append(alert)
-        for fp, alert in list(self._alerts.items()):
-            if alert.target != target or fp in seen:
+        for fp in list(self._by_target.get(target, ())):
+            alert = self._alerts[fp]
+            if fp in seen:
                 continue
             if alert.state == AlertState.PENDING:
-                del self._alerts[fp]  # never fired: nobody was told, nothing to resolve
-                self._delete(fp)
+                self._delete(fp)  # never fired: nobody was told, nothing to resolve
             elif alert.state == AlertState.FIRING:
                 _, keep = durations(alert.name)
                 if now - (alert.last_seen or alert.fired_at or now) >= keep:
@@ -122,11 +125,9 @@ class AlertTracker:
         """The target left the config: its firing alerts resolve, its pending ones go."""
         now = self.clock() if now is None else now
         dirty = []
-        for fp, alert in list(self._alerts.items()):
-            if alert.target != target:
-                continue
+        for fp in list(self._by_target.get(target, ())):
+            alert = self._alerts[fp]
             if alert.state == AlertState.PENDING:
-                del self._alerts[fp]
                 self._delete(fp)
             elif alert.state == AlertState.FIRING:
                 self._resolve(alert, now)
@@ -176,10 +177,16 @@ class AlertTracker:
     def _resolve(self, alert: Alert, now: float) -> None:
         alert.state, alert.resolved_at = AlertState.RESOLVED, now
 
+    def _put(self, alert: Alert) -> None:
+        self._alerts[alert.fingerprint] = alert
+        self._by_target.setdefault(alert.target, set()).add(alert.fingerprint)
+
     def _expire(self, now: float) -> None:
+        if now - self._expired_at < EXPIRE_EVERY:
+            return
+        self._expired_at = now
         for fp, alert in list(self._alerts.items()):
             if alert.state == AlertState.RESOLVED and now - (alert.resolved_at or now) > RESOLVED_RETENTION:
-                del self._alerts[fp]
                 self._delete(fp)
 
     def _save(self, alerts: list[Alert]) -> None:
@@ -196,6 +203,9 @@ class AlertTracker:
             self._stored_last_seen[a.fingerprint] = a.last_seen
 
     def _delete(self, fingerprint: str) -> None:
+        alert = self._alerts.pop(fingerprint, None)
+        if alert is not None:
+            self._by_target.get(alert.target, set()).discard(fingerprint)
         self._db.execute("DELETE FROM alerts WHERE fingerprint = ?", (fingerprint,))
         self._stored_last_seen.pop(fingerprint, None)
 

@@ -36,6 +36,7 @@ class SnapshotStore:
     _history: dict[tuple[str, str], collections.deque[Snapshot]] = field(default_factory=dict)
     _stats: dict[tuple[str, str], JobStats] = field(default_factory=dict)
     _listeners: list[Listener] = field(default_factory=list)
+    _by_target: dict[str, list[str]] = field(default_factory=dict)
     #: bumped on every change, so readers can cache what they derive from the store
     generation: int = 0
 
@@ -47,6 +48,7 @@ class SnapshotStore:
         history = self._history.get(key)
         if history is None:
             history = self._history[key] = collections.deque(maxlen=self.history_size)
+            self._by_target.setdefault(snapshot.target, []).append(snapshot.collector)
         history.append(snapshot)
         stats = self._stats.get(key)
         if stats is None:
@@ -71,7 +73,7 @@ class SnapshotStore:
         return list(self._history.get((target, collector), ()))
 
     def collectors(self, target: str) -> list[str]:
-        return [collector for t, collector in self._history if t == target]
+        return list(self._by_target.get(target, ()))
 
     def latest_all(self) -> Iterator[Snapshot]:
         for history in self._history.values():
@@ -90,4 +92,5 @@ class SnapshotStore:
             del self._history[key]
         for key in [k for k in self._stats if k[0] == target]:
             del self._stats[key]
+        self._by_target.pop(target, None)
         self.generation += 1

@@ -42,9 +42,12 @@ class TargetView:
         self._source = source
         self._histories: dict[str, list[Snapshot]] = {}
         self._owner: dict[str, str | None] = {}
+        self._collectors: list[str] | None = None
 
     def collectors(self) -> list[str]:
-        return self._source.collectors(self.target)
+        if self._collectors is None:
+            self._collectors = self._source.collectors(self.target)
+        return self._collectors
 
     def history(self, collector: str) -> list[Snapshot]:
         """The collector's snapshots, oldest first (failed collections included)."""
@@ -84,11 +87,15 @@ class TargetView:
         return out
 
     def _collector_of(self, metric: str) -> str | None:
+        # The newest snapshot says, unless it failed: then the newest successful one does.
         if metric not in self._owner:
-            self._owner[metric] = next(
-                (c for c in self.collectors() if any(s.family(metric) is not None for s in reversed(self.history(c)))),
-                None,
-            )
+            self._owner[metric] = None
+            for collector in self.collectors():
+                newest_ok = next((s for s in reversed(self.history(collector)) if s.ok), None)
+                latest = self.latest_snapshot(collector)
+                if any(s is not None and s.family(metric) is not None for s in (latest, newest_ok)):
+                    self._owner[metric] = collector
+                    break
         return self._owner[metric]
 
 
