@@ -55,7 +55,25 @@ def _host() -> Engine:
     )
 
 
-_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host}
+def _redis() -> Engine:
+    from dbwatch.collectors import redis, redis_slowlog
+
+    return Engine(
+        name="redis",
+        default_port=6379,
+        session=redis.RedisSession,
+        collectors={"redis": redis.RedisCollector, "slowlog": redis_slowlog.SlowlogCollector},
+        defaults={
+            "redis": CollectorDefaults(interval=15.0, timeout=5.0),
+            # Short enough that the server's ring (slowlog-max-len, 128 by default) rarely wraps in between.
+            "slowlog": CollectorDefaults(
+                interval=15.0, timeout=5.0, options={"max_entries": 1024, "max_series": 200}
+            ),
+        },
+    )
+
+
+_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host, "redis": _redis}
 _cache: dict[str, Engine] = {}
 
 ENGINE_NAMES: tuple[str, ...] = tuple(_FACTORIES)

@@ -1,0 +1,433 @@
+"""Redis: the session (one redis.asyncio connection per target) and the server-wide collector.
+
+Everything comes from one ``INFO`` (default sections) and one ``CONFIG GET *`` per collection, under
+redis_exporter's metric names so its dashboards and alert rules work unchanged; what only dbwatch has is
+prefixed ``dbwatch_redis_``. CONFIG is often renamed away or denied by ACL on hardened servers: the collector
+then takes what INFO also says (maxclients, maxmemory, the eviction policy) and notes what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.parse
+from collections import deque
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+from redis.retry import Retry
+
+from dbwatch.agent.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
+from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.redis_facts import RedisInfo, RedisKeyspace, RedisReplica
+
+#: CLIENT SETNAME of dbwatch's connection: CLIENT LIST shows who it is, and the slowlog collector skips
+#: the entries of its own commands.
+CLIENT_NAME = "dbwatch"
+
+
+class RedisSession(Session):
+    """One long-lived connection (``single_connection_client``), bounded by socket timeouts.
+
+    redis-py's own retries are off: a failed command fails the collection at once, and reconnection waits
+    for the base class's backoff, so a dead server is not hammered.
+    """
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._client: aioredis.Redis | None = None
+        self._last_error = ""
+        shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
+        # A socket read gives up at 80 % of the shortest collector timeout, so the usual failure is redis-py's
+        # clean timeout error rather than the daemon cancelling the collection mid-reply.
+        self.socket_timeout = max(0.5, shortest * 0.8)
+        parsed = urllib.parse.urlsplit(target.dsn)
+        try:
+            port = parsed.port or 6379
+        except ValueError:
+            port = 6379
+        self.endpoint = f"{parsed.hostname or 'localhost'}:{port}"
+        #: whether CLIENT SETNAME was accepted (it may be renamed away or denied)
+        self.named = False
+        #: the server's view (ip:port) of this session's latest connections, for the slowlog to skip our entries
+        self.addresses: deque[str] = deque(maxlen=4)
+
+    async def client(self) -> aioredis.Redis:
+        """The live connection, opened (and authenticated) on first use; raises a secret-free CollectorError."""
+        if self._client is not None:
+            return self._client
+        wait = self.backoff_remaining(time.monotonic())
+        if wait > 0:
+            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {self._last_error})")
+        password = self.target.password()
+        client = None
+        try:
+            # The DSN carries the ACL user (redis://user@host/db), the database and, for rediss://, the TLS
+            # options as query parameters (ssl_ca_certs, ssl_cert_reqs, ...), as redis-py reads them.
+            client = aioredis.Redis.from_url(
+                self.target.dsn,
+                single_connection_client=True,
+                password=password,
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_timeout,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+                encoding_errors="backslashreplace",  # SLOWLOG arguments may be any bytes
+                protocol=2,
+            )
+            await client.initialize()  # connects, AUTH, SELECT
+            try:
+                await client.execute_command("CLIENT", "SETNAME", CLIENT_NAME)
+                self.named = True
+            except ResponseError:
+                self.named = False
+            try:
+                # What the server logs before SETNAME (SELECT, CLIENT SETINFO) is recognised by the address.
+                fields = dict(f.split("=", 1) for f in str(await client.execute_command("CLIENT", "INFO")).split()
+                              if "=" in f)
+                if fields.get("addr"):
+                    self.addresses.append(fields["addr"])
+            except ResponseError:  # before Redis 6.2, or CLIENT renamed or denied: the name has to do
+                pass
+        except (RedisError, OSError, ValueError, TypeError) as exc:
+            if client is not None:
+                await _close(client)
+            self.record_failure(time.monotonic())
+            self._last_error = self._safe(_describe(exc), password)
+            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}") from None
+        self.record_success()
+        self._client = client
+        return client
+
+    async def run(self, *args: Any) -> Any:
+        """Run a command the collection cannot do without; any failure is a CollectorError."""
+        result, error = await self.try_run(*args)
+        if error is not None:
+            raise CollectorError(f"{args[0]} failed on {self.endpoint}: {error}")
+        return result
+
+    async def try_run(self, *args: Any) -> tuple[Any, str | None]:
+        """Run a command the server may refuse (renamed, denied by ACL): ``(result, None)`` or
+        ``(None, error)``. A lost connection still raises, and is dropped to be reopened next time."""
+        client = await self.client()
+        try:
+            return await client.execute_command(*args), None
+        except ResponseError as exc:
+            return None, self._safe(_describe(exc))
+        except (RedisError, OSError) as exc:
+            await self.invalidate()
+            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
+
+    async def invalidate(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await _close(client)
+
+    async def close(self) -> None:
+        await self.invalidate()
+
+    def _safe(self, text: str, password: str | None = None) -> str:
+        text = text.replace(self.target.dsn, self.endpoint)
+        if password:
+            text = text.replace(password, "***")
+        return text
+
+
+async def _close(client: aioredis.Redis) -> None:
+    try:
+        await asyncio.wait_for(client.aclose(close_connection_pool=True), 2)
+    except Exception:  # closing a broken connection: nothing more to do
+        pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+class RedisCollector(Collector):
+    """The server as a whole: clients, memory and eviction, keyspace, replication (both sides), persistence.
+    Facts: ``redis`` (:class:`RedisInfo`) and ``summary``."""
+
+    name = "redis"
+    up_metric = "redis_up"
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        session: RedisSession = self.session  # type: ignore[assignment]
+        async with session.lock:
+            raw = await session.run("INFO")
+            config_raw, config_error = await session.try_run("CONFIG", "GET", "*")
+        if not isinstance(raw, dict):
+            raise CollectorError(f"INFO on {session.endpoint} gave an unexpected reply")
+        config = _pairs(config_raw) if config_error is None else None
+        if config is None:
+            snapshot.notes.append(
+                f"CONFIG GET is not available ({config_error}): maxclients, maxmemory and the eviction policy "
+                f"are read from INFO; the RDB save schedule, the number of databases and the slowlog and latency "
+                f"thresholds are unknown; where CONFIG is not renamed, allow it to dbwatch's user: "
+                f"ACL SETUSER <user> +config|get"
+            )
+        facts = _facts(raw, config)
+        snapshot.version = facts.version
+        snapshot.families.extend(_families(raw, config, facts))
+        snapshot.facts["redis"] = facts
+        snapshot.facts["summary"] = _summary(facts)
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    items = list(reply or [])
+    return {str(items[i]): str(items[i + 1]) for i in range(0, len(items) - 1, 2)}
+
+
+def _num(raw: dict[str, Any], key: str, default: float | None = None) -> Any:
+    value = raw.get(key, default)
+    return value if isinstance(value, (int, float)) else default
+
+
+def _ok(raw: dict[str, Any], key: str) -> bool:
+    return raw.get(key, "ok") == "ok"
+
+
+def _now(raw: dict[str, Any]) -> float:
+    # The server's clock (Redis >= 5) for ages of the server's own timestamps; ours as a fallback.
+    usec = _num(raw, "server_time_usec")
+    return usec / 1e6 if usec else time.time()
+
+
+def _facts(raw: dict[str, Any], config: dict[str, str] | None) -> RedisInfo:
+    config = config or {}
+    replica = raw.get("role") == "slave"
+    primary_offset = _num(raw, "master_repl_offset", 0)
+    replicas = []
+    for index in range(int(_num(raw, "connected_slaves", 0))):
+        entry = raw.get(f"slave{index}")
+        if not isinstance(entry, dict):
+            continue
+        offset = int(entry.get("offset", 0))
+        replicas.append(RedisReplica(
+            ip=str(entry.get("ip", "")), port=int(entry.get("port", 0)), state=str(entry.get("state", "")),
+            offset=offset, lag_bytes=max(0, int(primary_offset) - offset), lag_seconds=float(entry.get("lag", 0)),
+        ))
+    keyspace = []
+    for key, value in raw.items():
+        if key.startswith("db") and key[2:].isdigit() and isinstance(value, dict):
+            keyspace.append(RedisKeyspace(db=int(key[2:]), keys=int(value.get("keys", 0)),
+                                          expires=int(value.get("expires", 0)),
+                                          avg_ttl_seconds=float(value.get("avg_ttl", 0)) / 1000))
+    keyspace.sort(key=lambda db: db.db)
+    maxclients = int(config["maxclients"]) if "maxclients" in config else _num(raw, "maxclients")
+    maxmemory = int(config["maxmemory"]) if "maxmemory" in config else int(_num(raw, "maxmemory", 0))
+    last_io = _num(raw, "master_last_io_seconds_ago") if replica else None
+    last_save = float(_num(raw, "rdb_last_save_time", 0))
+    return RedisInfo(
+        version=str(raw.get("redis_version", "")),
+        mode=str(raw.get("redis_mode", "standalone")),
+        role=str(raw.get("role", "")),
+        uptime_seconds=float(_num(raw, "uptime_in_seconds", 0)),
+        connected_clients=int(_num(raw, "connected_clients", 0)),
+        blocked_clients=int(_num(raw, "blocked_clients", 0)),
+        maxclients=int(maxclients) if maxclients is not None else None,
+        rejected_connections=int(_num(raw, "rejected_connections", 0)),
+        used_memory_bytes=int(_num(raw, "used_memory", 0)),
+        maxmemory_bytes=maxmemory,
+        maxmemory_policy=config.get("maxmemory-policy") or raw.get("maxmemory_policy"),
+        fragmentation_ratio=_num(raw, "mem_fragmentation_ratio"),
+        evicted_keys=int(_num(raw, "evicted_keys", 0)),
+        expired_keys=int(_num(raw, "expired_keys", 0)),
+        keyspace_hits=int(_num(raw, "keyspace_hits", 0)),
+        keyspace_misses=int(_num(raw, "keyspace_misses", 0)),
+        commands_processed=int(_num(raw, "total_commands_processed", 0)),
+        master_host=str(raw.get("master_host")) if replica else None,
+        master_port=int(_num(raw, "master_port", 0)) if replica else None,
+        master_link_status=str(raw.get("master_link_status")) if replica else None,
+        master_last_io_seconds=float(last_io) if last_io is not None and last_io >= 0 else None,
+        master_link_down_seconds=_num(raw, "master_link_down_since_seconds") if replica else None,
+        connected_replicas=int(_num(raw, "connected_slaves", 0)),
+        replicas=replicas,
+        rdb_last_save_time=last_save,
+        rdb_last_save_age_seconds=max(0.0, _now(raw) - last_save),
+        rdb_saves=_num(raw, "rdb_saves"),
+        rdb_changes_since_last_save=int(_num(raw, "rdb_changes_since_last_save", 0)),
+        rdb_last_bgsave_ok=_ok(raw, "rdb_last_bgsave_status"),
+        rdb_bgsave_in_progress=bool(_num(raw, "rdb_bgsave_in_progress", 0)),
+        rdb_save_schedule=config.get("save"),
+        aof_enabled=bool(_num(raw, "aof_enabled", 0)),
+        aof_last_rewrite_ok=_ok(raw, "aof_last_bgrewrite_status"),
+        aof_last_write_ok=_ok(raw, "aof_last_write_status"),
+        keyspace=keyspace,
+        config_available=bool(config),
+    )
+
+
+G, C = MetricType.GAUGE, MetricType.COUNTER
+
+# redis_exporter's names for INFO fields (exporter/exporter.go's metric maps), in INFO's order.
+_INFO_METRICS: tuple[tuple[str, str, MetricType, str], ...] = (
+    ("uptime_in_seconds", "redis_uptime_in_seconds", G, "Seconds since the server started."),
+    ("connected_clients", "redis_connected_clients", G, "Client connections (replicas excluded)."),
+    ("blocked_clients", "redis_blocked_clients", G, "Clients waiting in a blocking call (BLPOP, XREAD, ...)."),
+    ("maxclients", "redis_max_clients", G, "maxclients as INFO reports it."),
+    ("used_memory", "redis_memory_used_bytes", G, "Bytes allocated by Redis (used_memory)."),
+    ("used_memory_rss", "redis_memory_used_rss_bytes", G, "Resident set size of the server process."),
+    ("used_memory_peak", "redis_memory_used_peak_bytes", G, "Peak of used_memory."),
+    ("maxmemory", "redis_memory_max_bytes", G, "maxmemory (0 = no limit)."),
+    ("total_system_memory", "redis_total_system_memory_bytes", G, "Memory of the host Redis runs on."),
+    ("mem_fragmentation_ratio", "redis_mem_fragmentation_ratio", G, "used_memory_rss over used_memory."),
+    ("loading", "redis_loading_dump_file", G, "Whether the server is loading its dump (1 = yes)."),
+    ("rdb_changes_since_last_save", "redis_rdb_changes_since_last_save", G, "Writes since the last RDB save."),
+    ("rdb_bgsave_in_progress", "redis_rdb_bgsave_in_progress", G, "Whether a BGSAVE runs (1 = yes)."),
+    ("rdb_last_save_time", "redis_rdb_last_save_timestamp_seconds", G,
+     "Time of the last successful RDB save (Unix time; the start time if none since)."),
+    ("rdb_last_bgsave_time_sec", "redis_rdb_last_bgsave_duration_sec", G,
+     "Duration of the last BGSAVE (-1 if none)."),
+    ("rdb_saves", "dbwatch_redis_rdb_saves_total", C, "Successful RDB saves since startup."),
+    ("aof_enabled", "redis_aof_enabled", G, "Whether the append-only file is on (1 = yes)."),
+    ("aof_rewrite_in_progress", "redis_aof_rewrite_in_progress", G, "Whether an AOF rewrite runs (1 = yes)."),
+    ("aof_last_rewrite_time_sec", "redis_aof_last_rewrite_duration_sec", G,
+     "Duration of the last AOF rewrite (-1 if none)."),
+    ("total_connections_received", "redis_connections_received_total", C, "Connections accepted."),
+    ("total_commands_processed", "redis_commands_processed_total", C, "Commands processed."),
+    ("total_net_input_bytes", "redis_net_input_bytes_total", C, "Bytes read from the network."),
+    ("total_net_output_bytes", "redis_net_output_bytes_total", C, "Bytes written to the network."),
+    ("rejected_connections", "redis_rejected_connections_total", C, "Connections refused because of maxclients."),
+    ("expired_keys", "redis_expired_keys_total", C, "Keys removed because their TTL passed."),
+    ("evicted_keys", "redis_evicted_keys_total", C, "Keys evicted because of maxmemory."),
+    ("keyspace_hits", "redis_keyspace_hits_total", C, "Successful key lookups."),
+    ("keyspace_misses", "redis_keyspace_misses_total", C, "Key lookups that found nothing."),
+    ("connected_slaves", "redis_connected_slaves", G, "Replicas connected to this server."),
+    ("master_repl_offset", "redis_master_repl_offset", G, "Replication offset of this server's stream."),
+    ("used_cpu_sys", "redis_cpu_sys_seconds_total", C, "System CPU used by the server."),
+    ("used_cpu_user", "redis_cpu_user_seconds_total", C, "User CPU used by the server."),
+)
+
+# Fields only a replica has, labelled with its primary as redis_exporter does.
+_REPLICA_METRICS: tuple[tuple[str, str, MetricType, str], ...] = (
+    ("master_last_io_seconds_ago", "redis_master_last_io_seconds_ago", G,
+     "Seconds since the last interaction with the primary (-1 while the link is down)."),
+    ("master_sync_in_progress", "redis_master_sync_in_progress", G, "Whether a full sync runs (1 = yes)."),
+    ("master_link_down_since_seconds", "redis_master_link_down_since_seconds", G,
+     "Seconds since the link to the primary went down."),
+    ("slave_repl_offset", "redis_slave_repl_offset", G, "Replication offset this replica has processed."),
+)
+
+_INSTANCE_LABELS = ("role", "redis_version", "redis_build_id", "redis_mode", "os", "maxmemory_policy", "tcp_port",
+                    "run_id", "process_id", "master_replid")
+
+
+def _families(raw: dict[str, Any], config: dict[str, str] | None, facts: RedisInfo) -> list[MetricFamily]:
+    up = gauge("redis_up", "Whether the last collection could reach the server (1 = yes).")
+    up.add((), 1)
+    instance = info("redis_instance_info", "Information about the Redis instance", _INSTANCE_LABELS)
+    instance.add([facts.maxmemory_policy if name == "maxmemory_policy" else raw.get(name, "")
+                  for name in _INSTANCE_LABELS], 1)
+    start = gauge("redis_start_time_seconds", "Start time of the Redis instance (Unix time).")
+    start.add((), _now(raw) - facts.uptime_seconds)
+    families = [up, instance, start]
+    for field, name, kind, help in _INFO_METRICS:
+        value = _num(raw, field)
+        if value is not None:
+            fam = MetricFamily(name, kind, help)
+            fam.add((), value)
+            families.append(fam)
+    if facts.role == "slave":
+        primary = (facts.master_host, facts.master_port)
+        for field, name, kind, help in _REPLICA_METRICS:
+            value = _num(raw, field)
+            if value is not None:
+                fam = MetricFamily(name, kind, help, ("master_host", "master_port"))
+                fam.add(primary, value)
+                families.append(fam)
+    for field, name, help in (
+        ("rdb_last_bgsave_status", "redis_rdb_last_bgsave_status", "Whether the last BGSAVE succeeded (1 = ok)."),
+        ("aof_last_bgrewrite_status", "redis_aof_last_bgrewrite_status",
+         "Whether the last AOF rewrite succeeded (1 = ok)."),
+        ("aof_last_write_status", "redis_aof_last_write_status", "Whether the last AOF write succeeded (1 = ok)."),
+    ):
+        if field in raw:
+            fam = gauge(name, help)
+            fam.add((), int(_ok(raw, field)))
+            families.append(fam)
+    save_age = gauge("dbwatch_redis_rdb_last_save_age_seconds",
+                     "Seconds since the last successful RDB save (since startup if none).")
+    save_age.add((), facts.rdb_last_save_age_seconds)
+    families.append(save_age)
+    families.extend(_config_families(config, facts))
+    families.extend(_keyspace_families(config, facts))
+    families.extend(_replication_families(facts))
+    return families
+
+
+def _config_families(config: dict[str, str] | None, facts: RedisInfo) -> list[MetricFamily]:
+    # With CONFIG unavailable these still exist, from INFO's copies of the same settings.
+    maxclients = gauge("redis_config_maxclients", "maxclients setting.")
+    maxclients.add((), facts.maxclients)
+    maxmemory = gauge("redis_config_maxmemory", "maxmemory setting (0 = no limit).")
+    maxmemory.add((), facts.maxmemory_bytes)
+    families = [maxclients, maxmemory]
+    if config is not None and "save" in config:
+        rdb = gauge("dbwatch_redis_rdb_snapshots_enabled", "Whether the save setting schedules RDB snapshots.")
+        rdb.add((), int(bool(config["save"].strip())))
+        families.append(rdb)
+    return families
+
+
+def _keyspace_families(config: dict[str, str] | None, facts: RedisInfo) -> list[MetricFamily]:
+    keys = gauge("redis_db_keys", "Total number of keys by DB", ("db",))
+    expiring = gauge("redis_db_keys_expiring", "Total number of expiring keys by DB", ("db",))
+    avg_ttl = gauge("redis_db_avg_ttl_seconds", "Avg TTL in seconds", ("db",))
+    # As redis_exporter: every database gets a series, 0 when empty, so "keys dropped to 0" is visible. Without
+    # CONFIG the number of databases is Redis's default, 16 (a cluster has only db0).
+    known = {db.db: db for db in facts.keyspace}
+    if config and config.get("databases", "").isdigit():
+        count = int(config["databases"])
+    else:
+        count = 1 if facts.mode == "cluster" else 16
+    for number in sorted(set(range(count)) | set(known)):
+        db = known.get(number, RedisKeyspace(number, 0, 0, 0.0))
+        keys.add((f"db{number}",), db.keys)
+        expiring.add((f"db{number}",), db.expires)
+        if number in known:
+            avg_ttl.add((f"db{number}",), db.avg_ttl_seconds)
+    return [keys, expiring, avg_ttl]
+
+
+def _replication_families(facts: RedisInfo) -> list[MetricFamily]:
+    families = []
+    if facts.role == "slave":
+        link = gauge("redis_master_link_up", "Whether the link to the primary is up (1 = yes).",
+                     ("master_host", "master_port"))
+        link.add((facts.master_host, facts.master_port), int(facts.master_link_status == "up"))
+        families.append(link)
+    labels = ("slave_ip", "slave_port", "slave_state")
+    offset = gauge("redis_connected_slave_offset_bytes", "Offset of connected replica", labels)
+    lag = gauge("redis_connected_slave_lag_seconds", "Lag of connected replica", labels)
+    lag_bytes = gauge("dbwatch_redis_connected_slave_lag_bytes",
+                      "Replication stream bytes the replica has not acknowledged (primary offset - replica offset).",
+                      labels)
+    for replica in facts.replicas:
+        key = (replica.ip, replica.port, replica.state)
+        offset.add(key, replica.offset)
+        lag.add(key, replica.lag_seconds)
+        lag_bytes.add(key, replica.lag_bytes)
+    return [*families, offset, lag, lag_bytes]
+
+
+def _summary(facts: RedisInfo) -> dict[str, Any]:
+    """What ``dbwatch check`` prints."""
+    summary: dict[str, Any] = {
+        "role": facts.role,
+        "version": facts.version,
+        "memory": f"{facts.used_memory_bytes}/{facts.maxmemory_bytes or 'unlimited'} ({facts.maxmemory_policy})",
+        "clients": f"{facts.connected_clients}/{facts.maxclients}",
+        "keys": facts.keys,
+        "last save (s ago)": round(facts.rdb_last_save_age_seconds),
+    }
+    if facts.role == "slave":
+        summary["master link"] = f"{facts.master_link_status} ({facts.master_host}:{facts.master_port})"
+    else:
+        summary["replicas"] = facts.connected_replicas
+    return summary
