@@ -15,11 +15,12 @@ from typing import Any, Callable
 
 from dbwatch.agent.alerts import AlertTracker
 from dbwatch.agent.config import Config
-from dbwatch.agent.model import MetricFamily, Snapshot, Target
+from dbwatch.agent.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.engine import RuleEngine, TargetView
-from dbwatch.rules.spec import load_rules
+from dbwatch.rules.spec import RulesConfig, load_rules
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,11 @@ class Alerting:
         self.store = store
         self.targets = targets  # the targets configured now, by name
         self.clock = clock
-        self.rules = RuleEngine(load_rules(config.rules))
+        self.rules = _engine(config.rules)
         self.tracker = AlertTracker(state / "alerts.db", clock)
         self.notifier = Notifier(config.receivers, state, clock, settings=config.notifications,
                                  external_url=external_url)
+        self._recommendations: dict[str, list[Finding]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -57,7 +59,7 @@ class Alerting:
         self.tracker.close()
 
     async def reconfigure(self, config: Config) -> None:
-        self.rules = RuleEngine(load_rules(config.rules))
+        self.rules = _engine(config.rules)
         await self.notifier.reconfigure(config.receivers)
         self._dirty.update(self.targets())
         self._wake.set()
@@ -65,6 +67,7 @@ class Alerting:
     def forget_target(self, name: str) -> None:
         """A target left the config: its alerts resolve (and the receivers hear so once)."""
         self.tracker.forget_target(name)
+        self._recommendations.pop(name, None)
         self.notifier.update(self.tracker.alerts())
 
     def evaluate(self, name: str) -> None:
@@ -74,14 +77,30 @@ class Alerting:
         now = self.clock()
         view = TargetView(self.store, name, target.engine, target.labels, now)
         findings = self.rules.evaluate(view)
+        self._recommendations[name] = [f for f in findings if f.kind == FindingKind.RECOMMENDATION]
         self.tracker.update(name, findings, self.rules.rule_durations, now)
         self.notifier.update(self.tracker.alerts(), now)
 
     def metrics(self) -> list[MetricFamily]:
-        return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics()]
+        return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics(),
+                self._recommendation_family()]
 
     def alerts_json(self) -> list[dict[str, Any]]:
         return self.tracker.as_json()
+
+    def recommendations(self, target: str | None = None) -> list[Finding]:
+        """The latest recommendations, per target in evaluation order (never paged: not alerts)."""
+        return [f for name, found in sorted(self._recommendations.items()) if target in (None, name) for f in found]
+
+    def recommendations_json(self) -> list[dict[str, Any]]:
+        return [finding_json(f) for f in self.recommendations()]
+
+    def _recommendation_family(self) -> MetricFamily:
+        family = info("dbwatch_recommendation", "A recommendation in force (1): what a rule advises, by target.",
+                      ("rule", "target", "severity", "fingerprint", "summary"))
+        for f in self.recommendations():
+            family.add((f.rule, f.target, str(f.severity), f.fingerprint, f.summary), 1)
+        return family
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._dirty.add(snapshot.target)
@@ -100,3 +119,22 @@ class Alerting:
                     self.evaluate(target)
                 except Exception:  # one target's evaluation must never stop the others
                     logger.exception("evaluating rules failed", extra={"target": target})
+
+
+def _engine(config: RulesConfig) -> RuleEngine:
+    return RuleEngine(load_rules(config), python_rules(config))
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """A finding as the API and ``--format json`` reports show it (evidence must be JSON-serialisable)."""
+    return {
+        "rule": finding.rule,
+        "target": finding.target,
+        "kind": str(finding.kind),
+        "severity": str(finding.severity),
+        "summary": finding.summary,
+        "description": finding.description,
+        "labels": dict(finding.labels),
+        "evidence": dict(finding.evidence),
+        "fingerprint": finding.fingerprint,
+    }

@@ -49,6 +49,7 @@ class Daemon:
                                  external_url=f"http://{config.server.listen}")
         self.exposition.add_provider(self.alerting.metrics)
         self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
+        self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)
         self.scheduler = AsyncIOScheduler()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()

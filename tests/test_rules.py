@@ -332,3 +332,46 @@ def expect(at: str, name: str, labels: dict[str, str], value: float) -> dict:
         "exp_annotations": {"summary": render_template(r.summary, shown, value),
                             "description": render_template(r.description, shown, value)},
     }]}
+
+
+# -- rules written in Python: recommendations beside alerts ---------------------------------------------
+
+
+class AdviseVacuum:
+    """A recommendation rule for the test: advises when the lag metric exists at all."""
+
+    name, engines = "AdviseVacuum", ("postgres",)
+
+    def evaluate(self, view):
+        family = view.latest("lag")
+        if family is not None:
+            yield Finding(rule=self.name, target=view.target, kind=FindingKind.RECOMMENDATION,
+                          severity=Severity.INFO, summary="vacuum it", evidence={"lag": family.value()})
+
+
+def make_advisors(config):
+    return [AdviseVacuum()]
+
+
+async def test_python_rules_from_the_catalog_become_recommendations_on_metrics_and_the_api(tmp_path, monkeypatch):
+    from dbwatch.agent.alerting import Alerting
+    from dbwatch.agent.model import Target
+    from dbwatch.agent.store import SnapshotStore
+    from dbwatch.rules import catalog
+
+    monkeypatch.setattr(catalog, "FAMILIES", ("tests.test_rules:make_advisors",))
+    config = parse_config(f"state_dir: {tmp_path}\n")
+    store = SnapshotStore()
+    targets = {"db1": Target("db1", "postgres", "postgresql://x@127.0.0.1/db", {}, {})}
+    alerting = Alerting(config, store, lambda: targets, clock=lambda: T0)
+    store.put(Snapshot(target="db1", engine="postgres", collector="postgres", started_at=T0,
+                       families=[fam("lag", value=3)]))
+    alerting.evaluate("db1")
+    [advice] = alerting.recommendations_json()
+    assert advice["rule"] == "AdviseVacuum" and advice["kind"] == "recommendation" and advice["evidence"] == {"lag": 3}
+    families = {f.name: f for f in alerting.metrics()}
+    assert families["dbwatch_recommendation"].value(rule="AdviseVacuum", target="db1", summary="vacuum it") == 1
+    assert families["dbwatch_alerts"].samples == [], "a recommendation never becomes an alert"
+    alerting.forget_target("db1")
+    assert alerting.recommendations() == []
+    await alerting.stop(0.1)
