@@ -53,6 +53,7 @@ class Daemon:
         self.scheduler = AsyncIOScheduler()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._last_status = ""
         self._reloading: asyncio.Lock = asyncio.Lock()
         self.systemd = SystemdNotifier()
 
@@ -119,6 +120,13 @@ class Daemon:
             await self.alerting.reconfigure(config)
             logger.info("reloaded: %d target(s)", len(self.targets))
             self.systemd.ready(self._status())
+
+    def _update_status(self) -> None:
+        """Tell systemd (``systemctl status``) when the number of targets up changes, not every collection."""
+        status = self._status()
+        if status != self._last_status:
+            self._last_status = status
+            self.systemd.status(status)
 
     def _status(self) -> str:
         states = [self.target_up(name) for name in self.targets]
@@ -224,6 +232,8 @@ class Daemon:
             snapshot = await jobs.collect(collector)
             if self.targets.get(target) is jobs:  # not removed by a reload meanwhile
                 self.store.put(snapshot)
+                if collector == jobs.up_collector:
+                    self._update_status()
         finally:
             self._inflight.discard(task)
 

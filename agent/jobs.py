@@ -12,7 +12,7 @@ import logging
 import time
 
 from dbwatch.agent.logs import redact
-from dbwatch.agent.model import MetricFamily, Snapshot, Target, gauge
+from dbwatch.agent.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
 
@@ -51,7 +51,7 @@ class TargetJobs:
             snapshot.ok, snapshot.error = False, f"timed out after {timeout:g}s"
             # The connection may be stuck in a query we no longer wait for: drop it, reconnect next time.
             await self.session.invalidate()
-        except CollectorError as exc:
+        except (CollectorError, SecretUnavailable) as exc:
             snapshot.ok, snapshot.error = False, redact(str(exc))
         except Exception as exc:  # a bug in a collector must not stop the daemon
             snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")

@@ -80,13 +80,23 @@ class Target:
     password_file: str | None = None
 
     def password(self) -> str | None:
-        """Read the secret from the environment or a file, each time (credentials rotate)."""
+        """Read the secret from the environment or a file, each time (credentials rotate).
+
+        Raises :class:`SecretUnavailable` (naming the file, never its content) when the file cannot be read.
+        """
         if self.password_env:
             return os.environ.get(self.password_env)
         if self.password_file:
-            with open(self.password_file, encoding="utf-8") as fh:
-                return fh.read().rstrip("\r\n")
+            try:
+                with open(self.password_file, encoding="utf-8") as fh:
+                    return fh.read().rstrip("\r\n")
+            except OSError as exc:
+                raise SecretUnavailable(f"cannot read password_file {self.password_file} ({exc.strerror})") from None
         return None
+
+
+class SecretUnavailable(Exception):
+    """A target's password could not be read: a configuration problem, reported like a failed connection."""
 
 
 @dataclass(frozen=True, slots=True)

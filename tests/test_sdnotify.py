@@ -32,6 +32,9 @@ def test_ready_watchdog_reloading_and_stopping_reach_the_notify_socket(tmp_path,
         wait_for(lambda: any("READY=1" in m for m in drain()), 20, "READY=1")
         ready = next(m for m in messages if "READY=1" in m)
         assert "STATUS=" in ready and "target(s)" in ready
+        # STATUS follows the targets: once the first collection lands, systemctl status says it is up
+        wait_for(lambda: any("STATUS=1 of 1 target(s) up, 0 not yet tried" in m for m in drain()), 20,
+                 "a STATUS line counting the target up")
         began = len([m for m in messages if m == "WATCHDOG=1"])
         time.sleep(2.2)  # WATCHDOG_USEC of 1 s: a ping every 0.5 s
         assert len([m for m in drain() if m == "WATCHDOG=1"]) - began >= 3
