@@ -43,6 +43,26 @@ def _postgres() -> Engine:
     )
 
 
+def _mysql() -> Engine:
+    from dbwatch.collectors import mysql, mysql_statements
+
+    return Engine(
+        name="mysql",
+        default_port=3306,
+        session=mysql.MySQLSession,
+        collectors={"mysql": mysql.MySQLCollector, "statements": mysql_statements.MySQLStatementsCollector},
+        defaults={
+            "mysql": CollectorDefaults(
+                interval=15.0, timeout=10.0,
+                options={"heartbeat_table": "", "heartbeat_utc": False, "query_text_length": 200},
+            ),
+            "statements": CollectorDefaults(
+                interval=60.0, timeout=20.0, options={"top_n": 100, "query_text_length": 200}
+            ),
+        },
+    )
+
+
 def _host() -> Engine:
     from dbwatch.collectors import host
 
@@ -73,7 +93,7 @@ def _redis() -> Engine:
     )
 
 
-_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host, "redis": _redis}
+_FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host, "redis": _redis, "mysql": _mysql}
 _cache: dict[str, Engine] = {}
 
 ENGINE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
