@@ -11,8 +11,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Real servers and tools the tests start: PostgreSQL 15 with pg_stat_statements (contrib), Prometheus
 # (promtool), Alertmanager, and postgres_exporter for the side-by-side benchmark.
 # MariaDB (mariadb-install-db, mariadbd and the mariadb client) for the MySQL/MariaDB collector tests.
+# PgBouncer for the connection pooler collector tests.
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
-	prometheus-postgres-exporter procps mariadb-server mariadb-client
+	prometheus-postgres-exporter procps mariadb-server mariadb-client redis-server percona-toolkit pgbouncer
 
 .PHONY: setup demo test bench clean
 

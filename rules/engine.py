@@ -109,9 +109,11 @@ class PythonRule(Protocol):
 class RuleEngine:
     def __init__(self, rules: Sequence[ThresholdRule], python_rules: Sequence[PythonRule] = ()) -> None:
         self.rules = list(rules)
-        self.python_rules = list(python_rules)
+        # Cluster rules (rules.cluster.PythonClusterRule) come from the same catalog; they see a cluster.
+        self.cluster_rules = [r for r in python_rules if hasattr(r, "evaluate_cluster")]
+        self.python_rules = [r for r in python_rules if not hasattr(r, "evaluate_cluster")]
         self._durations: dict[str, tuple[float, float]] = {r.alert: (r.for_, r.keep_firing_for) for r in self.rules}
-        for rule in self.python_rules:
+        for rule in [*self.python_rules, *self.cluster_rules]:
             self._durations[rule.name] = (float(getattr(rule, "for_", 0.0)),
                                           float(getattr(rule, "keep_firing_for", 0.0)))
         self._errors: collections.Counter[str] = collections.Counter()
@@ -139,10 +141,20 @@ class RuleEngine:
                 self._failed(prule.name, view.target, exc)
         return findings
 
+    def evaluate_cluster(self, view: Any) -> list[Finding]:
+        """Findings of the cluster rules on one cluster (a rules.cluster.ClusterView), each about one member."""
+        findings: list[Finding] = []
+        for rule in self.cluster_rules:
+            try:
+                findings.extend(rule.evaluate_cluster(view))
+            except Exception as exc:
+                self._failed(rule.name, f"cluster {view.name}", exc)
+        return findings
+
     def metrics(self) -> list[MetricFamily]:
         loaded = gauge("dbwatch_rules_loaded", "Rules in force, by kind.", ("kind",))
         loaded.add(("threshold",), len(self.rules))
-        loaded.add(("python",), len(self.python_rules))
+        loaded.add(("python",), len(self.python_rules) + len(self.cluster_rules))
         errors = counter("dbwatch_rule_errors_total", "Evaluations of a rule that raised an error.", ("rule",))
         for name in sorted(self._errors):
             errors.add((name,), self._errors[name])
@@ -150,7 +162,7 @@ class RuleEngine:
 
     def _threshold(self, rule: ThresholdRule, view: TargetView) -> Iterable[Finding]:
         for series in evaluate_rule(rule, view, view.now):
-            labels = {**view.labels, **series.labels, **rule.labels}
+            labels = {**view.labels, **series.labels, **rule.alert_labels}
             shown = {**labels, "alertname": rule.alert, "severity": rule.severity, "target": view.target}
             yield Finding(
                 rule=rule.alert,

@@ -129,6 +129,14 @@ class ThresholdRule(Selector):
 
     model_config = StrictModel.model_config | {"populate_by_name": True}
 
+    @property
+    def alert_labels(self) -> dict[str, str]:
+        """The rule's labels on its alerts: its own, plus ``engine`` when it applies to exactly one engine
+        (so the per-engine variants of one name stay distinct alerts, in dbwatch and in Prometheus)."""
+        if len(self.engines) == 1 and "engine" not in self.labels:
+            return {"engine": self.engines[0], **self.labels}
+        return dict(self.labels)
+
     @field_validator("alert")
     @classmethod
     def _alert(cls, value: str) -> str:
@@ -222,15 +230,19 @@ def load_rules(config: RulesConfig | None = None) -> list[ThresholdRule]:
     """The rules in force: shipped, from files, custom; overrides applied; disabled ones left out."""
     config = config or RulesConfig()
     problems: list[str] = []
-    rules: dict[str, ThresholdRule] = {}
-    origin: dict[str, str] = {}
+    rules: dict[tuple[str, tuple[str, ...]], ThresholdRule] = {}
+    origin: dict[tuple[str, tuple[str, ...]], str] = {}
 
+    # One name may have a variant per engine (ReplicationLagHigh reads pg_ and mysql_ metrics): the
+    # variants' engines must not overlap, and an override by name changes every variant.
     def add(rule: ThresholdRule, where: str) -> None:
-        if rule.alert in rules:
-            problems.append(f"{where}.alert: {rule.alert!r} is already defined in {origin[rule.alert]} "
-                            "(change a shipped rule with rules.overrides)")
+        key = (rule.alert, rule.engines)
+        clash = [k for k in rules if k[0] == rule.alert and (not k[1] or not rule.engines or set(k[1]) & set(rule.engines))]
+        if clash:
+            problems.append(f"{where}.alert: {rule.alert!r} is already defined in {origin[clash[0]]} "
+                            "(change a shipped rule with rules.overrides; variants need disjoint engines)")
             return
-        rules[rule.alert], origin[rule.alert] = rule, where
+        rules[key], origin[key] = rule, where
 
     batches: list[tuple[str, list[ThresholdRule]]] = []
     if config.defaults:
@@ -245,12 +257,14 @@ def load_rules(config: RulesConfig | None = None) -> list[ThresholdRule]:
         for index, rule in enumerate(batch):
             add(rule, f"{source}[{index}]" if source == "rules.custom" else source)
     for name, override in config.overrides.items():
-        rule = rules.get(name)
-        if rule is None:
-            problems.append(f"rules.overrides.{name}: no rule of that name; known rules: {', '.join(sorted(rules))}")
+        keys = [k for k in rules if k[0] == name]
+        if not keys:
+            known = ", ".join(sorted({k[0] for k in rules}))
+            problems.append(f"rules.overrides.{name}: no rule of that name; known rules: {known}")
             continue
         try:
-            rules[name] = _apply(rule, override)
+            for key in keys:
+                rules[key] = _apply(rules[key], override)
         except ValidationError as exc:
             problems.extend(format_validation_error(exc, f"rules.overrides.{name}"))
     if problems:

@@ -2,7 +2,7 @@
 receiver (a threaded server in the test) and a real Alertmanager (Debian's prometheus-alertmanager).
 
 Starts: the session's throwaway PostgreSQL 15 primary and its streaming standby, a scratch PostgreSQL
-that a test stops, and an Alertmanager on a free loopback port.
+that a test stops, an Alertmanager on a free loopback port, a throwaway MariaDB and a redis-server.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 
 from tests.agentproc import AgentProcess, wait_for
 from tests.pgcluster import BIN
+from tests.mariadbserver import mariadb_primary  # noqa: F401  (a fixture: a throwaway MariaDB)
+from tests.redisserver import RedisServer
 from tests.test_notify_crash import alertmanager  # noqa: F401  (a fixture: a real Alertmanager)
 
 
@@ -177,3 +179,31 @@ def test_rules_export_passes_promtool(tmp_path):
     assert check.returncode == 0, check.stdout + check.stderr
     for name in ("TargetDown", "ReplicationLagHigh", "ConnectionsNearMax", "WraparoundNear"):
         assert f"alert: {name}" in out.stdout
+
+
+def test_the_engine_variants_of_a_rule_fire_on_real_mariadb_and_redis(agent, hook, mariadb_primary):  # noqa: F811
+    """A real MariaDB (the session's throwaway primary) and a throwaway redis-server: ConnectionsNearMax's
+    mysql and redis variants, with the threshold lowered so that the agent's own connection crosses it."""
+    redis_server = RedisServer().start()
+    try:
+        proc = agent({
+            "targets": [
+                {"name": "maria", "engine": "mysql", "dsn": mariadb_primary.dsn(), "interval": "1s",
+                 "collectors": {"statements": {"enabled": False}}},
+                {"name": "cache", "engine": "redis", "dsn": redis_server.dsn(), "interval": "1s",
+                 "collectors": {"slowlog": {"enabled": False}}},
+            ],
+            "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url}],
+            "rules": {"overrides": {"ConnectionsNearMax": {"threshold": 0, "for": "0s"}}},
+        })
+        fired = wait_for(lambda: {(a["labels"]["target"], a["labels"]["engine"])
+                                  for a in hook.alerts("ConnectionsNearMax", "firing")} >= {("maria", "mysql"),
+                                                                                            ("cache", "redis")},
+                         30, "ConnectionsNearMax for both engines")
+        assert fired
+        listed = {a["labels"]["target"]: a for a in proc.get("/api/v1/alerts")}
+        assert 0 < listed["maria"]["value"] < 1 and 0 < listed["cache"]["value"] < 1
+        assert "max_connections" in listed["maria"]["annotations"]["summary"]
+        assert "maxclients" in listed["cache"]["annotations"]["summary"]
+    finally:
+        redis_server.stop()

@@ -47,6 +47,11 @@ class History:
         return self.snapshots.get((target, collector), [])
 
 
+def shipped(name: str, engine: str = "postgres") -> ThresholdRule:
+    [found] = [r for r in shipped_rules() if r.alert == name and (not r.engines or engine in r.engines)]
+    return found
+
+
 def rule(**fields) -> ThresholdRule:
     return ThresholdRule.model_validate({"alert": "Test", "op": ">", "threshold": 0, "summary": "s", **fields})
 
@@ -89,6 +94,18 @@ def test_overrides_change_threshold_for_and_severity_and_disable():
     assert (rules["ReplicationLagHigh"].threshold, rules["ReplicationLagHigh"].for_,
             rules["ReplicationLagHigh"].severity) == (30, 120, "critical")
     assert "CpuHigh" not in rules and "DiskAlmostFull" in rules
+
+
+def test_a_rule_name_has_one_variant_per_engine_and_an_override_changes_them_all():
+    variants = [r for r in load_rules(RulesConfig.model_validate({"overrides": {"ReplicationLagHigh": {"threshold": 9}}}))
+                if r.alert == "ReplicationLagHigh"]
+    assert sorted(r.engines for r in variants) == [("mysql",), ("postgres",)]
+    assert {r.threshold for r in variants} == {9}
+    with pytest.raises(ConfigError) as err:
+        parse_config("rules:\n  custom:\n    - {alert: Twice, metric: a, op: '>', threshold: 1, summary: s, engines: [mysql]}\n"
+                     "    - {alert: Twice, metric: b, op: '>', threshold: 1, summary: s, engines: [mysql, redis]}\n")
+    assert err.value.problems == ["rules.custom[1].alert: 'Twice' is already defined in rules.custom[0] (change a "
+                                  "shipped rule with rules.overrides; variants need disjoint engines)"]
 
 
 def test_the_issue_contract_config_parses():
@@ -204,9 +221,9 @@ def test_matchers_aggregation_and_a_ratio_of_two_metrics():
         activity.add(labels, value)
     h = History()
     h.add(T0, activity, fam("pg_settings_max_connections", value=100))
-    near = {r.alert: r for r in shipped_rules()}["ConnectionsNearMax"]
+    near = shipped("ConnectionsNearMax")
     [f] = fire([near], h, T0)
-    assert f.value == pytest.approx(0.95) and f.labels == {}
+    assert f.value == pytest.approx(0.95) and f.labels == {"engine": "postgres"}
     assert f.summary == "db1 uses 95% of max_connections"
     idle = rule(metric="pg_stat_activity_count", match={"state": "idle"}, aggregate="sum", by=["datname"], threshold=4)
     assert sorted((f.labels["datname"], f.value) for f in fire([idle], h, T0)) == [("app", 40), ("web", 5)]
@@ -220,9 +237,9 @@ def test_a_ratio_per_series_joins_on_the_shared_labels_and_skips_a_zero_divisor(
                             (T0 + 60, {"1": 22.0, "2": 2.0, "3": 0.0}, {"1": 8, "2": 200, "3": 7})]:
         h.add(at, fam("pg_stat_statements_seconds_total", counter, secs, label="queryid"),
               fam("pg_stat_statements_calls_total", counter, calls, label="queryid"), collector="statements")
-    slow = {r.alert: r for r in shipped_rules()}["SlowStatements"]
+    slow = shipped("SlowStatements")
     [f] = fire([slow], h, T0 + 60)
-    assert f.labels == {"queryid": "1"} and f.value == pytest.approx(3.0)  # 12 s over 4 calls
+    assert f.labels == {"queryid": "1", "engine": "postgres"} and f.value == pytest.approx(3.0)  # 12 s / 4 calls
     assert f.summary == "Statement 1 on db1 takes 3s on average"
 
 
@@ -255,7 +272,7 @@ def test_findings_carry_target_labels_series_labels_and_rule_labels_and_respect_
     r = rule(metric="lag", labels={"team": "dba"}, engines=["postgres"],
              summary="{{ $labels.datname }}/{{ $labels.env }} {{ $labels.severity }}")
     [f] = fire([r], h, T0, labels={"env": "prod", "datname": "from-target"})
-    assert f.labels == {"env": "prod", "datname": "x", "team": "dba"}
+    assert f.labels == {"env": "prod", "datname": "x", "team": "dba", "engine": "postgres"}
     assert f.summary == "x/prod warning" and f.kind == FindingKind.ALERT and f.severity == Severity.WARNING
     assert fire([r], h, T0, engine="host") == []
 
@@ -302,9 +319,9 @@ def test_exported_rules_fire_in_prometheus_on_the_data_dbwatch_fires_on(tmp_path
                 {"series": 'dbwatch_pg_wraparound_margin_ratio{target="db1",datname="app"}', "values": "0.5x20"},
             ],
             "alert_rule_test": [
-                expect("3m", "ConnectionsNearMax", {"severity": "warning", "target": "db1"}, 0.9),
+                expect("3m", "ConnectionsNearMax", {"severity": "warning", "target": "db1", "engine": "postgres"}, 0.9),
                 expect("2m", "DeadlocksIncreasing",
-                       {"severity": "warning", "target": "db1", "datid": "5", "datname": "app"}, 3),
+                       {"severity": "warning", "target": "db1", "datid": "5", "datname": "app", "engine": "postgres"}, 3),
                 expect("2m", "TargetDown", {"severity": "critical", "target": "db2"}, 0),
                 {"eval_time": "2m", "alertname": "WraparoundNear", "exp_alerts": []},
             ],
@@ -325,7 +342,7 @@ def test_exported_rules_fire_in_prometheus_on_the_data_dbwatch_fires_on(tmp_path
 
 def expect(at: str, name: str, labels: dict[str, str], value: float) -> dict:
     """promtool's expectation, with the annotations as dbwatch renders them: Prometheus must agree."""
-    r = {x.alert: x for x in load_rules()}[name]
+    [r] = [x for x in load_rules() if x.alert == name and (not x.engines or labels.get("engine") in x.engines)]
     shown = {**labels, "alertname": name}
     return {"eval_time": at, "alertname": name, "exp_alerts": [{
         "exp_labels": labels,
