@@ -44,6 +44,7 @@ test: setup
 bench: setup
 	$(PY) bench/pg_cycle.py
 	$(PY) bench/rules_cycle.py
+	$(PY) bench/slowlog.py
 
 clean:
 	rm -rf $(VENV) .apt-installed .state .pytest_cache

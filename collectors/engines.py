@@ -27,30 +27,35 @@ class Engine:
 
 
 def _postgres() -> Engine:
-    from dbwatch.collectors import pg_statements, postgres
+    from dbwatch.collectors import pg_statements, postgres, slowlog
 
     return Engine(
         name="postgres",
         default_port=5432,
         session=postgres.PostgresSession,
-        collectors={"postgres": postgres.PostgresCollector, "statements": pg_statements.StatementsCollector},
+        collectors={"postgres": postgres.PostgresCollector, "statements": pg_statements.StatementsCollector,
+                    "slowlog": slowlog.SlowLogCollector},
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
             "statements": CollectorDefaults(
                 interval=60.0, timeout=20.0, options={"top_n": 100, "query_text_length": 200}
+            ),
+            "slowlog": CollectorDefaults(
+                interval=60.0, timeout=30.0, enabled=False, options=slowlog.DEFAULT_OPTIONS
             ),
         },
     )
 
 
 def _mysql() -> Engine:
-    from dbwatch.collectors import mysql, mysql_statements
+    from dbwatch.collectors import mysql, mysql_statements, slowlog
 
     return Engine(
         name="mysql",
         default_port=3306,
         session=mysql.MySQLSession,
-        collectors={"mysql": mysql.MySQLCollector, "statements": mysql_statements.MySQLStatementsCollector},
+        collectors={"mysql": mysql.MySQLCollector, "statements": mysql_statements.MySQLStatementsCollector,
+                    "slowlog": slowlog.SlowLogCollector},
         defaults={
             "mysql": CollectorDefaults(
                 interval=15.0, timeout=10.0,
@@ -58,6 +63,9 @@ def _mysql() -> Engine:
             ),
             "statements": CollectorDefaults(
                 interval=60.0, timeout=20.0, options={"top_n": 100, "query_text_length": 200}
+            ),
+            "slowlog": CollectorDefaults(
+                interval=60.0, timeout=30.0, enabled=False, options=slowlog.DEFAULT_OPTIONS
             ),
         },
     )

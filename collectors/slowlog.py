@@ -1,0 +1,332 @@
+"""Slow query logs: follow the file, parse every event, fingerprint it, aggregate per class per interval.
+
+The collector reads what the server appended since the last collection (MySQL/MariaDB slow log, or
+PostgreSQL's log with ``log_min_duration_statement``; see :mod:`~dbwatch.collectors.slowlog_formats`),
+puts each event in its class (:mod:`~dbwatch.collectors.fingerprint`, pt-query-digest's classes) and
+produces:
+
+- ``facts["slow_classes"]``: one :class:`SlowClass` per class seen in the interval (the top ``top_n`` by
+  total time), with count, total/mean/p95/max time, lock time, rows, first and last seen, and one sample
+  statement (the slowest, literals and all, truncated to ``sample_length``): literal values are data, so
+  the sample lives in facts only, never in a metric label;
+- cumulative counters per class id for the top ``top_n`` classes by total time, the rest summed under
+  ``class_id="other"`` (as for pg_stat_statements; a class moving in or out of the top makes ``other``
+  step), and the interval's maximum per top class;
+- the reading's own health: events, bytes, rotations, skipped lines and unparseable records.
+
+The file offset is saved in ``state_dir`` after each collection, so a restarted agent resumes where it was
+and counts no event twice. The first collection without a saved offset starts at the end of the file
+(``from_beginning: true`` reads the existing file first). Reading is blocking file I/O, done in a worker
+thread and bounded per collection (``max_bytes_per_collection``; a backlog is read over several).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge, info
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.fingerprint import class_id, fingerprint
+from dbwatch.collectors.logtail import LogFollower
+from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, make_parser
+
+__all__ = ["SlowClass", "SlowLogCollector", "Aggregator", "analyze", "DEFAULT_OPTIONS"]
+
+DEFAULT_OPTIONS: dict[str, Any] = {
+    "path": "",
+    "format": "auto",
+    "state_dir": "",
+    "top_n": 50,
+    "sample_length": 1000,
+    "from_beginning": False,
+    "max_bytes_per_collection": 64 << 20,
+}
+MAX_CLASSES = 10_000  # classes kept with their own cumulative counters; the least costly fold into "other"
+_FINGERPRINT_CACHE = 4096  # raw statement -> fingerprint, for the statements repeated verbatim (COMMIT, ...)
+_LOG_BUCKET = 1 / math.log(1.05)  # histogram buckets 5 % wide from 1 µs, like pt-query-digest's
+
+
+@dataclass(frozen=True, slots=True)
+class SlowClass:
+    """One query class over one interval (or over a whole file, for an offline analysis)."""
+
+    class_id: str
+    fingerprint: str
+    count: int
+    query_time_total: float
+    query_time_mean: float
+    query_time_p95: float
+    query_time_max: float
+    lock_time_total: float
+    rows_examined_total: int
+    rows_sent_total: int
+    rows_affected_total: int
+    full_scans: int
+    tmp_disk_tables: int
+    first_seen: float | None
+    last_seen: float | None
+    db: str
+    user: str
+    sample: str
+
+
+@dataclass(slots=True)
+class _Stats:
+    fingerprint: str
+    count: int = 0
+    time: float = 0.0
+    time_max: float = -1.0
+    lock: float = 0.0
+    examined: int = 0
+    sent: int = 0
+    affected: int = 0
+    full_scans: int = 0
+    tmp_disk: int = 0
+    first: float | None = None
+    last: float | None = None
+    db: str = ""
+    user: str = ""
+    sample: str = ""
+    buckets: dict[int, int] = field(default_factory=dict)
+
+
+class Aggregator:
+    """Per-class statistics of the current interval, plus cumulative counters per class id."""
+
+    def __init__(self, sample_length: int = 1000) -> None:
+        self.sample_length = sample_length
+        self.interval: dict[str, _Stats] = {}  # by fingerprint
+        self.totals: dict[str, list[float]] = {}  # class id -> [count, seconds]
+        self.other = [0.0, 0.0]  # counters of classes evicted from ``totals``
+        self.events = 0
+        self._ids: dict[str, str] = {}
+        self._cache: dict[str, str] = {}
+
+    def add(self, events: Iterable[SlowEvent]) -> None:
+        cache, classes, log = self._cache, self.interval, math.log
+        n = 0
+        for ev in events:
+            n += 1
+            query = ev.query
+            fp = cache.get(query)
+            if fp is None:
+                fp = fingerprint(query, ev.postgres)
+                if len(cache) >= _FINGERPRINT_CACHE:
+                    cache.clear()
+                cache[query] = fp
+            st = classes.get(fp)
+            if st is None:
+                st = classes[fp] = _Stats(fp, db=ev.db, user=ev.user)
+            t = ev.query_time
+            st.count += 1
+            st.time += t
+            if t > st.time_max:
+                st.time_max = t
+                st.sample = query
+            st.lock += ev.lock_time
+            st.examined += ev.rows_examined
+            st.sent += ev.rows_sent
+            st.affected += ev.rows_affected
+            if ev.full_scan:
+                st.full_scans += 1
+            if ev.tmp_table_on_disk:
+                st.tmp_disk += 1
+            ts = ev.timestamp
+            if ts is not None:
+                if st.first is None or ts < st.first:
+                    st.first = ts
+                if st.last is None or ts > st.last:
+                    st.last = ts
+            b = int(log(t * 1e6) * _LOG_BUCKET) if t > 1e-6 else 0
+            buckets = st.buckets
+            buckets[b] = buckets.get(b, 0) + 1
+        self.events += n
+
+    def close_interval(self, limit: int | None = None) -> list[SlowClass]:
+        """Fold the interval into the cumulative counters; return its classes, the costliest first."""
+        rows = []
+        for fp, st in self.interval.items():
+            cid = self._ids.get(fp)
+            if cid is None:
+                cid = self._ids[fp] = class_id(fp)
+            total = self.totals.get(cid)
+            if total is None:
+                total = self.totals[cid] = [0, 0.0]
+            total[0] += st.count
+            total[1] += st.time
+            rows.append(self._row(cid, st))
+        self.interval = {}
+        self._evict()
+        rows.sort(key=lambda r: r.query_time_total, reverse=True)
+        return rows if limit is None else rows[:limit]
+
+    def fingerprints(self) -> dict[str, str]:
+        """Class id -> fingerprint, for the classes with their own counters."""
+        return {cid: fp for fp, cid in self._ids.items()}
+
+    def top(self, n: int) -> list[str]:
+        return heapq.nlargest(n, self.totals, key=lambda cid: self.totals[cid][1])
+
+    def _row(self, cid: str, st: _Stats) -> SlowClass:
+        sample = st.sample if len(st.sample) <= self.sample_length else st.sample[: self.sample_length - 1] + "…"
+        return SlowClass(
+            class_id=cid, fingerprint=st.fingerprint, count=st.count, query_time_total=st.time,
+            query_time_mean=st.time / st.count, query_time_p95=_percentile(st.buckets, st.count, 0.95, st.time_max),
+            query_time_max=st.time_max, lock_time_total=st.lock, rows_examined_total=st.examined,
+            rows_sent_total=st.sent, rows_affected_total=st.affected, full_scans=st.full_scans,
+            tmp_disk_tables=st.tmp_disk, first_seen=st.first, last_seen=st.last, db=st.db, user=st.user,
+            sample=sample,
+        )
+
+    def _evict(self) -> None:
+        if len(self.totals) <= MAX_CLASSES:
+            return
+        keep = set(self.top(MAX_CLASSES * 9 // 10))
+        for cid in [c for c in self.totals if c not in keep]:
+            count, seconds = self.totals.pop(cid)
+            self.other[0] += count
+            self.other[1] += seconds
+        self._ids = {fp: cid for fp, cid in self._ids.items() if cid in keep}
+
+
+def _percentile(buckets: dict[int, int], count: int, q: float, maximum: float) -> float:
+    """The q-quantile from the 5 %-wide buckets: the geometric middle of its bucket, at most the maximum."""
+    rank = math.ceil(q * count)
+    seen = 0
+    for b in sorted(buckets):
+        seen += buckets[b]
+        if seen >= rank:
+            return min(maximum, 1e-6 * 1.05 ** (b + 0.5)) if b else min(maximum, 1e-6)
+    return maximum
+
+
+class SlowLogCollector(Collector):
+    """Options: ``path`` (required), ``format`` (auto|mysql|postgres-stderr|postgres-csv|postgres-json),
+    ``state_dir`` (where the offset is kept; empty = not kept), ``top_n``, ``sample_length``,
+    ``from_beginning``, ``max_bytes_per_collection``. Needs no connection: the session is not used."""
+
+    name = "slowlog"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        options = {**DEFAULT_OPTIONS, **self.settings.options}
+        self.path = str(options["path"])
+        self.format = str(options["format"])
+        # A wrong option fails each collection with this message (a metric and an alert), not the agent.
+        self.problem = None
+        if not self.path:
+            self.problem = "collectors.slowlog.path: the slow log file to follow is not set"
+        elif self.format not in FORMATS:
+            self.problem = f"collectors.slowlog.format: expected one of {', '.join(FORMATS)}, got {self.format!r}"
+        self.top_n = int(options["top_n"])
+        self.max_bytes = int(options["max_bytes_per_collection"])
+        state_file = None
+        if options["state_dir"]:
+            key = hashlib.sha1(f"{self.target.name}\0{self.path}".encode()).hexdigest()[:16]
+            state_file = str(Path(options["state_dir"]) / f"slowlog-{key}.json")
+        self.parser = make_parser(self.format if self.format in FORMATS else "auto")
+        self.follower = LogFollower(self.path, self.parser, state_file, bool(options["from_beginning"]))
+        self.aggregator = Aggregator(int(options["sample_length"]))
+        self._lock = threading.Lock()
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        if self.problem:
+            raise CollectorError(self.problem)
+        await asyncio.to_thread(self.collect_now, snapshot)
+
+    def collect_now(self, snapshot: Snapshot) -> None:
+        """The blocking part: read, parse and aggregate what is new, then fill ``snapshot``."""
+        # One collection at a time: a collection that timed out may still be reading in its thread.
+        with self._lock:
+            self.follower.poll(self.aggregator.add, self.max_bytes)
+            classes = self.aggregator.close_interval()
+            snapshot.families.extend(self._families({row.class_id: row.query_time_max for row in classes}))
+            offset = self.follower.offset
+        snapshot.facts["slow_classes"] = classes[: self.top_n]
+        snapshot.facts["slowlog"] = {
+            "path": self.path, "format": _format_name(self.parser), "offset": offset,
+            "classes_in_interval": len(classes), "events_in_interval": sum(r.count for r in classes),
+        }
+        if not Path(self.path).exists():
+            snapshot.notes.append(f"the slow log {self.path} does not exist (yet); check the server's "
+                                  "slow_query_log_file / log_directory and that dbwatch may read it")
+
+    def _families(self, maxima: dict[str, float]) -> list[MetricFamily]:
+        agg, stats = self.aggregator, self.follower.stats
+        labels = ("class_id",)
+        queries = counter("dbwatch_slowlog_queries_total", "Queries in the slow log, per query class.", labels)
+        seconds = counter("dbwatch_slowlog_query_seconds_total",
+                          "Total query time logged in the slow log, in seconds, per query class.", labels)
+        maximum = gauge("dbwatch_slowlog_query_max_seconds",
+                        "Longest query of the class in the last interval, in seconds.", labels)
+        text = info("dbwatch_slowlog_query_class_info", "Fingerprint of a query class (no literals; truncated).",
+                    ("class_id", "fingerprint"))
+        top = agg.top(self.top_n)
+        fingerprints = agg.fingerprints()
+        other = list(agg.other)
+        for cid, (count, total) in agg.totals.items():
+            other[0] += count
+            other[1] += total
+        for cid in top:
+            count, total = agg.totals[cid]
+            other[0] -= count
+            other[1] -= total
+            queries.add((cid,), count)
+            seconds.add((cid,), total)
+            if cid in maxima:
+                maximum.add((cid,), maxima[cid])
+            if cid in fingerprints:
+                fp = fingerprints[cid]
+                text.add((cid, fp if len(fp) <= 200 else fp[:199] + "…"), 1)
+        if len(agg.totals) > len(top) or agg.other[0]:
+            queries.add(("other",), max(0.0, other[0]))
+            seconds.add(("other",), max(0.0, other[1]))
+        events = counter("dbwatch_slowlog_events_total", "Events parsed from the slow log.")
+        events.add((), agg.events)
+        skipped = counter("dbwatch_slowlog_lines_skipped_total",
+                          "Lines of the slow log that belong to no event (neither a header nor a query).")
+        skipped.add((), self.parser.skipped_lines)  # type: ignore[attr-defined]
+        errors = counter("dbwatch_slowlog_parse_errors_total",
+                         "Slow log records skipped: malformed, not UTF-8, or larger than the record limit.")
+        errors.add((), self.parser.skipped)
+        read = counter("dbwatch_slowlog_read_bytes_total", "Bytes read from the slow log.")
+        read.add((), stats.bytes_read)
+        rotations = counter("dbwatch_slowlog_rotations_total", "Rotations (rename) and truncations of the slow log "
+                            "seen while following it.")
+        rotations.add((), stats.rotations + stats.truncations)
+        classes = gauge("dbwatch_slowlog_classes", "Query classes with their own cumulative counters.")
+        classes.add((), len(agg.totals))
+        return [queries, seconds, maximum, text, events, skipped, errors, read, rotations, classes]
+
+
+def _format_name(parser: Any) -> str:
+    """The format being read: the one ``auto`` recognised, or ``auto`` while the file is still empty."""
+    parser = getattr(parser, "chosen", None) or parser
+    names = {"MySQLSlowLogParser": "mysql", "PostgresStderrParser": "postgres-stderr",
+             "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json"}
+    return names.get(type(parser).__name__, "auto")
+
+
+def analyze(paths: Iterable[str], fmt: str = "auto", sample_length: int = 1000
+            ) -> tuple[list[SlowClass], dict[str, int]]:
+    """An offline report over whole files: every class, costliest first, and the parse counters."""
+    aggregator = Aggregator(sample_length)
+    skipped = skipped_lines = 0
+    for path in paths:
+        parser = make_parser(fmt)
+        follower = LogFollower(path, parser, None, from_beginning=True)
+        while follower.poll(aggregator.add, 1 << 62):
+            pass
+        follower.finish(aggregator.add)
+        follower.close()
+        skipped += parser.skipped
+        skipped_lines += parser.skipped_lines  # type: ignore[attr-defined]
+    classes = aggregator.close_interval()
+    return classes, {"events": aggregator.events, "parse_errors": skipped, "lines_skipped": skipped_lines}
