@@ -11,6 +11,8 @@ import abc
 import asyncio
 import logging
 import random
+import re
+import urllib.parse
 from typing import ClassVar
 
 from dbwatch.agent.model import MetricFamily, Snapshot, Target, gauge
@@ -49,6 +51,35 @@ class Session(abc.ABC):
     def record_success(self) -> None:
         self._failures = 0
         self._next_attempt = 0.0
+
+    def check_backoff(self, now: float, last_error: str) -> None:
+        """Refuse to reconnect before the backoff has passed (the server is not hammered while down)."""
+        wait = self.backoff_remaining(now)
+        if wait > 0:
+            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {last_error})")
+
+    def scrub(self, text: str, endpoint: str, password: str | None = None) -> str:
+        """Error text without secrets: never the DSN as written (it becomes ``endpoint``), never a password,
+        whether the one read from the environment or file, or one written into a URI."""
+        dsn = self.target.dsn
+        if dsn:
+            text = text.replace(dsn, endpoint)
+        text = _URI_PASSWORD.sub(r"\1***@", text)
+        for secret in (password, dsn_password(dsn)):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+_URI_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
+
+
+def dsn_password(dsn: str) -> str | None:
+    """The password written into a DSN, if any (the config refuses them; old files may still hold one)."""
+    try:
+        return urllib.parse.urlsplit(dsn).password
+    except ValueError:
+        return None
 
     @abc.abstractmethod
     async def close(self) -> None:

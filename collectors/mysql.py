@@ -73,9 +73,7 @@ class MySQLSession(Session):
         """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        wait = self.backoff_remaining(time.monotonic())
-        if wait > 0:
-            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {self._last_error})")
+        self.check_backoff(time.monotonic(), self._last_error)
         password = self.target.password()
         try:
             conn = await aiomysql.connect(
@@ -152,16 +150,9 @@ class MySQLSession(Session):
             raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
 
     def _safe(self, text: str, password: str | None = None) -> str:
-        """Error text without secrets: never the DSN as written, never a password."""
-        text = text.replace(self.target.dsn, self.endpoint)
-        text = _URI_PASSWORD.sub(r"\1***@", text)
-        for secret in (password, _dsn_password(self.target.dsn)):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self.scrub(text, self.endpoint, password)
 
 
-_URI_PASSWORD = re.compile(r"((?:mysql|mariadb)://[^:/@\s]*):[^@\s]*@")
 
 
 def _ssl_context(mode: str) -> ssl.SSLContext | None:
@@ -174,12 +165,6 @@ def _ssl_context(mode: str) -> ssl.SSLContext | None:
         return context
     return None
 
-
-def _dsn_password(dsn: str) -> str | None:
-    try:
-        return urllib.parse.urlsplit(dsn).password
-    except ValueError:
-        return None
 
 
 def _describe(exc: BaseException) -> str:

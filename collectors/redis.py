@@ -58,9 +58,7 @@ class RedisSession(Session):
         """The live connection, opened (and authenticated) on first use; raises a secret-free CollectorError."""
         if self._client is not None:
             return self._client
-        wait = self.backoff_remaining(time.monotonic())
-        if wait > 0:
-            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {self._last_error})")
+        self.check_backoff(time.monotonic(), self._last_error)
         password = self.target.password()
         client = None
         try:
@@ -129,10 +127,7 @@ class RedisSession(Session):
         await self.invalidate()
 
     def _safe(self, text: str, password: str | None = None) -> str:
-        text = text.replace(self.target.dsn, self.endpoint)
-        if password:
-            text = text.replace(password, "***")
-        return text
+        return self.scrub(text, self.endpoint, password)
 
 
 async def _close(client: aioredis.Redis) -> None:
