@@ -1,0 +1,253 @@
+"""MongoDB: slow operations from the database profiler (``system.profile``) and index usage (``$indexStats``).
+
+Two collectors beside ``mongodb``, each able to be turned off on its own (profiler entries hold query
+shapes some sites will not export), and neither ever takes ``mongodb_up`` down with it: a profiler that is
+off, a database the user may not read, a collection that vanished in between are notes.
+
+The profiler collector keeps, per database, the time of the newest entry already counted and asks only for
+newer ones, so each entry is counted once; the first collection is the baseline (entries already there are
+not counted). Entries become facts for the index rules (namespace, plan, keys and documents examined, the
+filter and sort with their values replaced by 1) and counters by namespace, operation and plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from pymongo import AsyncMongoClient
+
+from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge
+from dbwatch.collectors.base import Collector
+from dbwatch.collectors.mongodb import APP_NAME, MongoSession, refusal_note
+from dbwatch.collectors.mongodb_facts import MongoIndexUsage, MongoProfiler, MongoSlowOp
+
+#: databases that hold no application data (admin, config) or only replication state (local)
+SYSTEM_DATABASES = ("admin", "config", "local")
+OTHER = ("other", "", "")
+READ_GRANT = 'grant read on the database (or the clusterMonitor role for every database)'
+
+
+async def databases(session: MongoSession, configured: list[str], snapshot: Snapshot) -> list[str]:
+    """The configured databases, or every database but admin, config and local."""
+    if configured:
+        return list(configured)
+    reply, error = await session.command("admin", {"listDatabases": 1, "nameOnly": True})
+    if error is not None:
+        snapshot.notes.append(refusal_note("listDatabases", error, "databases are",
+                                           "list them in the collector's databases option, or grant clusterMonitor"))
+        return []
+    return [d["name"] for d in (reply or {}).get("databases", []) if d.get("name") not in SYSTEM_DATABASES]
+
+
+class ProfilerCollector(Collector):
+    """Facts: ``slow_ops`` (list of :class:`MongoSlowOp`, the entries new since the previous collection, oldest
+    first) and ``profiler`` (:class:`MongoProfiler`)."""
+
+    name = "profiler"
+    up_metric = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._since: dict[str, dt.datetime] = {}  # database -> ts of the newest entry already seen
+        self._baselined = False
+        self._totals: dict[tuple[str, str, str], list[float]] = {}  # (ns, op, plan) -> count, seconds, docs, keys
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        session: MongoSession = self.session  # type: ignore[assignment]
+        options = self.settings.options
+        limit = int(options.get("max_entries", 1000))
+        levels: dict[str, int] = {}
+        slowms: dict[str, int] = {}
+        entries: list[MongoSlowOp] = []
+        truncated = False
+        async with session.lock:
+            for db in await databases(session, list(options.get("databases", [])), snapshot):
+                status, error = await session.command(db, {"profile": -1})
+                if error is not None:
+                    snapshot.notes.append(refusal_note(f"profile on {db}", error, "its profiling level is",
+                                                       READ_GRANT))
+                    continue
+                levels[db] = int((status or {}).get("was", 0))
+                slowms[db] = int((status or {}).get("slowms", 100))
+                if levels[db] == 0:
+                    snapshot.notes.append(
+                        f"the profiler is off on {db}: slow operations there are not collected; turn it on for "
+                        f"slow operations only with db.getSiblingDB(\"{db}\").setProfilingLevel(1, "
+                        f"{{slowms: 100}})")
+                    continue
+                # The baseline needs only the newest entry; later collections one more than they keep, to
+                # know whether entries were left out.
+                want = limit + 1 if self._baselined else 1
+                docs, error = await session.query(lambda c, db=db, want=want: self._read(c, db, want))
+                if error is not None:
+                    snapshot.notes.append(refusal_note(f"find on {db}.system.profile", error,
+                                                       "its slow operations are", READ_GRANT))
+                    continue
+                docs = docs or []
+                if len(docs) > limit:
+                    docs, truncated = docs[-limit:], True
+                if docs and isinstance(docs[-1].get("ts"), dt.datetime):
+                    self._since[db] = docs[-1]["ts"]
+                entries.extend(_slow_op(db, doc) for doc in docs if doc.get("appName") != APP_NAME
+                               and not str(doc.get("ns", "")).endswith(".system.profile"))
+        baseline = not self._baselined
+        self._baselined = True
+        if baseline:
+            entries, truncated = [], False
+        entries.sort(key=lambda e: e.ts)
+        if truncated:
+            snapshot.notes.append(f"more than {limit} new profiler entries since the previous collection: the oldest "
+                                  f"were left out (raise max_entries or shorten the interval)")
+        snapshot.facts["slow_ops"] = entries
+        snapshot.facts["profiler"] = MongoProfiler(baseline=baseline, levels=levels, slowms=slowms, truncated=truncated)
+        snapshot.families.extend(self._families(entries, levels))
+
+    async def _read(self, client: AsyncMongoClient, db: str, limit: int) -> list[dict[str, Any]]:
+        since = self._since.get(db)
+        query = {"ts": {"$gt": since}} if since is not None else {}
+        # Newest first, so that a first collection or a burst keeps the latest entries; reversed below.
+        cursor = client[db]["system.profile"].find(query, sort=[("ts", -1)], limit=limit, batch_size=100)
+        docs = await cursor.to_list(limit)
+        docs.reverse()
+        return docs
+
+    def _families(self, entries: list[MongoSlowOp], levels: dict[str, int]) -> list[MetricFamily]:
+        max_series = int(self.settings.options.get("max_series", 200))
+        for entry in entries:
+            key = (entry.ns, entry.op, entry.plan)
+            if key not in self._totals and len(self._totals) >= max_series:
+                key = OTHER  # bounded series: later newcomers share one
+            total = self._totals.setdefault(key, [0, 0.0, 0, 0])
+            total[0] += 1
+            total[1] += entry.duration_seconds
+            total[2] += entry.docs_examined
+            total[3] += entry.keys_examined
+        labels = ("ns", "op", "plan")
+        count = counter("dbwatch_mongodb_slow_ops_total",
+                        "Profiler entries (operations slower than slowms) seen since dbwatch started, each once.",
+                        labels)
+        seconds = counter("dbwatch_mongodb_slow_ops_seconds_total", "Duration of those operations.", labels)
+        docs = counter("dbwatch_mongodb_slow_ops_docs_examined_total", "Documents those operations examined.", labels)
+        keys = counter("dbwatch_mongodb_slow_ops_keys_examined_total", "Index keys those operations examined.",
+                       labels)
+        for key, (n, secs, d, k) in sorted(self._totals.items()):
+            count.add(key, n)
+            seconds.add(key, secs)
+            docs.add(key, d)
+            keys.add(key, k)
+        level = gauge("dbwatch_mongodb_profiling_level", "The database's profiling level (0 off, 1 slow operations, "
+                                                         "2 all).", ("database",))
+        for db, value in sorted(levels.items()):
+            level.add((db,), value)
+        return [count, seconds, docs, keys, level]
+
+
+def _slow_op(db: str, doc: dict[str, Any]) -> MongoSlowOp:
+    command = doc.get("command") if isinstance(doc.get("command"), dict) else {}
+    query = doc.get("query") if isinstance(doc.get("query"), dict) else {}  # profiler entries before 3.6
+    filter_, sort = _filter_and_sort({**query, **command})
+    ts = doc.get("ts")
+    return MongoSlowOp(
+        ts=ts.timestamp() if isinstance(ts, dt.datetime) else 0.0,
+        database=db,
+        ns=str(doc.get("ns", "")),
+        op=str(doc.get("op", "")),
+        duration_seconds=float(doc.get("millis", 0) or 0) / 1000,
+        plan_summary=str(doc.get("planSummary", "")),
+        keys_examined=int(doc.get("keysExamined", 0) or 0),
+        docs_examined=int(doc.get("docsExamined", 0) or 0),
+        nreturned=int(doc.get("nreturned", 0) or 0),
+        filter_shape=shape_json(filter_),
+        sort_shape=shape_json(sort),
+        app_name=str(doc.get("appName", "")),
+    )
+
+
+def _filter_and_sort(command: dict[str, Any]) -> tuple[Any, Any]:
+    """Where each kind of command keeps its filter: find's ``filter``, update/delete's ``q``, count/distinct/
+    findAndModify's ``query``, an aggregation's first ``$match``; the sort likewise."""
+    filter_ = next((command[k] for k in ("filter", "q", "query") if isinstance(command.get(k), dict)), None)
+    sort = command.get("sort") if isinstance(command.get("sort"), dict) else None
+    for stage in command.get("pipeline") or []:
+        if not isinstance(stage, dict):
+            continue
+        if filter_ is None and isinstance(stage.get("$match"), dict):
+            filter_ = stage["$match"]
+        if sort is None and isinstance(stage.get("$sort"), dict):
+            sort = stage["$sort"]
+    return filter_, sort
+
+
+def shape(value: Any) -> Any:
+    """The value with every literal replaced by 1, operators and field names kept."""
+    if isinstance(value, dict):
+        return {str(k): shape(v) for k, v in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [shape(v) for v in value]  # $and, $or, $nor: each branch keeps its shape
+    return 1
+
+
+def shape_json(value: Any) -> str:
+    if not value:
+        return ""
+    return json.dumps(shape(value), separators=(",", ":"))
+
+
+class IndexStatsCollector(Collector):
+    """``$indexStats`` per collection: how often each index was used. Facts: ``indexes`` (list of
+    :class:`MongoIndexUsage`)."""
+
+    name = "indexstats"
+    up_metric = None
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        session: MongoSession = self.session  # type: ignore[assignment]
+        options = self.settings.options
+        max_collections = int(options.get("max_collections", 200))
+        usages: list[MongoIndexUsage] = []
+        async with session.lock:
+            namespaces: list[tuple[str, str]] = []
+            for db in await databases(session, list(options.get("databases", [])), snapshot):
+                names, error = await session.query(lambda c, db=db: c[db].list_collection_names(
+                    filter={"type": "collection"}, authorizedCollections=True))
+                if error is not None:
+                    snapshot.notes.append(refusal_note(f"listCollections on {db}", error, "its index usage is",
+                                                       READ_GRANT))
+                    continue
+                namespaces.extend((db, n) for n in sorted(names or []) if not n.startswith("system."))
+            if len(namespaces) > max_collections:
+                snapshot.notes.append(f"{len(namespaces)} collections, more than max_collections ({max_collections}): "
+                                      f"index usage of the rest is not collected")
+            for db, coll in namespaces[:max_collections]:
+                stats, error = await session.query(lambda c, db=db, coll=coll: _index_stats(c, db, coll))
+                if error is not None:
+                    snapshot.notes.append(refusal_note(f"$indexStats on {db}.{coll}", error,
+                                                       "its index usage is", READ_GRANT))
+                    continue
+                usages.extend(_usage(db, coll, doc) for doc in stats or [])
+        snapshot.facts["indexes"] = usages
+        ops = counter("mongodb_indexstats_accesses_ops",
+                      "Uses of the index since accesses.since ($indexStats; a restart resets it).",
+                      ("database", "collection", "key_name"))
+        for usage in usages:
+            ops.add((usage.database, usage.collection, usage.name), usage.ops)
+        snapshot.families.append(ops)
+
+
+async def _index_stats(client: AsyncMongoClient, db: str, coll: str) -> list[dict[str, Any]]:
+    cursor = await client[db][coll].aggregate([{"$indexStats": {}}])
+    return await cursor.to_list(1000)
+
+
+def _usage(db: str, coll: str, doc: dict[str, Any]) -> MongoIndexUsage:
+    accesses = doc.get("accesses") if isinstance(doc.get("accesses"), dict) else {}
+    since = accesses.get("since")
+    return MongoIndexUsage(
+        database=db, collection=coll, name=str(doc.get("name", "")),
+        key=json.dumps({str(k): v if isinstance(v, (int, float, str)) else str(v)
+                        for k, v in (doc.get("key") or {}).items()}, separators=(",", ":")),
+        ops=int(accesses.get("ops", 0) or 0),
+        since=since.timestamp() if isinstance(since, dt.datetime) else None,
+    )
