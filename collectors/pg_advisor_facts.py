@@ -1,0 +1,153 @@
+"""The typed facts the index advisor leaves in ``snapshot.facts`` for rules/indexes.py to judge.
+
+Rules never import collectors, so they read these by attribute. Every fact carries the numbers a
+recommendation shows as evidence and the exact SQL to apply. Costs are the planner's units; times
+seconds; sizes bytes; ``*_share`` are fractions (0..1) of the total execution time pg_stat_statements
+recorded on the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AdviceSettings:
+    """``facts["advice_settings"]``: the advisor's options that rules judge with."""
+
+    min_cost_reduction: float
+    unused_index_min_age: float  # seconds the statistics must cover before "never scanned" means unused
+    hypopg: str | None  # HypoPG's version in this database, None when it is not installed
+    database: str
+    observed_seconds: float  # how long the statistics have been counting (since stats reset / start)
+
+
+@dataclass(frozen=True, slots=True)
+class StatementCost:
+    """One statement an index candidate helps, with the plan's total cost without and with the index."""
+
+    queryid: int
+    query: str  # normalized ($1 placeholders), folded and cut to 300 characters
+    calls: int
+    total_time_seconds: float
+    time_share: float
+    cost_before: float
+    cost_after: float | None  # None for heuristic candidates (nothing was costed)
+
+    @property
+    def cost_reduction(self) -> float | None:
+        if self.cost_after is None or self.cost_before <= 0:
+            return None
+        return max(0.0, 1 - self.cost_after / self.cost_before)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexCandidate:
+    """One element of ``facts["index_candidates"]``: an index that would serve the statements listed."""
+
+    schema: str
+    table: str
+    columns: tuple[str, ...]
+    method: str  # "hypopg" (costed with a hypothetical index) or "heuristic" (HypoPG missing)
+    create_sql: str
+    reason: str  # e.g. "equality on customer_id, range on created_at"
+    statements: tuple[StatementCost, ...]
+    table_rows: int
+    table_size_bytes: int
+    writes_total: int  # n_tup_ins + n_tup_upd + n_tup_del since the statistics began
+    writes_per_second: float
+    index_count: int  # indexes the table already has (each one more makes every write dearer)
+
+    @property
+    def time_share(self) -> float:
+        return sum(s.time_share for s in self.statements)
+
+    @property
+    def estimated_saving_share(self) -> float | None:
+        """Share of all statement time the index would save, if execution time follows the plan's cost."""
+        if self.method != "hypopg":
+            return None
+        return sum(s.time_share * (s.cost_reduction or 0.0) for s in self.statements)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRow:
+    """An existing index, as the hygiene facts describe it."""
+
+    schema: str
+    table: str
+    name: str
+    definition: str
+    size_bytes: int
+    scans: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedIndex:
+    """``facts["unused_indexes"]``: never scanned since the statistics began; not unique, primary or a constraint's."""
+
+    index: IndexRow
+    observed_seconds: float
+    table_writes_total: int
+    drop_sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class RedundantIndex:
+    """``facts["redundant_indexes"]``: ``kind`` "duplicate" (same definition) or "prefix" (its keys lead another)."""
+
+    index: IndexRow
+    kind: str
+    covered_by: IndexRow
+    drop_sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidIndex:
+    """``facts["invalid_indexes"]``: left behind by a failed CREATE/REINDEX CONCURRENTLY (not one in progress)."""
+
+    index: IndexRow
+    fix_sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnindexedForeignKey:
+    """``facts["unindexed_foreign_keys"]``: no index leads with the key's columns, so every DELETE or key
+    UPDATE on the referenced table scans the referencing one."""
+
+    schema: str
+    table: str
+    constraint: str
+    columns: tuple[str, ...]
+    referenced_table: str  # schema-qualified
+    table_rows: int
+    table_size_bytes: int
+    referenced_deletes_updates: int  # n_tup_del + n_tup_upd of the referenced table
+    create_sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableWithoutPrimaryKey:
+    """``facts["tables_without_primary_key"]``."""
+
+    schema: str
+    table: str
+    rows: int
+    size_bytes: int
+    unique_index: str | None  # a unique index on NOT NULL columns that could become the key
+    sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceUsage:
+    """``facts["sequences"]``: a sequence owned by a column, and how much of its range is used up."""
+
+    schema: str
+    sequence: str
+    table: str
+    column: str
+    column_type: str
+    last_value: int
+    max_value: int  # the lower of the sequence's maximum and the column type's
+    used_ratio: float
+    sql: str

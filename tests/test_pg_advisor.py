@@ -1,0 +1,332 @@
+"""The PostgreSQL index advisor and the index rules, against a real server.
+
+Starts one throwaway PostgreSQL 15 of its own (tests/pgcluster.py; pg_stat_statements preloaded) with
+three databases: ``postgres`` with HypoPG (Debian postgresql-15-hypopg) and a 1,000,000-row table,
+``nohypo`` where HypoPG is *not* created (heuristic advice), and ``hygiene`` with the index-hygiene cases
+and their clean counterparts. Runs the collector directly, ``dbwatch advise`` as a subprocess, and a real
+``dbwatch run`` (tests/agentproc.py) with the advisor enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
+from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.indexes import make_rules
+from dbwatch.rules.spec import RulesConfig
+from tests.agentproc import AgentProcess, sample_value, wait_for
+from tests.pgcluster import PostgresServer
+
+ORDERS = """
+CREATE EXTENSION pg_stat_statements;
+CREATE EXTENSION hypopg;
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, region int NOT NULL, status text NOT NULL,
+                     created_at timestamptz NOT NULL, amount numeric);
+INSERT INTO orders SELECT g, (g::bigint * 7919) % 20000, g % 100, (ARRAY['new','paid','shipped','done'])[1 + g % 4],
+                          now() - (g % 100000) * interval '1 minute', g % 1000
+FROM generate_series(1, 1000000) g;
+VACUUM ANALYZE orders;
+"""
+Q_CUSTOMER = "SELECT * FROM orders WHERE customer_id = {}"
+Q_REGION = "SELECT count(*) FROM orders WHERE region = {} AND created_at > now() - interval '2 hours'"
+Q_SERVED = "SELECT * FROM orders WHERE id = {} AND status = 'new'"
+Q_UPDATE = "UPDATE orders SET amount = amount + 1 WHERE customer_id = {}"
+
+NOHYPO = """
+CREATE EXTENSION pg_stat_statements;
+CREATE TABLE events (id int PRIMARY KEY, kind int NOT NULL, payload text);
+INSERT INTO events SELECT g, g % 500, 'x' FROM generate_series(1, 50000) g;
+VACUUM ANALYZE events;
+"""
+
+HYGIENE = """
+CREATE TABLE parent (id int PRIMARY KEY);
+INSERT INTO parent SELECT generate_series(1, 100);
+CREATE TABLE child_fk (id int PRIMARY KEY, parent_id int REFERENCES parent);
+CREATE TABLE child_ok (id int PRIMARY KEY, parent_id int REFERENCES parent);
+CREATE INDEX child_ok_parent_id_idx ON child_ok (parent_id);
+CREATE TABLE no_pk (a int, b text);
+CREATE TABLE items (id int PRIMARY KEY, a int, b int);
+INSERT INTO items SELECT g, g, g FROM generate_series(1, 1000) g;
+CREATE INDEX items_a_idx ON items (a);
+CREATE INDEX items_b_idx ON items (b);
+CREATE TABLE dup (id int PRIMARY KEY, x int);
+CREATE INDEX dup_x1 ON dup (x);
+CREATE INDEX dup_x2 ON dup (x);
+CREATE TABLE pre (id int PRIMARY KEY, x int, y int);
+CREATE INDEX pre_x ON pre (x);
+CREATE INDEX pre_xy ON pre (x, y);
+CREATE TABLE inv (id int PRIMARY KEY, x int);
+INSERT INTO inv VALUES (1, 1), (2, 1);
+CREATE TABLE seq_high (id serial PRIMARY KEY);
+SELECT setval('seq_high_id_seq', 2000000000);
+CREATE TABLE seq_low (id serial PRIMARY KEY);
+INSERT INTO seq_low DEFAULT VALUES;
+ANALYZE;
+"""
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[PostgresServer]:
+    pg = PostgresServer(settings={"shared_buffers": "128MB"})
+    try:
+        pg.start()
+        pg.psql(ORDERS)
+        pg.psql("CREATE DATABASE nohypo")
+        pg.psql("CREATE DATABASE hygiene")
+        pg.psql(NOHYPO, database="nohypo")
+        pg.psql(HYGIENE, database="hygiene")
+        # A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind (inv has a duplicate x).
+        with pytest.raises(RuntimeError, match="could not create unique index"):
+            pg.psql("CREATE UNIQUE INDEX CONCURRENTLY inv_x ON inv (x)", database="hygiene")
+        pg.psql("SET enable_seqscan = off; SELECT * FROM items WHERE b = 10; SELECT * FROM items WHERE b = 11;",
+                database="hygiene")
+        workload = [Q_CUSTOMER.format(c) for c in (4242, 77, 13001)] + [Q_REGION.format(r) for r in (7, 8, 9)]
+        workload += [Q_SERVED.format(i) for i in range(1, 50)] + [Q_UPDATE.format(c) for c in (5, 6)]
+        pg.psql(";\n".join(workload) + ";")
+        pg.psql(";\n".join(f"SELECT * FROM events WHERE kind = {k}" for k in range(5)) + ";", database="nohypo")
+        yield pg
+    finally:
+        pg.destroy()
+
+
+def advise(pg: PostgresServer, database: str, leftover: list[int] | None = None, **options: Any
+           ) -> tuple[Snapshot, list[Finding]]:
+    """Run the advisor once and the index rules over its snapshot; ``leftover`` gets the hypothetical
+    indexes still defined in the advisor's own session afterwards."""
+    settings = {**DEFAULT_OPTIONS, "min_total_time_share": 0.0, **options}
+    target = Target(name=database, engine="postgres", dsn=pg.dsn(database=database), labels={},
+                    collectors={"advisor": CollectorSettings(3600, 120, settings)})
+
+    async def run() -> Snapshot:
+        session = PostgresSession(target)
+        snapshot = Snapshot(target=target.name, engine="postgres", collector="advisor", started_at=time.time())
+        try:
+            await AdvisorCollector(target, session).collect(snapshot)
+            if leftover is not None:
+                leftover.append((await session.run("SELECT count(*) AS n FROM hypopg_list_indexes"))[0]["n"])
+        finally:
+            await session.close()
+        return snapshot
+
+    snapshot = asyncio.run(run())
+    store = SnapshotStore()
+    store.put(snapshot)
+    findings = RuleEngine([], make_rules(RulesConfig())).evaluate(TargetView(store, target.name, "postgres"))
+    return snapshot, findings
+
+
+@pytest.fixture(scope="module")
+def main_advice(server: PostgresServer) -> tuple[Snapshot, list[Finding]]:
+    leftover: list[int] = []
+    snapshot, findings = advise(server, "postgres", leftover)
+    assert leftover == [0], "hypopg_reset() after the run"
+    return snapshot, findings
+
+
+@pytest.fixture(scope="module")
+def hygiene_advice(server: PostgresServer) -> tuple[Snapshot, list[Finding]]:
+    return advise(server, "hygiene", unused_index_min_age=0.0)
+
+
+def queryid(pg: PostgresServer, like: str) -> int:
+    return int(pg.psql(f"SELECT queryid FROM pg_stat_statements WHERE query LIKE '{like}' LIMIT 1"))
+
+
+def candidate(findings: list[Finding], columns: list[str]) -> Finding | None:
+    return next((f for f in findings if f.rule == "PgIndexCandidate" and f.evidence["columns"] == columns), None)
+
+
+def execution_ms(pg: PostgresServer, query: str) -> float:
+    """The fastest of three EXPLAIN ANALYZE runs: the query's own measured execution time."""
+    times = []
+    for _ in range(3):
+        plan = json.loads(pg.psql(f"EXPLAIN (ANALYZE, FORMAT JSON) {query}"))
+        times.append(plan[0]["Execution Time"])
+    return min(times)
+
+
+def test_hypopg_recommends_the_missing_index_and_it_makes_the_query_at_least_10x_faster(server, main_advice):
+    snapshot, findings = main_advice
+    found = candidate(findings, ["customer_id"])
+    assert found is not None, [f.summary for f in findings]
+    evidence = found.evidence
+    assert evidence["method"] == "hypopg" and evidence["table"] == "public.orders"
+    assert evidence["cost_after"] <= 0.5 * evidence["cost_before"]
+    helped = [s["queryid"] for s in evidence["statements"]]
+    assert queryid(server, "SELECT * FROM orders WHERE customer_id = $1") in helped
+    assert queryid(server, "UPDATE orders SET amount = amount + $1 WHERE customer_id = $2") in helped  # planned only
+    assert evidence["table_rows"] == 1_000_000 and evidence["index_count"] == 1 and evidence["writes_total"] > 0
+    assert evidence["sql"] == "CREATE INDEX CONCURRENTLY orders_customer_id_idx ON public.orders (customer_id);"
+    # Nothing real was created (and no hypothetical index outlived the run: see main_advice).
+    assert server.psql("SELECT count(*) FROM pg_indexes WHERE tablename = 'orders'") == "1"
+
+    query = Q_CUSTOMER.format(4242)
+    before = execution_ms(server, query)
+    server.psql(evidence["sql"])
+    after = execution_ms(server, query)
+    print(f"EXPLAIN ANALYZE {query}: {before:.2f} ms without the index, {after:.3f} ms with it")
+    assert before >= 10 * after, (before, after)
+
+
+def test_two_column_equality_and_range_puts_the_equality_column_first(main_advice):
+    _, findings = main_advice
+    found = candidate(findings, ["region", "created_at"])
+    assert found is not None, [f.summary for f in findings]
+    assert candidate(findings, ["created_at", "region"]) is None
+    assert found.evidence["reason"] == "equality on region, range on created_at"
+    assert "(region, created_at)" in found.evidence["sql"]
+
+
+def test_a_query_an_existing_index_serves_gets_no_recommendation(server, main_advice):
+    snapshot, findings = main_advice
+    served = queryid(server, "SELECT * FROM orders WHERE id = $1 AND status = $2")
+    considered = snapshot.family("dbwatch_pg_advisor_statements").value()
+    assert considered >= 3  # the served statement was among those looked at (min_total_time_share 0)
+    helped = [s["queryid"] for f in findings if f.rule == "PgIndexCandidate" for s in f.evidence["statements"]]
+    assert served not in helped
+    assert all(f.evidence["columns"][0] != "id" for f in findings if f.rule == "PgIndexCandidate")
+
+
+def test_without_hypopg_candidates_are_heuristic_and_say_what_to_install(server):
+    snapshot, findings = advise(server, "nohypo")
+    found = candidate(findings, ["kind"])
+    assert found is not None, [f.summary for f in findings]
+    assert found.evidence["method"] == "heuristic" and found.evidence["cost_after"] is None
+    assert "not costed" in found.summary and found.severity == "info"
+    assert any("HypoPG is not installed" in n and "CREATE EXTENSION hypopg" in n for n in snapshot.notes)
+
+
+def by_rule(findings: list[Finding], rule: str, key: str) -> set[str]:
+    return {str(f.evidence[key]) for f in findings if f.rule == rule}
+
+
+def test_unused_index_fires_for_the_never_scanned_index_only(hygiene_advice, server):
+    _, findings = hygiene_advice
+    unused = by_rule(findings, "PgUnusedIndex", "index")
+    assert "public.items_a_idx" in unused
+    assert "public.items_b_idx" not in unused  # scanned
+    assert "public.items_pkey" not in unused  # unique: it enforces something even when never scanned
+    assert not {"public.dup_x2", "public.pre_x"} & unused  # said once, as redundant
+    assert "public.dup_x1" in unused  # the duplicate kept is never scanned either
+    # With the default minimum age (7 days of statistics) a seconds-old window proves nothing.
+    _, default = advise(server, "hygiene")
+    assert by_rule(default, "PgUnusedIndex", "index") == set()
+
+
+def test_duplicate_and_prefix_indexes_fire_and_distinct_indexes_do_not(hygiene_advice):
+    _, findings = hygiene_advice
+    redundant = {f.evidence["index"]: f for f in findings if f.rule == "PgRedundantIndex"}
+    assert set(redundant) == {"public.dup_x2", "public.pre_x"}
+    assert redundant["public.dup_x2"].evidence["kind"] == "duplicate"
+    assert redundant["public.dup_x2"].evidence["covered_by"] == "public.dup_x1"
+    assert redundant["public.dup_x2"].evidence["sql"] == "DROP INDEX CONCURRENTLY public.dup_x2;"
+    assert redundant["public.pre_x"].evidence["kind"] == "prefix"
+    assert redundant["public.pre_x"].evidence["covered_by"] == "public.pre_xy"
+
+
+def test_invalid_index_fires_with_a_rebuild(hygiene_advice):
+    _, findings = hygiene_advice
+    invalid = [f for f in findings if f.rule == "PgInvalidIndex"]
+    assert [f.evidence["index"] for f in invalid] == ["public.inv_x"]
+    assert invalid[0].evidence["sql"] == "REINDEX INDEX CONCURRENTLY public.inv_x;"
+
+
+def test_foreign_key_without_index_fires_and_with_index_does_not(hygiene_advice):
+    _, findings = hygiene_advice
+    fks = {f.evidence["table"]: f for f in findings if f.rule == "PgForeignKeyWithoutIndex"}
+    assert set(fks) == {"public.child_fk"}
+    assert fks["public.child_fk"].evidence["sql"] == (
+        "CREATE INDEX CONCURRENTLY child_fk_parent_id_idx ON public.child_fk (parent_id);")
+
+
+def test_table_without_primary_key_fires_only_for_tables_without_one(hygiene_advice):
+    _, findings = hygiene_advice
+    assert by_rule(findings, "PgTableWithoutPrimaryKey", "table") == {"public.no_pk"}
+
+
+def test_sequence_near_its_maximum_fires_and_a_fresh_one_does_not(hygiene_advice):
+    _, findings = hygiene_advice
+    sequences = {f.evidence["sequence"]: f for f in findings if f.rule == "PgSequenceNearMax"}
+    assert set(sequences) == {"public.seq_high_id_seq"}
+    high = sequences["public.seq_high_id_seq"]
+    assert high.severity == "warning" and high.evidence["used_ratio"] > 0.9
+    assert "ALTER TABLE public.seq_high ALTER COLUMN id TYPE bigint" in high.evidence["sql"]
+
+
+def test_advise_json_end_to_end_lists_ranked_findings_with_sql(server, tmp_path: Path):
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text(f"""
+targets:
+  - name: pg
+    engine: postgres
+    dsn: {server.dsn()}
+    collectors:
+      advisor:
+        min_total_time_share: 0
+""")
+    dbwatch = Path(sys.executable).parent / "dbwatch"
+    result = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--format", "json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert rows and all(set(r) >= {"rule", "target", "severity", "summary", "evidence", "sql"} for r in rows)
+    region = [r for r in rows
+              if r["rule"] == "PgIndexCandidate" and r["evidence"]["columns"] == ["region", "created_at"]]
+    assert region and region[0]["target"] == "pg" and region[0]["sql"].startswith("CREATE INDEX CONCURRENTLY")
+    severities = [{"critical": 0, "warning": 1, "info": 2}[r["severity"]] for r in rows]
+    assert severities == sorted(severities)
+
+    html = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--format", "html", "--target", "pg"],
+                          capture_output=True, text=True, timeout=120)
+    assert html.returncode == 0 and html.stdout.startswith("<!DOCTYPE html>")
+    assert "orders_region_created_at_idx" in html.stdout and "<script" not in html.stdout
+    markdown = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--format", "markdown"],
+                              capture_output=True, text=True, timeout=120)
+    assert markdown.returncode == 0 and "## pg (postgres)" in markdown.stdout
+    assert "```sql\nCREATE INDEX CONCURRENTLY orders_region_created_at_idx" in markdown.stdout
+    unknown = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--target", "nope"],
+                             capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "no target named 'nope'" in unknown.stderr
+
+
+def test_advise_reports_an_unreachable_target_as_down_with_exit_code_1(tmp_path: Path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text(f"targets:\n  - name: gone\n    engine: postgres\n"
+                      f"    dsn: postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable\n")
+    dbwatch = Path(sys.executable).parent / "dbwatch"
+    result = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == []
+    assert "gone: error (postgres): cannot connect to 127.0.0.1:" in result.stderr
+
+
+def test_the_daemon_with_the_advisor_enabled_serves_its_recommendations(server, tmp_path: Path):
+    target = {"name": "hyg", "engine": "postgres", "dsn": server.dsn(database="hygiene"),
+              "collectors": {"statements": {"enabled": False},
+                             "advisor": {"enabled": True, "unused_index_min_age": 0}}}
+    agent = AgentProcess(tmp_path, {"targets": [target]}).start()
+    try:
+        advice = wait_for(lambda: [r for r in agent.get("/api/v1/recommendations")
+                                   if r["rule"] == "PgForeignKeyWithoutIndex"], 30, "the advisor's recommendations")
+        assert advice[0]["target"] == "hyg" and advice[0]["evidence"]["table"] == "public.child_fk"
+        assert sample_value(agent.metrics(), "dbwatch_recommendation", rule="PgInvalidIndex", target="hyg") == 1
+    finally:
+        agent.stop()
