@@ -1,0 +1,252 @@
+"""Query recommendations from the statement statistics: N+1 patterns, rewrite hints and batch hints.
+
+The rules read ``facts["statements"]`` of the ``statements`` collector (pg_stat_statements on PostgreSQL,
+performance_schema digests on MySQL/MariaDB; the same field names) summed over the snapshots the agent
+keeps (about 40 collections), so a statement idle for a minute does not make its advice blink; and the
+slow log's samples (``facts["slow_classes"]``, literals and all) for the hints that need a literal.
+
+- ``QueryNPlusOne``: a single-table lookup by key, about one row per call, called at least ``min_calls``
+  times and ``fanout`` times more often than the median of its neighbours (the other statements of the same
+  database that touch an application table: the agent's and the admin's catalog queries are not neighbours);
+  the likely parent is the statement whose rows returned match the lookup's calls (each row it
+  returns triggers one lookup).
+- ``QueryRewriteHint``: ``SELECT *``; ``count(*)`` compared with a value where ``EXISTS`` stops at the first
+  row; a correlated scalar subquery (run once per outer row); ``NOT IN (subquery)`` (NULL semantics, no
+  anti-join); deep ``OFFSET`` (a literal ≥ 1000, or a parameter while the statement touches ≥ 50 blocks per
+  row returned); a leading-wildcard ``LIKE`` (literals only); no ``LIMIT`` while returning ≥ 1000 rows a call.
+- ``QueryBatchHint``: the same single-row INSERT at least 1000 times a minute.
+
+Functions or casts on an indexed column need the full index list, which no collector gives yet: that hint
+is not made. Parses are cached per statement (evaluation runs every 5 s), findings per newest snapshot.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from dbwatch.agent.model import Finding, Severity, Snapshot
+from dbwatch.rules.advice_common import recommend
+from dbwatch.rules.engine import PythonRule, TargetView
+from dbwatch.rules.query_shape import Shape, parse
+from dbwatch.rules.spec import RulesConfig
+
+__all__ = ["make_rules", "NPLUSONE_MIN_CALLS", "NPLUSONE_FANOUT"]
+
+NPLUSONE_MIN_CALLS = 100
+NPLUSONE_FANOUT = 10.0
+NPLUSONE_MAX_ROWS_PER_CALL = 1.5
+PARENT_TOLERANCE = 0.2  # parent's rows within 20 % of the lookup's calls
+HINT_MIN_CALLS = 10
+DEEP_OFFSET = 1000
+OFFSET_BLOCKS_PER_ROW = 50.0
+LARGE_RESULT_ROWS = 1000.0
+BATCH_PER_MINUTE = 1000.0
+_PARSE_CACHE_SIZE = 2000
+
+
+def make_rules(config: RulesConfig) -> list[PythonRule]:
+    return [QueryRules()]
+
+
+@dataclass(slots=True)
+class _Agg:
+    """One statement summed over the kept snapshots."""
+
+    queryid: str
+    user: str
+    datname: str
+    query: str | None
+    calls: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    blocks: int = 0
+
+
+class QueryRules:
+    """All three query rules in one pass: they share the summed statements and the parses."""
+
+    name = "QueryRules"
+    engines = ("postgres", "mysql")
+
+    def __init__(self) -> None:
+        self._parses: dict[tuple[str, str], Shape | None] = {}
+        self._findings: dict[str, tuple[tuple[Any, ...], list[Finding]]] = {}
+
+    def evaluate(self, view: TargetView) -> Iterable[Finding]:
+        history = [s for s in view.history("statements") if s.ok]
+        slow = view.facts("slowlog", "slow_classes") or []
+        newest_slow = view.latest_snapshot("slowlog")
+        key = (view.engine, history[-1].started_at if history else None, len(history),
+               newest_slow.started_at if newest_slow is not None else None, tuple(view.labels.items()))
+        cached = self._findings.get(view.target)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        findings = self._judge(view, history, slow)
+        self._findings[view.target] = (key, findings)
+        return findings
+
+    def _shape(self, engine: str, queryid: str, text: str | None) -> Shape | None:
+        if not text:
+            return None
+        cache_key = (queryid, text)
+        if cache_key not in self._parses:
+            if len(self._parses) >= _PARSE_CACHE_SIZE:
+                self._parses.clear()
+            self._parses[cache_key] = parse(text, engine)
+        return self._parses[cache_key]
+
+    def _judge(self, view: TargetView, history: list[Snapshot], slow: list[Any]) -> list[Finding]:
+        stats, window = _summed(history)
+        shapes = {k: self._shape(view.engine, a.queryid, a.query) for k, a in stats.items()}
+        out = list(self._n_plus_one(view, stats, shapes))
+        total = _total_seconds(stats)
+        for k, agg in stats.items():
+            shape = shapes[k]
+            if shape is None:
+                continue
+            out.extend(self._hints(view, agg, shape, window, total))
+        for cls in slow:
+            shape = self._shape(view.engine, f"slow:{cls.class_id}", cls.sample)
+            if shape is not None:
+                out.extend(self._literal_hints(view, cls, shape))
+        return out
+
+    def _n_plus_one(self, view: TargetView, stats: dict[tuple[str, str, str], _Agg],
+                    shapes: dict[tuple[str, str, str], Shape | None]) -> Iterable[Finding]:
+        for k, child in stats.items():
+            shape = shapes[k]
+            if (shape is None or shape.kind != "select" or not shape.single_table or not shape.key_lookup
+                    or shape.aggregate or child.calls < NPLUSONE_MIN_CALLS
+                    or child.rows > NPLUSONE_MAX_ROWS_PER_CALL * child.calls):
+                continue
+            neighbours = [a for j, a in stats.items() if j != k and a.datname == child.datname
+                          and shapes[j] is not None and shapes[j].application]
+            if not neighbours:
+                continue
+            median = statistics.median(a.calls for a in neighbours)
+            if child.calls < NPLUSONE_FANOUT * max(median, 1):
+                continue
+            parents = [a for j, a in stats.items() if j != k and a.datname == child.datname
+                       and shapes[j] is not None and shapes[j].kind == "select"
+                       and a.rows >= 2 * a.calls and child.calls >= 2 * a.calls
+                       and abs(a.rows - child.calls) <= PARENT_TOLERANCE * child.calls]
+            parent = min(parents, key=lambda a: (abs(a.rows - child.calls), a.calls), default=None)
+            evidence: dict[str, Any] = {
+                "queryid": child.queryid, "query": child.query, "table": shape.tables[0], "calls": child.calls,
+                "rows": child.rows, "rows_per_call": round(child.rows / child.calls, 3),
+                "total_time_seconds": round(child.seconds, 6), "neighbour_median_calls": median,
+                "datname": child.datname, "parent": None}
+            said = ""
+            if parent is not None:
+                evidence["parent"] = {"queryid": parent.queryid, "query": parent.query, "calls": parent.calls,
+                                      "rows": parent.rows}
+                said = (f" Likely parent: {parent.query!r} ({parent.calls} calls returned {parent.rows} rows, "
+                        f"one lookup per row).")
+            yield recommend(
+                "QueryNPlusOne", view, Severity.WARNING if child.calls >= 10 * NPLUSONE_MIN_CALLS else Severity.INFO,
+                f"N+1 pattern: {child.calls} lookups by key on {shape.tables[0]}, {child.calls / max(median, 1):.0f}× "
+                f"its neighbours' calls", f"{child.query!r} returns about one row per call and runs far more often "
+                f"than the other statements of {child.datname or 'its database'}: the application fetches rows one "
+                f"at a time in a loop.{said} Fetch them in one statement (a JOIN with the parent, or WHERE key = "
+                f"ANY($1) / IN (...) with all the keys).", {"queryid": child.queryid},
+                evidence, None, min(1.0, child.seconds / max(_total_seconds(stats), 1e-9)))
+
+    def _hints(self, view: TargetView, agg: _Agg, shape: Shape, window: float, total: float) -> Iterable[Finding]:
+        if agg.calls < HINT_MIN_CALLS:
+            return
+        base = {"queryid": agg.queryid, "query": agg.query, "calls": agg.calls, "rows": agg.rows,
+                "total_time_seconds": round(agg.seconds, 6), "datname": agg.datname}
+        rows_per_call = agg.rows / agg.calls
+        hints: list[tuple[str, str, str, dict[str, Any]]] = []
+        if shape.select_star:
+            hints.append(("select_star", "SELECT * fetches every column",
+                          "Name the columns the code uses: fewer bytes, index-only scans become possible, and a new "
+                          "column does not change what the application receives.", {}))
+        if shape.count_compared:
+            hints.append(("count_instead_of_exists", "count(*) compared with a value where EXISTS would do",
+                          "count(*) visits every matching row; EXISTS (SELECT 1 ...) stops at the first. If the "
+                          "comparison is with 0, write EXISTS / NOT EXISTS.", {}))
+        if shape.correlated_subquery:
+            hints.append(("correlated_subquery", "a correlated scalar subquery runs once per outer row",
+                          "Rewrite it as a JOIN (with GROUP BY for an aggregate) or a LATERAL join, which the "
+                          "planner can run as one hash or merge join.", {}))
+        if shape.not_in_subquery:
+            hints.append(("not_in_subquery", "NOT IN (subquery)",
+                          "NOT IN returns no row at all when the subquery yields a NULL, and cannot be planned as "
+                          "an anti-join; NOT EXISTS (SELECT 1 ... WHERE ...) is both correct and fast.", {}))
+        blocks_per_row = agg.blocks / agg.rows if agg.rows else 0.0
+        if shape.offset is not None and shape.offset >= DEEP_OFFSET:
+            hints.append(("deep_offset", f"OFFSET {shape.offset}: pagination by skipping rows",
+                          "Every skipped row is read and thrown away. Page by key instead (WHERE id > $last ORDER BY "
+                          "id LIMIT n).", {"offset": shape.offset}))
+        elif shape.offset_param and blocks_per_row >= OFFSET_BLOCKS_PER_ROW:
+            hints.append(("deep_offset", f"OFFSET pagination touching {blocks_per_row:.0f} blocks per row returned",
+                          "The statement pages with OFFSET and reads far more than it returns: the offsets are "
+                          "deep. Page by key instead (WHERE id > $last ORDER BY id LIMIT n).",
+                          {"blocks_per_row": round(blocks_per_row, 1)}))
+        for column in shape.leading_wildcard:
+            hints.append(("leading_wildcard_like", f"LIKE '%…' on {column} cannot use a b-tree index",
+                          "A pattern starting with a wildcard scans every row; a trigram GIN index (pg_trgm) or "
+                          "full-text search serves it.", {"column": column}))
+        if (shape.kind == "select" and not shape.has_limit and not shape.aggregate
+                and rows_per_call >= LARGE_RESULT_ROWS):
+            hints.append(("missing_limit", f"no LIMIT while returning {rows_per_call:.0f} rows per call",
+                          "Large unbounded results cost the server, the network and the client's memory; page them "
+                          "(LIMIT with keyset pagination) or aggregate in SQL.",
+                          {"rows_per_call": round(rows_per_call, 1)}))
+        for hint, summary, text, extra in hints:
+            yield recommend("QueryRewriteHint", view, Severity.INFO, f"Query hint: {summary}", text,
+                            {"queryid": agg.queryid, "hint": hint}, {**base, "hint": hint, **extra}, None,
+                            0.02 + 0.5 * agg.seconds / max(total, 1e-9))
+        per_minute = agg.calls / window * 60 if window > 0 else 0.0
+        if shape.kind == "insert" and shape.single_row_insert and per_minute >= BATCH_PER_MINUTE:
+            table = shape.tables[0] if shape.tables else "?"
+            yield recommend(
+                "QueryBatchHint", view, Severity.INFO,
+                f"Single-row INSERT into {table} {per_minute:.0f} times a minute: batch it",
+                "Each single-row INSERT pays a round trip, a parse and (outside a transaction) a commit. Send many "
+                "rows per statement (multi-row VALUES, or COPY / LOAD DATA for bulk loads), in one transaction.",
+                {"queryid": agg.queryid}, {**base, "table": table, "calls_per_minute": round(per_minute, 1),
+                                           "window_seconds": round(window, 1)}, None, 0.1)
+
+    def _literal_hints(self, view: TargetView, cls: Any, shape: Shape) -> Iterable[Finding]:
+        base = {"class_id": cls.class_id, "sample": cls.sample, "count": cls.count, "source": "slowlog"}
+        for column in shape.leading_wildcard:
+            yield recommend("QueryRewriteHint", view, Severity.INFO,
+                            f"Query hint: LIKE '%…' on {column} cannot use a b-tree index (slow log)",
+                            "A pattern starting with a wildcard scans every row; a trigram GIN index (pg_trgm) or "
+                            "full-text search serves it.", {"queryid": f"slow:{cls.class_id}",
+                                                             "hint": "leading_wildcard_like"},
+                            {**base, "hint": "leading_wildcard_like", "column": column}, None, 0.05)
+        if shape.offset is not None and shape.offset >= DEEP_OFFSET:
+            yield recommend("QueryRewriteHint", view, Severity.INFO,
+                            f"Query hint: OFFSET {shape.offset}: pagination by skipping rows (slow log)",
+                            "Every skipped row is read and thrown away. Page by key instead (WHERE id > $last "
+                            "ORDER BY id LIMIT n).", {"queryid": f"slow:{cls.class_id}", "hint": "deep_offset"},
+                            {**base, "hint": "deep_offset", "offset": shape.offset}, None, 0.05)
+
+
+def _summed(history: list[Snapshot]) -> tuple[dict[tuple[str, str, str], _Agg], float]:
+    stats: dict[tuple[str, str, str], _Agg] = {}
+    window = 0.0
+    for snapshot in history:
+        rows = snapshot.facts.get("statements") or []
+        window += max((r.interval_seconds for r in rows), default=0.0)
+        for r in rows:
+            key = (str(r.queryid), r.user, r.datname)
+            agg = stats.get(key)
+            if agg is None:
+                agg = stats[key] = _Agg(str(r.queryid), r.user, r.datname, r.query)
+            agg.query = r.query or agg.query
+            agg.calls += r.delta_calls
+            agg.rows += r.delta_rows
+            agg.seconds += r.delta_time_seconds
+            agg.blocks += (getattr(r, "delta_shared_blks_hit", 0) + getattr(r, "delta_shared_blks_read", 0)
+                           or getattr(r, "delta_rows_examined", 0))
+    return stats, window
+
+
+def _total_seconds(stats: dict[tuple[str, str, str], _Agg]) -> float:
+    return sum(a.seconds for a in stats.values())
