@@ -6,6 +6,7 @@ unchanged; what only dbwatch has is prefixed ``dbwatch_pg_``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -56,10 +57,7 @@ class PostgresSession(Session):
         """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
         if self._conn is not None and not self._conn.is_closed():
             return self._conn
-        wait = self.backoff_remaining(time.monotonic())
-        if wait > 0:
-            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s "
-                                 f"(last error: {self._last_error})")
+        self.check_backoff(time.monotonic(), self._last_error)
         password = self.target.password()
         try:
             conn = await asyncpg.connect(
@@ -118,23 +116,10 @@ class PostgresSession(Session):
             raise CollectorError(f"query failed on {self.endpoint}: {self._safe(_describe(exc))}") from None
 
     def _safe(self, text: str, password: str | None = None) -> str:
-        """Error text without secrets: never the DSN as written, never a password, even one in a URI."""
-        text = text.replace(self.target.dsn, self.endpoint)
-        text = _URI_PASSWORD.sub(r"\1***@", text)
-        for secret in (password, _dsn_password(self.target.dsn)):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self.scrub(text, self.endpoint, password)
 
 
-_URI_PASSWORD = re.compile(r"((?:postgres|postgresql)://[^:/@\s]*):[^@\s]*@")
 
-
-def _dsn_password(dsn: str) -> str | None:
-    try:
-        return urllib.parse.urlsplit(dsn).password
-    except ValueError:
-        return None
 
 
 def _describe(exc: BaseException) -> str:
@@ -154,8 +139,11 @@ class PostgresCollector(Collector):
         session: PostgresSession = self.session  # type: ignore[assignment]
         async with session.lock:
             await session.connection()
+            assert session.server is not None
+            in_recovery = (await session.run(sql.IN_RECOVERY))[0]["in_recovery"]
+            if in_recovery != session.server.in_recovery:  # promoted (or re-made a standby) since we connected
+                session.server = dataclasses.replace(session.server, in_recovery=in_recovery)
             server = session.server
-            assert server is not None
             snapshot.version = server.version
             results = {
                 "settings": await session.run(sql.SETTINGS, list(sql.EXPORTED_SETTINGS)),

@@ -6,6 +6,9 @@ stronger than AccessShareLock on a catalog or statistics view.
 
 from __future__ import annotations
 
+# Read every collection: a standby promoted under a long-lived connection changes role (SERVER is read once).
+IN_RECOVERY = "SELECT pg_is_in_recovery() AS in_recovery"
+
 SERVER = """
 SELECT current_setting('server_version') AS version,
        version() AS full_version,
