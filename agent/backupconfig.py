@@ -1,0 +1,98 @@
+"""The ``backups:`` list of a target: which backup sources the backup collector reads, and their RPOs.
+
+```yaml
+backups:
+  - type: files              # files | pgbackrest | barman | walg
+    path: /var/backups/pg/*.sql.gz
+    rpo: 26h
+  - type: pgbackrest
+    stanza: main
+```
+
+Each entry is checked here, with errors that name their path (``targets[0].backups[1].stanza: required
+for type pgbackrest``); :func:`to_specs` turns the list into the model's :class:`BackupSpec` tuple.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from dbwatch.agent.configtypes import Duration, StrictModel
+from dbwatch.agent.model import BackupSpec
+
+__all__ = ["DEFAULT_BACKUP_RPO", "DEFAULT_BACKUP_TIMEOUT", "BackupConfig", "check_backup_names", "to_specs"]
+
+DEFAULT_BACKUP_RPO = 26 * 3600.0  # a nightly backup, with two hours of slack
+DEFAULT_BACKUP_TIMEOUT = 60.0
+
+# The keys that only some types take, and which.
+_ONLY_FOR = {"path": ("files",), "stanza": ("pgbackrest",), "repo": ("pgbackrest",), "server": ("barman",),
+             "env_file": ("walg",), "config": ("pgbackrest", "walg")}
+_REQUIRED = {"files": "path", "pgbackrest": "stanza", "barman": "server"}
+
+
+class BackupConfig(StrictModel):
+    type: Literal["files", "pgbackrest", "barman", "walg"]
+    name: str | None = None  # the `source` label; defaults to the type (plus the stanza or server)
+    path: str | None = None  # files: a glob; the newest non-empty match counts
+    stanza: str | None = None  # pgbackrest
+    config: str | None = None  # pgbackrest --config, wal-g --config
+    repo: int | None = Field(default=None, ge=1, le=256)  # pgbackrest --repo
+    server: str | None = None  # barman
+    env_file: str | None = None  # walg: KEY=VALUE lines (WALG_*, AWS_*, PG*) passed as the environment
+    command: list[str] | None = None  # argv replacing the default command; never run by a shell
+    timeout: Duration = Field(default=DEFAULT_BACKUP_TIMEOUT, gt=0)
+    rpo: Duration = Field(default=DEFAULT_BACKUP_RPO, gt=0)
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not value[0]):
+            raise ValueError('expected an argv list like ["pgbackrest", "--stanza=main", "--output=json", "info"]')
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is not None and not value:
+            raise ValueError("expected a non-empty name")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_of_type(self) -> "BackupConfig":
+        for key, types in _ONLY_FOR.items():
+            if getattr(self, key) is not None and self.type not in types:
+                raise ValueError(f"{key}: only for type {' or '.join(types)}, not {self.type}")
+        required = _REQUIRED.get(self.type)
+        if required and getattr(self, required) is None and not (self.command and self.type != "files"):
+            raise ValueError(f"{required}: required for type {self.type}")
+        return self
+
+    @property
+    def source_name(self) -> str:
+        if self.name:
+            return self.name
+        qualifier = self.stanza or self.server
+        return f"{self.type}/{qualifier}" if qualifier else self.type
+
+
+def check_backup_names(backups: list[BackupConfig]) -> None:
+    """Two sources of one target must not share a ``source`` label."""
+    seen: dict[str, int] = {}
+    for index, backup in enumerate(backups):
+        name = backup.source_name
+        if name in seen:
+            raise ValueError(f"backups[{index}].name: {name!r} is already the source of backups[{seen[name]}]; "
+                             "give each source its own name")
+        seen[name] = index
+
+
+def to_specs(backups: list[BackupConfig]) -> tuple[BackupSpec, ...]:
+    return tuple(
+        BackupSpec(name=b.source_name, type=b.type, rpo=b.rpo, timeout=b.timeout, path=b.path, stanza=b.stanza,
+                   config=b.config, repo=b.repo, server=b.server, env_file=b.env_file,
+                   command=tuple(b.command or ()))
+        for b in backups
+    )

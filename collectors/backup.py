@@ -1,0 +1,139 @@
+"""The backup collector: when did each configured backup source last have a good backup?
+
+Runs on any engine whose target lists ``backups:`` (see agent/backupconfig.py). Every source is read on
+its own, concurrently, with its own timeout (:mod:`backup_sources`); a source that fails, hangs or prints
+garbage is ``dbwatch_backup_source_up{source} 0`` with the error in a note and in the facts, and never
+stops the other sources or the target's other collectors. A failing source keeps exporting the
+timestamps it last read, so its backups keep ageing (and ``BackupTooOld`` can still fire) while it fails.
+
+Facts: ``facts["backups"]``, a list of :class:`BackupSourceStatus`, one per configured source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+
+from dbwatch.agent.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
+from dbwatch.collectors.backup_sources import BackupEntry, SourceError, read_source
+from dbwatch.collectors.base import Collector, Session
+
+__all__ = ["ANY_TYPE", "BackupCollector", "BackupSourceStatus"]
+
+#: the ``type`` label of the newest good backup of whatever type: the one the RPO applies to
+ANY_TYPE = "any"
+KEPT_ENTRIES = 20  # newest backups kept in the facts per source
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSourceStatus:
+    """What one read of one backup source found (``facts["backups"][i]``)."""
+
+    source: str  # the ``source`` label: the configured name, or the type plus stanza/server
+    kind: str  # files | pgbackrest | barman | walg
+    up: bool
+    checked_at: float
+    rpo_seconds: float
+    error: str | None = None
+    stale: bool = False  # the source failed; the backups below are from its last good read
+    last_success: dict[str, float] = field(default_factory=dict)  # newest good backup, by backup type
+    counts: dict[str, int] = field(default_factory=dict)  # good backups listed, by backup type
+    failed_backups: int = 0  # listed but unusable (pgBackRest's error flag, Barman's FAILED)
+    newest: tuple[BackupEntry, ...] = ()  # the newest good backups, newest first
+    wal_min: str | None = None
+    wal_max: str | None = None
+
+    @property
+    def newest_success(self) -> float | None:
+        """When the newest good backup of any type finished (None: the source has none)."""
+        return self.last_success.get(ANY_TYPE)
+
+
+class BackupCollector(Collector):
+    name = "backup"
+
+    def __init__(self, target: Target, session: Session) -> None:
+        super().__init__(target, session)
+        self._last_good: dict[str, BackupSourceStatus] = {}
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        statuses = await asyncio.gather(*(self._read(spec) for spec in self.target.backups))
+        snapshot.facts["backups"] = list(statuses)
+        snapshot.families.extend(_families(statuses))
+        snapshot.facts["summary"] = {f"backup {s.source}": _summary(s) for s in statuses}
+        for status in statuses:
+            if status.error:
+                snapshot.notes.append(f"backup source {status.source}: {status.error}")
+
+    def failed_families(self) -> list[MetricFamily]:
+        # The whole collection failed (timed out): every source is down, never silently absent.
+        up = _up_family()
+        for spec in self.target.backups:
+            up.add((spec.name,), 0)
+        return [up]
+
+    async def _read(self, spec: BackupSpec) -> BackupSourceStatus:
+        checked_at = time.time()
+        try:
+            result = await read_source(spec)
+        except (SourceError, TimeoutError, OSError) as exc:
+            error = str(exc) if not isinstance(exc, TimeoutError) else f"timed out after {spec.timeout:g}s"
+            previous = self._last_good.get(spec.name)
+            if previous is None:
+                return BackupSourceStatus(spec.name, spec.type, False, checked_at, spec.rpo, error=error)
+            return replace(previous, up=False, checked_at=checked_at, error=error, stale=True)
+        good = sorted((e for e in result.entries if e.ok), key=lambda e: e.finished_at, reverse=True)
+        last: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for entry in good:
+            last.setdefault(entry.type, entry.finished_at)
+            counts[entry.type] = counts.get(entry.type, 0) + 1
+        if good:
+            last[ANY_TYPE] = good[0].finished_at
+        status = BackupSourceStatus(
+            spec.name, spec.type, True, checked_at, spec.rpo, last_success=last, counts=counts,
+            failed_backups=sum(1 for e in result.entries if not e.ok), newest=tuple(good[:KEPT_ENTRIES]),
+            wal_min=result.wal_min, wal_max=result.wal_max,
+        )
+        self._last_good[spec.name] = status
+        return status
+
+
+def _summary(status: BackupSourceStatus) -> str:
+    if not status.up:
+        return f"unreadable ({status.error})"
+    newest = status.newest_success
+    if newest is None:
+        return "no good backup"
+    return f"newest {round((status.checked_at - newest) / 3600, 1)} h old (rpo {round(status.rpo_seconds / 3600, 1)} h)"
+
+
+def _up_family() -> MetricFamily:
+    return gauge("dbwatch_backup_source_up",
+                 "Whether the backup source could be read (1 = yes; 0: its command failed, hung or printed "
+                 "something unreadable).", ("source",))
+
+
+def _families(statuses: list[BackupSourceStatus]) -> list[MetricFamily]:
+    up = _up_family()
+    last = gauge("dbwatch_backup_last_success_timestamp_seconds",
+                 "When the newest good backup of this source and type finished (Unix time; type=\"any\": of any type).",
+                 ("source", "type"))
+    age = gauge("dbwatch_backup_age_seconds",
+                "Age of the newest good backup of this source and type when the source was read.", ("source", "type"))
+    rpo = gauge("dbwatch_backup_rpo_seconds",
+                "The configured recovery point objective: how old the newest good backup may get.", ("source", "type"))
+    count = gauge("dbwatch_backup_count", "Good backups the source lists, by type.", ("source", "type"))
+    failed = gauge("dbwatch_backup_failed_count", "Backups the source lists as failed or unusable.", ("source",))
+    for status in statuses:
+        up.add((status.source,), int(status.up))
+        rpo.add((status.source, ANY_TYPE), status.rpo_seconds)
+        for kind, at in sorted(status.last_success.items()):
+            last.add((status.source, kind), at)
+            age.add((status.source, kind), max(0.0, status.checked_at - at))
+        if not status.stale:
+            failed.add((status.source,), status.failed_backups)
+            for kind, number in sorted(status.counts.items()):
+                count.add((status.source, kind), number)
+    return [up, last, age, rpo, count, failed]
