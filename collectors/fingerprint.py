@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-__all__ = ["fingerprint", "class_id", "checksum"]
+__all__ = ["fingerprint", "class_id", "checksum", "ShapeCache"]
 
 _A = re.ASCII  # pt-query-digest runs on bytes: \b, \w and \s are ASCII only
 _MYSQLDUMP = re.compile(r"SELECT /\*!40001 SQL_NO_CACHE \*/ \* FROM `")
@@ -48,9 +48,10 @@ _BOOLEAN = re.compile(r"\bfalse\b|\btrue\b", re.I | _A)
 _NUMBER = re.compile(r"\b[0-9+-][0-9a-f.xb+-]*", _A)
 _SIGNED = re.compile(r"[xb.+-]\?")
 _SPACE = re.compile(r"[ \n\t\r\f]+")
-_FOLD = re.compile(r"[\n\t\r\f]|  ")
 _NULL = re.compile(r"\bnull\b", _A)
+_DIGITS = re.compile(r"(?<![0-9A-Za-z_])[0-9]+")  # digit runs at a word start: always inside a number
 _LIST = re.compile(r"\b(in|values?)(?:[\s,]*\([\s?,]*\))+", _A)
+_LIST_HINT = re.compile(r"\([\s?,]*\)", _A)  # a list of literals: starts with a "(", found by a fast scan
 _UNION = re.compile(r"\b(select\s.*?)(?:(\sunion(?:\sall)?)\s\1)+", _A)
 _LIMIT = re.compile(r"\blimit \?(?:, ?\?| offset \?)?", _A)
 _ORDER_BY = re.compile(r"\border by ", _A)
@@ -68,9 +69,11 @@ def fingerprint(query: str, postgres: bool = False) -> str:
             return "percona-toolkit"
     if query.startswith("administrator command: "):
         return query
-    call = _CALL.match(query)
-    if call:
-        return _lower(call.group(1))
+    first = query[:1]  # each pattern below can only match at a given first letter: skip the others fast
+    if first in "cC" or first.isspace():
+        call = _CALL.match(query)
+        if call:
+            return _lower(call.group(1))
     if postgres:
         if _COMMENT_OR_QUOTE.search(query):
             query = _TOKENS_PG.sub(_token_pg, query)
@@ -78,20 +81,23 @@ def fingerprint(query: str, postgres: bool = False) -> str:
         query = _TOKENS_MYSQL.sub(_token, query)
     elif "'" in query or '"' in query:
         query = _STRINGS_MYSQL.sub("?", query)  # the common case, without a Python call per literal
-    if _USE.fullmatch(query):
+    first = query[:1]
+    if first in "uU" and _USE.fullmatch(query):
         return "use ?"
-    multi = _MULTI_ROW.match(query)
-    if multi:
-        row_end = _NEXT_ROW.search(query, multi.end())
-        if row_end:
-            query = query[: row_end.start() + 1]
+    if first in "iIrR":
+        multi = _MULTI_ROW.match(query)
+        if multi:
+            row_end = _NEXT_ROW.search(query, multi.end())
+            if row_end:
+                query = query[: row_end.start() + 1]
     if "rue" in query or "RUE" in query or "alse" in query or "ALSE" in query:
         query = _BOOLEAN.sub("?", query)
     query = _SIGNED.sub("?", _NUMBER.sub("?", query))
-    query = _lower(_SPACE.sub(" ", query).strip() if _FOLD.search(query) else query.strip())
+    folds = "  " in query or "\n" in query or "\t" in query or "\r" in query or "\f" in query
+    query = _lower(_SPACE.sub(" ", query).strip() if folds else query.strip())
     if "null" in query:
         query = _NULL.sub("?", query)
-    if "(" in query:
+    if "(" in query and _LIST_HINT.search(query):
         query = _LIST.sub(r"\1(?+)", query)
     if "union" in query and _repeated_union(query):
         query = _UNION.sub(r"\1 /*repeat\2*/", query)
@@ -102,6 +108,49 @@ def fingerprint(query: str, postgres: bool = False) -> str:
         if order:
             query = query[: order.end()] + _ASC.sub("", query[order.end():])
     return query
+
+
+class ShapeCache:
+    """:func:`fingerprint`, remembered by the statement with its values masked.
+
+    Most statements of a log differ from an earlier one only in their literals. The key is the statement
+    with its strings (and, for PostgreSQL, comments and ``$n``) turned into ``?``, fingerprint's own first
+    step, and each run of digits not preceded by a letter, digit or ``_`` turned into ``0``: such a run
+    always lies inside a number that fingerprint turns into ``?`` (the run starts at a word boundary, and
+    fingerprint's number pattern covers every digit), so two statements with the same key have the same
+    fingerprint. Statements where digits can be kept verbatim bypass the cache: backquoted and PostgreSQL's
+    double-quoted identifiers, MySQL comments (``/*!40001``), ``CALL`` and administrator commands.
+    """
+
+    def __init__(self, size: int = 4096, max_key: int = 1024) -> None:
+        self.size = size
+        self.max_key = max_key
+        self._cache: dict[str, str] = {}
+        self._cache_pg: dict[str, str] = {}
+
+    def __call__(self, query: str, postgres: bool = False) -> str:
+        first = query[:1]
+        if "/*" in query or first in "cCaA" or first.isspace():
+            return fingerprint(query, postgres)
+        if postgres:
+            if '"' in query:
+                return fingerprint(query, True)
+            masked = _TOKENS_PG.sub(_token_pg, query) if _COMMENT_OR_QUOTE.search(query) else query
+            cache = self._cache_pg
+        else:
+            if "--" in query or "#" in query or "`" in query:
+                return fingerprint(query)
+            masked = _STRINGS_MYSQL.sub("?", query) if "'" in query or '"' in query else query
+            cache = self._cache
+        key = _DIGITS.sub("0", masked)
+        fp = cache.get(key)
+        if fp is None:
+            fp = fingerprint(masked, postgres)  # the same as fingerprint(query): its first step is done
+            if len(key) <= self.max_key:
+                if len(cache) >= self.size:
+                    cache.clear()
+                cache[key] = fp
+        return fp
 
 
 def checksum(fp: str) -> str:

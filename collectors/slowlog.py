@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
-from dbwatch.collectors.fingerprint import class_id, fingerprint
+from dbwatch.collectors.fingerprint import ShapeCache, class_id
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, make_parser
 
@@ -50,6 +50,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 }
 MAX_CLASSES = 10_000  # classes kept with their own cumulative counters; the least costly fold into "other"
 _FINGERPRINT_CACHE = 4096  # raw statement -> fingerprint, for the statements repeated verbatim (COMMIT, ...)
+_CACHE_MAX_QUERY = 1024  # longer statements are not cached, so the cache stays within a few MiB
 _LOG_BUCKET = 1 / math.log(1.05)  # histogram buckets 5 % wide from 1 µs, like pt-query-digest's
 
 
@@ -108,37 +109,37 @@ class Aggregator:
         self.events = 0
         self._ids: dict[str, str] = {}
         self._cache: dict[str, str] = {}
+        self._shapes = ShapeCache()
 
     def add(self, events: Iterable[SlowEvent]) -> None:
-        cache, classes, log = self._cache, self.interval, math.log
+        cache, classes, log, fingerprint = self._cache, self.interval, math.log, self._shapes
+        sample_keep = self.sample_length + 1  # one more than shown, so that _row knows to mark the cut
         n = 0
-        for ev in events:
+        for query, t, lock, sent, examined, affected, ts, db, user, full_scan, tmp_disk, postgres in events:
             n += 1
-            query = ev.query
             fp = cache.get(query)
             if fp is None:
-                fp = fingerprint(query, ev.postgres)
-                if len(cache) >= _FINGERPRINT_CACHE:
-                    cache.clear()
-                cache[query] = fp
+                fp = fingerprint(query, postgres)
+                if len(query) <= _CACHE_MAX_QUERY:
+                    if len(cache) >= _FINGERPRINT_CACHE:
+                        cache.clear()
+                    cache[query] = fp
             st = classes.get(fp)
             if st is None:
-                st = classes[fp] = _Stats(fp, db=ev.db, user=ev.user)
-            t = ev.query_time
+                st = classes[fp] = _Stats(fp, db=db, user=user)
             st.count += 1
             st.time += t
             if t > st.time_max:
                 st.time_max = t
-                st.sample = query
-            st.lock += ev.lock_time
-            st.examined += ev.rows_examined
-            st.sent += ev.rows_sent
-            st.affected += ev.rows_affected
-            if ev.full_scan:
+                st.sample = query if len(query) <= sample_keep else query[:sample_keep]
+            st.lock += lock
+            st.examined += examined
+            st.sent += sent
+            st.affected += affected
+            if full_scan:
                 st.full_scans += 1
-            if ev.tmp_table_on_disk:
+            if tmp_disk:
                 st.tmp_disk += 1
-            ts = ev.timestamp
             if ts is not None:
                 if st.first is None or ts < st.first:
                     st.first = ts

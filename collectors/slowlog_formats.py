@@ -41,6 +41,9 @@ class SlowEvent(NamedTuple):
     postgres: bool = False  # fingerprint with PostgreSQL's quoting rules
 
 
+_new_event = tuple.__new__  # SlowEvent from a full tuple without NamedTuple's Python-level __new__
+
+
 def make_parser(fmt: str, max_record: int = MAX_RECORD) -> LineParser[SlowEvent]:
     if fmt not in FORMATS:
         raise ValueError(f"expected a format among {', '.join(FORMATS)}, got {fmt!r}")
@@ -93,6 +96,7 @@ _COMMON = re.compile(
     r"(?=[^#\s])"
 )
 _META = ("use ", "SET timestamp=", "SET insert_id=", "SET last_insert_id=")
+_RESTART = re.compile(r"\n\S*(?:mysqld|mariadbd)(?:\.exe)?, Version: .*started with:\n")
 
 
 class MySQLSlowLogParser(_Parser):
@@ -162,15 +166,17 @@ class MySQLSlowLogParser(_Parser):
         if m is not None:  # the layout every MySQL and MariaDB writes, in one regex
             user, schema, qt, lock, sent, examined, affected, more, use, ts = m.groups()
             query = text[m.end():].rstrip()
+            if ", Version: " in query:
+                query = _cut_restart(query)
             if query.endswith(";"):
                 query = query[:-1]
             if use is not None:
                 self._db = use.strip("`")
-            if query and _valid(query):
-                return SlowEvent(query, float(qt), float(lock), int(sent), int(examined),
-                                 int(affected) if affected else 0, float(ts) if ts else None,
-                                 schema or self._db, user.strip(),
-                                 "Full_scan: Yes" in more, "Tmp_table_on_disk: Yes" in more)
+            if query and (query.isascii() or _valid(query)):
+                return _new_event(SlowEvent, (
+                    query, float(qt), float(lock), int(sent), int(examined), int(affected) if affected else 0,
+                    float(ts) if ts else None, schema or self._db, user.strip(),
+                    "Full_scan: Yes" in more, "Tmp_table_on_disk: Yes" in more, False))
         return self._parse_any(text)
 
     def _parse_any(self, text: str) -> SlowEvent | None:
@@ -201,6 +207,8 @@ class MySQLSlowLogParser(_Parser):
                 return None
             body = header[admin + 2:]
         query = body.rstrip()
+        if ", Version: " in query:
+            query = _cut_restart(query)
         if query.endswith(";"):
             query = query[:-1]
         if times is None or not query or not _valid(query):
@@ -231,6 +239,12 @@ class MySQLSlowLogParser(_Parser):
                          "Full_scan: Yes" in header, "Tmp_table_on_disk: Yes" in header)
 
 
+def _cut_restart(query: str) -> str:
+    """The statement without the header a restarted server appends to its slow log right after it."""
+    m = _RESTART.search(query)
+    return query[: m.start()].rstrip() if m else query
+
+
 def _event_starts(buf: str) -> list[int]:
     """Where events begin: at ``# User@Host:``, or at the ``# Time:`` line right before it."""
     starts = []
@@ -248,8 +262,6 @@ def _event_starts(buf: str) -> list[int]:
 
 _PG_DURATION = re.compile(r"duration: ([0-9.]+) ms  (?:statement|execute [^:]*): ", re.S)
 _PG_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)(\.\d+)? (UTC|GMT|[+-]\d\d)?")
-_PG_PREFIX_USER = re.compile(r"\buser=([^,\s@]+)")
-_PG_PREFIX_DB = re.compile(r"\bdb=([^,\s@]+)")
 
 
 def _pg_query(text: str) -> str:
@@ -261,11 +273,34 @@ def _pg_time(text: str) -> float | None:
     m = _PG_TIME.match(text)
     if m is None:
         return None
-    seconds = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))  # type: ignore[arg-type]
-    zone = m.group(8)
-    if zone and zone[0] in "+-":
-        seconds -= int(zone) * 3600
+    stamp = m.group()
+    seconds = _PG_TIMES.get(stamp)  # the same second is logged by many lines: timegm once per second
+    if seconds is None:
+        seconds = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))  # type: ignore[arg-type]
+        zone = m.group(8)
+        if zone and zone[0] in "+-":
+            seconds -= int(zone) * 3600
+        if len(_PG_TIMES) >= 4096:
+            _PG_TIMES.clear()
+        _PG_TIMES[stamp] = seconds
     return seconds + (float(m.group(7)) if m.group(7) else 0.0)
+
+
+_PG_TIMES: dict[str, float] = {}
+
+
+def _prefix_field(prefix: str, name: str) -> str:
+    """``user=`` / ``db=`` from a ``log_line_prefix``, as a whole word; "" when the prefix has none."""
+    at = prefix.find(name)
+    while at > 0 and (prefix[at - 1].isalnum() or prefix[at - 1] == "_"):
+        at = prefix.find(name, at + 1)
+    if at < 0:
+        return ""
+    m = _PG_FIELD.match(prefix, at + len(name))
+    return m.group() if m else ""
+
+
+_PG_FIELD = re.compile(r"[^,\s@]+")
 
 
 class PostgresStderrParser(_Parser):
@@ -274,15 +309,24 @@ class PostgresStderrParser(_Parser):
     def feed(self, text: str) -> list[SlowEvent]:
         buf = self._pending + text if self._pending else text
         events: list[SlowEvent] = []
-        record_start = 0
-        find = buf.find
-        pos = find("\n")
-        while pos != -1 and pos + 1 < len(buf):
-            if buf[pos + 1] != "\t":
-                self._record(buf[record_start:pos], events)
-                record_start = pos + 1
-            pos = find("\n", pos + 1)
-        self._pending = buf[record_start:]
+        # The last line stays pending: its continuation lines (tab first) may come with the next read.
+        last = buf.rfind("\n", 0, len(buf) - 1) + 1
+        if "\n\t" not in buf:  # the common case: one line, one record
+            record = self._record
+            for line in buf[:last].split("\n"):
+                if "duration: " in line:
+                    record(line, events)
+            self._pending = buf[last:]
+        else:
+            record_start = 0
+            find = buf.find
+            pos = find("\n")
+            while pos != -1 and pos + 1 < len(buf):
+                if buf[pos + 1] != "\t":
+                    self._record(buf[record_start:pos], events)
+                    record_start = pos + 1
+                pos = find("\n", pos + 1)
+            self._pending = buf[record_start:]
         if len(self._pending) > self.max_record:
             self._pending = ""
             self.skipped += 1
@@ -305,11 +349,12 @@ class PostgresStderrParser(_Parser):
             self.skipped += 1
             return
         prefix = record[: m.start()]
-        query = _pg_query(record[m.end():].replace("\n\t", "\n"))
-        user = _PG_PREFIX_USER.search(prefix)
-        db = _PG_PREFIX_DB.search(prefix)
-        events.append(SlowEvent(query, float(m.group(1)) / 1000, timestamp=_pg_time(prefix),
-                                db=db.group(1) if db else "", user=user.group(1) if user else "", postgres=True))
+        query = record[m.end():]
+        if "\n\t" in query:
+            query = query.replace("\n\t", "\n")
+        events.append(_new_event(SlowEvent, (
+            _pg_query(query), float(m.group(1)) / 1000, 0.0, 0, 0, 0, _pg_time(prefix),
+            _prefix_field(prefix, "db="), _prefix_field(prefix, "user="), False, False, True)))
 
 
 class PostgresCsvParser(_Parser):
