@@ -12,8 +12,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (promtool), Alertmanager, and postgres_exporter for the side-by-side benchmark.
 # MariaDB (mariadb-install-db, mariadbd and the mariadb client) for the MySQL/MariaDB collector tests.
 # PgBouncer for the connection pooler collector tests.
+# pgBadger for the slow log benchmark (bench/slowlog_real.py).
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
-	prometheus-postgres-exporter procps mariadb-server mariadb-client redis-server percona-toolkit pgbouncer
+	prometheus-postgres-exporter procps mariadb-server mariadb-client redis-server percona-toolkit pgbouncer \
+	postgresql-15-hypopg pgbackrest pgbadger
 
 .PHONY: setup demo test bench clean
 
@@ -45,6 +47,7 @@ bench: setup
 	$(PY) bench/pg_cycle.py
 	$(PY) bench/rules_cycle.py
 	$(PY) bench/slowlog.py
+	$(PY) bench/slowlog_real.py
 
 clean:
 	rm -rf $(VENV) .apt-installed .state .pytest_cache

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dbwatch.agent.alerts import AlertTracker
+from dbwatch.agent.clusters import Clusters
 from dbwatch.agent.config import Config
 from dbwatch.agent.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
@@ -39,6 +40,7 @@ class Alerting:
         self.tracker = AlertTracker(state / "alerts.db", clock)
         self.notifier = Notifier(config.receivers, state, clock, settings=config.notifications,
                                  external_url=external_url)
+        self.clusters = Clusters(config.clusters, store, targets, state, clock)
         self._recommendations: dict[str, list[Finding]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
@@ -55,11 +57,13 @@ class Alerting:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        await self.clusters.stop()
         await self.notifier.stop(grace)
         self.tracker.close()
 
     async def reconfigure(self, config: Config) -> None:
         self.rules = _engine(config.rules)
+        self.clusters.reconfigure(config.clusters)
         await self.notifier.reconfigure(config.receivers)
         self._dirty.update(self.targets())
         self._wake.set()
@@ -67,6 +71,7 @@ class Alerting:
     def forget_target(self, name: str) -> None:
         """A target left the config: its alerts resolve (and the receivers hear so once)."""
         self.tracker.forget_target(name)
+        self.clusters.forget_target(name)
         self._recommendations.pop(name, None)
         self.notifier.update(self.tracker.alerts())
 
@@ -76,7 +81,7 @@ class Alerting:
             return
         now = self.clock()
         view = TargetView(self.store, name, target.engine, target.labels, now)
-        findings = self.rules.evaluate(view)
+        findings = self.rules.evaluate(view) + self.clusters.findings(name)
         self._recommendations[name] = [f for f in findings if f.kind == FindingKind.RECOMMENDATION]
         self.tracker.update(name, findings, self.rules.rule_durations, now)
         self.notifier.update(self.tracker.alerts(), now)
@@ -114,6 +119,10 @@ class Alerting:
                 self._dirty.update(self.targets())
             self._wake.clear()
             targets, self._dirty = self._dirty, set()
+            try:
+                targets |= self.clusters.evaluate(self.rules, targets)
+            except Exception:  # a cluster's evaluation must never stop the targets'
+                logger.exception("evaluating clusters failed")
             for target in sorted(targets):
                 try:
                     self.evaluate(target)

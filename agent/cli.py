@@ -15,6 +15,7 @@ from typing import Sequence
 from dbwatch.agent import __version__
 from dbwatch.agent.config import Config, ConfigError, load_config
 from dbwatch.agent.logs import setup_logging
+from dbwatch.agent.sharding import ShardingConfig, parse_shard, select_shard
 
 EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
 
@@ -35,11 +36,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the agent")
     run.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
+    run.add_argument("--shard", type=_shard, metavar="I/N", help="watch only shard I of N (overrides sharding:)")
     run.set_defaults(handler=_run)
 
     check = sub.add_parser("check", help="collect every target once and print a summary")
     check.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
     check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--shard", type=_shard, metavar="I/N", help="check only shard I of N (overrides sharding:)")
     check.set_defaults(handler=_check)
 
     validate = sub.add_parser("validate", help="validate a configuration file")
@@ -51,7 +54,35 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("-c", "--config", help="apply this configuration's rule overrides and custom rules")
     export.add_argument("--format", choices=("prometheus",), default="prometheus")
     export.set_defaults(handler=_rules_export)
+
+    advise = sub.add_parser("advise", help="collect each target once and print its recommendations, ranked")
+    advise.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
+    advise.add_argument("--target", metavar="NAME", help="only this target")
+    advise.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+    advise.set_defaults(handler=_advise)
+    _add_slowlog(sub)
     return parser
+
+
+def _advise(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    setup_logging("error", config.logging.format)
+    from dbwatch.agent.advise import UnknownTarget, advise
+    from dbwatch.exporters.report import render
+
+    try:
+        advice = asyncio.run(advise(config, args.target))
+    except UnknownTarget as exc:
+        print(f"{args.config}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(render(advice, args.format))
+    if args.format == "json":  # the JSON on stdout stays a plain list; what it cannot hold goes to stderr
+        for a in advice:
+            for problem in [*(f"error ({c}): {e}" for c, e in a.errors.items()), *(f"note: {n}" for n in a.notes)]:
+                print(f"{a.target}: {problem}", file=sys.stderr)
+    return EXIT_OK if all(a.up for a in advice) else EXIT_DOWN
 
 
 def _rules_export(args: argparse.Namespace) -> int:
@@ -67,6 +98,13 @@ def _rules_export(args: argparse.Namespace) -> int:
         rules_config = RulesConfig()
     sys.stdout.write(export_prometheus_rules(load_rules(rules_config)))
     return EXIT_OK
+
+
+def _shard(text: str) -> ShardingConfig:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _load(path: str) -> Config | None:
@@ -93,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(config.logging.level, config.logging.format)
     from dbwatch.agent.daemon import run_daemon
 
-    return asyncio.run(run_daemon(args.config, config))
+    return asyncio.run(run_daemon(args.config, config, args.shard))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -103,12 +141,58 @@ def _check(args: argparse.Namespace) -> int:
     setup_logging("error", config.logging.format)
     from dbwatch.agent.check import check_targets, render_text
 
-    results = asyncio.run(check_targets(config.resolved_targets()))
+    targets = select_shard(config.resolved_targets(), args.shard or config.sharding, lambda t: t.name)
+    results = asyncio.run(check_targets(targets))
     if args.format == "json":
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:
         print(render_text(results))
     return EXIT_OK if all(r.up for r in results) else EXIT_DOWN
+
+
+
+def _add_slowlog(sub: argparse._SubParsersAction) -> None:
+    slowlog = sub.add_parser("slowlog", help="slow query logs")
+    slowlog_sub = slowlog.add_subparsers(dest="slowlog_command", metavar="SUBCOMMAND", required=True)
+    analyze = slowlog_sub.add_parser("analyze", help="report the query classes of slow logs, costliest first")
+    analyze.add_argument("files", nargs="+", metavar="FILE", help="MySQL/MariaDB slow logs or PostgreSQL logs")
+    analyze.add_argument("--type", choices=("auto", "mysql", "postgres"), default="auto")
+    analyze.add_argument("--format", choices=("text", "json"), default="text")
+    analyze.add_argument("--limit", type=_non_negative, default=20, metavar="N",
+                         help="classes shown (default 20; 0 for all)")
+    analyze.set_defaults(handler=_slowlog_analyze)
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
+def _slowlog_analyze(args: argparse.Namespace) -> int:
+    from dbwatch.agent import slowreport
+
+    total = slowreport.wants_progress(args.files)
+    progress = slowreport.Progress(total) if total else None
+    try:
+        report = slowreport.analyze_files(args.files, args.type, progress=progress)
+    except slowreport.InputError as exc:
+        print(f"dbwatch slowlog analyze: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if progress is not None:
+        progress.close(report.bytes_read, report.events)
+    if args.format == "json":
+        sys.stdout.writelines(slowreport.json_chunks(report, args.limit))
+        if report.parse_errors or report.lines_skipped:
+            print(f"dbwatch slowlog analyze: skipped {report.parse_errors} malformed records and "
+                  f"{report.lines_skipped} lines belonging to no event", file=sys.stderr)
+    else:
+        sys.stdout.writelines(slowreport.text_chunks(report, args.limit))
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ collector reads it when it connects.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import urllib.parse
@@ -17,10 +18,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from dbwatch.agent.backupconfig import BackupConfig, check_backup_names, to_specs
 from dbwatch.agent.configtypes import Duration, StrictModel, format_validation_error
 from dbwatch.agent.model import CollectorSettings, Target
+from dbwatch.agent.sharding import ShardingConfig
+from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
 from dbwatch.exporters.receivers import NotificationsConfig, ReceiverConfig, check_unique_names
+from dbwatch.rules.clusterconfig import ClusterConfig
 from dbwatch.rules.spec import RulesConfig, RulesError, load_rules
 
 __all__ = ["Config", "ConfigError", "TargetConfig", "load_config", "parse_config"]
@@ -37,7 +42,14 @@ class ConfigError(Exception):
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-_SCHEMES = {"postgres": ("postgresql", "postgres"), "redis": ("redis", "rediss"), "mysql": ("mysql", "mariadb")}
+_SCHEMES = {"postgres": ("postgresql", "postgres"), "redis": ("redis", "rediss"), "mysql": ("mysql", "mariadb"),
+            "pgbouncer": ("postgresql", "postgres"), "mongodb": ("mongodb", "mongodb+srv")}
+
+
+def _pgbouncer_database(dsn: str | None, database: str | None) -> str:
+    if dsn:
+        return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))
+    return database or ""
 
 
 class CollectorConfig(StrictModel):
@@ -65,11 +77,20 @@ class TargetConfig(StrictModel):
     interval: Duration | None = Field(default=None, gt=0)
     timeout: Duration | None = Field(default=None, gt=0)
     collectors: dict[str, CollectorConfig] = Field(default_factory=dict)
+    cluster: str | None = None  # replication cluster (see the top-level ``clusters:``)
+    backups: list[BackupConfig] = Field(default_factory=list)  # backup sources (agent/backupconfig.py)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         if not _TARGET_NAME.match(value):
+            raise ValueError(f"expected a name of letters, digits and _.:@- , got {value!r}")
+        return value
+
+    @field_validator("cluster")
+    @classmethod
+    def _cluster(cls, value: str | None) -> str | None:
+        if value is not None and not _TARGET_NAME.match(value):
             raise ValueError(f"expected a name of letters, digits and _.:@- , got {value!r}")
         return value
 
@@ -121,6 +142,14 @@ class TargetConfig(StrictModel):
             raise ValueError("sslmode is for postgres; for TLS to redis use a rediss:// dsn")
         if self.engine == "redis" and self.database and not self.database.isdigit():
             raise ValueError(f"database: expected a redis database number like 0, got {self.database!r}")
+        if self.engine == "mongodb" and self.sslmode:
+            raise ValueError("sslmode is for postgres; for TLS to mongodb put tls=true in a mongodb:// dsn")
+        if self.engine == "mongodb" and (self.password_env or self.password_file) and not (
+                self.user or self.dsn and urllib.parse.urlsplit(self.dsn).username):
+            raise ValueError("a password is configured but no user: name it in the dsn (mongodb://user@host/)")
+        if self.engine == "pgbouncer" and _pgbouncer_database(self.dsn, self.database) != "pgbouncer":
+            raise ValueError("the pgbouncer engine reads PgBouncer's admin console: the database must be pgbouncer "
+                             '(dsn "postgresql://user@host:6432/pgbouncer")')
         spec = engine(self.engine)
         for name, settings in self.collectors.items():
             if name not in spec.collectors:
@@ -152,12 +181,18 @@ class TargetConfig(StrictModel):
         for name, defaults in spec.defaults.items():
             own = self.collectors.get(name, CollectorConfig())
             enabled = own.enabled if own.enabled is not None else defaults.enabled
+            if name == "backup" and own.enabled is None:
+                enabled = bool(self.backups)  # on exactly when backup sources are configured
             if not enabled:
                 continue
             options = {**defaults.options, **(own.model_extra or {})}
+            timeout = own.timeout or self.timeout or defaults.timeout
+            if name == "backup" and not own.timeout:
+                # every source has its own timeout; the collection as a whole outlasts the slowest one
+                timeout = max([defaults.timeout, *(b.timeout + 5 for b in self.backups)])
             collectors[name] = CollectorSettings(
                 interval=own.interval or self.interval or defaults.interval,
-                timeout=own.timeout or self.timeout or defaults.timeout,
+                timeout=timeout,
                 options=options,
             )
         return Target(
@@ -168,7 +203,17 @@ class TargetConfig(StrictModel):
             collectors=collectors,
             password_env=self.password_env,
             password_file=self.password_file,
+            cluster=self.cluster,
+            backups=to_specs(self.backups),
         )
+
+    @model_validator(mode="after")
+    def _backups(self) -> "TargetConfig":
+        check_backup_names(self.backups)
+        backup = self.collectors.get("backup")
+        if backup is not None and backup.enabled and not self.backups:
+            raise ValueError("collectors.backup: enabled, but the target has no backups: sources to read")
+        return self
 
 
 def _check_option(path: str, default: Any, value: Any) -> None:
@@ -187,6 +232,7 @@ def _check_option(path: str, default: Any, value: Any) -> None:
 
 class ServerConfig(StrictModel):
     listen: str = DEFAULT_LISTEN
+    web_config_file: str | None = None  # TLS and basic auth, exporter-toolkit format (agent/webconfig.py)
 
     @field_validator("listen")
     @classmethod
@@ -210,6 +256,8 @@ class Config(StrictModel):
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
+    sharding: ShardingConfig = Field(default_factory=ShardingConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":
@@ -219,10 +267,26 @@ class Config(StrictModel):
             if target.name in seen:
                 raise ValueError(f"targets[{index}].name: {target.name!r} is already the name of another target")
             seen.add(target.name)
+        for name in self.clusters:
+            if not _TARGET_NAME.match(name):
+                raise ValueError(f"clusters.{name}: expected a name of letters, digits and _.:@- ")
         return self
 
     def resolved_targets(self) -> list[Target]:
-        return [t.to_target() for t in self.targets]
+        return [_probe_interval(t.to_target(), t, self.clusters) for t in self.targets]
+
+
+def _probe_interval(target: Target, config: TargetConfig, clusters: dict[str, ClusterConfig]) -> Target:
+    """A member of a configured cluster is probed (its main collector runs) every ``probe_interval``,
+    unless that collector's own interval is written."""
+    cluster = clusters.get(config.cluster or "")
+    main = next(iter(engine(target.engine).collectors), None)
+    if cluster is None or main not in target.collectors or (config.collectors.get(main, CollectorConfig()).interval):
+        return target
+    settings = target.collectors[main]
+    interval = cluster.failover.probe_interval
+    collectors = {**target.collectors, main: dataclasses.replace(settings, interval=interval)}
+    return dataclasses.replace(target, collectors=collectors)
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:
@@ -257,6 +321,12 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
         load_rules(config.rules)  # rule files, overrides of unknown rules: found now, not at the first evaluation
     except RulesError as exc:
         raise ConfigError(source, exc.problems) from None
+    if config.server.web_config_file:
+        try:
+            load_web_config(config.server.web_config_file)
+        except WebConfigError as exc:
+            where = f"server.web_config_file ({config.server.web_config_file})"
+            raise ConfigError(source, [f"{where}: {problem}" for problem in exc.problems]) from None
     return config
 
 

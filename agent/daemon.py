@@ -27,7 +27,9 @@ from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.logs import setup_logging
 from dbwatch.agent.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
+from dbwatch.agent.sharding import ShardingConfig, select_shard
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
 
 logger = logging.getLogger(__name__)
@@ -37,19 +39,23 @@ JITTER = 0.1  # fraction of the interval
 
 
 class Daemon:
-    def __init__(self, config_path: str | Path, config: Config) -> None:
+    def __init__(self, config_path: str | Path, config: Config, shard: ShardingConfig | None = None) -> None:
         self.config_path = Path(config_path)
         self.config = config
+        self.shard = shard  # --shard on the command line: wins over the config's sharding, across reloads
+        self.web_config = load_web_config(config.server.web_config_file) if config.server.web_config_file else None
+        scheme = "https" if self.web_config and self.web_config.tls else "http"
         self.store = SnapshotStore()
         self.exposition = Exposition(self.store, version=__version__)
         self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
                                targets=self.targets_info)
         self.targets: dict[str, TargetJobs] = {}
         self.alerting = Alerting(config, self.store, targets=self.target_map,
-                                 external_url=f"http://{config.server.listen}")
+                                 external_url=f"{scheme}://{config.server.listen}")
         self.exposition.add_provider(self.alerting.metrics)
         self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
         self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)
+        self.http.add_json("/api/v1/clusters", self.alerting.clusters.as_json)
         self.scheduler = AsyncIOScheduler()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -64,7 +70,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        await self.http.start(self.config.server.listen)
+        await self.http.start(self.config.server.listen, self.web_config)
         await self.alerting.start()
         self.scheduler.start()
         await self.apply(self.config)
@@ -113,6 +119,12 @@ class Daemon:
                 return
             if config.server != self.config.server:
                 logger.warning("server settings changed; they take effect at the next restart")
+            elif config.server.web_config_file:
+                try:
+                    self.http.reload_web_config(config.server.web_config_file)
+                except (WebConfigError, ValueError, OSError) as exc:
+                    logger.error("web config %s not reloaded, keeping the running one: %s",
+                                 config.server.web_config_file, exc)
             if config.logging != self.config.logging:
                 setup_logging(config.logging.level, config.logging.format)
             self.config = config
@@ -142,7 +154,7 @@ class Daemon:
 
     async def apply(self, config: Config) -> None:
         """Make the running jobs match ``config``: a changed target is restarted, others are untouched."""
-        wanted = {t.name: t for t in config.resolved_targets()}
+        wanted = {t.name: t for t in self.shard_targets(config)}
         for name in list(self.targets):
             if name not in wanted or wanted[name] != self.targets[name].target:
                 await self._remove(name, gone=name not in wanted)
@@ -150,6 +162,16 @@ class Daemon:
             if name not in self.targets:
                 self._add(target)
         self.exposition.set_target_labels({name: jobs.target.labels for name, jobs in self.targets.items()})
+
+    def shard_targets(self, config: Config) -> list[Target]:
+        """The config's targets that fall in this agent's shard (all of them without sharding)."""
+        targets = config.resolved_targets()
+        shard = self.shard or config.sharding
+        if shard.total == 1:
+            return targets
+        kept = select_shard(targets, shard, lambda t: t.name)
+        logger.info("shard %s keeps %d of %d target(s)", shard, len(kept), len(targets))
+        return kept
 
     def target_map(self) -> dict[str, Target]:
         return {name: jobs.target for name, jobs in self.targets.items()}
@@ -247,5 +269,5 @@ def _soon(interval: float) -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=random.uniform(0, min(1.0, interval * JITTER)))
 
 
-async def run_daemon(config_path: str | Path, config: Config) -> int:
-    return await Daemon(config_path, config).run()
+async def run_daemon(config_path: str | Path, config: Config, shard: ShardingConfig | None = None) -> int:
+    return await Daemon(config_path, config, shard).run()

@@ -1,6 +1,11 @@
 """The HTTP endpoints: /metrics, /healthz, /readyz, /api/v1/targets (aiohttp).
 
 Nothing here computes: /metrics serves the exposition's cached body, the JSON endpoints read the store.
+
+With ``server.web_config_file`` (agent/webconfig.py) the listener speaks TLS and every path but
+``/healthz`` needs basic auth. ``/healthz`` stays open so that liveness probes and the container's
+HEALTHCHECK need no password; it says "ok" and nothing else. A SIGHUP reload re-reads the file: new
+certificates (a rotated cert_file) and users apply to new connections without a restart.
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ import logging
 from typing import Any, Callable
 
 from aiohttp import web
+
+from dbwatch.agent.webconfig import BasicAuth, WebConfig, load_web_config
 
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.exporters.prometheus import (
@@ -22,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 JobList = Callable[[], list[tuple[str, str]]]
 TargetInfo = Callable[[], list[dict[str, Any]]]
+OPEN_PATHS = frozenset({"/healthz"})  # served without basic auth
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -47,6 +55,9 @@ class HttpServer:
         ])
         self._runner: web.AppRunner | None = None
         self.address = ""
+        self.scheme = "http"
+        self._ssl_context: Any = None
+        self._auth: BasicAuth | None = None
 
     def add_json(self, path: str, provider: Callable[[], Any]) -> None:
         """Serve ``provider()`` as JSON at ``path`` (routes must be added before :meth:`start`)."""
@@ -56,15 +67,41 @@ class HttpServer:
 
         self.app.router.add_get(path, handler)
 
-    async def start(self, listen: str) -> None:
+    async def start(self, listen: str, web_config: WebConfig | None = None) -> None:
         host, port = parse_listen(listen)
+        if web_config is not None:
+            self._ssl_context = web_config.ssl_context()
+            self._auth = web_config.basic_auth()
+            self.scheme = "https" if self._ssl_context else "http"
+        self.app.middlewares.append(self._require_auth)
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
         await site.start()
         sockets = site._server.sockets if site._server else []  # the bound port, when 0 was asked
         bound = sockets[0].getsockname()[1] if sockets else port
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+
+    def reload_web_config(self, path: str) -> None:
+        """Re-read the web config: users and certificates change; TLS cannot be turned on or off."""
+        web_config = load_web_config(path)  # WebConfigError: the caller logs it, the old settings stay
+        if (web_config.tls is None) != (self._ssl_context is None):
+            raise ValueError("turning TLS on or off takes a restart")
+        if web_config.tls is not None:
+            tls = web_config.tls
+            self._ssl_context.load_cert_chain(tls.cert_file, tls.key_file)
+            if tls.client_ca_file is not None:
+                self._ssl_context.load_verify_locations(cafile=tls.client_ca_file)
+        self._auth = web_config.basic_auth()
+
+    @web.middleware
+    async def _require_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self._auth is None or request.path in OPEN_PATHS:
+            return await handler(request)
+        if await self._auth.check(request.headers.get("Authorization")):
+            return await handler(request)
+        return web.Response(status=401, text="Unauthorized\n",
+                            headers={"WWW-Authenticate": 'Basic realm="dbwatch", charset="UTF-8"'})
 
     async def stop(self) -> None:
         if self._runner is not None:

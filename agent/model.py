@@ -78,6 +78,8 @@ class Target:
     collectors: Mapping[str, "CollectorSettings"]
     password_env: str | None = None
     password_file: str | None = None
+    cluster: str | None = None  # the replication cluster it belongs to, when configured (``cluster: NAME``)
+    backups: tuple["BackupSpec", ...] = ()  # the configured backup sources (``backups:``)
 
     def password(self) -> str | None:
         """Read the secret from the environment or a file, each time (credentials rotate).
@@ -97,6 +99,27 @@ class Target:
 
 class SecretUnavailable(Exception):
     """A target's password could not be read: a configuration problem, reported like a failed connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSpec:
+    """One configured backup source of a target (``backups:``), read by the backup collector.
+
+    ``command`` is an argv list that replaces the default command of the source's type (never run by a
+    shell); ``rpo`` is how old the newest good backup may get before ``BackupTooOld``, in seconds.
+    """
+
+    name: str
+    type: str  # files | pgbackrest | barman | walg
+    rpo: float
+    timeout: float
+    path: str | None = None
+    stanza: str | None = None
+    config: str | None = None
+    repo: int | None = None
+    server: str | None = None
+    env_file: str | None = None
+    command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

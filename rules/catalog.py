@@ -17,7 +17,10 @@ from dbwatch.rules.spec import RulesConfig
 __all__ = ["FAMILIES", "python_rules"]
 
 #: ``"package.module:factory"``; each factory is ``(RulesConfig) -> Iterable[PythonRule]``
-FAMILIES: tuple[str, ...] = ()
+FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbwatch.rules.backups:backup_rules",
+                               "dbwatch.rules.indexes:make_rules", "dbwatch.rules.queries:make_rules",
+                               "dbwatch.rules.tuning:make_rules", "dbwatch.rules.security:make_rules",
+                               "dbwatch.rules.schema:make_rules")
 
 
 def python_rules(config: RulesConfig | None = None) -> list[PythonRule]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,9 +37,16 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: 
 
 
 class AgentProcess:
-    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], env: dict[str, str] | None = None,
+                 args: list[str] | None = None, ca_file: Path | None = None,
+                 basic_auth: tuple[str, str] | None = None) -> None:
+        """``ca_file``: talk https, trusting that CA; ``basic_auth``: (user, password) on every request."""
         self.workdir = workdir
         self.port = free_port()
+        self.args = args or []
+        self.scheme = "https" if ca_file else "http"
+        self.ssl_context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
+        self.basic_auth = basic_auth
         self.config_path = workdir / "dbwatch.yaml"
         self.log_path = workdir / "dbwatch.log"
         self.env = {**os.environ, **(env or {})}
@@ -52,7 +61,7 @@ class AgentProcess:
     def start(self) -> "AgentProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dbwatch.agent.cli", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "dbwatch.agent.cli", "run", "-c", str(self.config_path), *self.args],
             stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
         )
         wait_for(lambda: self.get("/healthz", check=False) == 200 or self._died(), 20, "the agent's /healthz")
@@ -64,13 +73,17 @@ class AgentProcess:
         return False
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def get(self, path: str, check: bool = True, headers: dict[str, str] | None = None) -> Any:
         """The body (JSON decoded when it is JSON); with ``check=False``, the status code only."""
-        request = urllib.request.Request(self.url(path), headers=headers or {})
+        headers = dict(headers or {})
+        if self.basic_auth and "Authorization" not in headers:
+            token = base64.b64encode(":".join(self.basic_auth).encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        request = urllib.request.Request(self.url(path), headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self.ssl_context) as response:
                 body = response.read()
                 if not check:
                     return response.status
