@@ -17,17 +17,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.serverproc import free_port
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
 START_TIMEOUT = 30.0
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class MariaDBServer:

@@ -29,6 +29,7 @@ from bson.codec_options import CodecOptions
 from bson.timestamp import Timestamp
 
 from tests.mongoscram import ScramConversation
+from tests.serverproc import free_port
 
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
 CODEC = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc)
@@ -39,11 +40,6 @@ UNAUTHORIZED = (13, "Unauthorized")
 NO_REPLICATION = (76, "NoReplicationEnabled")
 COMMAND_NOT_FOUND = (59, "CommandNotFound")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

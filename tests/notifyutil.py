@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -12,6 +11,7 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from dbwatch.agent.model import Alert, AlertState, fingerprint
+from tests.serverproc import free_port  # noqa: F401  (re-exported for the notification tests)
 
 T0 = 1_700_000_000.0
 
@@ -58,11 +58,6 @@ def resolved(alert: Alert, at: float) -> Alert:
     return Alert(alert.fingerprint, dict(alert.labels), dict(alert.annotations), AlertState.RESOLVED, alert.value,
                  alert.active_since, alert.fired_at, at, alert.last_seen)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

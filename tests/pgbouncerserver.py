@@ -12,22 +12,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from tests.serverproc import free_port, stop_process, wait_listening
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 RUN_AS = "postgres" if os.geteuid() == 0 else None
 START_TIMEOUT = 10.0
 PASSWORDS = {"dbwatch": "mon-s3cret", "admin": "adm-s3cret", "app": "app-s3cret"}
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PgBouncerServer:
@@ -79,30 +74,12 @@ class PgBouncerServer:
             [PGBOUNCER, str(self.root / "pgbouncer.ini")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             **({"user": RUN_AS, "group": RUN_AS, "extra_groups": []} if RUN_AS else {}),
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer on port {self.port} exited with {self.proc.returncode}:\n"
-                                   f"{self.proc.stderr.read().decode(errors='replace')}\n{self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"pgbouncer on port {self.port} not ready:\n{self.log_tail()}") from None
-                time.sleep(0.02)
+        wait_listening(self.proc, self.port, "pgbouncer", self.log_tail, START_TIMEOUT)
+        return self
 
     def stop(self, sig: int = signal.SIGINT) -> None:
         """SIGINT: PgBouncer's immediate shutdown (SIGTERM waits for clients to leave on newer versions)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
+        stop_process(self.proc, sig)
         self.proc = None
 
     def destroy(self) -> None:

@@ -11,22 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import redis
 
+from tests.serverproc import free_port, stop_process, wait_listening
+
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT = 10.0
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:
@@ -57,29 +52,11 @@ class RedisServer:
     def start(self) -> "RedisServer":
         """Start and wait until the port accepts connections (bounded); a failure carries the log's tail."""
         self.proc = subprocess.Popen(self.command_line(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited with {self.proc.returncode}:\n"
-                                   f"{self.proc.stderr.read().decode(errors='replace')}\n{self.log_tail()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server on port {self.port} not ready:\n{self.log_tail()}") from None
-                time.sleep(0.02)
+        wait_listening(self.proc, self.port, "redis-server", self.log_tail, START_TIMEOUT)
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr:
-            self.proc.stderr.close()
+        stop_process(self.proc, sig)
         self.proc = None
 
     def pause(self) -> None:
