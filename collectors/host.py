@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import psutil
 
 from dbwatch.agent.model import Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.cgroup import read_cgroup
 
 
 class HostSession(Session):
@@ -22,6 +24,7 @@ class HostSession(Session):
     def __init__(self, target: Target) -> None:
         super().__init__(target)
         self.primed = False
+        self.cgroup_cpu: tuple[float, float] | None = None  # (monotonic time, cgroup CPU seconds) last read
 
     async def close(self) -> None:
         return None
@@ -38,15 +41,31 @@ class HostCollector(Collector):
         paths = ["/", *self.settings.options.get("paths", [])]
         readings = await asyncio.to_thread(_read, paths)
         session: HostSession = self.session  # type: ignore[assignment]
-        cpu = gauge("dbwatch_host_cpu_usage_ratio", "Share of all CPUs busy since the previous collection.")
-        if session.primed:
+        cpu = gauge("dbwatch_host_cpu_usage_ratio", "Share of the CPU capacity available to dbwatch busy since the "
+                    "previous collection: the container's CPU quota when one is set, else all CPUs.")
+        limit = gauge("dbwatch_host_cpu_limit_cores", "The container's CPU quota in cores (absent without a quota).")
+        group = readings["cgroup"]
+        if group.cpu_limit_cores is not None and group.cpu_usage_seconds is not None:
+            limit.add((), group.cpu_limit_cores)
+            now, previous = time.monotonic(), session.cgroup_cpu
+            session.cgroup_cpu = (now, group.cpu_usage_seconds)
+            if previous is not None and now > previous[0]:
+                used = (group.cpu_usage_seconds - previous[1]) / ((now - previous[0]) * group.cpu_limit_cores)
+                cpu.add((), min(1.0, max(0.0, used)))
+        elif session.primed:
             cpu.add((), readings["cpu"])
         session.primed = True
+        if group.memory_limit_bytes is not None and group.memory_used_bytes is not None:
+            readings["memory"] = min(1.0, group.memory_used_bytes / group.memory_limit_bytes)
+        memory_limit = gauge("dbwatch_host_memory_limit_bytes",
+                             "The container's memory limit (absent without one).")
+        memory_limit.add((), group.memory_limit_bytes)
         cpus = gauge("dbwatch_host_cpus", "Logical CPUs.")
         cpus.add((), readings["cpus"])
         load = gauge("dbwatch_host_load1", "One-minute load average.")
         load.add((), readings["load1"])
-        memory = gauge("dbwatch_host_memory_used_ratio", "Share of memory in use (not available).")
+        memory = gauge("dbwatch_host_memory_used_ratio",
+                       "Share of memory in use: of the container's limit when one is set, else of the machine's.")
         memory.add((), readings["memory"])
         labels = ("path", "mountpoint")
         used = gauge("dbwatch_host_filesystem_used_ratio", "Share of the filesystem's space in use.", labels)
@@ -60,7 +79,7 @@ class HostCollector(Collector):
             used.add(key, fs["used_ratio"])
             size.add(key, fs["size"])
             avail.add(key, fs["avail"])
-        snapshot.families.extend([cpu, cpus, load, memory, used, size, avail])
+        snapshot.families.extend([cpu, limit, cpus, load, memory, memory_limit, used, size, avail])
         snapshot.facts["summary"] = {"cpu": f"{readings['cpu']:.0%}", "memory": f"{readings['memory']:.0%}"}
 
 
@@ -88,6 +107,7 @@ def _read(paths: list[str]) -> dict:
             "load1": os.getloadavg()[0],
             "memory": psutil.virtual_memory().percent / 100,
             "filesystems": filesystems,
+            "cgroup": read_cgroup(),
         }
     except OSError as exc:
         raise CollectorError(f"cannot read host statistics: {exc}") from None
