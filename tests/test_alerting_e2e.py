@@ -207,3 +207,48 @@ def test_the_engine_variants_of_a_rule_fire_on_real_mariadb_and_redis(agent, hoo
         assert "maxclients" in listed["cache"]["annotations"]["summary"]
     finally:
         redis_server.stop()
+
+
+def test_lagging_replication_on_real_mariadb_and_redis_fires_replication_lag_high(agent, hook, mariadb_primary):  # noqa: F811
+    """A MariaDB replica of the session's primary applying events 8 s late (MASTER_DELAY), and a Redis
+    replica frozen with SIGSTOP so that its primary stops hearing acknowledgements."""
+    import pymysql  # the test drives the primary as a client would
+
+    replica = mariadb_primary.replica(server_id=7)
+    redis_primary = RedisServer().start()
+    redis_replica = RedisServer("--replicaof", "127.0.0.1", str(redis_primary.port)).start()
+    try:
+        replica.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=8; START SLAVE")
+        proc = agent({
+            "targets": [
+                {"name": "maria-replica", "engine": "mysql", "dsn": replica.dsn(), "interval": "1s",
+                 "collectors": {"statements": {"enabled": False}}},
+                {"name": "cache-primary", "engine": "redis", "dsn": redis_primary.dsn(), "interval": "1s",
+                 "collectors": {"slowlog": {"enabled": False}}},
+            ],
+            "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url}],
+            "rules": {"overrides": {"ReplicationLagHigh": {"threshold": 3, "for": "0s"}}},
+        })
+        wait_for(lambda: proc.get("/readyz", check=False) == 200, 30, "ready")
+        redis_replica.pause()
+        conn = pymysql.connect(host="127.0.0.1", port=mariadb_primary.port, user="root", autocommit=True)
+        with conn.cursor() as cursor:
+            cursor.execute("CREATE DATABASE IF NOT EXISTS lagtest")
+            cursor.execute("CREATE TABLE IF NOT EXISTS lagtest.t (x int)")
+        deadline = time.monotonic() + 40
+        fired: dict[str, dict] = {}
+        while time.monotonic() < deadline and len(fired) < 2:
+            with conn.cursor() as cursor:
+                cursor.execute("INSERT INTO lagtest.t VALUES (1)")
+            fired = {a["labels"]["engine"]: a for a in hook.alerts("ReplicationLagHigh", "firing")}
+            time.sleep(0.5)
+        conn.close()
+        assert set(fired) == {"mysql", "redis"}, proc.log()[-3000:]
+        assert fired["mysql"]["labels"]["target"] == "maria-replica"
+        assert fired["redis"]["labels"]["target"] == "cache-primary"
+        assert fired["redis"]["labels"]["slave_port"] == str(redis_replica.port)
+    finally:
+        redis_replica.resume()
+        redis_replica.stop()
+        redis_primary.stop()
+        replica.destroy()
