@@ -99,7 +99,7 @@ def test_overrides_change_threshold_for_and_severity_and_disable():
 def test_a_rule_name_has_one_variant_per_engine_and_an_override_changes_them_all():
     variants = [r for r in load_rules(RulesConfig.model_validate({"overrides": {"ReplicationLagHigh": {"threshold": 9}}}))
                 if r.alert == "ReplicationLagHigh"]
-    assert sorted(r.engines for r in variants) == [("mysql",), ("postgres",)]
+    assert sorted(r.engines for r in variants) == [("mysql",), ("postgres",), ("redis",)]
     assert {r.threshold for r in variants} == {9}
     with pytest.raises(ConfigError) as err:
         parse_config("rules:\n  custom:\n    - {alert: Twice, metric: a, op: '>', threshold: 1, summary: s, engines: [mysql]}\n"
