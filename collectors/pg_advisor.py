@@ -45,6 +45,7 @@ from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.pg_advisor_facts import AdviceSettings, IndexCandidate, StatementCost
 from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
 from dbwatch.collectors.pg_advisor_parse import ColumnUse, ParsedStatement, TableRef, analyse, preparable
+from dbwatch.collectors.pg_advisor_storage import STORAGE_OPTIONS, storage_facts
 from dbwatch.collectors.postgres import PostgresSession
 
 __all__ = ["DEFAULT_OPTIONS", "AdvisorCollector"]
@@ -57,6 +58,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
     "max_candidates_per_statement": 8,
     "min_table_rows": 10000,  # smaller tables are read whole faster than through an index
     "unused_index_min_age": 604800.0,  # seconds of statistics before "never scanned" means unused (7 days)
+    **STORAGE_OPTIONS,  # bloat, BRIN and partitioning (pg_advisor_storage)
 }
 
 _STMT = "dbwatch_advisor"
@@ -129,6 +131,7 @@ class AdvisorCollector(Collector):
             run = _Run(self, session, tables, indexes, float(state["observed_seconds"] or 0.0),
                        hypopg=state["hypopg"] is not None)
             per_statement = await run.candidates_by_statement(statements)
+            storage = await storage_facts(session, statements, self.settings.options)
         # The costing takes the session a statement at a time: the server-wide collector, due every few
         # seconds, must not time out waiting for the advisor.
         candidates = await run.candidates(statements, per_statement)
@@ -138,6 +141,7 @@ class AdvisorCollector(Collector):
             hypopg=state["hypopg"], database=state["database"], observed_seconds=observed)
         snapshot.facts["index_candidates"] = candidates
         snapshot.facts.update(hygiene(tables, indexes, foreign_keys, sequences, observed))
+        snapshot.facts.update(storage)
         if state["hypopg"] is None:
             install = ("" if state["hypopg_available"] else
                        f"install HypoPG on the server (Debian/Ubuntu: apt-get install "
