@@ -58,14 +58,15 @@ def _postgres() -> Engine:
 
 
 def _mysql() -> Engine:
-    from dbwatch.collectors import mysql, mysql_audit, mysql_statements, slowlog
+    from dbwatch.collectors import mysql, mysql_advisor, mysql_audit, mysql_statements, slowlog
 
     return Engine(
         name="mysql",
         default_port=3306,
         session=mysql.MySQLSession,
         collectors={"mysql": mysql.MySQLCollector, "statements": mysql_statements.MySQLStatementsCollector,
-                    "slowlog": slowlog.SlowLogCollector, "audit": mysql_audit.MySQLAuditCollector},
+                    "slowlog": slowlog.SlowLogCollector, "audit": mysql_audit.MySQLAuditCollector,
+                    "advisor": mysql_advisor.MySQLAdvisorCollector},
         defaults={
             "mysql": CollectorDefaults(
                 interval=15.0, timeout=10.0,
@@ -79,6 +80,10 @@ def _mysql() -> Engine:
             ),
             "audit": CollectorDefaults(
                 interval=3600.0, timeout=30.0, enabled=False, options=mysql_audit.DEFAULT_OPTIONS
+            ),
+            # Off in the daemon unless enabled, like PostgreSQL's: it EXPLAINs the application's statements.
+            "advisor": CollectorDefaults(
+                interval=3600.0, timeout=120.0, enabled=False, options=mysql_advisor.DEFAULT_OPTIONS
             ),
         },
     )

@@ -93,8 +93,7 @@ def render_text(advice: Sequence[TargetAdvice]) -> str:
             for key, value in _plain_evidence(f):
                 lines.append(f"   {key}: {value}")
             for s in _statements(f):
-                lines.append(f"   statement {s.get('queryid')}: cost {_value(s.get('cost_before'))} -> "
-                             f"{_value(s.get('cost_after'))}, {s.get('calls')} calls: {s.get('query')}")
+                lines.append(f"   statement {s.get('queryid')}: {_cost(s, '->')}{s.get('calls')} calls: {s.get('query')}")
             if f.evidence.get("sql"):
                 lines.append(f"   SQL: {f.evidence['sql']}")
         lines.append("")
@@ -127,8 +126,7 @@ def render_markdown(advice: Sequence[TargetAdvice]) -> str:
             lines += [f"| {k} | {_md_cell(v)} |" for k, v in _plain_evidence(f)]
             lines.append("")
             for s in _statements(f):
-                lines.append(f"- statement `{s.get('queryid')}` (cost {_value(s.get('cost_before'))} → "
-                             f"{_value(s.get('cost_after'))}, {s.get('calls')} calls): "
+                lines.append(f"- statement `{s.get('queryid')}` ({_cost(s, '→')}{s.get('calls')} calls): "
                              f"`{_md_cell(str(s.get('query')))}`")
             if _statements(f):
                 lines.append("")
@@ -196,3 +194,12 @@ def render_html(advice: Sequence[TargetAdvice]) -> str:
 FORMATS: dict[str, Callable[[Sequence[TargetAdvice]], str]] = {
     "text": render_text, "markdown": render_markdown, "json": render_json, "html": render_html,
 }
+
+
+def _cost(statement: dict, arrow: str) -> str:
+    """``cost 17466 -> 70, `` where the server could cost the plan both ways; nothing where it could not
+    (MariaDB reports no plan cost, and has no hypothetical indexes for an "after")."""
+    before, after = statement.get("cost_before"), statement.get("cost_after")
+    if before is None and after is None:
+        return ""
+    return f"cost {_value(before)} {arrow} {_value(after)}, "

@@ -20,7 +20,9 @@ __all__ = ["FAMILIES", "python_rules"]
 FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbwatch.rules.backups:backup_rules",
                                "dbwatch.rules.indexes:make_rules", "dbwatch.rules.queries:make_rules",
                                "dbwatch.rules.tuning:make_rules", "dbwatch.rules.security:make_rules",
-                               "dbwatch.rules.schema:make_rules")
+                               "dbwatch.rules.schema:make_rules",
+                               "dbwatch.rules.pg_storage:make_rules",
+                               "dbwatch.rules.mysql_indexes:make_rules", "dbwatch.rules.mongo_indexes:make_rules")
 
 
 def python_rules(config: RulesConfig | None = None) -> list[PythonRule]:

@@ -1,0 +1,186 @@
+"""The MySQL/MariaDB index advisor (collectors/mysql_advisor.py) and its rule (rules/mysql_indexes.py).
+
+Starts one throwaway MariaDB 10.11 of its own (tests/mariadbserver.py) with performance_schema ON and the
+statement-history consumers (events_statements_current, events_statements_history_long) ON, holding a
+200,000-row table filled from the SEQUENCE engine (seq_1_to_200000). The collector runs directly against it;
+the rule judges its snapshot. One test creates the recommended index for real and measures the query with
+ANALYZE FORMAT=JSON before and after (then drops it again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.engines import engine
+from dbwatch.collectors.mysql import MySQLSession
+from dbwatch.collectors.mysql_advisor import CONSUMERS_NOTE, DEFAULT_OPTIONS, MySQLAdvisorCollector
+from dbwatch.rules.catalog import python_rules
+from dbwatch.rules.engine import RuleEngine, TargetView
+from tests.mariadbserver import MariaDBServer
+
+SCHEMA = """
+CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT NOT NULL, region INT NOT NULL, status VARCHAR(10) NOT NULL,
+                     created_at DATETIME NOT NULL, amount INT NOT NULL, KEY orders_status (status)) ENGINE=InnoDB;
+INSERT INTO orders SELECT seq, (seq * 7919) % 20000, seq % 100, ELT(1 + seq % 4, 'new', 'paid', 'shipped', 'done'),
+                          '2026-01-01' - INTERVAL (seq % 100000) MINUTE, seq % 1000
+FROM seq_1_to_200000;
+ANALYZE TABLE orders;
+"""
+Q_CUSTOMER = "SELECT * FROM orders WHERE customer_id = {}"
+Q_REGION = "SELECT count(*) FROM orders WHERE created_at > '2025-12-31 12:00:00' AND region = {}"
+Q_SERVED = "SELECT * FROM orders WHERE id = {} AND amount > 3"
+Q_STATUS = "SELECT count(*) FROM orders WHERE status = 'paid' AND id < {}"
+Q_NO_SCHEMA = "SELECT id FROM shop.orders WHERE amount = {}"
+Q_WIDE = "SELECT amount FROM orders WHERE status = '{}'"  # a quarter of the rows: read whole despite orders_status
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MariaDBServer]:
+    db = MariaDBServer(server_id=21, settings={
+        "innodb-buffer-pool-size": "64M",
+        "performance-schema-consumer-events-statements-current": "ON",
+        "performance-schema-consumer-events-statements-history-long": "ON",
+    })
+    try:
+        db.start()
+        db.sql("CREATE DATABASE shop")
+        db.sql(SCHEMA, database="shop")
+        db.sql("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
+        workload = [Q_CUSTOMER.format(c) for c in (4242, 77, 13001)] + [Q_REGION.format(r) for r in (7, 8, 9)]
+        workload += [Q_SERVED.format(i) for i in range(1, 40)] + [Q_STATUS.format(i) for i in (10, 20)]
+        workload += [Q_WIDE.format(v) for v in ("paid", "new")]
+        db.sql(";\n".join(workload) + ";", database="shop")
+        db.sql(f"{Q_NO_SCHEMA.format(5)}; {Q_NO_SCHEMA.format(6)};")  # no default schema: the table is qualified
+        yield db
+    finally:
+        db.destroy()
+
+
+def advise(db: MariaDBServer, **options: Any) -> tuple[Snapshot, list[Finding]]:
+    target = Target(name="shop", engine="mysql", dsn=db.dsn(), labels={},
+                    collectors={"advisor": CollectorSettings(3600, 60, {**DEFAULT_OPTIONS, **options})})
+
+    async def run() -> Snapshot:
+        session = MySQLSession(target)
+        snapshot = Snapshot(target=target.name, engine="mysql", collector="advisor", started_at=time.time())
+        try:
+            await MySQLAdvisorCollector(target, session).collect(snapshot)
+        finally:
+            await session.close()
+        return snapshot
+
+    snapshot = asyncio.run(run())
+    store = SnapshotStore()
+    store.put(snapshot)
+    findings = RuleEngine([], python_rules()).evaluate(TargetView(store, target.name, "mysql"))
+    return snapshot, [f for f in findings if f.rule == "MySQLIndexCandidate"]
+
+
+@pytest.fixture(scope="module")
+def advice(server: MariaDBServer) -> tuple[Snapshot, list[Finding]]:
+    return advise(server)
+
+
+def candidate(findings: list[Finding], columns: list[str]) -> Finding | None:
+    return next((f for f in findings if f.evidence["columns"] == columns), None)
+
+
+def execution_ms(db: MariaDBServer, query: str) -> float:
+    """The fastest of five ANALYZE FORMAT=JSON runs: the query's own measured execution time."""
+    times = []
+    for _ in range(5):
+        plan = json.loads(db.sql(f"ANALYZE FORMAT=JSON {query}", database="shop").replace("\\n", "\n"))
+        times.append(float(plan["query_block"]["r_total_time_ms"]))
+    return min(times)
+
+
+def test_the_advisor_is_a_mysql_collector_off_by_default_hourly():
+    spec = engine("mysql")
+    assert spec.collectors["advisor"] is MySQLAdvisorCollector
+    assert spec.defaults["advisor"].enabled is False and spec.defaults["advisor"].interval == 3600.0
+
+
+def test_a_full_scan_by_an_unindexed_column_gets_that_index_and_it_makes_the_query_at_least_10x_faster(
+        server, advice):
+    snapshot, findings = advice
+    assert snapshot.ok and snapshot.notes == [], snapshot.notes
+    found = candidate(findings, ["customer_id"])
+    assert found is not None, [f.summary for f in findings]
+    evidence = found.evidence
+    assert evidence["method"] == "explain-before" and evidence["table"] == "shop.orders"
+    assert evidence["access_type"] == "ALL" and evidence["rows_examined_per_scan"] >= 150_000
+    assert evidence["cost_after"] is None and "Not measured after" in found.description
+    [statement] = evidence["statements"]
+    assert statement["calls"] == 3 and statement["no_index_used"] == 3 and statement["rows_examined"] >= 600_000
+    assert statement["sample_source"] == "history_long"
+    assert statement["sample"] == "SELECT * FROM `shop`.`orders` WHERE `customer_id` = 13001"  # the newest, literal
+    assert statement["query"] == "SELECT * FROM `orders` WHERE `customer_id` = ?"
+    assert evidence["sql"] == ("ALTER TABLE `shop`.`orders` ADD INDEX `orders_customer_id_idx` (`customer_id`), "
+                               "ALGORITHM=INPLACE, LOCK=NONE;")
+    assert server.sql("SELECT count(*) FROM information_schema.STATISTICS WHERE TABLE_NAME = 'orders'") == "2"
+
+    query = Q_CUSTOMER.format(4242)
+    before = execution_ms(server, query)
+    server.sql(evidence["sql"], database="shop")
+    try:
+        after = execution_ms(server, query)
+        plan = json.loads(server.sql(f"EXPLAIN FORMAT=JSON {query}", database="shop").replace("\\n", "\n"))
+        assert plan["query_block"]["nested_loop"][0]["table"]["key"] == "orders_customer_id_idx"
+    finally:
+        server.sql("ALTER TABLE orders DROP INDEX orders_customer_id_idx", database="shop")
+    print(f"ANALYZE {query}: {before:.2f} ms without the index, {after:.3f} ms with it")
+    assert before >= 10 * after, (before, after)
+
+
+def test_equality_and_range_put_the_equality_column_first(advice):
+    _, findings = advice
+    found = candidate(findings, ["region", "created_at"])
+    assert found is not None, [f.summary for f in findings]
+    assert candidate(findings, ["created_at", "region"]) is None and candidate(findings, ["created_at"]) is None
+    assert found.evidence["reason"] == "equality on region, range on created_at"
+    assert "(`region`, `created_at`)" in found.evidence["sql"]
+
+
+def test_queries_an_existing_index_serves_get_nothing(server, advice):
+    snapshot, findings = advice
+    # The wide status query is a full scan with no index used, yet its column already leads orders_status.
+    plan = json.loads(server.sql(f"EXPLAIN FORMAT=JSON {Q_WIDE.format('paid')}", database="shop").replace("\\n", "\n"))
+    assert plan["query_block"]["nested_loop"][0]["table"]["access_type"] == "ALL"
+    assert snapshot.family("dbwatch_mysql_advisor_statements").value() == 4  # customer, region, amount, the wide one
+    helped = [s["query"] for f in findings for s in f.evidence["statements"]]
+    assert not any("`id` = ?" in q or "`status` = ?" in q for q in helped), helped
+    assert {tuple(f.evidence["columns"]) for f in findings} == {("customer_id",), ("region", "created_at"), ("amount",)}
+    assert snapshot.family("dbwatch_mysql_advisor_index_candidates").value() == 3
+
+
+def test_a_statement_run_without_a_default_schema_is_advised_from_its_qualified_table(advice):
+    _, findings = advice
+    found = candidate(findings, ["amount"])
+    assert found is not None, [f.summary for f in findings]
+    [statement] = found.evidence["statements"]
+    assert statement["calls"] == 2 and statement["sample"] == "SELECT `id` FROM `shop`.`orders` WHERE `amount` = 6"
+
+
+def test_without_statement_history_the_digest_is_planned_with_representative_values_and_a_note_says_what_to_enable(
+        server):
+    server.sql("UPDATE performance_schema.setup_consumers SET ENABLED = 'NO' "
+               "WHERE NAME IN ('events_statements_current', 'events_statements_history_long')")
+    try:
+        snapshot, findings = advise(server)
+    finally:
+        server.sql("UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' "
+                   "WHERE NAME IN ('events_statements_current', 'events_statements_history_long')")
+    assert CONSUMERS_NOTE in snapshot.notes and "events_statements_history_long" in CONSUMERS_NOTE
+    found = candidate(findings, ["region", "created_at"])
+    assert found is not None, [f.summary for f in findings]
+    [statement] = found.evidence["statements"]
+    assert statement["sample_source"] == "digest"
+    assert statement["sample"] == ("SELECT COUNT(*) FROM `shop`.`orders` WHERE `created_at` > '2000-01-01 00:00:00' "
+                                   "AND `region` = 1")
