@@ -13,6 +13,7 @@ import logging
 import random
 import re
 import urllib.parse
+from dataclasses import dataclass
 from typing import ClassVar
 
 from dbwatch.agent.model import MetricFamily, Snapshot, Target, gauge
@@ -24,11 +25,34 @@ class CollectorError(Exception):
     """A collection failed for a reason worth showing to the user as is (no traceback, no secrets)."""
 
 
+@dataclass(frozen=True, slots=True)
+class SlowSample:
+    """One slow-log query class's latest sample statement (literals kept), as shared on the session."""
+
+    class_id: str
+    fingerprint: str
+    sample: str  # the slowest statement of the class in its interval, literals and all (facts only, never labels)
+    count: int
+    query_time_total: float  # seconds, over the interval the sample comes from
+    query_time_max: float
+    db: str
+    seen_at: float  # when the slowlog collector left it here (time.time())
+
+
+#: samples a session keeps at most (the most recently seen classes win)
+MAX_SLOW_SAMPLES = 200
+
+
 class Session(abc.ABC):
     """One long-lived connection to a target, shared by that target's collectors.
 
     Collectors of one target take turns on the connection (``lock``); reconnection backs off
     exponentially with jitter so a dead server is not hammered.
+
+    The session is also the one place where collectors of one target share data:
+    ``slow_samples`` (class id -> :class:`SlowSample`) is filled by the slowlog collector and read by the
+    PostgreSQL index advisor, which costs the samples' literal statements. It holds at most
+    :data:`MAX_SLOW_SAMPLES` entries (see :meth:`keep_slow_samples`).
     """
 
     min_backoff: ClassVar[float] = 1.0
@@ -39,6 +63,15 @@ class Session(abc.ABC):
         self.lock = asyncio.Lock()
         self._failures = 0
         self._next_attempt = 0.0
+        self.slow_samples: dict[str, SlowSample] = {}
+
+    def keep_slow_samples(self, samples: list[SlowSample]) -> None:
+        """Leave the newest samples for the other collectors of this target; the oldest go past the cap."""
+        for sample in samples:
+            self.slow_samples.pop(sample.class_id, None)
+            self.slow_samples[sample.class_id] = sample  # re-inserted: dict order is oldest first
+        while len(self.slow_samples) > MAX_SLOW_SAMPLES:
+            del self.slow_samples[next(iter(self.slow_samples))]
 
     def backoff_remaining(self, now: float) -> float:
         return max(0.0, self._next_attempt - now)

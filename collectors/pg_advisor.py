@@ -25,6 +25,11 @@ is made of. A custom plan would fold ``col = NULL`` to "no rows"; values from pg
 would cost one value's plan, not the statement's. The statement is re-prepared for every candidate: a
 cached generic plan is not invalidated by a hypothetical index.
 
+Slow-log samples (literals kept) that the target's slowlog collector leaves on the session are costed as
+they are, with a plain ``EXPLAIN (FORMAT JSON)`` (a custom plan from the real values): a sample replaces the
+generic plan of its pg_stat_statements statement (same pglast fingerprint), or joins the statements when its
+class is not there (see :mod:`pg_advisor_samples`).
+
 Without HypoPG, candidates are heuristic (a sequential scan with a filter on a large table, columns by the
 same ordering) and labelled so, with a note saying what to install.
 """
@@ -45,6 +50,7 @@ from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.pg_advisor_facts import AdviceSettings, IndexCandidate, StatementCost
 from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
 from dbwatch.collectors.pg_advisor_parse import ColumnUse, ParsedStatement, TableRef, analyse, preparable
+from dbwatch.collectors.pg_advisor_samples import fingerprint, literal_samples, sample_queryid
 from dbwatch.collectors.pg_advisor_storage import STORAGE_OPTIONS, storage_facts
 from dbwatch.collectors.postgres import PostgresSession
 
@@ -75,12 +81,14 @@ class _Statement:
     total_ms: float
     share: float
     parsed: ParsedStatement
+    literal: bool = False  # a slow-log sample: EXPLAINed as it is (custom plan), not PREPAREd
+    source: str = "pg_stat_statements"
 
     def cost(self, before: float, after: float | None) -> StatementCost:
         folded = _SPACE.sub(" ", self.text).strip()
         return StatementCost(queryid=self.queryid, query=folded[:299] + "…" if len(folded) > 300 else folded,
                              calls=self.calls, total_time_seconds=self.total_ms / 1000, time_share=self.share,
-                             cost_before=before, cost_after=after)
+                             cost_before=before, cost_after=after, source=self.source)
 
 
 _Costed = tuple["_Statement", StatementCost]
@@ -127,7 +135,7 @@ class AdvisorCollector(Collector):
             foreign_keys = [dict(r) for r in await session.run(sql.FOREIGN_KEYS)]
             sequences = [dict(r) for r in await session.run(sql.SEQUENCES)]
             [hidden] = await session.run(sql.SEQUENCES_HIDDEN)
-            statements = await self._statements(session, state, snapshot)
+            statements = self._with_samples(await self._statements(session, state, snapshot), state["database"])
             run = _Run(self, session, tables, indexes, float(state["observed_seconds"] or 0.0),
                        hypopg=state["hypopg"] is not None)
             per_statement = await run.candidates_by_statement(statements)
@@ -154,6 +162,27 @@ class AdvisorCollector(Collector):
                                   f"(GRANT SELECT ON SEQUENCE ...), so how close they are to their maximum is unknown")
         snapshot.families.extend(run.families(len(statements), len(candidates)))
         snapshot.facts["summary"] = {"index candidates": len(candidates)}
+
+    def _with_samples(self, statements: list[_Statement], database: str) -> list[_Statement]:
+        """pg_stat_statements' statements with the slow log's samples merged in (literals, custom plans)."""
+        samples = literal_samples(self.session.slow_samples.values(), database, self.max_statements)
+        if not samples:
+            return statements
+        index = {fingerprint(s.text): i for i, s in enumerate(statements)}
+        server_ms = next((s.total_ms / s.share for s in statements if s.share > 0), 0.0)
+        out = list(statements)
+        for found in samples:
+            i = index.pop(found.fingerprint, None)
+            if i is not None:  # the same statement: pg_stat_statements' numbers, the sample's plan
+                known = statements[i]
+                out[i] = _Statement(known.queryid, found.sample.sample, known.calls, known.total_ms, known.share,
+                                    found.parsed, literal=True, source="slowlog")
+            else:  # known only from the slow log (one sample per fingerprint): its own numbers
+                ms = found.sample.query_time_total * 1000
+                out.append(_Statement(sample_queryid(found.sample.class_id), found.sample.sample, found.sample.count,
+                                      ms, ms / server_ms if server_ms > 0 else 0.0, found.parsed, literal=True,
+                                      source="slowlog"))
+        return out
 
     async def _statements(self, session: PostgresSession, state: Any, snapshot: Snapshot) -> list[_Statement]:
         if state["statements"] is None:
@@ -387,9 +416,12 @@ class _Run:
         prepared = False
         try:
             async with self.conn.transaction():  # a savepoint: a failing statement does not end the run
-                await self.conn.fetch(f"PREPARE {_STMT} AS {statement.text}")
-                prepared = True
-                raw = await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {_STMT}{args}")
+                if statement.literal:  # one statement (pglast said so), planned with its own values, not run
+                    raw = await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) {statement.text}")
+                else:
+                    await self.conn.fetch(f"PREPARE {_STMT} AS {statement.text}")
+                    prepared = True
+                    raw = await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {_STMT}{args}")
         except asyncpg.PostgresError:
             self.failed += 1
             return None

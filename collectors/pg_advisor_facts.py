@@ -33,6 +33,10 @@ class StatementCost:
     time_share: float
     cost_before: float
     cost_after: float | None  # None for heuristic candidates (nothing was costed)
+    #: "pg_stat_statements" (the normalized text, generic plan) or "slowlog" (the slow log's sample, literals
+    #: kept, custom plan: ``query`` then holds the literals; the numbers are pg_stat_statements' when the
+    #: sample's class is also there, else the slow log's)
+    source: str = "pg_stat_statements"
 
     @property
     def cost_reduction(self) -> float | None:
@@ -63,11 +67,31 @@ class IndexCandidate:
         return sum(s.time_share for s in self.statements)
 
     @property
+    def source(self) -> str:
+        """"slowlog" when a slow-log sample (literals kept) was costed for it, else "pg_stat_statements"."""
+        return "slowlog" if any(s.source == "slowlog" for s in self.statements) else "pg_stat_statements"
+
+    @property
     def estimated_saving_share(self) -> float | None:
         """Share of all statement time the index would save, if execution time follows the plan's cost."""
         if self.method != "hypopg":
             return None
         return sum(s.time_share * (s.cost_reduction or 0.0) for s in self.statements)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexKeys:
+    """``facts["indexes"]``: every index's table and keys, for rules that need to know what is indexed
+    (e.g. the query hint on functions or casts applied to an indexed column)."""
+
+    schema: str
+    table: str
+    name: str
+    method: str  # btree, hash, gin, ...
+    columns: tuple[str, ...]  # key columns in order; "(expression)" where the key is an expression
+    expressions: str  # pg_get_expr of the expression keys ("lower(email)"), "" when none
+    predicate: str  # a partial index's WHERE, "" when none
+    valid: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dbwatch.collectors.pg_advisor_facts import (
-    IndexRow, InvalidIndex, RedundantIndex, SequenceUsage, TableWithoutPrimaryKey, UnindexedForeignKey, UnusedIndex,
+    IndexKeys, IndexRow, InvalidIndex, RedundantIndex, SequenceUsage, TableWithoutPrimaryKey, UnindexedForeignKey,
+    UnusedIndex,
 )
 
 __all__ = ["Table", "hygiene", "index_name"]
@@ -52,6 +53,9 @@ def hygiene(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: S
         "unindexed_foreign_keys": _unindexed_foreign_keys(tables, indexes, foreign_keys),
         "tables_without_primary_key": _without_primary_key(tables, indexes),
         "sequences": [_sequence(s) for s in sequences],
+        "indexes": [IndexKeys(schema=i["schema"], table=i["table"], name=i["name"], method=i["method"],
+                              columns=tuple(i["columns"][:i["key_count"]]), expressions=i["expressions"],
+                              predicate=i["predicate"], valid=bool(i["is_valid"])) for i in indexes],
     }
 
 

@@ -27,12 +27,13 @@ import hashlib
 import heapq
 import math
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge, info
-from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.base import Collector, CollectorError, SlowSample
 from dbwatch.collectors.fingerprint import ShapeCache, class_id
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, make_parser
@@ -211,7 +212,8 @@ def _percentile(buckets: dict[int, int], count: int, q: float, maximum: float) -
 class SlowLogCollector(Collector):
     """Options: ``path`` (required), ``format`` (auto|mysql|postgres-stderr|postgres-csv|postgres-json),
     ``state_dir`` (where the offset is kept; empty = not kept), ``top_n``, ``sample_length``,
-    ``from_beginning``, ``max_bytes_per_collection``. Needs no connection: the session is not used."""
+    ``from_beginning``, ``max_bytes_per_collection``. Needs no connection; it leaves the top classes' samples
+    on the session (``session.slow_samples``) for the target's other collectors."""
 
     name = "slowlog"
 
@@ -241,6 +243,14 @@ class SlowLogCollector(Collector):
         if self.problem:
             raise CollectorError(self.problem)
         await asyncio.to_thread(self.collect_now, snapshot)
+        if self.session is not None:  # for the target's other collectors (the PostgreSQL index advisor)
+            now = time.time()
+            self.session.keep_slow_samples([  # on the event loop, never from the reading thread
+                SlowSample(class_id=c.class_id, fingerprint=c.fingerprint, sample=c.sample, count=c.count,
+                           query_time_total=c.query_time_total, query_time_max=c.query_time_max, db=c.db,
+                           seen_at=now)
+                for c in reversed(snapshot.facts["slow_classes"])
+                if c.sample and not c.sample.endswith("…")])  # a cut statement cannot be planned
 
     def collect_now(self, snapshot: Snapshot) -> None:
         """The blocking part: read, parse and aggregate what is new, then fill ``snapshot``."""

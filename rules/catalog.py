@@ -19,6 +19,7 @@ __all__ = ["FAMILIES", "python_rules"]
 #: ``"package.module:factory"``; each factory is ``(RulesConfig) -> Iterable[PythonRule]``
 FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbwatch.rules.backups:backup_rules",
                                "dbwatch.rules.indexes:make_rules", "dbwatch.rules.queries:make_rules",
+                               "dbwatch.rules.query_index_hints:make_rules",
                                "dbwatch.rules.tuning:make_rules", "dbwatch.rules.security:make_rules",
                                "dbwatch.rules.schema:make_rules",
                                "dbwatch.rules.pg_storage:make_rules",

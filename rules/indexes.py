@@ -82,7 +82,8 @@ class IndexCandidateRule(_AdvisorRule):
         statements = [
             {"queryid": s.queryid, "query": s.query, "calls": s.calls, "time_share": round(s.time_share, 4),
              "cost_before": s.cost_before, "cost_after": s.cost_after,
-             "cost_reduction": None if s.cost_reduction is None else round(s.cost_reduction, 4)}
+             "cost_reduction": None if s.cost_reduction is None else round(s.cost_reduction, 4),
+             "source": getattr(s, "source", "pg_stat_statements")}
             for s in c.statements]
         main = max(c.statements, key=lambda s: s.time_share)
         evidence = {
@@ -90,6 +91,7 @@ class IndexCandidateRule(_AdvisorRule):
             "cost_before": main.cost_before, "cost_after": main.cost_after,
             "cost_reduction": None if main.cost_reduction is None else round(main.cost_reduction, 4),
             "statements": statements, "time_share": round(c.time_share, 4),
+            "source": getattr(c, "source", "pg_stat_statements"),
             "table_rows": c.table_rows, "table_size_bytes": c.table_size_bytes, "writes_total": c.writes_total,
             "writes_per_second": round(c.writes_per_second, 3), "index_count": c.index_count,
         }
