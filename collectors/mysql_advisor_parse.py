@@ -12,8 +12,10 @@ The EXPLAINed text is always sqlglot's rendering of the one statement it parsed,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
+
+from dbwatch.collectors.pg_advisor_parse import ColumnUse  # the same buckets: equality, range, join, order
 
 __all__ = ["ColumnUse", "Parsed", "TableKey", "analyse", "explainable"]
 
@@ -22,21 +24,6 @@ _SYSTEM = {"mysql", "information_schema", "performance_schema", "sys"}
 _LIST = re.compile(r"\(\s*\.\.\.\s*\)")  # a digest's IN (...)
 _NUMERIC = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "float", "double",
             "real", "bit", "year", "bool", "boolean"}
-
-
-@dataclass(slots=True)
-class ColumnUse:
-    """Columns of one table, each list in the statement's order without repeats."""
-
-    equality: list[str] = field(default_factory=list)
-    range: list[str] = field(default_factory=list)
-    join: list[str] = field(default_factory=list)
-    order: list[str] = field(default_factory=list)
-
-    def add(self, kind: str, column: str) -> None:
-        bucket: list[str] = getattr(self, kind)
-        if column not in bucket:
-            bucket.append(column)
 
 
 @dataclass(slots=True)

@@ -42,11 +42,13 @@ class _AdvisorRule:
     engines: tuple[str, ...] = ("postgres",)
     fact = ""
 
+    settings_fact = "advice_settings"
+
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
         rows = view.facts(ADVISOR, self.fact)
         if not rows:
             return []
-        settings = view.facts(ADVISOR, "advice_settings")
+        settings = view.facts(ADVISOR, self.settings_fact)
         return [f for row in rows if (f := self.judge(view, row, settings)) is not None]
 
     def judge(self, view: TargetView, row: Any, settings: Any) -> Finding | None:

@@ -10,16 +10,16 @@ Severity: ``warning`` for bloat of at least half the relation and 1 GiB wasted, 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
 
 from dbwatch.agent.model import Finding, Severity
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
+from dbwatch.rules.indexes import _AdvisorRule
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["make_rules"]
 
-ADVISOR = "advisor"
 GIB = 1024**3
 DEFAULT_MIN_RATIO = 0.3
 WARNING_RATIO, WARNING_BYTES = 0.5, GIB
@@ -41,20 +41,8 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
-class _StorageRule:
-    name = ""
-    engines: tuple[str, ...] = ("postgres",)
-    fact = ""
-
-    def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        rows = view.facts(ADVISOR, self.fact)
-        if not rows:
-            return []
-        settings = view.facts(ADVISOR, "storage_settings")
-        return [f for row in rows if (f := self.judge(view, row, settings)) is not None]
-
-    def judge(self, view: TargetView, row: Any, settings: Any) -> Finding | None:
-        raise NotImplementedError
+class _StorageRule(_AdvisorRule):
+    settings_fact = "storage_settings"
 
 
 def _statements(rows: Any) -> list[dict[str, Any]]:
