@@ -39,6 +39,7 @@ from dbwatch.agent.store import SnapshotStore  # noqa: E402
 from dbwatch.collectors.host import HostCollector, HostSession  # noqa: E402
 from dbwatch.collectors.postgres import PostgresCollector, PostgresSession  # noqa: E402
 from dbwatch.exporters.prometheus import Exposition  # noqa: E402
+from dbwatch.rules.catalog import python_rules  # noqa: E402
 from dbwatch.rules.engine import RuleEngine, TargetView  # noqa: E402
 from dbwatch.rules.promexport import export_prometheus_rules  # noqa: E402
 from dbwatch.rules.spec import load_rules  # noqa: E402
@@ -84,7 +85,7 @@ def build_store(pg: Snapshot, host: Snapshot, targets: int, history: int, now: f
 
 
 def measure_dbwatch(store: SnapshotStore, targets: dict[str, Target], cycles: int, workdir: Path) -> dict:
-    engine = RuleEngine(load_rules())
+    engine = RuleEngine(load_rules(), python_rules())  # as the daemon builds it: thresholds and Python families
     tracker = AlertTracker(workdir / "alerts.db")
     now = time.time()
     began = time.process_time()
@@ -94,7 +95,8 @@ def measure_dbwatch(store: SnapshotStore, targets: dict[str, Target], cycles: in
             tracker.update(name, engine.evaluate(view), engine.rule_durations, now + cycle)
     cpu = (time.process_time() - began) / cycles
     tracker.close()
-    return {"cpu_ms": cpu * 1000, "rules": len(engine.rules), "alerts": len(tracker.alerts())}
+    return {"cpu_ms": cpu * 1000, "rules": len(engine.rules), "python_rules": len(engine.python_rules),
+            "alerts": len(tracker.alerts())}
 
 
 def measure_prometheus(store: SnapshotStore, targets: dict[str, Target], workdir: Path, seconds: float) -> dict:
@@ -217,7 +219,8 @@ def main() -> int:
         work = Path(tmp)
         mine = measure_dbwatch(store, targets, args.cycles, work)
         series = sum(len(f.samples) for s in store.latest_all() for f in s.families)
-        print(f"rule evaluation: {args.targets} targets x {mine['rules']} default rules, {series:,} series, "
+        print(f"rule evaluation: {args.targets} targets x {mine['rules']} threshold rules and {mine['python_rules']} "
+              f"Python rules, {series:,} series, "
               f"{args.history} collections of history each")
         print(f"  dbwatch:    {mine['cpu_ms']:8.1f} ms CPU per cycle ({mine['cpu_ms'] / args.targets:.2f} ms per target)")
         theirs = measure_prometheus(store, targets, work, args.prometheus_seconds)
