@@ -71,9 +71,9 @@ class Daemon:
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         await self.http.start(self.config.server.listen, self.web_config)
-        await self.alerting.start()
         self.scheduler.start()
         await self.apply(self.config)
+        await self.alerting.start()  # after apply: alerts of targets no longer configured resolve, the others stay
         logger.info(
             "dbwatch %s running: %d target(s), listening on %s",
             __version__, len(self.targets), self.http.address,

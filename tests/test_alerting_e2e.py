@@ -252,3 +252,30 @@ def test_lagging_replication_on_real_mariadb_and_redis_fires_replication_lag_hig
         redis_replica.stop()
         redis_primary.stop()
         replica.destroy()
+
+
+def test_a_firing_alert_survives_an_agent_restart_without_a_second_notification(agent, hook, pg_primary, pg_scratch):
+    """The session's primary (always up) and a scratch PostgreSQL that is stopped: TargetDown fires, the
+    agent restarts (SIGTERM, then the same state_dir), the alert is still firing with the same firedAt,
+    the receiver hears nothing new before its repeat interval, and the alert resolves normally."""
+    config = {
+        "targets": [pg("steady", pg_primary.dsn()), pg("flaky", pg_scratch.dsn())],
+        "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url, "repeat_interval": "1h"}],
+        "rules": {"overrides": {"TargetDown": {"for": "0s"}}},
+    }
+    first = agent(config)
+    wait_for(lambda: first.get("/readyz", check=False) == 200, 20, "ready")
+    pg_scratch.stop()
+    wait_for(lambda: hook.alerts("TargetDown", "firing"), 30, "TargetDown at the webhook")
+    [before] = [a for a in first.get("/api/v1/alerts") if a["labels"]["alertname"] == "TargetDown"]
+    assert first.stop() == 0
+
+    second = agent(config)  # the same tmp_path, so the same state_dir
+    wait_for(lambda: second.get("/readyz", check=False) == 200, 20, "ready after the restart")
+    time.sleep(3)  # several evaluations with the target still down
+    [after] = [a for a in second.get("/api/v1/alerts") if a["labels"]["alertname"] == "TargetDown"]
+    assert after["state"] == "firing" and after["firedAt"] == before["firedAt"]
+    assert len(hook.alerts("TargetDown", "firing")) == 1, "re-notified after the restart"
+    pg_scratch.start()
+    wait_for(lambda: hook.alerts("TargetDown", "resolved"), 30, "the resolve after the restart")
+    assert len(hook.alerts("TargetDown", "resolved")) == 1
