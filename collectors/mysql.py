@@ -69,6 +69,12 @@ class MySQLSession(Session):
         self.sslmode = query.get("sslmode", ["prefer"])[0]
         self.endpoint = self.unix_socket or f"{self.host}:{self.port}"
 
+    async def connected_server(self) -> ServerInfo:
+        """What the server said about itself when the (possibly new) connection was opened."""
+        await self.connection()
+        assert self.server is not None
+        return self.server
+
     async def connection(self) -> aiomysql.Connection:
         """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
         if self._conn is not None and not self._conn.closed:
@@ -206,9 +212,7 @@ class MySQLCollector(Collector):
         session: MySQLSession = self.session  # type: ignore[assignment]
         notes: list[str] = []
         async with session.lock:
-            await session.connection()
-            server = session.server
-            assert server is not None
+            server = await session.connected_server()
             snapshot.version = server.version
             status = {r["Variable_name"]: r["Value"] for r in await session.run(sql.GLOBAL_STATUS)}
             variables = {r["Variable_name"]: r["Value"] for r in await session.run(sql.GLOBAL_VARIABLES)}

@@ -172,9 +172,7 @@ class MySQLAdvisorCollector(Collector):
         self.explains = self.failed = 0
         snapshot.facts["index_candidates"] = []
         async with session.lock:
-            await session.connection()
-            server = session.server
-            assert server is not None
+            server = await session.connected_server()
             snapshot.version = server.version
             try:
                 [state] = await session.run(STATE)

@@ -56,9 +56,7 @@ class MySQLAuditCollector(Collector):
     async def collect(self, snapshot: Snapshot) -> None:
         session: MySQLSession = self.session  # type: ignore[assignment]
         async with session.lock:
-            await session.connection()
-            server = session.server
-            assert server is not None
+            server = await session.connected_server()
             snapshot.version = server.version
             try:
                 accounts: list[dict[str, Any]] | None = await session.run(ACCOUNTS)

@@ -94,9 +94,7 @@ class MySQLStatementsCollector(Collector):
         session: MySQLSession = self.session  # type: ignore[assignment]
         snapshot.facts["statements"] = []
         async with session.lock:
-            await session.connection()
-            server = session.server
-            assert server is not None
+            server = await session.connected_server()
             snapshot.version = server.version
             try:
                 [state] = await session.run(sql.PERFORMANCE_SCHEMA)

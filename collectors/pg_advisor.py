@@ -126,9 +126,7 @@ class AdvisorCollector(Collector):
     async def collect(self, snapshot: Snapshot) -> None:
         session: PostgresSession = self.session  # type: ignore[assignment]
         async with session.lock:
-            await session.connection()
-            assert session.server is not None
-            snapshot.version = session.server.version
+            snapshot.version = (await session.connected_server()).version
             [state] = await session.run(sql.STATE)
             tables = {r["oid"]: _table(r) for r in await session.run(sql.TABLES)}
             indexes = [dict(r) for r in await session.run(sql.INDEXES)]

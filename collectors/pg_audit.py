@@ -104,9 +104,7 @@ class PgAuditCollector(Collector):
     async def collect(self, snapshot: Snapshot) -> None:
         session: PostgresSession = self.session  # type: ignore[assignment]
         async with session.lock:
-            await session.connection()
-            assert session.server is not None
-            snapshot.version = session.server.version
+            snapshot.version = (await session.connected_server()).version
             [agent] = await session.run(AGENT)
             roles = await session.run(ROLES)
             hba = await session.run(HBA) if agent["hba_readable"] else None

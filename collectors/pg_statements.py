@@ -84,9 +84,7 @@ class StatementsCollector(Collector):
     async def collect(self, snapshot: Snapshot) -> None:
         session: PostgresSession = self.session  # type: ignore[assignment]
         async with session.lock:
-            await session.connection()
-            server = session.server
-            assert server is not None
+            server = await session.connected_server()
             snapshot.version = server.version
             [available] = await session.run(sql.STATEMENTS_AVAILABLE)
             problem = _unavailable(available)

@@ -53,6 +53,12 @@ class PostgresSession(Session):
             port = 5432
         self.endpoint = f"{parsed.hostname or 'localhost'}:{port}"
 
+    async def connected_server(self) -> ServerInfo:
+        """What the server said about itself when the (possibly new) connection was opened."""
+        await self.connection()
+        assert self.server is not None
+        return self.server
+
     async def connection(self) -> asyncpg.Connection:
         """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
         if self._conn is not None and not self._conn.is_closed():

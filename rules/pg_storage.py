@@ -15,7 +15,7 @@ from typing import Any
 from dbwatch.agent.model import Finding, Severity
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
-from dbwatch.rules.indexes import _AdvisorRule
+from dbwatch.rules.indexes import _AdvisorRule, _pct, _size
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["make_rules"]
@@ -27,18 +27,6 @@ WARNING_RATIO, WARNING_BYTES = 0.5, GIB
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
     return [TableBloatRule(), IndexBloatRule(), BrinCandidateRule(), PartitionCandidateRule()]
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
 
 
 class _StorageRule(_AdvisorRule):
