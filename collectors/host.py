@@ -80,7 +80,8 @@ class HostCollector(Collector):
             size.add(key, fs["size"])
             avail.add(key, fs["avail"])
         snapshot.families.extend([cpu, limit, cpus, load, memory, memory_limit, used, size, avail])
-        snapshot.facts["summary"] = {"cpu": f"{readings['cpu']:.0%}", "memory": f"{readings['memory']:.0%}"}
+        busy = f"{cpu.samples[0][1]:.0%}" if cpu.samples else "measured from the second collection"
+        snapshot.facts["summary"] = {"cpu": busy, "memory": f"{readings['memory']:.0%}"}
 
 
 def _read(paths: list[str]) -> dict:
