@@ -1,10 +1,10 @@
-"""Helpers for the audit and query-hint tests: run real collectors once into a store, then evaluate rule
-families on what they left (the daemon's path, without the daemon)."""
+"""Helpers for the advice tests (audits, query hints, index and storage advisors): run real collectors once
+into a store, then evaluate rule families on what they left (the daemon's path, without the daemon)."""
 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
@@ -18,19 +18,33 @@ def target(engine: str, dsn: str, collectors: dict[str, dict[str, Any]], passwor
 
 
 async def collect(store: SnapshotStore, collector: Any) -> Snapshot:
-    snapshot = Snapshot(target="t", engine=collector.target.engine, collector=collector.name, started_at=time.time())
+    snapshot = Snapshot(target=collector.target.name, engine=collector.target.engine, collector=collector.name,
+                        started_at=time.time())
     await collector.collect(snapshot)
     store.put(snapshot)
     return snapshot
 
 
-def evaluate(store: SnapshotStore, engine: str, *families: str) -> list[Finding]:
+async def collect_once(store: SnapshotStore, collector_class: Any, session_class: Any, target: Target,
+                       after: Callable[[Any], Awaitable[None]] | None = None) -> Snapshot:
+    """One collection on a session of its own; ``after`` may look at the session before it is closed."""
+    session = session_class(target)
+    try:
+        snapshot = await collect(store, collector_class(target, session))
+        if after is not None:
+            await after(session)
+    finally:
+        await session.close()
+    return snapshot
+
+
+def evaluate(store: SnapshotStore, engine: str, *families: str, target: str = "t") -> list[Finding]:
     rules = []
     for family in families:
         module = __import__(f"dbwatch.rules.{family}", fromlist=["make_rules"])
         rules.extend(module.make_rules(RulesConfig()))
     engine_ = RuleEngine([], rules)
-    findings = engine_.evaluate(TargetView(store, "t", engine))
+    findings = engine_.evaluate(TargetView(store, target, engine))
     [_, errors] = engine_.metrics()
     assert not errors.samples, f"a rule raised: {errors.samples}"  # the engine only counts and logs errors
     return findings

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from typing import Any, Iterator
 
 import pytest
@@ -21,8 +20,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.engines import engine
 from dbwatch.collectors.mysql import MySQLSession
 from dbwatch.collectors.mysql_advisor import CONSUMERS_NOTE, DEFAULT_OPTIONS, MySQLAdvisorCollector
-from dbwatch.rules.catalog import python_rules
-from dbwatch.rules.engine import RuleEngine, TargetView
+from tests.auditutil import collect_once, evaluate
 from tests.mariadbserver import MariaDBServer
 
 SCHEMA = """
@@ -67,19 +65,9 @@ def advise(db: MariaDBServer, **options: Any) -> tuple[Snapshot, list[Finding]]:
     target = Target(name="shop", engine="mysql", dsn=db.dsn(), labels={},
                     collectors={"advisor": CollectorSettings(3600, 60, {**DEFAULT_OPTIONS, **options})})
 
-    async def run() -> Snapshot:
-        session = MySQLSession(target)
-        snapshot = Snapshot(target=target.name, engine="mysql", collector="advisor", started_at=time.time())
-        try:
-            await MySQLAdvisorCollector(target, session).collect(snapshot)
-        finally:
-            await session.close()
-        return snapshot
-
-    snapshot = asyncio.run(run())
     store = SnapshotStore()
-    store.put(snapshot)
-    findings = RuleEngine([], python_rules()).evaluate(TargetView(store, target.name, "mysql"))
+    snapshot = asyncio.run(collect_once(store, MySQLAdvisorCollector, MySQLSession, target))
+    findings = evaluate(store, "mysql", "mysql_indexes", target=target.name)
     return snapshot, [f for f in findings if f.rule == "MySQLIndexCandidate"]
 
 

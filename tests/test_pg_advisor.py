@@ -14,7 +14,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,10 +23,8 @@ from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
 from dbwatch.collectors.postgres import PostgresSession
-from dbwatch.rules.engine import RuleEngine, TargetView
-from dbwatch.rules.indexes import make_rules
-from dbwatch.rules.spec import RulesConfig
 from tests.agentproc import AgentProcess, sample_value, wait_for
+from tests.auditutil import collect_once, evaluate
 from tests.pgcluster import PostgresServer
 
 ORDERS = """
@@ -111,22 +108,13 @@ def advise(pg: PostgresServer, database: str, leftover: list[int] | None = None,
     target = Target(name=database, engine="postgres", dsn=pg.dsn(database=database), labels={},
                     collectors={"advisor": CollectorSettings(3600, 120, settings)})
 
-    async def run() -> Snapshot:
-        session = PostgresSession(target)
-        snapshot = Snapshot(target=target.name, engine="postgres", collector="advisor", started_at=time.time())
-        try:
-            await AdvisorCollector(target, session).collect(snapshot)
-            if leftover is not None:
-                leftover.append((await session.run("SELECT count(*) AS n FROM hypopg_list_indexes"))[0]["n"])
-        finally:
-            await session.close()
-        return snapshot
+    async def count_leftover(session: PostgresSession) -> None:
+        if leftover is not None:
+            leftover.append((await session.run("SELECT count(*) AS n FROM hypopg_list_indexes"))[0]["n"])
 
-    snapshot = asyncio.run(run())
     store = SnapshotStore()
-    store.put(snapshot)
-    findings = RuleEngine([], make_rules(RulesConfig())).evaluate(TargetView(store, target.name, "postgres"))
-    return snapshot, findings
+    snapshot = asyncio.run(collect_once(store, AdvisorCollector, PostgresSession, target, count_leftover))
+    return snapshot, evaluate(store, "postgres", "indexes", target=target.name)
 
 
 @pytest.fixture(scope="module")

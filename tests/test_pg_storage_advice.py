@@ -15,7 +15,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,9 +25,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
 from dbwatch.collectors.pg_advisor_storage import estimate_table_pages
 from dbwatch.collectors.postgres import PostgresSession
-from dbwatch.rules.engine import RuleEngine, TargetView
-from dbwatch.rules.pg_storage import make_rules
-from dbwatch.rules.spec import RulesConfig
+from tests.auditutil import collect_once, evaluate
 from tests.pgcluster import PostgresServer
 
 MIB = 1024**2
@@ -87,19 +84,9 @@ def advise(pg: PostgresServer, **options: Any) -> tuple[Snapshot, list[Finding]]
     target = Target(name="storage", engine="postgres", dsn=pg.dsn(database="storage"), labels={},
                     collectors={"advisor": CollectorSettings(3600, 120, settings)})
 
-    async def run() -> Snapshot:
-        session = PostgresSession(target)
-        snapshot = Snapshot(target=target.name, engine="postgres", collector="advisor", started_at=time.time())
-        try:
-            await AdvisorCollector(target, session).collect(snapshot)
-        finally:
-            await session.close()
-        return snapshot
-
-    snapshot = asyncio.run(run())
     store = SnapshotStore()
-    store.put(snapshot)
-    return snapshot, RuleEngine([], make_rules(RulesConfig())).evaluate(TargetView(store, target.name, "postgres"))
+    snapshot = asyncio.run(collect_once(store, AdvisorCollector, PostgresSession, target))
+    return snapshot, evaluate(store, "postgres", "pg_storage", target=target.name)
 
 
 def by(findings: list[Finding], rule: str, **labels: str) -> list[Finding]:
