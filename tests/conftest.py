@@ -1,4 +1,4 @@
-"""Shared fixtures: throwaway PostgreSQL 15 servers (see tests/pgcluster.py).
+"""Shared fixtures: throwaway PostgreSQL 15 servers (see tests/pgcluster.py), and sessions to any target.
 
 A server that cannot start fails the tests that need it, with the server log's tail in the error; nothing
 is skipped.
@@ -10,6 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from dbwatch.agent.model import Target
+from dbwatch.collectors.base import Session
+from dbwatch.collectors.engines import engine
 from tests.pgcluster import PostgresServer
 
 
@@ -40,3 +43,18 @@ def pg_standby(pg_primary: PostgresServer) -> Iterator[PostgresServer]:
 def pg_scratch() -> Iterator[PostgresServer]:
     """A PostgreSQL 15 of the test's own, to stop or break without disturbing the others."""
     yield from _serve(PostgresServer)
+
+
+@pytest.fixture
+async def session_for():
+    """Open the engine's own session for a target (as the daemon would); all are closed after the test."""
+    sessions: list[Session] = []
+
+    def make(target: Target) -> Session:
+        session = engine(target.engine).session(target)
+        sessions.append(session)
+        return session
+
+    yield make
+    for session in sessions:
+        await session.close()

@@ -26,7 +26,7 @@ from bson.timestamp import Timestamp
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.model import CollectorSettings, Snapshot, Target
-from dbwatch.collectors.mongodb import MongoCollector, MongoSession
+from dbwatch.collectors.mongodb import MongoCollector
 from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, ProfilerCollector, shape_json
 from dbwatch.exporters.prometheus import render_families
 from dbwatch.rules.engine import RuleEngine, TargetView
@@ -71,19 +71,6 @@ def servers():
     for server in started:
         server.stop()
 
-
-@pytest.fixture
-async def session_for():
-    sessions: list[MongoSession] = []
-
-    def make(target: Target) -> MongoSession:
-        session = MongoSession(target)
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        await session.close()
 
 
 def replica_set(*extra: Member) -> list[Member]:

@@ -49,19 +49,6 @@ async def collect(collector) -> Snapshot:
     return snapshot
 
 
-@pytest.fixture
-async def session_for():
-    sessions = []
-
-    def make(target: Target) -> MySQLSession:
-        session = MySQLSession(target)
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        await session.close()
-
 
 def connect(server: MariaDBServer, user: str = "root", password: str = "", database: str | None = None):
     return pymysql.connect(host="127.0.0.1", port=server.port, user=user, password=password, database=database,

@@ -17,7 +17,7 @@ import pytest
 from dbwatch.agent.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.pg_statements import StatementsCollector
-from dbwatch.collectors.postgres import PostgresCollector, PostgresSession
+from dbwatch.collectors.postgres import PostgresCollector
 from tests.pgcluster import BIN, PostgresServer
 
 
@@ -35,19 +35,6 @@ async def collect(collector) -> Snapshot:
     await collector.collect(snapshot)
     return snapshot
 
-
-@pytest.fixture
-async def session_for():
-    sessions = []
-
-    def make(target: Target) -> PostgresSession:
-        session = PostgresSession(target)
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        await session.close()
 
 
 def queryid_of(server: PostgresServer, fragment: str) -> int:

@@ -53,19 +53,6 @@ def servers():
         server.destroy()
 
 
-@pytest.fixture
-async def session_for():
-    sessions: list[RedisSession] = []
-
-    def make(target: Target) -> RedisSession:
-        session = RedisSession(target)
-        sessions.append(session)
-        return session
-
-    yield make
-    for session in sessions:
-        await session.close()
-
 
 def core(session: RedisSession) -> RedisCollector:
     return RedisCollector(session.target, session)
