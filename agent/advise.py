@@ -14,7 +14,7 @@ import dataclasses
 
 from dbwatch.agent.config import Config, TargetConfig
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import CollectorSettings, FindingKind, Target
+from dbwatch.model import CollectorSettings, FindingKind, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.engines import engine
 from dbwatch.exporters.report import TargetAdvice

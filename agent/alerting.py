@@ -16,7 +16,7 @@ from typing import Any, Callable
 from dbwatch.agent.alerts import AlertTracker
 from dbwatch.agent.clusters import Clusters
 from dbwatch.agent.config import Config
-from dbwatch.agent.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
+from dbwatch.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.catalog import python_rules

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from dbwatch.agent.model import Alert, AlertState, Finding, FindingKind, MetricFamily, gauge
+from dbwatch.model import Alert, AlertState, Finding, FindingKind, MetricFamily, gauge
 
 __all__ = ["AlertTracker", "RESOLVED_RETENTION"]
 

@@ -19,8 +19,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dbwatch.agent.configtypes import Duration, StrictModel
-from dbwatch.agent.model import BackupSpec
+from dbwatch.model.configtypes import Duration, StrictModel
+from dbwatch.model import BackupSpec
 
 __all__ = ["DEFAULT_BACKUP_RPO", "DEFAULT_BACKUP_TIMEOUT", "BackupConfig", "check_backup_names", "to_specs"]
 

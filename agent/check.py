@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import Target
+from dbwatch.model import Target
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dbwatch.agent.failover import FailoverController
-from dbwatch.agent.model import Finding, Target
+from dbwatch.model import Finding, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.cluster import ROLE_READERS, ClusterView, discover_clusters
 from dbwatch.rules.clusterconfig import ClusterConfig

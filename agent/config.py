@@ -19,8 +19,8 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from dbwatch.agent.backupconfig import BackupConfig, check_backup_names, to_specs
-from dbwatch.agent.configtypes import Duration, StrictModel, format_validation_error
-from dbwatch.agent.model import CollectorSettings, Target
+from dbwatch.model.configtypes import Duration, StrictModel, format_validation_error
+from dbwatch.model import CollectorSettings, Target
 from dbwatch.agent.sharding import ShardingConfig
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.collectors.engines import ENGINE_NAMES, engine

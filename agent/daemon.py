@@ -25,7 +25,7 @@ from dbwatch.agent.config import Config, ConfigError, load_config
 from dbwatch.agent.http import HttpServer
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.logs import setup_logging
-from dbwatch.agent.model import Target
+from dbwatch.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
 from dbwatch.agent.sharding import ShardingConfig, select_shard
 from dbwatch.agent.store import SnapshotStore

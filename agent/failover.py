@@ -33,7 +33,7 @@ from typing import Any, Callable
 import asyncpg
 
 from dbwatch.agent.logs import redact
-from dbwatch.agent.model import Finding, FindingKind, Severity, Target
+from dbwatch.model import Finding, FindingKind, Severity, Target
 from dbwatch.rules.clusterconfig import ClusterConfig, FailoverConfig
 
 __all__ = ["ActionRecord", "FailoverController"]

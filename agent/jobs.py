@@ -12,7 +12,7 @@ import logging
 import time
 
 from dbwatch.agent.logs import redact
-from dbwatch.agent.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
+from dbwatch.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
 

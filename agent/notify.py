@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import aiohttp
 
 from dbwatch.agent import __version__
-from dbwatch.agent.model import Alert, AlertState, MetricFamily, counter, gauge
+from dbwatch.model import Alert, AlertState, MetricFamily, counter, gauge
 from dbwatch.agent.outbox import Notification, Notified, Outbox
 from dbwatch.exporters.alertmanager import am_payload, refresh_ends_at
 from dbwatch.exporters.receivers import (

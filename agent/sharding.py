@@ -14,7 +14,7 @@ from typing import Callable, Sequence, TypeVar
 
 from pydantic import Field, model_validator
 
-from dbwatch.agent.configtypes import StrictModel
+from dbwatch.model.configtypes import StrictModel
 
 __all__ = ["ShardingConfig", "hashmod", "parse_shard", "select_shard"]
 

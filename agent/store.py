@@ -11,7 +11,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from dbwatch.agent.model import Snapshot
+from dbwatch.model import Snapshot
 
 Listener = Callable[[Snapshot], None]
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 import psutil
 
-from dbwatch.collectors.audit_facts import HostFacts
+from dbwatch.model.facts.audit import HostFacts
 
 __all__ = ["host_facts", "is_local", "parse_size"]
 

@@ -15,7 +15,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
-from dbwatch.agent.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
+from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
 from dbwatch.collectors.backup_sources import BackupEntry, SourceError, read_source
 from dbwatch.collectors.base import Collector, Session
 

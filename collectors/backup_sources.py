@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from dbwatch.agent.model import BackupSpec
+from dbwatch.model import BackupSpec
 
 __all__ = ["BackupEntry", "SourceError", "SourceResult", "default_command", "read_source", "run_command"]
 

@@ -1,7 +1,7 @@
 """What every collector is: a session per target (one long-lived connection) and collectors on it.
 
 The daemon owns the schedule and the timeouts; a collector only knows how to ask its server and turn the
-answer into a :class:`~dbwatch.agent.model.Snapshot`. A collector raises on failure; the daemon turns the
+answer into a :class:`~dbwatch.model.Snapshot`. A collector raises on failure; the daemon turns the
 exception into a failed snapshot, so a collector never has to build one itself.
 """
 
@@ -16,7 +16,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import ClassVar
 
-from dbwatch.agent.model import MetricFamily, Snapshot, Target, gauge
+from dbwatch.model import MetricFamily, Snapshot, Target, gauge
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dbwatch.agent.model import Target
+from dbwatch.model import Target
 from dbwatch.collectors.base import Collector, Session
 
 

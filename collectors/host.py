@@ -13,7 +13,7 @@ import time
 
 import psutil
 
-from dbwatch.agent.model import Snapshot, Target, gauge
+from dbwatch.model import Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.cgroup import read_cgroup
 

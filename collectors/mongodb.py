@@ -22,9 +22,9 @@ from bson.timestamp import Timestamp
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
-from dbwatch.agent.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
+from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError, Session
-from dbwatch.collectors.mongodb_facts import MongoMember, MongoOperation, MongoOplog, MongoReplSet, MongoServer
+from dbwatch.model.facts.mongodb import MongoMember, MongoOperation, MongoOplog, MongoReplSet, MongoServer
 
 #: the driver's appname: the server logs it, $currentOp and the profiler show it, and dbwatch skips its own
 #: operations by it

@@ -18,10 +18,10 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge
+from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mongodb import APP_NAME, MongoSession, refusal_note
-from dbwatch.collectors.mongodb_facts import MongoIndexUsage, MongoProfiler, MongoSlowOp
+from dbwatch.model.facts.mongodb import MongoIndexUsage, MongoProfiler, MongoSlowOp
 
 #: databases that hold no application data (admin, config) or only replication state (local)
 SYSTEM_DATABASES = ("admin", "config", "local")

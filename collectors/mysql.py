@@ -19,11 +19,11 @@ from typing import Any
 import aiomysql
 import pymysql
 
-from dbwatch.agent.model import Snapshot, Target
+from dbwatch.model import Snapshot, Target
 from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError, Session
-from dbwatch.collectors.mysql_facts import (
+from dbwatch.model.facts.mysql import (
     Activity, Channel, Gtid, Heartbeat, ServerInfo, Settings, Status,
 )
 
@@ -195,7 +195,7 @@ def grantee(user: str) -> str:
 
 class MySQLCollector(Collector):
     """The server as a whole: global status and variables, InnoDB, replication per channel, the process
-    list, and optionally a pt-heartbeat table. Facts (see :mod:`mysql_facts`): server, settings, status,
+    list, and optionally a pt-heartbeat table. Facts (see :mod:`dbwatch.model.facts.mysql`): server, settings, status,
     activity, channels, gtid, heartbeat, summary."""
 
     name = "mysql"

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from dbwatch.agent.model import MetricFamily, Snapshot, gauge
+from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 from dbwatch.collectors.mysql_advisor_parse import ColumnUse, Parsed, TableKey, analyse, explainable

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from dbwatch.agent.model import Snapshot
-from dbwatch.collectors.audit_facts import MySQLAccount, MySQLAudit
+from dbwatch.model import Snapshot
+from dbwatch.model.facts.audit import MySQLAccount, MySQLAudit
 from dbwatch.collectors.audit_host import host_facts, is_local
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee

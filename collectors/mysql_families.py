@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dbwatch.agent.model import MetricFamily, MetricType, counter, gauge, info
-from dbwatch.collectors.mysql_facts import (
+from dbwatch.model import MetricFamily, MetricType, counter, gauge, info
+from dbwatch.model.facts.mysql import (
     Activity, Channel, Gtid, Heartbeat, LongQuery, ServerInfo, Settings, Status,
 )
 

@@ -24,7 +24,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge
+from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee

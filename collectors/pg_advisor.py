@@ -44,10 +44,10 @@ from typing import Any, AsyncIterator
 
 import asyncpg
 
-from dbwatch.agent.model import MetricFamily, Snapshot, gauge
+from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors import pg_advisor_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
-from dbwatch.collectors.pg_advisor_facts import AdviceSettings, IndexCandidate, StatementCost
+from dbwatch.model.facts.pg_advisor import AdviceSettings, IndexCandidate, StatementCost
 from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
 from dbwatch.collectors.pg_advisor_parse import ColumnUse, ParsedStatement, TableRef, analyse, preparable
 from dbwatch.collectors.pg_advisor_samples import fingerprint, literal_samples, sample_queryid
@@ -108,7 +108,7 @@ class _Candidate:
 
 class AdvisorCollector(Collector):
     """Facts: advice_settings, index_candidates, unused_indexes, redundant_indexes, invalid_indexes,
-    unindexed_foreign_keys, tables_without_primary_key, sequences (see :mod:`pg_advisor_facts`)."""
+    unindexed_foreign_keys, tables_without_primary_key, sequences (see :mod:`dbwatch.model.facts.pg_advisor`)."""
 
     name = "advisor"
 

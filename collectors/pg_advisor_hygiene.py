@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from dbwatch.collectors.pg_advisor_facts import (
+from dbwatch.model.facts.pg_advisor import (
     IndexKeys, IndexRow, InvalidIndex, RedundantIndex, SequenceUsage, TableWithoutPrimaryKey, UnindexedForeignKey,
     UnusedIndex,
 )

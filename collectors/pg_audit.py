@@ -15,8 +15,8 @@ import urllib.parse
 from collections import defaultdict
 from typing import Any
 
-from dbwatch.agent.model import Snapshot
-from dbwatch.collectors.audit_facts import (
+from dbwatch.model import Snapshot
+from dbwatch.model.facts.audit import (
     HbaRule, JsonColumn, PgAudit, PgRole, RepeatedColumns, SchemaFacts, TypedColumn, WideTable,
 )
 from dbwatch.collectors.audit_host import host_facts, is_local

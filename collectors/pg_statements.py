@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge, info
+from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.postgres import PostgresSession

@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg
 
-from dbwatch.agent.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
+from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError, Session
-from dbwatch.collectors.pgbouncer_facts import (
+from dbwatch.model.facts.pgbouncer import (
     ADMIN_DATABASE, Pool, PoolerConfig, PoolerDatabase, PoolerStats,
 )
 

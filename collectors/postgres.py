@@ -15,10 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from dbwatch.agent.model import MetricFamily, Snapshot, Target, counter, gauge, info
+from dbwatch.model import MetricFamily, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError, Session
-from dbwatch.collectors.postgres_facts import (
+from dbwatch.model.facts.postgres import (
     Activity, Archiver, Database, Replica, ServerInfo, Settings, Slot, Standby,
 )
 
@@ -135,7 +135,7 @@ def _describe(exc: BaseException) -> str:
 
 class PostgresCollector(Collector):
     """The server as a whole: connections, locks, databases, wraparound, replication, slots, WAL archiving,
-    checkpoints. Facts (see :mod:`postgres_facts`): server, settings, activity, databases, replicas,
+    checkpoints. Facts (see :mod:`dbwatch.model.facts.postgres`): server, settings, activity, databases, replicas,
     standby, slots, archiver, summary."""
 
     name = "postgres"

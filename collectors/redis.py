@@ -19,9 +19,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
-from dbwatch.agent.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
+from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError, Session
-from dbwatch.collectors.redis_facts import RedisInfo, RedisKeyspace, RedisReplica
+from dbwatch.model.facts.redis import RedisInfo, RedisKeyspace, RedisReplica
 
 #: CLIENT SETNAME of dbwatch's connection: CLIENT LIST shows who it is, and the slowlog collector skips
 #: the entries of its own commands.

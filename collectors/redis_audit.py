@@ -12,8 +12,8 @@ import asyncio
 import urllib.parse
 from typing import Any
 
-from dbwatch.agent.model import Snapshot
-from dbwatch.collectors.audit_facts import RedisAudit
+from dbwatch.model import Snapshot
+from dbwatch.model.facts.audit import RedisAudit
 from dbwatch.collectors.audit_host import host_facts, is_local
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.redis import RedisSession

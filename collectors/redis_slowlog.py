@@ -13,10 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge
+from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.redis import CLIENT_NAME, RedisSession
-from dbwatch.collectors.redis_facts import LatencyEvent, SlowEntry, SlowGroup, Slowlog
+from dbwatch.model.facts.redis import LatencyEvent, SlowEntry, SlowGroup, Slowlog
 
 OTHER = ("other", "")
 

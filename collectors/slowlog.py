@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from dbwatch.agent.model import MetricFamily, Snapshot, counter, gauge, info
+from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError, SlowSample
 from dbwatch.collectors.fingerprint import ShapeCache, class_id
 from dbwatch.collectors.logtail import LogFollower

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from dbwatch.agent.model import Alert, AlertState
+from dbwatch.model import Alert, AlertState
 from dbwatch.exporters.webhook import rfc3339, starts_at
 
 __all__ = ["ENDS_AT_FACTOR", "am_alert", "am_payload", "refresh_ends_at"]

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Protocol
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from dbwatch.agent.model import MetricFamily, MetricType, Snapshot
+from dbwatch.model import MetricFamily, MetricType, Snapshot
 
 __all__ = ["Exposition", "TEXT_CONTENT_TYPE", "OPENMETRICS_CONTENT_TYPE", "wants_openmetrics", "render_families"]
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal, Sequence, Union
 
 from pydantic import AfterValidator, Discriminator, Field, Tag, TypeAdapter, field_validator, model_validator
 
-from dbwatch.agent.configtypes import Duration, StrictModel
+from dbwatch.model.configtypes import Duration, StrictModel
 
 __all__ = [
     "AlertmanagerReceiver",

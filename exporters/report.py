@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from dbwatch.agent.model import Finding
+from dbwatch.model import Finding
 
 __all__ = ["FORMATS", "TargetAdvice", "rank", "render"]
 

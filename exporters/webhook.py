@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from typing import Any, Iterable, Sequence
 
-from dbwatch.agent.model import Alert, AlertState
+from dbwatch.model import Alert, AlertState
 
 __all__ = [
     "SIGNATURE_HEADER",

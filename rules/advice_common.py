@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dbwatch.agent.model import Finding, FindingKind, Severity
+from dbwatch.model import Finding, FindingKind, Severity
 from dbwatch.rules.engine import TargetView
 
 __all__ = ["recommend", "size", "quote_ident", "quote_literal"]

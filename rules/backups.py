@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from dbwatch.agent.model import Finding, FindingKind, Severity, Snapshot
+from dbwatch.model import Finding, FindingKind, Severity, Snapshot
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 

@@ -17,7 +17,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from dbwatch.agent.model import Finding, Target
+from dbwatch.model import Finding, Target
 from dbwatch.rules.clusterconfig import FailoverConfig
 
 __all__ = ["ClusterView", "MemberState", "PythonClusterRule", "ROLE_READERS", "discover_clusters",

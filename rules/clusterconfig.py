@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from dbwatch.agent.configtypes import Duration, StrictModel
+from dbwatch.model.configtypes import Duration, StrictModel
 
 __all__ = ["ByteSize", "ClusterConfig", "FailoverConfig", "parse_bytes"]
 

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from dbwatch.agent.model import Finding, FindingKind, MetricFamily, Severity, Snapshot, counter, gauge
+from dbwatch.model import Finding, FindingKind, MetricFamily, Severity, Snapshot, counter, gauge
 from dbwatch.rules.spec import ThresholdRule
 from dbwatch.rules.thresholds import evaluate_rule, render_template
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from dbwatch.agent.model import Finding, FindingKind, Severity
+from dbwatch.model import Finding, FindingKind, Severity
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 

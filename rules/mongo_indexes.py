@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from dbwatch.agent.model import Finding, FindingKind, Severity
+from dbwatch.model import Finding, FindingKind, Severity
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 

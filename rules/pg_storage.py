@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dbwatch.agent.model import Finding, Severity
+from dbwatch.model import Finding, Severity
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.indexes import _AdvisorRule, _pct, _size

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from dbwatch.agent.configtypes import format_duration
+from dbwatch.model.configtypes import format_duration
 from dbwatch.rules.spec import Selector, ThresholdRule
 
 __all__ = ["export_prometheus_rules", "promql"]

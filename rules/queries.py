@@ -26,7 +26,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from dbwatch.agent.model import Finding, Severity, Snapshot
+from dbwatch.model import Finding, Severity, Snapshot
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.query_shape import Shape, parse

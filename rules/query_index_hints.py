@@ -4,7 +4,7 @@
 ``(created_at)``: the b-tree holds the column's values, not the expression's. The statements come from the
 ``statements`` collector (pg_stat_statements, normalized) summed over the kept snapshots, and from the slow
 log's samples (``facts["slow_classes"]``); the indexes from the PostgreSQL advisor's ``facts["indexes"]``
-(:class:`~dbwatch.collectors.pg_advisor_facts.IndexKeys`, read by attribute). Predicates are read with
+(:class:`~dbwatch.model.facts.pg_advisor.IndexKeys`, read by attribute). Predicates are read with
 pglast: comparisons (``= < > <= >=``, ``LIKE``, ``IN``, ``BETWEEN``) of the statement's own WHERE whose one
 side is a function call or a cast of exactly one column and whose other side names no column.
 
@@ -26,7 +26,7 @@ from pglast import ast
 from pglast.enums import A_Expr_Kind
 from pglast.stream import RawStream
 
-from dbwatch.agent.model import Finding, Severity
+from dbwatch.model import Finding, Severity
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from dbwatch.agent.model import Finding, FindingKind, Severity
+from dbwatch.model import Finding, FindingKind, Severity
 from dbwatch.rules.cluster import REPLICA, UNKNOWN, ClusterView, MemberState
 
 __all__ = ["replication_rules", "failed_primary", "rank_candidates"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Iterable
 
-from dbwatch.agent.model import Finding, Severity
+from dbwatch.model import Finding, Severity
 from dbwatch.rules.advice_common import quote_ident, quote_literal, recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig

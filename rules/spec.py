@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from dbwatch.agent.configtypes import Duration, StrictModel, format_validation_error
+from dbwatch.model.configtypes import Duration, StrictModel, format_validation_error
 
 __all__ = [
     "RuleOverride",

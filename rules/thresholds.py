@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from dbwatch.agent.model import MetricFamily
+from dbwatch.model import MetricFamily
 from dbwatch.rules.spec import TEMPLATE, Selector, ThresholdRule
 
 __all__ = ["MetricHistory", "RuleEvaluationError", "Series", "evaluate_rule", "render_template"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from dbwatch.agent.model import Finding, Severity
+from dbwatch.model import Finding, Severity
 from dbwatch.rules.advice_common import recommend, size
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, Callable, Iterable
 
-from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
+from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig

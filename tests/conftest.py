@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from dbwatch.agent.model import Target
+from dbwatch.model import Target
 from dbwatch.collectors.base import Session
 from dbwatch.collectors.engines import engine
 from tests.pgcluster import PostgresServer

@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from dbwatch.agent.model import Alert, AlertState, fingerprint
+from dbwatch.model import Alert, AlertState, fingerprint
 from tests.serverproc import free_port  # noqa: F401  (re-exported for the notification tests)
 
 T0 = 1_700_000_000.0

@@ -8,7 +8,7 @@ import asyncio
 import sqlite3
 
 from dbwatch.agent.alerts import RESOLVED_RETENTION, AlertTracker
-from dbwatch.agent.model import AlertState, Finding, FindingKind, Severity
+from dbwatch.model import AlertState, Finding, FindingKind, Severity
 from tests.notifyutil import T0, Clock, wait_until
 from tests.test_notify import hook, notifiers, recorders  # noqa: F401  (fixtures)
 

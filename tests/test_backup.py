@@ -24,7 +24,7 @@ import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import Snapshot, Target
+from dbwatch.model import Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.backups import BackupTooOld, WalArchiveTooOld
 from dbwatch.rules.engine import RuleEngine, TargetView

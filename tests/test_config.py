@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dbwatch.agent.config import ConfigError, load_config, parse_config
-from dbwatch.agent.configtypes import format_duration, parse_duration
+from dbwatch.model.configtypes import format_duration, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 

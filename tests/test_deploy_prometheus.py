@@ -127,7 +127,7 @@ def test_promtool_check_config_accepts_the_scrape_config_with_the_rules_loaded(t
 
 
 def _seconds(duration: str) -> float:
-    from dbwatch.agent.configtypes import parse_duration
+    from dbwatch.model.configtypes import parse_duration
 
     return parse_duration(duration)
 

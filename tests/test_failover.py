@@ -20,9 +20,9 @@ import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.failover import FailoverController
-from dbwatch.agent.model import Finding, FindingKind, Severity, Snapshot, Target, gauge
+from dbwatch.model import Finding, FindingKind, Severity, Snapshot, Target, gauge
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.collectors.postgres_facts import ServerInfo, Standby
+from dbwatch.model.facts.postgres import ServerInfo, Standby
 from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.cluster import ClusterView, discover_clusters
 from dbwatch.rules.clusterconfig import ClusterConfig, FailoverConfig

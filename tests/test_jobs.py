@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import CollectorSettings, Target
+from dbwatch.model import CollectorSettings, Target
 
 
 async def test_an_unreadable_password_file_is_a_failed_collection_naming_the_file_without_a_traceback(

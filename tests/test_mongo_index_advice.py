@@ -15,7 +15,7 @@ import time
 import bson
 import pytest
 
-from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Severity, Target
+from dbwatch.model import CollectorSettings, Finding, Snapshot, Severity, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.mongodb import MongoSession
 from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, ProfilerCollector

@@ -25,7 +25,7 @@ from bson.timestamp import Timestamp
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.mongodb import MongoCollector
 from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, ProfilerCollector, shape_json
 from dbwatch.exporters.prometheus import render_families

@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
+from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.engines import engine
 from dbwatch.collectors.mysql import MySQLSession

@@ -17,12 +17,12 @@ import pytest
 
 from dbwatch.agent.config import parse_config
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.mysql import MySQLCollector, MySQLSession, QueryError
 from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
-from dbwatch.collectors.mysql_facts import Gtid, ServerInfo
+from dbwatch.model.facts.mysql import Gtid, ServerInfo
 from dbwatch.collectors.mysql_families import gtid_positions
 from dbwatch.collectors.mysql_statements import MySQLStatementsCollector
 from tests.mariadbserver import MariaDBServer, mariadb_primary, mariadb_replica, mariadb_scratch  # noqa: F401

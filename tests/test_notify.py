@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from dbwatch.agent.model import MetricType
+from dbwatch.model import MetricType
 from dbwatch.agent.notify import Notifier
 from dbwatch.exporters.receivers import NotificationsConfig, parse_receivers
 from tests.notifyutil import T0, Clock, Recorder, free_port, make_alert, resolved, wait_until

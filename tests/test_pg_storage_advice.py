@@ -20,7 +20,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from dbwatch.agent.model import CollectorSettings, Finding, Snapshot, Target
+from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
 from dbwatch.collectors.pg_advisor_storage import estimate_table_pages

@@ -20,9 +20,9 @@ import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import CollectorSettings, MetricType, Snapshot, Target
+from dbwatch.model import CollectorSettings, MetricType, Snapshot, Target
 from dbwatch.collectors.pgbouncer import PgBouncerCollector, PgBouncerSession, _pools
-from dbwatch.collectors.pgbouncer_facts import Pool, PoolerConfig
+from dbwatch.model.facts.pgbouncer import Pool, PoolerConfig
 from tests.agentproc import AgentProcess, sample_value, wait_for
 from tests.pgbouncerserver import PASSWORDS, PGBOUNCER, PgBouncerServer, free_port
 from tests.pgcluster import PostgresServer

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from dbwatch.agent.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.pg_statements import StatementsCollector
 from dbwatch.collectors.postgres import PostgresCollector

@@ -14,7 +14,7 @@ import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.agent.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.redis import RedisCollector, RedisSession
 from dbwatch.collectors.redis_slowlog import SlowlogCollector, classify, key_pattern

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from dbwatch.agent.config import ConfigError, parse_config
-from dbwatch.agent.model import Finding, FindingKind, Severity, Snapshot, counter, gauge
+from dbwatch.model import Finding, FindingKind, Severity, Snapshot, counter, gauge
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.promexport import export_prometheus_rules
 from dbwatch.rules.spec import RulesConfig, ThresholdRule, load_rules, shipped_rules
@@ -372,7 +372,7 @@ def make_advisors(config):
 
 async def test_python_rules_from_the_catalog_become_recommendations_on_metrics_and_the_api(tmp_path, monkeypatch):
     from dbwatch.agent.alerting import Alerting
-    from dbwatch.agent.model import Target
+    from dbwatch.model import Target
     from dbwatch.agent.store import SnapshotStore
     from dbwatch.rules import catalog
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dbwatch.agent.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.fingerprint import checksum, class_id, fingerprint
 from dbwatch.collectors.logtail import LogFollower

@@ -1,6 +1,6 @@
 """The typed facts the MySQL/MariaDB collectors leave in ``snapshot.facts`` for rules to read.
 
-Shapes follow :mod:`postgres_facts` where the idea is the same (server, settings, activity, statements), so
+Shapes follow :mod:`dbwatch.model.facts.postgres` where the idea is the same (server, settings, activity, statements), so
 a rule can read either engine by attribute. Times are seconds, sizes bytes.
 """
 

@@ -1,0 +1,60 @@
+"""Metric families in the shape of the Prometheus exposition: what collectors produce and exporters render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Iterable
+
+
+class MetricType(StrEnum):
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    INFO = "info"  # a gauge of value 1 whose labels carry the information
+    UNTYPED = "untyped"
+
+
+LabelValues = tuple[str, ...]
+
+
+@dataclass(slots=True)
+class MetricFamily:
+    """One metric name with its samples, in the shape of the Prometheus exposition.
+
+    Samples are kept as ``(label values, value)`` pairs aligned with ``labelnames`` rather than as one
+    object per sample: a PostgreSQL collection produces tens of thousands of them.
+    """
+
+    name: str
+    type: MetricType
+    help: str
+    labelnames: tuple[str, ...] = ()
+    samples: list[tuple[LabelValues, float]] = field(default_factory=list)
+
+    def add(self, labelvalues: Iterable[Any], value: float | int | None) -> None:
+        """Append a sample; ``None`` values (a NULL from the server) are skipped, not exported as 0."""
+        if value is None:
+            return
+        values = tuple("" if v is None else str(v) for v in labelvalues)
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {len(values)} values")
+        self.samples.append((values, float(value)))
+
+    def value(self, **labels: str) -> float | None:
+        """The value of the first sample whose labels include ``labels`` (for rules and tests)."""
+        for labelvalues, value in self.samples:
+            if all(labelvalues[self.labelnames.index(k)] == v for k, v in labels.items() if k in self.labelnames):
+                return value
+        return None
+
+
+def gauge(name: str, help: str, labelnames: Iterable[str] = ()) -> MetricFamily:
+    return MetricFamily(name, MetricType.GAUGE, help, tuple(labelnames))
+
+
+def counter(name: str, help: str, labelnames: Iterable[str] = ()) -> MetricFamily:
+    return MetricFamily(name, MetricType.COUNTER, help, tuple(labelnames))
+
+
+def info(name: str, help: str, labelnames: Iterable[str] = ()) -> MetricFamily:
+    return MetricFamily(name, MetricType.INFO, help, tuple(labelnames))

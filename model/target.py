@@ -1,0 +1,69 @@
+"""A target to watch and its configured collectors and backup sources, as the daemon hands them down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One endpoint to watch. ``dsn`` never holds the password: that is resolved at connect time."""
+
+    name: str
+    engine: str
+    dsn: str
+    labels: Mapping[str, str]
+    collectors: Mapping[str, "CollectorSettings"]
+    password_env: str | None = None
+    password_file: str | None = None
+    cluster: str | None = None  # the replication cluster it belongs to, when configured (``cluster: NAME``)
+    backups: tuple["BackupSpec", ...] = ()  # the configured backup sources (``backups:``)
+
+    def password(self) -> str | None:
+        """Read the secret from the environment or a file, each time (credentials rotate).
+
+        Raises :class:`SecretUnavailable` (naming the file, never its content) when the file cannot be read.
+        """
+        if self.password_env:
+            return os.environ.get(self.password_env)
+        if self.password_file:
+            try:
+                with open(self.password_file, encoding="utf-8") as fh:
+                    return fh.read().rstrip("\r\n")
+            except OSError as exc:
+                raise SecretUnavailable(f"cannot read password_file {self.password_file} ({exc.strerror})") from None
+        return None
+
+
+class SecretUnavailable(Exception):
+    """A target's password could not be read: a configuration problem, reported like a failed connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSpec:
+    """One configured backup source of a target (``backups:``), read by the backup collector.
+
+    ``command`` is an argv list that replaces the default command of the source's type (never run by a
+    shell); ``rpo`` is how old the newest good backup may get before ``BackupTooOld``, in seconds.
+    """
+
+    name: str
+    type: str  # files | pgbackrest | barman | walg
+    rpo: float
+    timeout: float
+    path: str | None = None
+    stanza: str | None = None
+    config: str | None = None
+    repo: int | None = None
+    server: str | None = None
+    env_file: str | None = None
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    interval: float
+    timeout: float
+    options: Mapping[str, Any] = field(default_factory=dict)
