@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from dbwatch.agent.alerts import AlertTracker  # noqa: E402
-from dbwatch.agent.model import CollectorSettings, Snapshot, Target  # noqa: E402
+from dbwatch.model import CollectorSettings, Snapshot, Target  # noqa: E402
 from dbwatch.agent.store import SnapshotStore  # noqa: E402
 from dbwatch.collectors.host import HostCollector, HostSession  # noqa: E402
 from dbwatch.collectors.postgres import PostgresCollector, PostgresSession  # noqa: E402
