@@ -17,7 +17,7 @@ APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometh
 	prometheus-postgres-exporter procps mariadb-server mariadb-client redis-server percona-toolkit pgbouncer \
 	postgresql-15-hypopg pgbackrest pgbadger
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test typecheck bench clean
 
 setup: $(VENV)/.installed
 
@@ -43,6 +43,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q
 
+# mypy sees the folders as the installed package does: a tree of links named dbwatch/<folder>.
+typecheck: setup
+	@rm -rf .typecheck && mkdir -p .typecheck/dbwatch && touch .typecheck/dbwatch/__init__.py
+	@for d in model agent collectors rules exporters; do ln -s "$(CURDIR)/$$d" .typecheck/dbwatch/$$d; done
+	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p dbwatch
+
 bench: setup
 	$(PY) bench/pg_cycle.py
 	$(PY) bench/rules_cycle.py
@@ -50,4 +56,4 @@ bench: setup
 	$(PY) bench/slowlog_real.py
 
 clean:
-	rm -rf $(VENV) .apt-installed .state .pytest_cache
+	rm -rf $(VENV) .apt-installed .state .pytest_cache .typecheck
