@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dbwatch.model.facts.common import FactList
+
 
 @dataclass(frozen=True, slots=True)
 class MongoServer:
@@ -145,3 +147,18 @@ class MongoIndexUsage:
     key: str  # the key pattern as compact JSON, e.g. {"status":1,"created":-1}
     ops: int
     since: float | None  # Unix time the counting began
+
+
+@dataclass(frozen=True, slots=True)
+class MongoLongOps(FactList[MongoOperation]):
+    """Operations running longer than the collector's ``long_op_seconds`` ($currentOp)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MongoSlowOps(FactList[MongoSlowOp]):
+    """The profiler's entries newer than the previous collection (the profiler collector)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MongoIndexUsages(FactList[MongoIndexUsage]):
+    """Every index's ``$indexStats`` (the indexstats collector)."""

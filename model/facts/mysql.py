@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dbwatch.model.facts.common import FactList
+
 
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
@@ -128,3 +130,8 @@ class Gtid:
     executed: str  # MariaDB @@gtid_current_pos / MySQL @@gtid_executed
     slave_pos: str  # MariaDB only
     binlog_pos: str  # MariaDB only
+
+
+@dataclass(frozen=True, slots=True)
+class Channels(FactList[Channel]):
+    """This server's replication channels (none on a primary): SHOW ALL SLAVES / REPLICA STATUS."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dbwatch.model.facts.common import FactList
+
 
 @dataclass(frozen=True, slots=True)
 class AdviceSettings:
-    """``facts["advice_settings"]``: the advisor's options that rules judge with."""
+    """The advisor's options that rules judge with."""
 
     min_cost_reduction: float
     unused_index_min_age: float  # seconds the statistics must cover before "never scanned" means unused
@@ -47,7 +49,7 @@ class StatementCost:
 
 @dataclass(frozen=True, slots=True)
 class IndexCandidate:
-    """One element of ``facts["index_candidates"]``: an index that would serve the statements listed."""
+    """An index that would serve the statements listed."""
 
     schema: str
     table: str
@@ -81,7 +83,7 @@ class IndexCandidate:
 
 @dataclass(frozen=True, slots=True)
 class IndexKeys:
-    """``facts["indexes"]``: every index's table and keys, for rules that need to know what is indexed
+    """Every index's table and keys, for rules that need to know what is indexed
     (e.g. the query hint on functions or casts applied to an indexed column)."""
 
     schema: str
@@ -108,7 +110,7 @@ class IndexRow:
 
 @dataclass(frozen=True, slots=True)
 class UnusedIndex:
-    """``facts["unused_indexes"]``: never scanned since the statistics began; not unique, primary or a constraint's."""
+    """Never scanned since the statistics began; not unique, primary or a constraint's."""
 
     index: IndexRow
     observed_seconds: float
@@ -118,7 +120,7 @@ class UnusedIndex:
 
 @dataclass(frozen=True, slots=True)
 class RedundantIndex:
-    """``facts["redundant_indexes"]``: ``kind`` "duplicate" (same definition) or "prefix" (its keys lead another)."""
+    """``kind`` "duplicate" (same definition) or "prefix" (its keys lead another)."""
 
     index: IndexRow
     kind: str
@@ -128,7 +130,7 @@ class RedundantIndex:
 
 @dataclass(frozen=True, slots=True)
 class InvalidIndex:
-    """``facts["invalid_indexes"]``: left behind by a failed CREATE/REINDEX CONCURRENTLY (not one in progress)."""
+    """Left behind by a failed CREATE/REINDEX CONCURRENTLY (not one in progress)."""
 
     index: IndexRow
     fix_sql: str
@@ -136,7 +138,7 @@ class InvalidIndex:
 
 @dataclass(frozen=True, slots=True)
 class UnindexedForeignKey:
-    """``facts["unindexed_foreign_keys"]``: no index leads with the key's columns, so every DELETE or key
+    """A foreign key no index leads with the key's columns, so every DELETE or key
     UPDATE on the referenced table scans the referencing one."""
 
     schema: str
@@ -152,7 +154,7 @@ class UnindexedForeignKey:
 
 @dataclass(frozen=True, slots=True)
 class TableWithoutPrimaryKey:
-    """``facts["tables_without_primary_key"]``."""
+    """A table without a primary key."""
 
     schema: str
     table: str
@@ -164,7 +166,7 @@ class TableWithoutPrimaryKey:
 
 @dataclass(frozen=True, slots=True)
 class SequenceUsage:
-    """``facts["sequences"]``: a sequence owned by a column, and how much of its range is used up."""
+    """A sequence owned by a column, and how much of its range is used up."""
 
     schema: str
     sequence: str
@@ -175,3 +177,43 @@ class SequenceUsage:
     max_value: int  # the lower of the sequence's maximum and the column type's
     used_ratio: float
     sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class IndexCandidates(FactList[IndexCandidate]):
+    """The indexes the advisor would create, costed with HypoPG where installed."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexKeysList(FactList[IndexKeys]):
+    """Every index of the advisor's database, by its keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnusedIndexes(FactList[UnusedIndex]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RedundantIndexes(FactList[RedundantIndex]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidIndexes(FactList[InvalidIndex]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class UnindexedForeignKeys(FactList[UnindexedForeignKey]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TablesWithoutPrimaryKey(FactList[TableWithoutPrimaryKey]):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Sequences(FactList[SequenceUsage]):
+    pass

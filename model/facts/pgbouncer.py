@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dbwatch.model.facts.common import FactList
+
 #: the admin console's own pseudo-database: listed by SHOW POOLS and SHOW DATABASES, but it pools nothing
 ADMIN_DATABASE = "pgbouncer"
 
@@ -72,3 +74,18 @@ class PoolerConfig:
     default_pool_size: int | None
     max_user_connections: int | None
     max_db_connections: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Pools(FactList[Pool]):
+    """SHOW POOLS."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolerDatabases(FactList[PoolerDatabase]):
+    """SHOW DATABASES."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolerStatsRows(FactList[PoolerStats]):
+    """SHOW STATS, one row per database."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dbwatch.model.facts.common import FactList
+
 
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
@@ -120,3 +122,18 @@ class Archiver:
     last_archive_age: float | None
     last_failed_age: float | None
     failing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Databases(FactList[Database]):
+    """pg_stat_database, one row per database (the postgres collector)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas(FactList[Replica]):
+    """pg_stat_replication: the standbys streaming from this server (none on a standby)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Slots(FactList[Slot]):
+    """pg_replication_slots."""

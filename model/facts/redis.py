@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dbwatch.model.facts.common import FactList
+
 
 @dataclass(frozen=True, slots=True)
 class RedisReplica:
@@ -144,3 +146,8 @@ class LatencyEvent:
     last_spike_at: float
     latest_seconds: float
     max_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyEvents(FactList[LatencyEvent]):
+    """LATENCY LATEST (the slowlog collector)."""
