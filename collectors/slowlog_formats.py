@@ -97,7 +97,12 @@ class MySQLSlowLogParser(SlowParser):
         return [] if event is None else [event]
 
     def pending_looks_complete(self) -> bool:
-        return self._pending.endswith(";\n")
+        return self._pending.endswith(";\n") and _has_statement(self._pending)
+
+    def idle(self) -> list[SlowEvent]:
+        # The server may write a record's header and ``SET timestamp=...;`` in one write and its statement in
+        # the next: a record without its statement yet waits for it (or for the next record).
+        return self.flush() if _has_statement(self._pending) else []
 
     def _drop_oversized(self) -> None:
         self._pending = ""
@@ -121,6 +126,8 @@ class MySQLSlowLogParser(SlowParser):
         if m is not None:  # the layout every MySQL and MariaDB writes, in one regex
             user, schema, qt, lock, sent, examined, affected, more, use, ts = m.groups()
             query = text[m.end():].rstrip()
+            if query.startswith(_META):  # meta lines the regex did not take (or no statement at all)
+                return self._parse_any(text)
             if ", Version: " in query:
                 query = _cut_restart(query)
             if query.endswith(";"):
@@ -192,6 +199,12 @@ class MySQLSlowLogParser(SlowParser):
             user = header[at + 13: header.find("[", at + 13)].strip()
         return SlowEvent(query, qt, lock, sent, examined, affected, ts, db, user,
                          "Full_scan: Yes" in header, "Tmp_table_on_disk: Yes" in header)
+
+
+def _has_statement(record: str) -> bool:
+    """Whether a record's last line is a statement's, not a header (``#``) or ``use``/``SET timestamp``."""
+    last = record.rstrip("\n").rpartition("\n")[2]
+    return bool(last) and not last.startswith(("#", *_META))
 
 
 def _cut_restart(query: str) -> str:
