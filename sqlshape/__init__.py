@@ -1,0 +1,51 @@
+"""Statement analysis shared by the advisors (collectors) and the query rules: pure, no connection.
+
+One analyser per SQL dialect, chosen by the dialect's name (``analyser("postgres")``): PostgreSQL text is
+read with pglast (PostgreSQL's own parser), MySQL/MariaDB text with sqlglot. Each reads a statement into
+the same vocabulary: :class:`StatementUses` (the columns an index could serve) and :class:`Shape` (what the
+query hints look for). A statement it does not analyse comes back as a :class:`Skipped` with its reason;
+one its parser cannot read is also counted in the analyser's :class:`ParseFailures`, which its owner
+exports as ``dbwatch_sql_parse_failures_total{dialect}``.
+
+Imports only ``dbwatch.model``: collectors and rules import this package, never the other way round.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Protocol
+
+from dbwatch.sqlshape.failures import METRIC, ParseFailures
+from dbwatch.sqlshape.mysql import MySQLAnalyser
+from dbwatch.sqlshape.postgres import PostgresAnalyser
+from dbwatch.sqlshape.statement import (
+    ColumnUse, ExpressionUse, Shape, Skipped, StatementUses, TableKey, TableRef, USE_KINDS,
+)
+
+__all__ = [
+    "ANALYSERS", "Analyser", "ColumnUse", "ExpressionUse", "METRIC", "MySQLAnalyser", "ParseFailures",
+    "PostgresAnalyser", "Shape", "Skipped", "StatementUses", "TableKey", "TableRef", "USE_KINDS", "analyser",
+]
+
+
+class Analyser(Protocol):
+    """What every dialect reads from a statement's text."""
+
+    dialect: str
+    failures: ParseFailures
+
+    def uses(self, text: str, schema: str = "") -> StatementUses[Any] | Skipped: ...
+
+    def shape(self, text: str) -> Shape | Skipped: ...
+
+
+#: dialect name -> its analyser; a new dialect is one module and one entry here
+ANALYSERS: Mapping[str, Callable[[ParseFailures | None], Analyser]] = {"postgres": PostgresAnalyser, "mysql": MySQLAnalyser}
+
+
+def analyser(dialect: str, failures: ParseFailures | None = None) -> Analyser:
+    """A new analyser of ``dialect``, counting its parse failures in ``failures`` (a new counter if None)."""
+    try:
+        make = ANALYSERS[dialect]
+    except KeyError:
+        raise ValueError(f"no SQL analyser for dialect {dialect!r} (known: {', '.join(sorted(ANALYSERS))})") from None
+    return make(failures)
