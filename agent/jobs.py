@@ -48,15 +48,14 @@ class TargetJobs:
         try:
             await asyncio.wait_for(collector.collect(snapshot), timeout)
         except TimeoutError:
+            # A connection the collector was using when it was cancelled is dropped by the session before the
+            # next collector gets the lock; one it was not using (it waited for its turn) stays.
             snapshot.ok, snapshot.error = False, f"timed out after {timeout:g}s"
-            # The connection may be stuck in a query we no longer wait for: drop it, reconnect next time.
-            await self.session.invalidate()
         except (CollectorError, SecretUnavailable) as exc:
             snapshot.ok, snapshot.error = False, redact(str(exc))
         except Exception as exc:  # a bug in a collector must not stop the daemon
             snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
             logger.exception("collector %s failed unexpectedly", name, extra={"target": self.target.name})
-            await self.session.invalidate()
         snapshot.duration = time.monotonic() - began
         if not snapshot.ok:
             snapshot.families = collector.failed_families()

@@ -1,5 +1,8 @@
 """What every collector is: a session per target (one long-lived connection) and collectors on it.
 
+The session template (connect, bound, back off, scrub, :class:`CollectorError`) is in
+:mod:`dbwatch.collectors.session`; an engine's session supplies only its driver calls.
+
 The daemon owns the schedule and the timeouts; a collector only knows how to ask its server and turn the
 answer into a :class:`~dbwatch.model.Snapshot`. A collector raises on failure; the daemon turns the
 exception into a failed snapshot, so a collector never has to build one itself.
@@ -10,11 +13,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-import random
-import re
-import urllib.parse
 from dataclasses import dataclass
-from typing import ClassVar
+from types import TracebackType
+from typing import Any, Callable, ClassVar
 
 from dbwatch.model import MetricFamily, Snapshot, Target, gauge
 
@@ -44,26 +45,33 @@ MAX_SLOW_SAMPLES = 200
 
 
 class Session(abc.ABC):
-    """One long-lived connection to a target, shared by that target's collectors.
+    """What a target's collectors share: one connection (see :class:`~dbwatch.collectors.session.DriverSession`,
+    the template every engine's session fills in) and the data they leave for each other.
 
-    Collectors of one target take turns on the connection (``lock``); reconnection backs off
-    exponentially with jitter so a dead server is not hammered.
+    Collectors of one target take turns (``async with session.lock``); only the holder of the lock may use
+    the connection, so no collector ever runs on a connection another one dropped.
 
-    The session is also the one place where collectors of one target share data:
     ``slow_samples`` (class id -> :class:`SlowSample`) is filled by the slowlog collector and read by the
     PostgreSQL index advisor, which costs the samples' literal statements. It holds at most
     :data:`MAX_SLOW_SAMPLES` entries (see :meth:`keep_slow_samples`).
     """
 
-    min_backoff: ClassVar[float] = 1.0
-    max_backoff: ClassVar[float] = 60.0
-
     def __init__(self, target: Target) -> None:
         self.target = target
-        self.lock = asyncio.Lock()
-        self._failures = 0
-        self._next_attempt = 0.0
+        self.lock = SessionLock(self.released)
         self.slow_samples: dict[str, SlowSample] = {}
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the connection; must not raise."""
+
+    @abc.abstractmethod
+    async def invalidate(self) -> None:
+        """Drop a connection that may be in an unknown state (after a timeout or a network error)."""
+
+    def released(self, error: type[BaseException] | None) -> None:
+        """The lock's holder left, by ``error`` if it left by an exception; runs before the next collector
+        gets the lock (the template drops a connection abandoned mid-use here)."""
 
     def keep_slow_samples(self, samples: list[SlowSample]) -> None:
         """Leave the newest samples for the other collectors of this target; the oldest go past the cap."""
@@ -73,54 +81,40 @@ class Session(abc.ABC):
         while len(self.slow_samples) > MAX_SLOW_SAMPLES:
             del self.slow_samples[next(iter(self.slow_samples))]
 
-    def backoff_remaining(self, now: float) -> float:
-        return max(0.0, self._next_attempt - now)
 
-    def record_failure(self, now: float) -> None:
-        self._failures += 1
-        delay = min(self.max_backoff, self.min_backoff * 2 ** (self._failures - 1))
-        self._next_attempt = now + delay * random.uniform(0.5, 1.0)
+class SessionLock:
+    """A session's turn: one holder at a time, and the lock knows which task holds it.
 
-    def record_success(self) -> None:
-        self._failures = 0
-        self._next_attempt = 0.0
+    Knowing the holder lets the session refuse its connection to anyone else, and lets a holder that leaves
+    abnormally (cancelled by the daemon's timeout, or a bug) have its connection dropped *before* the next
+    collector gets in: a connection abandoned mid-reply is never handed on.
+    """
 
-    def check_backoff(self, now: float, last_error: str) -> None:
-        """Refuse to reconnect before the backoff has passed (the server is not hammered while down)."""
-        wait = self.backoff_remaining(now)
-        if wait > 0:
-            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {last_error})")
+    def __init__(self, on_release: Callable[[type[BaseException] | None], None]) -> None:
+        self._lock = asyncio.Lock()
+        self._holder: asyncio.Task[Any] | None = None
+        self._on_release = on_release
 
-    def scrub(self, text: str, endpoint: str, password: str | None = None) -> str:
-        """Error text without secrets: never the DSN as written (it becomes ``endpoint``), never a password,
-        whether the one read from the environment or file, or one written into a URI."""
-        dsn = self.target.dsn
-        if dsn:
-            text = text.replace(dsn, endpoint)
-        text = _URI_PASSWORD.sub(r"\1***@", text)
-        for secret in (password, dsn_password(dsn)):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+    async def __aenter__(self) -> None:
+        if self.held():
+            raise RuntimeError("a session's lock is not re-entrant: its holder already has the connection")
+        await self._lock.acquire()
+        self._holder = asyncio.current_task()
 
+    async def __aexit__(self, error: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            self._on_release(error)
+        finally:
+            self._holder = None
+            self._lock.release()
 
-_URI_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*):[^@\s]*@")
+    def held(self) -> bool:
+        """Whether the running task holds the lock."""
+        return self._holder is not None and self._holder is asyncio.current_task()
 
-
-def dsn_password(dsn: str) -> str | None:
-    """The password written into a DSN, if any (the config refuses them; old files may still hold one)."""
-    try:
-        return urllib.parse.urlsplit(dsn).password
-    except ValueError:
-        return None
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """Close the connection; must not raise."""
-
-    @abc.abstractmethod
-    async def invalidate(self) -> None:
-        """Drop a connection that may be in an unknown state (after a timeout or a network error)."""
+    def locked(self) -> bool:
+        return self._lock.locked()
 
 
 class Collector(abc.ABC):

@@ -23,7 +23,8 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
-from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.mongodb import MongoMember, MongoOperation, MongoOplog, MongoReplSet, MongoServer
 
 #: the driver's appname: the server logs it, $currentOp and the profiler show it, and dbwatch skips its own
@@ -34,38 +35,35 @@ UNAUTHORIZED = 13
 NO_REPLICATION = (76, 94)  # NoReplicationEnabled, NotYetInitialized
 
 
-class MongoSession(Session):
+class MongoSession(DriverSession[AsyncMongoClient]):
     """One AsyncMongoClient per target, bounded by the driver's timeouts.
 
     A single host is connected to directly (``directConnection=true``, unless the DSN says otherwise): dbwatch
     watches that member, not whichever one the driver would choose. Reads and writes are never retried by the
-    driver; reconnection waits for the base class's backoff.
+    driver; reconnection waits for the template's backoff.
     """
+
+    default_port = 27017
+    connect_errors = (PyMongoError, OSError, ValueError, TypeError)
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self._client: AsyncMongoClient | None = None
-        self._last_error = ""
-        shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
         # The driver gives up at 80 % of the shortest collector timeout, so the usual failure is its clean
         # error rather than the daemon cancelling the collection mid-reply. Server selection gets half: it
         # only notices its deadline at the monitor's next check (every 500 ms at most).
-        self.timeout_ms = int(max(0.5, shortest * 0.8) * 1000)
-        self.selection_timeout_ms = int(max(0.5, shortest * 0.5) * 1000)
+        self.timeout_ms = int(max(0.5, self.shortest_timeout * 0.8) * 1000)
+        self.selection_timeout_ms = int(max(0.5, self.shortest_timeout * 0.5) * 1000)
         parsed = urllib.parse.urlsplit(target.dsn)
-        self.endpoint = parsed.netloc.rpartition("@")[2] or "localhost:27017"
         query = urllib.parse.parse_qs(parsed.query)
         keys = {k.lower() for k in query}
         self._direct = (parsed.scheme == "mongodb" and "," not in self.endpoint
                         and "directconnection" not in keys and "replicaset" not in keys)
 
-    async def client(self) -> AsyncMongoClient:
-        """The live client, connected and authenticated; raises a secret-free CollectorError."""
-        if self._client is not None:
-            return self._client
-        self.check_backoff(time.monotonic(), self._last_error)
-        password = self.target.password()
-        client = None
+    def endpoint_of(self, dsn: str) -> str:
+        # the hosts as written (a replica set DSN names several), without the user
+        return urllib.parse.urlsplit(dsn).netloc.rpartition("@")[2] or "localhost:27017"
+
+    async def connect(self, password: str | None) -> AsyncMongoClient:
         options: dict[str, Any] = {
             "appname": APP_NAME, "serverSelectionTimeoutMS": self.selection_timeout_ms,
             "connectTimeoutMS": self.timeout_ms, "socketTimeoutMS": self.timeout_ms,
@@ -75,56 +73,48 @@ class MongoSession(Session):
             options["directConnection"] = True
         if password is not None:
             options["password"] = password
-        try:
-            client = AsyncMongoClient(self.target.dsn, **options)
-            await client.admin.command("ping")  # connects and authenticates, or says why not
-        except (PyMongoError, OSError, ValueError, TypeError) as exc:
-            if client is not None:
-                await _close(client)
-            self.record_failure(time.monotonic())
-            self._last_error = self._safe(describe(exc), password)
-            if "closed" in self._last_error and "?" not in self._last_error:
-                # The driver reports a reply it cannot parse as a protocol error or, when it read the reply
-                # before it waited for it, as a closed connection: either way the handshake never completed.
-                self._last_error += " during the handshake (is this port a MongoDB server?)"
-            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}") from None
-        self.record_success()
-        self._client = client
-        return client
+        return AsyncMongoClient(self.target.dsn, **options)
+
+    async def prepare(self, client: AsyncMongoClient) -> None:
+        await client.admin.command("ping")  # connects and authenticates, or says why not
+
+    async def disconnect(self, client: AsyncMongoClient, graceful: bool) -> None:
+        await _close(client)
+
+    def describe(self, exc: BaseException) -> str:
+        return describe(exc)
+
+    def connect_reason(self, exc: BaseException, password: str | None) -> str:
+        reason = self.safe(describe(exc), password)
+        if "closed" in reason and "?" not in reason:
+            # The driver reports a reply it cannot parse as a protocol error or, when it read the reply
+            # before it waited for it, as a closed connection: either way the handshake never completed.
+            reason += " during the handshake (is this port a MongoDB server?)"
+        return reason
+
+    def safe(self, text: str, password: str | None = None) -> str:
+        return super().safe(text.removeprefix(f"{self.endpoint}: "), password)
 
     async def command(self, db: str, command: dict[str, Any]) -> tuple[dict[str, Any] | None, OperationFailure | None]:
         """Run a command the server may refuse: ``(reply, None)`` or ``(None, the refusal)``. A lost connection
         raises a CollectorError, and the client is dropped to be reopened next time."""
-        client = await self.client()
+        client = await self.connection()
         try:
             return await client[db].command(command), None
         except OperationFailure as exc:
             return None, exc
         except (PyMongoError, OSError) as exc:
-            await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(describe(exc))}") from None
+            raise self.lost(exc) from None
 
     async def query(self, coro_factory: Any) -> tuple[list[dict[str, Any]] | None, OperationFailure | None]:
         """Run ``coro_factory(client)`` (a find or aggregate to a list) with :meth:`command`'s error handling."""
-        client = await self.client()
+        client = await self.connection()
         try:
             return await coro_factory(client), None
         except OperationFailure as exc:
             return None, exc
         except (PyMongoError, OSError) as exc:
-            await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(describe(exc))}") from None
-
-    async def invalidate(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await _close(client)
-
-    async def close(self) -> None:
-        await self.invalidate()
-
-    def _safe(self, text: str, password: str | None = None) -> str:
-        return self.scrub(text.removeprefix(f"{self.endpoint}: "), self.endpoint, password)
+            raise self.lost(exc) from None
 
 
 async def _close(client: AsyncMongoClient) -> None:

@@ -22,7 +22,8 @@ import pymysql
 from dbwatch.model import Snapshot, Target
 from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
-from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.mysql import (
     Activity, Channel, Gtid, Heartbeat, ServerInfo, Settings, Status,
 )
@@ -40,19 +41,19 @@ class QueryError(CollectorError):
         self.errno = errno
 
 
-class MySQLSession(Session):
+class MySQLSession(DriverSession[aiomysql.Connection]):
     """One long-lived connection: read-only, autocommit, statements cancelled by the server before the
     daemon's timeout (``max_statement_time`` on MariaDB, ``max_execution_time`` on MySQL)."""
 
+    default_port = DEFAULT_PORT
+    connect_errors = (Exception,)  # OSError, pymysql errors, asyncio timeouts...
+
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self._conn: aiomysql.Connection | None = None
-        self._last_error = ""
         self.server: ServerInfo | None = None
-        shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
         # 80 % of the shortest collector timeout, as for PostgreSQL: a clean server-side cancel keeps the
         # connection, where the daemon's timeout has to drop it.
-        self.statement_timeout = max(0.1, shortest * 0.8)
+        self.statement_timeout = max(0.1, self.shortest_timeout * 0.8)
         # Metadata locks: a monitoring query queued behind an ALTER TABLE makes every later query on that
         # table queue behind it (mysqld_exporter #167). Give up within 2 s.
         self.lock_wait_timeout = max(1, min(2, int(self.statement_timeout)))
@@ -67,7 +68,10 @@ class MySQLSession(Session):
         self.database = urllib.parse.unquote(parsed.path.lstrip("/")) or None
         self.unix_socket = query.get("unix_socket", [None])[0]
         self.sslmode = query.get("sslmode", ["prefer"])[0]
-        self.endpoint = self.unix_socket or f"{self.host}:{self.port}"
+
+    def endpoint_of(self, dsn: str) -> str:
+        socket = urllib.parse.parse_qs(urllib.parse.urlsplit(dsn).query).get("unix_socket", [None])[0]
+        return socket or super().endpoint_of(dsn)
 
     async def connected_server(self) -> ServerInfo:
         """What the server said about itself when the (possibly new) connection was opened."""
@@ -75,33 +79,15 @@ class MySQLSession(Session):
         assert self.server is not None
         return self.server
 
-    async def connection(self) -> aiomysql.Connection:
-        """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        self.check_backoff(time.monotonic(), self._last_error)
-        password = self.target.password()
-        try:
-            conn = await aiomysql.connect(
-                host=self.host, port=self.port, user=self.user, password=password or "", db=self.database,
-                unix_socket=self.unix_socket, connect_timeout=max(1.0, self.statement_timeout),
-                autocommit=True, charset="utf8mb4", ssl=_ssl_context(self.sslmode),
-                program_name="dbwatch",  # performance_schema.session_connect_attrs, like application_name
-            )
-            try:
-                self.server = await self._prepare(conn)
-            except BaseException:  # also a cancellation by the daemon's timeout: never leak the socket
-                conn.close()
-                raise
-        except Exception as exc:  # OSError, pymysql errors, asyncio timeouts...
-            self.record_failure(time.monotonic())
-            self._last_error = self._safe(_describe(exc), password)
-            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}") from None
-        self.record_success()
-        self._conn = conn
-        return conn
+    async def connect(self, password: str | None) -> aiomysql.Connection:
+        return await aiomysql.connect(
+            host=self.host, port=self.port, user=self.user, password=password or "", db=self.database,
+            unix_socket=self.unix_socket, connect_timeout=max(1.0, self.statement_timeout),
+            autocommit=True, charset="utf8mb4", ssl=_ssl_context(self.sslmode),
+            program_name="dbwatch",  # performance_schema.session_connect_attrs, like application_name
+        )
 
-    async def _prepare(self, conn: aiomysql.Connection) -> ServerInfo:
+    async def prepare(self, conn: aiomysql.Connection) -> None:
         async with conn.cursor(aiomysql.DictCursor) as cur:
             await cur.execute(sql.SERVER)
             row = await cur.fetchone()
@@ -117,25 +103,28 @@ class MySQLSession(Session):
             await cur.execute(f"SET SESSION {limit}, lock_wait_timeout = {self.lock_wait_timeout}, "
                               f"innodb_lock_wait_timeout = {self.lock_wait_timeout}, long_query_time = 31536000")
             await cur.execute("SET SESSION TRANSACTION READ ONLY")
-        return ServerInfo(
+        self.server = ServerInfo(
             version=version, version_tuple=_version_tuple(version), flavor="mariadb" if mariadb else "mysql",
             version_comment=str(row["version_comment"] or ""),
             user=str(row["user"]), server_id=int(row["server_id"]), privileges=privileges,
         )
 
-    async def invalidate(self) -> None:
-        # close(), not ensure_closed(): it drops the socket without waiting for a server that may be stuck.
-        if self._conn is not None:
-            self._conn.close()
-        self._conn = None
-
-    async def close(self) -> None:
-        if self._conn is not None:
+    async def disconnect(self, conn: aiomysql.Connection, graceful: bool) -> None:
+        # close(), not ensure_closed(), when not graceful: it drops the socket without waiting for a server
+        # that may be stuck.
+        if graceful:
             try:
-                await asyncio.wait_for(self._conn.ensure_closed(), 2)
-            except Exception:  # closing a broken connection: nothing more to do
-                self._conn.close()
-        self._conn = None
+                await asyncio.wait_for(conn.ensure_closed(), 2)
+                return
+            except Exception:  # closing a broken connection: nothing more to do than drop it
+                pass
+        conn.close()
+
+    def is_open(self, conn: aiomysql.Connection) -> bool:
+        return not conn.closed
+
+    def describe(self, exc: BaseException) -> str:
+        return _describe(exc)
 
     async def run(self, query: str, args: Any = None, tuples: bool = False) -> list[Any]:
         """Run a query, rows as dicts (or tuples, for big reads); a lost connection is dropped (reconnect
@@ -148,17 +137,10 @@ class MySQLSession(Session):
         except pymysql.err.MySQLError as exc:
             errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
             if isinstance(exc, pymysql.err.InterfaceError) or 2000 <= errno < 3000:  # client side: link is gone
-                await self.invalidate()
-                raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
-            raise QueryError(f"query failed on {self.endpoint}: {self._safe(_describe(exc))}", errno) from None
+                raise self.lost(exc) from None
+            raise QueryError(f"query failed on {self.endpoint}: {self.safe(_describe(exc))}", errno) from None
         except (OSError, asyncio.IncompleteReadError) as exc:
-            await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
-
-    def _safe(self, text: str, password: str | None = None) -> str:
-        return self.scrub(text, self.endpoint, password)
-
-
+            raise self.lost(exc) from None
 
 
 def _ssl_context(mode: str) -> ssl.SSLContext | None:

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
-import urllib.parse
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
-from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.session import ConnectRefused, DriverSession
 from dbwatch.model.facts.pgbouncer import (
     ADMIN_DATABASE, Pool, PoolerConfig, PoolerDatabase, PoolerStats,
 )
@@ -39,66 +38,57 @@ SHOW_LISTS = "SHOW LISTS"
 SHOW_CONFIG = "SHOW CONFIG"
 
 
-class PgBouncerSession(Session):
+class PgBouncerSession(DriverSession[psycopg.AsyncConnection]):
     """One long-lived autocommit connection to the admin console, opened within a connect timeout and
-    re-opened with the base class's backoff."""
+    re-opened with the template's backoff."""
+
+    default_port = 6432
+    connect_errors = (psycopg.Error, OSError, ValueError, TypeError)
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self._conn: psycopg.AsyncConnection | None = None
-        self._last_error = ""
         self.version = ""
-        shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
         # libpq counts connect_timeout in whole seconds and treats anything below 2 as 2.
-        self.connect_timeout = max(2, int(shortest * 0.8))
-        parsed = urllib.parse.urlsplit(target.dsn)
-        try:
-            port = parsed.port or 6432
-        except ValueError:
-            port = 6432
-        self.endpoint = f"{parsed.hostname or 'localhost'}:{port}"
+        self.connect_timeout = max(2, int(self.shortest_timeout * 0.8))
 
-    async def connection(self) -> psycopg.AsyncConnection:
-        """The live connection, opened on first use; raises a secret-free :class:`CollectorError`."""
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        self.check_backoff(time.monotonic(), self._last_error)
-        password = self.target.password()
-        conn = None
+    async def connect(self, password: str | None) -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(
+            self.target.dsn,
+            password=password,
+            connect_timeout=self.connect_timeout,
+            application_name="dbwatch",
+            autocommit=True,  # the console has no transactions: a BEGIN would be refused
+            cursor_factory=psycopg.AsyncClientCursor,  # simple query protocol only (module docstring)
+        )
+
+    async def prepare(self, conn: psycopg.AsyncConnection) -> None:
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                self.target.dsn,
-                password=password,
-                connect_timeout=self.connect_timeout,
-                application_name="dbwatch",
-                autocommit=True,  # the console has no transactions: a BEGIN would be refused
-                cursor_factory=psycopg.AsyncClientCursor,  # simple query protocol only (module docstring)
-            )
             rows = await _show(conn, SHOW_VERSION)
-        except (psycopg.Error, OSError, ValueError, TypeError) as exc:
-            if conn is not None:
-                await _close(conn)
-            self.record_failure(time.monotonic())
-            reason = self._safe(_describe(exc), password)
-            if _NOT_POSTGRES_PROTOCOL.search(reason):
-                reason += " (the service on this port does not speak the PostgreSQL protocol: is it PgBouncer?)"
-            if reason == "not allowed":  # PgBouncer's whole answer to a user outside its console's lists
-                reason += " (the admin console admits only users in stats_users or admin_users of pgbouncer.ini)"
-            if conn is not None and isinstance(exc, psycopg.ProgrammingError):
-                # Logged in, but SHOW VERSION is not understood: a PostgreSQL with a database called pgbouncer.
-                reason = f"not a PgBouncer admin console (SHOW VERSION: {reason}); the dsn's database must be pgbouncer"
-            self._last_error = reason
-            raise CollectorError(f"cannot connect to {self.endpoint}: {reason}") from None
+        except psycopg.ProgrammingError as exc:
+            # Logged in, but SHOW VERSION is not understood: a PostgreSQL with a database called pgbouncer.
+            raise ConnectRefused(f"not a PgBouncer admin console (SHOW VERSION: {self.safe(_describe(exc))}); "
+                                 "the dsn's database must be pgbouncer") from None
         version = str(rows[0].get("version", "")) if rows else ""
         if not version.startswith("PgBouncer"):
-            await _close(conn)
-            self.record_failure(time.monotonic())
-            self._last_error = f"not a PgBouncer admin console (SHOW VERSION said {version[:60]!r})"
-            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}")
-        self.record_success()
-        self._conn = conn
+            raise ConnectRefused(f"not a PgBouncer admin console (SHOW VERSION said {version[:60]!r})")
         self.version = version.removeprefix("PgBouncer").strip()
-        return conn
+
+    async def disconnect(self, conn: psycopg.AsyncConnection, graceful: bool) -> None:
+        await _close(conn)
+
+    def is_open(self, conn: psycopg.AsyncConnection) -> bool:
+        return not conn.closed
+
+    def describe(self, exc: BaseException) -> str:
+        return _describe(exc)
+
+    def connect_reason(self, exc: BaseException, password: str | None) -> str:
+        reason = self.safe(_describe(exc), password)
+        if _NOT_POSTGRES_PROTOCOL.search(reason):
+            reason += " (the service on this port does not speak the PostgreSQL protocol: is it PgBouncer?)"
+        if reason == "not allowed":  # PgBouncer's whole answer to a user outside its console's lists
+            reason += " (the admin console admits only users in stats_users or admin_users of pgbouncer.ini)"
+        return reason
 
     async def show(self, command: str) -> list[Row]:
         """Run a SHOW command: rows as dicts by column name (columns come and go between versions)."""
@@ -106,21 +96,9 @@ class PgBouncerSession(Session):
         try:
             return await _show(conn, command)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
+            raise self.lost(exc) from None
         except psycopg.DatabaseError as exc:
-            raise CollectorError(f"{command} failed on {self.endpoint}: {self._safe(_describe(exc))}") from None
-
-    async def invalidate(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await _close(conn)
-
-    async def close(self) -> None:
-        await self.invalidate()
-
-    def _safe(self, text: str, password: str | None = None) -> str:
-        return self.scrub(text, self.endpoint, password)
+            raise CollectorError(f"{command} failed on {self.endpoint}: {self.safe(_describe(exc))}") from None
 
 
 # libpq's words for a peer that answered, but not in the PostgreSQL protocol (with and without SSL negotiation)

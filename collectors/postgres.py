@@ -9,15 +9,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-import time
-import urllib.parse
 from typing import Any
 
 import asyncpg
 
 from dbwatch.model import MetricFamily, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
-from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.postgres import (
     Activity, Archiver, Database, Replica, ServerInfo, Settings, Slot, Standby,
 )
@@ -30,28 +29,22 @@ logger = logging.getLogger(__name__)
 WRAPAROUND_LIMIT = 2**31
 
 
-class PostgresSession(Session):
+class PostgresSession(DriverSession[asyncpg.Connection]):
     """One long-lived connection: read-only, ``application_name=dbwatch``, bounded statements and locks."""
+
+    default_port = 5432
+    connect_errors = (Exception,)  # asyncpg raises OSError, PostgresError, InterfaceError, ValueError...
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self._conn: asyncpg.Connection | None = None
-        self._last_error = ""
         self.server: ServerInfo | None = None
-        shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
         # The server cancels a statement at 80 % of the shortest collector timeout, so the usual failure
         # is a clean server-side cancel that keeps the connection, rather than the daemon's timeout
         # dropping it (and the backend possibly running on). The 20 % margin covers the round trip.
-        self.statement_timeout_ms = max(100, int(shortest * 800))
+        self.statement_timeout_ms = max(100, int(self.shortest_timeout * 800))
         # A monitoring query waiting on a lock is worse than none: it queues behind an ALTER/DROP and
         # every later query on that relation then queues behind *us*. Give up within 2 s and say so.
         self.lock_timeout_ms = min(self.statement_timeout_ms, 2000)
-        parsed = urllib.parse.urlsplit(target.dsn)
-        try:
-            port = parsed.port or 5432
-        except ValueError:
-            port = 5432
-        self.endpoint = f"{parsed.hostname or 'localhost'}:{port}"
 
     async def connected_server(self) -> ServerInfo:
         """What the server said about itself when the (possibly new) connection was opened."""
@@ -59,56 +52,42 @@ class PostgresSession(Session):
         assert self.server is not None
         return self.server
 
-    async def connection(self) -> asyncpg.Connection:
-        """The live connection, opened on first use; raises :class:`CollectorError` (secret-free)."""
-        if self._conn is not None and not self._conn.is_closed():
-            return self._conn
-        self.check_backoff(time.monotonic(), self._last_error)
-        password = self.target.password()
-        try:
-            conn = await asyncpg.connect(
-                self.target.dsn,
-                password=password,
-                timeout=max(1.0, self.statement_timeout_ms / 1000),
-                statement_cache_size=0,  # each statement runs once per interval; no server-side plans kept
-                server_settings={
-                    "application_name": "dbwatch",
-                    "statement_timeout": str(self.statement_timeout_ms),
-                    "lock_timeout": str(self.lock_timeout_ms),
-                    "default_transaction_read_only": "on",
-                    "idle_in_transaction_session_timeout": "60000",
-                },
-            )
-            try:
-                # numeric (LSN differences, epochs) as float: these are measurements, not money.
-                await conn.set_type_codec("numeric", encoder=str, decoder=float, schema="pg_catalog",
-                                          format="text")
-                row = await conn.fetchrow(sql.SERVER)
-            except BaseException:
-                conn.terminate()
-                raise
-        except Exception as exc:  # asyncpg raises OSError, PostgresError, InterfaceError, ValueError...
-            self.record_failure(time.monotonic())
-            self._last_error = self._safe(_describe(exc), password)
-            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}") from None
-        self.record_success()
-        self._conn = conn
+    async def connect(self, password: str | None) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self.target.dsn,
+            password=password,
+            timeout=max(1.0, self.statement_timeout_ms / 1000),
+            statement_cache_size=0,  # each statement runs once per interval; no server-side plans kept
+            server_settings={
+                "application_name": "dbwatch",
+                "statement_timeout": str(self.statement_timeout_ms),
+                "lock_timeout": str(self.lock_timeout_ms),
+                "default_transaction_read_only": "on",
+                "idle_in_transaction_session_timeout": "60000",
+            },
+        )
+
+    async def prepare(self, conn: asyncpg.Connection) -> None:
+        # numeric (LSN differences, epochs) as float: these are measurements, not money.
+        await conn.set_type_codec("numeric", encoder=str, decoder=float, schema="pg_catalog", format="text")
+        row = await conn.fetchrow(sql.SERVER)
         self.server = ServerInfo(**dict(row))
-        return conn
 
-    async def invalidate(self) -> None:
-        # terminate(), not close(): close() waits for the server, which may be the thing that is stuck.
-        if self._conn is not None:
-            self._conn.terminate()
-        self._conn = None
-
-    async def close(self) -> None:
-        if self._conn is not None:
+    async def disconnect(self, conn: asyncpg.Connection, graceful: bool) -> None:
+        # terminate(), not close(), when not graceful: close() waits for the server, which may be what is stuck.
+        if graceful:
             try:
-                await self._conn.close(timeout=2)
-            except Exception:  # closing a broken connection: nothing more to do
-                self._conn.terminate()
-        self._conn = None
+                await conn.close(timeout=2)
+                return
+            except Exception:  # closing a broken connection: nothing more to do than drop it
+                pass
+        conn.terminate()
+
+    def is_open(self, conn: asyncpg.Connection) -> bool:
+        return not conn.is_closed()
+
+    def describe(self, exc: BaseException) -> str:
+        return _describe(exc)
 
     async def run(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """Run a query; a lost connection is dropped (reconnect next time) and reported plainly."""
@@ -116,16 +95,9 @@ class PostgresSession(Session):
         try:
             return await conn.fetch(query, *args)
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
-            await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
+            raise self.lost(exc) from None
         except asyncpg.PostgresError as exc:
-            raise CollectorError(f"query failed on {self.endpoint}: {self._safe(_describe(exc))}") from None
-
-    def _safe(self, text: str, password: str | None = None) -> str:
-        return self.scrub(text, self.endpoint, password)
-
-
-
+            raise CollectorError(f"query failed on {self.endpoint}: {self.safe(_describe(exc))}") from None
 
 
 def _describe(exc: BaseException) -> str:

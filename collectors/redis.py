@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.parse
 from collections import deque
 from typing import Any
 
@@ -20,7 +19,8 @@ from redis.exceptions import RedisError, ResponseError
 from redis.retry import Retry
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
-from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.redis import RedisInfo, RedisKeyspace, RedisReplica
 
 #: CLIENT SETNAME of dbwatch's connection: CLIENT LIST shows who it is, and the slowlog collector skips
@@ -28,76 +28,67 @@ from dbwatch.model.facts.redis import RedisInfo, RedisKeyspace, RedisReplica
 CLIENT_NAME = "dbwatch"
 
 
-class RedisSession(Session):
+class RedisSession(DriverSession[aioredis.Redis]):
     """One long-lived connection (``single_connection_client``), bounded by socket timeouts.
 
     redis-py's own retries are off: a failed command fails the collection at once, and reconnection waits
-    for the base class's backoff, so a dead server is not hammered.
+    for the template's backoff, so a dead server is not hammered.
     """
+
+    default_port = 6379
+    connect_errors = (RedisError, OSError, ValueError, TypeError)
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
-        self._client: aioredis.Redis | None = None
-        self._last_error = ""
-        shortest = min((c.timeout for c in target.collectors.values()), default=10.0)
         # A socket read gives up at 80 % of the shortest collector timeout, so the usual failure is redis-py's
         # clean timeout error rather than the daemon cancelling the collection mid-reply.
-        self.socket_timeout = max(0.5, shortest * 0.8)
-        parsed = urllib.parse.urlsplit(target.dsn)
-        try:
-            port = parsed.port or 6379
-        except ValueError:
-            port = 6379
-        self.endpoint = f"{parsed.hostname or 'localhost'}:{port}"
+        self.socket_timeout = max(0.5, self.shortest_timeout * 0.8)
         #: whether CLIENT SETNAME was accepted (it may be renamed away or denied)
         self.named = False
         #: the server's view (ip:port) of this session's latest connections, for the slowlog to skip our entries
         self.addresses: deque[str] = deque(maxlen=4)
 
-    async def client(self) -> aioredis.Redis:
-        """The live connection, opened (and authenticated) on first use; raises a secret-free CollectorError."""
-        if self._client is not None:
-            return self._client
-        self.check_backoff(time.monotonic(), self._last_error)
-        password = self.target.password()
-        client = None
+    async def connect(self, password: str | None) -> aioredis.Redis:
+        # The DSN carries the ACL user (redis://user@host/db), the database and, for rediss://, the TLS
+        # options as query parameters (ssl_ca_certs, ssl_cert_reqs, ...), as redis-py reads them.
+        client = aioredis.Redis.from_url(
+            self.target.dsn,
+            single_connection_client=True,
+            password=password,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+            encoding_errors="backslashreplace",  # SLOWLOG arguments may be any bytes
+            protocol=2,
+        )
         try:
-            # The DSN carries the ACL user (redis://user@host/db), the database and, for rediss://, the TLS
-            # options as query parameters (ssl_ca_certs, ssl_cert_reqs, ...), as redis-py reads them.
-            client = aioredis.Redis.from_url(
-                self.target.dsn,
-                single_connection_client=True,
-                password=password,
-                socket_timeout=self.socket_timeout,
-                socket_connect_timeout=self.socket_timeout,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-                encoding_errors="backslashreplace",  # SLOWLOG arguments may be any bytes
-                protocol=2,
-            )
             await client.initialize()  # connects, AUTH, SELECT
-            try:
-                await client.execute_command("CLIENT", "SETNAME", CLIENT_NAME)
-                self.named = True
-            except ResponseError:
-                self.named = False
-            try:
-                # What the server logs before SETNAME (SELECT, CLIENT SETINFO) is recognised by the address.
-                fields = dict(f.split("=", 1) for f in str(await client.execute_command("CLIENT", "INFO")).split()
-                              if "=" in f)
-                if fields.get("addr"):
-                    self.addresses.append(fields["addr"])
-            except ResponseError:  # before Redis 6.2, or CLIENT renamed or denied: the name has to do
-                pass
-        except (RedisError, OSError, ValueError, TypeError) as exc:
-            if client is not None:
-                await _close(client)
-            self.record_failure(time.monotonic())
-            self._last_error = self._safe(_describe(exc), password)
-            raise CollectorError(f"cannot connect to {self.endpoint}: {self._last_error}") from None
-        self.record_success()
-        self._client = client
+        except BaseException:
+            await _close(client)
+            raise
         return client
+
+    async def prepare(self, client: aioredis.Redis) -> None:
+        try:
+            await client.execute_command("CLIENT", "SETNAME", CLIENT_NAME)
+            self.named = True
+        except ResponseError:
+            self.named = False
+        try:
+            # What the server logs before SETNAME (SELECT, CLIENT SETINFO) is recognised by the address.
+            fields = dict(f.split("=", 1) for f in str(await client.execute_command("CLIENT", "INFO")).split()
+                          if "=" in f)
+            if fields.get("addr"):
+                self.addresses.append(fields["addr"])
+        except ResponseError:  # before Redis 6.2, or CLIENT renamed or denied: the name has to do
+            pass
+
+    async def disconnect(self, client: aioredis.Redis, graceful: bool) -> None:
+        await _close(client)
+
+    def describe(self, exc: BaseException) -> str:
+        return _describe(exc)
 
     async def run(self, *args: Any) -> Any:
         """Run a command the collection cannot do without; any failure is a CollectorError."""
@@ -109,25 +100,13 @@ class RedisSession(Session):
     async def try_run(self, *args: Any) -> tuple[Any, str | None]:
         """Run a command the server may refuse (renamed, denied by ACL): ``(result, None)`` or
         ``(None, error)``. A lost connection still raises, and is dropped to be reopened next time."""
-        client = await self.client()
+        client = await self.connection()
         try:
             return await client.execute_command(*args), None
         except ResponseError as exc:
-            return None, self._safe(_describe(exc))
+            return None, self.safe(_describe(exc))
         except (RedisError, OSError) as exc:
-            await self.invalidate()
-            raise CollectorError(f"connection to {self.endpoint} lost: {self._safe(_describe(exc))}") from None
-
-    async def invalidate(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await _close(client)
-
-    async def close(self) -> None:
-        await self.invalidate()
-
-    def _safe(self, text: str, password: str | None = None) -> str:
-        return self.scrub(text, self.endpoint, password)
+            raise self.lost(exc) from None
 
 
 async def _close(client: aioredis.Redis) -> None:

@@ -181,14 +181,15 @@ async def test_long_running_query_shows_its_age_per_user_and_host(mariadb_primar
 async def test_monitoring_session_cancels_its_own_long_statements(mariadb_primary, session_for):
     """mariadb_primary: the session's max_statement_time is 80 % of the shortest collector timeout (1 s)."""
     session = session_for(make_target(mariadb_primary.dsn(), timeout=1))
-    [row] = await session.run("SELECT @@session.max_statement_time AS limit_, @@session.lock_wait_timeout AS mdl, "
-                              "@@session.tx_read_only AS ro")
-    assert float(row["limit_"]) == pytest.approx(0.8) and row["mdl"] == 1 and row["ro"] == 1
-    began = time.monotonic()
-    with pytest.raises(QueryError, match="max_statement_time") as cancelled:
-        await session.run("SELECT SLEEP(5) FROM mysql.user LIMIT 1")
-    assert cancelled.value.errno == 1969 and time.monotonic() - began < 2
-    assert (await session.run("SELECT 1 AS one")) == [{"one": 1}]  # the same connection carries on
+    async with session.lock:  # the connection is only for the holder of the session's lock
+        [row] = await session.run("SELECT @@session.max_statement_time AS limit_, @@session.lock_wait_timeout AS mdl, "
+                                  "@@session.tx_read_only AS ro")
+        assert float(row["limit_"]) == pytest.approx(0.8) and row["mdl"] == 1 and row["ro"] == 1
+        began = time.monotonic()
+        with pytest.raises(QueryError, match="max_statement_time") as cancelled:
+            await session.run("SELECT SLEEP(5) FROM mysql.user LIMIT 1")
+        assert cancelled.value.errno == 1969 and time.monotonic() - began < 2
+        assert (await session.run("SELECT 1 AS one")) == [{"one": 1}]  # the same connection carries on
 
 
 # -- replication --------------------------------------------------------------------------------------

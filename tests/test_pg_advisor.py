@@ -110,7 +110,8 @@ def advise(pg: PostgresServer, database: str, leftover: list[int] | None = None,
 
     async def count_leftover(session: PostgresSession) -> None:
         if leftover is not None:
-            leftover.append((await session.run("SELECT count(*) AS n FROM hypopg_list_indexes"))[0]["n"])
+            async with session.lock:
+                leftover.append((await session.run("SELECT count(*) AS n FROM hypopg_list_indexes"))[0]["n"])
 
     store = SnapshotStore()
     snapshot = asyncio.run(collect_once(store, AdvisorCollector, PostgresSession, target, count_leftover))

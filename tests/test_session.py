@@ -1,0 +1,119 @@
+"""The session template's ownership of its connection, against the test session's throwaway PostgreSQL 15
+primary (``pg_primary``): one owner, one lock.
+
+A collector that times out while it holds the connection leaves it in an unknown state; the session drops it
+before the next collector of the target gets its turn, so that collector never runs on a connection another
+one invalidated (at many targets on a busy server this used to fail the other collector with
+``AttributeError: 'NoneType' object has no attribute 'bind_execute'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from dbwatch.agent.jobs import TargetJobs
+from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.model import CollectorSettings, Target
+
+
+def make_target(dsn: str, statements_timeout: float = 1.0) -> Target:
+    return Target(
+        name="t", engine="postgres", dsn=dsn, labels={},
+        collectors={"postgres": CollectorSettings(15, 5.0),
+                    "statements": CollectorSettings(60, statements_timeout, {"top_n": 100, "query_text_length": 200})},
+    )
+
+
+async def backend_pid(session: PostgresSession) -> int:
+    async with session.lock:
+        return (await session.connection()).get_server_pid()
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_collector_timing_out_on_a_stuck_server_never_hands_its_connection_to_the_next(pg_primary):
+    """pg_primary: the statements collector's backend is stopped (SIGSTOP), so its query neither answers nor
+    hits statement_timeout and the daemon's 1 s timeout cancels it, while the server-wide collector of the
+    same target waits for its turn; that one must run on a new connection and succeed."""
+    jobs = TargetJobs(make_target(pg_primary.dsn()))
+    session = jobs.session
+    assert isinstance(session, PostgresSession)
+    try:
+        assert (await jobs.collect("postgres")).ok
+        stuck = await backend_pid(session)
+        os.kill(stuck, signal.SIGSTOP)
+        try:
+            statements = asyncio.create_task(jobs.collect("statements"))
+            await until(session.lock.locked)  # the statements collector holds the connection...
+            server = asyncio.create_task(jobs.collect("postgres"))  # ...and the server-wide one waits for it
+            timed_out, after = await asyncio.gather(statements, server)
+        finally:
+            os.kill(stuck, signal.SIGCONT)
+        assert not timed_out.ok and timed_out.error == "timed out after 1s"
+        assert after.ok, after.error
+        assert await backend_pid(session) != stuck
+        again = await asyncio.gather(jobs.collect("statements"), jobs.collect("postgres"))
+        assert all(s.ok for s in again), [s.error for s in again]
+    finally:
+        await jobs.close()
+
+
+async def test_a_collector_timing_out_while_it_waits_for_its_turn_leaves_the_connection_alone(pg_primary):
+    """pg_primary: the statements collector (1 s timeout) waits behind a holder that keeps the lock for 1.5 s;
+    its timeout does not drop the connection the holder goes on using."""
+    jobs = TargetJobs(make_target(pg_primary.dsn()))
+    session = jobs.session
+    assert isinstance(session, PostgresSession)
+    try:
+        before = await backend_pid(session)
+        holding = asyncio.Event()
+
+        async def hold() -> int:
+            async with session.lock:
+                holding.set()
+                await asyncio.sleep(1.5)  # longer than the waiter's timeout
+                [row] = await session.run("SELECT pg_backend_pid() AS pid")
+                return int(row["pid"])
+
+        holder = asyncio.create_task(hold())
+        await holding.wait()
+        snapshot = await jobs.collect("statements")
+        assert not snapshot.ok and snapshot.error == "timed out after 1s"
+        assert await holder == before
+        assert await backend_pid(session) == before
+    finally:
+        await jobs.close()
+
+
+async def test_the_connection_is_only_for_the_holder_of_the_sessions_lock(pg_primary):
+    """pg_primary: used outside the lock, the session refuses (a programming error, not a collection failure)."""
+    session = PostgresSession(make_target(pg_primary.dsn()))
+    try:
+        with pytest.raises(RuntimeError, match="outside the session's lock"):
+            await session.run("SELECT 1")
+        async with session.lock:
+            assert [dict(r) for r in await session.run("SELECT 1 AS one")] == [{"one": 1}]
+    finally:
+        await session.close()
+
+
+async def test_a_holder_that_fails_unexpectedly_leaves_no_connection_behind_and_the_next_one_reconnects(pg_primary):
+    """pg_primary: a bug inside the lock (not a CollectorError) drops the connection; the next holder gets a new one."""
+    session = PostgresSession(make_target(pg_primary.dsn()))
+    try:
+        first = await backend_pid(session)
+        with pytest.raises(ZeroDivisionError):
+            async with session.lock:
+                await session.run("SELECT 1")
+                _ = 1 / 0
+        assert await backend_pid(session) != first
+    finally:
+        await session.close()
