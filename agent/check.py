@@ -13,6 +13,7 @@ from typing import Any
 
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import Target
+from dbwatch.model.facts.common import Summary
 
 
 @dataclass(slots=True)
@@ -42,7 +43,8 @@ async def _check_one(target: Target) -> CheckResult:
             snapshot = await jobs.collect(name)
             result.durations[name] = round(snapshot.duration, 4)
             result.version = result.version or snapshot.version
-            result.numbers.update(snapshot.facts.get("summary", {}))
+            if (summary := snapshot.fact(Summary)) is not None:
+                result.numbers.update(summary.numbers)
             result.notes.extend(snapshot.notes)
             if snapshot.error:
                 result.errors[name] = snapshot.error

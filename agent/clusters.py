@@ -11,7 +11,6 @@ Replication links are remembered once seen: a standby whose primary died no long
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -19,13 +18,17 @@ from typing import Any, Callable
 from dbwatch.agent.failover import FailoverController
 from dbwatch.model import Finding, Target
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.rules.cluster import ROLE_READERS, ClusterView, discover_clusters
+from dbwatch.collectors.engines import ENGINE_NAMES, engine
+from dbwatch.model.facts.common import ReplicationLink
+from dbwatch.model.snapshot import FactError
+from dbwatch.rules.cluster import ClusterView, discover_clusters
 from dbwatch.rules.clusterconfig import ClusterConfig
 from dbwatch.rules.engine import RuleEngine, TargetView
 
 __all__ = ["Clusters"]
 
-logger = logging.getLogger(__name__)
+#: the name cluster membership's errors are counted under in dbwatch_rule_errors_total
+MEMBERSHIP = "ClusterMembership"
 
 
 class Clusters:
@@ -37,6 +40,7 @@ class Clusters:
         self.clock = clock
         self.controller = FailoverController(clusters, state_dir, targets, clock)
         self._upstreams: dict[str, tuple[str, int]] = {}
+        self._ports = {name: engine(name).default_port for name in ENGINE_NAMES}
         self._members: dict[str, list[str]] = {}
         self._findings: dict[str, list[Finding]] = {}
         self._views: dict[str, ClusterView] = {}
@@ -51,8 +55,8 @@ class Clusters:
     def evaluate(self, rules: RuleEngine, dirty: set[str]) -> set[str]:
         """Evaluate every cluster with a member in ``dirty``; returns the members of those clusters."""
         targets = self.targets()
-        self._learn(targets)
-        self._members = discover_clusters(targets, self._upstreams)
+        self._learn(targets, rules)
+        self._members = discover_clusters(targets, self._upstreams, self._ports)
         for gone in set(self._views) - set(self._members):
             del self._views[gone]
         in_cluster = {m for members in self._members.values() for m in members}
@@ -99,21 +103,18 @@ class Clusters:
     async def stop(self) -> None:
         await self.controller.stop()
 
-    def _learn(self, targets: dict[str, Target]) -> None:
+    def _learn(self, targets: dict[str, Target], rules: RuleEngine) -> None:
         for name in set(self._upstreams) - set(targets):
             del self._upstreams[name]
-        for name, target in targets.items():
-            reader = ROLE_READERS.get(target.engine)
-            if reader is None:
-                continue
+        for name in targets:
             for collector in self.store.collectors(name):
                 snapshot = self.store.latest(name, collector)
                 if snapshot is None or not snapshot.ok or snapshot.family("dbwatch_target_up") is None:
                     continue
                 try:
-                    upstream = reader(snapshot.facts).upstream
-                except Exception:  # facts of an unexpected shape: no link learnt, never a stopped loop
-                    logger.debug("cannot read the replication link of %s", name, exc_info=True)
+                    link = snapshot.fact(ReplicationLink)
+                except FactError as exc:  # counted and logged like a rule's error; the loop goes on
+                    rules.failed(MEMBERSHIP, name, exc)
                     continue
-                if upstream is not None:
-                    self._upstreams[name] = upstream
+                if link is not None and link.upstream is not None:
+                    self._upstreams[name] = link.upstream

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, TextIO
 
 from dbwatch.collectors.logtail import LogFollower
-from dbwatch.collectors.slowlog import Aggregator, SlowClass
+from dbwatch.collectors.slowlog import Aggregator
+from dbwatch.model.facts.slowlog import SlowClass
 from dbwatch.collectors.slowlog_formats import make_parser, sniff
 
 __all__ = ["TYPES", "JSON_KEYS", "Report", "InputError", "analyze_files", "text_chunks", "json_chunks", "render_text",

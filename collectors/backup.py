@@ -6,48 +6,24 @@ garbage is ``dbwatch_backup_source_up{source} 0`` with the error in a note and i
 stops the other sources or the target's other collectors. A failing source keeps exporting the
 timestamps it last read, so its backups keep ageing (and ``BackupTooOld`` can still fire) while it fails.
 
-Facts: ``facts["backups"]``, a list of :class:`BackupSourceStatus`, one per configured source.
+Facts: :class:`~dbwatch.model.facts.backup.BackupStatuses`, one :class:`BackupSourceStatus` per configured source.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
-from dbwatch.collectors.backup_sources import BackupEntry, SourceError, read_source
+from dbwatch.collectors.backup_sources import SourceError, read_source
 from dbwatch.collectors.base import Collector, Session
+from dbwatch.model.facts.backup import ANY_TYPE, BackupEntry, BackupSourceStatus, BackupStatuses
+from dbwatch.model.facts.common import Summary
 
-__all__ = ["ANY_TYPE", "BackupCollector", "BackupSourceStatus"]
+__all__ = ["BackupCollector"]
 
-#: the ``type`` label of the newest good backup of whatever type: the one the RPO applies to
-ANY_TYPE = "any"
 KEPT_ENTRIES = 20  # newest backups kept in the facts per source
-
-
-@dataclass(frozen=True, slots=True)
-class BackupSourceStatus:
-    """What one read of one backup source found (``facts["backups"][i]``)."""
-
-    source: str  # the ``source`` label: the configured name, or the type plus stanza/server
-    kind: str  # files | pgbackrest | barman | walg
-    up: bool
-    checked_at: float
-    rpo_seconds: float
-    error: str | None = None
-    stale: bool = False  # the source failed; the backups below are from its last good read
-    last_success: dict[str, float] = field(default_factory=dict)  # newest good backup, by backup type
-    counts: dict[str, int] = field(default_factory=dict)  # good backups listed, by backup type
-    failed_backups: int = 0  # listed but unusable (pgBackRest's error flag, Barman's FAILED)
-    newest: tuple[BackupEntry, ...] = ()  # the newest good backups, newest first
-    wal_min: str | None = None
-    wal_max: str | None = None
-
-    @property
-    def newest_success(self) -> float | None:
-        """When the newest good backup of any type finished (None: the source has none)."""
-        return self.last_success.get(ANY_TYPE)
 
 
 class BackupCollector(Collector):
@@ -59,9 +35,8 @@ class BackupCollector(Collector):
 
     async def collect(self, snapshot: Snapshot) -> None:
         statuses = await asyncio.gather(*(self._read(spec) for spec in self.target.backups))
-        snapshot.facts["backups"] = list(statuses)
         snapshot.families.extend(_families(statuses))
-        snapshot.facts["summary"] = {f"backup {s.source}": _summary(s) for s in statuses}
+        snapshot.put(BackupStatuses(tuple(statuses)), Summary({f"backup {s.source}": _summary(s) for s in statuses}))
         for status in statuses:
             if status.error:
                 snapshot.notes.append(f"backup source {status.source}: {status.error}")

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbwatch.model import BackupSpec
+from dbwatch.model.facts.backup import BackupEntry
 
-__all__ = ["BackupEntry", "SourceError", "SourceResult", "default_command", "read_source", "run_command"]
+__all__ = ["SourceError", "SourceResult", "default_command", "read_source", "run_command"]
 
 MAX_OUTPUT = 32 * 1024 * 1024  # bytes of stdout read from a command; more is an error, not a memory leak
 STDERR_TAIL = 300  # characters of stderr kept in an error message
@@ -29,17 +30,6 @@ STDERR_TAIL = 300  # characters of stderr kept in an error message
 
 class SourceError(Exception):
     """The source could not be read: the command failed, hung or printed something unreadable."""
-
-
-@dataclass(frozen=True, slots=True)
-class BackupEntry:
-    """One backup a source knows of."""
-
-    label: str  # pgBackRest's label, Barman's backup id, WAL-G's backup name, the file's path
-    type: str  # full | diff | incr (pgBackRest), full | incremental (Barman), full | delta (WAL-G), file
-    finished_at: float  # Unix time the backup completed (a file's mtime)
-    ok: bool  # False: listed but not usable (pgBackRest's error flag, Barman's FAILED)
-    size_bytes: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

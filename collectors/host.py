@@ -16,6 +16,7 @@ import psutil
 from dbwatch.model import Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.cgroup import read_cgroup
+from dbwatch.model.facts.common import Summary
 
 
 class HostSession(Session):
@@ -81,7 +82,7 @@ class HostCollector(Collector):
             avail.add(key, fs["avail"])
         snapshot.families.extend([cpu, limit, cpus, load, memory, memory_limit, used, size, avail])
         busy = f"{cpu.samples[0][1]:.0%}" if cpu.samples else "measured from the second collection"
-        snapshot.facts["summary"] = {"cpu": busy, "memory": f"{readings['memory']:.0%}"}
+        snapshot.put(Summary({"cpu": busy, "memory": f"{readings['memory']:.0%}"}))
 
 
 def _read(paths: list[str]) -> dict:

@@ -25,7 +25,10 @@ from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
-from dbwatch.model.facts.mongodb import MongoMember, MongoOperation, MongoOplog, MongoReplSet, MongoServer
+from dbwatch.model.facts.common import Summary
+from dbwatch.model.facts.mongodb import (
+    MongoLongOps, MongoMember, MongoOperation, MongoOplog, MongoReplSet, MongoServer,
+)
 
 #: the driver's appname: the server logs it, $currentOp and the profiler show it, and dbwatch skips its own
 #: operations by it
@@ -191,28 +194,28 @@ class MongoCollector(Collector):
         server = _server(hello, status, build)
         snapshot.version = server.version or None
         snapshot.families.extend(_server_families(server, status))
-        snapshot.facts["mongodb"] = server
+        snapshot.put(server)
         summary: dict[str, Any] = {"version": server.version, "role": server.role}
         if server.connections_current is not None:
             summary["connections"] = f"{server.connections_current}/" \
                                      f"{server.connections_current + (server.connections_available or 0)}"
         if rs is not None:
             replset = _replset(rs)
-            snapshot.facts["replset"] = replset
+            snapshot.put(replset)
             snapshot.families.extend(_replset_families(replset))
             summary["replica set"] = f"{replset.set_name} ({sum(m.health for m in replset.members)}/" \
                                      f"{len(replset.members)} members healthy)"
             if replset.max_lag_seconds is not None:
                 summary["max lag (s)"] = round(replset.max_lag_seconds, 1)
         if oplog is not None:
-            snapshot.facts["oplog"] = oplog
+            snapshot.put(oplog)
             snapshot.families.extend(_oplog_families(oplog))
             summary["oplog window (h)"] = round(oplog.window_seconds / 3600, 1)
         if ops is not None:
             long_ops = _long_ops(ops, long_op_seconds)
-            snapshot.facts["long_ops"] = long_ops
+            snapshot.put(MongoLongOps(tuple(long_ops)))
             snapshot.families.extend(_ops_families(ops, long_ops))
-        snapshot.facts["summary"] = summary
+        snapshot.put(Summary(summary))
 
 
 async def _current_ops(client: AsyncMongoClient) -> list[dict[str, Any]]:

@@ -21,7 +21,9 @@ from pymongo import AsyncMongoClient
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mongodb import APP_NAME, MongoSession, refusal_note
-from dbwatch.model.facts.mongodb import MongoIndexUsage, MongoProfiler, MongoSlowOp
+from dbwatch.model.facts.mongodb import (
+    MongoIndexUsage, MongoIndexUsages, MongoProfiler, MongoSlowOp, MongoSlowOps,
+)
 
 #: databases that hold no application data (admin, config) or only replication state (local)
 SYSTEM_DATABASES = ("admin", "config", "local")
@@ -100,8 +102,8 @@ class ProfilerCollector(Collector):
         if truncated:
             snapshot.notes.append(f"more than {limit} new profiler entries since the previous collection: the oldest "
                                   f"were left out (raise max_entries or shorten the interval)")
-        snapshot.facts["slow_ops"] = entries
-        snapshot.facts["profiler"] = MongoProfiler(baseline=baseline, levels=levels, slowms=slowms, truncated=truncated)
+        snapshot.put(MongoSlowOps(tuple(entries)))
+        snapshot.put(MongoProfiler(baseline=baseline, levels=levels, slowms=slowms, truncated=truncated))
         snapshot.families.extend(self._families(entries, levels))
 
     async def _read(self, client: AsyncMongoClient, db: str, limit: int) -> list[dict[str, Any]]:
@@ -227,7 +229,7 @@ class IndexStatsCollector(Collector):
                                                        "its index usage is", READ_GRANT))
                     continue
                 usages.extend(_usage(db, coll, doc) for doc in stats or [])
-        snapshot.facts["indexes"] = usages
+        snapshot.put(MongoIndexUsages(tuple(usages)))
         ops = counter("mongodb_indexstats_accesses_ops",
                       "Uses of the index since accesses.since ($indexStats; a restart resets it).",
                       ("database", "collection", "key_name"))

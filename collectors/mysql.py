@@ -24,8 +24,9 @@ from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
+from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.mysql import (
-    Activity, Channel, Gtid, Heartbeat, ServerInfo, Settings, Status,
+    Activity, Channel, Channels, Gtid, Heartbeat, ServerInfo, Settings, Status,
 )
 
 DEFAULT_PORT = 3306
@@ -177,8 +178,8 @@ def grantee(user: str) -> str:
 
 class MySQLCollector(Collector):
     """The server as a whole: global status and variables, InnoDB, replication per channel, the process
-    list, and optionally a pt-heartbeat table. Facts (see :mod:`dbwatch.model.facts.mysql`): server, settings, status,
-    activity, channels, gtid, heartbeat, summary."""
+    list, and optionally a pt-heartbeat table. Facts (see :mod:`dbwatch.model.facts.mysql`): ServerInfo, Settings,
+    Status, Activity, Channels, Gtid, Heartbeat (when configured), the neutral ReplicationLink and the Summary."""
 
     name = "mysql"
     up_metric = "mysql_up"
@@ -222,9 +223,11 @@ class MySQLCollector(Collector):
         snapshot.families.extend(fams.gtid_families(gtid))
         if heartbeat is not None:
             snapshot.families.extend(fams.heartbeat_families(heartbeat))
-        snapshot.facts.update(server=server, settings=settings, status=status_fact, activity=activity,
-                              channels=channels, gtid=gtid, heartbeat=heartbeat)
-        snapshot.facts["summary"] = _summary(settings, status_fact, activity, channels, heartbeat)
+        snapshot.put(server, settings, status_fact, activity, Channels(tuple(channels)), gtid,
+                     replication_link(settings, channels),
+                     Summary(_summary(settings, status_fact, activity, channels, heartbeat)))
+        if heartbeat is not None:
+            snapshot.put(heartbeat)
         snapshot.notes.extend(notes)
         snapshot.notes.extend(_privilege_notes(server))
 
@@ -322,6 +325,21 @@ def _number(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def replication_link(settings: Settings, channels: list[Channel]) -> ReplicationLink:
+    """The server's role and its first replication channel in the engine-neutral words the cluster rules read."""
+    if not channels:
+        return ReplicationLink(PRIMARY, writable=not settings.read_only)
+    channel = channels[0]
+    error = "; ".join(e for e in (channel.last_io_error, channel.last_sql_error) if e)
+    return ReplicationLink(
+        REPLICA, link_up=channel.io_running and channel.sql_running,
+        link_state=f"Slave_IO_Running: {channel.io_state}, Slave_SQL_Running: {channel.sql_state}",
+        link_error=error, lag_seconds=channel.seconds_behind_master,
+        upstream=(channel.master_host, int(channel.master_port)) if channel.master_host else None,
+        writable=not settings.read_only,
+    )
 
 
 def _privilege_notes(server: ServerInfo) -> list[str]:

@@ -18,8 +18,8 @@ above). Nothing is executed or written: only ``EXPLAIN`` (never ``ANALYZE``) of 
 rendered from one parsed statement (UPDATE/DELETE become the SELECT of their rows: the session is
 read-only), under the session's ``max_statement_time``.
 
-Facts: ``index_candidates`` (:class:`MySQLIndexCandidate`, the shape of the PostgreSQL advisor's
-``IndexCandidate``, read by rules/mysql_indexes.py) and ``advice_settings`` (:class:`MySQLAdviceSettings`).
+Facts (:mod:`dbwatch.model.facts.mysql_advisor`): :class:`MySQLIndexCandidates` (the shape of the PostgreSQL
+advisor's ``IndexCandidate``, read by rules/mysql_indexes.py) and :class:`MySQLAdviceSettings`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 from dbwatch.collectors.mysql_advisor_parse import ColumnUse, Parsed, TableKey, analyse, explainable
 from dbwatch.collectors.pg_advisor_hygiene import index_name
+from dbwatch.model.facts.common import Summary
+from dbwatch.model.facts.mysql_advisor import (
+    MySQLAdviceSettings, MySQLIndexCandidate, MySQLIndexCandidates, MySQLStatementCost,
+)
 
-__all__ = ["CONSUMERS_NOTE", "DEFAULT_OPTIONS", "MySQLAdvisorCollector", "MySQLIndexCandidate",
-           "MySQLStatementCost"]
+__all__ = ["CONSUMERS_NOTE", "DEFAULT_OPTIONS", "MySQLAdvisorCollector"]
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "max_statements": 20,  # digests EXPLAINed per run, costliest first
@@ -85,66 +88,6 @@ FROM performance_schema.table_io_waits_summary_by_table WHERE (OBJECT_SCHEMA, OB
 UPTIME = "SHOW GLOBAL STATUS LIKE 'Uptime'"
 
 
-@dataclass(frozen=True, slots=True)
-class MySQLAdviceSettings:
-    """``facts["advice_settings"]``."""
-
-    samples: str  # where statements came from: events_statements_history_long, events_statements_history, digest
-    min_table_rows: int
-    observed_seconds: float  # server uptime: how long the digests have been counting at most
-
-
-@dataclass(frozen=True, slots=True)
-class MySQLStatementCost:
-    """One digest a candidate would serve: its performance_schema totals and its plan before the index."""
-
-    queryid: str  # the digest
-    query: str  # DIGEST_TEXT, folded and cut to 300 characters
-    sample: str  # what was EXPLAINed: a sample with literals, or the digest text with representative values
-    sample_source: str  # "history_long", "history" or "digest"
-    calls: int
-    total_time_seconds: float
-    time_share: float
-    rows_examined: int
-    rows_sent: int
-    no_index_used: int
-    access_type: str  # the table's access in EXPLAIN: ALL (full scan) or index (full index scan)
-    rows_examined_per_scan: int  # EXPLAIN's estimate of rows read from the table
-    query_cost: float | None  # EXPLAIN's query_cost (MySQL; MariaDB 10.x shows none)
-    cost_before: float | None  # = query_cost, for the shape the index rules share
-    cost_after: None = None  # never measured: no hypothetical indexes
-
-    @property
-    def cost_reduction(self) -> float | None:
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class MySQLIndexCandidate:
-    """One element of ``facts["index_candidates"]``."""
-
-    schema: str
-    table: str
-    columns: tuple[str, ...]
-    method: str  # "explain-before": the plan before was read, the one after was not measured
-    create_sql: str
-    reason: str
-    statements: tuple[MySQLStatementCost, ...]
-    table_rows: int
-    table_size_bytes: int
-    writes_total: int  # rows written since the server started (performance_schema table I/O), 0 if unknown
-    writes_per_second: float
-    index_count: int
-
-    @property
-    def time_share(self) -> float:
-        return sum(s.time_share for s in self.statements)
-
-    @property
-    def estimated_saving_share(self) -> float | None:
-        return None
-
-
 @dataclass(slots=True)
 class _Table:
     rows: int
@@ -170,7 +113,7 @@ class MySQLAdvisorCollector(Collector):
     async def collect(self, snapshot: Snapshot) -> None:
         session: MySQLSession = self.session  # type: ignore[assignment]
         self.explains = self.failed = 0
-        snapshot.facts["index_candidates"] = []
+        snapshot.put(MySQLIndexCandidates())
         async with session.lock:
             server = await session.connected_server()
             snapshot.version = server.version
@@ -229,10 +172,10 @@ class MySQLAdvisorCollector(Collector):
                     chosen.setdefault((key, columns), (reason, []))[1].append(cost_entry)
         candidates = sorted((self._fact(key, columns, reason, costs, tables[key], float(uptime or 0))
                              for (key, columns), (reason, costs) in chosen.items()), key=lambda c: -c.time_share)
-        snapshot.facts["index_candidates"] = candidates
-        snapshot.facts["advice_settings"] = MySQLAdviceSettings(samples=source, min_table_rows=self.min_rows,
-                                                                observed_seconds=float(uptime or 0))
-        snapshot.facts["summary"] = {"index candidates": len(candidates)}
+        snapshot.put(MySQLIndexCandidates(tuple(candidates)),
+                     MySQLAdviceSettings(samples=source, min_table_rows=self.min_rows,
+                                         observed_seconds=float(uptime or 0)),
+                     Summary({"index candidates": len(candidates)}))
         snapshot.families.extend(self._families(len(parsed), len(candidates)))
 
     async def _samples(self, session: MySQLSession, consumers: set[str], digests: list[str]

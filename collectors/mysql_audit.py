@@ -90,7 +90,7 @@ class MySQLAuditCollector(Collector):
         local = session.unix_socket is not None or is_local(session.host)
         host = await asyncio.to_thread(host_facts, self.options, local, variables.get("datadir"))
         rst = variables.get("require_secure_transport")
-        snapshot.facts["audit"] = MySQLAudit(
+        snapshot.put(MySQLAudit(
             agent_user=server.user, agent_privileges=tuple(sorted(server.privileges)),
             accounts=None if accounts is None else [
                 a for row in accounts if (a := _account(row)) is not None and (a.user, a.host) not in locked],
@@ -105,7 +105,7 @@ class MySQLAuditCollector(Collector):
             tmp_table_size=int(variables.get("tmp_table_size") or 0),
             max_heap_table_size=int(variables.get("max_heap_table_size") or 0),
             uptime=float(status.get("Uptime") or 0), host=host,
-        )
+        ))
 
 
 def _text(value: Any) -> str:

@@ -14,7 +14,7 @@ from dbwatch.model.facts.mysql import (
     Activity, Channel, Gtid, Heartbeat, LongQuery, ServerInfo, Settings, Status,
 )
 
-_LONGEST_KEPT = 10  # running statements kept in facts["activity"].longest
+_LONGEST_KEPT = 10  # running statements kept in the Activity fact's longest
 _ERROR_TEXT_LENGTH = 200
 CHANNEL_LABELS = ("channel_name", "connection_name", "master_host", "master_uuid")
 

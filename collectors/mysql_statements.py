@@ -1,6 +1,6 @@
 """performance_schema statement digests: cumulative counters, per-interval deltas for rules, bounded series.
 
-The same shape as :mod:`pg_statements`, so the same rules read both: ``facts["statements"]`` holds one
+The same shape as :mod:`pg_statements`, so the same rules read both: the :class:`Statements` fact holds one
 :class:`DigestStats` per digest that ran during the interval, with ``queryid`` (the digest), ``datname``
 (the schema), ``calls``, ``total_time_seconds``, ``rows`` and their ``delta_*``.
 
@@ -21,7 +21,6 @@ into ``digest="other"``.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
 from typing import Any
 
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
@@ -29,6 +28,8 @@ from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 from dbwatch.collectors.mysql_families import fold
+from dbwatch.model.facts.common import Summary
+from dbwatch.model.facts.statements import DigestStats, Statements
 
 PICO = 1e12
 # Counter columns of a digest row, in the order the SQL selects them after the key and FIRST_SEEN.
@@ -40,43 +41,6 @@ _FIRST, _END = 3, 3 + len(COLUMNS)  # where the counters sit in a row; MAX_TIMER
 _TOLERANCE = 1.0  # FIRST_SEEN has whole seconds
 
 Key = tuple[str, str]  # schema ("" for none), digest
-
-
-@dataclass(frozen=True, slots=True)
-class DigestStats:
-    """One digest's counters and, when a previous reading allows it, its change over the interval."""
-
-    queryid: str  # the digest
-    user: str  # always "": performance_schema digests are not per user
-    datname: str  # the default schema the statement ran in ("" for none)
-    toplevel: bool
-    query: str | None  # DIGEST_TEXT, folded and cut (top N only)
-    calls: int
-    total_time_seconds: float
-    max_time_seconds: float  # since the row was created, not per interval
-    lock_time_seconds: float
-    rows: int  # sent + affected, like pg_stat_statements.rows
-    rows_sent: int
-    rows_examined: int
-    no_index_used: int
-    tmp_disk_tables: int
-    errors: int
-    delta_calls: int
-    delta_time_seconds: float
-    delta_lock_time_seconds: float
-    delta_rows: int
-    delta_rows_sent: int
-    delta_rows_examined: int
-    delta_no_index_used: int
-    delta_no_good_index_used: int
-    delta_tmp_disk_tables: int
-    delta_errors: int
-    interval_seconds: float
-
-    @property
-    def mean_time_seconds(self) -> float:
-        """Mean execution time over the interval (not since the statistics began)."""
-        return self.delta_time_seconds / self.delta_calls if self.delta_calls else 0.0
 
 
 class MySQLStatementsCollector(Collector):
@@ -92,7 +56,7 @@ class MySQLStatementsCollector(Collector):
 
     async def collect(self, snapshot: Snapshot) -> None:
         session: MySQLSession = self.session  # type: ignore[assignment]
-        snapshot.facts["statements"] = []
+        snapshot.put(Statements())
         async with session.lock:
             server = await session.connected_server()
             snapshot.version = server.version
@@ -121,9 +85,9 @@ class MySQLStatementsCollector(Collector):
                     self._texts[text_row["digest"]] = fold(text_row["text"], self.text_length) or ""
         top_digests = {r[1] for r in top}
         self._texts = {d: t for d, t in self._texts.items() if d in top_digests}  # bounded by top_n
-        snapshot.facts["statements"] = self._deltas(rows, float(now))
+        snapshot.put(Statements(tuple(self._deltas(rows, float(now)))))
         snapshot.families.extend(self._families(rows, top, overflow))
-        snapshot.facts["summary"] = {"statement digests": len(rows)}
+        snapshot.put(Summary({"statement digests": len(rows)}))
         if overflow and overflow[0][_FIRST + _CALLS]:
             snapshot.notes.append(
                 "performance_schema's digest table is full: new statement shapes are counted together without a "

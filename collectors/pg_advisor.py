@@ -47,7 +47,8 @@ import asyncpg
 from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors import pg_advisor_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
-from dbwatch.model.facts.pg_advisor import AdviceSettings, IndexCandidate, StatementCost
+from dbwatch.model.facts.common import Summary
+from dbwatch.model.facts.pg_advisor import AdviceSettings, IndexCandidate, IndexCandidates, StatementCost
 from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
 from dbwatch.collectors.pg_advisor_parse import ColumnUse, ParsedStatement, TableRef, analyse, preparable
 from dbwatch.collectors.pg_advisor_samples import fingerprint, literal_samples, sample_queryid
@@ -142,12 +143,12 @@ class AdvisorCollector(Collector):
         # seconds, must not time out waiting for the advisor.
         candidates = await run.candidates(statements, per_statement)
         observed = float(state["observed_seconds"] or 0.0)
-        snapshot.facts["advice_settings"] = AdviceSettings(
+        snapshot.put(AdviceSettings(
             min_cost_reduction=self.min_reduction, unused_index_min_age=self.unused_min_age,
-            hypopg=state["hypopg"], database=state["database"], observed_seconds=observed)
-        snapshot.facts["index_candidates"] = candidates
-        snapshot.facts.update(hygiene(tables, indexes, foreign_keys, sequences, observed))
-        snapshot.facts.update(storage)
+            hypopg=state["hypopg"], database=state["database"], observed_seconds=observed))
+        snapshot.put(IndexCandidates(tuple(candidates)))
+        snapshot.put(*hygiene(tables, indexes, foreign_keys, sequences, observed))
+        snapshot.put(*storage)
         if state["hypopg"] is None:
             install = ("" if state["hypopg_available"] else
                        f"install HypoPG on the server (Debian/Ubuntu: apt-get install "
@@ -159,7 +160,7 @@ class AdvisorCollector(Collector):
             snapshot.notes.append(f"{hidden['hidden']} sequence(s) are not readable by role {session.server.role} "
                                   f"(GRANT SELECT ON SEQUENCE ...), so how close they are to their maximum is unknown")
         snapshot.families.extend(run.families(len(statements), len(candidates)))
-        snapshot.facts["summary"] = {"index candidates": len(candidates)}
+        snapshot.put(Summary({"index candidates": len(candidates)}))
 
     def _with_samples(self, statements: list[_Statement], database: str) -> list[_Statement]:
         """pg_stat_statements' statements with the slow log's samples merged in (literals, custom plans)."""

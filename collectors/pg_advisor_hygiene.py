@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dbwatch.model.facts.pg_advisor import (
-    IndexKeys, IndexRow, InvalidIndex, RedundantIndex, SequenceUsage, TableWithoutPrimaryKey, UnindexedForeignKey,
-    UnusedIndex,
+    IndexKeys, IndexKeysList, IndexRow, InvalidIndex, InvalidIndexes, RedundantIndex, RedundantIndexes, Sequences,
+    SequenceUsage, TablesWithoutPrimaryKey, TableWithoutPrimaryKey, UnindexedForeignKey, UnindexedForeignKeys,
+    UnusedIndex, UnusedIndexes,
 )
 
 __all__ = ["Table", "hygiene", "index_name"]
@@ -43,20 +44,20 @@ def index_name(table: str, columns: Sequence[str]) -> str:
 
 
 def hygiene(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: Sequence[Row],
-            sequences: Sequence[Row], observed_seconds: float) -> dict[str, list[Any]]:
-    redundant = _redundant(indexes)
-    return {
-        "unused_indexes": _unused(tables, indexes, observed_seconds),
-        "redundant_indexes": redundant,
-        "invalid_indexes": [InvalidIndex(_row(i), f"REINDEX INDEX CONCURRENTLY {i['qualified']};")
-                            for i in indexes if not i["is_valid"]],
-        "unindexed_foreign_keys": _unindexed_foreign_keys(tables, indexes, foreign_keys),
-        "tables_without_primary_key": _without_primary_key(tables, indexes),
-        "sequences": [_sequence(s) for s in sequences],
-        "indexes": [IndexKeys(schema=i["schema"], table=i["table"], name=i["name"], method=i["method"],
-                              columns=tuple(i["columns"][:i["key_count"]]), expressions=i["expressions"],
-                              predicate=i["predicate"], valid=bool(i["is_valid"])) for i in indexes],
-    }
+            sequences: Sequence[Row], observed_seconds: float) -> tuple[object, ...]:
+    """The hygiene facts, one of each type in :mod:`dbwatch.model.facts.pg_advisor`'s lists."""
+    return (
+        UnusedIndexes(tuple(_unused(tables, indexes, observed_seconds))),
+        RedundantIndexes(tuple(_redundant(indexes))),
+        InvalidIndexes(tuple(InvalidIndex(_row(i), f"REINDEX INDEX CONCURRENTLY {i['qualified']};")
+                             for i in indexes if not i["is_valid"])),
+        UnindexedForeignKeys(tuple(_unindexed_foreign_keys(tables, indexes, foreign_keys))),
+        TablesWithoutPrimaryKey(tuple(_without_primary_key(tables, indexes))),
+        Sequences(tuple(_sequence(s) for s in sequences)),
+        IndexKeysList(tuple(IndexKeys(schema=i["schema"], table=i["table"], name=i["name"], method=i["method"],
+                                      columns=tuple(i["columns"][:i["key_count"]]), expressions=i["expressions"],
+                                      predicate=i["predicate"], valid=bool(i["is_valid"])) for i in indexes)),
+    )
 
 
 def _row(index: Row) -> IndexRow:

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import datetime
 import math
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from dbwatch.collectors import pg_advisor_sql as advisor_sql
 from dbwatch.collectors.pg_advisor_hygiene import index_name
+from dbwatch.model.facts.pg_storage import (
+    BrinCandidate, BrinCandidates, IndexBloat, IndexBloats, PartitionCandidate, PartitionCandidates, RangeStatement,
+    StorageSettings, TableBloat, TableBloats,
+)
 
-__all__ = ["STORAGE_OPTIONS", "BrinCandidate", "IndexBloat", "PartitionCandidate", "StorageSettings", "TableBloat",
-           "estimate_index_pages", "estimate_table_pages", "storage_facts"]
+__all__ = ["STORAGE_OPTIONS", "estimate_index_pages", "estimate_table_pages", "storage_facts"]
 
 MIB, GIB = 1024**2, 1024**3
 
@@ -49,91 +51,6 @@ BTREE_SPECIAL = 16  # BTPageOpaqueData
 BTREE_FILLFACTOR = 90
 TIME_TYPES = ("timestamp without time zone", "timestamp with time zone", "date")
 MAX_ROWS = 500
-
-
-@dataclass(frozen=True, slots=True)
-class StorageSettings:
-    """``facts["storage_settings"]``: the thresholds the storage rules judge with."""
-
-    bloat_min_size_bytes: int
-    bloat_min_ratio: float
-    brin_min_size_bytes: int
-    brin_min_correlation: float
-    partition_min_size_bytes: int
-    skipped_without_stats: int  # relations above the floor whose columns pg_stats does not fully describe
-
-
-@dataclass(frozen=True, slots=True)
-class TableBloat:
-    """``facts["table_bloat"]``: a table above the size floor, its pages against the packed estimate."""
-
-    schema: str
-    table: str
-    size_bytes: int  # relpages * block size (main fork)
-    expected_bytes: int
-    wasted_bytes: int
-    ratio: float  # wasted / size
-    rows: int
-    fillfactor: int
-    sql: str
-
-
-@dataclass(frozen=True, slots=True)
-class IndexBloat:
-    """``facts["index_bloat"]``: a b-tree index above the size floor, its pages against the packed estimate."""
-
-    schema: str
-    table: str
-    index: str
-    definition: str
-    size_bytes: int
-    expected_bytes: int
-    wasted_bytes: int
-    ratio: float
-    rows: int
-    fillfactor: int
-    sql: str
-
-
-@dataclass(frozen=True, slots=True)
-class RangeStatement:
-    queryid: int
-    query: str
-    calls: int
-    time_share: float
-
-
-@dataclass(frozen=True, slots=True)
-class BrinCandidate:
-    """``facts["brin_candidates"]``: a large append-mostly table physically ordered by a range-filtered column."""
-
-    schema: str
-    table: str
-    column: str
-    correlation: float
-    table_size_bytes: int
-    rows: int
-    inserts: int
-    updates_deletes: int
-    btree_index: str | None  # an existing b-tree leading with the column, which BRIN could replace
-    btree_size_bytes: int  # its size, or the estimated size of the b-tree BRIN avoids
-    brin_size_bytes: int  # estimated
-    statements: tuple[RangeStatement, ...]
-    sql: str
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionCandidate:
-    """``facts["partition_candidates"]``: a very large unpartitioned table filtered by a time range."""
-
-    schema: str
-    table: str
-    column: str
-    column_type: str
-    size_bytes: int
-    rows: int
-    statements: tuple[RangeStatement, ...]
-    sql: str  # a sketch, not a migration
 
 
 def _align(n: float, to: int = MAXALIGN) -> int:
@@ -256,7 +173,7 @@ WHERE i.indrelid = ANY($1::oid[]) AND i.indisvalid AND i.indexprs IS NULL
 """
 
 
-async def storage_facts(session: Any, statements: Sequence[Any], options: Mapping[str, Any]) -> dict[str, Any]:
+async def storage_facts(session: Any, statements: Sequence[Any], options: Mapping[str, Any]) -> tuple[object, ...]:
     """All storage facts, from the session (``run(query, *args)``) and the advisor's parsed statements
     (objects with ``queryid``, ``text``, ``calls``, ``share`` and ``parsed``)."""
     o = {**STORAGE_OPTIONS, **options}
@@ -266,13 +183,14 @@ async def storage_facts(session: Any, statements: Sequence[Any], options: Mappin
     indexes = [f for r in await session.run(INDEX_BLOAT, int(o["bloat_min_size_bytes"]))
                if (f := _index_bloat(r, skipped)) is not None]
     brin, partition = await _range_candidates(session, statements, o)
-    return {
-        "storage_settings": StorageSettings(
+    return (
+        StorageSettings(
             bloat_min_size_bytes=int(o["bloat_min_size_bytes"]), bloat_min_ratio=float(o["bloat_min_ratio"]),
             brin_min_size_bytes=int(o["brin_min_size_bytes"]), brin_min_correlation=float(o["brin_min_correlation"]),
             partition_min_size_bytes=int(o["partition_min_size_bytes"]), skipped_without_stats=skipped[0]),
-        "table_bloat": tables, "index_bloat": indexes, "brin_candidates": brin, "partition_candidates": partition,
-    }
+        TableBloats(tuple(tables)), IndexBloats(tuple(indexes)), BrinCandidates(tuple(brin)),
+        PartitionCandidates(tuple(partition)),
+    )
 
 
 def _wasted(pages: int, expected: int, block_size: int) -> tuple[int, int, int, float]:

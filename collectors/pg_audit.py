@@ -16,6 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from dbwatch.model import Snapshot
+from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.audit import (
     HbaRule, JsonColumn, PgAudit, PgRole, RepeatedColumns, SchemaFacts, TypedColumn, WideTable,
 )
@@ -125,7 +126,7 @@ class PgAuditCollector(Collector):
         facts_host = await asyncio.to_thread(host_facts, self.options, local,
                                              data_dir["setting"] if data_dir else None)
         bootstrap = [r["rolname"] for r in roles if r["bootstrap"]]
-        snapshot.facts["audit"] = PgAudit(
+        snapshot.put(PgAudit(
             database=agent["database"], agent_role=agent["role"], agent_superuser=bool(agent["superuser"]),
             agent_memberships=tuple(agent["memberships"] or ()),
             roles=[PgRole(name=r["rolname"], superuser=r["rolsuper"], replication=r["rolreplication"],
@@ -143,9 +144,9 @@ class PgAuditCollector(Collector):
             host=facts_host,
             expected_superusers=tuple(bootstrap) + tuple(self.options["expected_superusers"] or ()),
             expected_replication=tuple(bootstrap) + tuple(self.options["expected_replication"] or ()),
-        )
-        snapshot.facts["schema"] = _schema(agent["database"], wide, columns, statements)
-        snapshot.facts["summary"] = {"roles": len(roles), "superusers": sum(r["rolsuper"] for r in roles)}
+        ))
+        snapshot.put(_schema(agent["database"], wide, columns, statements),
+                     Summary({"roles": len(roles), "superusers": sum(r["rolsuper"] for r in roles)}))
 
     async def _json_statements(self, session: PostgresSession) -> list[str]:
         [row] = await session.run("SELECT to_regclass('pg_stat_statements') IS NOT NULL AS present")

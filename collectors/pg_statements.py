@@ -20,13 +20,14 @@ from __future__ import annotations
 import heapq
 import operator
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.model.facts.common import Summary
+from dbwatch.model.facts.statements import Statements, StatementStats
 
 # Counter columns of a pg_stat_statements row, in the order the SQL selects them after the key.
 COLUMNS = ("calls", "total_exec_time", "rows", "shared_blks_hit", "shared_blks_read", "temp_blks_read",
@@ -35,36 +36,6 @@ _CALLS, _TIME, _ROWS, _HIT, _READ, _TMPR, _TMPW, _BLKR, _BLKW = range(len(COLUMN
 _FIRST, _END = 4, 4 + len(COLUMNS)  # where the counters sit in a row
 
 Key = tuple[int, int, int, bool]  # queryid, userid, dbid, toplevel
-
-
-@dataclass(frozen=True, slots=True)
-class StatementStats:
-    """One statement's counters and, when a previous reading allows it, its change over the interval."""
-
-    queryid: int
-    user: str
-    datname: str
-    toplevel: bool
-    query: str | None
-    calls: int
-    total_time_seconds: float
-    max_time_seconds: float
-    rows: int
-    shared_blks_hit: int
-    shared_blks_read: int
-    temp_blks_written: int
-    delta_calls: int
-    delta_time_seconds: float
-    delta_rows: int
-    delta_shared_blks_hit: int
-    delta_shared_blks_read: int
-    delta_temp_blks_written: int
-    interval_seconds: float
-
-    @property
-    def mean_time_seconds(self) -> float:
-        """Mean execution time over the interval (not since the statistics began)."""
-        return self.delta_time_seconds / self.delta_calls if self.delta_calls else 0.0
 
 
 class StatementsCollector(Collector):
@@ -90,7 +61,7 @@ class StatementsCollector(Collector):
             problem = _unavailable(available)
             if problem:
                 snapshot.notes.append(problem)
-                snapshot.facts["statements"] = []
+                snapshot.put(Statements())
                 return
             extversion = sql.extension_version(available["version"])
             rows = [tuple(row) for row in await session.run(sql.statements_sql(extversion))]
@@ -108,10 +79,10 @@ class StatementsCollector(Collector):
                     self._texts[text_row["queryid"]] = _fold(text_row["query"], self.text_length)
         top_ids = {k[0] for k in top}
         self._texts = {q: t for q, t in self._texts.items() if q in top_ids}  # bounded by top_n
-        snapshot.facts["statements"] = self._deltas(rows, snapshot.started_at, (server.start_time, stats_reset),
-                                                    dealloc)
+        snapshot.put(Statements(tuple(self._deltas(rows, snapshot.started_at, (server.start_time, stats_reset),
+                                                   dealloc))))
         snapshot.families.extend(self._families(series, top, len(rows), dealloc))
-        snapshot.facts["summary"] = {"statements tracked": len(rows)}
+        snapshot.put(Summary({"statements tracked": len(rows)}))
         if not server.superuser and not server.read_all_stats:
             snapshot.notes.append(
                 f"role {server.role} sees only its own statements in pg_stat_statements (other roles' rows "

@@ -24,8 +24,9 @@ import psycopg
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import ConnectRefused, DriverSession
+from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.pgbouncer import (
-    ADMIN_DATABASE, Pool, PoolerConfig, PoolerDatabase, PoolerStats,
+    ADMIN_DATABASE, Pool, PoolerConfig, PoolerDatabase, PoolerDatabases, Pools, PoolerStats, PoolerStatsRows,
 )
 
 Row = dict[str, Any]
@@ -169,8 +170,8 @@ class PgBouncerCollector(Collector):
         snapshot.families.extend(_database_families(databases))
         snapshot.families.extend(_list_families(lists))
         snapshot.families.extend(_config_families(config))
-        snapshot.facts.update(pools=pool_facts, databases=database_facts, stats=stats_facts, config=config)
-        snapshot.facts["summary"] = _summary(config, pool_facts, lists)
+        snapshot.put(Pools(tuple(pool_facts)), PoolerDatabases(tuple(database_facts)),
+                     PoolerStatsRows(tuple(stats_facts)), config, Summary(_summary(config, pool_facts, lists)))
 
 
 def _int_or_none(value: Any) -> int | None:

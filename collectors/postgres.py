@@ -17,8 +17,9 @@ from dbwatch.model import MetricFamily, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
+from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.postgres import (
-    Activity, Archiver, Database, Replica, ServerInfo, Settings, Slot, Standby,
+    Activity, Archiver, Database, Databases, Replica, Replicas, ServerInfo, Settings, Slot, Slots, Standby,
 )
 
 logger = logging.getLogger(__name__)
@@ -107,8 +108,8 @@ def _describe(exc: BaseException) -> str:
 
 class PostgresCollector(Collector):
     """The server as a whole: connections, locks, databases, wraparound, replication, slots, WAL archiving,
-    checkpoints. Facts (see :mod:`dbwatch.model.facts.postgres`): server, settings, activity, databases, replicas,
-    standby, slots, archiver, summary."""
+    checkpoints. Facts (see :mod:`dbwatch.model.facts.postgres`): ServerInfo, Settings, Activity, Databases,
+    Replicas, Standby (in recovery only), Slots, Archiver, the neutral ReplicationLink and the Summary."""
 
     name = "postgres"
     up_metric = "pg_up"
@@ -149,10 +150,27 @@ class PostgresCollector(Collector):
         archiver_families, archiver = _archiver(results["archiver"][0])
         snapshot.families.extend(archiver_families)
         snapshot.families.extend(_bgwriter(results["bgwriter"][0]))
-        snapshot.facts.update(server=server, settings=settings, activity=activity, databases=databases,
-                              replicas=replicas, standby=standby, slots=slots, archiver=archiver)
-        snapshot.facts["summary"] = _summary(server, settings, activity, databases, replicas, standby)
+        snapshot.put(server, settings, activity, Databases(tuple(databases)), Replicas(tuple(replicas)),
+                     Slots(tuple(slots)), archiver, replication_link(server, standby),
+                     Summary(_summary(server, settings, activity, databases, replicas, standby)))
+        if standby is not None:
+            snapshot.put(standby)
         snapshot.notes.extend(_privilege_notes(server, databases))
+
+
+def replication_link(server: ServerInfo, standby: Standby | None) -> ReplicationLink:
+    """The server's role and WAL receiver in the engine-neutral words the cluster rules read."""
+    if not server.in_recovery:
+        return ReplicationLink(PRIMARY, writable=True)
+    hint = "the server keeps no error text here; its log says why"
+    if standby is None:
+        return ReplicationLink(REPLICA, link_up=False, link_state="unknown", error_hint=hint)
+    upstream = (standby.upstream_host, int(standby.upstream_port or 0)) if standby.upstream_host else None
+    return ReplicationLink(
+        REPLICA, link_up=standby.receiver_status == "streaming", link_state=standby.receiver_status,
+        error_hint=hint, lag_seconds=float(standby.lag_seconds), lag_bytes=float(standby.replay_lag_bytes),
+        upstream=upstream, replay_paused=bool(standby.replay_paused),
+    )
 
 
 def _privilege_notes(server: ServerInfo, databases: list[Database]) -> list[str]:

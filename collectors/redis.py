@@ -21,6 +21,7 @@ from redis.retry import Retry
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
+from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.redis import RedisInfo, RedisKeyspace, RedisReplica
 
 #: CLIENT SETNAME of dbwatch's connection: CLIENT LIST shows who it is, and the slowlog collector skips
@@ -146,8 +147,17 @@ class RedisCollector(Collector):
         facts = _facts(raw, config)
         snapshot.version = facts.version
         snapshot.families.extend(_families(raw, config, facts))
-        snapshot.facts["redis"] = facts
-        snapshot.facts["summary"] = _summary(facts)
+        snapshot.put(facts, replication_link(facts), Summary(_summary(facts)))
+
+
+def replication_link(info: RedisInfo) -> ReplicationLink:
+    """The server's role and master link in the engine-neutral words the cluster rules read."""
+    if info.role != "slave":
+        return ReplicationLink(PRIMARY, writable=True)
+    upstream = (info.master_host, int(info.master_port)) if info.master_host and info.master_port else None
+    return ReplicationLink(REPLICA, link_up=info.master_link_status == "up",
+                           link_state=f"master_link_status:{info.master_link_status}",
+                           lag_seconds=info.master_last_io_seconds, upstream=upstream)
 
 
 def _pairs(reply: Any) -> dict[str, str]:

@@ -57,14 +57,14 @@ class RedisAuditCollector(Collector):
             nopass = config["requirepass"] == ""
         host = urllib.parse.urlsplit(self.target.dsn).hostname
         facts_host = await asyncio.to_thread(host_facts, self.options, is_local(host), config.get("dir"))
-        snapshot.facts["audit"] = RedisAudit(
+        snapshot.put(RedisAudit(
             bind=tuple(config["bind"].split()) if "bind" in config else None,
             protected_mode=config["protected-mode"] == "yes" if "protected-mode" in config else None,
             default_user_nopass=nopass, default_user_enabled=enabled,
             maxmemory_bytes=int(config["maxmemory"]) if "maxmemory" in config else None,
             maxmemory_policy=config.get("maxmemory-policy"),
             used_memory_bytes=int(_used_memory(memory)), host=facts_host,
-        )
+        ))
 
 
 def _default_user(reply: Any) -> tuple[bool | None, bool | None]:

@@ -16,7 +16,7 @@ from typing import Any
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.redis import CLIENT_NAME, RedisSession
-from dbwatch.model.facts.redis import LatencyEvent, SlowEntry, SlowGroup, Slowlog
+from dbwatch.model.facts.redis import LatencyEvent, LatencyEvents, SlowEntry, SlowGroup, Slowlog
 
 OTHER = ("other", "")
 
@@ -87,7 +87,7 @@ class SlowlogCollector(Collector):
             total = self._totals.setdefault(key, [0, 0.0])
             total[0] += 1
             total[1] += entry.duration_seconds
-        snapshot.facts["slowlog"] = Slowlog(
+        snapshot.put(Slowlog(
             baseline=baseline,
             entries=theirs,
             groups=sorted((SlowGroup(cmd, pattern, int(g[0]), g[1], g[2]) for (cmd, pattern), g in groups.items()),
@@ -95,7 +95,7 @@ class SlowlogCollector(Collector):
             lost=lost,
             length=int(length) if isinstance(length, int) else len(entries),
             log_slower_than_seconds=log_slower_than,
-        )
+        ))
         labels = ("command", "key_pattern")
         count = counter("dbwatch_redis_slowlog_entries_total",
                         "Slow log entries seen by dbwatch (since it started), by command and key pattern.", labels)
@@ -153,7 +153,7 @@ class SlowlogCollector(Collector):
             last.add((event.event,), event.last_spike_at)
             duration.add((event.event,), event.latest_seconds)
             worst.add((event.event,), event.max_seconds)
-        snapshot.facts["latency"] = events
+        snapshot.put(LatencyEvents(tuple(events)))
         return [last, duration, worst]
 
 

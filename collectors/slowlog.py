@@ -5,7 +5,7 @@ PostgreSQL's log with ``log_min_duration_statement``; see :mod:`~dbwatch.collect
 puts each event in its class (:mod:`~dbwatch.collectors.fingerprint`, pt-query-digest's classes) and
 produces:
 
-- ``facts["slow_classes"]``: one :class:`SlowClass` per class seen in the interval (the top ``top_n`` by
+- the :class:`SlowClasses` fact: one :class:`SlowClass` per class seen in the interval (the top ``top_n`` by
   total time), with count, total/mean/p95/max time, lock time, rows, first and last seen, and one sample
   statement (the slowest, literals and all, truncated to ``sample_length``): literal values are data, so
   the sample lives in facts only, never in a metric label;
@@ -37,8 +37,9 @@ from dbwatch.collectors.base import Collector, CollectorError, SlowSample
 from dbwatch.collectors.fingerprint import ShapeCache, class_id
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, make_parser
+from dbwatch.model.facts.slowlog import SlowClass, SlowClasses, SlowLogPosition
 
-__all__ = ["SlowClass", "SlowLogCollector", "Aggregator", "analyze", "DEFAULT_OPTIONS"]
+__all__ = ["SlowLogCollector", "Aggregator", "analyze", "DEFAULT_OPTIONS"]
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "path": "",
@@ -53,30 +54,6 @@ MAX_CLASSES = 10_000  # classes kept with their own cumulative counters; the lea
 _FINGERPRINT_CACHE = 4096  # raw statement -> fingerprint, for the statements repeated verbatim (COMMIT, ...)
 _CACHE_MAX_QUERY = 1024  # longer statements are not cached, so the cache stays within a few MiB
 _LOG_BUCKET = 1 / math.log(1.05)  # histogram buckets 5 % wide from 1 µs, like pt-query-digest's
-
-
-@dataclass(frozen=True, slots=True)
-class SlowClass:
-    """One query class over one interval (or over a whole file, for an offline analysis)."""
-
-    class_id: str
-    fingerprint: str
-    count: int
-    query_time_total: float
-    query_time_mean: float
-    query_time_p95: float
-    query_time_max: float
-    lock_time_total: float
-    rows_examined_total: int
-    rows_sent_total: int
-    rows_affected_total: int
-    full_scans: int
-    tmp_disk_tables: int
-    first_seen: float | None
-    last_seen: float | None
-    db: str
-    user: str
-    sample: str
 
 
 @dataclass(slots=True)
@@ -249,7 +226,7 @@ class SlowLogCollector(Collector):
                 SlowSample(class_id=c.class_id, fingerprint=c.fingerprint, sample=c.sample, count=c.count,
                            query_time_total=c.query_time_total, query_time_max=c.query_time_max, db=c.db,
                            seen_at=now)
-                for c in reversed(snapshot.facts["slow_classes"])
+                for c in reversed(snapshot.fact(SlowClasses) or ())
                 if c.sample and not c.sample.endswith("…")])  # a cut statement cannot be planned
 
     def collect_now(self, snapshot: Snapshot) -> None:
@@ -260,11 +237,9 @@ class SlowLogCollector(Collector):
             classes = self.aggregator.close_interval()
             snapshot.families.extend(self._families({row.class_id: row.query_time_max for row in classes}))
             offset = self.follower.offset
-        snapshot.facts["slow_classes"] = classes[: self.top_n]
-        snapshot.facts["slowlog"] = {
-            "path": self.path, "format": _format_name(self.parser), "offset": offset,
-            "classes_in_interval": len(classes), "events_in_interval": sum(r.count for r in classes),
-        }
+        snapshot.put(SlowClasses(tuple(classes[: self.top_n])), SlowLogPosition(
+            path=self.path, format=_format_name(self.parser), offset=offset,
+            classes_in_interval=len(classes), events_in_interval=sum(r.count for r in classes)))
         if not Path(self.path).exists():
             snapshot.notes.append(f"the slow log {self.path} does not exist (yet); check the server's "
                                   "slow_query_log_file / log_directory and that dbwatch may read it")

@@ -19,6 +19,9 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from dbwatch.model import Finding, FindingKind, Severity, Snapshot
+from dbwatch.model.facts.backup import BackupStatuses
+from dbwatch.model.facts.postgres import Archiver, ServerInfo
+from dbwatch.model.facts.redis import RedisInfo
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 
@@ -40,7 +43,7 @@ class BackupTooOld:
     keep_firing_for = 0.0
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        statuses = view.facts("backup", "backups") or []
+        statuses = view.fact(BackupStatuses) or ()
         for status in statuses:
             newest = status.newest_success
             if newest is None:
@@ -74,17 +77,15 @@ class WalArchiveTooOld:
     keep_firing_for = 0.0
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        snapshot = _newest_ok(view.history("postgres"))
-        if snapshot is None:
-            return
-        archiver, server = snapshot.facts.get("archiver"), snapshot.facts.get("server")
-        if archiver is None or archiver.last_archive_age is None or (server is not None and server.in_recovery):
+        snapshot = view.need_snapshot(Archiver)
+        archiver, server = snapshot.need(Archiver), snapshot.need(ServerInfo)
+        if archiver.last_archive_age is None or server.in_recovery:
             return
         archived_at = snapshot.started_at - archiver.last_archive_age
         age = view.now - archived_at
         if age <= WAL_RPO:
             return
-        written = _rows_written_since(view.history("postgres"), archived_at, snapshot)
+        written = _rows_written_since(view.history(snapshot.collector), archived_at, snapshot)
         if not written:
             return  # nothing written in between: an idle server has nothing to archive
         failing = " The archiver is failing: see ArchivingFailing and the server log." if archiver.failing else ""
@@ -105,9 +106,9 @@ class RedisPersistenceStale:
     keep_firing_for = 0.0
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        snapshot = _newest_ok(view.history("redis"))
-        info = snapshot.facts.get("redis") if snapshot else None
-        if snapshot is None or info is None or info.rdb_changes_since_last_save <= 0 or info.rdb_bgsave_in_progress:
+        snapshot = view.need_snapshot(RedisInfo)
+        info = snapshot.need(RedisInfo)
+        if info.rdb_changes_since_last_save <= 0 or info.rdb_bgsave_in_progress:
             return
         due = _save_due(info.rdb_save_schedule, info.rdb_changes_since_last_save)
         if due is None:
@@ -129,10 +130,6 @@ class RedisPersistenceStale:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def _newest_ok(history: list[Snapshot]) -> Snapshot | None:
-    return next((s for s in reversed(history) if s.ok), None)
 
 
 def _rows_written(snapshot: Snapshot) -> float | None:

@@ -8,42 +8,28 @@ from the config.
 
 Cluster rules implement :class:`PythonClusterRule`: ``evaluate_cluster(view)`` sees every member through a
 :class:`ClusterView` and returns findings whose ``target`` is the member the alert is about. Engines plug in
-by adding a reader to :data:`ROLE_READERS` that turns a member's facts into a :class:`MemberState`.
+by having their main collector put a :class:`~dbwatch.model.facts.common.ReplicationLink`: no engine is named
+here (one whose main collector puts none, MongoDB or PgBouncer, is a member of unknown role).
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 from dbwatch.model import Finding, Target
+from dbwatch.model.facts.common import PRIMARY, REPLICA, UNKNOWN, ReplicationLink
 from dbwatch.rules.clusterconfig import FailoverConfig
+from dbwatch.rules.engine import TargetView, main_collector
 
-__all__ = ["ClusterView", "MemberState", "PythonClusterRule", "ROLE_READERS", "discover_clusters",
+__all__ = ["ClusterView", "MemberState", "PRIMARY", "PythonClusterRule", "REPLICA", "UNKNOWN", "discover_clusters",
            "endpoint", "member_state"]
-
-PRIMARY, REPLICA, UNKNOWN = "primary", "replica", "unknown"
-
-
-@dataclass(frozen=True, slots=True)
-class Link:
-    """What an engine's facts say about a member's role and its replication link (engine-neutral)."""
-
-    role: str  # primary | replica | unknown
-    link_up: bool | None = None  # a replica: streaming from its upstream
-    link_state: str = ""  # the server's word: streaming, stopped, Connecting, down...
-    link_error: str = ""  # the server's error text, where it keeps one
-    lag_seconds: float | None = None
-    lag_bytes: float | None = None
-    upstream: tuple[str, int] | None = None
-    replay_paused: bool = False
-    writable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class MemberState:
-    """One member at one evaluation: reachability from the agent's probes, plus its last known :class:`Link`."""
+    """One member at one evaluation: reachability from the agent's probes, plus its last known link."""
 
     name: str
     engine: str
@@ -52,7 +38,7 @@ class MemberState:
     down_since: float | None  # start of the first of those failed probes
     last_seen_at: float | None  # start of the newest successful probe
     probed: bool  # at least one probe was made
-    link: Link
+    link: ReplicationLink
     error: str | None = None  # the newest failed probe's error
 
     @property
@@ -72,10 +58,10 @@ class MemberState:
 class ClusterView:
     """Read-only access to one cluster at one evaluation: each member's TargetView and derived state."""
 
-    def __init__(self, name: str, members: Mapping[str, Any], settings: FailoverConfig | None = None,
+    def __init__(self, name: str, members: Mapping[str, TargetView], settings: FailoverConfig | None = None,
                  now: float = 0.0) -> None:
         self.name = name
-        self.views: dict[str, Any] = dict(sorted(members.items()))
+        self.views: dict[str, TargetView] = dict(sorted(members.items()))
         self.settings = settings or FailoverConfig()
         self.now = now
         self._states: dict[str, MemberState] | None = None
@@ -104,9 +90,9 @@ class PythonClusterRule(Protocol):
 # -- members ----------------------------------------------------------------------------------------
 
 
-def member_state(view: Any) -> MemberState:
+def member_state(view: TargetView) -> MemberState:
     """A member's state: probes from its main collector's history, role and link from its newest facts."""
-    probe = _main_collector(view)
+    probe = main_collector(view)
     history = view.history(probe) if probe else []
     failed, down_since = 0, None
     for snapshot in reversed(history):
@@ -114,8 +100,7 @@ def member_state(view: Any) -> MemberState:
             break
         failed, down_since = failed + 1, snapshot.started_at
     last_ok = next((s for s in reversed(history) if s.ok), None)
-    reader = ROLE_READERS.get(view.engine)
-    link = reader(last_ok.facts) if reader and last_ok is not None else Link(UNKNOWN)
+    link = (last_ok.fact(ReplicationLink) if last_ok is not None else None) or ReplicationLink(UNKNOWN)
     return MemberState(
         name=view.target, engine=view.engine, reachable=bool(history) and history[-1].ok, failed_probes=failed,
         down_since=down_since, last_seen_at=last_ok.started_at if last_ok else None, probed=bool(history),
@@ -123,71 +108,12 @@ def member_state(view: Any) -> MemberState:
     )
 
 
-def _main_collector(view: Any) -> str | None:
-    # The collector exporting dbwatch_target_up (the daemon adds it to the main collector's snapshots).
-    for name in view.collectors():
-        history = view.history(name)
-        if history and history[-1].family("dbwatch_target_up") is not None:
-            return name
-    return next(iter(view.collectors()), None)
-
-
-def _postgres(facts: Mapping[str, Any]) -> Link:
-    server = facts.get("server")
-    if server is None:
-        return Link(UNKNOWN)
-    if not server.in_recovery:
-        return Link(PRIMARY, writable=True)
-    standby = facts.get("standby")
-    if standby is None:
-        return Link(REPLICA, link_up=False, link_state="unknown")
-    upstream = (standby.upstream_host, int(standby.upstream_port)) if standby.upstream_host else None
-    return Link(
-        REPLICA, link_up=standby.receiver_status == "streaming", link_state=standby.receiver_status,
-        lag_seconds=float(standby.lag_seconds), lag_bytes=float(standby.replay_lag_bytes), upstream=upstream,
-        replay_paused=bool(standby.replay_paused),
-    )
-
-
-def _redis(facts: Mapping[str, Any]) -> Link:
-    info = facts.get("redis")
-    if info is None:
-        return Link(UNKNOWN)
-    if info.role != "slave":
-        return Link(PRIMARY, writable=True)
-    upstream = (info.master_host, int(info.master_port)) if info.master_host and info.master_port else None
-    return Link(REPLICA, link_up=info.master_link_status == "up", link_state=f"master_link_status:{info.master_link_status}",
-                lag_seconds=info.master_last_io_seconds, upstream=upstream)
-
-
-def _mysql(facts: Mapping[str, Any]) -> Link:
-    channels = facts.get("channels")
-    settings = facts.get("settings")
-    if channels is None and settings is None:
-        return Link(UNKNOWN)
-    if not channels:
-        return Link(PRIMARY, writable=not getattr(settings, "read_only", False))
-    channel = channels[0]
-    up = channel.io_running and channel.sql_running
-    error = "; ".join(e for e in (channel.last_io_error, channel.last_sql_error) if e)
-    return Link(REPLICA, link_up=up, link_state=f"Slave_IO_Running: {channel.io_state}, "
-                f"Slave_SQL_Running: {channel.sql_state}", link_error=error,
-                lag_seconds=channel.seconds_behind_master,
-                upstream=(channel.master_host, int(channel.master_port)) if channel.master_host else None,
-                writable=not getattr(settings, "read_only", True))
-
-
-#: engine -> reader of the facts of its main collector's newest successful snapshot
-ROLE_READERS: dict[str, Callable[[Mapping[str, Any]], Link]] = {
-    "postgres": _postgres, "redis": _redis, "mysql": _mysql,
-}
-
-
 # -- membership -------------------------------------------------------------------------------------
 
 
-def endpoint(target: Target) -> tuple[str, int] | None:
-    """``(host, port)`` of a target's DSN, loopback names folded to 127.0.0.1 so that they match."""
+def endpoint(target: Target, default_port: int = 0) -> tuple[str, int] | None:
+    """``(host, port)`` of a target's DSN (``default_port``, the engine's, when it names none), loopback names
+    folded to 127.0.0.1 so that they match."""
     if not target.dsn:
         return None
     try:
@@ -197,17 +123,18 @@ def endpoint(target: Target) -> tuple[str, int] | None:
         return None
     if not host or host.startswith("/"):
         return None
-    if port is None:
-        port = {"postgres": 5432, "mysql": 3306, "redis": 6379}.get(target.engine, 0)
-    return _norm(host), port
+    return _norm(host), default_port if port is None else port
 
 
-def discover_clusters(targets: Mapping[str, Target], upstreams: Mapping[str, tuple[str, int]]
-                      ) -> dict[str, list[str]]:
+def discover_clusters(targets: Mapping[str, Target], upstreams: Mapping[str, tuple[str, int]],
+                      default_ports: Mapping[str, int] | None = None) -> dict[str, list[str]]:
     """Group targets: configured ``cluster`` names, joined by replication links (``upstreams``: a member's
     upstream endpoint as its server reported it). A discovered group without a configured name is named
-    after its primary (the member nobody's upstream points away from)."""
-    by_endpoint = {ep: name for name, t in targets.items() if (ep := endpoint(t)) is not None}
+    after its primary (the member nobody's upstream points away from). ``default_ports``: engine -> the port
+    a DSN without one means."""
+    ports = default_ports or {}
+    by_endpoint = {ep: name for name, t in targets.items()
+                   if (ep := endpoint(t, ports.get(t.engine, 0))) is not None}
     parent = {name: name for name in targets}
 
     def root(name: str) -> str:
@@ -230,7 +157,7 @@ def discover_clusters(targets: Mapping[str, Target], upstreams: Mapping[str, tup
         groups.setdefault(root(name), []).append(name)
     clusters: dict[str, list[str]] = {}
     for members in groups.values():
-        named = sorted({targets[m].cluster for m in members if targets[m].cluster})
+        named = sorted({c for m in members if (c := targets[m].cluster)})
         if named:
             clusters[named[0]] = members
         elif len(members) > 1:

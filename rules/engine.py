@@ -1,8 +1,14 @@
 """The rules engine: threshold rules (YAML) and rules written in Python, over one target at a time.
 
 Rules see a target through a read-only :class:`TargetView` of its recent snapshots and return findings.
-A rule that raises is counted (``dbwatch_rule_errors_total{rule}``), logged once per distinct error, and
-never stops the other rules or targets.
+A rule that raises is counted (``dbwatch_rule_errors_total{rule,target,reason}``), logged once when the error
+starts (again only after the rule has evaluated cleanly in between), and never stops the other rules or
+targets. A fact a rule needs (``view.need(T)``) that is missing or of the wrong type is such an error, with
+``reason`` ``missing`` or ``wrong_type``; any other exception has ``reason="exception"``.
+
+Rules read facts by type, never by collector: ``view.fact(T)`` is the newest successful snapshot's fact of type
+``T`` (None when no collector of the target produced one: an optional collector not configured);
+``view.need(T)`` is for facts the target's main collector always produces.
 
 Rules written in Python (recommendations, failover triggers) implement :class:`PythonRule`: a ``name``, the
 ``engines`` they apply to (empty: all), and ``evaluate(view)`` returning findings. Alert-kind findings may
@@ -14,15 +20,26 @@ from __future__ import annotations
 import collections
 import logging
 import time
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from dbwatch.model import Finding, FindingKind, MetricFamily, Severity, Snapshot, counter, gauge
+from dbwatch.model.snapshot import FactError, FactMissing
 from dbwatch.rules.spec import ThresholdRule
 from dbwatch.rules.thresholds import evaluate_rule, render_template
 
-__all__ = ["PythonRule", "RuleEngine", "SnapshotSource", "TargetView"]
+__all__ = ["NotCollected", "PythonRule", "RuleEngine", "SnapshotSource", "TargetView", "main_collector"]
 
 logger = logging.getLogger(__name__)
+
+F = TypeVar("F")
+
+#: the family the daemon adds to each main collector's snapshots: it marks the collector that probes the target
+TARGET_UP = "dbwatch_target_up"
+
+
+class NotCollected(Exception):
+    """The target's main collector has no successful newest snapshot (down, or not yet collected): a rule that
+    needs its facts has nothing to judge. Not a rule error: TargetDown reports the target."""
 
 
 class SnapshotSource(Protocol):
@@ -59,12 +76,52 @@ class TargetView:
         history = self.history(collector)
         return history[-1] if history else None
 
-    def facts(self, collector: str, key: str) -> Any:
-        """A fact from the collector's newest successful snapshot (None when there is none)."""
-        for snapshot in reversed(self.history(collector)):
-            if snapshot.ok:
-                return snapshot.facts.get(key)
-        return None
+    def fact(self, kind: type[F]) -> F | None:
+        """The fact of type ``kind`` in the newest successful snapshot carrying one, whichever collector made it
+        (None when there is none: the collector producing it is not configured, or has not succeeded yet)."""
+        snapshot = self.snapshot_with(kind)
+        return snapshot.fact(kind) if snapshot is not None else None
+
+    def need(self, kind: type[F]) -> F:
+        """A fact the target's main collector always produces, from the newest successful snapshot carrying one.
+
+        When none does: :class:`NotCollected` while the main collector's newest snapshot failed (or there is
+        none yet), else :class:`~dbwatch.model.snapshot.FactMissing` (a rule error).
+        """
+        return self.need_snapshot(kind).need(kind)
+
+    def need_snapshot(self, kind: type) -> Snapshot:
+        """The newest successful snapshot carrying a ``kind`` fact, for rules that also need its time; raises
+        as :meth:`need` does."""
+        snapshot = self.snapshot_with(kind)
+        if snapshot is not None:
+            return snapshot
+        main = self.main_collector()
+        history = self.history(main) if main is not None else []
+        if not history or not history[-1].ok:
+            raise NotCollected(self.target)
+        raise FactMissing(kind, f"the snapshots of {self.target}")
+
+    def snapshot_with(self, kind: type) -> Snapshot | None:
+        """The newest successful snapshot carrying a fact of type ``kind``."""
+        best: Snapshot | None = None
+        for collector in self.collectors():
+            for snapshot in reversed(self.history(collector)):
+                if snapshot.ok and snapshot.has(kind):
+                    if best is None or snapshot.started_at > best.started_at:
+                        best = snapshot
+                    break
+        return best
+
+    def history_with(self, kind: type) -> list[Snapshot]:
+        """The history of the collector whose newest successful snapshot carries a ``kind`` fact (oldest first)."""
+        snapshot = self.snapshot_with(kind)
+        return self.history(snapshot.collector) if snapshot is not None else []
+
+    def main_collector(self) -> str | None:
+        """The collector that probes the target (its snapshots carry ``dbwatch_target_up``); the first one when
+        none does yet (recorded histories in tests)."""
+        return main_collector(self)
 
     # -- MetricHistory, for threshold rules --------------------------------------------------------
 
@@ -99,9 +156,21 @@ class TargetView:
         return self._owner[metric]
 
 
+def main_collector(view: "TargetView") -> str | None:
+    for name in view.collectors():
+        history = view.history(name)
+        if history and history[-1].family(TARGET_UP) is not None:
+            return name
+    return next(iter(view.collectors()), None)
+
+
 class PythonRule(Protocol):
-    name: str
-    engines: tuple[str, ...]
+    # Read-only members, so that a rule may declare ``engines = ("postgres",)`` (a ``tuple[str]``).
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def engines(self) -> tuple[str, ...]: ...
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]: ...
 
@@ -116,8 +185,8 @@ class RuleEngine:
         for rule in [*self.python_rules, *self.cluster_rules]:
             self._durations[rule.name] = (float(getattr(rule, "for_", 0.0)),
                                           float(getattr(rule, "keep_firing_for", 0.0)))
-        self._errors: collections.Counter[str] = collections.Counter()
-        self._last_error: dict[tuple[str, str], str] = {}
+        self._errors: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        self._failing: dict[tuple[str, str], str] = {}  # (rule, target) -> the error logged when it started
 
     def rule_durations(self, name: str) -> tuple[float, float]:
         """``(for, keep_firing_for)`` of a rule; (0, 0) for one no longer loaded."""
@@ -131,14 +200,20 @@ class RuleEngine:
             try:
                 findings.extend(self._threshold(rule, view))
             except Exception as exc:  # one broken rule never stops the others
-                self._failed(rule.alert, view.target, exc)
+                self.failed(rule.alert, view.target, exc)
+            else:
+                self._recovered(rule.alert, view.target)
         for prule in self.python_rules:
             if prule.engines and view.engine not in prule.engines:
                 continue
             try:
                 findings.extend(prule.evaluate(view))
+            except NotCollected:
+                continue
             except Exception as exc:
-                self._failed(prule.name, view.target, exc)
+                self.failed(prule.name, view.target, exc)
+            else:
+                self._recovered(prule.name, view.target)
         return findings
 
     def evaluate_cluster(self, view: Any) -> list[Finding]:
@@ -148,17 +223,31 @@ class RuleEngine:
             try:
                 findings.extend(rule.evaluate_cluster(view))
             except Exception as exc:
-                self._failed(rule.name, f"cluster {view.name}", exc)
+                self.failed(rule.name, f"cluster {view.name}", exc)
+            else:
+                self._recovered(rule.name, f"cluster {view.name}")
         return findings
 
     def metrics(self) -> list[MetricFamily]:
         loaded = gauge("dbwatch_rules_loaded", "Rules in force, by kind.", ("kind",))
         loaded.add(("threshold",), len(self.rules))
         loaded.add(("python",), len(self.python_rules) + len(self.cluster_rules))
-        errors = counter("dbwatch_rule_errors_total", "Evaluations of a rule that raised an error.", ("rule",))
-        for name in sorted(self._errors):
-            errors.add((name,), self._errors[name])
+        errors = counter("dbwatch_rule_errors_total",
+                         "Evaluations of a rule that failed: a needed fact missing or of the wrong type, or an "
+                         "exception.", ("rule", "target", "reason"))
+        for key in sorted(self._errors):
+            errors.add(key, self._errors[key])
         return [loaded, errors]
+
+    def failed(self, rule: str, target: str, exc: Exception) -> None:
+        """Count one failed evaluation of ``rule`` on ``target``; log it when this error starts."""
+        reason = exc.reason if isinstance(exc, FactError) else "exception"
+        self._errors[(rule, target, reason)] += 1
+        message = f"{type(exc).__name__}: {exc}"
+        if self._failing.get((rule, target)) != message:  # when it starts (or changes), not every tick
+            self._failing[(rule, target)] = message
+            logger.error("rule %s failed on %s: %s", rule, target, message, extra={"target": target, "rule": rule},
+                         exc_info=not isinstance(exc, (ValueError, FactError)))
 
     def _threshold(self, rule: ThresholdRule, view: TargetView) -> Iterable[Finding]:
         for series in evaluate_rule(rule, view, view.now):
@@ -175,10 +264,5 @@ class RuleEngine:
                 value=series.value,
             )
 
-    def _failed(self, rule: str, target: str, exc: Exception) -> None:
-        self._errors[rule] += 1
-        message = f"{type(exc).__name__}: {exc}"
-        if self._last_error.get((rule, target)) != message:  # once per distinct error, not every tick
-            self._last_error[(rule, target)] = message
-            logger.error("rule %s failed on %s: %s", rule, target, message, extra={"target": target, "rule": rule},
-                         exc_info=not isinstance(exc, ValueError))
+    def _recovered(self, rule: str, target: str) -> None:
+        self._failing.pop((rule, target), None)

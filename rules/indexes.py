@@ -1,9 +1,9 @@
 """Index recommendations: candidates costed by the advisor, and index hygiene.
 
-The rules read the facts of the collector named ``advisor`` (collectors/pg_advisor.py on PostgreSQL) and
-never touch a connection. An advisor of another engine that leaves facts of the same shape reuses a rule by
-subclassing it with its own ``name`` and ``engines``. Every finding is a ``recommendation`` (never paged)
-whose evidence holds the numbers behind it, ``sql`` (the exact statement to apply) and ``impact``: a rough
+The rules read the advisor's facts by type (:mod:`dbwatch.model.facts.pg_advisor`, put by
+collectors/pg_advisor.py) and never touch a connection. An advisor of another engine that leaves facts of the
+same shape reuses a rule by subclassing it with its own ``name``, ``engines`` and fact types. Every finding
+is a ``recommendation`` (never paged) whose evidence holds the numbers behind it, ``sql`` (the exact statement to apply) and ``impact``: a rough
 0..1 score that ranks recommendations of different kinds in a report (for a costed index: the share of all
 statement time it would save).
 
@@ -17,12 +17,16 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from dbwatch.model import Finding, FindingKind, Severity
+from dbwatch.model.facts.common import FactList
+from dbwatch.model.facts.pg_advisor import (
+    AdviceSettings, IndexCandidates, InvalidIndexes, RedundantIndexes, Sequences, TablesWithoutPrimaryKey,
+    UnindexedForeignKeys, UnusedIndexes,
+)
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 
-__all__ = ["ADVISOR", "make_rules"]
+__all__ = ["make_rules"]
 
-ADVISOR = "advisor"  # the collector whose facts these rules read
 GIB = 1024**3
 SAVING_WARNING = 0.05  # share of all statement time
 HEURISTIC_WEIGHT = 0.5  # an uncosted candidate is assumed to save half its statements' time, for ranking only
@@ -40,15 +44,16 @@ def make_rules(config: RulesConfig) -> list[PythonRule]:
 class _AdvisorRule:
     name = ""
     engines: tuple[str, ...] = ("postgres",)
-    fact = ""
-
-    settings_fact = "advice_settings"
+    #: the list fact judged row by row, and the settings fact judged with (both None while the advisor,
+    #: an optional collector, is not configured or has not run yet)
+    fact: type[FactList[Any]] = FactList
+    settings_fact: type = AdviceSettings
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        rows = view.facts(ADVISOR, self.fact)
+        rows = view.fact(self.fact)
         if not rows:
             return []
-        settings = view.facts(ADVISOR, self.settings_fact)
+        settings = view.fact(self.settings_fact)
         return [f for row in rows if (f := self.judge(view, row, settings)) is not None]
 
     def judge(self, view: TargetView, row: Any, settings: Any) -> Finding | None:
@@ -77,7 +82,7 @@ def _pct(x: float) -> str:
 
 class IndexCandidateRule(_AdvisorRule):
     name = "PgIndexCandidate"
-    fact = "index_candidates"
+    fact: type[FactList[Any]] = IndexCandidates
 
     def judge(self, view: TargetView, c: Any, settings: Any) -> Finding | None:
         table = f"{c.schema}.{c.table}"
@@ -131,11 +136,11 @@ def _index_evidence(index: Any) -> dict[str, Any]:
 
 class UnusedIndexRule(_AdvisorRule):
     name = "PgUnusedIndex"
-    fact = "unused_indexes"
+    fact = UnusedIndexes
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
         # An index reported as a duplicate or a prefix of another is said once, there.
-        self._redundant = {(r.index.schema, r.index.name) for r in view.facts(ADVISOR, "redundant_indexes") or ()}
+        self._redundant = {(r.index.schema, r.index.name) for r in view.fact(RedundantIndexes) or ()}
         return super().evaluate(view)
 
     def judge(self, view: TargetView, u: Any, settings: Any) -> Finding | None:
@@ -158,7 +163,7 @@ class UnusedIndexRule(_AdvisorRule):
 
 class RedundantIndexRule(_AdvisorRule):
     name = "PgRedundantIndex"
-    fact = "redundant_indexes"
+    fact = RedundantIndexes
 
     def judge(self, view: TargetView, r: Any, settings: Any) -> Finding | None:
         duplicate = r.kind == "duplicate"
@@ -178,7 +183,7 @@ class RedundantIndexRule(_AdvisorRule):
 
 class InvalidIndexRule(_AdvisorRule):
     name = "PgInvalidIndex"
-    fact = "invalid_indexes"
+    fact = InvalidIndexes
 
     def judge(self, view: TargetView, i: Any, settings: Any) -> Finding | None:
         return self.finding(
@@ -192,7 +197,7 @@ class InvalidIndexRule(_AdvisorRule):
 
 class ForeignKeyWithoutIndexRule(_AdvisorRule):
     name = "PgForeignKeyWithoutIndex"
-    fact = "unindexed_foreign_keys"
+    fact = UnindexedForeignKeys
 
     def judge(self, view: TargetView, fk: Any, settings: Any) -> Finding | None:
         table = f"{fk.schema}.{fk.table}"
@@ -214,7 +219,7 @@ class ForeignKeyWithoutIndexRule(_AdvisorRule):
 
 class TableWithoutPrimaryKeyRule(_AdvisorRule):
     name = "PgTableWithoutPrimaryKey"
-    fact = "tables_without_primary_key"
+    fact = TablesWithoutPrimaryKey
 
     def judge(self, view: TargetView, t: Any, settings: Any) -> Finding | None:
         table = f"{t.schema}.{t.table}"
@@ -232,7 +237,7 @@ class TableWithoutPrimaryKeyRule(_AdvisorRule):
 
 class SequenceNearMaxRule(_AdvisorRule):
     name = "PgSequenceNearMax"
-    fact = "sequences"
+    fact = Sequences
 
     def judge(self, view: TargetView, s: Any, settings: Any) -> Finding | None:
         if s.used_ratio < SEQUENCE_INFO:

@@ -1,8 +1,8 @@
 """MongoDB index candidates from the profiler: operations that scanned a whole collection (COLLSCAN).
 
-Reads ``slow_ops`` of the mongodb ``profiler`` collector (collectors/mongodb_profiler.py): every snapshot in
-the history the store keeps (each holds only the entries new since the previous collection, so the history
-is the window). Operations with a COLLSCAN plan are grouped by namespace, filter shape and sort shape; each
+Reads the :class:`~dbwatch.model.facts.mongodb.MongoSlowOps` of the mongodb ``profiler`` collector
+(collectors/mongodb_profiler.py): every snapshot in the history the store keeps (each holds only the entries
+new since the previous collection, so the history is the window). Operations with a COLLSCAN plan are grouped by namespace, filter shape and sort shape; each
 group gets the index the ESR rule gives (MongoDB's "Equality, Sort, Range" guideline): the filter's
 equality fields (a plain value, ``$eq``, ``$in``), then the sort fields, then the range fields (``$gt``,
 ``$gte``, ``$lt``, ``$lte``, ``$ne``, ``$nin``, ``$regex``, ``$exists``), in the filter's own order. ``$or``
@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from dbwatch.model import Finding, FindingKind, Severity
+from dbwatch.model.facts.mongodb import MongoIndexUsages, MongoSlowOps
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["MongoIndexCandidate", "esr_key", "make_rules"]
 
-PROFILER, INDEXSTATS = "profiler", "indexstats"
 WARNING_OPS = 10
 WARNING_EXAMINED_PER_RETURNED = 1000
 _EQUALITY = {"$eq", "$in", "$all", "$elemMatch", "$size"}
@@ -96,10 +96,10 @@ class MongoIndexCandidate:
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
         groups: dict[tuple[str, str, str], _Group] = {}
-        for snapshot in view.history(PROFILER):
+        for snapshot in view.history_with(MongoSlowOps):
             if not snapshot.ok:
                 continue
-            for op in snapshot.facts.get("slow_ops") or ():
+            for op in snapshot.fact(MongoSlowOps) or ():
                 if not op.collscan:
                     continue
                 try:
@@ -116,7 +116,7 @@ class MongoIndexCandidate:
                 group.returned += op.nreturned
                 group.seconds += op.duration_seconds
                 group.operations.add(op.op)
-        existing = _existing(view.facts(INDEXSTATS, "indexes") or ())
+        existing = _existing(view.fact(MongoIndexUsages) or ())
         findings = []
         for group in groups.values():
             have = existing.get(group.ns, [])

@@ -1,5 +1,6 @@
-"""MySQL/MariaDB index candidates: the PostgreSQL rule (rules/indexes.py) over the facts of the mysql
-``advisor`` collector (collectors/mysql_advisor.py), which have the same shape.
+"""MySQL/MariaDB index candidates: the PostgreSQL rule (rules/indexes.py) over the facts of the
+MySQL/MariaDB advisor (collectors/mysql_advisor.py, :mod:`dbwatch.model.facts.mysql_advisor`), which have the
+same shape.
 
 Neither server has hypothetical indexes, so nothing is costed *after*: every candidate is
 ``method: explain-before`` (the plan before: a full scan of the table, its rows per scan, and the digest's own
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.mysql_advisor import MySQLAdviceSettings, MySQLIndexCandidates
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.indexes import HEURISTIC_WEIGHT, IndexCandidateRule
 from dbwatch.rules.spec import RulesConfig
@@ -34,6 +36,8 @@ def _pct(x: float) -> str:
 class MySQLIndexCandidate(IndexCandidateRule):
     name = "MySQLIndexCandidate"
     engines = ("mysql",)
+    fact = MySQLIndexCandidates
+    settings_fact = MySQLAdviceSettings
 
     def judge(self, view: TargetView, c: Any, settings: Any) -> Finding | None:
         table = f"{c.schema}.{c.table}"

@@ -1,7 +1,7 @@
 """Storage recommendations for PostgreSQL: table and index bloat, BRIN and partitioning candidates.
 
-The rules read the facts collectors/pg_advisor_storage.py leaves in the ``advisor`` collector's facts and
-never touch a connection. Every finding is a ``recommendation`` whose evidence holds the numbers, ``sql``
+The rules read the facts collectors/pg_advisor_storage.py produces (:mod:`dbwatch.model.facts.pg_storage`)
+and never touch a connection. Every finding is a ``recommendation`` whose evidence holds the numbers, ``sql``
 and ``impact`` (0..1, for ranking). Bloat figures are statistical *estimates* (``evidence.estimate: true``);
 partitioning is a *hint* (``evidence.hint: true``) with a sketch, not a migration.
 
@@ -13,6 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.pg_storage import (
+    BrinCandidates, IndexBloats, PartitionCandidates, StorageSettings, TableBloats,
+)
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.indexes import _AdvisorRule, _pct, _size
@@ -30,7 +33,7 @@ def make_rules(config: RulesConfig) -> list[PythonRule]:
 
 
 class _StorageRule(_AdvisorRule):
-    settings_fact = "storage_settings"
+    settings_fact = StorageSettings
 
 
 def _statements(rows: Any) -> list[dict[str, Any]]:
@@ -47,7 +50,7 @@ class _BloatRule(_StorageRule):
 
 class TableBloatRule(_BloatRule):
     name = "PgTableBloat"
-    fact = "table_bloat"
+    fact = TableBloats
 
     def judge(self, view: TargetView, t: Any, settings: Any) -> Finding | None:
         severity = self.bloated(t, settings)
@@ -71,7 +74,7 @@ class TableBloatRule(_BloatRule):
 
 class IndexBloatRule(_BloatRule):
     name = "PgIndexBloat"
-    fact = "index_bloat"
+    fact = IndexBloats
 
     def judge(self, view: TargetView, i: Any, settings: Any) -> Finding | None:
         severity = self.bloated(i, settings)
@@ -95,7 +98,7 @@ class IndexBloatRule(_BloatRule):
 
 class BrinCandidateRule(_StorageRule):
     name = "PgBrinCandidate"
-    fact = "brin_candidates"
+    fact = BrinCandidates
 
     def judge(self, view: TargetView, b: Any, settings: Any) -> Finding | None:
         table = f"{b.schema}.{b.table}"
@@ -124,7 +127,7 @@ class BrinCandidateRule(_StorageRule):
 
 class PartitionCandidateRule(_StorageRule):
     name = "PgPartitionCandidate"
-    fact = "partition_candidates"
+    fact = PartitionCandidates
 
     def judge(self, view: TargetView, p: Any, settings: Any) -> Finding | None:
         table = f"{p.schema}.{p.table}"

@@ -1,9 +1,10 @@
 """Query recommendations from the statement statistics: N+1 patterns, rewrite hints and batch hints.
 
-The rules read ``facts["statements"]`` of the ``statements`` collector (pg_stat_statements on PostgreSQL,
-performance_schema digests on MySQL/MariaDB; the same field names) summed over the snapshots the agent
-keeps (about 40 collections), so a statement idle for a minute does not make its advice blink; and the
-slow log's samples (``facts["slow_classes"]``, literals and all) for the hints that need a literal.
+The rules read the :class:`~dbwatch.model.facts.statements.Statements` facts (pg_stat_statements on
+PostgreSQL, performance_schema digests on MySQL/MariaDB; the same field names) summed over the snapshots the
+agent keeps (about 40 collections), so a statement idle for a minute does not make its advice blink; and the
+slow log's samples (:class:`~dbwatch.model.facts.slowlog.SlowClasses`, literals and all) for the hints that
+need a literal.
 
 - ``QueryNPlusOne``: a single-table lookup by key, about one row per call, called at least ``min_calls``
   times and ``fanout`` times more often than the median of its neighbours (the other statements of the same
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from dbwatch.model import Finding, Severity, Snapshot
+from dbwatch.model.facts.slowlog import SlowClass, SlowClasses
+from dbwatch.model.facts.statements import Statements
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.query_shape import Shape, parse
@@ -75,9 +78,9 @@ class QueryRules:
         self._findings: dict[str, tuple[tuple[Any, ...], list[Finding]]] = {}
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        history = [s for s in view.history("statements") if s.ok]
-        slow = view.facts("slowlog", "slow_classes") or []
-        newest_slow = view.latest_snapshot("slowlog")
+        history = [s for s in view.history_with(Statements) if s.ok]
+        newest_slow = view.snapshot_with(SlowClasses)
+        slow = list(newest_slow.fact(SlowClasses) or ()) if newest_slow is not None else []
         key = (view.engine, history[-1].started_at if history else None, len(history),
                newest_slow.started_at if newest_slow is not None else None, tuple(view.labels.items()))
         cached = self._findings.get(view.target)
@@ -97,7 +100,7 @@ class QueryRules:
             self._parses[cache_key] = parse(text, engine)
         return self._parses[cache_key]
 
-    def _judge(self, view: TargetView, history: list[Snapshot], slow: list[Any]) -> list[Finding]:
+    def _judge(self, view: TargetView, history: list[Snapshot], slow: list[SlowClass]) -> list[Finding]:
         stats, window = _summed(history)
         shapes = {k: self._shape(view.engine, a.queryid, a.query) for k, a in stats.items()}
         out = list(self._n_plus_one(view, stats, shapes))
@@ -122,14 +125,14 @@ class QueryRules:
                     or child.rows > NPLUSONE_MAX_ROWS_PER_CALL * child.calls):
                 continue
             neighbours = [a for j, a in stats.items() if j != k and a.datname == child.datname
-                          and shapes[j] is not None and shapes[j].application]
+                          and (shape_j := shapes[j]) is not None and shape_j.application]
             if not neighbours:
                 continue
             median = statistics.median(a.calls for a in neighbours)
             if child.calls < NPLUSONE_FANOUT * max(median, 1):
                 continue
             parents = [a for j, a in stats.items() if j != k and a.datname == child.datname
-                       and shapes[j] is not None and shapes[j].kind == "select"
+                       and (shape_j := shapes[j]) is not None and shape_j.kind == "select"
                        and a.rows >= 2 * a.calls and child.calls >= 2 * a.calls
                        and abs(a.rows - child.calls) <= PARENT_TOLERANCE * child.calls]
             parent = min(parents, key=lambda a: (abs(a.rows - child.calls), a.calls), default=None)
@@ -232,7 +235,7 @@ def _summed(history: list[Snapshot]) -> tuple[dict[tuple[str, str, str], _Agg], 
     stats: dict[tuple[str, str, str], _Agg] = {}
     window = 0.0
     for snapshot in history:
-        rows = snapshot.facts.get("statements") or []
+        rows = snapshot.fact(Statements) or Statements()
         window += max((r.interval_seconds for r in rows), default=0.0)
         for r in rows:
             key = (str(r.queryid), r.user, r.datname)

@@ -3,8 +3,8 @@
 ``WHERE lower(email) = $1`` cannot use an index on ``(email)``, nor ``created_at::date = $1`` one on
 ``(created_at)``: the b-tree holds the column's values, not the expression's. The statements come from the
 ``statements`` collector (pg_stat_statements, normalized) summed over the kept snapshots, and from the slow
-log's samples (``facts["slow_classes"]``); the indexes from the PostgreSQL advisor's ``facts["indexes"]``
-(:class:`~dbwatch.model.facts.pg_advisor.IndexKeys`, read by attribute). Predicates are read with
+log's samples (:class:`~dbwatch.model.facts.slowlog.SlowClasses`); the indexes from the PostgreSQL advisor's
+:class:`~dbwatch.model.facts.pg_advisor.IndexKeysList`. Predicates are read with
 pglast: comparisons (``= < > <= >=``, ``LIKE``, ``IN``, ``BETWEEN``) of the statement's own WHERE whose one
 side is a function call or a cast of exactly one column and whose other side names no column.
 
@@ -27,6 +27,9 @@ from pglast.enums import A_Expr_Kind
 from pglast.stream import RawStream
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.pg_advisor import IndexKeysList
+from dbwatch.model.facts.slowlog import SlowClasses
+from dbwatch.model.facts.statements import Statements
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
@@ -185,7 +188,7 @@ class QueryIndexHints:
         return self._parses[text]
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        indexes = [i for i in (view.facts("advisor", "indexes") or ()) if i.valid]
+        indexes = [i for i in (view.fact(IndexKeysList) or ()) if i.valid]
         if not indexes:
             return []
         out: list[Finding] = []
@@ -243,16 +246,16 @@ def _statements(view: TargetView) -> Iterator[tuple[str, str, int, dict[str, Any
     """(key, text, calls, evidence) of pg_stat_statements' statements summed over the kept snapshots,
     then of the slow log's samples."""
     summed: dict[str, list[Any]] = {}
-    for snapshot in view.history("statements"):
+    for snapshot in view.history_with(Statements):
         if not snapshot.ok:
             continue
-        for row in snapshot.facts.get("statements") or ():
+        for row in snapshot.fact(Statements) or ():
             entry = summed.setdefault(str(row.queryid), [row.query, 0, row.datname])
             entry[0] = row.query or entry[0]
             entry[1] += row.delta_calls
     for queryid, (query, calls, datname) in summed.items():
         if query and calls >= MIN_CALLS:
             yield queryid, query, calls, {"queryid": queryid, "datname": datname, "source": "pg_stat_statements"}
-    for cls in view.facts("slowlog", "slow_classes") or ():
+    for cls in view.fact(SlowClasses) or ():
         if cls.sample and cls.count >= MIN_CALLS:
             yield f"slow:{cls.class_id}", cls.sample, cls.count, {"class_id": cls.class_id, "source": "slowlog"}

@@ -187,8 +187,7 @@ class ReplicationBroken(_ClusterRule):
         for member in view.replicas():
             if not member.reachable or member.link.link_up is not False:
                 continue
-            error = member.link.link_error or (
-                "the server keeps no error text here; its log says why" if member.engine == "postgres" else "")
+            error = member.link.link_error or member.link.error_hint
             out.append(self._finding(
                 view, member.name, Severity.CRITICAL,
                 f"Replica {member.name} of cluster {view.name} is not replicating ({member.link.link_state})",

@@ -1,5 +1,6 @@
-"""Schema hints the catalog supports (``facts["schema"]`` of the audit collector), labelled as hints: the
-catalog shows the shape, not the intent, so each says what it saw and what it would usually mean.
+"""Schema hints the catalog supports (the audit collector's :class:`~dbwatch.model.facts.audit.SchemaFacts`),
+labelled as hints: the catalog shows the shape, not the intent, so each says what it saw and what it would
+usually mean.
 
 - ``SchemaWideTable``: a table of more columns than the collector's ``wide_table_columns`` (50).
 - ``SchemaRepeatedColumns``: ``phone1, phone2, phone3``: a repeating group that wants a child table.
@@ -14,13 +15,12 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.audit import SchemaFacts
 from dbwatch.rules.advice_common import quote_ident, recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["make_rules"]
-
-AUDIT = "audit"
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
@@ -36,7 +36,7 @@ class SchemaHints:
     engines = ("postgres",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        facts: Any = view.facts(AUDIT, "schema")
+        facts = view.fact(SchemaFacts)
         if facts is None:
             return []
         out = []

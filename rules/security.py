@@ -1,4 +1,5 @@
-"""Security recommendations from the audit collectors' facts (``audit`` on PostgreSQL, MySQL, Redis).
+"""Security recommendations from the audit collectors' facts (:class:`PgAudit`, :class:`MySQLAudit`,
+:class:`RedisAudit` of :mod:`dbwatch.model.facts.audit`).
 
 - PostgreSQL: roles with SUPERUSER or REPLICATION beyond the bootstrap superuser and the configured
   ``expected_superusers``/``expected_replication``; ``trust`` or ``password`` lines in pg_hba
@@ -15,16 +16,17 @@ Redis without AUTH and protected mode off), ``warning`` for the rest.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable
+from typing import Generic, Iterable, TypeVar
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.audit import MySQLAudit, PgAudit, RedisAudit
 from dbwatch.rules.advice_common import quote_ident, quote_literal, recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["make_rules"]
 
-AUDIT = "audit"
+A = TypeVar("A", PgAudit, MySQLAudit, RedisAudit)
 #: what a monitoring role needs on PostgreSQL (pg_monitor and the roles it includes)
 PG_AGENT_ROLES = frozenset({"pg_monitor", "pg_read_all_settings", "pg_read_all_stats", "pg_stat_scan_tables"})
 #: global privileges a MySQL monitoring user needs (the rest of what it reads is SELECT on performance_schema)
@@ -38,23 +40,27 @@ def make_rules(config: RulesConfig) -> list[PythonRule]:
             RedisWithoutAuth()]
 
 
-class _Rule:
+class _Rule(Generic[A]):
+    """A rule over one engine's audit fact (None while the audit collector, optional, is not configured)."""
+
     name = ""
     engines: tuple[str, ...] = ()
+    audit_type: type[A]
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(self.audit_type)
         return [] if audit is None else list(self.judge(view, audit))
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: A) -> Iterable[Finding]:
         raise NotImplementedError
 
 
-class PgUnexpectedPrivilegedRole(_Rule):
+class PgUnexpectedPrivilegedRole(_Rule[PgAudit]):
     name = "PgUnexpectedPrivilegedRole"
     engines = ("postgres",)
+    audit_type = PgAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         for role in audit.roles:
             if role.superuser and role.name not in audit.expected_superusers:
                 what, fix = "SUPERUSER", f"ALTER ROLE {quote_ident(role.name)} NOSUPERUSER;"
@@ -75,11 +81,12 @@ class PgUnexpectedPrivilegedRole(_Rule):
                 fix, 0.6 if what == "SUPERUSER" else 0.4)
 
 
-class PgHbaWeakAuth(_Rule):
+class PgHbaWeakAuth(_Rule[PgAudit]):
     name = "PgHbaWeakAuth"
     engines = ("postgres",)
+    audit_type = PgAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         for rule in audit.hba or ():
             if rule.auth_method not in ("trust", "password"):
                 continue
@@ -102,11 +109,12 @@ class PgHbaWeakAuth(_Rule):
                 f"SELECT pg_reload_conf();", 0.8 if severity == Severity.CRITICAL else 0.5)
 
 
-class PgSslOff(_Rule):
+class PgSslOff(_Rule[PgAudit]):
     name = "PgSslOff"
     engines = ("postgres",)
+    audit_type = PgAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         if audit.ssl:
             return
         yield recommend(
@@ -118,11 +126,12 @@ class PgSslOff(_Rule):
             0.5)
 
 
-class PgMd5Passwords(_Rule):
+class PgMd5Passwords(_Rule[PgAudit]):
     name = "PgMd5PasswordEncryption"
     engines = ("postgres",)
+    audit_type = PgAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         if audit.password_encryption != "md5":
             return
         yield recommend(
@@ -133,11 +142,12 @@ class PgMd5Passwords(_Rule):
             "ALTER SYSTEM SET password_encryption = 'scram-sha-256';\nSELECT pg_reload_conf();", 0.4)
 
 
-class PgPublicSchemaCreate(_Rule):
+class PgPublicSchemaCreate(_Rule[PgAudit]):
     name = "PgPublicSchemaCreate"
     engines = ("postgres",)
+    audit_type = PgAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         if not audit.public_schema_create:
             return
         yield recommend(
@@ -148,11 +158,12 @@ class PgPublicSchemaCreate(_Rule):
             "REVOKE CREATE ON SCHEMA public FROM PUBLIC;", 0.4)
 
 
-class PgAgentOverPrivileged(_Rule):
+class PgAgentOverPrivileged(_Rule[PgAudit]):
     name = "PgAgentOverPrivileged"
     engines = ("postgres",)
+    audit_type = PgAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         extra = sorted(set(audit.agent_memberships) - PG_AGENT_ROLES)
         if not audit.agent_superuser and not extra:
             return
@@ -170,11 +181,12 @@ class PgAgentOverPrivileged(_Rule):
             0.3)
 
 
-class MySQLWeakAccount(_Rule):
+class MySQLWeakAccount(_Rule[MySQLAudit]):
     name = "MySQLWeakAccount"
     engines = ("mysql",)
+    audit_type = MySQLAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: MySQLAudit) -> Iterable[Finding]:
         for account in audit.accounts or ():
             who = f"{quote_literal(account.user)}@{quote_literal(account.host)}"
             if account.user == "":
@@ -199,11 +211,12 @@ class MySQLWeakAccount(_Rule):
                 fix, 0.8 if severity == Severity.CRITICAL else 0.5)
 
 
-class MySQLInsecureTransport(_Rule):
+class MySQLInsecureTransport(_Rule[MySQLAudit]):
     name = "MySQLInsecureTransport"
     engines = ("mysql",)
+    audit_type = MySQLAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: MySQLAudit) -> Iterable[Finding]:
         if audit.require_secure_transport is not False:
             return
         yield recommend(
@@ -214,11 +227,12 @@ class MySQLInsecureTransport(_Rule):
             "SET GLOBAL require_secure_transport = ON;  -- and require_secure_transport = ON under [mysqld]", 0.4)
 
 
-class MySQLAgentOverPrivileged(_Rule):
+class MySQLAgentOverPrivileged(_Rule[MySQLAudit]):
     name = "MySQLAgentOverPrivileged"
     engines = ("mysql",)
+    audit_type = MySQLAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: MySQLAudit) -> Iterable[Finding]:
         extra = sorted(p for p in audit.agent_privileges if p not in MYSQL_AGENT_PRIVILEGES)
         if not extra:
             return
@@ -232,11 +246,12 @@ class MySQLAgentOverPrivileged(_Rule):
             "GRANT SELECT ON performance_schema.* TO 'dbwatch'@'localhost';", 0.3)
 
 
-class RedisWithoutAuth(_Rule):
+class RedisWithoutAuth(_Rule[RedisAudit]):
     name = "RedisWithoutAuth"
     engines = ("redis",)
+    audit_type = RedisAudit
 
-    def judge(self, view: TargetView, audit: Any) -> Iterable[Finding]:
+    def judge(self, view: TargetView, audit: RedisAudit) -> Iterable[Finding]:
         if audit.bind is None or not audit.default_user_nopass or audit.default_user_enabled is False:
             return
         exposed = [a for a in audit.bind if not _loopback(a.lstrip("-"))] or ([] if audit.bind else ["*"])

@@ -5,22 +5,23 @@ The targets are the usual starting points (pgtune, mysqltuner, the Redis docs), 
 25 % of RAM, effective_cache_size 75 %, maintenance_work_mem RAM/16 up to 1 GB, work_mem × max_connections
 within RAM, random_page_cost 1.1 and effective_io_concurrency 200 on SSD. A rule fires only well outside
 that (e.g. shared_buffers under 15 % or over 40 % of RAM), and only when the host is known (the audit
-collector's ``host`` fact: measured for a local target, or the collector's ``ram``/``cpus``/``disk``
-options) — an unknown host is never guessed at.
+collector's :class:`~dbwatch.model.facts.audit.HostFacts`: measured for a local target, or the collector's
+``ram``/``cpus``/``disk`` options) — an unknown host is never guessed at.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Iterable
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.audit import MySQLAudit, PgAudit, RedisAudit
+from dbwatch.model.facts.redis import RedisInfo
 from dbwatch.rules.advice_common import recommend, size
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["make_rules"]
 
-AUDIT = "audit"
 MB, GB = 1024**2, 1024**3
 MIN_CHECKPOINTS = 3  # requested checkpoints before their share means anything
 MIN_TMP_TABLES = 100
@@ -43,7 +44,7 @@ class PgMemorySettings:
     engines = ("postgres",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(PgAudit)
         if audit is None or not audit.host.ram_bytes:
             return []
         ram, s = audit.host.ram_bytes, audit.settings
@@ -91,7 +92,7 @@ class PgSsdSettings:
     engines = ("postgres",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(PgAudit)
         if audit is None or audit.host.rotational is not False:
             return []
         s, out = audit.settings, []
@@ -119,7 +120,7 @@ class PgCheckpointsRequested:
     engines = ("postgres",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(PgAudit)
         if audit is None:
             return []
         requested, timed = audit.checkpoints_requested, audit.checkpoints_timed
@@ -144,7 +145,7 @@ class MySQLBufferPool:
     engines = ("mysql",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(MySQLAudit)
         if audit is None:
             return []
         pool, data, ram = audit.innodb_buffer_pool_size, audit.innodb_data_bytes, audit.host.ram_bytes
@@ -172,7 +173,7 @@ class MySQLMaxConnections:
     engines = ("mysql",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(MySQLAudit)
         if audit is None or audit.max_connections <= 0:
             return []
         used, limit = audit.max_used_connections, audit.max_connections
@@ -194,7 +195,7 @@ class MySQLTmpDiskTables:
     engines = ("mysql",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(MySQLAudit)
         if audit is None or audit.created_tmp_tables < MIN_TMP_TABLES:
             return []
         ratio = audit.created_tmp_disk_tables / audit.created_tmp_tables
@@ -221,10 +222,10 @@ class RedisMaxmemory:
     engines = ("redis",)
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        info: Any = view.facts("redis", "redis")
+        info = view.need(RedisInfo)
         if info is None or not info.config_available or info.maxmemory_bytes:
             return []
-        audit = view.facts(AUDIT, "audit")
+        audit = view.fact(RedisAudit)
         ram = audit.host.ram_bytes if audit is not None else None
         target = int(0.75 * ram) // MB * MB if ram else None
         policy = info.maxmemory_policy or "noeviction"

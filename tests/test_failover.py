@@ -22,6 +22,7 @@ from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.failover import FailoverController
 from dbwatch.model import Finding, FindingKind, Severity, Snapshot, Target, gauge
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.postgres import replication_link
 from dbwatch.model.facts.postgres import ServerInfo, Standby
 from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.cluster import ClusterView, discover_clusters
@@ -41,13 +42,14 @@ def pg_snapshot(target: str, at: float, ok: bool = True, standby: bool = False, 
     up.add((), int(ok))
     snap.families.append(up)
     if ok:
-        snap.facts["server"] = ServerInfo(version="15.6", full_version="PostgreSQL 15.6", version_num=150006,
-                                          in_recovery=standby, start_time=0.0, role="postgres", superuser=True,
-                                          monitor=True, read_all_stats=True)
-        snap.facts["standby"] = Standby(
+        server = ServerInfo(version="15.6", full_version="PostgreSQL 15.6", version_num=150006,
+                            in_recovery=standby, start_time=0.0, role="postgres", superuser=True, monitor=True,
+                            read_all_stats=True)
+        receiving = Standby(
             lag_seconds=0.0, replay_lag_bytes=lag_bytes, replay_paused=False, receiver_status=receiver,
             upstream_host="127.0.0.1" if receiver == "streaming" else None,
             upstream_port=5432 if receiver == "streaming" else None) if standby else None
+        snap.put(server, replication_link(server, receiving))
     return snap
 
 

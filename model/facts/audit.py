@@ -1,4 +1,4 @@
-"""The typed facts the audit collectors (pg_audit, mysql_audit, redis_audit) leave in ``snapshot.facts``.
+"""The typed facts the audit collectors (pg_audit, mysql_audit, redis_audit) put on a snapshot.
 
 Rules (rules/tuning.py, rules/security.py, rules/schema.py) read them by attribute and never import this
 module. Sizes are bytes, times seconds. A fact the agent was not allowed to read is ``None`` and the
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class HostFacts:
-    """``facts["host"]``: the machine the database runs on, when the agent can tell (local target or
+    """The machine the database runs on, when the agent can tell (local target or
     configured ``ram``/``cpus``/``disk`` options); a field is ``None`` when unknown."""
 
     ram_bytes: int | None
@@ -85,7 +85,7 @@ class JsonColumn:
 
 @dataclass(frozen=True, slots=True)
 class SchemaFacts:
-    """``facts["schema"]``: what the catalog says about the current database's own tables."""
+    """What the catalog says about the current database's own tables."""
 
     database: str
     wide_tables: list[WideTable] = field(default_factory=list)
@@ -96,7 +96,7 @@ class SchemaFacts:
 
 @dataclass(frozen=True, slots=True)
 class PgAudit:
-    """``facts["audit"]`` on PostgreSQL."""
+    """The PostgreSQL audit: roles, pg_hba, SSL, the settings tuning reads, the host."""
 
     database: str
     agent_role: str
@@ -125,7 +125,7 @@ class MySQLAccount:
 
 @dataclass(frozen=True, slots=True)
 class MySQLAudit:
-    """``facts["audit"]`` on MySQL/MariaDB."""
+    """The MySQL/MariaDB audit: accounts, transport, the figures tuning reads, the host."""
 
     agent_user: str
     agent_privileges: tuple[str, ...]  # the agent's global privileges (USER_PRIVILEGES), upper case
@@ -146,7 +146,7 @@ class MySQLAudit:
 
 @dataclass(frozen=True, slots=True)
 class RedisAudit:
-    """``facts["audit"]`` on Redis (CONFIG GET and ACL; ``None`` where they are denied or renamed)."""
+    """The Redis audit (CONFIG GET and ACL; ``None`` where they are denied or renamed)."""
 
     bind: tuple[str, ...] | None
     protected_mode: bool | None

@@ -1,4 +1,4 @@
-"""The typed facts the MongoDB collectors leave in ``snapshot.facts`` for rules to read.
+"""The typed facts the MongoDB collectors put on a snapshot for rules to read (``snapshot.fact(T)``).
 
 Rules never import collectors, so they read these by attribute. Times are seconds (Unix time for points in
 time), sizes bytes; a field is ``None`` when the server did not say (a standalone has no replica set, a
@@ -15,7 +15,7 @@ from dbwatch.model.facts.common import FactList
 
 @dataclass(frozen=True, slots=True)
 class MongoServer:
-    """``facts["mongodb"]``: the server as ``hello`` and ``serverStatus`` describe it."""
+    """The server as ``hello`` and ``serverStatus`` describe it."""
 
     version: str
     process: str  # mongod, mongos
@@ -58,7 +58,7 @@ class MongoMember:
 
 @dataclass(frozen=True, slots=True)
 class MongoReplSet:
-    """``facts["replset"]``: ``replSetGetStatus`` from this member's point of view."""
+    """``replSetGetStatus`` from this member's point of view."""
 
     set_name: str
     my_state: int
@@ -74,7 +74,7 @@ class MongoReplSet:
 
 @dataclass(frozen=True, slots=True)
 class MongoOplog:
-    """``facts["oplog"]``: the span of ``local.oplog.rs`` (its first and last entry)."""
+    """The span of ``local.oplog.rs`` (its first and last entry)."""
 
     first: float  # Unix time of the oldest entry still in the oplog
     last: float  # Unix time of the newest entry
@@ -129,7 +129,7 @@ class MongoSlowOp:
 
 @dataclass(frozen=True, slots=True)
 class MongoProfiler:
-    """``facts["profiler"]``: what the profiler collection found besides the operations themselves."""
+    """What the profiler collection found besides the operations themselves."""
 
     baseline: bool  # the first collection: entries already there are the starting point, not counted
     levels: dict[str, int] = field(default_factory=dict)  # database -> profiling level (0 off, 1 slow, 2 all)

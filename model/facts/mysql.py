@@ -1,4 +1,4 @@
-"""The typed facts the MySQL/MariaDB collectors leave in ``snapshot.facts`` for rules to read.
+"""The typed facts the MySQL/MariaDB collectors put on a snapshot for rules to read (``snapshot.fact(T)``).
 
 Shapes follow :mod:`dbwatch.model.facts.postgres` where the idea is the same (server, settings, activity, statements), so
 a rule can read either engine by attribute. Times are seconds, sizes bytes.
@@ -13,7 +13,7 @@ from dbwatch.model.facts.common import FactList
 
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
-    """``facts["server"]``: read once per connection."""
+    """The server and the agent's user on it, read once per connection."""
 
     version: str  # VERSION(), e.g. "10.11.6-MariaDB-0+deb12u1-log"
     version_tuple: tuple[int, int, int]
@@ -30,7 +30,7 @@ class ServerInfo:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """``facts["settings"]``: the global variables rules reason about."""
+    """The global variables rules reason about."""
 
     max_connections: int
     innodb_buffer_pool_size: int
@@ -42,7 +42,7 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """``facts["status"]``: a few global status counters (cumulative since start) and derived ratios."""
+    """A few global status counters (cumulative since start) and derived ratios."""
 
     uptime: float
     start_time: float
@@ -79,7 +79,7 @@ class LongQuery:
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """``facts["activity"]``: client sessions seen in the process list (all with PROCESS, else own only)."""
+    """Client sessions seen in the process list (all with PROCESS, else own only)."""
 
     connections: int
     running: int  # sessions running a statement, dbwatch excluded
@@ -89,7 +89,7 @@ class Activity:
 
 @dataclass(frozen=True, slots=True)
 class Channel:
-    """One row of ``facts["channels"]``: this server's replication from one source (MySQL channel,
+    """This server's replication from one source (MySQL channel,
     MariaDB connection). Column names are normalised to the master/slave spelling on both syntaxes."""
 
     channel_name: str  # MySQL Channel_Name or MariaDB Connection_name ("" for the default)
@@ -112,7 +112,7 @@ class Channel:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """``facts["heartbeat"]``: the newest pt-heartbeat row (None when the option is off)."""
+    """The newest pt-heartbeat row (None when the option is off)."""
 
     server_id: int
     stored: float
@@ -125,7 +125,7 @@ class Heartbeat:
 
 @dataclass(frozen=True, slots=True)
 class Gtid:
-    """``facts["gtid"]``: the server's GTID positions as the server prints them ("" when not used)."""
+    """The server's GTID positions as the server prints them ("" when not used)."""
 
     executed: str  # MariaDB @@gtid_current_pos / MySQL @@gtid_executed
     slave_pos: str  # MariaDB only

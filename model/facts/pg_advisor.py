@@ -1,4 +1,4 @@
-"""The typed facts the index advisor leaves in ``snapshot.facts`` for rules/indexes.py to judge.
+"""The typed facts the index advisor puts on a snapshot for rules/indexes.py to judge.
 
 Rules never import collectors, so they read these by attribute. Every fact carries the numbers a
 recommendation shows as evidence and the exact SQL to apply. Costs are the planner's units; times

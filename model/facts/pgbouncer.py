@@ -1,4 +1,4 @@
-"""Typed rows the PgBouncer collector hands to rules (``snapshot.facts``): pools, databases, per-database
+"""Typed rows the PgBouncer collector hands to rules (``snapshot.fact(T)``): pools, databases, per-database
 traffic and the few settings that bound them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The typed facts the PostgreSQL collector leaves in ``snapshot.facts`` for rules to read.
+"""The typed facts the PostgreSQL collector puts on a snapshot for rules to read.
 
 Rules never import collectors (imports follow the flow), so they read these by attribute; the types
 live here to keep each fact's shape in one place and small. Times are seconds, sizes bytes.
@@ -13,7 +13,7 @@ from dbwatch.model.facts.common import FactList
 
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
-    """``facts["server"]``: read once per connection."""
+    """The server and the agent's role on it, read once per connection."""
 
     version: str  # server_version, e.g. "15.6 (Debian 15.6-0+deb12u1)"
     full_version: str  # version(), e.g. "PostgreSQL 15.6 (Debian ...) on x86_64-pc-linux-gnu, ..."
@@ -28,7 +28,7 @@ class ServerInfo:
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    """``facts["settings"]``: the settings rules reason about, in base units (-1 kept as "disabled")."""
+    """The settings rules reason about, in base units (-1 kept as "disabled")."""
 
     max_connections: int
     superuser_reserved_connections: int
@@ -47,7 +47,7 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class Activity:
-    """``facts["activity"]``: client sessions, over all databases."""
+    """Client sessions, over all databases."""
 
     connections: int
     by_state: dict[str, int]
@@ -60,7 +60,7 @@ class Activity:
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """One row of ``facts["databases"]``."""
+    """One database of pg_stat_database."""
 
     datname: str
     numbackends: int
@@ -76,7 +76,7 @@ class Database:
 
 @dataclass(frozen=True, slots=True)
 class Replica:
-    """One row of ``facts["replicas"]``: a standby as seen from its primary (pg_stat_replication)."""
+    """One row: a standby as seen from its primary (pg_stat_replication)."""
 
     application_name: str
     client_addr: str
@@ -92,7 +92,7 @@ class Replica:
 
 @dataclass(frozen=True, slots=True)
 class Standby:
-    """``facts["standby"]`` on a server in recovery (None on a primary)."""
+    """The WAL receiver and replay, on a server in recovery only."""
 
     lag_seconds: float
     replay_lag_bytes: float
@@ -104,7 +104,7 @@ class Standby:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One row of ``facts["slots"]``."""
+    """One replication slot."""
 
     slot_name: str
     slot_type: str
@@ -115,7 +115,7 @@ class Slot:
 
 @dataclass(frozen=True, slots=True)
 class Archiver:
-    """``facts["archiver"]``."""
+    """The WAL archiver (pg_stat_archiver)."""
 
     archived_count: int
     failed_count: int

@@ -1,4 +1,4 @@
-"""The typed facts the Redis collectors leave in ``snapshot.facts`` for rules to read.
+"""The typed facts the Redis collectors put on a snapshot for rules to read (``snapshot.fact(T)``).
 
 Rules never import collectors, so they read these by attribute. Times are seconds, sizes bytes; a field is
 ``None`` when the server did not say (an older Redis, or CONFIG renamed away). Roles keep Redis's own words
@@ -36,7 +36,7 @@ class RedisKeyspace:
 
 @dataclass(frozen=True, slots=True)
 class RedisInfo:
-    """``facts["redis"]``: the server as one INFO (and CONFIG GET, when allowed) describes it."""
+    """The server as one INFO (and CONFIG GET, when allowed) describes it."""
 
     version: str
     mode: str  # standalone, cluster, sentinel
@@ -124,7 +124,7 @@ class SlowGroup:
 
 @dataclass(frozen=True, slots=True)
 class Slowlog:
-    """``facts["slowlog"]``: what the server's slow log gained since the previous collection.
+    """What the server's slow log gained since the previous collection.
 
     The first collection of an agent only takes the baseline (``baseline`` is True, nothing is counted), so
     entries are never counted twice across collections.
@@ -140,7 +140,7 @@ class Slowlog:
 
 @dataclass(frozen=True, slots=True)
 class LatencyEvent:
-    """One row of ``facts["latency"]`` (LATENCY LATEST)."""
+    """One event of LATENCY LATEST."""
 
     event: str
     last_spike_at: float
