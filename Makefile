@@ -17,7 +17,7 @@ APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometh
 	prometheus-postgres-exporter procps mariadb-server mariadb-client redis-server percona-toolkit pgbouncer \
 	postgresql-15-hypopg pgbackrest pgbadger
 
-.PHONY: setup demo test typecheck bench clean
+.PHONY: setup demo test typecheck docs bench clean
 
 setup: $(VENV)/.installed
 
@@ -48,6 +48,10 @@ typecheck: setup
 	@rm -rf .typecheck && mkdir -p .typecheck/dbwatch && touch .typecheck/dbwatch/__init__.py
 	@for d in model agent collectors rules exporters; do ln -s "$(CURDIR)/$$d" .typecheck/dbwatch/$$d; done
 	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p dbwatch
+
+# docs/metrics.md is generated from the metric catalog (collectors/catalog_*.py, agent/catalog.py).
+docs: setup
+	$(PY) -m dbwatch.agent.metricsdoc docs/metrics.md
 
 bench: setup
 	$(PY) bench/pg_cycle.py

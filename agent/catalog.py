@@ -1,0 +1,65 @@
+"""The metric families the agent itself exports beside its targets' (the scheduler, rules, alerts, delivery).
+
+docs/metrics.md is generated from this declaration and the collectors' (``dbwatch.collectors.catalog``).
+"""
+
+from __future__ import annotations
+
+from dbwatch.model.catalog import C, G, I, MetricSpec
+
+TITLE = "The agent itself"
+INTRO = """\
+Series about dbwatch itself: the collections it runs, its rules, alerts and notifications, and the process.
+"""
+
+FAMILIES: tuple[MetricSpec, ...] = (
+    MetricSpec('dbwatch_target_up', G,
+               "Whether the target's last collection by its main collector succeeded (1 = yes); one name for "
+               'every engine, read by `TargetDown`.',
+               (), 'agent'),
+    MetricSpec('dbwatch_build_info', G,
+               "dbwatch's version (always 1)",
+               ('version', 'python'), 'agent'),
+    MetricSpec('dbwatch_collector_duration_seconds', G,
+               'duration of the last collection',
+               ('collector',), 'agent'),
+    MetricSpec('dbwatch_collector_runs_total', C,
+               'collections run',
+               ('collector',), 'agent'),
+    MetricSpec('dbwatch_collector_errors_total', C,
+               'collections that failed',
+               ('collector',), 'agent'),
+    MetricSpec('dbwatch_collector_last_success_timestamp_seconds', G,
+               'end of the last successful collection',
+               ('collector',), 'agent'),
+    MetricSpec('dbwatch_collect_age_seconds', G,
+               'seconds since the last collection ended (staleness without sample timestamps)',
+               ('collector',), 'agent'),
+    MetricSpec('dbwatch_alerts', G,
+               'pending and firing alerts',
+               ('alertname', 'severity', 'state', 'target'), 'agent'),
+    MetricSpec('dbwatch_recommendation', I,
+               'a recommendation in force',
+               ('rule', 'target', 'severity', 'fingerprint', 'summary'), 'agent'),
+    MetricSpec('dbwatch_rules_loaded', G,
+               'rules in force (threshold, python)',
+               ('kind',), 'agent'),
+    MetricSpec('dbwatch_rule_errors_total', C,
+               'evaluations of a rule that failed: a needed fact missing or of the wrong type, or an exception',
+               ('rule', 'target', 'reason'), 'agent'),
+    MetricSpec('dbwatch_notifications_total', C,
+               'notification requests: sent, retried, failed',
+               ('receiver', 'result'), 'agent'),
+    MetricSpec('dbwatch_notifications_failed_total', C,
+               'notifications given up on',
+               ('receiver',), 'agent'),
+    MetricSpec('dbwatch_notification_queue_length', G,
+               'notifications in the outbox not yet delivered',
+               ('receiver',), 'agent'),
+    MetricSpec('dbwatch_notification_queue_oldest_age_seconds', G,
+               'age of the oldest undelivered notification',
+               ('receiver',), 'agent'),
+    MetricSpec('process_*', None,
+               "the agent's own CPU, memory, file descriptors (prometheus-client)",
+               (), 'agent'),
+)
