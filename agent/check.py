@@ -8,6 +8,7 @@ which collectors fill with the few figures a person checking a target wants to s
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,7 +29,27 @@ class CheckResult:
     durations: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """``--format json``: ``numbers`` holds numbers only ("11/100" becomes ``connections`` 11 and
+        ``connections max`` 100); a figure that is text (a role, a version, a state) goes to ``details``."""
+        out = asdict(self)
+        numbers: dict[str, float | int] = {}
+        details: dict[str, str] = {}
+        for key, value in self.numbers.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                numbers[key] = value
+            elif isinstance(value, str) and (ratio := _RATIO.fullmatch(value)):
+                numbers[key], numbers[f"{key} max"] = _number(ratio[1]), _number(ratio[2])
+            else:
+                details[key] = str(value)
+        out["numbers"], out["details"] = numbers, details
+        return out
+
+
+_RATIO = re.compile(r"(\d+(?:\.\d+)?)/(\d+(?:\.\d+)?)")
+
+
+def _number(text: str) -> float | int:
+    return float(text) if "." in text else int(text)
 
 
 async def check_targets(targets: list[Target]) -> list[CheckResult]:

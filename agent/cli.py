@@ -1,7 +1,7 @@
 """The ``dbwatch`` command: run the daemon, check targets once, validate a config.
 
 Exit codes: 0 success; 1 ``check`` found a target down; 2 bad usage or a bad config (one line per
-problem on stderr, never a traceback).
+problem on stderr, never a traceback); 141 the reader of stdout went away (``| head``), quietly.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -18,6 +19,7 @@ from dbwatch.agent.logs import setup_logging
 from dbwatch.agent.sharding import ShardingConfig, parse_shard, select_shard
 
 EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
+EXIT_PIPE = 128 + 13  # stdout's reader went away: what a shell shows for a program killed by SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +28,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    return args.handler(args)
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (``dbwatch advise ... | head``): stop quietly, as a program killed by SIGPIPE
+        # would; stdout goes to /dev/null so that flushing it at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,7 +161,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 
-def _add_slowlog(sub: argparse._SubParsersAction) -> None:
+def _add_slowlog(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     slowlog = sub.add_parser("slowlog", help="slow query logs")
     slowlog_sub = slowlog.add_subparsers(dest="slowlog_command", metavar="SUBCOMMAND", required=True)
     analyze = slowlog_sub.add_parser("analyze", help="report the query classes of slow logs, costliest first")

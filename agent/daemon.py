@@ -53,6 +53,7 @@ class Daemon:
         self.alerting = Alerting(config, self.store, targets=self.target_map,
                                  external_url=f"{scheme}://{config.server.listen}")
         self.exposition.add_provider(self.alerting.metrics)
+        self.http.degraded_state = self.alerting.degraded_state
         self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
         self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)
         self.http.add_json("/api/v1/clusters", self.alerting.clusters.as_json)
@@ -70,7 +71,8 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        await self.http.start(self.config.server.listen, self.web_config)
+        await self.http.start(self.config.server.listen, self.web_config, idle_timeout=self.config.server.idle_timeout)
+        self.exposition.add_provider(self.http.connection_metrics)
         self.scheduler.start()
         await self.apply(self.config)
         await self.alerting.start()  # after apply: alerts of targets no longer configured resolve, the others stay
@@ -110,28 +112,32 @@ class Daemon:
             logger.info("reloading %s", self.config_path)
             self.systemd.reloading()
             try:
-                config = load_config(self.config_path)
-            except ConfigError as exc:
-                for problem in exc.problems:
-                    logger.error("reload rejected: %s: %s", exc.source, problem)
-                logger.error("keeping the running configuration")
+                await self._reload()
+            finally:  # systemd waits for READY=1 after RELOADING=1, whether the reload was applied or not
                 self.systemd.ready(self._status())
-                return
-            if config.server != self.config.server:
-                logger.warning("server settings changed; they take effect at the next restart")
-            elif config.server.web_config_file:
-                try:
-                    self.http.reload_web_config(config.server.web_config_file)
-                except (WebConfigError, ValueError, OSError) as exc:
-                    logger.error("web config %s not reloaded, keeping the running one: %s",
-                                 config.server.web_config_file, exc)
-            if config.logging != self.config.logging:
-                setup_logging(config.logging.level, config.logging.format)
-            self.config = config
-            await self.apply(config)
-            await self.alerting.reconfigure(config)
-            logger.info("reloaded: %d target(s)", len(self.targets))
-            self.systemd.ready(self._status())
+
+    async def _reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                logger.error("reload rejected: %s: %s", exc.source, problem)
+            logger.error("keeping the running configuration")
+            return
+        if config.server != self.config.server:
+            logger.warning("server settings changed; they take effect at the next restart")
+        elif config.server.web_config_file:
+            try:
+                self.http.reload_web_config(config.server.web_config_file)
+            except (WebConfigError, ValueError, OSError) as exc:
+                logger.error("web config %s not reloaded, keeping the running one: %s",
+                             config.server.web_config_file, exc)
+        if config.logging != self.config.logging:
+            setup_logging(config.logging.level, config.logging.format)
+        self.config = config
+        await self.apply(config)
+        await self.alerting.reconfigure(config)
+        logger.info("reloaded: %d target(s)", len(self.targets))
 
     def _update_status(self) -> None:
         """Tell systemd (``systemctl status``) when the number of targets up changes, not every collection."""
@@ -220,6 +226,7 @@ class Daemon:
                 "interval",
                 args=(target.name, name),
                 id=_job_id(target.name, name),
+                name=_job_id(target.name, name),  # APScheduler's "skipped"/"missed" lines name the job
                 seconds=settings.interval,
                 jitter=settings.interval * JITTER,
                 max_instances=1,  # no overlapping runs of one job

@@ -15,9 +15,11 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from dbwatch.agent.httpconn import REQUEST_LOGGER, CappedSite, ConnectionCap, Handler, connection_cap
 from dbwatch.agent.webconfig import BasicAuth, WebConfig, load_web_config
 
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.model import MetricFamily
 from dbwatch.exporters.prometheus import (
     OPENMETRICS_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
@@ -58,6 +60,9 @@ class HttpServer:
         self.scheme = "http"
         self._ssl_context: Any = None
         self._auth: BasicAuth | None = None
+        self._cap: ConnectionCap | None = None
+        #: the state files that cannot be written now, and why (the daemon sets it: agent/statefile.py)
+        self.degraded_state: Callable[[], dict[str, str]] = dict
 
     def add_json(self, path: str, provider: Callable[[], Any]) -> None:
         """Serve ``provider()`` as JSON at ``path`` (routes must be added before :meth:`start`)."""
@@ -67,19 +72,24 @@ class HttpServer:
 
         self.app.router.add_get(path, handler)
 
-    async def start(self, listen: str, web_config: WebConfig | None = None) -> None:
+    async def start(self, listen: str, web_config: WebConfig | None = None, idle_timeout: float = 30.0,
+                    max_connections: int | None = None) -> None:
+        """``idle_timeout``: a connection without a complete request for that long is closed;
+        ``max_connections``: open connections allowed (by default a share of the file limit)."""
         host, port = parse_listen(listen)
         if web_config is not None:
             self._ssl_context = web_config.ssl_context()
             self._auth = web_config.basic_auth()
             self.scheme = "https" if self._ssl_context else "http"
+        self._cap = ConnectionCap(max_connections or connection_cap())
+        self.app.middlewares.append(self._cap.middleware)
         self.app.middlewares.append(self._require_auth)
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=idle_timeout, logger=REQUEST_LOGGER)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self._ssl_context)
+        site = CappedSite(self._runner, host, port, cap=self._cap, ssl_context=self._ssl_context,
+                          handshake_timeout=idle_timeout)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # the bound port, when 0 was asked
-        bound = sockets[0].getsockname()[1] if sockets else port
+        bound = site.bound_port  # the port bound, when 0 was asked
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
 
     def reload_web_config(self, path: str) -> None:
@@ -95,13 +105,19 @@ class HttpServer:
         self._auth = web_config.basic_auth()
 
     @web.middleware
-    async def _require_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _require_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         if self._auth is None or request.path in OPEN_PATHS:
             return await handler(request)
         if await self._auth.check(request.headers.get("Authorization")):
             return await handler(request)
         return web.Response(status=401, text="Unauthorized\n",
                             headers={"WWW-Authenticate": 'Basic realm="dbwatch", charset="UTF-8"'})
+
+    def connection_metrics(self) -> list[MetricFamily]:
+        """The listener's open connections, its cap and what the cap closed."""
+        if self._cap is None or self._runner is None or self._runner.server is None:
+            return []
+        return self._cap.metrics(self._runner.server)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -127,9 +143,12 @@ class HttpServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         waiting = [f"{t}/{c}" for t, c in self.expected_jobs() if self.store.latest(t, c) is None]
+        # A state file that cannot be written does not make the agent unready (it collects, alerts and
+        # delivers from memory), but it is said here: {"state_degraded": {file: why}}.
+        degraded = {"state_degraded": problems} if (problems := self.degraded_state()) else {}
         if waiting:
-            return web.json_response({"ready": False, "not_yet_collected": waiting}, status=503)
-        return web.json_response({"ready": True})
+            return web.json_response({"ready": False, "not_yet_collected": waiting, **degraded}, status=503)
+        return web.json_response({"ready": True, **degraded})
 
     async def _targets(self, request: web.Request) -> web.Response:
         return web.json_response(self.targets_info())

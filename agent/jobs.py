@@ -68,14 +68,16 @@ class TargetJobs:
         await self.session.close()
 
     def _log_transition(self, name: str, snapshot: Snapshot) -> None:
-        # One line when a collector starts failing, changes its error or recovers, not one per interval.
-        previous = self._last_error.get(name, "")
+        # One line when a collector starts failing and one when it recovers, not one per interval: while it
+        # keeps failing its error may change wording (a reconnect backoff counts down), so that is debug.
+        previous = self._last_error.get(name)
         extra = {"target": self.target.name, "collector": name}
-        if snapshot.error != previous:
-            if snapshot.error is not None:
-                logger.warning("collector %s failed: %s", name, snapshot.error, extra=extra)
-            elif previous:
-                logger.info("collector %s recovered", name, extra=extra)
+        if snapshot.error is not None and previous is None:
+            logger.warning("collector %s failed: %s", name, snapshot.error, extra=extra)
+        elif snapshot.error is not None and snapshot.error != previous:
+            logger.debug("collector %s still failing: %s", name, snapshot.error, extra=extra)
+        elif snapshot.error is None and previous is not None:
+            logger.info("collector %s recovered", name, extra=extra)
         known = self._notes.get(name, set())
         for note in snapshot.notes:
             if note not in known:

@@ -43,6 +43,8 @@ _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1, "TL
              "TLS13": ssl.TLSVersion.TLSv1_3}
 _CLIENT_AUTH = {"NoClientCert": ssl.CERT_NONE, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
                 "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}
+#: bcrypt reads at most 72 bytes of a password; the bcrypt module raises on longer ones
+BCRYPT_MAX_PASSWORD = 72
 _BCRYPT = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
 
 
@@ -110,6 +112,11 @@ class BasicAuth:
         if token in self._good:
             return True
         hashed = self._users.get(user.decode("utf-8", "replace"))
+        if len(password) > BCRYPT_MAX_PASSWORD:
+            # bcrypt refuses such a password (ValueError), as Go's bcrypt does for the exporter-toolkit: it can
+            # match no hash. The dummy check on its first 72 bytes keeps the answer as slow as any other refusal.
+            await asyncio.to_thread(bcrypt.checkpw, password[:BCRYPT_MAX_PASSWORD], self._dummy)
+            return False
         ok = await asyncio.to_thread(bcrypt.checkpw, password, hashed or self._dummy)
         if ok and hashed is not None:
             if len(self._good) >= self.CACHE_SIZE:
