@@ -42,16 +42,6 @@ class ConfigError(Exception):
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
-_SCHEMES = {"postgres": ("postgresql", "postgres"), "redis": ("redis", "rediss"), "mysql": ("mysql", "mariadb"),
-            "pgbouncer": ("postgresql", "postgres"), "mongodb": ("mongodb", "mongodb+srv")}
-
-
-def _pgbouncer_database(dsn: str | None, database: str | None) -> str:
-    if dsn:
-        return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))
-    return database or ""
-
-
 class CollectorConfig(StrictModel):
     """Per-collector settings; keys other than these are the collector's own options."""
 
@@ -125,32 +115,19 @@ class TargetConfig(StrictModel):
 
     @model_validator(mode="after")
     def _connection(self) -> "TargetConfig":
-        if self.engine == "host":
-            if self.dsn or self.host:
-                raise ValueError("the host engine watches the machine dbwatch runs on; it takes no dsn or host")
-            return self
-        scheme = urllib.parse.urlsplit(self.dsn).scheme if self.dsn else None
-        if self.dsn and (self.host or self.port or self.user or self.database):
-            raise ValueError("give either dsn or host/port/user/database, not both")
-        if self.dsn and scheme not in _SCHEMES.get(self.engine, (scheme,)):
-            raise ValueError(f"dsn scheme {scheme!r} does not match engine {self.engine!r}")
-        if not self.dsn and not self.host:
-            raise ValueError("needs a dsn or a host")
-        if self.password_env and self.password_file:
-            raise ValueError("give either password_env or password_file, not both")
-        if self.engine == "redis" and self.sslmode:
-            raise ValueError("sslmode is for postgres; for TLS to redis use a rediss:// dsn")
-        if self.engine == "redis" and self.database and not self.database.isdigit():
-            raise ValueError(f"database: expected a redis database number like 0, got {self.database!r}")
-        if self.engine == "mongodb" and self.sslmode:
-            raise ValueError("sslmode is for postgres; for TLS to mongodb put tls=true in a mongodb:// dsn")
-        if self.engine == "mongodb" and (self.password_env or self.password_file) and not (
-                self.user or self.dsn and urllib.parse.urlsplit(self.dsn).username):
-            raise ValueError("a password is configured but no user: name it in the dsn (mongodb://user@host/)")
-        if self.engine == "pgbouncer" and _pgbouncer_database(self.dsn, self.database) != "pgbouncer":
-            raise ValueError("the pgbouncer engine reads PgBouncer's admin console: the database must be pgbouncer "
-                             '(dsn "postgresql://user@host:6432/pgbouncer")')
         spec = engine(self.engine)
+        if spec.schemes:  # something to connect to: the checks every such engine shares come first
+            scheme = urllib.parse.urlsplit(self.dsn).scheme if self.dsn else None
+            if self.dsn and (self.host or self.port or self.user or self.database):
+                raise ValueError("give either dsn or host/port/user/database, not both")
+            if self.dsn and scheme not in spec.schemes:
+                raise ValueError(f"dsn scheme {scheme!r} does not match engine {self.engine!r}")
+            if not self.dsn and not self.host:
+                raise ValueError("needs a dsn or a host")
+            if self.password_env and self.password_file:
+                raise ValueError("give either password_env or password_file, not both")
+        for problem in spec.validate(self):
+            raise ValueError(problem)  # the first one: a model validator reports one error
         for name, settings in self.collectors.items():
             if name not in spec.collectors:
                 raise ValueError(
@@ -168,12 +145,13 @@ class TargetConfig(StrictModel):
         """The DSN to connect with, without any password."""
         if self.dsn:
             return self.dsn
-        port = self.port or engine(self.engine).default_port
+        spec = engine(self.engine)
+        port = self.port or spec.default_port
         user = urllib.parse.quote(self.user, safe="") + "@" if self.user else ""
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host
         database = urllib.parse.quote(self.database or "", safe="")
         query = f"?sslmode={self.sslmode}" if self.sslmode else ""
-        return f"{_SCHEMES[self.engine][0]}://{user}{host}:{port}/{database}{query}"
+        return f"{spec.schemes[0]}://{user}{host}:{port}/{database}{query}"
 
     def to_target(self) -> Target:
         spec = engine(self.engine)
@@ -198,7 +176,7 @@ class TargetConfig(StrictModel):
         return Target(
             name=self.name,
             engine=self.engine,
-            dsn="" if self.engine == "host" else self.connection_dsn(),
+            dsn=self.connection_dsn() if spec.schemes else "",
             labels=dict(self.labels),
             collectors=collectors,
             password_env=self.password_env,
@@ -281,7 +259,7 @@ def _probe_interval(target: Target, config: TargetConfig, clusters: dict[str, Cl
     """A member of a configured cluster is probed (its main collector runs) every ``probe_interval``,
     unless that collector's own interval is written."""
     cluster = clusters.get(config.cluster or "")
-    main = next(iter(engine(target.engine).collectors), None)
+    main = engine(target.engine).main_collector
     if cluster is None or main not in target.collectors or (config.collectors.get(main, CollectorConfig()).interval):
         return target
     settings = target.collectors[main]

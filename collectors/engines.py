@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from dbwatch.model import Target
 from dbwatch.collectors.base import Collector, Session
@@ -19,11 +20,44 @@ class CollectorDefaults:
 
 @dataclass(frozen=True, slots=True)
 class Engine:
+    """One engine as data: how its targets are written in the config and checked, how they are reached, what
+    collects them. Adding an engine is one collectors module, one entry in ``_FACTORIES`` and its tests."""
+
     name: str
     default_port: int
     session: Callable[[Target], Session]
     collectors: Mapping[str, type[Collector]]
     defaults: Mapping[str, CollectorDefaults]
+    #: the collector whose success means "up" (``<engine>_up``): a cluster member's probe
+    main_collector: str
+    #: DSN schemes it accepts; the first one writes a DSN from host/port/user/database. Empty: there is nothing
+    #: to connect to (the target takes no dsn or host)
+    schemes: tuple[str, ...] = ()
+    #: engine-specific checks of a target's configuration, after the common ones: one line per problem
+    validate: Callable[[TargetFields], list[str]] = field(default=lambda target: [])
+    #: the SQL dialect of its statements, for statement analysis (None: it speaks no SQL)
+    dialect: str | None = None
+    #: the failover action that promotes one of its replicas through the session (:meth:`Session.promote`)
+    promote_action: str | None = None
+
+
+class TargetFields(Protocol):
+    """What an engine's ``validate`` reads of a target's configuration (the agent's ``TargetConfig``)."""
+
+    @property
+    def dsn(self) -> str | None: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def database(self) -> str | None: ...
+    @property
+    def sslmode(self) -> str | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+    @property
+    def password_file(self) -> str | None: ...
 
 
 def _postgres() -> Engine:
@@ -32,6 +66,10 @@ def _postgres() -> Engine:
     return Engine(
         name="postgres",
         default_port=5432,
+        main_collector="postgres",
+        schemes=("postgresql", "postgres"),
+        dialect="postgres",
+        promote_action="pg_promote",
         session=postgres.PostgresSession,
         collectors={"postgres": postgres.PostgresCollector, "statements": pg_statements.StatementsCollector,
                     "slowlog": slowlog.SlowLogCollector, "advisor": pg_advisor.AdvisorCollector,
@@ -63,6 +101,9 @@ def _mysql() -> Engine:
     return Engine(
         name="mysql",
         default_port=3306,
+        main_collector="mysql",
+        schemes=("mysql", "mariadb"),
+        dialect="mysql",
         session=mysql.MySQLSession,
         collectors={"mysql": mysql.MySQLCollector, "statements": mysql_statements.MySQLStatementsCollector,
                     "slowlog": slowlog.SlowLogCollector, "audit": mysql_audit.MySQLAuditCollector,
@@ -95,6 +136,8 @@ def _host() -> Engine:
     return Engine(
         name="host",
         default_port=0,
+        main_collector="host",
+        validate=_host_problems,
         session=host.HostSession,
         collectors={"host": host.HostCollector},
         defaults={"host": CollectorDefaults(interval=15.0, timeout=5.0, options={"paths": []})},
@@ -107,6 +150,9 @@ def _redis() -> Engine:
     return Engine(
         name="redis",
         default_port=6379,
+        main_collector="redis",
+        schemes=("redis", "rediss"),
+        validate=_redis_problems,
         session=redis.RedisSession,
         collectors={"redis": redis.RedisCollector, "slowlog": redis_slowlog.SlowlogCollector,
                     "audit": redis_audit.RedisAuditCollector},
@@ -129,6 +175,9 @@ def _pgbouncer() -> Engine:
     return Engine(
         name="pgbouncer",
         default_port=6432,
+        main_collector="pgbouncer",
+        schemes=("postgresql", "postgres"),
+        validate=_pgbouncer_problems,
         session=pgbouncer.PgBouncerSession,
         collectors={"pgbouncer": pgbouncer.PgBouncerCollector},
         defaults={"pgbouncer": CollectorDefaults(interval=15.0, timeout=5.0)},
@@ -141,6 +190,9 @@ def _mongodb() -> Engine:
     return Engine(
         name="mongodb",
         default_port=27017,
+        main_collector="mongodb",
+        schemes=("mongodb", "mongodb+srv"),
+        validate=_mongodb_problems,
         session=mongodb.MongoSession,
         collectors={"mongodb": mongodb.MongoCollector, "profiler": mongodb_profiler.ProfilerCollector,
                     "indexstats": mongodb_profiler.IndexStatsCollector},
@@ -168,6 +220,42 @@ def engine(name: str) -> Engine:
     if name not in _cache:
         _cache[name] = _with_backup(_FACTORIES[name]())
     return _cache[name]
+
+
+def _host_problems(target: TargetFields) -> list[str]:
+    if target.dsn or target.host:
+        return ["the host engine watches the machine dbwatch runs on; it takes no dsn or host"]
+    return []
+
+
+def _redis_problems(target: TargetFields) -> list[str]:
+    problems = []
+    if target.sslmode:
+        problems.append("sslmode is for postgres; for TLS to redis use a rediss:// dsn")
+    if target.database and not target.database.isdigit():
+        problems.append(f"database: expected a redis database number like 0, got {target.database!r}")
+    return problems
+
+
+def _mongodb_problems(target: TargetFields) -> list[str]:
+    problems = []
+    if target.sslmode:
+        problems.append("sslmode is for postgres; for TLS to mongodb put tls=true in a mongodb:// dsn")
+    if (target.password_env or target.password_file) and not (
+            target.user or target.dsn and urllib.parse.urlsplit(target.dsn).username):
+        problems.append("a password is configured but no user: name it in the dsn (mongodb://user@host/)")
+    return problems
+
+
+def _pgbouncer_problems(target: TargetFields) -> list[str]:
+    if target.dsn:
+        database = urllib.parse.unquote(urllib.parse.urlsplit(target.dsn).path.lstrip("/"))
+    else:
+        database = target.database or ""
+    if database != "pgbouncer":
+        return ["the pgbouncer engine reads PgBouncer's admin console: the database must be pgbouncer "
+                '(dsn "postgresql://user@host:6432/pgbouncer")']
+    return []
 
 
 def _with_backup(spec: Engine) -> Engine:

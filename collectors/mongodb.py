@@ -38,7 +38,11 @@ UNAUTHORIZED = 13
 NO_REPLICATION = (76, 94)  # NoReplicationEnabled, NotYetInitialized
 
 
-class MongoSession(DriverSession[AsyncMongoClient]):
+#: the driver's client, documents as dicts
+Client = AsyncMongoClient[dict[str, Any]]
+
+
+class MongoSession(DriverSession[Client]):
     """One AsyncMongoClient per target, bounded by the driver's timeouts.
 
     A single host is connected to directly (``directConnection=true``, unless the DSN says otherwise): dbwatch
@@ -66,7 +70,7 @@ class MongoSession(DriverSession[AsyncMongoClient]):
         # the hosts as written (a replica set DSN names several), without the user
         return urllib.parse.urlsplit(dsn).netloc.rpartition("@")[2] or "localhost:27017"
 
-    async def connect(self, password: str | None) -> AsyncMongoClient:
+    async def connect(self, password: str | None) -> Client:
         options: dict[str, Any] = {
             "appname": APP_NAME, "serverSelectionTimeoutMS": self.selection_timeout_ms,
             "connectTimeoutMS": self.timeout_ms, "socketTimeoutMS": self.timeout_ms,
@@ -78,10 +82,10 @@ class MongoSession(DriverSession[AsyncMongoClient]):
             options["password"] = password
         return AsyncMongoClient(self.target.dsn, **options)
 
-    async def prepare(self, client: AsyncMongoClient) -> None:
+    async def prepare(self, client: Client) -> None:
         await client.admin.command("ping")  # connects and authenticates, or says why not
 
-    async def disconnect(self, client: AsyncMongoClient, graceful: bool) -> None:
+    async def disconnect(self, client: Client, graceful: bool) -> None:
         await _close(client)
 
     def describe(self, exc: BaseException) -> str:
@@ -120,7 +124,7 @@ class MongoSession(DriverSession[AsyncMongoClient]):
             raise self.lost(exc) from None
 
 
-async def _close(client: AsyncMongoClient) -> None:
+async def _close(client: Client) -> None:
     try:
         await client.close()
     except Exception:  # closing a broken client: nothing more to do
@@ -218,7 +222,7 @@ class MongoCollector(Collector):
         snapshot.put(Summary(summary))
 
 
-async def _current_ops(client: AsyncMongoClient) -> list[dict[str, Any]]:
+async def _current_ops(client: Client) -> list[dict[str, Any]]:
     cursor = await client.admin.aggregate([
         {"$currentOp": {"allUsers": True, "idleConnections": False}},
         {"$match": {"active": True}},
@@ -227,7 +231,7 @@ async def _current_ops(client: AsyncMongoClient) -> list[dict[str, Any]]:
 
 
 async def _oplog(session: MongoSession) -> tuple[MongoOplog | None, OperationFailure | None]:
-    async def ends(client: AsyncMongoClient) -> list[dict[str, Any]]:
+    async def ends(client: Client) -> list[dict[str, Any]]:
         oplog = client.local["oplog.rs"]
         first = await oplog.find_one({}, {"ts": 1, "_id": 0}, sort=[("$natural", 1)])
         last = await oplog.find_one({}, {"ts": 1, "_id": 0}, sort=[("$natural", -1)])
@@ -255,7 +259,7 @@ def _epoch(value: Any) -> float | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
-    return value.timestamp()
+    return float(value.timestamp())
 
 
 def _num(doc: dict[str, Any] | None, *path: str) -> Any:
@@ -334,7 +338,7 @@ def _server_families(server: MongoServer, status: dict[str, Any] | None) -> list
     if status is None:
         return families
     for path, name, label, kind, help in _LABELLED:
-        node = status
+        node: Any = status
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         if not isinstance(node, dict):
@@ -425,7 +429,7 @@ def _oplog_families(oplog: MongoOplog) -> list[MetricFamily]:
 def _seconds_running(op: dict[str, Any]) -> float:
     micros = _num(op, "microsecs_running")
     if micros is not None:
-        return micros / 1e6
+        return float(micros) / 1e6
     return float(_num(op, "secs_running") or 0)
 
 

@@ -94,7 +94,8 @@ class PostgresSession(DriverSession[asyncpg.Connection]):
         """Run a query; a lost connection is dropped (reconnect next time) and reported plainly."""
         conn = await self.connection()
         try:
-            return await conn.fetch(query, *args)
+            rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+            return rows
         except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
             raise self.lost(exc) from None
         except asyncpg.PostgresError as exc:

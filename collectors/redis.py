@@ -72,14 +72,14 @@ class RedisSession(DriverSession[aioredis.Redis]):
 
     async def prepare(self, client: aioredis.Redis) -> None:
         try:
-            await client.execute_command("CLIENT", "SETNAME", CLIENT_NAME)
+            await client.execute_command("CLIENT", "SETNAME", CLIENT_NAME)  # type: ignore[no-untyped-call]
             self.named = True
         except ResponseError:
             self.named = False
         try:
             # What the server logs before SETNAME (SELECT, CLIENT SETINFO) is recognised by the address.
-            fields = dict(f.split("=", 1) for f in str(await client.execute_command("CLIENT", "INFO")).split()
-                          if "=" in f)
+            info_ = str(await client.execute_command("CLIENT", "INFO"))  # type: ignore[no-untyped-call]
+            fields = dict(f.split("=", 1) for f in info_.split() if "=" in f)
             if fields.get("addr"):
                 self.addresses.append(fields["addr"])
         except ResponseError:  # before Redis 6.2, or CLIENT renamed or denied: the name has to do
@@ -103,7 +103,7 @@ class RedisSession(DriverSession[aioredis.Redis]):
         ``(None, error)``. A lost connection still raises, and is dropped to be reopened next time."""
         client = await self.connection()
         try:
-            return await client.execute_command(*args), None
+            return await client.execute_command(*args), None  # type: ignore[no-untyped-call]
         except ResponseError as exc:
             return None, self.safe(_describe(exc))
         except (RedisError, OSError) as exc:
@@ -173,7 +173,7 @@ def _num(raw: dict[str, Any], key: str, default: float | None = None) -> Any:
 
 
 def _ok(raw: dict[str, Any], key: str) -> bool:
-    return raw.get(key, "ok") == "ok"
+    return bool(raw.get(key, "ok") == "ok")
 
 
 def _now(raw: dict[str, Any]) -> float:
