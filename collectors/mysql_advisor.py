@@ -27,17 +27,21 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Iterator
 
 from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
-from dbwatch.collectors.mysql_advisor_parse import ColumnUse, Parsed, TableKey, analyse, explainable
 from dbwatch.collectors.pg_advisor_hygiene import index_name
+from dbwatch.sqlshape import ColumnUse, MySQLAnalyser, StatementUses, TableKey
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.mysql_advisor import (
     MySQLAdviceSettings, MySQLIndexCandidate, MySQLIndexCandidates, MySQLStatementCost,
 )
+
+if TYPE_CHECKING:  # sqlglot loads with the first MySQL statement, not with the collector
+    from dbwatch.sqlshape.mysql_uses import MySQLStatement
 
 __all__ = ["CONSUMERS_NOTE", "DEFAULT_OPTIONS", "MySQLAdvisorCollector"]
 
@@ -100,6 +104,11 @@ class _Table:
 class MySQLAdvisorCollector(Collector):
     name = "advisor"
 
+    @cached_property
+    def sql(self) -> MySQLAnalyser:
+        """This target's statement reader: its parse failures are exported with the advisor's metrics."""
+        return MySQLAnalyser()
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         options = {**DEFAULT_OPTIONS, **self.settings.options}
@@ -135,30 +144,33 @@ class MySQLAdvisorCollector(Collector):
             samples, source = await self._samples(session, consumers, [d["digest"] for d in digests])
             if source == "digest":
                 snapshot.notes.append(CONSUMERS_NOTE)
-            parsed: list[tuple[dict[str, Any], Parsed, str, str]] = []
+            parsed: list[tuple[dict[str, Any], MySQLStatement, str, str]] = []
             for digest in digests:
                 text = _text(digest["text"])
                 sample = samples.get(digest["digest"])
-                found = analyse(sample, digest["db"] or "") if sample else None
-                used = source if found is not None else "digest"
-                found = found or analyse(text, digest["db"] or "")
-                if found is not None:
+                found = self.sql.uses(sample, digest["db"] or "") if sample else None
+                used = source if isinstance(found, StatementUses) else "digest"
+                if not isinstance(found, StatementUses):
+                    found = self.sql.uses(text, digest["db"] or "")
+                if isinstance(found, StatementUses):
                     parsed.append((digest, found, used, text))
-            tables = await self._tables(session, {t for _, p, _, _ in parsed for t in p.tables.values()})
+            tables = await self._tables(session, {t for _, p, _, _ in parsed for t in p.names.values()})
             [[_, uptime]] = await session.run(UPTIME, tuples=True)
             chosen: dict[tuple[TableKey, tuple[str, ...]], tuple[str, list[MySQLStatementCost]]] = {}
             for digest, found, used, text in parsed:
                 types = {key: {c: t for c, (_, t) in table.columns.items()} for key, table in tables.items()}
-                statement = explainable(found, types) if used == "digest" else explainable(found, {})
+                statement = self.sql.explainable(found, types if used == "digest" else {})
                 plan = await self._explain(session, statement)
                 if plan is None:
                     continue
                 for alias, access, rows, cost in _scans(plan):
-                    key = found.tables.get(alias)
-                    table = tables.get(key) if key is not None else None
+                    key = found.names.get(alias)
+                    if key is None:
+                        continue
+                    table = tables.get(key)
                     if table is None or max(rows, table.rows) < self.min_rows:
                         continue
-                    best = _candidate(found.uses.get(key, ColumnUse()), found.unqualified, table)
+                    best = _candidate(found.tables.get(key, ColumnUse()), found.unqualified, table)
                     if best is None:
                         continue
                     columns, reason = best
@@ -177,6 +189,7 @@ class MySQLAdvisorCollector(Collector):
                                          observed_seconds=float(uptime or 0)),
                      Summary({"index candidates": len(candidates)}))
         snapshot.families.extend(self._families(len(parsed), len(candidates)))
+        snapshot.families.append(self.sql.failures.family())
 
     async def _samples(self, session: MySQLSession, consumers: set[str], digests: list[str]
                        ) -> tuple[dict[str, str], str]:
@@ -254,12 +267,12 @@ class MySQLAdvisorCollector(Collector):
         return out
 
 
-def _candidate(use: ColumnUse, unqualified: list[tuple[str, str]], table: _Table
+def _candidate(use: ColumnUse, unqualified: list[tuple[tuple[TableKey, ...], str, str]], table: _Table
                ) -> tuple[tuple[str, ...], str] | None:
     """Equality columns, then one range column (or else the ORDER BY column); else a join key; else a range
     or ORDER BY column alone. None when an existing index already leads with those columns."""
     merged = ColumnUse(list(use.equality), list(use.range), list(use.join), list(use.order))
-    for kind, column in unqualified:  # a column only this table has
+    for _, kind, column in unqualified:  # a column only this table has
         if column.lower() in table.columns:
             merged.add(kind, column)
 

@@ -40,6 +40,7 @@ import contextlib
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -50,10 +51,10 @@ from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.pg_advisor import AdviceSettings, IndexCandidate, IndexCandidates, StatementCost
 from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
-from dbwatch.collectors.pg_advisor_parse import ColumnUse, ParsedStatement, TableRef, analyse, preparable
-from dbwatch.collectors.pg_advisor_samples import fingerprint, literal_samples, sample_queryid
+from dbwatch.collectors.pg_advisor_samples import literal_samples, sample_queryid
 from dbwatch.collectors.pg_advisor_storage import STORAGE_OPTIONS, storage_facts
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.sqlshape import ColumnUse, PostgresAnalyser, StatementUses, TableRef
 
 __all__ = ["DEFAULT_OPTIONS", "AdvisorCollector"]
 
@@ -81,7 +82,7 @@ class _Statement:
     calls: int
     total_ms: float
     share: float
-    parsed: ParsedStatement
+    parsed: StatementUses[TableRef]
     literal: bool = False  # a slow-log sample: EXPLAINed as it is (custom plan), not PREPAREd
     source: str = "pg_stat_statements"
 
@@ -112,6 +113,11 @@ class AdvisorCollector(Collector):
     unindexed_foreign_keys, tables_without_primary_key, sequences (see :mod:`dbwatch.model.facts.pg_advisor`)."""
 
     name = "advisor"
+
+    @cached_property
+    def sql(self) -> PostgresAnalyser:
+        """This target's statement reader: its parse failures are exported with the advisor's metrics."""
+        return PostgresAnalyser()
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -160,14 +166,15 @@ class AdvisorCollector(Collector):
             snapshot.notes.append(f"{hidden['hidden']} sequence(s) are not readable by role {session.server.role} "
                                   f"(GRANT SELECT ON SEQUENCE ...), so how close they are to their maximum is unknown")
         snapshot.families.extend(run.families(len(statements), len(candidates)))
+        snapshot.families.append(self.sql.failures.family())
         snapshot.put(Summary({"index candidates": len(candidates)}))
 
     def _with_samples(self, statements: list[_Statement], database: str) -> list[_Statement]:
         """pg_stat_statements' statements with the slow log's samples merged in (literals, custom plans)."""
-        samples = literal_samples(self.session.slow_samples.values(), database, self.max_statements)
+        samples = literal_samples(self.sql, self.session.slow_samples.values(), database, self.max_statements)
         if not samples:
             return statements
-        index = {fingerprint(s.text): i for i, s in enumerate(statements)}
+        index = {self.sql.fingerprint(s.text): i for i, s in enumerate(statements)}
         server_ms = next((s.total_ms / s.share for s in statements if s.share > 0), 0.0)
         out = list(statements)
         for found in samples:
@@ -201,10 +208,10 @@ class AdvisorCollector(Collector):
         texts = {r["queryid"]: r["query"] for r in await session.run(sql.STATEMENT_TEXTS, queryids)}
         out = []
         for row in rows:
-            text = texts.get(row["queryid"])
-            parsed = analyse(text) if text else None
-            if parsed is not None and parsed.tables:
-                out.append(_Statement(row["queryid"], preparable(text), int(row["calls"]), float(row["total_ms"]),
+            text = texts.get(row["queryid"]) or ""
+            parsed = self.sql.uses(text) if text else None
+            if isinstance(parsed, StatementUses) and parsed.tables:
+                out.append(_Statement(row["queryid"], self.sql.preparable(text), int(row["calls"]), float(row["total_ms"]),
                                       float(row["share"]), parsed))
             if len(out) >= self.max_statements:
                 break
@@ -301,7 +308,7 @@ class _Run:
                 if oid in columns:
                     uses.setdefault(oid, ColumnUse()).merge(use)
             for tables, kind, column in statement.parsed.unqualified:
-                owners = [oids.get(_reference(t)) for t in tables]
+                owners = [oids[_reference(t)] for t in tables if _reference(t) in oids]
                 owners = [o for o in owners if o in columns and column in columns[o]]
                 if len(owners) == 1:
                     uses.setdefault(owners[0], ColumnUse()).add(kind, column)

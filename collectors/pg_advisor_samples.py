@@ -18,30 +18,21 @@ import hashlib
 from dataclasses import dataclass
 from typing import Iterable
 
-import pglast
-
 from dbwatch.collectors.base import SlowSample
-from dbwatch.collectors.pg_advisor_parse import ParsedStatement, analyse
+from dbwatch.sqlshape import PostgresAnalyser, Skipped, StatementUses, TableRef
 
-__all__ = ["LiteralSample", "fingerprint", "literal_samples", "sample_queryid"]
+__all__ = ["LiteralSample", "literal_samples", "sample_queryid"]
 
 
 @dataclass(frozen=True, slots=True)
 class LiteralSample:
     sample: SlowSample
     fingerprint: str
-    parsed: ParsedStatement
+    parsed: StatementUses[TableRef]
 
 
-def fingerprint(text: str) -> str | None:
-    """pglast's fingerprint of a statement (constants and parameters ignored), None if it does not parse."""
-    try:
-        return str(pglast.parser.fingerprint(text))
-    except Exception:  # pglast raises ParseError, and ValueError on some inputs
-        return None
-
-
-def literal_samples(samples: Iterable[SlowSample], database: str, limit: int) -> list[LiteralSample]:
+def literal_samples(sql: PostgresAnalyser, samples: Iterable[SlowSample], database: str, limit: int
+                    ) -> list[LiteralSample]:
     """The samples worth costing, the costliest classes first: of this database (or of an unknown one), one
     SELECT/UPDATE/DELETE that names a table, literals only (no ``$n``); one per fingerprint."""
     out: list[LiteralSample] = []
@@ -49,11 +40,11 @@ def literal_samples(samples: Iterable[SlowSample], database: str, limit: int) ->
     for sample in sorted(samples, key=lambda s: -s.query_time_total):
         if sample.db and sample.db != database:
             continue
-        parsed = analyse(sample.sample)
-        if parsed is None or parsed.params or not parsed.tables:
+        parsed = sql.uses(sample.sample)
+        if isinstance(parsed, Skipped) or parsed.params or not parsed.tables:
             continue
-        fp = fingerprint(sample.sample)
-        if fp is None or fp in seen:
+        fp = sql.fingerprint(sample.sample)
+        if isinstance(fp, Skipped) or fp in seen:
             continue
         seen.add(fp)
         out.append(LiteralSample(sample, fp, parsed))

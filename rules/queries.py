@@ -32,8 +32,8 @@ from dbwatch.model.facts.slowlog import SlowClass, SlowClasses
 from dbwatch.model.facts.statements import Statements
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
-from dbwatch.rules.query_shape import Shape, parse
 from dbwatch.rules.spec import RulesConfig
+from dbwatch.sqlshape import Analyser, ParseFailures, Shape, analyser
 
 __all__ = ["make_rules", "NPLUSONE_MIN_CALLS", "NPLUSONE_FANOUT"]
 
@@ -75,6 +75,8 @@ class QueryRules:
 
     def __init__(self) -> None:
         self._parses: dict[tuple[str, str], Shape | None] = {}
+        self.failures = ParseFailures()  # statements of either dialect that did not parse
+        self._analysers: dict[str, Analyser] = {}
         self._findings: dict[str, tuple[tuple[Any, ...], list[Finding]]] = {}
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
@@ -97,7 +99,10 @@ class QueryRules:
         if cache_key not in self._parses:
             if len(self._parses) >= _PARSE_CACHE_SIZE:
                 self._parses.clear()
-            self._parses[cache_key] = parse(text, engine)
+            if engine not in self._analysers:
+                self._analysers[engine] = analyser(engine, self.failures)
+            found = self._analysers[engine].shape(text)
+            self._parses[cache_key] = found if isinstance(found, Shape) else None  # skipped: no hint
         return self._parses[cache_key]
 
     def _judge(self, view: TargetView, history: list[Snapshot], slow: list[SlowClass]) -> list[Finding]:

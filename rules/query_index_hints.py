@@ -4,9 +4,9 @@
 ``(created_at)``: the b-tree holds the column's values, not the expression's. The statements come from the
 ``statements`` collector (pg_stat_statements, normalized) summed over the kept snapshots, and from the slow
 log's samples (:class:`~dbwatch.model.facts.slowlog.SlowClasses`); the indexes from the PostgreSQL advisor's
-:class:`~dbwatch.model.facts.pg_advisor.IndexKeysList`. Predicates are read with
-pglast: comparisons (``= < > <= >=``, ``LIKE``, ``IN``, ``BETWEEN``) of the statement's own WHERE whose one
-side is a function call or a cast of exactly one column and whose other side names no column.
+:class:`~dbwatch.model.facts.pg_advisor.IndexKeysList`. Predicates are read by :mod:`dbwatch.sqlshape`
+(pglast): comparisons (``= < > <= >=``, ``LIKE``, ``IN``, ``BETWEEN``) of the statement's own WHERE whose
+one side is a function call or a cast of exactly one column and whose other side names no column.
 
 No hint when an expression index on the same function (or cast) of that column exists, or when the column
 leads no valid b-tree index. The advice: for a function, an expression index (the SQL given) or a rewrite;
@@ -18,13 +18,7 @@ it is not immutable).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
-
-import pglast
-from pglast import ast
-from pglast.enums import A_Expr_Kind
-from pglast.stream import RawStream
 
 from dbwatch.model import Finding, Severity
 from dbwatch.model.facts.pg_advisor import IndexKeysList
@@ -33,142 +27,16 @@ from dbwatch.model.facts.statements import Statements
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
+from dbwatch.sqlshape import ExpressionUse, ParseFailures, PostgresAnalyser, Skipped
 
-__all__ = ["make_rules", "ExpressionUse", "expression_uses", "MIN_CALLS"]
+__all__ = ["make_rules", "MIN_CALLS"]
 
 MIN_CALLS = 2  # a statement run once is not worth an index
 _CACHE_SIZE = 2000
-_OPS = {"=", "<", ">", "<=", ">=", "~~", "~~*", "<>"}
-_KINDS = (ast.SelectStmt, ast.UpdateStmt, ast.DeleteStmt)
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
     return [QueryIndexHints()]
-
-
-@dataclass(frozen=True, slots=True)
-class ExpressionUse:
-    """A function or a cast applied to one column in a WHERE comparison."""
-
-    table: tuple[str | None, str] | None  # (schema as written or None, table); None when it cannot be told
-    column: str
-    kind: str  # "function" or "cast"
-    name: str  # the function's name (last part) or the cast's type name
-    expression: str  # as pglast prints it: "lower(email)", "created_at::date"
-
-
-def expression_uses(text: str) -> list[ExpressionUse]:
-    """The functions and casts on a column in the statement's WHERE (top query level only)."""
-    try:
-        statements = pglast.parse_sql(text)
-    except Exception:  # ParseError, or a normalized text pglast does not take
-        return []
-    if len(statements) != 1 or not isinstance(statements[0].stmt, _KINDS):
-        return []
-    root = statements[0].stmt
-    aliases: dict[str, tuple[str | None, str]] = {}
-    froms = list(getattr(root, "fromClause", None) or ()) + list(getattr(root, "usingClause", None) or ())
-    relation = getattr(root, "relation", None)
-    for item in ([relation] if relation is not None else []) + froms:
-        for rv in _range_vars(item):
-            aliases[rv.alias.aliasname if rv.alias else rv.relname] = (rv.schemaname, rv.relname)
-    out: list[ExpressionUse] = []
-    for predicate in _comparisons(root.whereClause):
-        right = list(predicate.rexpr) if isinstance(predicate.rexpr, tuple) else [predicate.rexpr]
-        pairs = [(predicate.lexpr, right)]
-        if predicate.kind != A_Expr_Kind.AEXPR_IN and len(right) == 1:  # a comparison reads both ways
-            pairs.append((right[0], [predicate.lexpr]))
-        for side, others in pairs:
-            use = _wrapped_column(side, aliases)
-            if use is not None and not any(o is not None and _columns(o) for o in others) and use not in out:
-                out.append(use)
-    return out
-
-
-def signature(use: ExpressionUse) -> tuple[str, str, str]:
-    return (use.kind, use.name, use.column)
-
-
-def index_signatures(expressions: str) -> set[tuple[str, str, str]]:
-    """What an index's expression keys compute, as (kind, name, column), from pg_get_expr's text."""
-    if not expressions:
-        return set()
-    try:
-        [statement] = pglast.parse_sql(f"SELECT {expressions}")
-    except Exception:
-        return set()
-    out = set()
-    for target in statement.stmt.targetList or ():
-        use = _wrapped_column(target.val, {})
-        if use is not None:
-            out.add(signature(use))
-    return out
-
-
-def _range_vars(item: Any) -> Iterator[ast.RangeVar]:
-    if isinstance(item, ast.RangeVar):
-        yield item
-    elif isinstance(item, ast.JoinExpr):
-        yield from _range_vars(item.larg)
-        yield from _range_vars(item.rarg)
-
-
-def _comparisons(node: Any) -> Iterator[ast.A_Expr]:
-    if isinstance(node, ast.BoolExpr):
-        for arg in node.args:
-            yield from _comparisons(arg)
-    elif isinstance(node, ast.A_Expr):
-        op = node.name[-1].sval if node.name else ""
-        if node.kind in (A_Expr_Kind.AEXPR_OP, A_Expr_Kind.AEXPR_LIKE, A_Expr_Kind.AEXPR_ILIKE) and op in _OPS:
-            yield node
-        elif node.kind in (A_Expr_Kind.AEXPR_IN, A_Expr_Kind.AEXPR_BETWEEN, A_Expr_Kind.AEXPR_OP_ANY):
-            yield node
-
-
-def _columns(node: Any) -> list[ast.ColumnRef]:
-    out, stack = [], [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, ast.ColumnRef):
-            out.append(current)
-        elif isinstance(current, ast.Node):
-            for name in type(current).__slots__:
-                value = getattr(current, name, None)
-                if isinstance(value, ast.Node):
-                    stack.append(value)
-                elif isinstance(value, tuple):
-                    stack.extend(v for v in value if isinstance(v, ast.Node))
-    return out
-
-
-def _wrapped_column(node: Any, aliases: dict[str, tuple[str | None, str]]) -> ExpressionUse | None:
-    """A function call or cast whose only column reference is one plain column, else None."""
-    if isinstance(node, ast.FuncCall):
-        kind, name = "function", node.funcname[-1].sval.lower()
-    elif isinstance(node, ast.TypeCast):
-        kind, name = "cast", node.typeName.names[-1].sval.lower()
-        if isinstance(node.arg, (ast.A_Const, ast.ParamRef)):
-            return None
-    else:
-        return None
-    columns = _columns(node)
-    if len(columns) != 1:
-        return None
-    names = [f.sval for f in columns[0].fields if isinstance(f, ast.String)]
-    if not names or len(names) != len(columns[0].fields):
-        return None
-    if len(names) == 1:
-        tables = set(aliases.values())
-        table = next(iter(tables)) if len(tables) == 1 else None
-    else:
-        table = aliases.get(names[-2]) or next((t for t in aliases.values() if t[1] == names[-2]), None)
-    try:
-        text = RawStream()(node)
-    except Exception:
-        return None
-    if len(names) > 1:  # the expression as an index names it: the column without its table or alias
-        text = re.sub(r'(?<![\w."])' + r"\.".join(re.escape(n) for n in names[:-1]) + r"\.", "", text)
-    return ExpressionUse(table, names[-1], kind, name, text)
 
 
 class QueryIndexHints:
@@ -178,14 +46,21 @@ class QueryIndexHints:
     engines = ("postgres",)
 
     def __init__(self) -> None:
+        self.failures = ParseFailures()
+        self._sql = PostgresAnalyser(self.failures)
         self._parses: dict[str, list[ExpressionUse]] = {}
 
     def _uses(self, text: str) -> list[ExpressionUse]:
         if text not in self._parses:
             if len(self._parses) >= _CACHE_SIZE:
                 self._parses.clear()
-            self._parses[text] = expression_uses(text)
+            found = self._sql.expression_uses(text)
+            self._parses[text] = [] if isinstance(found, Skipped) else found  # skipped: no hint
         return self._parses[text]
+
+    def _signatures(self, expressions: str) -> set[tuple[str, str, str]]:
+        found = self._sql.index_signatures(expressions)
+        return set() if isinstance(found, Skipped) else found
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
         indexes = [i for i in (view.fact(IndexKeysList) or ()) if i.valid]
@@ -205,7 +80,7 @@ class QueryIndexHints:
             return None
         schema, table = use.table
         on_table = [i for i in indexes if i.table == table and (schema is None or i.schema == schema)]
-        if any(signature(use) in index_signatures(i.expressions) for i in on_table):
+        if any(use.signature in self._signatures(i.expressions) for i in on_table):
             return None  # an expression index already serves it
         leading = [i for i in on_table if i.method == "btree" and i.columns and i.columns[0] == use.column
                    and not i.predicate]

@@ -16,9 +16,15 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import AdvisorCollector
 from dbwatch.collectors.pg_statements import StatementsCollector
 from dbwatch.collectors.postgres import PostgresSession
-from dbwatch.rules.query_index_hints import expression_uses
+from dbwatch.sqlshape import ExpressionUse, PostgresAnalyser, Skipped
 from tests.auditutil import by_rule, collect, evaluate, target
 from tests.pgcluster import PostgresServer
+
+
+def expression_uses(text: str) -> list[ExpressionUse]:
+    found = PostgresAnalyser().expression_uses(text)
+    return [] if isinstance(found, Skipped) else found
+
 
 SCHEMA = """
 CREATE EXTENSION pg_stat_statements;
