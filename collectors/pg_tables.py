@@ -1,0 +1,163 @@
+"""Per-table and per-index statistics of every database, under postgres_exporter's names and labels.
+
+Families (labels ``datname, schemaname, relname``, and ``indexrelname`` for indexes):
+``pg_stat_user_tables_*`` (scans, tuples, vacuum/analyze times as Unix seconds and counts, table and index
+sizes), ``pg_statio_user_tables_*`` (block reads and hits), ``pg_stat_user_indexes_*_total`` and
+``pg_statio_user_indexes_*_total``.
+
+Cardinality never surprises: a database with up to ``max_tables`` tables (default 1,000) exports every
+one. Beyond it, the ``top_n`` largest tables and the ``top_n`` most active ones (scans plus rows written,
+since the statistics were reset: cumulative, so the chosen set is stable from one collection to the next)
+keep their own series; the rest are summed into one series per family with ``relname="other"`` and an
+empty schema, and ``dbwatch_pg_tables_folded{datname}`` says how many tables that is. Indexes follow the
+same rule with ``max_indexes``. In the ``other`` series counters and sizes are sums; the ``last_*``
+times are the oldest non-zero time (so "not vacuumed for N days" still fires for the folded tables).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from dbwatch.collectors import pg_tables_sql as sql
+from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.pg_databases import DatabaseScope, describe_failure, discover, per_database
+from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.model import MetricFamily, Snapshot, counter, gauge
+from dbwatch.model.options import Count, Flag
+
+__all__ = ["FOLDED_NAME", "TablesCollector", "TablesOptions", "table_family_names"]
+
+#: the relname (tables) or indexrelname (indexes) of the series that sums the folded ones
+FOLDED_NAME = "other"
+
+Row = Sequence[Any]
+
+
+class TablesOptions(DatabaseScope):
+    """Options of the ``tables`` collector (with the database scope: which databases to visit)."""
+
+    max_tables: Count = 1000  # per database; beyond it, folding
+    max_indexes: Count = 1000
+    top_n: Count = 100  # kept by size, and as many by activity, when folding
+    indexes: Flag = True  # pg_stat_user_indexes / pg_statio_user_indexes
+    statio: Flag = True  # pg_statio_user_tables
+    # postgres_exporter's collector says heap_blocks_read; its older queries.yaml (Debian's 0.11) said
+    # heap_blks_read. Dashboards written for the latter keep working with "blks".
+    statio_names: Literal["blocks", "blks"] = "blocks"
+
+
+def table_family_names(statio_names: str = "blocks") -> list[str]:
+    """Every family this collector can export, in order (for the metric catalog and the tests)."""
+    names = [_table_name(view, column, statio_names) for view, column, _, _ in sql.TABLE_COLUMNS]
+    return [*names, *(name for name, _ in sql.INDEX_COLUMNS), "dbwatch_pg_tables_folded",
+            "dbwatch_pg_indexes_folded"]
+
+
+class TablesCollector(Collector[PostgresSession, TablesOptions]):
+    """pg_stat_user_tables, pg_statio_user_tables, pg_stat_user_indexes, pg_statio_user_indexes."""
+
+    name = "tables"
+    options_model = TablesOptions
+
+    async def collect(self, snapshot: Snapshot) -> None:
+        options, session = self.options, self.session
+        own, databases = await discover(session, options)
+        if len(databases) > options.max_databases:
+            snapshot.notes.append(f"{len(databases) - options.max_databases} database(s) beyond max_databases "
+                                  f"({options.max_databases}) not visited: {', '.join(databases[options.max_databases:])}")
+            databases = databases[: options.max_databases]
+        out = _Families(options)
+        for database in databases:
+            try:
+                async with per_database(session, own, database) as db:
+                    tables = await db.run(sql.TABLES)
+                    indexes = await db.run(sql.INDEXES) if options.indexes else []
+            except CollectorError as exc:
+                if database == own:
+                    raise
+                snapshot.notes.append(describe_failure(database, exc))
+                continue
+            out.add_tables(database, tables)
+            if options.indexes:
+                out.add_indexes(database, indexes)
+        snapshot.families.extend(out.families())
+
+
+def _table_name(view: str, column: str, statio_names: str) -> str:
+    if view == "statio" and statio_names == "blocks":
+        column = column.replace("_blks_", "_blocks_")
+    return f"pg_{view}_user_tables_{column}"
+
+
+class _Families:
+    """The families of one collection, filled database by database with pre-shaped sample tuples."""
+
+    def __init__(self, options: TablesOptions) -> None:
+        self.options = options
+        columns = [c for c in sql.TABLE_COLUMNS if options.statio or c[0] == "stat"]
+        labels = ("datname", "schemaname", "relname")
+        self.kinds = [kind for _, _, kind, _ in columns]
+        self.tables = [(counter if kind == "c" else gauge)(_table_name(view, column, options.statio_names), help,
+                                                            labels)
+                       for view, column, kind, help in columns]
+        index_labels = ("datname", "schemaname", "relname", "indexrelname")
+        self.indexes = [counter(name, help, index_labels) for name, help in sql.INDEX_COLUMNS]
+        self.tables_folded = gauge("dbwatch_pg_tables_folded",
+                                   'Tables beyond max_tables whose statistics are summed into relname="other".',
+                                   ("datname",))
+        self.indexes_folded = gauge("dbwatch_pg_indexes_folded",
+                                    'Indexes beyond max_indexes summed into indexrelname="other".', ("datname",))
+
+    def add_tables(self, datname: str, rows: Sequence[Row]) -> None:
+        # Columns 0-1 are labels; 2.. values; activity = scans + rows written; size = indexes + table.
+        kept, folded = _fold(rows, self.options.max_tables, self.options.top_n,
+                             size=lambda r: r[21] + r[22], activity=lambda r: r[2] + r[4] + r[6] + r[7] + r[8])
+        families = self.tables
+        for row in kept:
+            labels = (datname, row[0], row[1])
+            for family, value in zip(families, tuple(row)[2:]):
+                family.samples.append((labels, value))
+        if folded:
+            other = (datname, "", FOLDED_NAME)
+            for i, (family, kind) in enumerate(zip(families, self.kinds), start=2):
+                family.samples.append((other, _combine(kind, [row[i] for row in folded])))
+        self.tables_folded.samples.append(((datname,), float(len(folded))))
+
+    def add_indexes(self, datname: str, rows: Sequence[Row]) -> None:
+        kept, folded = _fold(rows, self.options.max_indexes, self.options.top_n,
+                             size=lambda r: r[8], activity=lambda r: r[3])
+        families = self.indexes
+        for row in kept:
+            labels = (datname, row[0], row[1], row[2])
+            for family, value in zip(families, tuple(row)[3:]):
+                family.samples.append((labels, value))
+        if folded:
+            other = (datname, "", "", FOLDED_NAME)
+            for i, family in enumerate(families, start=3):
+                family.samples.append((other, sum(row[i] for row in folded)))
+        self.indexes_folded.samples.append(((datname,), float(len(folded))))
+
+    def families(self) -> list[MetricFamily]:
+        indexes = [*self.indexes, self.indexes_folded] if self.options.indexes else []
+        return [*self.tables, self.tables_folded, *indexes]
+
+
+def _fold(rows: Sequence[Row], limit: int, top_n: int, size: Callable[[Row], float],
+          activity: Callable[[Row], float]) -> tuple[Sequence[Row], list[Row]]:
+    """All rows up to ``limit``; beyond it the top ``top_n`` by size and by activity, and the rest.
+    Rows are put in name order first, so that ties go the same way in every collection."""
+    if len(rows) <= limit:
+        return rows, []
+    rows = sorted(rows, key=lambda r: tuple(r)[:3])
+    positions = range(len(rows))
+    keep = set(heapq.nlargest(top_n, positions, key=lambda i: size(rows[i])))
+    keep.update(heapq.nlargest(top_n, positions, key=lambda i: activity(rows[i])))
+    return [rows[i] for i in sorted(keep)], [rows[i] for i in positions if i not in keep]
+
+
+def _combine(kind: str, values: list[float]) -> float:
+    if kind == "t":  # a time: the oldest one that happened (0 = never, as for a single table)
+        return min((v for v in values if v > 0), default=0.0)
+    return float(sum(values))
