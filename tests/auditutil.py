@@ -3,13 +3,13 @@ into a store, then evaluate rule families on what they left (the daemon's path, 
 
 from __future__ import annotations
 
-import time
 from typing import Any, Awaitable, Callable, Iterable
 
 from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig
+from tests.helpers import collect
 
 
 def target(engine: str, dsn: str, collectors: dict[str, dict[str, Any]], password_env: str | None = None) -> Target:
@@ -17,20 +17,12 @@ def target(engine: str, dsn: str, collectors: dict[str, dict[str, Any]], passwor
                   collectors={name: CollectorSettings(60, 20, options) for name, options in collectors.items()})
 
 
-async def collect(store: SnapshotStore, collector: Any) -> Snapshot:
-    snapshot = Snapshot(target=collector.target.name, engine=collector.target.engine, collector=collector.name,
-                        started_at=time.time())
-    await collector.collect(snapshot)
-    store.put(snapshot)
-    return snapshot
-
-
 async def collect_once(store: SnapshotStore, collector_class: Any, session_class: Any, target: Target,
                        after: Callable[[Any], Awaitable[None]] | None = None) -> Snapshot:
     """One collection on a session of its own; ``after`` may look at the session before it is closed."""
     session = session_class(target)
     try:
-        snapshot = await collect(store, collector_class(target, session))
+        snapshot = await collect(collector_class(target, session), store)
         if after is not None:
             await after(session)
     finally:

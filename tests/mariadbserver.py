@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.serverproc import free_port
+from tests.helpers import free_port
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"

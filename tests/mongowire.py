@@ -29,7 +29,7 @@ from bson.codec_options import CodecOptions
 from bson.timestamp import Timestamp
 
 from tests.mongoscram import ScramConversation
-from tests.serverproc import free_port
+from tests.helpers import free_port
 
 OP_REPLY, OP_QUERY, OP_MSG = 1, 2004, 2013
 CODEC = CodecOptions(tz_aware=True, tzinfo=dt.timezone.utc)

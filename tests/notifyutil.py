@@ -11,7 +11,6 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from dbwatch.model import Alert, AlertState, fingerprint
-from tests.serverproc import free_port  # noqa: F401  (re-exported for the notification tests)
 
 T0 = 1_700_000_000.0
 
@@ -135,13 +134,3 @@ class Recorder:
         if not isinstance(action, int):
             action = await action  # type: ignore[misc]
         return web.Response(status=action, text="{}", content_type="application/json")
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``predicate`` every 20 ms; returns the seconds it took, fails the test after ``timeout``."""
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic() - start

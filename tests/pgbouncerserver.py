@@ -16,7 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.serverproc import free_port, stop_process, wait_listening
+from tests.helpers import free_port
+from tests.serverproc import stop_process, wait_listening
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 RUN_AS = "postgres" if os.geteuid() == 0 else None

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers import free_port
+
 BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 RUN_AS = "postgres" if os.geteuid() == 0 else None
 BINARIES = ("initdb", "pg_ctl", "postgres", "pg_isready", "psql", "pg_basebackup")
 START_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _cmd(*args: str) -> list[str]:
@@ -41,7 +36,7 @@ class PostgresServer:
         self.root = Path(directory or tempfile.mkdtemp(prefix="dbwatch-pg-"))
         self.root.mkdir(parents=True, exist_ok=True)
         self.data = self.root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = settings or {}
         self.primary = primary
         self.standbys = 0

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import redis
 
-from tests.serverproc import free_port, stop_process, wait_listening
+from tests.helpers import free_port
+from tests.serverproc import stop_process, wait_listening
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 START_TIMEOUT = 10.0

@@ -1,5 +1,5 @@
-"""What every throwaway server of the tests needs: a free loopback port, a bounded wait until it listens
-(failing with its own words when it dies), and a stop that cannot hang."""
+"""What every throwaway server of the tests needs besides a free port (tests.helpers): a bounded wait until it
+listens (failing with its own words when it dies), and a stop that cannot hang."""
 
 from __future__ import annotations
 
@@ -8,12 +8,6 @@ import socket
 import subprocess
 import time
 from typing import Callable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_listening(proc: subprocess.Popen, port: int, name: str, log_tail: Callable[[], str],

@@ -16,11 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.pgcluster import BIN
 from tests.mariadbserver import mariadb_primary  # noqa: F401  (a fixture: a throwaway MariaDB)
 from tests.redisserver import RedisServer
 from tests.test_notify_crash import alertmanager  # noqa: F401  (a fixture: a real Alertmanager)
+from tests.helpers import wait_for
 
 
 class Hook:

@@ -9,8 +9,9 @@ import sqlite3
 
 from dbwatch.agent.alerts import RESOLVED_RETENTION, AlertTracker
 from dbwatch.model import AlertState, Finding, FindingKind, Severity
-from tests.notifyutil import T0, Clock, wait_until
+from tests.notifyutil import T0, Clock
 from tests.test_notify import hook, notifiers, recorders  # noqa: F401  (fixtures)
+from tests.helpers import wait_until
 
 DURATIONS = {"LagHigh": (60.0, 0.0), "Flappy": (0.0, 120.0), "Now": (0.0, 0.0)}
 

@@ -25,11 +25,12 @@ from dbwatch.collectors.pg_audit import PgAuditCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.redis import RedisCollector, RedisSession
 from dbwatch.collectors.redis_audit import RedisAuditCollector
-from tests.agentproc import AgentProcess, wait_for
-from tests.auditutil import by_rule, collect, evaluate, target
+from tests.agentproc import AgentProcess
+from tests.auditutil import by_rule, evaluate, target
 from tests.mariadbserver import MariaDBServer
 from tests.pgcluster import RUN_AS, PostgresServer
 from tests.redisserver import RedisServer
+from tests.helpers import collect, wait_for
 
 FAMILIES = ("security", "tuning", "schema")
 SMELLY_SCHEMA = """
@@ -75,7 +76,7 @@ async def _pg_audit(server: PostgresServer, sessions, user: str = "postgres", pa
     t = target("postgres", server.dsn(user), {"audit": options}, password_env=password_env)
     session = sessions(PostgresSession(t))
     store = SnapshotStore()
-    snapshot = await collect(store, PgAuditCollector(t, session))
+    snapshot = await collect(PgAuditCollector(t, session), store)
     return store, snapshot.notes
 
 
@@ -205,7 +206,7 @@ async def _mysql_audit(dsn: str, sessions, password_env: str | None = None, **op
     t = target("mysql", dsn, {"audit": options}, password_env=password_env)
     session = sessions(MySQLSession(t))
     store = SnapshotStore()
-    snapshot = await collect(store, MySQLAuditCollector(t, session))
+    snapshot = await collect(MySQLAuditCollector(t, session), store)
     return store, snapshot.notes
 
 
@@ -280,8 +281,8 @@ async def _redis(server: RedisServer, sessions, password_env: str | None = None)
     t = target("redis", server.dsn(), {"redis": {}, "audit": {}}, password_env=password_env)
     session = sessions(RedisSession(t))
     store = SnapshotStore()
-    await collect(store, RedisCollector(t, session))
-    await collect(store, RedisAuditCollector(t, session))
+    await collect(RedisCollector(t, session), store)
+    await collect(RedisAuditCollector(t, session), store)
     return evaluate(store, "redis", *FAMILIES)
 
 

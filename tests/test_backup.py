@@ -29,8 +29,9 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.backups import BackupTooOld, WalArchiveTooOld
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, load_rules
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.pgcluster import BIN, RUN_AS, PostgresServer
+from tests.helpers import assert_declared, wait_for
 
 STANZA = "demo"
 
@@ -106,11 +107,14 @@ def _target(yaml_text: str) -> Target:
 
 
 async def _collect(target: Target, collector: str = "backup") -> Snapshot:
+    """One collection through the daemon's job (its timeout and error handling), checked against the catalog."""
     jobs = TargetJobs(target)
     try:
-        return await jobs.collect(collector)
+        snapshot = await jobs.collect(collector)
     finally:
         await jobs.close()
+    assert_declared(snapshot)
+    return snapshot
 
 
 def _samples(snapshot: Snapshot, metric: str) -> dict[tuple[str, ...], float]:

@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from tests.agentproc import AgentProcess, sample_value, wait_for
+from tests.agentproc import AgentProcess, sample_value
+from tests.helpers import free_port, wait_for
 
 
 def pg_target(name: str, dsn: str, **extra) -> dict:
@@ -169,6 +170,5 @@ def test_check_command_exit_codes_and_json(tmp_path, pg_primary):
 
 
 def _closed_port() -> int:
-    from tests.agentproc import free_port
 
     return free_port()

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from dbwatch.agent.config import parse_config
-from tests.agentproc import free_port, wait_for
+from tests.helpers import free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

@@ -1,4 +1,4 @@
-"""The Grafana dashboards in deploy/grafana/, checked against the README's metric table, promtool and a real
+"""The Grafana dashboards in deploy/grafana/, checked against the metric catalog, promtool and a real
 Prometheus scraping a real `dbwatch run`.
 
 Starts (last test): the agent watching the session's PostgreSQL 15 and its own host, and a Prometheus
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.agentproc import AgentProcess, free_port, wait_for
+from tests.agentproc import AgentProcess
+from tests.helpers import declared, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
@@ -29,36 +30,6 @@ GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": 
                      "$cluster": ".*", "$target": ".*"}
 _PROMQL_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
                     "and", "or", "unless", "inf", "nan"}
-
-
-def readme_metric_names() -> tuple[set[str], set[str]]:
-    """The names in README.md's "## Metrics" table, expanded: (exact names, prefixes of `x_*` rows)."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Metrics", 1)[1].split("\n## ", 1)[0]
-    # The backup collector's metric table lives in "## Backups".
-    section += "\n" + "\n".join(line for line in text.split("\n## Backups", 1)[1].split("\n## ", 1)[0].splitlines()
-                                if line.startswith("| `dbwatch_backup_"))
-    names: set[str] = set()
-    prefixes: set[str] = set()
-    for line in section.splitlines():
-        match = re.match(r"\| ((?:`[^`]+`(?:, )?)+) \|", line)
-        if not match:
-            continue
-        cells = re.findall(r"`([^`]+)`", match.group(1))
-        if len(cells) > 1:  # `a`, `b`: several names sharing one row
-            names.update(cells)
-            continue
-        name = cells[0].replace("\\|", "|")
-        if name.endswith("*"):
-            prefixes.add(name[:-1])
-        elif "<" in name:
-            # `pg_settings_<name>[_bytes|_seconds]`: the meaning column lists the expansions after its colon.
-            pattern = re.sub(r"\[[^\]]*\]", "", name)
-            items = line.rstrip(" |").rsplit("|", 1)[1].split(":", 1)[1]
-            names.update(re.sub(r"<\w+>", item.strip(), pattern) for item in items.split(","))
-        else:
-            names.add(name)
-    return names, prefixes
 
 
 def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
@@ -101,17 +72,17 @@ def test_the_dashboards_are_the_fleet_overview_and_one_per_engine():
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
-def test_every_dashboard_query_uses_only_metrics_in_the_readme(path):
+def test_every_dashboard_query_uses_only_metrics_the_catalog_declares(path):
     dashboard = json.loads(path.read_text())
-    names, prefixes = readme_metric_names()
-    assert "pg_settings_max_connections" in names and "pg_stat_database_xact_commit" in names
+    assert declared("pg_settings_max_connections") and declared("pg_stat_database_xact_commit")
+    assert not declared("pg_settings_no_such_setting")
     queries = dashboard_queries(dashboard)
     assert len(queries) >= 10
     for where, expr in queries:
         used = promql_metric_names(expr)
         assert used, f"{where}: no metric in {expr!r}"
-        unknown = {n for n in used if n not in names and not any(n.startswith(p) for p in prefixes)}
-        assert not unknown, f"{path.name} {where}: {sorted(unknown)} not in README.md's metric table"
+        unknown = {n for n in used if not declared(n)}
+        assert not unknown, f"{path.name} {where}: {sorted(unknown)} not in the metric catalog (docs/metrics.md)"
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)

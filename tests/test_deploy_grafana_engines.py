@@ -26,14 +26,14 @@ import psycopg
 import pytest
 import yaml
 from bson.timestamp import Timestamp
-
-from tests.agentproc import AgentProcess, free_port, wait_for
+from tests.agentproc import AgentProcess
 from tests.mariadbserver import mariadb_primary  # noqa: F401  (fixture)
 from tests.mongowire import UTC, Member, MongoWireServer, Scenario
 from tests.pgbouncerserver import PASSWORDS, PgBouncerServer
 from tests.redisserver import RedisServer
 from tests.test_deploy_grafana import DASHBOARDS, dashboard_queries
 from tests.test_deploy_grafana import EMPTY_WHILE_HEALTHY as POSTGRES_EMPTY_WHILE_HEALTHY
+from tests.helpers import free_port, wait_for
 
 PGBOUNCER_PASSWORD_ENV = "DBWATCH_TEST_GRAFANA_PGBOUNCER_PASSWORD"
 

@@ -28,8 +28,9 @@ from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.cluster import ClusterView, discover_clusters
 from dbwatch.rules.clusterconfig import ClusterConfig, FailoverConfig
 from dbwatch.rules.engine import RuleEngine, TargetView
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
 from tests.pgcluster import PostgresServer
+from tests.helpers import wait_for
 
 # -- rules on recorded snapshots -------------------------------------------------------------------------
 

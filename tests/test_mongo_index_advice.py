@@ -10,18 +10,18 @@ real server's planner.
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 import bson
 import pytest
 
-from dbwatch.model import CollectorSettings, Finding, Snapshot, Severity, Target
+from dbwatch.model import CollectorSettings, Finding, Severity, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.mongodb import MongoSession
 from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, ProfilerCollector
 from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.mongo_indexes import esr_key
+from tests.helpers import collect
 from tests.mongowire import UTC, Member, MongoWireServer, Scenario
 
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
@@ -67,13 +67,9 @@ async def advise(wire: MongoWireServer, scenario: Scenario, new_entries: list[di
         for step in ("baseline", "new"):
             if step == "new":
                 scenario.profile["shop"] += new_entries
-            snapshot = Snapshot(target="m", engine="mongodb", collector="profiler", started_at=time.time())
-            await profiler.collect(snapshot)
-            store.put(snapshot)
+            await collect(profiler, store)
         if with_indexstats:
-            snapshot = Snapshot(target="m", engine="mongodb", collector="indexstats", started_at=time.time())
-            await IndexStatsCollector(target, session).collect(snapshot)
-            store.put(snapshot)
+            await collect(IndexStatsCollector(target, session), store)
     finally:
         await session.close()
     findings = RuleEngine([], python_rules()).evaluate(TargetView(store, "m", "mongodb"))

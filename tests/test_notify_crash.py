@@ -23,7 +23,8 @@ import pytest
 
 from dbwatch.agent.notify import Notifier
 from dbwatch.exporters.receivers import parse_receivers
-from tests.notifyutil import Recorder, free_port, make_alert, resolved, wait_until
+from tests.notifyutil import Recorder, make_alert, resolved
+from tests.helpers import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"

@@ -23,9 +23,10 @@ from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
 from dbwatch.collectors.postgres import PostgresSession
-from tests.agentproc import AgentProcess, sample_value, wait_for
+from tests.agentproc import AgentProcess, sample_value
 from tests.auditutil import collect_once, evaluate
 from tests.pgcluster import PostgresServer
+from tests.helpers import wait_for
 
 ORDERS = """
 CREATE EXTENSION pg_stat_statements;

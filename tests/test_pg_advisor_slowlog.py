@@ -17,7 +17,8 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.slowlog import SlowLogCollector
-from tests.auditutil import collect, evaluate, target
+from tests.auditutil import evaluate, target
+from tests.helpers import collect
 from tests.pgcluster import PostgresServer
 
 SCHEMA = """
@@ -66,8 +67,8 @@ async def _advise(pg: PostgresServer, with_slowlog: bool) -> tuple[list, Postgre
     store = SnapshotStore()
     try:
         if with_slowlog:
-            await collect(store, SlowLogCollector(t, session))
-        await collect(store, AdvisorCollector(t, session))
+            await collect(SlowLogCollector(t, session), store)
+        await collect(AdvisorCollector(t, session), store)
     finally:
         await session.close()
     return evaluate(store, "postgres", "indexes"), session

@@ -15,7 +15,8 @@ from dbwatch.collectors.mysql import MySQLSession
 from dbwatch.collectors.mysql_statements import MySQLStatementsCollector
 from dbwatch.collectors.pg_statements import StatementsCollector
 from dbwatch.collectors.postgres import PostgresSession
-from tests.auditutil import by_rule, collect, evaluate, target
+from tests.auditutil import by_rule, evaluate, target
+from tests.helpers import collect
 from tests.mariadbserver import MariaDBServer
 from tests.pgcluster import PostgresServer
 
@@ -56,9 +57,9 @@ class Statements:
         self.store = SnapshotStore()
 
     async def run(self, workload: str) -> list:
-        await collect(self.store, self.collector)  # baseline
+        await collect(self.collector, self.store)  # baseline
         self.server.psql(workload, database=self.database)
-        await collect(self.store, self.collector)
+        await collect(self.collector, self.store)
         await self.session.close()
         # pg_stat_statements is server-wide: keep what concerns this test's database
         return [f for f in evaluate(self.store, "postgres", "queries") if f.evidence.get("datname") == self.database]
@@ -157,10 +158,10 @@ async def test_n_plus_one_on_mariadb_digests_names_the_lookup_and_its_parent():
         session = MySQLSession(t)
         collector = MySQLStatementsCollector(t, session)
         store = SnapshotStore()
-        await collect(store, collector)
+        await collect(collector, store)
         server.sql("SELECT id, user_id FROM orders WHERE status = 'open';\n"
                    + "".join(f"SELECT name FROM users WHERE id = {i};\n" for i in range(1, 401)), database="shop")
-        await collect(store, collector)
+        await collect(collector, store)
         await session.close()
         findings = evaluate(store, "mysql", "queries")
     finally:
@@ -191,7 +192,7 @@ async def test_literal_hints_come_from_slow_log_samples_and_spare_the_harmless_f
                                          "from_beginning": True, "top_n": 50, "sample_length": 1000,
                                          "max_bytes_per_collection": 1 << 20}})
     store = SnapshotStore()
-    await collect(store, SlowLogCollector(t, None))  # type: ignore[arg-type]
+    await collect(SlowLogCollector(t, None), store)  # type: ignore[arg-type]
     hints = [f.evidence for f in by_rule(evaluate(store, "mysql", "queries"), "QueryRewriteHint")]
     assert {(h["hint"], h["sample"].strip().rstrip(";")) for h in hints} == {
         ("leading_wildcard_like", "SELECT id FROM people WHERE name LIKE '%son'"),

@@ -17,7 +17,8 @@ from dbwatch.collectors.pg_advisor import AdvisorCollector
 from dbwatch.collectors.pg_statements import StatementsCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.sqlshape import ExpressionUse, PostgresAnalyser, Skipped
-from tests.auditutil import by_rule, collect, evaluate, target
+from tests.auditutil import by_rule, evaluate, target
+from tests.helpers import collect
 from tests.pgcluster import PostgresServer
 
 
@@ -66,10 +67,10 @@ async def _findings(pg: PostgresServer, workload: str) -> list:
     store = SnapshotStore()
     try:
         statements = StatementsCollector(t, session)
-        await collect(store, statements)  # baseline
+        await collect(statements, store)  # baseline
         pg.psql(workload, database="hints")
-        await collect(store, statements)
-        await collect(store, AdvisorCollector(t, session))
+        await collect(statements, store)
+        await collect(AdvisorCollector(t, session), store)
     finally:
         await session.close()
     return [f for f in by_rule(evaluate(store, "postgres", "query_index_hints"), "QueryRewriteHint")

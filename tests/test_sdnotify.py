@@ -9,7 +9,8 @@ import signal
 import socket
 import time
 
-from tests.agentproc import AgentProcess, wait_for
+from tests.agentproc import AgentProcess
+from tests.helpers import wait_for
 
 
 def test_ready_watchdog_reloading_and_stopping_reach_the_notify_socket(tmp_path, pg_primary):

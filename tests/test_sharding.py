@@ -26,7 +26,8 @@ import yaml
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.sharding import ShardingConfig, hashmod, parse_shard, select_shard
-from tests.agentproc import AgentProcess, free_port, sample_value, wait_for
+from tests.agentproc import AgentProcess, sample_value
+from tests.helpers import free_port, wait_for
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 HOSTS = [f"host-{i}" for i in range(8)]

@@ -29,7 +29,8 @@ from dbwatch.agent.http import HttpServer
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
-from tests.agentproc import AgentProcess, free_port, wait_for
+from tests.agentproc import AgentProcess
+from tests.helpers import free_port, wait_for
 
 PASSWORD = "s3cret-Scrape-pw"
 
