@@ -46,7 +46,7 @@ test: setup
 # mypy sees the folders as the installed package does: a tree of links named dbwatch/<folder>.
 typecheck: setup
 	@rm -rf .typecheck && mkdir -p .typecheck/dbwatch && touch .typecheck/dbwatch/__init__.py
-	@for d in model agent collectors rules exporters; do ln -s "$(CURDIR)/$$d" .typecheck/dbwatch/$$d; done
+	@for d in model agent collectors rules exporters sqlshape; do ln -s "$(CURDIR)/$$d" .typecheck/dbwatch/$$d; done
 	cd .typecheck && ../$(VENV)/bin/mypy --config-file ../pyproject.toml -p dbwatch
 
 # docs/metrics.md is generated from the metric catalog (collectors/catalog_*.py, agent/catalog.py).
