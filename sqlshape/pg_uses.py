@@ -17,7 +17,7 @@ from pglast.enums import A_Expr_Kind, BoolExprType, NullTestType
 
 from dbwatch.sqlshape.statement import ColumnUse, Skipped, StatementUses, TableRef
 
-__all__ = ["column_names", "has_column", "preparable", "uses", "walk"]
+__all__ = ["NOT_COVERED", "column_names", "has_column", "operator", "preparable", "uses", "walk"]
 
 _KINDS: dict[type[ast.Node], str] = {ast.SelectStmt: "select", ast.UpdateStmt: "update", ast.DeleteStmt: "delete"}
 _EQUALITY_OPS, _RANGE_OPS = {"="}, {"<", ">", "<=", ">="}
