@@ -235,7 +235,8 @@ class MySQLAdvisorCollector(Collector):
         self.explains += 1
         try:
             [[raw]] = await session.run(f"EXPLAIN FORMAT=JSON {statement}", tuples=True)
-            return json.loads(raw)
+            plan: dict[str, Any] = json.loads(raw)
+            return plan
         except (QueryError, ValueError):  # objects gone, privileges, a type the value did not fit
             self.failed += 1
             return None

@@ -435,7 +435,8 @@ class _Run:
             if prepared:
                 await self.conn.execute(f"DEALLOCATE {_STMT}")
         plan = json.loads(raw) if isinstance(raw, str) else raw
-        return plan[0]["Plan"]
+        found: dict[str, Any] = plan[0]["Plan"]
+        return found
 
     def _fact(self, candidate: _Candidate, costs: list[StatementCost], method: str) -> IndexCandidate:
         table = candidate.table
