@@ -42,9 +42,9 @@ def advice_target(config: TargetConfig) -> Target:
         if name in spec.collectors and name not in collectors:
             defaults = spec.defaults[name]
             own = config.collectors.get(name)
-            options = {**defaults.options, **((own.model_extra or {}) if own is not None else {})}
             timeout = (own.timeout if own is not None and own.timeout else None) or defaults.timeout
-            collectors[name] = CollectorSettings(interval=defaults.interval, timeout=timeout, options=options)
+            collectors[name] = CollectorSettings(interval=defaults.interval, timeout=timeout,
+                                                 options=config.collector_options(name))
     return dataclasses.replace(target, collectors=collectors)
 
 

@@ -13,14 +13,16 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from dbwatch.agent.backupconfig import BackupConfig, check_backup_names, to_specs
 from dbwatch.model.configtypes import Duration, StrictModel, format_validation_error
 from dbwatch.model import CollectorSettings, Target
+from dbwatch.model.options import CollectorOptions, option_problems
 from dbwatch.agent.sharding import ShardingConfig
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
@@ -128,18 +130,41 @@ class TargetConfig(StrictModel):
                 raise ValueError("give either password_env or password_file, not both")
         for problem in spec.validate(self):
             raise ValueError(problem)  # the first one: a model validator reports one error
-        for name, settings in self.collectors.items():
-            if name not in spec.collectors:
-                raise ValueError(
-                    f"collectors.{name}: unknown collector for engine {self.engine!r}; "
-                    f"expected one of {', '.join(spec.collectors)}"
-                )
-            allowed = spec.defaults[name].options
-            for key, value in (settings.model_extra or {}).items():
-                if key not in allowed:
-                    raise ValueError(f"collectors.{name}.{key}: unknown key (check its spelling)")
-                _check_option(f"collectors.{name}.{key}", allowed[key], value)
         return self
+
+    @field_validator("collectors")
+    @classmethod
+    def _collectors(cls, value: dict[str, CollectorConfig], info: ValidationInfo) -> dict[str, CollectorConfig]:
+        """Every collector named is the engine's, and its options fit its options model: all problems at once."""
+        if "engine" not in info.data:
+            return value  # an unknown engine is reported on its own; its collectors cannot be judged
+        spec = engine(info.data["engine"])
+        problems: list[InitErrorDetails] = []
+        for name, settings in value.items():
+            if name not in spec.collectors:
+                message = (f"unknown collector for engine {spec.name!r}; "
+                           f"expected one of {', '.join(spec.collectors)}")
+                problems.append(_problem((name,), "value_error", message, settings))
+                continue
+            extra = settings.model_extra or {}
+            found = option_problems(spec.collectors[name].options_model, extra)
+            for loc, kind, message in found:
+                problems.append(_problem((name, *loc), kind, message, extra.get(str(loc[0])) if loc else None))
+            # Options that name a file (a queries.yaml) say what is wrong inside it, one line per problem.
+            checker = getattr(spec.collectors[name].options_model, "file_problems", None)
+            if not found and checker is not None:
+                options = spec.collectors[name].options_model.model_validate(extra)
+                for key, message in checker(options):
+                    problems.append(_problem((name, key), "value_error", message, None))
+        if problems:
+            raise ValidationError.from_exception_data("collectors", problems)
+        return value
+
+    def collector_options(self, name: str) -> CollectorOptions:
+        """The options of collector ``name`` as configured, defaults filled in (validated when the config loaded)."""
+        own = self.collectors.get(name)
+        model: type[CollectorOptions] = engine(self.engine).collectors[name].options_model
+        return model.model_validate(own.model_extra or {} if own else {})
 
     def connection_dsn(self) -> str:
         """The DSN to connect with, without any password."""
@@ -163,7 +188,6 @@ class TargetConfig(StrictModel):
                 enabled = bool(self.backups)  # on exactly when backup sources are configured
             if not enabled:
                 continue
-            options = {**defaults.options, **(own.model_extra or {})}
             timeout = own.timeout or self.timeout or defaults.timeout
             if name == "backup" and not own.timeout:
                 # every source has its own timeout; the collection as a whole outlasts the slowest one
@@ -171,7 +195,7 @@ class TargetConfig(StrictModel):
             collectors[name] = CollectorSettings(
                 interval=own.interval or self.interval or defaults.interval,
                 timeout=timeout,
-                options=options,
+                options=self.collector_options(name),
             )
         return Target(
             name=self.name,
@@ -194,18 +218,11 @@ class TargetConfig(StrictModel):
         return self
 
 
-def _check_option(path: str, default: Any, value: Any) -> None:
-    expected = type(default)
-    if expected is float and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if expected is list:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{path}: expected a list of strings, got {value!r}")
-        return
-    if isinstance(value, bool) != (expected is bool) or not isinstance(value, expected):
-        raise ValueError(f"{path}: expected {expected.__name__}, got {value!r}")
-    if expected is int and value < 0:
-        raise ValueError(f"{path}: expected a non-negative number, got {value!r}")
+def _problem(loc: tuple[str | int, ...], kind: str, message: str, value: Any) -> InitErrorDetails:
+    """One line of a :class:`ValidationError` raised from a validator (pydantic joins ``loc`` to its path)."""
+    if kind == "value_error":
+        return {"type": kind, "loc": loc, "input": value, "ctx": {"error": ValueError(message)}}
+    return {"type": cast(Any, kind), "loc": loc, "input": value}
 
 
 class ServerConfig(StrictModel):

@@ -56,7 +56,7 @@ async def real_snapshots() -> tuple[Snapshot, Snapshot]:
     await PostgresCollector(target, session).collect(pg)
     await session.close()
     host_target = Target(name="h", engine="host", dsn="", labels={},
-                         collectors={"host": CollectorSettings(15, 5, {"paths": []})})
+                         collectors={"host": CollectorSettings(15, 5)})
     hsession = HostSession(host_target)
     host = Snapshot(target="h", engine="host", collector="host", started_at=time.time())
     collector = HostCollector(host_target, hsession)

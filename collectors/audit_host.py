@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from typing import Any
 
 import psutil
 
+from dbwatch.collectors.options import AuditHostOptions
 from dbwatch.model.facts.audit import HostFacts
 
 __all__ = ["host_facts", "is_local", "parse_size"]
@@ -39,11 +40,11 @@ def parse_size(value: Any) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def host_facts(options: Mapping[str, Any], local: bool, data_path: str | None) -> HostFacts:
+def host_facts(options: AuditHostOptions, local: bool, data_path: str | None) -> HostFacts:
     """Blocking (reads /sys): run it in a worker thread."""
-    ram = parse_size(options["ram"]) if options.get("ram") else None
-    cpus = int(options["cpus"]) if options.get("cpus") else None
-    disk = str(options.get("disk") or "auto").lower()
+    ram = parse_size(options.ram) if options.ram else None
+    cpus = options.cpus or None
+    disk = (options.disk or "auto").lower()
     rotational = {"ssd": False, "hdd": True}.get(disk)
     configured = ram is not None or cpus is not None or rotational is not None
     if local:

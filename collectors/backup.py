@@ -18,6 +18,7 @@ from dataclasses import replace
 from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
 from dbwatch.collectors.backup_sources import SourceError, read_source
 from dbwatch.collectors.base import Collector, Session
+from dbwatch.model.options import CollectorOptions
 from dbwatch.model.facts.backup import ANY_TYPE, BackupEntry, BackupSourceStatus, BackupStatuses
 from dbwatch.model.facts.common import Summary
 
@@ -26,8 +27,9 @@ __all__ = ["BackupCollector"]
 KEPT_ENTRIES = 20  # newest backups kept in the facts per source
 
 
-class BackupCollector(Collector):
+class BackupCollector(Collector[Session, CollectorOptions]):
     name = "backup"
+    options_model = CollectorOptions
 
     def __init__(self, target: Target, session: Session) -> None:
         super().__init__(target, session)

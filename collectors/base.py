@@ -15,9 +15,10 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 from dbwatch.model import MetricFamily, Snapshot, Target, gauge
+from dbwatch.model.options import CollectorOptions
 
 logger = logging.getLogger(__name__)
 
@@ -117,17 +118,27 @@ class SessionLock:
         return self._lock.locked()
 
 
-class Collector(abc.ABC):
-    """Collects one aspect of one target. Subclasses set ``name`` and implement :meth:`collect`."""
+S = TypeVar("S", bound=Session)
+O = TypeVar("O", bound=CollectorOptions)
+
+
+class Collector(abc.ABC, Generic[S, O]):
+    """Collects one aspect of one target. Subclasses set ``name`` and ``options_model`` and implement
+    :meth:`collect`; ``Collector[PostgresSession, StatementsOptions]`` types ``self.session`` and
+    ``self.options``."""
 
     name: ClassVar[str]
     #: the ``<engine>_up`` metric this collector answers for, if any (exported as 0 when it fails)
     up_metric: ClassVar[str | None] = None
+    #: the collector's options and their defaults (``CollectorOptions`` itself: it has none)
+    options_model: type[O]
 
-    def __init__(self, target: Target, session: Session) -> None:
+    def __init__(self, target: Target, session: S) -> None:
         self.target = target
         self.session = session
         self.settings = target.collectors[self.name]
+        # The config hands over an instance of options_model; validating it again returns it as it is.
+        self.options: O = self.options_model.model_validate(self.settings.options or {})
 
     @abc.abstractmethod
     async def collect(self, snapshot: Snapshot) -> None:

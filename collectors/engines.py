@@ -12,10 +12,11 @@ from dbwatch.collectors.base import Collector, Session
 
 @dataclass(frozen=True, slots=True)
 class CollectorDefaults:
+    """A collector's schedule by default; its options and their defaults are its ``options_model``."""
+
     interval: float
     timeout: float
     enabled: bool = True
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +27,7 @@ class Engine:
     name: str
     default_port: int
     session: Callable[[Target], Session]
-    collectors: Mapping[str, type[Collector]]
+    collectors: Mapping[str, type[Collector[Any, Any]]]
     defaults: Mapping[str, CollectorDefaults]
     #: the collector whose success means "up" (``<engine>_up``): a cluster member's probe
     main_collector: str
@@ -76,21 +77,13 @@ def _postgres() -> Engine:
                     "audit": pg_audit.PgAuditCollector},
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
-            "statements": CollectorDefaults(
-                interval=60.0, timeout=20.0, options={"top_n": 100, "query_text_length": 200}
-            ),
-            "slowlog": CollectorDefaults(
-                interval=60.0, timeout=30.0, enabled=False, options=slowlog.DEFAULT_OPTIONS
-            ),
+            "statements": CollectorDefaults(interval=60.0, timeout=20.0),
+            "slowlog": CollectorDefaults(interval=60.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled: it plans the application's statements (EXPLAIN, HypoPG), and
             # its answers change over days; `dbwatch advise` runs it on demand whatever this says.
-            "advisor": CollectorDefaults(
-                interval=3600.0, timeout=120.0, enabled=False, options=pg_advisor.DEFAULT_OPTIONS
-            ),
+            "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
             # Roles, pg_hba, settings and schema change with deployments: hourly (catalogs only), when enabled.
-            "audit": CollectorDefaults(
-                interval=3600.0, timeout=30.0, enabled=False, options=pg_audit.DEFAULT_OPTIONS
-            ),
+            "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
         },
     )
 
@@ -109,23 +102,12 @@ def _mysql() -> Engine:
                     "slowlog": slowlog.SlowLogCollector, "audit": mysql_audit.MySQLAuditCollector,
                     "advisor": mysql_advisor.MySQLAdvisorCollector},
         defaults={
-            "mysql": CollectorDefaults(
-                interval=15.0, timeout=10.0,
-                options={"heartbeat_table": "", "heartbeat_utc": False, "query_text_length": 200},
-            ),
-            "statements": CollectorDefaults(
-                interval=60.0, timeout=20.0, options={"top_n": 100, "query_text_length": 200}
-            ),
-            "slowlog": CollectorDefaults(
-                interval=60.0, timeout=30.0, enabled=False, options=slowlog.DEFAULT_OPTIONS
-            ),
-            "audit": CollectorDefaults(
-                interval=3600.0, timeout=30.0, enabled=False, options=mysql_audit.DEFAULT_OPTIONS
-            ),
+            "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
+            "statements": CollectorDefaults(interval=60.0, timeout=20.0),
+            "slowlog": CollectorDefaults(interval=60.0, timeout=30.0, enabled=False),
+            "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled, like PostgreSQL's: it EXPLAINs the application's statements.
-            "advisor": CollectorDefaults(
-                interval=3600.0, timeout=120.0, enabled=False, options=mysql_advisor.DEFAULT_OPTIONS
-            ),
+            "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
         },
     )
 
@@ -140,7 +122,7 @@ def _host() -> Engine:
         validate=_host_problems,
         session=host.HostSession,
         collectors={"host": host.HostCollector},
-        defaults={"host": CollectorDefaults(interval=15.0, timeout=5.0, options={"paths": []})},
+        defaults={"host": CollectorDefaults(interval=15.0, timeout=5.0)},
     )
 
 
@@ -159,12 +141,8 @@ def _redis() -> Engine:
         defaults={
             "redis": CollectorDefaults(interval=15.0, timeout=5.0),
             # Short enough that the server's ring (slowlog-max-len, 128 by default) rarely wraps in between.
-            "slowlog": CollectorDefaults(
-                interval=15.0, timeout=5.0, options={"max_entries": 1024, "max_series": 200}
-            ),
-            "audit": CollectorDefaults(
-                interval=3600.0, timeout=10.0, enabled=False, options=redis_audit.DEFAULT_OPTIONS
-            ),
+            "slowlog": CollectorDefaults(interval=15.0, timeout=5.0),
+            "audit": CollectorDefaults(interval=3600.0, timeout=10.0, enabled=False),
         },
     )
 
@@ -197,13 +175,9 @@ def _mongodb() -> Engine:
         collectors={"mongodb": mongodb.MongoCollector, "profiler": mongodb_profiler.ProfilerCollector,
                     "indexstats": mongodb_profiler.IndexStatsCollector},
         defaults={
-            "mongodb": CollectorDefaults(interval=15.0, timeout=10.0, options={"long_op_seconds": 60.0}),
-            "profiler": CollectorDefaults(
-                interval=60.0, timeout=20.0, options={"databases": [], "max_entries": 1000, "max_series": 200}
-            ),
-            "indexstats": CollectorDefaults(
-                interval=300.0, timeout=30.0, options={"databases": [], "max_collections": 200}
-            ),
+            "mongodb": CollectorDefaults(interval=15.0, timeout=10.0),
+            "profiler": CollectorDefaults(interval=60.0, timeout=20.0),
+            "indexstats": CollectorDefaults(interval=300.0, timeout=30.0),
         },
     )
 

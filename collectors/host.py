@@ -17,6 +17,7 @@ from dbwatch.model import Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.cgroup import read_cgroup
 from dbwatch.model.facts.common import Summary
+from dbwatch.model.options import CollectorOptions, Texts
 
 
 class HostSession(Session):
@@ -34,14 +35,19 @@ class HostSession(Session):
         return None
 
 
-class HostCollector(Collector):
+class HostOptions(CollectorOptions):
+    paths: Texts = ()  # filesystems to report besides / (a database's data directory)
+
+
+class HostCollector(Collector[HostSession, HostOptions]):
     name = "host"
     up_metric = None
+    options_model = HostOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        paths = ["/", *self.settings.options.get("paths", [])]
+        paths = ["/", *self.options.paths]
         readings = await asyncio.to_thread(_read, paths)
-        session: HostSession = self.session  # type: ignore[assignment]
+        session = self.session
         cpu = gauge("dbwatch_host_cpu_usage_ratio", "Share of the CPU capacity available to dbwatch busy since the "
                     "previous collection: the container's CPU quota when one is set, else all CPUs.")
         limit = gauge("dbwatch_host_cpu_limit_cores", "The container's CPU quota in cores (absent without a quota).")

@@ -26,6 +26,7 @@ from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, inf
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import Summary
+from dbwatch.model.options import CollectorOptions, Number
 from dbwatch.model.facts.mongodb import (
     MongoLongOps, MongoMember, MongoOperation, MongoOplog, MongoReplSet, MongoServer,
 )
@@ -162,7 +163,11 @@ CLUSTER_MONITOR = ('grant the clusterMonitor role: db.getSiblingDB("admin").gran
                    '[{role: "clusterMonitor", db: "admin"}])')
 
 
-class MongoCollector(Collector):
+class MongoOptions(CollectorOptions):
+    long_op_seconds: Number = 60.0  # operations running this long count as long
+
+
+class MongoCollector(Collector[MongoSession, MongoOptions]):
     """The server as a whole: connections, operations, WiredTiger cache, asserts, the replica set and its
     lag, the oplog window, long-running operations. Facts: ``mongodb`` (:class:`MongoServer`), ``replset``
     (:class:`MongoReplSet`, replica set members only), ``oplog`` (:class:`MongoOplog`), ``long_ops``
@@ -170,10 +175,11 @@ class MongoCollector(Collector):
 
     name = "mongodb"
     up_metric = "mongodb_up"
+    options_model = MongoOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MongoSession = self.session  # type: ignore[assignment]
-        long_op_seconds = float(self.settings.options.get("long_op_seconds", 60.0))
+        session = self.session
+        long_op_seconds = self.options.long_op_seconds
         async with session.lock:
             hello = (await session.command("admin", {"hello": 1}))[0] or {}
             status, status_error = await session.command("admin", {"serverStatus": 1})

@@ -21,6 +21,7 @@ from pymongo import AsyncMongoClient
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mongodb import APP_NAME, MongoSession, refusal_note
+from dbwatch.model.options import CollectorOptions, Count, Texts
 from dbwatch.model.facts.mongodb import (
     MongoIndexUsage, MongoIndexUsages, MongoProfiler, MongoSlowOp, MongoSlowOps,
 )
@@ -31,7 +32,7 @@ OTHER = ("other", "", "")
 READ_GRANT = 'grant read on the database (or the clusterMonitor role for every database)'
 
 
-async def databases(session: MongoSession, configured: list[str], snapshot: Snapshot) -> list[str]:
+async def databases(session: MongoSession, configured: tuple[str, ...], snapshot: Snapshot) -> list[str]:
     """The configured databases, or every database but admin, config and local."""
     if configured:
         return list(configured)
@@ -43,12 +44,24 @@ async def databases(session: MongoSession, configured: list[str], snapshot: Snap
     return [d["name"] for d in (reply or {}).get("databases", []) if d.get("name") not in SYSTEM_DATABASES]
 
 
-class ProfilerCollector(Collector):
+class ProfilerOptions(CollectorOptions):
+    databases: Texts = ()  # the databases to read; empty: every database but admin, config and local
+    max_entries: Count = 1000  # new profiler entries read per database at each collection
+    max_series: Count = 200  # (ns, op, plan) series exported; later newcomers are summed as "other"
+
+
+class IndexStatsOptions(CollectorOptions):
+    databases: Texts = ()  # as the profiler's
+    max_collections: Count = 200  # collections whose $indexStats are read at each collection
+
+
+class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
     """Facts: ``slow_ops`` (list of :class:`MongoSlowOp`, the entries new since the previous collection, oldest
     first) and ``profiler`` (:class:`MongoProfiler`)."""
 
     name = "profiler"
     up_metric = None
+    options_model = ProfilerOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,15 +70,14 @@ class ProfilerCollector(Collector):
         self._totals: dict[tuple[str, str, str], list[float]] = {}  # (ns, op, plan) -> count, seconds, docs, keys
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MongoSession = self.session  # type: ignore[assignment]
-        options = self.settings.options
-        limit = int(options.get("max_entries", 1000))
+        session = self.session
+        limit = self.options.max_entries
         levels: dict[str, int] = {}
         slowms: dict[str, int] = {}
         entries: list[MongoSlowOp] = []
         truncated = False
         async with session.lock:
-            for db in await databases(session, list(options.get("databases", [])), snapshot):
+            for db in await databases(session, self.options.databases, snapshot):
                 status, error = await session.command(db, {"profile": -1})
                 if error is not None:
                     snapshot.notes.append(refusal_note(f"profile on {db}", error, "its profiling level is",
@@ -116,7 +128,7 @@ class ProfilerCollector(Collector):
         return docs
 
     def _families(self, entries: list[MongoSlowOp], levels: dict[str, int]) -> list[MetricFamily]:
-        max_series = int(self.settings.options.get("max_series", 200))
+        max_series = self.options.max_series
         for entry in entries:
             key = (entry.ns, entry.op, entry.plan)
             if key not in self._totals and len(self._totals) >= max_series:
@@ -197,21 +209,21 @@ def shape_json(value: Any) -> str:
     return json.dumps(shape(value), separators=(",", ":"))
 
 
-class IndexStatsCollector(Collector):
+class IndexStatsCollector(Collector[MongoSession, IndexStatsOptions]):
     """``$indexStats`` per collection: how often each index was used. Facts: ``indexes`` (list of
     :class:`MongoIndexUsage`)."""
 
     name = "indexstats"
     up_metric = None
+    options_model = IndexStatsOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MongoSession = self.session  # type: ignore[assignment]
-        options = self.settings.options
-        max_collections = int(options.get("max_collections", 200))
+        session = self.session
+        max_collections = self.options.max_collections
         usages: list[MongoIndexUsage] = []
         async with session.lock:
             namespaces: list[tuple[str, str]] = []
-            for db in await databases(session, list(options.get("databases", [])), snapshot):
+            for db in await databases(session, self.options.databases, snapshot):
                 names, error = await session.query(lambda c, db=db: c[db].list_collection_names(
                     filter={"type": "collection"}, authorizedCollections=True))
                 if error is not None:

@@ -24,6 +24,7 @@ from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
+from dbwatch.model.options import CollectorOptions, Count, Flag, Text
 from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.mysql import (
     Activity, Channel, Channels, Gtid, Heartbeat, ServerInfo, Settings, Status,
@@ -176,23 +177,27 @@ def grantee(user: str) -> str:
     return f"'{name}'@'{host}'"
 
 
-class MySQLCollector(Collector):
+class MySQLOptions(CollectorOptions):
+    heartbeat_table: Text = ""  # e.g. percona.heartbeat: pt-heartbeat's table, for true replica lag
+    heartbeat_utc: Flag = False  # true when pt-heartbeat runs with --utc
+    query_text_length: Count = 200  # characters of a running statement kept in the process-list facts
+
+
+class MySQLCollector(Collector[MySQLSession, MySQLOptions]):
     """The server as a whole: global status and variables, InnoDB, replication per channel, the process
     list, and optionally a pt-heartbeat table. Facts (see :mod:`dbwatch.model.facts.mysql`): ServerInfo, Settings,
     Status, Activity, Channels, Gtid, Heartbeat (when configured), the neutral ReplicationLink and the Summary."""
 
     name = "mysql"
     up_metric = "mysql_up"
+    options_model = MySQLOptions
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.heartbeat_table = str(self.settings.options.get("heartbeat_table", "") or "")
-        self.heartbeat_utc = bool(self.settings.options.get("heartbeat_utc", False))
-        self.text_length = int(self.settings.options.get("query_text_length", 200))
         self._buffer_pool: tuple[float, float] | None = None  # (reads, read requests) at the last reading
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MySQLSession = self.session  # type: ignore[assignment]
+        session = self.session
         notes: list[str] = []
         async with session.lock:
             server = await session.connected_server()
@@ -205,7 +210,7 @@ class MySQLCollector(Collector):
             [gtid_row] = await session.run(sql.GTID_MARIADB if server.mariadb else sql.GTID_MYSQL)
             channels_rows = await self._replication(session, server, notes)
             processes = await session.run(sql.PROCESSLIST_MARIADB if server.mariadb else sql.PROCESSLIST_MYSQL,
-                                          (self.text_length,))
+                                          (self.options.query_text_length,))
             connections = await session.run(sql.CONNECTIONS)
             heartbeat = await self._heartbeat(session, notes)
         gtid = Gtid(executed=fams.clean_gtid(gtid_row["executed"]), slave_pos=fams.clean_gtid(gtid_row["slave_pos"]),
@@ -248,25 +253,26 @@ class MySQLCollector(Collector):
         return []
 
     async def _heartbeat(self, session: MySQLSession, notes: list[str]) -> Heartbeat | None:
-        if not self.heartbeat_table:
+        table_name = self.options.heartbeat_table
+        if not table_name:
             return None
-        if not _TABLE_NAME.match(self.heartbeat_table):
-            notes.append(f"heartbeat_table {self.heartbeat_table!r} is not a table name like percona.heartbeat; "
+        if not _TABLE_NAME.match(table_name):
+            notes.append(f"heartbeat_table {table_name!r} is not a table name like percona.heartbeat; "
                          f"heartbeat lag is not collected")
             return None
-        table = ".".join(f"`{part}`" for part in self.heartbeat_table.split("."))
-        query = (sql.HEARTBEAT_UTC if self.heartbeat_utc else sql.HEARTBEAT).format(table=table)
+        table = ".".join(f"`{part}`" for part in table_name.split("."))
+        query = (sql.HEARTBEAT_UTC if self.options.heartbeat_utc else sql.HEARTBEAT).format(table=table)
         try:
             rows = await session.run(query)
         except QueryError as exc:
             server = session.server
             assert server is not None
-            notes.append(f"cannot read heartbeat table {self.heartbeat_table} ({exc}); run GRANT SELECT ON "
+            notes.append(f"cannot read heartbeat table {table_name} ({exc}); run GRANT SELECT ON "
                          f"{table} TO {grantee(server.user)}; and check that pt-heartbeat --update runs on the "
                          f"primary")
             return None
         if not rows or rows[0]["stored"] is None:
-            notes.append(f"heartbeat table {self.heartbeat_table} is empty: is pt-heartbeat --update running "
+            notes.append(f"heartbeat table {table_name} is empty: is pt-heartbeat --update running "
                          f"on the primary?")
             return None
         row = rows[0]

@@ -36,6 +36,7 @@ from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, gr
 from dbwatch.collectors.pg_advisor_hygiene import index_name
 from dbwatch.sqlshape import ColumnUse, MySQLAnalyser, StatementUses, TableKey
 from dbwatch.model.facts.common import Summary
+from dbwatch.model.options import CollectorOptions, Count, Number
 from dbwatch.model.facts.mysql_advisor import (
     MySQLAdviceSettings, MySQLIndexCandidate, MySQLIndexCandidates, MySQLStatementCost,
 )
@@ -43,14 +44,16 @@ from dbwatch.model.facts.mysql_advisor import (
 if TYPE_CHECKING:  # sqlglot loads with the first MySQL statement, not with the collector
     from dbwatch.sqlshape.mysql_uses import MySQLStatement
 
-__all__ = ["CONSUMERS_NOTE", "DEFAULT_OPTIONS", "MySQLAdvisorCollector"]
+__all__ = ["CONSUMERS_NOTE", "MySQLAdvisorOptions", "MySQLAdvisorCollector"]
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "max_statements": 20,  # digests EXPLAINed per run, costliest first
-    "min_calls": 1,
-    "min_examined_per_row": 100.0,  # ...or digests without NO_INDEX_USED that examine this many rows per row
-    "min_table_rows": 10000,  # smaller tables are read whole faster than through an index
-}
+
+class MySQLAdvisorOptions(CollectorOptions):
+    max_statements: Count = 20  # digests EXPLAINed per run, costliest first
+    min_calls: Count = 1
+    min_examined_per_row: Number = 100.0  # ...or digests without NO_INDEX_USED that examine this many rows per row
+    min_table_rows: Count = 10000  # smaller tables are read whole faster than through an index
+
+
 CONSUMERS_NOTE = (
     "performance_schema keeps no statement samples (consumers events_statements_current and "
     "events_statements_history_long / events_statements_history are off), so index candidates are planned from "
@@ -101,26 +104,22 @@ class _Table:
     writes: int = 0
 
 
-class MySQLAdvisorCollector(Collector):
+class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
     name = "advisor"
 
     @cached_property
     def sql(self) -> MySQLAnalyser:
         """This target's statement reader: its parse failures are exported with the advisor's metrics."""
         return MySQLAnalyser()
+    options_model = MySQLAdvisorOptions
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        options = {**DEFAULT_OPTIONS, **self.settings.options}
-        self.max_statements = int(options["max_statements"])
-        self.min_calls = int(options["min_calls"])
-        self.min_ratio = float(options["min_examined_per_row"])
-        self.min_rows = int(options["min_table_rows"])
         self.explains = 0
         self.failed = 0
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MySQLSession = self.session  # type: ignore[assignment]
+        session = self.session
         self.explains = self.failed = 0
         snapshot.put(MySQLIndexCandidates())
         async with session.lock:
@@ -132,7 +131,9 @@ class MySQLAdvisorCollector(Collector):
                     snapshot.notes.append("performance_schema is OFF, so there are no index candidates: set "
                                           "performance_schema = ON under [mysqld] and restart the server")
                     return
-                digests = await session.run(DIGESTS, (self.min_calls, self.min_ratio, self.max_statements))
+                options = self.options
+                digests = await session.run(DIGESTS, (options.min_calls, options.min_examined_per_row,
+                                                      options.max_statements))
             except QueryError as exc:
                 if exc.errno not in ACCESS_DENIED:
                     raise
@@ -168,7 +169,7 @@ class MySQLAdvisorCollector(Collector):
                     if key is None:
                         continue
                     table = tables.get(key)
-                    if table is None or max(rows, table.rows) < self.min_rows:
+                    if table is None or max(rows, table.rows) < self.options.min_table_rows:
                         continue
                     best = _candidate(found.tables.get(key, ColumnUse()), found.unqualified, table)
                     if best is None:
@@ -185,7 +186,7 @@ class MySQLAdvisorCollector(Collector):
         candidates = sorted((self._fact(key, columns, reason, costs, tables[key], float(uptime or 0))
                              for (key, columns), (reason, costs) in chosen.items()), key=lambda c: -c.time_share)
         snapshot.put(MySQLIndexCandidates(tuple(candidates)),
-                     MySQLAdviceSettings(samples=source, min_table_rows=self.min_rows,
+                     MySQLAdviceSettings(samples=source, min_table_rows=self.options.min_table_rows,
                                          observed_seconds=float(uptime or 0)),
                      Summary({"index candidates": len(candidates)}))
         snapshot.families.extend(self._families(len(parsed), len(candidates)))

@@ -17,11 +17,10 @@ from dbwatch.model import Snapshot
 from dbwatch.model.facts.audit import MySQLAccount, MySQLAudit
 from dbwatch.collectors.audit_host import host_facts, is_local
 from dbwatch.collectors.base import Collector
+from dbwatch.collectors.options import AuditHostOptions
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 
-__all__ = ["DEFAULT_OPTIONS", "MySQLAuditCollector"]
-
-DEFAULT_OPTIONS: dict[str, Any] = {"ram": "", "cpus": 0, "disk": "auto"}  # "16GiB", 8, ssd/hdd/auto
+__all__ = ["MySQLAuditCollector"]
 
 ACCOUNTS = "SELECT * FROM mysql.user"
 VARIABLES = """SHOW GLOBAL VARIABLES WHERE Variable_name IN ('require_secure_transport', 'have_ssl',
@@ -46,15 +45,12 @@ _PASSWORD_PLUGINS = {"", "mysql_native_password", "caching_sha2_password", "sha2
                      "mysql_old_password"}
 
 
-class MySQLAuditCollector(Collector):
+class MySQLAuditCollector(Collector[MySQLSession, AuditHostOptions]):
     name = "audit"
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.options = {**DEFAULT_OPTIONS, **self.settings.options}
+    options_model = AuditHostOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MySQLSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             server = await session.connected_server()
             snapshot.version = server.version

@@ -26,6 +26,7 @@ from typing import Any
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector
+from dbwatch.collectors.options import StatementsOptions
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 from dbwatch.collectors.mysql_families import fold
 from dbwatch.model.facts.common import Summary
@@ -43,19 +44,18 @@ _TOLERANCE = 1.0  # FIRST_SEEN has whole seconds
 Key = tuple[str, str]  # schema ("" for none), digest
 
 
-class MySQLStatementsCollector(Collector):
+class MySQLStatementsCollector(Collector[MySQLSession, StatementsOptions]):
     name = "statements"
+    options_model = StatementsOptions
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.top_n = int(self.settings.options.get("top_n", 100))
-        self.text_length = int(self.settings.options.get("query_text_length", 200))
         self._baseline: dict[Key, tuple[float, tuple[float, ...]]] | None = None  # key -> (first_seen, counters)
         self._taken_at: float | None = None  # server clock of the previous reading
         self._texts: dict[str, str] = {}
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: MySQLSession = self.session  # type: ignore[assignment]
+        session = self.session
         snapshot.put(Statements())
         async with session.lock:
             server = await session.connected_server()
@@ -77,12 +77,12 @@ class MySQLStatementsCollector(Collector):
                 return
             overflow = [r for r in rows if r[1] is None]
             rows = [_normalise(r) for r in rows if r[1] is not None]
-            top = heapq.nlargest(self.top_n, rows, key=lambda r: r[_FIRST + _TIME])
+            top = heapq.nlargest(self.options.top_n, rows, key=lambda r: r[_FIRST + _TIME])
             missing = sorted({r[1] for r in top if r[1] not in self._texts})
             if missing:
                 query = sql.DIGEST_TEXTS.format(placeholders=", ".join(["%s"] * len(missing)))
                 for text_row in await session.run(query, missing):
-                    self._texts[text_row["digest"]] = fold(text_row["text"], self.text_length) or ""
+                    self._texts[text_row["digest"]] = fold(text_row["text"], self.options.query_text_length) or ""
         top_digests = {r[1] for r in top}
         self._texts = {d: t for d, t in self._texts.items() if d in top_digests}  # bounded by top_n
         snapshot.put(Statements(tuple(self._deltas(rows, float(now)))))

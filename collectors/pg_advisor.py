@@ -52,22 +52,24 @@ from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.pg_advisor import AdviceSettings, IndexCandidate, IndexCandidates, StatementCost
 from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
 from dbwatch.collectors.pg_advisor_samples import literal_samples, sample_queryid
-from dbwatch.collectors.pg_advisor_storage import STORAGE_OPTIONS, storage_facts
+from dbwatch.collectors.pg_advisor_storage import StorageOptions, storage_facts
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.sqlshape import ColumnUse, PostgresAnalyser, StatementUses, TableRef
+from dbwatch.model.options import Count, Number
 
-__all__ = ["DEFAULT_OPTIONS", "AdvisorCollector"]
+__all__ = ["AdvisorOptions", "AdvisorCollector"]
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "min_cost_reduction": 0.5,  # recommend when the plan's cost drops by at least this share
-    "max_statements": 20,  # statements costed per run, costliest first
-    "min_total_time_share": 0.01,  # ...among those with at least this share of all execution time
-    "min_calls": 2,
-    "max_candidates_per_statement": 8,
-    "min_table_rows": 10000,  # smaller tables are read whole faster than through an index
-    "unused_index_min_age": 604800.0,  # seconds of statistics before "never scanned" means unused (7 days)
-    **STORAGE_OPTIONS,  # bloat, BRIN and partitioning (pg_advisor_storage)
-}
+
+class AdvisorOptions(StorageOptions):
+    """Index advice; the storage options (bloat, BRIN and partitioning) come from pg_advisor_storage."""
+
+    min_cost_reduction: Number = 0.5  # recommend when the plan's cost drops by at least this share
+    max_statements: Count = 20  # statements costed per run, costliest first
+    min_total_time_share: Number = 0.01  # ...among those with at least this share of all execution time
+    min_calls: Count = 2
+    max_candidates_per_statement: Count = 8
+    min_table_rows: Count = 10000  # smaller tables are read whole faster than through an index
+    unused_index_min_age: Number = 604800.0  # seconds of statistics before "never scanned" means unused (7 days)
 
 _STMT = "dbwatch_advisor"
 # A statement's margin to prefer fewer columns: a two-column index must beat its one-column prefix by 10 %.
@@ -108,7 +110,7 @@ class _Candidate:
         return f"CREATE INDEX ON {self.table.qualified} ({', '.join(self.quoted)})"
 
 
-class AdvisorCollector(Collector):
+class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
     """Facts: advice_settings, index_candidates, unused_indexes, redundant_indexes, invalid_indexes,
     unindexed_foreign_keys, tables_without_primary_key, sequences (see :mod:`dbwatch.model.facts.pg_advisor`)."""
 
@@ -118,20 +120,10 @@ class AdvisorCollector(Collector):
     def sql(self) -> PostgresAnalyser:
         """This target's statement reader: its parse failures are exported with the advisor's metrics."""
         return PostgresAnalyser()
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        options = {**DEFAULT_OPTIONS, **self.settings.options}
-        self.min_reduction = float(options["min_cost_reduction"])
-        self.max_statements = int(options["max_statements"])
-        self.min_share = float(options["min_total_time_share"])
-        self.min_calls = int(options["min_calls"])
-        self.max_candidates = int(options["max_candidates_per_statement"])
-        self.min_rows = int(options["min_table_rows"])
-        self.unused_min_age = float(options["unused_index_min_age"])
+    options_model = AdvisorOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: PostgresSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             snapshot.version = (await session.connected_server()).version
             [state] = await session.run(sql.STATE)
@@ -144,13 +136,14 @@ class AdvisorCollector(Collector):
             run = _Run(self, session, tables, indexes, float(state["observed_seconds"] or 0.0),
                        hypopg=state["hypopg"] is not None)
             per_statement = await run.candidates_by_statement(statements)
-            storage = await storage_facts(session, statements, self.settings.options)
+            storage = await storage_facts(session, statements, self.options)
         # The costing takes the session a statement at a time: the server-wide collector, due every few
         # seconds, must not time out waiting for the advisor.
         candidates = await run.candidates(statements, per_statement)
         observed = float(state["observed_seconds"] or 0.0)
         snapshot.put(AdviceSettings(
-            min_cost_reduction=self.min_reduction, unused_index_min_age=self.unused_min_age,
+            min_cost_reduction=self.options.min_cost_reduction,
+            unused_index_min_age=self.options.unused_index_min_age,
             hypopg=state["hypopg"], database=state["database"], observed_seconds=observed))
         snapshot.put(IndexCandidates(tuple(candidates)))
         snapshot.put(*hygiene(tables, indexes, foreign_keys, sequences, observed))
@@ -171,7 +164,7 @@ class AdvisorCollector(Collector):
 
     def _with_samples(self, statements: list[_Statement], database: str) -> list[_Statement]:
         """pg_stat_statements' statements with the slow log's samples merged in (literals, custom plans)."""
-        samples = literal_samples(self.sql, self.session.slow_samples.values(), database, self.max_statements)
+        samples = literal_samples(self.sql, self.session.slow_samples.values(), database, self.options.max_statements)
         if not samples:
             return statements
         index = {self.sql.fingerprint(s.text): i for i, s in enumerate(statements)}
@@ -197,8 +190,9 @@ class AdvisorCollector(Collector):
             return []
         version = tuple(int(p) for p in state["statements"].split(".") if p.isdigit())
         try:
-            rows = await session.run(sql.statements_sql(version), self.min_share, self.min_calls,
-                                     self.max_statements * 3)  # some will not parse or name no table
+            options = self.options
+            rows = await session.run(sql.statements_sql(version), options.min_total_time_share, options.min_calls,
+                                     options.max_statements * 3)  # some will not parse or name no table
         except CollectorError as exc:  # e.g. created but not in shared_preload_libraries: hygiene still runs
             snapshot.notes.append(f"no index candidates: {exc}")
             return []
@@ -213,7 +207,7 @@ class AdvisorCollector(Collector):
             if isinstance(parsed, StatementUses) and parsed.tables:
                 out.append(_Statement(row["queryid"], self.sql.preparable(text), int(row["calls"]), float(row["total_ms"]),
                                       float(row["share"]), parsed))
-            if len(out) >= self.max_statements:
+            if len(out) >= self.options.max_statements:
                 break
         return out
 
@@ -295,7 +289,7 @@ class _Run:
         refs = sorted({_reference(ref) for s in statements for ref in s.parsed.tables})
         oids = {r["name"]: r["oid"] for r in await self.session.run(sql.RESOLVE, refs)}
         wanted = sorted({oid for oid in oids.values()
-                         if oid in self.tables and self.tables[oid].rows >= self.c.min_rows})
+                         if oid in self.tables and self.tables[oid].rows >= self.c.options.min_table_rows})
         columns: dict[int, dict[str, tuple[str, float | None]]] = {}
         if wanted:
             for row in await self.session.run(sql.COLUMNS, wanted):
@@ -315,7 +309,7 @@ class _Run:
             found: list[_Candidate] = []
             for oid, use in uses.items():
                 found.extend(self._for_table(self.tables[oid], use, columns[oid]))
-            out[statement.queryid] = found[: self.c.max_candidates]
+            out[statement.queryid] = found[: self.c.options.max_candidates_per_statement]
         return out
 
     def _for_table(self, table: Table, use: ColumnUse, known: dict[str, tuple[str, float | None]]) -> list[_Candidate]:
@@ -362,7 +356,7 @@ class _Run:
             [cost] = await self._with_index(candidate, [statement]) or [None]
             if cost is not None:
                 results.append((cost, candidate))
-        good = [r for r in results if base > 0 and 1 - r[0] / base >= self.c.min_reduction]
+        good = [r for r in results if base > 0 and 1 - r[0] / base >= self.c.options.min_cost_reduction]
         if not good:
             return None
         cost, best = min(good, key=lambda r: (r[0], len(r[1].columns)))

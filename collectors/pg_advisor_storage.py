@@ -23,23 +23,26 @@ from typing import Any, Mapping, Sequence
 
 from dbwatch.collectors import pg_advisor_sql as advisor_sql
 from dbwatch.collectors.pg_advisor_hygiene import index_name
+from dbwatch.model.options import CollectorOptions, Count, Number
 from dbwatch.model.facts.pg_storage import (
     BrinCandidate, BrinCandidates, IndexBloat, IndexBloats, PartitionCandidate, PartitionCandidates, RangeStatement,
     StorageSettings, TableBloat, TableBloats,
 )
 
-__all__ = ["STORAGE_OPTIONS", "estimate_index_pages", "estimate_table_pages", "storage_facts"]
+__all__ = ["StorageOptions", "estimate_index_pages", "estimate_table_pages", "storage_facts"]
 
 MIB, GIB = 1024**2, 1024**3
 
-STORAGE_OPTIONS: dict[str, Any] = {
-    "bloat_min_size_bytes": 10 * MIB,  # relations smaller than this are never estimated (nor reported)
-    "bloat_min_ratio": 0.3,  # report when at least this share of the relation is estimated wasted
-    "brin_min_size_bytes": GIB,
-    "brin_min_correlation": 0.9,  # |pg_stats.correlation| of the filtered column
-    "brin_max_update_delete_ratio": 0.05,  # (n_tup_upd + n_tup_del) / n_tup_ins: "append-mostly"
-    "partition_min_size_bytes": 100 * GIB,
-}
+
+class StorageOptions(CollectorOptions):
+    """The PostgreSQL advisor's storage options (bloat, BRIN and partitioning)."""
+
+    bloat_min_size_bytes: Count = 10 * MIB  # relations smaller than this are never estimated (nor reported)
+    bloat_min_ratio: Number = 0.3  # report when at least this share of the relation is estimated wasted
+    brin_min_size_bytes: Count = GIB
+    brin_min_correlation: Number = 0.9  # |pg_stats.correlation| of the filtered column
+    brin_max_update_delete_ratio: Number = 0.05  # (n_tup_upd + n_tup_del) / n_tup_ins: "append-mostly"
+    partition_min_size_bytes: Count = 100 * GIB
 
 MAXALIGN = 8
 PAGE_HEADER = 24
@@ -173,21 +176,20 @@ WHERE i.indrelid = ANY($1::oid[]) AND i.indisvalid AND i.indexprs IS NULL
 """
 
 
-async def storage_facts(session: Any, statements: Sequence[Any], options: Mapping[str, Any]) -> tuple[object, ...]:
+async def storage_facts(session: Any, statements: Sequence[Any], o: StorageOptions) -> tuple[object, ...]:
     """All storage facts, from the session (``run(query, *args)``) and the advisor's parsed statements
     (objects with ``queryid``, ``text``, ``calls``, ``share`` and ``parsed``)."""
-    o = {**STORAGE_OPTIONS, **options}
     skipped = [0]
-    tables = [f for r in await session.run(TABLE_BLOAT, int(o["bloat_min_size_bytes"]))
+    tables = [f for r in await session.run(TABLE_BLOAT, o.bloat_min_size_bytes)
               if (f := _table_bloat(r, skipped)) is not None]
-    indexes = [f for r in await session.run(INDEX_BLOAT, int(o["bloat_min_size_bytes"]))
+    indexes = [f for r in await session.run(INDEX_BLOAT, o.bloat_min_size_bytes)
                if (f := _index_bloat(r, skipped)) is not None]
     brin, partition = await _range_candidates(session, statements, o)
     return (
         StorageSettings(
-            bloat_min_size_bytes=int(o["bloat_min_size_bytes"]), bloat_min_ratio=float(o["bloat_min_ratio"]),
-            brin_min_size_bytes=int(o["brin_min_size_bytes"]), brin_min_correlation=float(o["brin_min_correlation"]),
-            partition_min_size_bytes=int(o["partition_min_size_bytes"]), skipped_without_stats=skipped[0]),
+            bloat_min_size_bytes=o.bloat_min_size_bytes, bloat_min_ratio=o.bloat_min_ratio,
+            brin_min_size_bytes=o.brin_min_size_bytes, brin_min_correlation=o.brin_min_correlation,
+            partition_min_size_bytes=o.partition_min_size_bytes, skipped_without_stats=skipped[0]),
         TableBloats(tuple(tables)), IndexBloats(tuple(indexes)), BrinCandidates(tuple(brin)),
         PartitionCandidates(tuple(partition)),
     )
@@ -236,7 +238,7 @@ def _statement(s: Any) -> RangeStatement:
                           calls=s.calls, time_share=s.share)
 
 
-async def _range_candidates(session: Any, statements: Sequence[Any], o: Mapping[str, Any]
+async def _range_candidates(session: Any, statements: Sequence[Any], o: StorageOptions
                             ) -> tuple[list[BrinCandidate], list[PartitionCandidate]]:
     refs = sorted({_reference(ref) for s in statements for ref, use in s.parsed.tables.items() if use.range})
     if not refs:
@@ -252,7 +254,7 @@ async def _range_candidates(session: Any, statements: Sequence[Any], o: Mapping[
     tables = {r["oid"]: r for r in await session.run(TABLES, wanted)}
     # Plain tables only (a leaf partition may want BRIN; a partitioned parent has no storage of its own).
     wanted = [oid for oid in wanted if oid in tables and tables[oid]["kind"] == "r"
-              and tables[oid]["size_bytes"] >= min(int(o["brin_min_size_bytes"]), int(o["partition_min_size_bytes"]))]
+              and tables[oid]["size_bytes"] >= min(o.brin_min_size_bytes, o.partition_min_size_bytes)]
     if not wanted:
         return [], []
     columns = {(r["oid"], r["name"]): r for r in await session.run(COLUMNS, wanted)}
@@ -267,7 +269,7 @@ async def _range_candidates(session: Any, statements: Sequence[Any], o: Mapping[
         used = tuple(_statement(s) for s in sorted(users, key=lambda s: -s.share))
         if (candidate := _brin(table, column, leading.get((oid, name), []), used, o)) is not None:
             brin.append(candidate)
-        if (table["size_bytes"] >= int(o["partition_min_size_bytes"]) and column["type"] in TIME_TYPES
+        if (table["size_bytes"] >= o.partition_min_size_bytes and column["type"] in TIME_TYPES
                 and not table["is_partition"]):
             partition.append(PartitionCandidate(
                 schema=table["schema"], table=table["name"], column=name, column_type=column["type"],
@@ -277,12 +279,12 @@ async def _range_candidates(session: Any, statements: Sequence[Any], o: Mapping[
 
 
 def _brin(table: Mapping[str, Any], column: Mapping[str, Any], leading: list[Any], used: tuple[RangeStatement, ...],
-          o: Mapping[str, Any]) -> BrinCandidate | None:
+          o: StorageOptions) -> BrinCandidate | None:
     correlation = column["correlation"]
     inserts, changed = int(table["inserts"]), int(table["updates_deletes"])
-    if (table["size_bytes"] < int(o["brin_min_size_bytes"]) or correlation is None
-            or abs(correlation) < float(o["brin_min_correlation"]) or inserts <= 0
-            or changed > float(o["brin_max_update_delete_ratio"]) * inserts
+    if (table["size_bytes"] < o.brin_min_size_bytes or correlation is None
+            or abs(correlation) < o.brin_min_correlation or inserts <= 0
+            or changed > o.brin_max_update_delete_ratio * inserts
             or any(i["method"] == "brin" for i in leading)):
         return None
     btree = max((i for i in leading if i["method"] == "btree"), key=lambda i: i["size_bytes"], default=None)

@@ -22,16 +22,17 @@ from dbwatch.model.facts.audit import (
 )
 from dbwatch.collectors.audit_host import host_facts, is_local
 from dbwatch.collectors.base import Collector
+from dbwatch.collectors.options import AuditHostOptions
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.model.options import Count, Texts
 
-__all__ = ["DEFAULT_OPTIONS", "PgAuditCollector", "TUNING_SETTINGS"]
+__all__ = ["PgAuditOptions", "PgAuditCollector", "TUNING_SETTINGS"]
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "expected_superusers": [],  # besides the bootstrap superuser (the role that ran initdb)
-    "expected_replication": [],
-    "wide_table_columns": 50,
-    "ram": "", "cpus": 0, "disk": "auto",  # the host, when the agent cannot see it: "16GiB", 8, ssd/hdd/auto
-}
+
+class PgAuditOptions(AuditHostOptions):
+    expected_superusers: Texts = ()  # besides the bootstrap superuser (the role that ran initdb)
+    expected_replication: Texts = ()
+    wide_table_columns: Count = 50
 
 TUNING_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "max_connections", "maintenance_work_mem",
                    "random_page_cost", "effective_io_concurrency", "checkpoint_timeout", "max_wal_size")
@@ -95,15 +96,12 @@ _NUMBERED = re.compile(r"^(.*?[a-z])_?(\d+)$")
 _UNIT = {"8kB": 8192, "kB": 1024, "MB": 1024**2, "B": 1, "s": 1, "ms": 0.001, "min": 60}
 
 
-class PgAuditCollector(Collector):
+class PgAuditCollector(Collector[PostgresSession, PgAuditOptions]):
     name = "audit"
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.options = {**DEFAULT_OPTIONS, **self.settings.options}
+    options_model = PgAuditOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: PostgresSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             snapshot.version = (await session.connected_server()).version
             [agent] = await session.run(AGENT)
@@ -111,7 +109,7 @@ class PgAuditCollector(Collector):
             hba = await session.run(HBA) if agent["hba_readable"] else None
             settings = {r["name"]: r for r in await session.run(SETTINGS, list(TUNING_SETTINGS))}
             [checkpoints] = await session.run(CHECKPOINTS_17 if agent["version_num"] >= 170000 else CHECKPOINTS)
-            wide = await session.run(WIDE, int(self.options["wide_table_columns"]))
+            wide = await session.run(WIDE, self.options.wide_table_columns)
             columns = await session.run(COLUMNS)
             statements = await self._json_statements(session) if any("json" in c["type"] for c in columns) else []
         if hba is None:
@@ -142,8 +140,8 @@ class PgAuditCollector(Collector):
             settings={name: _base_units(settings[name]) for name in TUNING_SETTINGS if name in settings},
             checkpoints_timed=int(checkpoints["timed"]), checkpoints_requested=int(checkpoints["requested"]),
             host=facts_host,
-            expected_superusers=tuple(bootstrap) + tuple(self.options["expected_superusers"] or ()),
-            expected_replication=tuple(bootstrap) + tuple(self.options["expected_replication"] or ()),
+            expected_superusers=tuple(bootstrap) + self.options.expected_superusers,
+            expected_replication=tuple(bootstrap) + self.options.expected_replication,
         ))
         snapshot.put(_schema(agent["database"], wide, columns, statements),
                      Summary({"roles": len(roles), "superusers": sum(r["rolsuper"] for r in roles)}))

@@ -25,6 +25,7 @@ from typing import Any
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector
+from dbwatch.collectors.options import StatementsOptions
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.statements import Statements, StatementStats
@@ -38,13 +39,12 @@ _FIRST, _END = 4, 4 + len(COLUMNS)  # where the counters sit in a row
 Key = tuple[int, int, int, bool]  # queryid, userid, dbid, toplevel
 
 
-class StatementsCollector(Collector):
+class StatementsCollector(Collector[PostgresSession, StatementsOptions]):
     name = "statements"
+    options_model = StatementsOptions
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        self.top_n = int(self.settings.options.get("top_n", 100))
-        self.text_length = int(self.settings.options.get("query_text_length", 200))
         self._baseline: dict[Key, tuple[float, ...]] = {}
         self._epoch: tuple[Any, ...] | None = None  # (postmaster start, stats_reset) of the baseline
         self._dealloc: float | None = None
@@ -53,7 +53,7 @@ class StatementsCollector(Collector):
         self._texts: dict[int, str] = {}
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: PostgresSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             server = await session.connected_server()
             snapshot.version = server.version
@@ -72,11 +72,11 @@ class StatementsCollector(Collector):
             if any(("r", r[1]) not in self._names or ("d", r[2]) not in self._names for r in rows):
                 self._names = {(n["kind"], n["oid"]): n["name"] for n in await session.run(sql.NAMES)}
             series = _aggregate(rows, self._names)
-            top = heapq.nlargest(self.top_n, series, key=lambda k: series[k][_TIME])
+            top = heapq.nlargest(self.options.top_n, series, key=lambda k: series[k][_TIME])
             missing = [k[0] for k in top if k[0] not in self._texts]
             if missing:
                 for text_row in await session.run(sql.STATEMENT_TEXTS, missing):
-                    self._texts[text_row["queryid"]] = _fold(text_row["query"], self.text_length)
+                    self._texts[text_row["queryid"]] = _fold(text_row["query"], self.options.query_text_length)
         top_ids = {k[0] for k in top}
         self._texts = {q: t for q, t in self._texts.items() if q in top_ids}  # bounded by top_n
         snapshot.put(Statements(tuple(self._deltas(rows, snapshot.started_at, (server.start_time, stats_reset),

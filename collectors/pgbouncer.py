@@ -23,6 +23,7 @@ import psycopg
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.model.options import CollectorOptions
 from dbwatch.collectors.session import ConnectRefused, DriverSession
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.pgbouncer import (
@@ -132,16 +133,17 @@ def _describe(exc: BaseException) -> str:
     return re.sub(r"^FATAL:\s+", "", text)
 
 
-class PgBouncerCollector(Collector):
+class PgBouncerCollector(Collector[PgBouncerSession, CollectorOptions]):
     """Pools (clients active and waiting, servers by state, the longest wait, utilisation), per-database
     traffic, database definitions, internal lists and connection limits. Facts: ``pools`` (list of
     :class:`Pool`), ``databases``, ``stats``, ``config`` and ``summary``."""
 
     name = "pgbouncer"
     up_metric = "pgbouncer_up"
+    options_model = CollectorOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: PgBouncerSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             pools = await session.show(SHOW_POOLS)
             stats = await session.show(SHOW_STATS)

@@ -16,6 +16,7 @@ import asyncpg
 from dbwatch.model import MetricFamily, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.model.options import CollectorOptions
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.postgres import (
@@ -107,16 +108,17 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-class PostgresCollector(Collector):
+class PostgresCollector(Collector[PostgresSession, CollectorOptions]):
     """The server as a whole: connections, locks, databases, wraparound, replication, slots, WAL archiving,
     checkpoints. Facts (see :mod:`dbwatch.model.facts.postgres`): ServerInfo, Settings, Activity, Databases,
     Replicas, Standby (in recovery only), Slots, Archiver, the neutral ReplicationLink and the Summary."""
 
     name = "postgres"
     up_metric = "pg_up"
+    options_model = CollectorOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: PostgresSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             await session.connection()
             assert session.server is not None

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry  # the asyncio client warns about (and mis
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.model.options import CollectorOptions
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.redis import RedisInfo, RedisKeyspace, RedisReplica
@@ -122,15 +123,16 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-class RedisCollector(Collector):
+class RedisCollector(Collector[RedisSession, CollectorOptions]):
     """The server as a whole: clients, memory and eviction, keyspace, replication (both sides), persistence.
     Facts: ``redis`` (:class:`RedisInfo`) and ``summary``."""
 
     name = "redis"
     up_metric = "redis_up"
+    options_model = CollectorOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: RedisSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             raw = await session.run("INFO")
             config_raw, config_error = await session.try_run("CONFIG", "GET", "*")

@@ -16,11 +16,10 @@ from dbwatch.model import Snapshot
 from dbwatch.model.facts.audit import RedisAudit
 from dbwatch.collectors.audit_host import host_facts, is_local
 from dbwatch.collectors.base import Collector
+from dbwatch.collectors.options import AuditHostOptions
 from dbwatch.collectors.redis import RedisSession
 
-__all__ = ["DEFAULT_OPTIONS", "RedisAuditCollector"]
-
-DEFAULT_OPTIONS: dict[str, Any] = {"ram": "", "cpus": 0, "disk": "auto"}  # "16GiB", 8, ssd/hdd/auto
+__all__ = ["RedisAuditCollector"]
 
 
 def _text(value: Any) -> str:
@@ -34,15 +33,12 @@ def _pairs(reply: Any) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in zip(items[::2], items[1::2])}
 
 
-class RedisAuditCollector(Collector):
+class RedisAuditCollector(Collector[RedisSession, AuditHostOptions]):
     name = "audit"
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.options = {**DEFAULT_OPTIONS, **self.settings.options}
+    options_model = AuditHostOptions
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: RedisSession = self.session  # type: ignore[assignment]
+        session = self.session
         async with session.lock:
             config_raw, config_error = await session.try_run(
                 "CONFIG", "GET", "bind", "protected-mode", "requirepass", "maxmemory", "maxmemory-policy", "dir")

@@ -17,15 +17,22 @@ from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.redis import CLIENT_NAME, RedisSession
 from dbwatch.model.facts.redis import LatencyEvent, LatencyEvents, SlowEntry, SlowGroup, Slowlog
+from dbwatch.model.options import CollectorOptions, Count
 
 OTHER = ("other", "")
 
 
-class SlowlogCollector(Collector):
+class SlowlogOptions(CollectorOptions):
+    max_entries: Count = 1024  # SLOWLOG GET count per collection
+    max_series: Count = 200  # (command, key pattern) series exported; the rest are summed as "other"
+
+
+class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
     """Facts: ``slowlog`` (:class:`Slowlog`) and ``latency`` (list of :class:`LatencyEvent`)."""
 
     name = "slowlog"
     up_metric = None
+    options_model = SlowlogOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -36,8 +43,8 @@ class SlowlogCollector(Collector):
         self._lost = 0
 
     async def collect(self, snapshot: Snapshot) -> None:
-        session: RedisSession = self.session  # type: ignore[assignment]
-        limit = int(self.settings.options.get("max_entries", 1024))
+        session = self.session
+        limit = self.options.max_entries
         async with session.lock:
             threshold, _ = await session.try_run("CONFIG", "GET", "slowlog-log-slower-than")
             latency, latency_error = await session.try_run("LATENCY", "LATEST")
@@ -74,7 +81,7 @@ class SlowlogCollector(Collector):
         theirs = [e for e in new if not ((session.named and e.client_name == CLIENT_NAME)
                                          or e.client_addr in session.addresses)]
         self._lost += lost
-        max_series = int(self.settings.options.get("max_series", 200))
+        max_series = self.options.max_series
         groups: dict[tuple[str, str], list[float]] = {}
         for entry in theirs:
             key = (entry.command, entry.key_pattern)

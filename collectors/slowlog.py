@@ -33,23 +33,26 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info
-from dbwatch.collectors.base import Collector, CollectorError, SlowSample
+from dbwatch.collectors.base import Collector, CollectorError, Session, SlowSample
 from dbwatch.collectors.fingerprint import ShapeCache, class_id
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, make_parser
 from dbwatch.model.facts.slowlog import SlowClass, SlowClasses, SlowLogPosition
+from dbwatch.model.options import CollectorOptions, Count, Flag, Text
 
-__all__ = ["SlowLogCollector", "Aggregator", "analyze", "DEFAULT_OPTIONS"]
+__all__ = ["SlowLogCollector", "SlowLogOptions", "Aggregator", "analyze"]
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    "path": "",
-    "format": "auto",
-    "state_dir": "",
-    "top_n": 50,
-    "sample_length": 1000,
-    "from_beginning": False,
-    "max_bytes_per_collection": 64 << 20,
-}
+
+class SlowLogOptions(CollectorOptions):
+    path: Text = ""  # required: the slow log file to follow
+    # auto | mysql | postgres-stderr | postgres-csv | postgres-json; checked when collecting (see below)
+    format: Text = "auto"
+    state_dir: Text = ""  # where the read offset is kept across restarts; empty: not kept
+    top_n: Count = 50  # query classes with their own series
+    sample_length: Count = 1000  # characters of the sample statement kept per class
+    from_beginning: Flag = False  # read the file from its start the first time, not from its end
+    max_bytes_per_collection: Count = 64 << 20
+
 MAX_CLASSES = 10_000  # classes kept with their own cumulative counters; the least costly fold into "other"
 _FINGERPRINT_CACHE = 4096  # raw statement -> fingerprint, for the statements repeated verbatim (COMMIT, ...)
 _CACHE_MAX_QUERY = 1024  # longer statements are not cached, so the cache stays within a few MiB
@@ -186,34 +189,29 @@ def _percentile(buckets: dict[int, int], count: int, q: float, maximum: float) -
     return maximum
 
 
-class SlowLogCollector(Collector):
-    """Options: ``path`` (required), ``format`` (auto|mysql|postgres-stderr|postgres-csv|postgres-json),
-    ``state_dir`` (where the offset is kept; empty = not kept), ``top_n``, ``sample_length``,
-    ``from_beginning``, ``max_bytes_per_collection``. Needs no connection; it leaves the top classes' samples
-    on the session (``session.slow_samples``) for the target's other collectors."""
+class SlowLogCollector(Collector[Session, SlowLogOptions]):
+    """Follows a slow log file (:class:`SlowLogOptions`). Needs no connection; it leaves the top classes'
+    samples on the session (``session.slow_samples``) for the target's other collectors."""
 
     name = "slowlog"
+    options_model = SlowLogOptions
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        options = {**DEFAULT_OPTIONS, **self.settings.options}
-        self.path = str(options["path"])
-        self.format = str(options["format"])
+        options = self.options
         # A wrong option fails each collection with this message (a metric and an alert), not the agent.
         self.problem = None
-        if not self.path:
+        if not options.path:
             self.problem = "collectors.slowlog.path: the slow log file to follow is not set"
-        elif self.format not in FORMATS:
-            self.problem = f"collectors.slowlog.format: expected one of {', '.join(FORMATS)}, got {self.format!r}"
-        self.top_n = int(options["top_n"])
-        self.max_bytes = int(options["max_bytes_per_collection"])
+        elif options.format not in FORMATS:
+            self.problem = f"collectors.slowlog.format: expected one of {', '.join(FORMATS)}, got {options.format!r}"
         state_file = None
-        if options["state_dir"]:
-            key = hashlib.sha1(f"{self.target.name}\0{self.path}".encode()).hexdigest()[:16]
-            state_file = str(Path(options["state_dir"]) / f"slowlog-{key}.json")
-        self.parser = make_parser(self.format if self.format in FORMATS else "auto")
-        self.follower = LogFollower(self.path, self.parser, state_file, bool(options["from_beginning"]))
-        self.aggregator = Aggregator(int(options["sample_length"]))
+        if options.state_dir:
+            key = hashlib.sha1(f"{self.target.name}\0{options.path}".encode()).hexdigest()[:16]
+            state_file = str(Path(options.state_dir) / f"slowlog-{key}.json")
+        self.parser = make_parser(options.format if options.format in FORMATS else "auto")
+        self.follower = LogFollower(options.path, self.parser, state_file, options.from_beginning)
+        self.aggregator = Aggregator(options.sample_length)
         self._lock = threading.Lock()
 
     async def collect(self, snapshot: Snapshot) -> None:
@@ -233,15 +231,15 @@ class SlowLogCollector(Collector):
         """The blocking part: read, parse and aggregate what is new, then fill ``snapshot``."""
         # One collection at a time: a collection that timed out may still be reading in its thread.
         with self._lock:
-            self.follower.poll(self.aggregator.add, self.max_bytes)
+            self.follower.poll(self.aggregator.add, self.options.max_bytes_per_collection)
             classes = self.aggregator.close_interval()
             snapshot.families.extend(self._families({row.class_id: row.query_time_max for row in classes}))
             offset = self.follower.offset
-        snapshot.put(SlowClasses(tuple(classes[: self.top_n])), SlowLogPosition(
-            path=self.path, format=_format_name(self.parser), offset=offset,
+        snapshot.put(SlowClasses(tuple(classes[: self.options.top_n])), SlowLogPosition(
+            path=self.options.path, format=_format_name(self.parser), offset=offset,
             classes_in_interval=len(classes), events_in_interval=sum(r.count for r in classes)))
-        if not Path(self.path).exists():
-            snapshot.notes.append(f"the slow log {self.path} does not exist (yet); check the server's "
+        if not Path(self.options.path).exists():
+            snapshot.notes.append(f"the slow log {self.options.path} does not exist (yet); check the server's "
                                   "slow_query_log_file / log_directory and that dbwatch may read it")
 
     def _families(self, maxima: dict[str, float]) -> list[MetricFamily]:
@@ -254,7 +252,7 @@ class SlowLogCollector(Collector):
                         "Longest query of the class in the last interval, in seconds.", labels)
         text = info("dbwatch_slowlog_query_class_info", "Fingerprint of a query class (no literals; truncated).",
                     ("class_id", "fingerprint"))
-        top = agg.top(self.top_n)
+        top = agg.top(self.options.top_n)
         fingerprints = agg.fingerprints()
         other = list(agg.other)
         for cid, (count, total) in agg.totals.items():

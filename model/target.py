@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Mapping
+
+from dbwatch.model.options import CollectorOptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,4 +68,5 @@ class BackupSpec:
 class CollectorSettings:
     interval: float
     timeout: float
-    options: Mapping[str, Any] = field(default_factory=dict)
+    #: the collector's options model, validated (``None``: the collector's defaults)
+    options: CollectorOptions | None = None

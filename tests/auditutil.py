@@ -7,14 +7,18 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.engines import engine as spec
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig
 from tests.helpers import collect
 
 
 def target(engine: str, dsn: str, collectors: dict[str, dict[str, Any]], password_env: str | None = None) -> Target:
+    """A target whose ``collectors`` are given as each collector's options, validated by its options model."""
+    models = spec(engine).collectors
     return Target(name="t", engine=engine, dsn=dsn, labels={}, password_env=password_env,
-                  collectors={name: CollectorSettings(60, 20, options) for name, options in collectors.items()})
+                  collectors={name: CollectorSettings(60, 20, models[name].options_model.model_validate(options))
+                              for name, options in collectors.items()})
 
 
 async def collect_once(store: SnapshotStore, collector_class: Any, session_class: Any, target: Target,

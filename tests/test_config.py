@@ -34,7 +34,7 @@ def test_example_config_is_valid_and_complete():
     assert target.name == "local-postgres" and host.engine == "host"
     assert set(target.collectors) == {"postgres", "statements"}
     assert target.collectors["statements"].interval == 60
-    assert target.collectors["statements"].options["top_n"] == 100
+    assert target.collectors["statements"].options.top_n == 100
     assert target.labels == {"env": "dev"}
 
 
@@ -120,7 +120,7 @@ def test_per_collector_settings_override_target_defaults():
     )
     [target] = parse_config(text, "cfg.yaml", {}).resolved_targets()
     assert target.collectors["postgres"].interval == 5 and target.collectors["postgres"].timeout == 2
-    assert target.collectors["statements"].interval == 30 and target.collectors["statements"].options["top_n"] == 7
+    assert target.collectors["statements"].interval == 30 and target.collectors["statements"].options.top_n == 7
 
 
 def test_disabled_collector_is_not_scheduled():

@@ -17,7 +17,7 @@ import pytest
 from dbwatch.model import CollectorSettings, Finding, Severity, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.mongodb import MongoSession
-from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, ProfilerCollector
+from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, IndexStatsOptions, ProfilerCollector, ProfilerOptions
 from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.mongo_indexes import esr_key
@@ -58,8 +58,8 @@ async def advise(wire: MongoWireServer, scenario: Scenario, new_entries: list[di
                  ) -> list[Finding]:
     """Baseline, then the new profiler entries, through the real collectors; the rule over the store."""
     target = Target(name="m", engine="mongodb", dsn=wire.dsn(), labels={}, collectors={
-        "profiler": CollectorSettings(60, 3, {"databases": [], "max_entries": 1000, "max_series": 200}),
-        "indexstats": CollectorSettings(300, 3, {"databases": [], "max_collections": 200})})
+        "profiler": CollectorSettings(60, 3, ProfilerOptions()),
+        "indexstats": CollectorSettings(300, 3, IndexStatsOptions())})
     session = MongoSession(target)
     store = SnapshotStore()
     try:

@@ -26,8 +26,10 @@ from bson.timestamp import Timestamp
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, Snapshot, Target
-from dbwatch.collectors.mongodb import MongoCollector
-from dbwatch.collectors.mongodb_profiler import IndexStatsCollector, ProfilerCollector, shape_json
+from dbwatch.collectors.mongodb import MongoCollector, MongoOptions
+from dbwatch.collectors.mongodb_profiler import (
+    IndexStatsCollector, IndexStatsOptions, ProfilerCollector, ProfilerOptions, shape_json,
+)
 from dbwatch.exporters.prometheus import render_families
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import shipped_rules
@@ -42,10 +44,9 @@ def make_target(dsn: str, timeout: float = 3, profiler: dict | None = None, **ex
     return Target(
         name="m", engine="mongodb", dsn=dsn, labels={},
         collectors={
-            "mongodb": CollectorSettings(15, timeout, {"long_op_seconds": 60.0}),
-            "profiler": CollectorSettings(60, timeout, {"databases": [], "max_entries": 1000, "max_series": 200,
-                                                        **(profiler or {})}),
-            "indexstats": CollectorSettings(300, timeout, {"databases": [], "max_collections": 200}),
+            "mongodb": CollectorSettings(15, timeout, MongoOptions()),
+            "profiler": CollectorSettings(60, timeout, ProfilerOptions(**(profiler or {}))),
+            "indexstats": CollectorSettings(300, timeout, IndexStatsOptions()),
         },
         **extra,
     )
@@ -508,8 +509,7 @@ def test_a_mongodb_target_takes_a_mongodb_dsn_and_gets_three_collectors_with_the
     target, atlas = config.resolved_targets()
     assert set(target.collectors) == {"mongodb", "profiler", "indexstats"}
     assert (target.collectors["mongodb"].interval, target.collectors["mongodb"].timeout) == (15, 10)
-    assert target.collectors["profiler"].options["databases"] == ["shop"]
-    assert target.collectors["profiler"].options["max_entries"] == 500
+    assert target.collectors["profiler"].options == ProfilerOptions(databases=("shop",), max_entries=500)
     assert atlas.dsn.startswith("mongodb+srv://")
     with pytest.raises(ConfigError) as err:
         parse_config("targets: [{name: m, engine: mongodb, dsn: 'redis://127.0.0.1:6379/0'}]")

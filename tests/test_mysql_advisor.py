@@ -19,7 +19,7 @@ from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.engines import engine
 from dbwatch.collectors.mysql import MySQLSession
-from dbwatch.collectors.mysql_advisor import CONSUMERS_NOTE, DEFAULT_OPTIONS, MySQLAdvisorCollector
+from dbwatch.collectors.mysql_advisor import CONSUMERS_NOTE, MySQLAdvisorCollector, MySQLAdvisorOptions
 from tests.auditutil import collect_once, evaluate
 from tests.mariadbserver import MariaDBServer
 
@@ -63,7 +63,7 @@ def server() -> Iterator[MariaDBServer]:
 
 def advise(db: MariaDBServer, **options: Any) -> tuple[Snapshot, list[Finding]]:
     target = Target(name="shop", engine="mysql", dsn=db.dsn(), labels={},
-                    collectors={"advisor": CollectorSettings(3600, 60, {**DEFAULT_OPTIONS, **options})})
+                    collectors={"advisor": CollectorSettings(3600, 60, MySQLAdvisorOptions(**options))})
 
     store = SnapshotStore()
     snapshot = asyncio.run(collect_once(store, MySQLAdvisorCollector, MySQLSession, target))

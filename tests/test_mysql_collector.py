@@ -19,12 +19,13 @@ from dbwatch.agent.config import parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
-from dbwatch.collectors.mysql import MySQLCollector, MySQLSession, QueryError
+from dbwatch.collectors.mysql import MySQLCollector, MySQLOptions, MySQLSession, QueryError
 from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.model.facts.mysql import Gtid, ServerInfo
 from dbwatch.collectors.mysql_families import gtid_positions
 from dbwatch.collectors.mysql_statements import MySQLStatementsCollector
+from dbwatch.collectors.options import StatementsOptions
 from tests.mariadbserver import MariaDBServer, mariadb_primary, mariadb_replica, mariadb_scratch  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,9 +36,9 @@ def make_target(dsn: str, top_n: int = 100, timeout: float = 5, heartbeat_table:
     return Target(
         name="t", engine="mysql", dsn=dsn, labels={},
         collectors={
-            "mysql": CollectorSettings(15, timeout, {"heartbeat_table": heartbeat_table, "heartbeat_utc": heartbeat_utc,
-                                                     "query_text_length": 200}),
-            "statements": CollectorSettings(60, timeout, {"top_n": top_n, "query_text_length": 200}),
+            "mysql": CollectorSettings(15, timeout, MySQLOptions(heartbeat_table=heartbeat_table,
+                                                                 heartbeat_utc=heartbeat_utc)),
+            "statements": CollectorSettings(60, timeout, StatementsOptions(top_n=top_n)),
         },
         **extra,
     )
@@ -488,7 +489,7 @@ def test_example_config_mysql_target_is_valid_once_uncommented():
     [target] = parse_config("targets:\n" + "\n".join(block) + "\n", "example", {}).resolved_targets()
     assert target.engine == "mysql" and target.dsn == "mysql://root@127.0.0.1:3306/"
     assert set(target.collectors) == {"mysql", "statements"}
-    assert target.collectors["statements"].options == {"top_n": 100, "query_text_length": 200}
+    assert target.collectors["statements"].options == StatementsOptions(top_n=100, query_text_length=200)
 
 
 def test_mysql_targets_parse_with_either_scheme_and_defaults():
@@ -504,8 +505,8 @@ targets:
     user: dbwatch
 """, "t.yaml", {})
     a, b = config.resolved_targets()
-    assert a.collectors["mysql"].options["heartbeat_table"] == "percona.heartbeat"
-    assert a.collectors["statements"].options["top_n"] == 20 and a.collectors["statements"].interval == 60
+    assert a.collectors["mysql"].options == MySQLOptions(heartbeat_table="percona.heartbeat")
+    assert a.collectors["statements"].options == StatementsOptions(top_n=20) and a.collectors["statements"].interval == 60
     assert b.dsn == "mysql://dbwatch@db2:3306/"
     session = MySQLSession(a)
     assert (session.host, session.port, session.user, session.database) == ("db1", 3307, "dbwatch", "app")

@@ -21,7 +21,7 @@ import pytest
 
 from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
+from dbwatch.collectors.pg_advisor import AdvisorCollector, AdvisorOptions
 from dbwatch.collectors.postgres import PostgresSession
 from tests.agentproc import AgentProcess, sample_value
 from tests.auditutil import collect_once, evaluate
@@ -105,7 +105,7 @@ def advise(pg: PostgresServer, database: str, leftover: list[int] | None = None,
            ) -> tuple[Snapshot, list[Finding]]:
     """Run the advisor once and the index rules over its snapshot; ``leftover`` gets the hypothetical
     indexes still defined in the advisor's own session afterwards."""
-    settings = {**DEFAULT_OPTIONS, "min_total_time_share": 0.0, **options}
+    settings = AdvisorOptions(**{"min_total_time_share": 0.0, **options})
     target = Target(name=database, engine="postgres", dsn=pg.dsn(database=database), labels={},
                     collectors={"advisor": CollectorSettings(3600, 120, settings)})
 

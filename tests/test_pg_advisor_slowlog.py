@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
+from dbwatch.collectors.pg_advisor import AdvisorCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.slowlog import SlowLogCollector
 from tests.auditutil import evaluate, target
@@ -55,7 +55,7 @@ def server() -> Iterator[PostgresServer]:
 
 
 def _target(pg: PostgresServer, log: Path | None) -> object:
-    collectors = {"advisor": {**DEFAULT_OPTIONS, "min_total_time_share": 0.0}}
+    collectors: dict[str, dict[str, object]] = {"advisor": {"min_total_time_share": 0.0}}
     if log is not None:
         collectors["slowlog"] = {"path": str(log), "format": "postgres-stderr", "from_beginning": True}
     return target("postgres", pg.dsn(), collectors)

@@ -22,7 +22,7 @@ import pytest
 
 from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.collectors.pg_advisor import DEFAULT_OPTIONS, AdvisorCollector
+from dbwatch.collectors.pg_advisor import AdvisorCollector, AdvisorOptions
 from dbwatch.collectors.pg_advisor_storage import estimate_table_pages
 from dbwatch.collectors.postgres import PostgresSession
 from tests.auditutil import collect_once, evaluate
@@ -80,7 +80,7 @@ def server() -> Iterator[PostgresServer]:
 
 
 def advise(pg: PostgresServer, **options: Any) -> tuple[Snapshot, list[Finding]]:
-    settings = {**DEFAULT_OPTIONS, "min_total_time_share": 0.0, **options}
+    settings = AdvisorOptions(**{"min_total_time_share": 0.0, **options})
     target = Target(name="storage", engine="postgres", dsn=pg.dsn(database="storage"), labels={},
                     collectors={"advisor": CollectorSettings(3600, 120, settings)})
 

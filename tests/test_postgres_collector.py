@@ -16,6 +16,7 @@ import pytest
 
 from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
+from dbwatch.collectors.options import StatementsOptions
 from dbwatch.collectors.pg_statements import StatementsCollector
 from dbwatch.collectors.postgres import PostgresCollector
 from tests.pgcluster import BIN, PostgresServer
@@ -25,7 +26,7 @@ def make_target(dsn: str, top_n: int = 100, timeout: float = 5, **extra) -> Targ
     return Target(
         name="t", engine="postgres", dsn=dsn, labels={},
         collectors={"postgres": CollectorSettings(15, timeout),
-                    "statements": CollectorSettings(60, timeout, {"top_n": top_n, "query_text_length": 200})},
+                    "statements": CollectorSettings(60, timeout, StatementsOptions(top_n=top_n))},
         **extra,
     )
 

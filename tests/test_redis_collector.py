@@ -17,7 +17,7 @@ from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.redis import RedisCollector, RedisSession
-from dbwatch.collectors.redis_slowlog import SlowlogCollector, classify, key_pattern
+from dbwatch.collectors.redis_slowlog import SlowlogCollector, SlowlogOptions, classify, key_pattern
 from tests.redisserver import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def make_target(dsn: str, timeout: float = 3, max_series: int = 200, **extra) ->
     return Target(
         name="r", engine="redis", dsn=dsn, labels={},
         collectors={"redis": CollectorSettings(15, timeout),
-                    "slowlog": CollectorSettings(15, timeout, {"max_entries": 1024, "max_series": max_series})},
+                    "slowlog": CollectorSettings(15, timeout, SlowlogOptions(max_series=max_series))},
         **extra,
     )
 
@@ -459,7 +459,7 @@ def test_redis_targets_in_the_config_take_redis_and_rediss_dsns_or_parts():
         "c.yaml", {})
     cache, local = config.resolved_targets()
     assert set(cache.collectors) == {"redis", "slowlog"} and cache.collectors["redis"].interval == 15
-    assert cache.collectors["slowlog"].options == {"max_entries": 1024, "max_series": 200}
+    assert cache.collectors["slowlog"].options == SlowlogOptions(max_entries=1024, max_series=200)
     assert local.dsn == "redis://watcher@127.0.0.1:6379/3" and local.password_env == "PW"
     for text, expected in [
         ("{name: r, engine: redis, dsn: 'postgresql://x@h/db'}", "targets[0]: dsn scheme 'postgresql' does not"),

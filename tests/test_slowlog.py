@@ -28,7 +28,7 @@ from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.fingerprint import checksum, class_id, fingerprint
 from dbwatch.collectors.logtail import LogFollower
-from dbwatch.collectors.slowlog import Aggregator, SlowLogCollector, analyze
+from dbwatch.collectors.slowlog import Aggregator, SlowLogCollector, SlowLogOptions, analyze
 from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser
 from tests.pgcluster import PostgresServer
 
@@ -365,8 +365,8 @@ def mariadb() -> Iterator[MariaDB]:
 
 
 def _collector(path: Path, state_dir: Path, fmt: str = "auto", **options) -> SlowLogCollector:
-    settings = CollectorSettings(interval=60, timeout=30, options={
-        "path": str(path), "format": fmt, "state_dir": str(state_dir), "from_beginning": True, **options})
+    settings = CollectorSettings(interval=60, timeout=30, options=SlowLogOptions(
+        path=str(path), format=fmt, state_dir=str(state_dir), from_beginning=True, **options))
     target = Target(name="db1", engine="mysql", dsn="", labels={}, collectors={"slowlog": settings})
     return SlowLogCollector(target, None)  # type: ignore[arg-type]
 
@@ -410,7 +410,7 @@ async def test_a_real_mariadb_slow_log_gives_the_classes_run_and_agrees_with_pt_
     # the same file through pt-query-digest: same classes, same counts, except where it splits o'neil
     theirs = pt_digest(mariadb.slow_log)
     ours = {c.class_id: c.count for c in snapshot.facts["slow_classes"]}
-    assert len(snapshot.facts["slow_classes"]) < collector.top_n
+    assert len(snapshot.facts["slow_classes"]) < collector.options.top_n
     differ = {cid: (c["query_count"], ours.get(cid), c["fingerprint"]) for cid, c in theirs.items()
               if ours.get(cid) != c["query_count"]}
     assert {fp for _, _, fp in differ.values()} == {"select * from orders where customer = ?",  # 2 vs 5
@@ -534,13 +534,13 @@ def test_the_collector_is_off_by_default_on_postgres_targets_and_configured_with
     enabled = parse_config(target + "    collectors:\n      slowlog: {enabled: true, path: /var/log/pg.log, "
                                     "state_dir: /var/lib/dbwatch}\n").resolved_targets()[0]
     options = enabled.collectors["slowlog"].options
-    assert options["path"] == "/var/log/pg.log" and options["format"] == "auto" and options["top_n"] == 50
+    assert options == SlowLogOptions(path="/var/log/pg.log", state_dir="/var/lib/dbwatch", format="auto", top_n=50)
     with pytest.raises(ConfigError) as error:
         parse_config(target + "    collectors:\n      slowlog: {enabled: true, top_n: lots}\n")
     assert error.value.problems == ["targets[0].collectors.slowlog.top_n: expected int, got 'lots'"]
     mysql = parse_config("targets:\n  - name: my\n    engine: mysql\n    host: 127.0.0.1\n    collectors:\n"
                          "      slowlog: {enabled: true, path: /var/log/mysql/slow.log, format: mysql}\n")
-    assert mysql.resolved_targets()[0].collectors["slowlog"].options["format"] == "mysql"
+    assert mysql.resolved_targets()[0].collectors["slowlog"].options.format == "mysql"
 
 
 def test_long_statements_fingerprint_in_linear_time():
