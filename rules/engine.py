@@ -5,6 +5,8 @@ A rule that raises is counted (``dbwatch_rule_errors_total{rule,target,reason}``
 starts (again only after the rule has evaluated cleanly in between), and never stops the other rules or
 targets. A fact a rule needs (``view.need(T)``) that is missing or of the wrong type is such an error, with
 ``reason`` ``missing`` or ``wrong_type``; any other exception has ``reason="exception"``.
+A rule that reads statements holds a :class:`~dbwatch.sqlshape.ParseFailures` as ``failures``: the statements
+it could not parse (and so skipped) are exported as ``dbwatch_rule_sql_parse_failures_total{rule,dialect}``.
 
 Rules read facts by type, never by collector: ``view.fact(T)`` is the newest successful snapshot's fact of type
 ``T`` (None when no collector of the target produced one: an optional collector not configured);
@@ -26,6 +28,7 @@ from dbwatch.model import Finding, FindingKind, MetricFamily, Severity, Snapshot
 from dbwatch.model.snapshot import FactError, FactMissing
 from dbwatch.rules.spec import ThresholdRule
 from dbwatch.rules.thresholds import evaluate_rule, render_template
+from dbwatch.sqlshape import ParseFailures
 
 __all__ = ["NotCollected", "PythonRule", "RuleEngine", "SnapshotSource", "TargetView", "main_collector"]
 
@@ -237,7 +240,15 @@ class RuleEngine:
                          "exception.", ("rule", "target", "reason"))
         for key in sorted(self._errors):
             errors.add(key, self._errors[key])
-        return [loaded, errors]
+        parse = counter("dbwatch_rule_sql_parse_failures_total",
+                        "Statements a rule's SQL analysis could not parse (skipped: no hint from them).",
+                        ("rule", "dialect"))
+        for prule in self.python_rules:
+            failures = getattr(prule, "failures", None)  # rules that read statements (queries, index hints)
+            if isinstance(failures, ParseFailures):
+                for dialect, count in failures.counts().items():
+                    parse.add((prule.name, dialect), count)
+        return [loaded, errors, parse]
 
     def failed(self, rule: str, target: str, exc: Exception) -> None:
         """Count one failed evaluation of ``rule`` on ``target``; log it when this error starts."""

@@ -1,7 +1,8 @@
 """Statements a parser could not read, counted per dialect, so that a gap in the advice is visible.
 
-The owner of an analyser (an advisor collector, a query rule) holds one :class:`ParseFailures` and exports it
-as ``dbwatch_sql_parse_failures_total{dialect}``. The statement's text is never logged nor put in the reason:
+The owner of an analyser holds one :class:`ParseFailures`: an advisor collector exports it on its snapshots as
+``dbwatch_sql_parse_failures_total{dialect}``, the rules engine a query rule's as
+``dbwatch_rule_sql_parse_failures_total{rule,dialect}``. The statement's text is never logged nor put in the reason:
 a slow-log sample keeps its literals, which may be anything.
 """
 
@@ -32,6 +33,10 @@ class ParseFailures:
     def count(self, dialect: str) -> int:
         return self._counts.get(dialect, 0)
 
+    def counts(self) -> dict[str, int]:
+        """Failures by dialect, every watched dialect included."""
+        return dict(sorted(self._counts.items()))
+
     def attempt(self, dialect: str, analysis: Callable[[], T | Skipped]) -> T | Skipped:
         """``analysis()``, or a counted, failed :class:`Skipped` when it raises (the parser's error, or a
         tree the analysis did not expect: either way the statement was not understood, and no advice is
@@ -49,8 +54,8 @@ class ParseFailures:
     def family(self) -> MetricFamily:
         fam = counter(METRIC, "Statements the SQL analysis could not parse (skipped: no advice or hint from them).",
                       ("dialect",))
-        for dialect in sorted(self._counts):
-            fam.add((dialect,), self._counts[dialect])
+        for dialect, count in self.counts().items():
+            fam.add((dialect,), count)
         return fam
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dbwatch.rules.engine import RuleEngine
+from dbwatch.rules.queries import QueryRules
+from dbwatch.rules.query_index_hints import QueryIndexHints
 from dbwatch.sqlshape import (
     ANALYSERS, METRIC, MySQLAnalyser, ParseFailures, PostgresAnalyser, Shape, Skipped, StatementUses, analyser,
 )
@@ -115,3 +118,11 @@ def test_a_fingerprint_ignores_constants_and_parameters():
     pg = PostgresAnalyser()
     assert pg.fingerprint("SELECT 1 FROM t WHERE a = 4242") == pg.fingerprint("SELECT 1 FROM t WHERE a = $1")
     assert isinstance(pg.fingerprint("SELEC"), Skipped) and pg.failures.count("postgres") == 1
+
+
+def test_the_rules_engine_exports_the_parse_failures_of_the_rules_that_read_statements():
+    queries, hints = QueryRules(), QueryIndexHints()
+    engine = RuleEngine([], [queries, hints])
+    analyser("mysql", queries.failures).shape("SELECT (1 FROM t")
+    family = {f.name: f for f in engine.metrics()}["dbwatch_rule_sql_parse_failures_total"]
+    assert family.samples == [(("QueryRules", "mysql"), 1.0), (("QueryIndexHints", "postgres"), 0.0)]
