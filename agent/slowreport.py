@@ -6,7 +6,7 @@ size of the files, and the classes are capped (:data:`MAX_CLASSES`). The report 
 query time and is written a class at a time.
 
 ``--format json`` writes a JSON list, one object per class, costliest first (the keys are :data:`JSON_KEYS`,
-documented in the README; new keys may be added, none will be renamed or removed).
+documented in docs/slowlog.md; new keys may be added, none will be renamed or removed).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Findings are ranked by severity, then by their evidence's ``impact`` (a rough 0..1 score each rule sets;
 for a costed index, the share of statement time it would save). The JSON shape is stable and documented
-in README "## Advice": a list of ``{rule, target, severity, summary, description, evidence, sql}``.
+in docs/advice.md, "The JSON shape": a list of ``{rule, target, severity, summary, description, evidence, sql}``.
 The HTML report is one self-contained page (inline style, no script, nothing fetched).
 """
 

@@ -2,7 +2,7 @@
 
 Every finding is a ``recommendation`` (never paged) whose evidence holds the numbers behind it, ``sql`` (the
 statement or setting to apply; ``None`` where there is nothing to run) and ``impact``, a rough 0..1 score the
-report ranks by (README "### Query hints, tuning and security").
+report ranks by (docs/advice.md, "Query hints, tuning and security").
 """
 
 from __future__ import annotations
