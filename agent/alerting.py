@@ -19,6 +19,7 @@ from dbwatch.agent.config import Config
 from dbwatch.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.base import Session
 from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, load_rules
@@ -30,7 +31,8 @@ TICK = 5.0  # seconds between evaluations of every target
 
 class Alerting:
     def __init__(self, config: Config, store: SnapshotStore, targets: Callable[[], dict[str, Target]],
-                 external_url: str = "", clock: Callable[[], float] = time.time) -> None:
+                 external_url: str = "", clock: Callable[[], float] = time.time,
+                 sessions: Callable[[str], Session | None] = lambda name: None) -> None:
         state = Path(config.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = store
@@ -40,7 +42,7 @@ class Alerting:
         self.tracker = AlertTracker(state / "alerts.db", clock)
         self.notifier = Notifier(config.receivers, state, clock, settings=config.notifications,
                                  external_url=external_url)
-        self.clusters = Clusters(config.clusters, store, targets, state, clock)
+        self.clusters = Clusters(config.clusters, store, targets, state, clock, sessions)
         self._recommendations: dict[str, list[Finding]] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()

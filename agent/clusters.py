@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from dbwatch.agent.failover import FailoverController
+from dbwatch.collectors.base import Session
 from dbwatch.model import Finding, Target
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
@@ -34,11 +35,12 @@ MEMBERSHIP = "ClusterMembership"
 class Clusters:
     def __init__(self, clusters: dict[str, ClusterConfig], store: SnapshotStore,
                  targets: Callable[[], dict[str, Target]], state_dir: Path,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 sessions: Callable[[str], Session | None] = lambda name: None) -> None:
         self.store = store
         self.targets = targets
         self.clock = clock
-        self.controller = FailoverController(clusters, state_dir, targets, clock)
+        self.controller = FailoverController(clusters, state_dir, targets, clock, sessions)
         self._upstreams: dict[str, tuple[str, int]] = {}
         self._ports = {name: engine(name).default_port for name in ENGINE_NAMES}
         self._members: dict[str, list[str]] = {}

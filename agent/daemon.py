@@ -29,6 +29,7 @@ from dbwatch.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
 from dbwatch.agent.sharding import ShardingConfig, select_shard
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.base import Session
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
 
@@ -50,7 +51,7 @@ class Daemon:
         self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
                                targets=self.targets_info)
         self.targets: dict[str, TargetJobs] = {}
-        self.alerting = Alerting(config, self.store, targets=self.target_map,
+        self.alerting = Alerting(config, self.store, targets=self.target_map, sessions=self.session_of,
                                  external_url=f"{scheme}://{config.server.listen}")
         self.exposition.add_provider(self.alerting.metrics)
         self.http.degraded_state = self.alerting.degraded_state
@@ -181,6 +182,11 @@ class Daemon:
 
     def target_map(self) -> dict[str, Target]:
         return {name: jobs.target for name, jobs in self.targets.items()}
+
+    def session_of(self, name: str) -> Session | None:
+        """A watched target's session (failover promotes through it), None for a target not watched here."""
+        jobs = self.targets.get(name)
+        return jobs.session if jobs is not None else None
 
     def expected_jobs(self) -> list[tuple[str, str]]:
         return [(name, collector) for name, jobs in self.targets.items() for collector in jobs.collectors]

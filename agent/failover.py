@@ -5,9 +5,9 @@ logs and notifies what it would have done. At most one action per cluster per ``
 under ``state_dir``, so a restart does not re-arm it), never while ``SplitBrainSuspected`` holds in the
 cluster, and every action (dry runs included) is recorded and raised as a ``FailoverActionTaken`` alert.
 
-- ``pg_promote``: connect to the candidate with a session that may write (``default_transaction_read_only
-  = off``; the role needs superuser or ``GRANT EXECUTE ON FUNCTION pg_promote TO ...``), check it is still
-  in recovery, ``SELECT pg_promote(true, timeout)``.
+- ``pg_promote``: through the candidate's own session (the one its collectors use, in its turn), check it is
+  still in recovery, ``SELECT pg_promote(true, timeout)`` (the role needs superuser or ``GRANT EXECUTE ON
+  FUNCTION pg_promote TO ...``). Which engine offers which promote action is the engine registry's to say.
 - ``patroni``: ``POST {patroni_url}/failover`` with ``{"candidate": ...}`` (target names are Patroni's
   member names).
 - ``command``: the configured argv, without a shell, ``{cluster}``, ``{primary}`` and ``{candidate}``
@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import os
 import sqlite3
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import asyncpg
+import aiohttp
 
+from dbwatch.collectors.base import Session
+from dbwatch.collectors.engines import ENGINE_NAMES, engine
 from dbwatch.agent.logs import redact
 from dbwatch.model import Finding, FindingKind, Severity, Target
 from dbwatch.rules.clusterconfig import ClusterConfig, FailoverConfig
@@ -75,9 +74,11 @@ class ActionRecord:
 
 class FailoverController:
     def __init__(self, clusters: dict[str, ClusterConfig], state_dir: Path, targets: Callable[[], dict[str, Target]],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 sessions: Callable[[str], Session | None] = lambda name: None) -> None:
         self.clusters = clusters
         self.targets = targets
+        self.sessions = sessions  # the running session of a target, by name (None: not watched by this agent)
         self.clock = clock
         self._db = sqlite3.connect(str(state_dir / "failover.db"), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -189,14 +190,26 @@ class FailoverController:
         log("failover of cluster %s: %s", cluster, detail, extra={"target": candidate})
 
     async def _run(self, settings: FailoverConfig, cluster: str, primary: str, candidate: str) -> tuple[bool, str]:
-        if settings.action == "pg_promote":
+        promoters = [name for name in ENGINE_NAMES if engine(name).promote_action == settings.action]
+        if promoters:
             target = self.targets().get(candidate)
-            if target is None or target.engine != "postgres":
-                return False, f"pg_promote: {candidate} is not a configured PostgreSQL target"
-            return await _pg_promote(target, settings.timeout)
+            if target is None or target.engine not in promoters:
+                return False, f"{settings.action}: {candidate} is not a configured {' or '.join(promoters)} target"
+            return await self._promote(target, settings.timeout)
         if settings.action == "patroni":
-            return await asyncio.to_thread(_patroni, settings, candidate)
+            return await _patroni(settings, candidate)
         return await _command(settings, cluster, primary, candidate)
+
+    async def _promote(self, target: Target, timeout: float) -> tuple[bool, str]:
+        """Through the target's running session; a target this agent does not watch gets one for the action."""
+        session = self.sessions(target.name)
+        if session is not None:
+            return await session.promote(timeout)
+        session = engine(target.engine).session(target)
+        try:
+            return await session.promote(timeout)
+        finally:
+            await session.close()
 
 
 def _describe(settings: FailoverConfig, cluster: str, primary: str, candidate: str) -> str:
@@ -207,36 +220,15 @@ def _describe(settings: FailoverConfig, cluster: str, primary: str, candidate: s
     return "run " + " ".join(_argv(settings, cluster, primary, candidate))
 
 
-async def _pg_promote(target: Target, timeout: float) -> tuple[bool, str]:
-    conn = await asyncpg.connect(
-        target.dsn, password=target.password(), timeout=min(timeout, 10.0),
-        server_settings={"application_name": "dbwatch-failover", "default_transaction_read_only": "off",
-                         "statement_timeout": str(int((timeout + 5) * 1000))},
-    )
+async def _patroni(settings: FailoverConfig, candidate: str) -> tuple[bool, str]:
+    url = f"{settings.patroni_url}/failover"
     try:
-        if not await conn.fetchval("SELECT pg_is_in_recovery()"):
-            return False, f"pg_promote: {target.name} is not in recovery any more; nothing done"
-        promoted = await conn.fetchval("SELECT pg_promote(true, $1)", max(1, int(timeout)))
-    finally:
-        await conn.close(timeout=5)
-    if promoted:
-        return True, f"ran SELECT pg_promote() on {target.name}: promoted"
-    return False, f"ran SELECT pg_promote() on {target.name}: not promoted within {timeout:g}s"
-
-
-def _patroni(settings: FailoverConfig, candidate: str) -> tuple[bool, str]:
-    body = json.dumps({"candidate": candidate}).encode()
-    request = urllib.request.Request(f"{settings.patroni_url}/failover", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=settings.timeout) as response:
-            text = response.read(500).decode(errors="replace").strip()
-            return True, f"POST {settings.patroni_url}/failover: HTTP {response.status} {text}"
-    except urllib.error.HTTPError as exc:
-        text = exc.read(500).decode(errors="replace").strip()
-        return False, f"POST {settings.patroni_url}/failover: HTTP {exc.code} {text}"
-    except OSError as exc:
-        return False, f"POST {settings.patroni_url}/failover: {exc}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=settings.timeout)) as http:
+            async with http.post(url, json={"candidate": candidate}) as response:
+                text = (await response.content.read(500)).decode(errors="replace").strip()
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        return False, f"POST {url}: {str(exc) or type(exc).__name__}"
+    return 200 <= response.status < 300, f"POST {url}: HTTP {response.status} {text}"
 
 
 def _argv(settings: FailoverConfig, cluster: str, primary: str, candidate: str) -> list[str]:

@@ -70,6 +70,11 @@ class Session(abc.ABC):
     async def invalidate(self) -> None:
         """Drop a connection that may be in an unknown state (after a timeout or a network error)."""
 
+    async def promote(self, timeout: float) -> tuple[bool, str]:
+        """Make this replica its cluster's primary (a failover action): ``(promoted, what happened)``. Only
+        engines whose registry entry names a ``promote_action`` override it."""
+        raise CollectorError(f"dbwatch cannot promote a {self.target.engine} target")
+
     def released(self, error: type[BaseException] | None) -> None:
         """The lock's holder left, by ``error`` if it left by an exception; runs before the next collector
         gets the lock (the template drops a connection abandoned mid-use here)."""

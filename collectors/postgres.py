@@ -91,6 +91,27 @@ class PostgresSession(DriverSession[asyncpg.Connection]):
     def describe(self, exc: BaseException) -> str:
         return _describe(exc)
 
+    async def promote(self, timeout: float) -> tuple[bool, str]:
+        """``pg_promote()`` on this standby, waiting up to ``timeout`` for it to finish (failover's ``pg_promote``
+        action; the role needs superuser or ``GRANT EXECUTE ON FUNCTION pg_promote``)."""
+        name = self.target.name
+        async with self.lock:
+            conn = await self.connection()
+            try:
+                if not await conn.fetchval("SELECT pg_is_in_recovery()"):
+                    return False, f"pg_promote: {name} is not in recovery any more; nothing done"
+                async with conn.transaction():  # read-only, as every transaction on a standby is
+                    # The promotion may take longer than the monitoring statements are allowed to.
+                    await conn.execute(f"SET LOCAL statement_timeout = {int((timeout + 5) * 1000)}")
+                    promoted = await conn.fetchval("SELECT pg_promote(true, $1)", max(1, int(timeout)))
+            except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+                raise self.lost(exc) from None
+            except asyncpg.PostgresError as exc:
+                raise CollectorError(f"pg_promote failed on {self.endpoint}: {self.safe(_describe(exc))}") from None
+        if promoted:
+            return True, f"ran SELECT pg_promote() on {name}: promoted"
+        return False, f"ran SELECT pg_promote() on {name}: not promoted within {timeout:g}s"
+
     async def run(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """Run a query; a lost connection is dropped (reconnect next time) and reported plainly."""
         conn = await self.connection()

@@ -11,9 +11,12 @@ The command action runs a real subprocess.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -183,6 +186,52 @@ def test_the_command_action_runs_once_per_cooldown_and_never_under_a_suspected_s
     assert out.read_text() == "orders b\n"
     rows = sqlite3.connect(tmp_path / "failover.db").execute("SELECT action, dry_run, ok FROM failover_actions")
     assert rows.fetchall() == [("command", 0, 1)]
+
+
+def test_the_patroni_action_posts_the_candidate_and_a_refusal_is_a_failed_action(tmp_path: Path):
+    """A stand-in for Patroni's REST API (a stdlib HTTP server on loopback): it accepts the first failover
+    and refuses the second with 503, as Patroni does when the candidate is not healthy."""
+    posted: list[tuple[str, dict]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            posted.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
+            status, body = (200, b"Successfully failed over to \"b\"") if len(posted) == 1 else (503, b"not healthy")
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    config = ClusterConfig(failover=FailoverConfig(action="patroni", dry_run=False, cooldown=0, patroni_url=url))
+    recommended = Finding("FailoverRecommended", "a", FindingKind.ALERT, Severity.CRITICAL, "down",
+                          labels={"cluster": "orders", "candidate": "b"})
+
+    async def scenario() -> list[str]:
+        controller = FailoverController({"orders": config}, tmp_path, lambda: {})
+        details = []
+        for _ in range(2):
+            controller.consider("orders", [recommended])
+            while controller._running:
+                await asyncio.sleep(0.01)
+            details.append(controller.findings("orders")[0].labels["result"])
+        await controller.stop()
+        return details
+
+    try:
+        assert asyncio.run(scenario()) == ["ok", "failed"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert posted == [("/failover", {"candidate": "b"})] * 2
+    rows = sqlite3.connect(tmp_path / "failover.db").execute("SELECT ok, detail FROM failover_actions ORDER BY id")
+    assert [(ok, detail.split(": ", 1)[1]) for ok, detail in rows] == [
+        (1, 'HTTP 200 Successfully failed over to "b"'), (0, "HTTP 503 not healthy")]
 
 
 # -- end to end: real primary and standbys, a real agent --------------------------------------------------
