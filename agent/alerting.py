@@ -18,6 +18,7 @@ from dbwatch.agent.clusters import Clusters
 from dbwatch.agent.config import Config
 from dbwatch.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
+from dbwatch.agent.statefile import StateFile, degraded_files, state_metrics
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.base import Session
 from dbwatch.rules.catalog import python_rules
@@ -34,7 +35,10 @@ class Alerting:
                  external_url: str = "", clock: Callable[[], float] = time.time,
                  sessions: Callable[[str], Session | None] = lambda name: None) -> None:
         state = Path(config.state_dir)
-        state.mkdir(parents=True, exist_ok=True)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # the state files report it (agent/statefile.py) and the agent runs from memory
         self.store = store
         self.targets = targets  # the targets configured now, by name
         self.clock = clock
@@ -90,7 +94,14 @@ class Alerting:
 
     def metrics(self) -> list[MetricFamily]:
         return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics(),
-                self._recommendation_family()]
+                self._recommendation_family(), *state_metrics(self.state_files())]
+
+    def state_files(self) -> list[StateFile]:
+        return [self.tracker.state, self.notifier.outbox.state, self.clusters.controller.state]
+
+    def degraded_state(self) -> dict[str, str]:
+        """The state files that cannot be written now, and why (``/readyz`` shows them)."""
+        return degraded_files(self.state_files())
 
     def alerts_json(self) -> list[dict[str, Any]]:
         return self.tracker.as_json()

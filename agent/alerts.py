@@ -10,7 +10,9 @@ and ``/api/v1/alerts`` see them, then forgotten.
 Each state change is written to SQLite in one transaction before the evaluation returns; after a restart
 pending alerts keep their start (``for`` is not restarted), firing alerts keep their ``fired_at`` (so the
 notifier, which remembers per fingerprint and ``fired_at`` what it told each receiver, does not notify
-them again before their repeat interval) and resolve normally.
+them again before their repeat interval) and resolve normally. When the file cannot be written (disk full,
+read-only ``state_dir``: agent/statefile.py) the lifecycle goes on in memory, the notifier still hears of
+every change, and the changes not yet written are written at the first evaluation after it recovers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dbwatch.agent.statefile import StateFile
 from dbwatch.model import Alert, AlertState, Finding, FindingKind, MetricFamily, gauge
 
 __all__ = ["AlertTracker", "RESOLVED_RETENTION"]
@@ -52,23 +55,23 @@ CREATE TABLE IF NOT EXISTS alerts (
 class AlertTracker:
     def __init__(self, db_path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._db = sqlite3.connect(str(db_path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        self.state = StateFile(db_path, _SCHEMA, ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL"),
+                               flush=lambda: self._save([]))
         self._alerts: dict[str, Alert] = {}
         self._by_target: dict[str, set[str]] = {}
         self._stored_last_seen: dict[str, float | None] = {}
+        self._unsaved: dict[str, Alert | None] = {}  # changes the file has not taken yet (None: a deletion)
         self._expired_at = float("-inf")
-        for row in self._db.execute("SELECT fingerprint, labels, annotations, state, value, active_since, "
-                                    "fired_at, resolved_at, last_seen FROM alerts"):
+        rows: list[tuple[Any, ...]] = self.state.read(_load, [])
+        for row in rows:
             alert = Alert(row[0], json.loads(row[1]), json.loads(row[2]), AlertState(row[3]), row[4],
                           row[5], row[6], row[7], row[8])
             self._put(alert)
             self._stored_last_seen[alert.fingerprint] = alert.last_seen
 
     def close(self) -> None:
-        self._db.close()
+        self._save([])  # a last try for what a fault kept in memory
+        self.state.close()
 
     # -- the lifecycle ------------------------------------------------------------------------------
 
@@ -189,25 +192,44 @@ class AlertTracker:
             if alert.state == AlertState.RESOLVED and now - (alert.resolved_at or now) > RESOLVED_RETENTION:
                 self._delete(fp)
 
-    def _save(self, alerts: list[Alert]) -> None:
-        if not alerts:
-            return
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
+    def _save(self, alerts: list[Alert]) -> bool:
+        """Write ``alerts`` and whatever an earlier failed write left; on failure they wait for the next.
+        True when nothing is left unwritten."""
+        for a in alerts:
+            self._unsaved[a.fingerprint] = a
+        if not self._unsaved:
+            return True
+        changes = dict(self._unsaved)
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(
                 "INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(a.fingerprint, a.target, json.dumps(a.labels), json.dumps(a.annotations), str(a.state), a.value,
-                  a.active_since, a.fired_at, a.resolved_at, a.last_seen) for a in alerts],
+                  a.active_since, a.fired_at, a.resolved_at, a.last_seen) for a in changes.values() if a is not None],
             )
-        for a in alerts:
-            self._stored_last_seen[a.fingerprint] = a.last_seen
+            db.executemany("DELETE FROM alerts WHERE fingerprint = ?",
+                           [(fp,) for fp, a in changes.items() if a is None])
+
+        if not self.state.write(write):
+            return False
+        self._unsaved.clear()
+        for fp, change in changes.items():
+            if change is None:
+                self._stored_last_seen.pop(fp, None)
+            else:
+                self._stored_last_seen[fp] = change.last_seen
+        return True
 
     def _delete(self, fingerprint: str) -> None:
         alert = self._alerts.pop(fingerprint, None)
         if alert is not None:
             self._by_target.get(alert.target, set()).discard(fingerprint)
-        self._db.execute("DELETE FROM alerts WHERE fingerprint = ?", (fingerprint,))
-        self._stored_last_seen.pop(fingerprint, None)
+        self._unsaved[fingerprint] = None
+
+
+def _load(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return db.execute("SELECT fingerprint, labels, annotations, state, value, active_since, fired_at, resolved_at, "
+                      "last_seen FROM alerts").fetchall()
 
 
 def _iso(ts: float | None) -> str | None:

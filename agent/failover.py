@@ -32,6 +32,7 @@ import aiohttp
 from dbwatch.collectors.base import Session
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
 from dbwatch.agent.logs import redact
+from dbwatch.agent.statefile import StateFile
 from dbwatch.model import Finding, FindingKind, Severity, Target
 from dbwatch.rules.clusterconfig import ClusterConfig, FailoverConfig
 
@@ -80,9 +81,10 @@ class FailoverController:
         self.targets = targets
         self.sessions = sessions  # the running session of a target, by name (None: not watched by this agent)
         self.clock = clock
-        self._db = sqlite3.connect(str(state_dir / "failover.db"), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        # a damaged or unwritable file never stops the agent (agent/statefile.py); actions it could not take
+        # are kept in memory, so the cooldown holds, and written when it can
+        self._unsaved: list[ActionRecord] = []
+        self.state = StateFile(state_dir / "failover.db", _SCHEMA, ("PRAGMA journal_mode=WAL",), flush=self._save)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._refused: dict[str, float] = {}
 
@@ -152,20 +154,25 @@ class FailoverController:
         if dry_run is not None:
             query += " AND dry_run = ?"
             args.append(int(dry_run))
-        row = self._db.execute(query + " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone()
-        return _record(row) if row else None
+        if self._unsaved:
+            self._save()  # what a failed write kept in memory, now that the file may take it
+        row = self.state.read(lambda db: db.execute(query + " ORDER BY at DESC, id DESC LIMIT 1", args).fetchone(), None)
+        kept = [r for r in self._unsaved if r.cluster == cluster and dry_run in (None, r.dry_run)]
+        return max([*kept, *([_record(row)] if row else [])], key=lambda r: r.at, default=None)
 
     def actions(self, cluster: str, limit: int = 10) -> list[ActionRecord]:
-        rows = self._db.execute("SELECT cluster, at, action, dry_run, primary_target, candidate, ok, detail "
-                                "FROM failover_actions WHERE cluster = ? ORDER BY at DESC, id DESC LIMIT ?",
-                                (cluster, limit))
-        return [_record(row) for row in rows]
+        rows: list[tuple[Any, ...]] = self.state.read(lambda db: db.execute(
+            "SELECT cluster, at, action, dry_run, primary_target, candidate, ok, detail "
+            "FROM failover_actions WHERE cluster = ? ORDER BY at DESC, id DESC LIMIT ?", (cluster, limit)).fetchall(), [])
+        kept = [r for r in reversed(self._unsaved) if r.cluster == cluster]
+        return (kept + [_record(row) for row in rows])[:limit]
 
     async def stop(self) -> None:
         for task in self._running.values():
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
-        self._db.close()
+        self._save()
+        self.state.close()
 
     # -- the actions ----------------------------------------------------------------------------------
 
@@ -183,11 +190,27 @@ class FailoverController:
         finally:
             self._running.pop(cluster, None)
         record = ActionRecord(cluster, self.clock(), settings.action, settings.dry_run, primary, candidate, ok, detail)
-        self._db.execute("INSERT INTO failover_actions (cluster, at, action, dry_run, primary_target, candidate, "
-                         "ok, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                         (cluster, record.at, record.action, int(record.dry_run), primary, candidate, int(ok), detail))
+        self._unsaved.append(record)
+        self._save()
         log = logger.warning if ok else logger.error
         log("failover of cluster %s: %s", cluster, detail, extra={"target": candidate})
+
+    def _save(self) -> bool:
+        """Write the actions kept in memory; True when none is left unwritten."""
+        records = list(self._unsaved)
+        if not records:
+            return True
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany("INSERT INTO failover_actions (cluster, at, action, dry_run, primary_target, candidate, "
+                           "ok, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(r.cluster, r.at, r.action, int(r.dry_run), r.primary, r.candidate, int(r.ok), r.detail)
+                            for r in records])
+
+        if not self.state.write(write):
+            return False
+        del self._unsaved[:len(records)]
+        return True
 
     async def _run(self, settings: FailoverConfig, cluster: str, primary: str, candidate: str) -> tuple[bool, str]:
         promoters = [name for name in ENGINE_NAMES if engine(name).promote_action == settings.action]
