@@ -13,7 +13,7 @@ import os
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal, Mapping, cast
 
 import yaml
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -335,7 +335,7 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _interpolate(node: Any, path: str, environ: Any, problems: list[str]) -> Any:
+def _interpolate(node: Any, path: str, environ: Mapping[str, str], problems: list[str]) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (never in keys)."""
     if isinstance(node, dict):
         return {k: _interpolate(v, f"{path}.{k}" if path else str(k), environ, problems) for k, v in node.items()}

@@ -17,35 +17,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import aiohttp
 
 from dbwatch.agent import __version__
 from dbwatch.model import Alert, AlertState, MetricFamily, counter, gauge
 from dbwatch.agent.outbox import Notification, Notified, Outbox
-from dbwatch.exporters.alertmanager import am_payload, refresh_ends_at
-from dbwatch.exporters.receivers import (
-    AlertmanagerReceiver,
-    NotificationsConfig,
-    PagerDutyReceiver,
-    ReceiverConfig,
-    SecretError,
-    WebhookReceiver,
-)
-from dbwatch.exporters.webhook import (
-    SIGNATURE_HEADER,
-    pagerduty_event,
-    sign,
-    slack_message,
-    webhook_payload,
-    with_routing_key,
-)
+from dbwatch.exporters.receiver import Receiver, SecretError
+from dbwatch.exporters.receivers import NotificationsConfig
 
 __all__ = ["Notifier"]
 
@@ -62,7 +46,7 @@ _RESULTS = ("sent", "retried", "failed")
 class Notifier:
     def __init__(
         self,
-        receivers: Sequence[ReceiverConfig],
+        receivers: Sequence[Receiver],
         state_path: str | Path,
         clock: Callable[[], float] = time.time,
         *,
@@ -75,7 +59,7 @@ class Notifier:
         self.clock = clock
         self.settings = settings or NotificationsConfig()
         self.external_url = external_url
-        self.receivers: dict[str, ReceiverConfig] = {r.name: r for r in receivers}
+        self.receivers: dict[str, Receiver] = {r.name: r for r in receivers}
         self._memory: dict[tuple[str, str], Notified] = self.outbox.memory()
         self._waiting: dict[tuple[str, str], float] = {}  # new firing alerts in their group wait: since when
         self._last_alerts: list[Alert] = []
@@ -142,7 +126,7 @@ class Notifier:
             self._session = None
         self.outbox.close()
 
-    async def reconfigure(self, receivers: Sequence[ReceiverConfig]) -> None:
+    async def reconfigure(self, receivers: Sequence[Receiver]) -> None:
         """Apply a reloaded ``receivers:`` list: changed and removed receivers' tasks are restarted or ended."""
         wanted = {r.name: r for r in receivers}
         for name in list(self._workers):
@@ -188,7 +172,7 @@ class Notifier:
 
     # -- deciding what is due -------------------------------------------------------------------------
 
-    def _due(self, receiver: ReceiverConfig, alerts: Sequence[Alert], now: float) -> list[Alert]:
+    def _due(self, receiver: Receiver, alerts: Sequence[Alert], now: float) -> list[Alert]:
         due: list[Alert] = []
         new: list[Alert] = []
         firing: set[tuple[str, str]] = set()
@@ -214,20 +198,9 @@ class Notifier:
             due = new + due
         return due
 
-    def _enqueue(self, receiver: ReceiverConfig, alerts: list[Alert], now: float) -> None:
-        name = receiver.name
-        if isinstance(receiver, PagerDutyReceiver):
-            for alert in alerts:
-                self.outbox.enqueue(name, {"body": pagerduty_event(alert, self.external_url)}, now)
-        elif isinstance(receiver, AlertmanagerReceiver):
-            self.outbox.enqueue(name, {"body": am_payload(alerts, self.external_url)}, now)
-        else:
-            for group_labels, group in _groups(alerts, receiver.group_by):
-                if isinstance(receiver, WebhookReceiver):
-                    body = webhook_payload(name, group, group_labels, self.external_url, receiver.max_alerts)
-                else:
-                    body = slack_message(name, group, receiver.max_alerts)
-                self.outbox.enqueue(name, {"body": body}, now)
+    def _enqueue(self, receiver: Receiver, alerts: list[Alert], now: float) -> None:
+        for body in receiver.payloads(alerts, self.external_url):
+            self.outbox.enqueue(receiver.name, {"body": body}, now)
 
     # -- delivering -------------------------------------------------------------------------------------
 
@@ -251,10 +224,12 @@ class Notifier:
                 logger.exception("delivery to %s hit an internal error; trying again", name, extra={"receiver": name})
                 await asyncio.sleep(POLL)
 
-    async def _deliver(self, receiver: ReceiverConfig, row: Notification) -> None:
+    async def _deliver(self, receiver: Receiver, row: Notification) -> None:
         name = receiver.name
+        assert self._session is not None
         try:
-            status, retry_after = await self._post(receiver, row)
+            sent = await receiver.send(self._session, row.payload["body"], row.key, self.clock())
+            status, retry_after = sent.status, _retry_after(sent.retry_after, self.settings.max_backoff)
             error = None if 200 <= status < 300 else f"HTTP {status}"
             retryable = status >= 500 or status in _RETRYABLE_4XX
         except asyncio.TimeoutError:
@@ -283,32 +258,9 @@ class Notifier:
         logger.warning("notification %s to %s failed (attempt %d): %s; retrying in %.1fs",
                        row.key, name, attempt, error, delay, extra={"receiver": name})
 
-    async def _post(self, receiver: ReceiverConfig, row: Notification) -> tuple[int, float | None]:
-        assert self._session is not None
-        body: Any = row.payload["body"]
-        if isinstance(receiver, AlertmanagerReceiver):
-            body = refresh_ends_at(body, self.clock(), receiver.resend_interval)
-        elif isinstance(receiver, PagerDutyReceiver):
-            body = with_routing_key(body, receiver.routing_key())
-        data = json.dumps(body, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json", "Idempotency-Key": row.key}
-        auth = None
-        if isinstance(receiver, (WebhookReceiver, AlertmanagerReceiver)):
-            headers.update(receiver.headers)
-            if receiver.basic_auth is not None:
-                auth = aiohttp.BasicAuth(*receiver.basic_auth.credentials())
-        if isinstance(receiver, WebhookReceiver) and (secret := receiver.hmac_secret()):
-            headers[SIGNATURE_HEADER] = sign(secret, data)
-        url = receiver.target_url()
-        timeout = aiohttp.ClientTimeout(total=receiver.timeout)
-        async with self._session.post(url, data=data, headers=headers, auth=auth, timeout=timeout,
-                                      allow_redirects=False) as response:
-            await response.content.read(65536)  # the answer is not needed; read a little to reuse the connection
-            return response.status, _retry_after(response.headers.get("Retry-After"), self.settings.max_backoff)
-
     def _backoff(self, attempt: int) -> float:
         """Exponential with jitter: half of the step is fixed, half random, so retries spread out."""
-        step = min(self.settings.max_backoff, self.settings.min_backoff * 2 ** min(attempt - 1, 30))
+        step = min(self.settings.max_backoff, self.settings.min_backoff * 2.0 ** min(attempt - 1, 30))
         return step / 2 + random.uniform(0, step / 2)
 
     # -- housekeeping -----------------------------------------------------------------------------------
@@ -335,13 +287,6 @@ class Notifier:
 def _new_episode(told: Notified, alert: Alert) -> bool:
     """The alert fired again after a resolve this receiver never heard of (e.g. while the agent was down)."""
     return told.fired_at is not None and alert.fired_at is not None and abs(alert.fired_at - told.fired_at) > 1.0
-
-
-def _groups(alerts: list[Alert], group_by: list[str]) -> list[tuple[dict[str, str], list[Alert]]]:
-    groups: dict[tuple[str, ...], list[Alert]] = {}
-    for alert in alerts:
-        groups.setdefault(tuple(alert.labels.get(k, "") for k in group_by), []).append(alert)
-    return [(dict(zip(group_by, values)), group) for values, group in groups.items()]
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

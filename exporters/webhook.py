@@ -1,59 +1,61 @@
-"""Message formats for HTTP receivers: the plain webhook, Slack and PagerDuty.
+"""The plain webhook receiver: Alertmanager's webhook payload, version "4", optionally HMAC-signed.
 
-The plain webhook body is Alertmanager's webhook payload, version "4", so any receiver written for
-Alertmanager (chat bridges, ticket bots, runbooks) understands dbwatch unchanged. These functions are
-pure: alerts in, a JSON-ready body out; sending, retrying and remembering live in ``agent.notify``.
+Any receiver written for Alertmanager (chat bridges, ticket bots, runbooks) understands dbwatch unchanged.
+Alerts due together are grouped by ``group_by`` labels, one request per group.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Literal, Sequence
 
+from pydantic import Field, model_validator
+
+from dbwatch.exporters.receiver import (
+    ZERO_TIME, HttpReceiver, Url, group_alerts, one_of, read_secret, rfc3339, starts_at,
+)
 from dbwatch.model import Alert, AlertState
+from dbwatch.model.configtypes import Duration
 
-__all__ = [
-    "SIGNATURE_HEADER",
-    "ZERO_TIME",
-    "alert_body",
-    "pagerduty_event",
-    "rfc3339",
-    "sign",
-    "slack_message",
-    "webhook_payload",
-    "with_routing_key",
-]
+__all__ = ["SIGNATURE_HEADER", "WebhookReceiver", "alert_body", "group_key", "sign", "webhook_payload"]
 
 SIGNATURE_HEADER = "X-Dbwatch-Signature"
-ZERO_TIME = "0001-01-01T00:00:00Z"  # what Alertmanager writes for "no end yet"
-_PD_SEVERITIES = {"critical": "critical", "error": "error", "warning": "warning", "info": "info"}
-_SLACK_ICONS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:"}
 
 
-def rfc3339(ts: float | None) -> str:
-    if ts is None:
-        return ZERO_TIME
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+class WebhookReceiver(HttpReceiver):
+    """Alertmanager's webhook payload (version "4"), so any Alertmanager webhook receiver understands it."""
 
+    type: Literal["webhook"]
+    url: Url
+    repeat_interval: Duration = Field(default=4 * 3600.0, gt=0)
+    group_by: list[str] = Field(default_factory=list)
+    max_alerts: int = Field(default=0, ge=0)  # 0: no limit; above it the rest is counted in truncatedAlerts
+    hmac_secret_env: str | None = None
+    hmac_secret_file: str | None = None
 
-def starts_at(alert: Alert) -> float:
-    return alert.fired_at if alert.fired_at is not None else alert.active_since
+    @model_validator(mode="after")
+    def _secret(self) -> "WebhookReceiver":
+        one_of(self, "hmac_secret_env", "hmac_secret_file", required=False)
+        return self
 
+    @property
+    def resend_every(self) -> float:
+        return self.repeat_interval
 
-def alert_body(alert: Alert, generator_url: str = "") -> dict[str, Any]:
-    """One alert as Alertmanager's webhook shows it."""
-    resolved = alert.state == AlertState.RESOLVED
-    return {
-        "status": "resolved" if resolved else "firing",
-        "labels": dict(alert.labels),
-        "annotations": dict(alert.annotations),
-        "startsAt": rfc3339(starts_at(alert)),
-        "endsAt": rfc3339(alert.resolved_at) if resolved else ZERO_TIME,
-        "generatorURL": generator_url,
-        "fingerprint": alert.fingerprint,
-    }
+    def payloads(self, alerts: Sequence[Alert], external_url: str) -> list[Any]:
+        return [webhook_payload(self.name, group, labels, external_url, self.max_alerts)
+                for labels, group in group_alerts(alerts, self.group_by)]
+
+    def target_url(self) -> str:
+        return self.url
+
+    def extra_headers(self, data: bytes) -> dict[str, str]:
+        headers = super().extra_headers(data)
+        secret = read_secret(self.hmac_secret_env, self.hmac_secret_file)
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(secret, data)
+        return headers
 
 
 def webhook_payload(
@@ -80,6 +82,20 @@ def webhook_payload(
     }
 
 
+def alert_body(alert: Alert, generator_url: str = "") -> dict[str, Any]:
+    """One alert as Alertmanager's webhook shows it."""
+    resolved = alert.state == AlertState.RESOLVED
+    return {
+        "status": "resolved" if resolved else "firing",
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": rfc3339(starts_at(alert)),
+        "endsAt": rfc3339(alert.resolved_at) if resolved else ZERO_TIME,
+        "generatorURL": generator_url,
+        "fingerprint": alert.fingerprint,
+    }
+
+
 def group_key(receiver: str, group_labels: dict[str, str]) -> str:
     """Like Alertmanager's: the route, then the group's labels; stable for one group of one receiver."""
     labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(group_labels.items()))
@@ -89,64 +105,6 @@ def group_key(receiver: str, group_labels: dict[str, str]) -> str:
 def sign(secret: str, body: bytes) -> str:
     """The value of :data:`SIGNATURE_HEADER`: ``sha256=`` and the hex HMAC-SHA256 of the exact body bytes."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def slack_message(receiver: str, alerts: Sequence[Alert], max_alerts: int = 20) -> dict[str, Any]:
-    """A Slack incoming-webhook message: one line per alert, severity, name, target and summary."""
-    firing = [a for a in alerts if a.state != AlertState.RESOLVED]
-    resolved = [a for a in alerts if a.state == AlertState.RESOLVED]
-    parts = []
-    if firing:
-        parts.append(f"*[FIRING:{len(firing)}]* dbwatch → {receiver}")
-        parts.extend(_slack_line(a) for a in firing[:max_alerts or None])
-    if resolved:
-        parts.append(f"*[RESOLVED:{len(resolved)}]* dbwatch → {receiver}")
-        parts.extend(_slack_line(a) for a in resolved[:max_alerts or None])
-    hidden = sum(max(0, len(group) - max_alerts) for group in (firing, resolved)) if max_alerts else 0
-    if hidden:
-        parts.append(f"… and {hidden} more")
-    return {"text": "\n".join(parts)}
-
-
-def pagerduty_event(alert: Alert, client_url: str = "") -> dict[str, Any]:
-    """A PagerDuty Events API v2 event: ``trigger`` while firing, ``resolve`` once; deduplicated by fingerprint.
-
-    Without ``routing_key``: that is a secret, added when the event is sent (see :func:`with_routing_key`),
-    so it is never stored in the outbox.
-    """
-    if alert.state == AlertState.RESOLVED:
-        return {"event_action": "resolve", "dedup_key": alert.fingerprint}
-    summary = alert.annotations.get("summary") or f"{alert.name} on {alert.target}"
-    event: dict[str, Any] = {
-        "event_action": "trigger",
-        "dedup_key": alert.fingerprint,
-        "payload": {
-            "summary": f"[{alert.severity}] {alert.name} on {alert.target}: {summary}"[:1024],
-            "source": alert.target,
-            "severity": _PD_SEVERITIES.get(alert.severity, "error"),
-            "timestamp": rfc3339(starts_at(alert)),
-            "class": alert.name,
-            "custom_details": {
-                "labels": dict(alert.labels),
-                "annotations": dict(alert.annotations),
-                "value": alert.value,
-            },
-        },
-        "client": "dbwatch",
-    }
-    if client_url:
-        event["client_url"] = client_url
-    return event
-
-
-def with_routing_key(event: dict[str, Any], routing_key: str) -> dict[str, Any]:
-    return {"routing_key": routing_key, **event}
-
-
-def _slack_line(alert: Alert) -> str:
-    icon = ":white_check_mark:" if alert.state == AlertState.RESOLVED else _SLACK_ICONS.get(alert.severity, ":grey_question:")
-    summary = alert.annotations.get("summary", "")
-    return f"{icon} *{alert.severity}* `{alert.name}` on `{alert.target}`" + (f": {summary}" if summary else "")
 
 
 def _common(maps: Iterable[dict[str, str]]) -> dict[str, str]:
