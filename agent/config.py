@@ -25,6 +25,7 @@ from dbwatch.model import CollectorSettings, Target
 from dbwatch.model.options import CollectorOptions, option_problems
 from dbwatch.agent.sharding import ShardingConfig
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
+from dbwatch.collectors.session import DEFAULT_CONNECT_SLOTS
 from dbwatch.collectors.engines import ENGINE_NAMES, engine
 from dbwatch.exporters.receivers import NotificationsConfig, ReceiverConfig, check_unique_names
 from dbwatch.rules.clusterconfig import ClusterConfig
@@ -244,6 +245,13 @@ class LoggingConfig(StrictModel):
     format: Literal["text", "json"] = "text"
 
 
+class CollectionConfig(StrictModel):
+    """How the agent collects, across all its targets."""
+
+    # Connection attempts in flight at once: a fleet starting (or a server coming back) is not stormed.
+    max_concurrent_connects: int = Field(default=DEFAULT_CONNECT_SLOTS, ge=1)
+
+
 class Config(StrictModel):
     state_dir: str = "/var/lib/dbwatch"
     server: ServerConfig = Field(default_factory=ServerConfig)
@@ -254,6 +262,7 @@ class Config(StrictModel):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     clusters: dict[str, ClusterConfig] = Field(default_factory=dict)
     sharding: ShardingConfig = Field(default_factory=ShardingConfig)
+    collection: CollectionConfig = Field(default_factory=CollectionConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "Config":

@@ -30,6 +30,7 @@ from dbwatch.agent.sdnotify import SystemdNotifier
 from dbwatch.agent.sharding import ShardingConfig, select_shard
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.base import Session
+from dbwatch.collectors.session import set_connect_slots
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
 
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0  # seconds in-flight collections get to finish before they are cancelled
 JITTER = 0.1  # fraction of the interval
+FIRST_RUNS_PER_SECOND = 50.0  # targets starting at once are spread so that about this many start each second
 
 
 class Daemon:
@@ -161,13 +163,14 @@ class Daemon:
 
     async def apply(self, config: Config) -> None:
         """Make the running jobs match ``config``: a changed target is restarted, others are untouched."""
+        set_connect_slots(config.collection.max_concurrent_connects)
         wanted = {t.name: t for t in self.shard_targets(config)}
         for name in list(self.targets):
             if name not in wanted or wanted[name] != self.targets[name].target:
                 await self._remove(name, gone=name not in wanted)
-        for name, target in wanted.items():
-            if name not in self.targets:
-                self._add(target)
+        new = [target for name, target in wanted.items() if name not in self.targets]
+        for target in new:
+            self._add(target, starting=len(new))
         self.exposition.set_target_labels({name: jobs.target.labels for name, jobs in self.targets.items()})
 
     def shard_targets(self, config: Config) -> list[Target]:
@@ -223,7 +226,7 @@ class Daemon:
             })
         return out
 
-    def _add(self, target: Target) -> None:
+    def _add(self, target: Target, starting: int = 1) -> None:
         jobs = TargetJobs(target)
         self.targets[target.name] = jobs
         for name, settings in target.collectors.items():
@@ -238,7 +241,7 @@ class Daemon:
                 max_instances=1,  # no overlapping runs of one job
                 coalesce=True,  # a backlog of missed runs becomes one run
                 misfire_grace_time=max(1, int(settings.interval)),
-                next_run_time=_soon(settings.interval),
+                next_run_time=_first_run(settings.interval, starting),
             )
         logger.info("watching %s (%s): %s", target.name, target.engine, ", ".join(target.collectors),
                     extra={"target": target.name})
@@ -277,9 +280,12 @@ def _job_id(target: str, collector: str) -> str:
     return f"{target}/{collector}"
 
 
-def _soon(interval: float) -> dt.datetime:
-    """The first run: within a second, spread out so that targets do not start in lockstep."""
-    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=random.uniform(0, min(1.0, interval * JITTER)))
+def _first_run(interval: float, starting: int) -> dt.datetime:
+    """The first run of one of ``starting`` targets added at once: spread over a window that grows with their
+    number (:data:`FIRST_RUNS_PER_SECOND`), at least a second and at most the interval, so that a fleet
+    does not connect in one burst and a few targets still start within a second."""
+    window = min(interval, max(1.0, starting / FIRST_RUNS_PER_SECOND))
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=random.uniform(0, window))
 
 
 async def run_daemon(config_path: str | Path, config: Config, shard: ShardingConfig | None = None) -> int:

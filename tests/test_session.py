@@ -1,5 +1,6 @@
 """The session template's ownership of its connection, against the test session's throwaway PostgreSQL 15
-primary (``pg_primary``): one owner, one lock.
+primary (``pg_primary``): one owner, one lock. And the agent's bounds on connecting: connection attempts in
+flight at once (against a loopback listener that never answers), first collections spread out.
 
 A collector that times out while it holds the connection leaves it in an unknown state; the session drops it
 before the next collector of the target gets its turn, so that collector never runs on a connection another
@@ -10,13 +11,18 @@ one invalidated (at many targets on a busy server this used to fail the other co
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import signal
 
 import pytest
 
+from dbwatch.agent.config import ConfigError, parse_config
+from dbwatch.agent.daemon import _first_run
 from dbwatch.agent.jobs import TargetJobs
+from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.collectors.session import DEFAULT_CONNECT_SLOTS, set_connect_slots
 from dbwatch.model import CollectorSettings, Target
 
 
@@ -117,3 +123,59 @@ async def test_a_holder_that_fails_unexpectedly_leaves_no_connection_behind_and_
         assert await backend_pid(session) != first
     finally:
         await session.close()
+
+
+async def test_the_agent_opens_at_most_its_configured_number_of_connections_at_once():
+    """A loopback listener that accepts and never answers (a server too busy to complete a handshake): six
+    targets connecting at once with two connect slots never have more than two handshakes in flight."""
+    in_flight, most = 0, 0
+    released = asyncio.Event()
+
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await reader.read()  # until the client gives up and closes
+        finally:
+            in_flight -= 1
+            writer.close()
+            released.set()
+
+    server = await asyncio.start_server(stuck, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    set_connect_slots(2)
+    sessions = [PostgresSession(make_target(f"postgresql://dbwatch@127.0.0.1:{port}/postgres")) for _ in range(6)]
+
+    async def connect(session: PostgresSession) -> str:
+        async with session.lock:
+            with pytest.raises(CollectorError) as failed:
+                await session.connection()
+        return str(failed.value)
+
+    try:
+        errors = await asyncio.gather(*(connect(s) for s in sessions))
+    finally:
+        set_connect_slots(DEFAULT_CONNECT_SLOTS)
+        server.close()
+        for session in sessions:
+            await session.close()
+    assert all(e.startswith(f"cannot connect to 127.0.0.1:{port}") for e in errors), errors
+    assert most == 2
+
+
+def test_the_connect_bound_is_configured_under_collection_and_must_be_positive():
+    assert parse_config("collection: {max_concurrent_connects: 5}").collection.max_concurrent_connects == 5
+    assert parse_config("targets: []").collection.max_concurrent_connects == DEFAULT_CONNECT_SLOTS
+    with pytest.raises(ConfigError) as refused:
+        parse_config("collection: {max_concurrent_connects: 0}")
+    assert refused.value.problems == ["collection.max_concurrent_connects: input should be greater than or equal "
+                                      "to 1, got 0"]
+
+
+def test_first_collections_of_a_fleet_are_spread_over_the_interval_and_a_few_targets_start_at_once():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    fleet = [(_first_run(15.0, 1400) - now).total_seconds() for _ in range(1400)]
+    assert max(fleet) <= 15.5 and sum(1 for s in fleet if s > 7.5) > 400  # about half in the second half
+    few = [(_first_run(15.0, 3) - now).total_seconds() for _ in range(100)]
+    assert max(few) <= 1.5
