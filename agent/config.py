@@ -327,18 +327,47 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, _locate_model_errors(exc)) from None
-    try:
-        load_rules(config.rules)  # rule files, overrides of unknown rules: found now, not at the first evaluation
-    except RulesError as exc:
-        raise ConfigError(source, exc.problems) from None
-    if config.server.web_config_file:
-        try:
-            load_web_config(config.server.web_config_file)
-        except WebConfigError as exc:
-            where = f"server.web_config_file ({config.server.web_config_file})"
-            raise ConfigError(source, [f"{where}: {problem}" for problem in exc.problems]) from None
+        problems.extend(_locate_model_errors(exc))
+    # What the model checks only once every field is valid (names unique across the file) and what lies
+    # outside it (rule overrides and files, the web config file) are checked in the same pass, so that a
+    # file's problems are all reported at once, not revealed in rounds as the first ones are fixed.
+    for problem in _whole_file_problems(raw):
+        if problem not in problems:
+            problems.append(problem)
+    if problems or config is None:
+        raise ConfigError(source, problems)
     return config
+
+
+def _whole_file_problems(raw: dict[str, Any]) -> list[str]:
+    problems: list[str] = []
+    for section, kind in (("targets", "target"), ("receivers", "receiver")):
+        items = raw.get(section)
+        seen: set[str] = set()
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            name = item.get("name") if isinstance(item, dict) else None
+            if not isinstance(name, str):
+                continue
+            if name in seen:
+                problems.append(f"{section}[{index}].name: {name!r} is already the name of another {kind}")
+            seen.add(name)
+    try:
+        rules = RulesConfig.model_validate(raw.get("rules") or {})
+    except ValidationError:
+        rules = None  # the model's own errors already say what is wrong in rules:
+    if rules is not None:
+        try:
+            load_rules(rules)  # rule files, overrides of unknown rules: found now, not at the first evaluation
+        except RulesError as exc:
+            problems.extend(exc.problems)
+    server = raw.get("server")
+    web_config = server.get("web_config_file") if isinstance(server, dict) else None
+    if isinstance(web_config, str) and web_config:
+        try:
+            load_web_config(web_config)
+        except WebConfigError as exc:
+            problems.extend(f"server.web_config_file ({web_config}): {problem}" for problem in exc.problems)
+    return problems
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -2,7 +2,7 @@
 
 Every section of the configuration (targets, server, rules, receivers) is a :class:`StrictModel`, so an
 unknown key is an error, and every duration accepts ``"15s"``, ``"1m30s"``, ``"500ms"`` or a number of
-seconds, and is stored as seconds (float).
+seconds (``10`` or ``"10"``), and is stored as seconds (float).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ __all__ = ["StrictModel", "Duration", "parse_duration", "format_duration", "form
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 class StrictModel(BaseModel):
@@ -32,6 +33,8 @@ def parse_duration(value: Any) -> float:
         return float(value)
     if isinstance(value, str):
         text = value.strip()
+        if _SECONDS.fullmatch(text):  # a number of seconds, quoted ("10"): what YAML from a template often gives
+            return float(text)
         if text and _PART.sub("", text) == "":
             return sum(float(n) * _UNITS[u] for n, u in _PART.findall(text))
     raise ValueError(f'expected a duration like "15s", got "{value}"')

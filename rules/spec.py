@@ -58,6 +58,12 @@ TEMPLATE = re.compile(
 RESERVED_LABELS = ("alertname", "severity", "target")
 
 
+def default_summary(rule: dict[str, Any]) -> str:
+    """The summary of a rule written without one: which target, what was measured against what."""
+    what = f"{rule.get('metric')} {rule.get('op')} {rule.get('threshold')}"
+    return f"{rule.get('alert')} on {{{{ $labels.target }}}}: {what} (value {{{{ $value }}}})"
+
+
 class RulesError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("; ".join(problems))
@@ -122,12 +128,19 @@ class ThresholdRule(Selector):
     keep_firing_for: Duration = 0.0
     severity: SeverityName = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
-    summary: str
+    summary: str = ""  # a custom rule without one gets :func:`default_summary`
     description: str = ""
     engines: tuple[str, ...] = ()
     enabled: bool = True
 
     model_config = StrictModel.model_config | {"populate_by_name": True}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_summary(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("summary"):
+            return {**data, "summary": default_summary(data)}
+        return data
 
     @property
     def alert_labels(self) -> dict[str, str]:
@@ -215,7 +228,8 @@ def _parse_rule_file(text: str, source: str) -> list[ThresholdRule]:
         raise RulesError([f"{source}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
     if not isinstance(raw, dict) or not isinstance(raw.get("rules"), list) or set(raw) != {"rules"}:
         raise RulesError([f"{source}: expected a mapping with one key, rules: a list of rules"])
-    rules, problems = [], []
+    rules: list[ThresholdRule] = []
+    problems: list[str] = []
     for index, item in enumerate(raw["rules"]):
         try:
             rules.append(ThresholdRule.model_validate(item))

@@ -128,7 +128,7 @@ def test_the_issue_contract_config_parses():
 @pytest.mark.parametrize("rules_yaml, problem", [
     ("custom: [{alert: A1, metric: m, op: '=>', threshold: 1, summary: s}]", "rules.custom[0].op: "),
     ("custom: [{alert: A1, metric: m, op: '>', threshold: high, summary: s}]", "rules.custom[0].threshold: "),
-    ("custom: [{alert: A1, metric: m, op: '>', threshold: 1}]", "rules.custom[0].summary: required key is missing"),
+    ("custom: [{alert: A1, op: '>', threshold: 1}]", "rules.custom[0].metric: required key is missing"),
     ("custom: [{alert: a_1, metric: m, op: '>', threshold: 1, summary: s}]", "rules.custom[0].alert: expected a CamelCase"),
     ("custom: [{alert: A1, metric: m, op: '>', threshold: 1, summary: '{{ .Value }}'}]",
      "rules.custom[0].summary: unsupported template"),
