@@ -169,9 +169,8 @@ class MongoOptions(CollectorOptions):
 
 class MongoCollector(Collector[MongoSession, MongoOptions]):
     """The server as a whole: connections, operations, WiredTiger cache, asserts, the replica set and its
-    lag, the oplog window, long-running operations. Facts: ``mongodb`` (:class:`MongoServer`), ``replset``
-    (:class:`MongoReplSet`, replica set members only), ``oplog`` (:class:`MongoOplog`), ``long_ops``
-    (list of :class:`MongoOperation`) and ``summary``."""
+    lag, the oplog window, long-running operations. Facts: :class:`MongoServer`, :class:`MongoReplSet` (replica
+    set members only), :class:`MongoOplog`, :class:`MongoLongOps` and the Summary."""
 
     name = "mongodb"
     up_metric = "mongodb_up"

@@ -56,8 +56,8 @@ class IndexStatsOptions(CollectorOptions):
 
 
 class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
-    """Facts: ``slow_ops`` (list of :class:`MongoSlowOp`, the entries new since the previous collection, oldest
-    first) and ``profiler`` (:class:`MongoProfiler`)."""
+    """Facts: :class:`MongoSlowOps` (the entries new since the previous collection, oldest first) and
+    :class:`MongoProfiler`."""
 
     name = "profiler"
     up_metric = None
@@ -210,8 +210,8 @@ def shape_json(value: Any) -> str:
 
 
 class IndexStatsCollector(Collector[MongoSession, IndexStatsOptions]):
-    """``$indexStats`` per collection: how often each index was used. Facts: ``indexes`` (list of
-    :class:`MongoIndexUsage`)."""
+    """``$indexStats`` per collection: how often each index was used. Facts:
+    :class:`MongoIndexUsages`."""
 
     name = "indexstats"
     up_metric = None

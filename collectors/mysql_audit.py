@@ -4,8 +4,8 @@ temporary tables on disk), with the host when it can be seen. Low frequency (hou
 
 Accounts come from ``mysql.user`` (a view over ``mysql.global_priv`` on MariaDB 10.4+), which needs
 ``SELECT ON mysql.user``: without it ``accounts`` is ``None`` and a note says what to grant. Locked accounts
-(``mariadb.sys``, ``mysql.session``...) are left out: nobody can log in with them. Facts: ``audit``
-(:class:`MySQLAudit`).
+(``mariadb.sys``, ``mysql.session``...) are left out: nobody can log in with them. Facts:
+:class:`MySQLAudit`.
 """
 
 from __future__ import annotations

@@ -111,8 +111,9 @@ class _Candidate:
 
 
 class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
-    """Facts: advice_settings, index_candidates, unused_indexes, redundant_indexes, invalid_indexes,
-    unindexed_foreign_keys, tables_without_primary_key, sequences (see :mod:`dbwatch.model.facts.pg_advisor`)."""
+    """Facts (see :mod:`dbwatch.model.facts.pg_advisor` and :mod:`~dbwatch.model.facts.pg_storage`):
+    AdviceSettings, IndexCandidates, the hygiene lists (UnusedIndexes, RedundantIndexes, ...) and the storage
+    facts (StorageSettings, TableBloats, ...)."""
 
     name = "advisor"
 

@@ -4,7 +4,7 @@ and schema facts from the catalog, for rules/security.py, rules/tuning.py and ru
 A low-frequency collector (hourly by default): what it reads changes with deployments, not minutes. It
 only reads catalogs. pg_hba_file_rules is readable by superusers only (PostgreSQL 10-16 revoke it and its
 function from PUBLIC; pg_read_all_settings does not include it): without it the hba facts are ``None`` and a
-note says what to grant. Facts: ``audit`` (:class:`PgAudit`), ``schema`` (:class:`SchemaFacts`).
+note says what to grant. Facts: :class:`PgAudit`, :class:`SchemaFacts`.
 """
 
 from __future__ import annotations

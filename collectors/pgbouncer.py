@@ -135,8 +135,8 @@ def _describe(exc: BaseException) -> str:
 
 class PgBouncerCollector(Collector[PgBouncerSession, CollectorOptions]):
     """Pools (clients active and waiting, servers by state, the longest wait, utilisation), per-database
-    traffic, database definitions, internal lists and connection limits. Facts: ``pools`` (list of
-    :class:`Pool`), ``databases``, ``stats``, ``config`` and ``summary``."""
+    traffic, database definitions, internal lists and connection limits. Facts: :class:`Pools`,
+    :class:`PoolerDatabases`, :class:`PoolerStatsRows`, :class:`PoolerConfig` and the Summary."""
 
     name = "pgbouncer"
     up_metric = "pgbouncer_up"

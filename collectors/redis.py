@@ -125,7 +125,7 @@ def _describe(exc: BaseException) -> str:
 
 class RedisCollector(Collector[RedisSession, CollectorOptions]):
     """The server as a whole: clients, memory and eviction, keyspace, replication (both sides), persistence.
-    Facts: ``redis`` (:class:`RedisInfo`) and ``summary``."""
+    Facts: :class:`RedisInfo`, the neutral ReplicationLink and the Summary."""
 
     name = "redis"
     up_metric = "redis_up"

@@ -3,7 +3,7 @@ memory limit, and the host when it can be seen. Low frequency (hourly by default
 
 ``CONFIG GET`` and ``ACL GETUSER`` may be renamed away or denied: the field is then ``None`` and the rules
 stay silent about it. The password itself is never read into the facts, only whether there is one.
-Facts: ``audit`` (:class:`RedisAudit`).
+Facts: :class:`RedisAudit`.
 """
 
 from __future__ import annotations

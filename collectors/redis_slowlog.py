@@ -28,7 +28,7 @@ class SlowlogOptions(CollectorOptions):
 
 
 class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
-    """Facts: ``slowlog`` (:class:`Slowlog`) and ``latency`` (list of :class:`LatencyEvent`)."""
+    """Facts: :class:`Slowlog` and :class:`LatencyEvents`."""
 
     name = "slowlog"
     up_metric = None

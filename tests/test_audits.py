@@ -25,6 +25,7 @@ from dbwatch.collectors.pg_audit import PgAuditCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.redis import RedisCollector, RedisSession
 from dbwatch.collectors.redis_audit import RedisAuditCollector
+from dbwatch.model.facts.audit import MySQLAudit, PgAudit
 from tests.agentproc import AgentProcess
 from tests.auditutil import by_rule, evaluate, target
 from tests.mariadbserver import MariaDBServer
@@ -165,7 +166,7 @@ async def test_hardened_postgres_sized_to_its_host_gets_no_recommendation(sessio
         time.sleep(0.3)  # the postmaster reloads pg_hba.conf asynchronously
         store, notes = await _pg_audit(server, sessions, user="dbwatch", password_env="DBWATCH_TEST_AGENT_PW",
                                        ram="128MB", disk="hdd")
-        audit = store.history("t", "audit")[-1].facts["audit"]
+        audit = store.history("t", "audit")[-1].fact(PgAudit)
         findings = evaluate(store, "postgres", *FAMILIES)
     finally:
         server.destroy()
@@ -265,7 +266,7 @@ async def test_hardened_mariadb_gets_no_recommendation(sessions, monkeypatch):
         monkeypatch.setenv("DBWATCH_TEST_AGENT_PW", "agentpw")
         store, notes = await _mysql_audit(f"mysql://dbwatch@localhost/?unix_socket={server.socket}", sessions,
                                           password_env="DBWATCH_TEST_AGENT_PW")
-        audit = store.history("t", "audit")[-1].facts["audit"]
+        audit = store.history("t", "audit")[-1].fact(MySQLAudit)
         findings = evaluate(store, "mysql", *FAMILIES)
     finally:
         server.destroy()

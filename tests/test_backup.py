@@ -29,6 +29,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.rules.backups import BackupTooOld, WalArchiveTooOld
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, load_rules
+from dbwatch.model.facts.backup import BackupStatuses
 from tests.agentproc import AgentProcess
 from tests.pgcluster import BIN, RUN_AS, PostgresServer
 from tests.helpers import assert_declared, wait_for
@@ -161,7 +162,7 @@ async def test_pgbackrest_full_backup_is_reported_with_its_real_finish_time(back
     age = _samples(snapshot, "dbwatch_backup_age_seconds")[(source, "any")]
     assert 0 <= age <= time.time() - backed_up["before"] + 1
     assert _samples(snapshot, "dbwatch_backup_rpo_seconds") == {(source, "any"): 3600.0}
-    status = snapshot.facts["backups"][0]
+    status = snapshot.fact(BackupStatuses)[0]
     assert status.up and status.counts == {"full": 1} and status.newest[0].label.endswith("F")
     assert status.wal_max is not None  # the archive holds the backup's WAL
 
@@ -172,7 +173,7 @@ async def test_backup_too_old_fires_only_once_the_rule_clock_passes_the_rpo(back
           - {{type: pgbackrest, stanza: {STANZA}, config: {backed_up['pgbr'].conf}, rpo: 1h}}
         """)
     snapshot = await _collect(target)
-    finished = snapshot.facts["backups"][0].newest_success
+    finished = snapshot.fact(BackupStatuses)[0].newest_success
     engine = RuleEngine([], [BackupTooOld()])
     assert engine.evaluate(_view([snapshot], target, now=finished + 3600 - 5)) == []
     findings = engine.evaluate(_view([snapshot], target, now=finished + 3600 + 5))
@@ -187,7 +188,7 @@ async def test_a_stanza_that_does_not_exist_is_a_failing_source(backed_up: dict[
         """)
     snapshot = await _collect(target)
     assert _samples(snapshot, "dbwatch_backup_source_up") == {("pgbackrest/nosuch",): 0.0}
-    assert "missing stanza path" in snapshot.facts["backups"][0].error
+    assert "missing stanza path" in snapshot.fact(BackupStatuses)[0].error
 
 
 async def test_wal_archive_too_old_fires_when_rows_wait_unarchived_and_not_on_an_idle_server(
@@ -251,7 +252,7 @@ async def test_files_source_takes_the_newest_non_empty_dump_and_ignores_an_empty
     snapshot = await _collect(target)
     assert _samples(snapshot, "dbwatch_backup_last_success_timestamp_seconds") == {
         ("files", "any"): pytest.approx(old), ("files", "file"): pytest.approx(old)}
-    assert snapshot.facts["backups"][0].newest[0].label == str(dump)
+    assert snapshot.fact(BackupStatuses)[0].newest[0].label == str(dump)
     findings = RuleEngine([], [BackupTooOld()]).evaluate(_view([snapshot], target, now=time.time()))
     assert [f.rule for f in findings] == ["BackupTooOld"] and findings[0].value > 7200
 
@@ -351,7 +352,7 @@ async def test_a_hanging_failing_or_garbage_printing_command_is_a_down_source_th
     assert time.monotonic() - began < 10
     assert snapshot.ok
     assert _samples(snapshot, "dbwatch_backup_source_up") == {("hangs",): 0, ("fails",): 0, ("garbage",): 0}
-    errors = {s.source: s.error for s in snapshot.facts["backups"]}
+    errors = {s.source: s.error for s in snapshot.fact(BackupStatuses)}
     assert "did not finish within 1s" in errors["hangs"]
     assert "status 3" in errors["fails"] and "repository is locked" in errors["fails"]
     assert "not JSON" in errors["garbage"] and "502 Bad Gateway" in errors["garbage"]

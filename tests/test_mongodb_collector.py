@@ -33,6 +33,10 @@ from dbwatch.collectors.mongodb_profiler import (
 from dbwatch.exporters.prometheus import render_families
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import shipped_rules
+from dbwatch.model.facts.mongodb import (
+    MongoIndexUsages, MongoLongOps, MongoOplog, MongoProfiler, MongoReplSet, MongoServer, MongoSlowOps,
+)
+from dbwatch.model.facts.common import Summary
 from tests.agentproc import AgentProcess, wait_for
 from tests.mongowire import UTC, Member, MongoWireServer, NotMongoServer, Scenario, free_port
 
@@ -122,7 +126,7 @@ async def test_server_status_carries_mongodb_exporter_names_and_the_servers_valu
     assert snapshot.family("mongodb_ss_wt_cache_maximum_bytes_configured").value() == 1073741824
     assert snapshot.family("mongodb_ss_wt_cache_tracked_dirty_bytes_in_the_cache").value() == 52428800
     assert snapshot.family("dbwatch_mongodb_wt_cache_used_ratio").value() == 0.75
-    server_facts = snapshot.facts["mongodb"]
+    server_facts = snapshot.fact(MongoServer)
     assert server_facts.is_primary and server_facts.set_name == "rs0" and server_facts.role == "primary"
     assert server_facts.connections_used_ratio == 12 / (12 + 838848)
     assert "serverStatus" in server.commands and "hello" in server.commands
@@ -143,7 +147,7 @@ async def test_a_healthy_secondary_has_no_lag_and_every_member_health_1(servers,
     assert samples(snapshot, "dbwatch_mongodb_replication_lag_seconds") == {(SECONDARY,): 0.0}
     assert snapshot.family("mongodb_rs_myState").value() == 1
     assert snapshot.family("dbwatch_mongodb_replset_has_primary").value() == 1
-    replset = snapshot.facts["replset"]
+    replset = snapshot.fact(MongoReplSet)
     assert replset.set_name == "rs0" and replset.primary == PRIMARY and replset.max_lag_seconds == 0.0
 
 
@@ -161,11 +165,11 @@ async def test_a_lagging_secondary_is_42_seconds_behind_and_a_down_member_has_he
     assert samples(snapshot, "mongodb_rs_members_state")[(DOWN, "(not reachable/healthy)")] == 8
     # mongod reports a down member's optime as the epoch: that is no optime, and no lag either.
     assert (DOWN, "(not reachable/healthy)") not in samples(snapshot, "mongodb_rs_members_optimeDate")
-    replset = snapshot.facts["replset"]
+    replset = snapshot.fact(MongoReplSet)
     assert replset.max_lag_seconds == 42.0
     down = next(m for m in replset.members if m.name == DOWN)
     assert (down.health, down.state, down.optime, down.lag_seconds) == (0, 8, None, None)
-    assert snapshot.facts["summary"]["replica set"] == "rs0 (3/4 members healthy)"
+    assert snapshot.fact(Summary)["replica set"] == "rs0 (3/4 members healthy)"
 
     # The shipped rule reads that lag: 42 s is above its 10 s threshold for the lagging member only.
     [lag_rule] = [r for r in shipped_rules() if r.alert == "MongoReplicaLagging"]
@@ -186,7 +190,7 @@ async def test_lag_is_measured_from_the_primary_when_dbwatch_watches_a_secondary
 
     assert samples(snapshot, "dbwatch_mongodb_replication_lag_seconds") == {(LAGGING,): 42.0}
     assert snapshot.family("mongodb_rs_myState").value() == 2
-    assert not snapshot.facts["mongodb"].is_primary and snapshot.facts["mongodb"].role == "secondary"
+    assert not snapshot.fact(MongoServer).is_primary and snapshot.fact(MongoServer).role == "secondary"
     [(labels, _)] = snapshot.family("dbwatch_mongodb_instance_info").samples
     assert labels == ("7.0.14", "mongod", "rs0", "secondary")
 
@@ -201,8 +205,8 @@ async def test_oplog_window_is_the_span_from_the_first_to_the_last_entry(servers
     assert snapshot.family("dbwatch_mongodb_oplog_window_seconds").value() == 5 * 3600
     assert snapshot.family("mongodb_mongod_replset_oplog_tail_timestamp").value() == first
     assert snapshot.family("mongodb_mongod_replset_oplog_head_timestamp").value() == NOW.timestamp()
-    assert snapshot.facts["oplog"].window_seconds == 18000
-    assert snapshot.facts["summary"]["oplog window (h)"] == 5.0
+    assert snapshot.fact(MongoOplog).window_seconds == 18000
+    assert snapshot.fact(Summary)["oplog window (h)"] == 5.0
 
 
 async def test_a_standalone_server_has_no_replica_set_facts_and_no_note(servers, session_for):
@@ -212,8 +216,8 @@ async def test_a_standalone_server_has_no_replica_set_facts_and_no_note(servers,
     snapshot = await collect(MongoCollector(session.target, session))
 
     assert snapshot.ok and snapshot.notes == []
-    assert snapshot.facts["mongodb"].role == "standalone" and snapshot.facts["mongodb"].set_name is None
-    assert "replset" not in snapshot.facts and "oplog" not in snapshot.facts
+    assert snapshot.fact(MongoServer).role == "standalone" and snapshot.fact(MongoServer).set_name is None
+    assert not snapshot.has(MongoReplSet) and not snapshot.has(MongoOplog)
     assert snapshot.family("mongodb_rs_members_health") is None
     assert snapshot.family("mongodb_ss_connections") is not None
 
@@ -243,7 +247,7 @@ async def test_long_operations_report_the_oldest_age_and_skip_dbwatchs_own(serve
     assert snapshot.family("dbwatch_mongodb_oldest_operation_seconds").value() == 125.0
     assert snapshot.family("dbwatch_mongodb_long_operations").value() == 1
     assert snapshot.family("dbwatch_mongodb_active_operations").value() == 2
-    [long_op] = snapshot.facts["long_ops"]
+    [long_op] = snapshot.fact(MongoLongOps)
     assert (long_op.opid, long_op.ns, long_op.plan_summary, long_op.seconds_running) == \
         ("9001", "shop.orders", "COLLSCAN", 125.0)
 
@@ -263,7 +267,7 @@ async def test_commands_the_user_may_not_run_are_notes_and_the_collection_carrie
     snapshot = await collect(MongoCollector(session.target, session))
 
     assert snapshot.ok and snapshot.family("mongodb_up").value() == 1
-    assert snapshot.family("mongodb_ss_connections") is None and "replset" not in snapshot.facts
+    assert snapshot.family("mongodb_ss_connections") is None and not snapshot.has(MongoReplSet)
     assert len(snapshot.notes) == 3
     assert all("code 13 Unauthorized" in note and "clusterMonitor" in note for note in snapshot.notes)
     assert snapshot.notes[0].startswith("serverStatus is not allowed to dbwatch's user")
@@ -282,7 +286,7 @@ async def test_profiler_entries_are_counted_once_across_collections_with_their_f
     collector = ProfilerCollector(session.target, session)
 
     first = await collect(collector)
-    assert first.ok and first.facts["profiler"].baseline and first.facts["slow_ops"] == []
+    assert first.ok and first.fact(MongoProfiler).baseline and first.fact(MongoSlowOps) == MongoSlowOps()
     assert first.family("dbwatch_mongodb_slow_ops_total").samples == []  # what was there before is not counted
 
     collscan = profile_entry(
@@ -295,7 +299,7 @@ async def test_profiler_entries_are_counted_once_across_collections_with_their_f
     scenario.profile["shop"] += [collscan, update, own]
     second = await collect(collector)
 
-    ops = second.facts["slow_ops"]
+    ops = second.fact(MongoSlowOps)
     assert [(o.op, o.plan, o.collscan) for o in ops] == [("query", "COLLSCAN", True), ("update", "IXSCAN", False)]
     scan = ops[0]
     assert scan.filter_shape == '{"status":1,"qty":{"$gt":1},"$or":[{"a":1},{"b":1}]}'
@@ -310,12 +314,12 @@ async def test_profiler_entries_are_counted_once_across_collections_with_their_f
     assert samples(second, "dbwatch_mongodb_slow_ops_seconds_total")[("shop.orders", "query", "COLLSCAN")] == 0.23
 
     third = await collect(collector)  # nothing new: nothing counted twice
-    assert third.facts["slow_ops"] == []
+    assert third.fact(MongoSlowOps) == MongoSlowOps()
     assert samples(third, "dbwatch_mongodb_slow_ops_total")[("shop.orders", "query", "COLLSCAN")] == 1
 
     scenario.profile["shop"].append(profile_entry(1, millis=300, planSummary="COLLSCAN", docsExamined=50000))
     fourth = await collect(collector)
-    assert [o.collscan for o in fourth.facts["slow_ops"]] == [True]
+    assert [o.collscan for o in fourth.fact(MongoSlowOps)] == [True]
     assert samples(fourth, "dbwatch_mongodb_slow_ops_total")[("shop.orders", "query", "COLLSCAN")] == 2
     assert samples(fourth, "dbwatch_mongodb_slow_ops_seconds_total")[("shop.orders", "query", "COLLSCAN")] == \
         pytest.approx(0.53)
@@ -330,14 +334,14 @@ async def test_a_burst_is_read_past_the_first_batch_and_bounded_by_max_entries(s
     await collect(collector)
     scenario.profile["shop"] += [profile_entry(300 - i) for i in range(130)]
     burst = await collect(collector)
-    assert len(burst.facts["slow_ops"]) == 130 and "getMore" in server.commands
-    assert burst.notes == [] and not burst.facts["profiler"].truncated
+    assert len(burst.fact(MongoSlowOps)) == 130 and "getMore" in server.commands
+    assert burst.notes == [] and not burst.fact(MongoProfiler).truncated
 
     scenario.profile["shop"] += [profile_entry(100 - i, millis=10) for i in range(90)]
     scenario.profile["shop"] += [profile_entry(9 - i * 0.01, millis=20) for i in range(70)]
     bounded = await collect(collector)
-    ops = bounded.facts["slow_ops"]
-    assert len(ops) == 150 and bounded.facts["profiler"].truncated
+    ops = bounded.fact(MongoSlowOps)
+    assert len(ops) == 150 and bounded.fact(MongoProfiler).truncated
     assert ops[-1].duration_seconds == 0.02 and ops[0].duration_seconds == 0.01  # the newest 150 were kept
     assert any("more than 150 new profiler entries" in note for note in bounded.notes)
 
@@ -354,7 +358,7 @@ async def test_a_database_with_the_profiler_off_is_a_note_naming_the_command_to_
     assert samples(snapshot, "dbwatch_mongodb_profiling_level") == {("analytics",): 0, ("shop",): 1}
     [note] = snapshot.notes
     assert note.startswith("the profiler is off on analytics") and 'setProfilingLevel(1, {slowms: 100})' in note
-    assert snapshot.facts["profiler"].levels == {"analytics": 0, "shop": 1}
+    assert snapshot.fact(MongoProfiler).levels == {"analytics": 0, "shop": 1}
 
 
 def test_shapes_keep_field_names_and_operators_and_replace_values_by_1():
@@ -386,7 +390,7 @@ async def test_index_usage_per_collection_comes_from_index_stats(servers, sessio
 
     assert samples(snapshot, "mongodb_indexstats_accesses_ops") == {
         ("shop", "orders", "_id_"): 120, ("shop", "orders", "status_1_created_-1"): 0, ("shop", "users", "_id_"): 7}
-    unused = [u for u in snapshot.facts["indexes"] if u.ops == 0]
+    unused = [u for u in snapshot.fact(MongoIndexUsages) if u.ops == 0]
     assert [(u.collection, u.name, u.key, u.since) for u in unused] == \
         [("orders", "status_1_created_-1", '{"status":1,"created":-1}', since.timestamp())]
 

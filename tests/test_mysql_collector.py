@@ -26,6 +26,9 @@ from dbwatch.model.facts.mysql import Gtid, ServerInfo
 from dbwatch.collectors.mysql_families import gtid_positions
 from dbwatch.collectors.mysql_statements import MySQLStatementsCollector
 from dbwatch.collectors.options import StatementsOptions
+from dbwatch.model.facts.mysql import Activity, Channels, Heartbeat, Status
+from dbwatch.model.facts.common import Summary
+from dbwatch.model.facts.statements import Statements
 from tests.mariadbserver import MariaDBServer, mariadb_primary, mariadb_replica, mariadb_scratch  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +72,7 @@ async def test_core_metrics_use_mysqld_exporter_names_and_values(mariadb_primary
     session = session_for(make_target(mariadb_primary.dsn()))
     snapshot = await collect(MySQLCollector(session.target, session))
     assert snapshot.family("mysql_up").value() == 1
-    assert snapshot.version.startswith("10.11.") and snapshot.facts["server"].flavor == "mariadb"
+    assert snapshot.version.startswith("10.11.") and snapshot.fact(ServerInfo).flavor == "mariadb"
     assert snapshot.family("mysql_global_variables_innodb_buffer_pool_size").value() == 16 * 1024**2
     assert snapshot.family("mysql_global_variables_max_connections").value() == 60
     assert snapshot.family("mysql_global_variables_performance_schema").value() == 1
@@ -81,12 +84,12 @@ async def test_core_metrics_use_mysqld_exporter_names_and_values(mariadb_primary
         assert snapshot.family(f"mysql_global_status_{name}") is not None, name
     assert snapshot.family("mysql_global_status_buffer_pool_dirty_pages").value() >= 0
     assert 0 < snapshot.family("dbwatch_mysql_buffer_pool_hit_ratio").value() <= 1
-    status = snapshot.facts["status"]
+    status = snapshot.fact(Status)
     assert snapshot.family("dbwatch_mysql_connections_used_ratio").value() == status.threads_connected / 60
     [((innodb_version, version, _), _)] = snapshot.family("mysql_version_info").samples
     assert version == snapshot.version and innodb_version == ""  # MariaDB 10.10+ has no innodb_version
     assert snapshot.family("dbwatch_mysql_gtid_executed").value(domain="0") >= 1
-    assert snapshot.facts["channels"] == [] and snapshot.facts["summary"]["role"] == "primary"
+    assert snapshot.fact(Channels) == Channels() and snapshot.fact(Summary)["role"] == "primary"
     assert snapshot.notes == []
 
 
@@ -104,9 +107,9 @@ async def test_threads_connected_rises_by_the_connections_opened(mariadb_primary
             conn.close()
     rise = after.family("mysql_global_status_threads_connected").value() - \
         before.family("mysql_global_status_threads_connected").value()
-    assert rise == 5 and after.facts["status"].threads_connected - before.facts["status"].threads_connected == 5
+    assert rise == 5 and after.fact(Status).threads_connected - before.fact(Status).threads_connected == 5
     assert after.family("mysql_info_schema_processlist_processes_by_user").value(mysql_user="counter5") == 5
-    assert after.facts["activity"].connections - before.facts["activity"].connections == 5
+    assert after.fact(Activity).connections - before.fact(Activity).connections == 5
 
 
 async def test_row_lock_waits_and_a_deadlock_are_counted(mariadb_primary, session_for):
@@ -117,7 +120,7 @@ async def test_row_lock_waits_and_a_deadlock_are_counted(mariadb_primary, sessio
                         f"ENGINE=InnoDB; INSERT INTO t.{table} VALUES (1, 0), (2, 0)")
     session = session_for(make_target(mariadb_primary.dsn()))
     collector = MySQLCollector(session.target, session)
-    before = (await collect(collector)).facts["status"]
+    before = (await collect(collector)).fact(Status)
     a, b = connect(mariadb_primary), connect(mariadb_primary)
     errors: list[int] = []
 
@@ -141,9 +144,9 @@ async def test_row_lock_waits_and_a_deadlock_are_counted(mariadb_primary, sessio
         b.close()
     assert errors == [1213]
     after = await collect(collector)
-    assert after.facts["status"].innodb_deadlocks - before.innodb_deadlocks == 1
-    assert after.family("dbwatch_mysql_innodb_deadlocks_total").value() == after.facts["status"].innodb_deadlocks
-    assert after.facts["status"].innodb_row_lock_waits - before.innodb_row_lock_waits >= 1
+    assert after.fact(Status).innodb_deadlocks - before.innodb_deadlocks == 1
+    assert after.family("dbwatch_mysql_innodb_deadlocks_total").value() == after.fact(Status).innodb_deadlocks
+    assert after.fact(Status).innodb_row_lock_waits - before.innodb_row_lock_waits >= 1
 
 
 async def test_long_running_query_shows_its_age_per_user_and_host(mariadb_primary, session_for):
@@ -168,7 +171,7 @@ async def test_long_running_query_shows_its_age_per_user_and_host(mariadb_primar
         mariadb_primary.sql(f"KILL QUERY {thread_id}")
         sleeper.join(10)
         conn.close()
-    activity = snapshot.facts["activity"]
+    activity = snapshot.fact(Activity)
     assert 1.2 < activity.oldest_query_seconds < 10
     assert snapshot.family("dbwatch_mysql_oldest_query_seconds").value() == activity.oldest_query_seconds
     oldest = snapshot.family("dbwatch_mysql_processlist_oldest_query_seconds")
@@ -202,7 +205,7 @@ async def _wait_for(collector, condition, what: str, timeout: float = 15) -> Sna
         snapshot = await collect(collector)
         if condition(snapshot):
             return snapshot
-        assert time.monotonic() < deadline, f"never saw: {what} (last: {snapshot.facts.get('channels')})"
+        assert time.monotonic() < deadline, f"never saw: {what} (last: {snapshot.fact(Channels)})"
         await asyncio.sleep(0.2)
 
 
@@ -218,10 +221,10 @@ async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_threa
     collector = MySQLCollector(session.target, session)
 
     def caught_up(s: Snapshot) -> bool:
-        [channel] = s.facts["channels"]
+        [channel] = s.fact(Channels)
         primary_pos = gtid_positions(mariadb_primary.sql("SELECT @@gtid_current_pos"))
         return (channel.io_running and channel.sql_running and channel.seconds_behind_master == 0
-                and gtid_positions(s.facts["gtid"].executed) == primary_pos)
+                and gtid_positions(s.fact(Gtid).executed) == primary_pos)
 
     running = await _wait_for(collector, caught_up, "replica running and caught up")
     labels = {"connection_name": "", "master_host": "127.0.0.1"}
@@ -233,27 +236,27 @@ async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_threa
     assert running.family("dbwatch_mysql_slave_status_gtid_received").value(domain="0") == primary_seq
     assert running.family("dbwatch_mysql_gtid_executed").value(domain="0") == primary_seq
     assert running.family("dbwatch_mysql_slave_status_last_error").samples == []
-    assert running.facts["heartbeat"].lag_seconds < 15 and running.facts["summary"]["role"] == "replica"
+    assert running.fact(Heartbeat).lag_seconds < 15 and running.fact(Summary)["role"] == "replica"
     assert running.family("mysql_heartbeat_stored_timestamp_seconds").value(server_id="1") > 0
 
     mariadb_replica.sql("STOP SLAVE SQL_THREAD")
     time.sleep(1.2)
     mariadb_primary.sql("REPLACE INTO percona.heartbeat VALUES (NOW(6), 1)")  # received, not applied
-    stopped = await _wait_for(collector, lambda s: not s.facts["channels"][0].sql_running, "SQL thread stopped")
+    stopped = await _wait_for(collector, lambda s: not s.fact(Channels)[0].sql_running, "SQL thread stopped")
     assert stopped.family("mysql_slave_status_slave_sql_running").value() == 0
     assert stopped.family("mysql_slave_status_slave_io_running").value() == 1
-    assert stopped.facts["channels"][0].seconds_behind_master is None  # NULL while stopped: not exported as 0
+    assert stopped.fact(Channels)[0].seconds_behind_master is None  # NULL while stopped: not exported as 0
     assert stopped.family("mysql_slave_status_seconds_behind_master") is None
-    assert stopped.facts["heartbeat"].lag_seconds > 1.2  # the heartbeat shows how far behind it really is
-    assert "STOPPED" in stopped.facts["summary"]["replication default"]
+    assert stopped.fact(Heartbeat).lag_seconds > 1.2  # the heartbeat shows how far behind it really is
+    assert "STOPPED" in stopped.fact(Summary)["replication default"]
 
     mariadb_replica.sql("START SLAVE SQL_THREAD")
     await _wait_for(collector, caught_up, "replica caught up again")
 
     mariadb_replica.sql("INSERT INTO t.repl VALUES (7)")  # root bypasses read_only: a conflicting row
     mariadb_primary.sql("INSERT INTO t.repl VALUES (7)")
-    broken = await _wait_for(collector, lambda s: s.facts["channels"][0].last_sql_errno != 0, "Last_SQL_Error")
-    channel = broken.facts["channels"][0]
+    broken = await _wait_for(collector, lambda s: s.fact(Channels)[0].last_sql_errno != 0, "Last_SQL_Error")
+    channel = broken.fact(Channels)[0]
     assert channel.last_sql_errno == 1062 and "Duplicate entry" in channel.last_sql_error
     assert not channel.sql_running and broken.family("mysql_slave_status_last_sql_errno").value() == 1062
     [(error_labels, _)] = broken.family("dbwatch_mysql_slave_status_last_error").samples
@@ -268,7 +271,7 @@ async def test_heartbeat_table_option_is_checked_and_explained(mariadb_primary, 
     """mariadb_primary: a heartbeat_table that is no table name, and one that does not exist."""
     bad = session_for(make_target(mariadb_primary.dsn(), heartbeat_table="x; DROP TABLE y"))
     snapshot = await collect(MySQLCollector(bad.target, bad))
-    assert snapshot.ok and snapshot.facts["heartbeat"] is None
+    assert snapshot.ok and snapshot.fact(Heartbeat) is None
     assert any("is not a table name like percona.heartbeat" in note for note in snapshot.notes)
     missing = session_for(make_target(mariadb_primary.dsn(), heartbeat_table="nowhere.heartbeat"))
     snapshot = await collect(MySQLCollector(missing.target, missing))
@@ -281,9 +284,9 @@ async def test_heartbeat_utc_reads_a_utc_timestamp_whatever_the_server_time_zone
                         "(ts varchar(26) NOT NULL, server_id int unsigned NOT NULL PRIMARY KEY); INSERT INTO "
                         "percona.heartbeat VALUES (UTC_TIMESTAMP(6) - INTERVAL 4 SECOND, 1)")
     utc = session_for(make_target(mariadb_scratch.dsn(), heartbeat_table="percona.heartbeat", heartbeat_utc=True))
-    assert 3.9 < (await collect(MySQLCollector(utc.target, utc))).facts["heartbeat"].lag_seconds < 6
+    assert 3.9 < (await collect(MySQLCollector(utc.target, utc))).fact(Heartbeat).lag_seconds < 6
     local = session_for(make_target(mariadb_scratch.dsn(), heartbeat_table="percona.heartbeat"))
-    lag = (await collect(MySQLCollector(local.target, local))).facts["heartbeat"].lag_seconds
+    lag = (await collect(MySQLCollector(local.target, local))).fact(Heartbeat).lag_seconds
     assert 5 * 3600 < lag < 5 * 3600 + 6  # read as local time: off by the zone, which is what the option is for
 
 
@@ -303,11 +306,11 @@ async def test_statement_run_n_times_between_collections_has_a_calls_delta_of_ex
     mariadb_primary.sql(f"CREATE DATABASE IF NOT EXISTS t; CREATE TABLE t.{table} (id int)")
     session = session_for(make_target(mariadb_primary.dsn()))
     collector = MySQLStatementsCollector(session.target, session)
-    assert (await collect(collector)).facts["statements"] == []  # the first reading is a baseline
+    assert (await collect(collector)).fact(Statements) == Statements()  # the first reading is a baseline
     mariadb_primary.sql(f"SELECT COUNT(*) FROM {table};\n" * 37, database="t")
     second = await collect(collector)
     digest = digest_of(mariadb_primary, f"FROM `{table}`")
-    [row] = [s for s in second.facts["statements"] if s.queryid == digest]
+    [row] = [s for s in second.fact(Statements) if s.queryid == digest]
     assert row.delta_calls == 37 and row.calls == 37 and row.datname == "t"
     assert row.delta_rows_sent == 37 and row.delta_rows == 37
     assert row.delta_time_seconds > 0 and row.interval_seconds > 0 and row.mean_time_seconds > 0
@@ -331,10 +334,10 @@ async def test_truncated_digest_table_counts_recreated_rows_from_zero(mariadb_pr
     mariadb_primary.sql("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
     mariadb_primary.sql(probe * 3, database="t")
     after = await collect(collector)
-    [row] = [s for s in after.facts["statements"] if s.queryid == digest_of(mariadb_primary, f"FROM `{table}`")]
+    [row] = [s for s in after.fact(Statements) if s.queryid == digest_of(mariadb_primary, f"FROM `{table}`")]
     assert row.delta_calls == 3 and row.calls == 3  # 10 -> 3: a new row, not -7
     assert row.delta_no_index_used == 3 and row.delta_rows_examined == 9 and row.delta_rows_sent == 6
-    assert all(s.delta_calls > 0 and s.delta_time_seconds >= 0 for s in after.facts["statements"])
+    assert all(s.delta_calls > 0 and s.delta_time_seconds >= 0 for s in after.fact(Statements))
 
 
 async def test_top_n_cap_keeps_n_series_and_sums_the_rest_into_other(mariadb_primary, session_for):
@@ -358,7 +361,7 @@ async def test_performance_schema_off_is_a_note_and_the_rest_carries_on(mariadb_
     """mariadb_scratch (performance_schema OFF)."""
     session = session_for(make_target(mariadb_scratch.dsn()))
     statements = await collect(MySQLStatementsCollector(session.target, session))
-    assert statements.facts["statements"] == [] and statements.families == []
+    assert statements.fact(Statements) == Statements() and statements.families == []
     assert statements.notes == [
         "performance_schema is OFF, so statement digests are not collected: set performance_schema = ON under "
         "[mysqld] in the server's configuration and restart the server (it is not dynamic)"]
@@ -394,7 +397,7 @@ async def test_least_privilege_user_collects_everything_and_a_plain_user_is_told
         assert core.notes == [] and statements.notes == []
         assert names(core) == names(root_core) and names(statements) == names(root_statements)
         assert core.family("mysql_info_schema_processlist_processes_by_user").value(mysql_user="root") >= 1
-        assert len(core.facts["channels"]) == (1 if server is mariadb_replica else 0)
+        assert len(core.fact(Channels)) == (1 if server is mariadb_replica else 0)
 
         nomon_core, nomon_statements = results["nomon"]
         assert nomon_core.ok and nomon_statements.notes == []
@@ -403,7 +406,7 @@ async def test_least_privilege_user_collects_everything_and_a_plain_user_is_told
             "SLAVE MONITOR ON *.* TO 'nomon'@'%';"]
 
         plain_core, plain_statements = results["plain"]
-        assert plain_core.ok and plain_statements.ok and plain_statements.facts["statements"] == []
+        assert plain_core.ok and plain_statements.ok and plain_statements.fact(Statements) == Statements()
         seen = {labels[0] for labels, _ in plain_core.family("mysql_info_schema_processlist_processes_by_user").samples}
         assert seen == {"plain"}  # without PROCESS, only its own session
         assert any("lacks PROCESS" in n and "GRANT PROCESS ON *.* TO 'plain'@'%';" in n for n in plain_core.notes)

@@ -25,6 +25,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_advisor import AdvisorCollector, AdvisorOptions
 from dbwatch.collectors.pg_advisor_storage import estimate_table_pages
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.model.facts.pg_storage import IndexBloats, TableBloats
 from tests.auditutil import collect_once, evaluate
 from tests.pgcluster import PostgresServer
 
@@ -122,9 +123,9 @@ def test_freshly_loaded_table_and_index_are_not_reported_as_bloated(lowered):
     snapshot, findings = lowered
     assert by(findings, "PgTableBloat", table="public.clean") == []
     assert by(findings, "PgIndexBloat", index="public.clean_a_idx") == []
-    [fact] = [t for t in snapshot.facts["table_bloat"] if t.table == "clean"]
+    [fact] = [t for t in snapshot.fact(TableBloats) if t.table == "clean"]
     assert fact.ratio < 0.2, fact  # the estimate is close for a packed table
-    [fact] = [i for i in snapshot.facts["index_bloat"] if i.index == "clean_a_idx"]
+    [fact] = [i for i in snapshot.fact(IndexBloats) if i.index == "clean_a_idx"]
     assert fact.ratio < 0.2, fact
 
 
@@ -204,8 +205,8 @@ def test_vacuum_full_and_reindex_clear_the_bloat_findings(server, lowered, defau
     assert by(findings, "PgTableBloat", table="public.bloated") == []
     assert by(findings, "PgIndexBloat", index="public.churn_v_idx") == []
     # Still estimated (above the lowered floor), just no longer bloated.
-    assert [t.ratio < 0.2 for t in snapshot.facts["table_bloat"] if t.table == "bloated"] == [True]
-    assert [i.ratio < 0.2 for i in snapshot.facts["index_bloat"] if i.index == "churn_v_idx"] == [True]
+    assert [t.ratio < 0.2 for t in snapshot.fact(TableBloats) if t.table == "bloated"] == [True]
+    assert [i.ratio < 0.2 for i in snapshot.fact(IndexBloats) if i.index == "churn_v_idx"] == [True]
 
 
 def test_the_table_estimate_follows_the_fill_factor():

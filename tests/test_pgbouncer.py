@@ -23,6 +23,8 @@ from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, MetricType, Snapshot, Target
 from dbwatch.collectors.pgbouncer import PgBouncerCollector, PgBouncerSession, _pools
 from dbwatch.model.facts.pgbouncer import Pool, PoolerConfig
+from dbwatch.model.facts.pgbouncer import Pools
+from dbwatch.model.facts.common import Summary
 from tests.agentproc import AgentProcess, sample_value, wait_for
 from tests.pgbouncerserver import PASSWORDS, PGBOUNCER, PgBouncerServer, free_port
 from tests.pgcluster import PostgresServer
@@ -128,7 +130,7 @@ async def wait_for_pool(collector: PgBouncerCollector, predicate, timeout: float
             return snapshot
         if time.monotonic() > deadline:
             raise AssertionError("pool never reached the expected state: "
-                                 f"{[p for p in snapshot.facts['pools'] if p.database == 'app']}")
+                                 f"{[p for p in snapshot.fact(Pools) if p.database == 'app']}")
         await asyncio.sleep(0.1)
 
 
@@ -167,10 +169,10 @@ async def test_pools_stats_databases_lists_and_config_carry_pgbouncer_exporter_n
     # The console is listed as a pool (as pgbouncer_exporter shows it) but has no utilisation: it pools nothing.
     assert value(snapshot, "pgbouncer_pools_client_active_connections", database="pgbouncer") == 1
     assert value(snapshot, "dbwatch_pgbouncer_pool_utilization_ratio", database="pgbouncer") is None
-    [app] = [p for p in snapshot.facts["pools"] if p.database == "app"]
+    [app] = [p for p in snapshot.fact(Pools) if p.database == "app"]
     assert isinstance(app, Pool) and app.pool_size == 2 and app.utilization == 0 and app.servers_idle == 1
-    assert snapshot.facts["config"].max_client_conn == 50
-    assert snapshot.facts["summary"]["clients"] == "1/50"
+    assert snapshot.fact(PoolerConfig).max_client_conn == 50
+    assert snapshot.fact(Summary)["clients"] == "1/50"
 
 
 async def test_more_clients_than_the_pool_queue_and_utilisation_counts_them(bouncers, password, collector_for):
@@ -190,9 +192,9 @@ async def test_more_clients_than_the_pool_queue_and_utilisation_counts_them(boun
     assert value(snapshot, "pgbouncer_pools_client_maxwait_seconds", **labels) >= 0.3
     # (2 active + 3 waiting) / pool_size 2
     assert value(snapshot, "dbwatch_pgbouncer_pool_utilization_ratio", **labels) == 2.5
-    [app] = [p for p in snapshot.facts["pools"] if p.database == "app"]
+    [app] = [p for p in snapshot.fact(Pools) if p.database == "app"]
     assert (app.clients_active, app.clients_waiting, app.pool_size, app.utilization) == (2, 3, 2, 2.5)
-    assert snapshot.facts["summary"]["busiest pool"] == "app/postgres at 250%"
+    assert snapshot.fact(Summary)["busiest pool"] == "app/postgres at 250%"
 
 
 async def test_the_console_needs_the_simple_query_protocol_over_many_collections(bouncers, password, collector_for):

@@ -19,6 +19,9 @@ from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.options import StatementsOptions
 from dbwatch.collectors.pg_statements import StatementsCollector
 from dbwatch.collectors.postgres import PostgresCollector
+from dbwatch.model.facts.statements import Statements
+from dbwatch.model.facts.postgres import Replicas, Settings, Standby
+from dbwatch.model.facts.common import Summary
 from tests.pgcluster import BIN, PostgresServer
 
 
@@ -46,7 +49,7 @@ def queryid_of(server: PostgresServer, fragment: str) -> int:
 
 
 def deltas_of(snapshot: Snapshot, queryid: int) -> list:
-    return [s for s in snapshot.facts["statements"] if s.queryid == queryid]
+    return [s for s in snapshot.fact(Statements) if s.queryid == queryid]
 
 
 # -- pg_stat_statements: deltas and resets ------------------------------------------------------------
@@ -76,13 +79,13 @@ async def test_global_reset_between_collections_rebaselines_without_negative_del
     pg_primary.psql("SELECT pg_stat_statements_reset()")
     pg_primary.psql("SELECT 2;\n" * 3)
     after_reset = await collect(collector)
-    assert after_reset.facts["statements"] == []  # a re-baseline, not deltas
+    assert after_reset.fact(Statements) == Statements()  # a re-baseline, not deltas
     pg_primary.psql("SELECT 3;\n" * 5)
     later = await collect(collector)
-    assert later.facts["statements"], "deltas resume after the re-baseline"
+    assert later.fact(Statements), "deltas resume after the re-baseline"
     assert all(s.delta_calls > 0 and s.delta_time_seconds >= 0 and s.delta_rows >= 0
                and s.delta_shared_blks_hit >= 0 and s.delta_shared_blks_read >= 0
-               for s in later.facts["statements"])
+               for s in later.fact(Statements))
 
 
 async def test_one_entry_reset_rebaselines_that_row_only(pg_primary, session_for):
@@ -117,7 +120,7 @@ async def test_server_restart_rebaselines_and_the_session_reconnects(pg_scratch,
         await collect(collector)  # the old connection is gone; the next collection reconnects
     pg_scratch.psql(probe * 5)
     after = await collect(collector)
-    assert after.facts["statements"] == []  # new postmaster start time: re-baselined
+    assert after.fact(Statements) == Statements()  # new postmaster start time: re-baselined
     pg_scratch.psql(probe * 2)
     assert [s.delta_calls for s in deltas_of(await collect(collector), queryid_of(pg_scratch, "FROM restarted"))] == [2]
 
@@ -155,7 +158,7 @@ async def test_missing_extension_is_a_note_with_the_command_not_an_error(pg_prim
                     "(SELECT FROM pg_database WHERE datname = 'noext')\\gexec")
     session = session_for(make_target(pg_primary.dsn(database="noext")))
     snapshot = await collect(StatementsCollector(session.target, session))
-    assert snapshot.ok and snapshot.facts["statements"] == []
+    assert snapshot.ok and snapshot.fact(Statements) == Statements()
     assert snapshot.notes == ["pg_stat_statements is not installed in database noext: run "
                               "CREATE EXTENSION pg_stat_statements;"]
 
@@ -184,7 +187,7 @@ async def test_primary_and_standby_both_report_replication(pg_primary, pg_standb
     deadline = time.monotonic() + 20
     while True:
         primary = await collect(PostgresCollector(primary_session.target, primary_session))
-        if primary.facts["replicas"] and primary.facts["replicas"][0].state == "streaming":
+        if primary.fact(Replicas) and primary.fact(Replicas)[0].state == "streaming":
             break
         assert time.monotonic() < deadline, "the standby never showed up in pg_stat_replication"
         await asyncio.sleep(0.2)
@@ -195,15 +198,15 @@ async def test_primary_and_standby_both_report_replication(pg_primary, pg_standb
     assert primary.family("pg_replication_is_replica").value() == 0
     assert primary.family("pg_replication_slots_active").value(slot_name="standby1") == 1
     assert primary.family("pg_replication_slots_pg_wal_lsn_diff").value(slot_name="standby1") >= 0
-    assert primary.facts["standby"] is None
+    assert primary.fact(Standby) is None
 
     standby = await collect(PostgresCollector(standby_session.target, standby_session))
     assert standby.family("pg_replication_is_replica").value() == 1
     assert standby.family("dbwatch_pg_wal_receiver_up").samples == [(("streaming",), 1.0)]
     assert standby.family("pg_replication_lag_seconds").value() >= 0
     assert standby.family("dbwatch_pg_replay_lag_bytes").value() >= 0
-    assert standby.facts["standby"].receiver_status == "streaming" and standby.facts["replicas"] == []
-    assert standby.facts["summary"]["role"] == "standby"
+    assert standby.fact(Standby).receiver_status == "streaming" and standby.fact(Replicas) == Replicas()
+    assert standby.fact(Summary)["role"] == "standby"
 
 
 async def test_core_metrics_use_postgres_exporter_names_labels_and_units(pg_primary, session_for):
@@ -214,7 +217,7 @@ async def test_core_metrics_use_postgres_exporter_names_labels_and_units(pg_prim
     assert snapshot.family("pg_settings_shared_buffers_bytes").value() == 32 * 1024**2
     assert snapshot.family("pg_settings_checkpoint_timeout_seconds").value() == 300
     assert snapshot.family("pg_settings_track_io_timing").value() == 0
-    assert snapshot.family("pg_settings_max_connections").value() == snapshot.facts["settings"].max_connections
+    assert snapshot.family("pg_settings_max_connections").value() == snapshot.fact(Settings).max_connections
     [((version, short),  _)] = snapshot.family("pg_static").samples
     assert version.startswith("PostgreSQL 15.") and short.startswith("15.") and short.endswith(".0")
     modes = {labels[1] for labels, _ in snapshot.family("pg_locks_count").samples}

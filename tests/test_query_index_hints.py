@@ -2,7 +2,7 @@
 
 Starts one throwaway PostgreSQL 15 (tests/pgcluster.py; pg_stat_statements preloaded). The statements
 collector (pg_stat_statements) gives the statements, the PostgreSQL advisor collector the index facts
-(``facts["indexes"]``), both on one session, as the daemon runs them.
+(:class:`IndexKeysList`), both on one session, as the daemon runs them.
 """
 
 from __future__ import annotations

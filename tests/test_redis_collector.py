@@ -18,6 +18,7 @@ from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.redis import RedisCollector, RedisSession
 from dbwatch.collectors.redis_slowlog import SlowlogCollector, SlowlogOptions, classify, key_pattern
+from dbwatch.model.facts.redis import LatencyEvents, RedisInfo, Slowlog
 from tests.redisserver import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,7 +69,7 @@ async def wait_for(collector, condition, seconds: float = 10) -> Snapshot:
         snapshot = await collect(collector)
         if condition(snapshot):
             return snapshot
-        assert time.monotonic() < deadline, f"condition never held; last facts: {snapshot.facts.get('redis')}"
+        assert time.monotonic() < deadline, f"condition never held; last facts: {snapshot.fact(RedisInfo)}"
         await asyncio.sleep(0.1)
 
 
@@ -102,7 +103,7 @@ async def test_info_metrics_carry_redis_exporter_names_and_the_servers_values(se
     info = dict(zip(first.family("redis_instance_info").labelnames, labels))
     assert info["role"] == "master" and info["maxmemory_policy"] == "allkeys-lru"
     assert info["redis_version"] == first.version and first.version.count(".") == 2
-    facts = first.facts["redis"]
+    facts = first.fact(RedisInfo)
     assert facts.role == "master" and facts.keys == 28 and facts.maxclients == 123
     assert facts.memory_used_ratio == facts.used_memory_bytes / (64 * 1024 * 1024)
     assert facts.rdb_save_schedule == "" and facts.aof_enabled is False and facts.rdb_last_bgsave_ok
@@ -134,7 +135,7 @@ async def test_evictions_under_a_small_maxmemory_are_counted(servers, session_fo
     pipe.execute()
     snapshot = await collect(core(session_for(make_target(server.dsn()))))
     assert snapshot.family("redis_evicted_keys_total").value() > 0
-    assert snapshot.facts["redis"].evicted_keys == snapshot.family("redis_evicted_keys_total").value()
+    assert snapshot.fact(RedisInfo).evicted_keys == snapshot.family("redis_evicted_keys_total").value()
     assert snapshot.family("redis_db_keys").value(db="db0") < 3000
 
 
@@ -149,11 +150,11 @@ async def test_replica_link_and_lag_from_both_sides_and_link_down_when_the_prima
     on_primary = core(session_for(make_target(primary.dsn())))
     on_replica = core(session_for(make_target(replica.dsn())))
 
-    linked = await wait_for(on_replica, lambda s: s.facts["redis"].master_link_status == "up")
+    linked = await wait_for(on_replica, lambda s: s.fact(RedisInfo).master_link_status == "up")
     assert linked.family("redis_master_link_up").samples == [(("127.0.0.1", str(primary.port)), 1.0)]
-    assert linked.facts["redis"].role == "slave" and linked.facts["redis"].master_port == primary.port
+    assert linked.fact(RedisInfo).role == "slave" and linked.fact(RedisInfo).master_port == primary.port
     assert 0 <= linked.family("redis_master_last_io_seconds_ago").value() < 5
-    seen = await wait_for(on_primary, lambda s: [r.state for r in s.facts["redis"].replicas] == ["online"])
+    seen = await wait_for(on_primary, lambda s: [r.state for r in s.fact(RedisInfo).replicas] == ["online"])
     assert seen.family("redis_connected_slaves").value() == 1
     [(labels, offset)] = seen.family("redis_connected_slave_offset_bytes").samples
     assert labels == ("127.0.0.1", str(replica.port), "online") and offset >= 0
@@ -164,20 +165,20 @@ async def test_replica_link_and_lag_from_both_sides_and_link_down_when_the_prima
         for i in range(200):
             client.set(f"k{i}", "x" * 100)
         behind = await collect(on_primary)
-        [replica_facts] = behind.facts["redis"].replicas
+        [replica_facts] = behind.fact(RedisInfo).replicas
         primary_offset = behind.family("redis_master_repl_offset").value()
         assert replica_facts.lag_bytes == primary_offset - replica_facts.offset > 200 * 100
         assert behind.family("dbwatch_redis_connected_slave_lag_bytes").value(
             slave_port=str(replica.port)) == replica_facts.lag_bytes
     finally:
         replica.resume()
-    await wait_for(on_primary, lambda s: s.facts["redis"].replicas and s.facts["redis"].replicas[0].lag_bytes == 0)
+    await wait_for(on_primary, lambda s: s.fact(RedisInfo).replicas and s.fact(RedisInfo).replicas[0].lag_bytes == 0)
     caught_up = await collect(on_replica)
     assert caught_up.family("redis_db_keys").value(db="db0") == 200
 
     primary.stop(9)
     down = await wait_for(on_replica, lambda s: s.family("redis_master_link_up").value() == 0)
-    assert down.facts["redis"].master_link_status == "down" and down.facts["redis"].master_last_io_seconds is None
+    assert down.fact(RedisInfo).master_link_status == "down" and down.fact(RedisInfo).master_last_io_seconds is None
     assert down.ok and down.family("redis_up").value() == 1  # the replica itself is fine
 
 
@@ -225,9 +226,9 @@ async def test_acl_user_without_config_collects_and_says_what_is_missing(servers
     [note] = snapshot.notes
     assert note.startswith("CONFIG GET is not available (") and "no permissions" in note and "from INFO" in note
     assert note.endswith("ACL SETUSER <user> +config|get")
-    assert snapshot.facts["redis"].config_available is False and snapshot.facts["redis"].rdb_save_schedule is None
+    assert snapshot.fact(RedisInfo).config_available is False and snapshot.fact(RedisInfo).rdb_save_schedule is None
     slow = await collect(slowlog(session))  # SLOWLOG is allowed: no note about it
-    assert slow.ok and slow.notes == [] and slow.facts["slowlog"].log_slower_than_seconds is None
+    assert slow.ok and slow.notes == [] and slow.fact(Slowlog).log_slower_than_seconds is None
 
     monkeypatch.setenv("T_REDIS_PW", "not-watch-pw")
     other = session_for(make_target(server.dsn(user="watcher"), password_env="T_REDIS_PW"))
@@ -246,7 +247,7 @@ async def test_config_renamed_away_still_collects_from_info(servers, session_for
     assert snapshot.ok
     assert snapshot.family("redis_config_maxclients").value() == 77
     assert snapshot.family("redis_memory_max_bytes").value() == 8 * 1024 * 1024
-    assert snapshot.facts["redis"].maxmemory_policy == "volatile-lru"
+    assert snapshot.fact(RedisInfo).maxmemory_policy == "volatile-lru"
     keys = snapshot.family("redis_db_keys").samples  # databases unknown: Redis's default 16, as redis_exporter
     assert keys[0] == (("db0",), 1.0) and len(keys) == 16 and all(value == 0 for _, value in keys[1:])
     [note] = snapshot.notes
@@ -281,7 +282,7 @@ async def test_slowlog_entries_since_the_last_collection_are_counted_once_by_com
     session = session_for(make_target(server.dsn()))
     collector = slowlog(session)
     baseline = await collect(collector)
-    assert baseline.facts["slowlog"].baseline and baseline.facts["slowlog"].entries == []
+    assert baseline.fact(Slowlog).baseline and baseline.fact(Slowlog).entries == []
 
     for i in range(5):
         client.set(f"user:{1000 + i}:profile", "x")
@@ -289,7 +290,7 @@ async def test_slowlog_entries_since_the_last_collection_are_counted_once_by_com
         client.get(f"session:{uuid.uuid4()}")
     client.execute_command("DEBUG", "SLEEP", "0.05")
     second = await collect(collector)
-    facts = second.facts["slowlog"]
+    facts = second.fact(Slowlog)
     groups = {(g.command, g.key_pattern): g for g in facts.groups}
     assert set(groups) == {("SET", "user:*:profile"), ("GET", "session:*"), ("DEBUG SLEEP", "")}
     assert (groups["SET", "user:*:profile"].count, groups["GET", "session:*"].count) == (5, 3)
@@ -298,12 +299,12 @@ async def test_slowlog_entries_since_the_last_collection_are_counted_once_by_com
     assert second.family("dbwatch_redis_slowlog_entries_total").value(command="SET", key_pattern="user:*:profile") == 5
     assert second.family("dbwatch_redis_slowlog_duration_seconds_total").value(command="DEBUG SLEEP") >= 0.05
     assert second.family("redis_slowlog_last_id").value() >= 9
-    [event] = second.facts["latency"]
+    [event] = second.fact(LatencyEvents)
     assert event.event == "command" and event.latest_seconds >= 0.05
     assert second.family("redis_latency_spike_duration_seconds").value(event_name="command") >= 0.05
 
     third = await collect(collector)  # nothing new but dbwatch's own commands, which are skipped
-    assert third.facts["slowlog"].entries == []
+    assert third.fact(Slowlog).entries == []
     assert third.family("dbwatch_redis_slowlog_entries_total").samples == \
         second.family("dbwatch_redis_slowlog_entries_total").samples
 
@@ -312,9 +313,9 @@ async def test_slowlog_entries_since_the_last_collection_are_counted_once_by_com
     client.slowlog_reset()
     client.execute_command("INCR", "counter:7")
     after_reset = await collect(collector)
-    groups = {(g.command, g.key_pattern): g.count for g in after_reset.facts["slowlog"].groups}
+    groups = {(g.command, g.key_pattern): g.count for g in after_reset.fact(Slowlog).groups}
     assert groups == {("SLOWLOG RESET", ""): 1, ("INCR", "counter:*"): 1}
-    assert after_reset.facts["slowlog"].lost >= 3  # the three SETs were reset before dbwatch read them
+    assert after_reset.fact(Slowlog).lost >= 3  # the three SETs were reset before dbwatch read them
     assert after_reset.family("dbwatch_redis_slowlog_entries_total").value(command="SET") == 5
 
 
@@ -337,7 +338,7 @@ async def test_slowlog_after_a_server_restart_counts_the_new_entries_although_id
     for i in range(4):
         client.lpush(f"queue:{i}", 1)
     after = await collect(collector)
-    groups = {(g.command, g.key_pattern): g.count for g in after.facts["slowlog"].groups}
+    groups = {(g.command, g.key_pattern): g.count for g in after.fact(Slowlog).groups}
     assert groups == {("LPUSH", "queue:*"): 4}
 
 
@@ -357,7 +358,7 @@ async def test_slowlog_series_are_capped_and_newcomers_beyond_the_cap_sum_into_o
     snapshot = await collect(collector)
     counts = {labels: value for labels, value in snapshot.family("dbwatch_redis_slowlog_entries_total").samples}
     assert counts == {("SET", "a:*"): 2, ("SET", "b:*"): 1, ("other", ""): 2}
-    assert {(g.command, g.key_pattern) for g in snapshot.facts["slowlog"].groups} == {
+    assert {(g.command, g.key_pattern) for g in snapshot.fact(Slowlog).groups} == {
         ("SET", "a:*"), ("SET", "c:*"), ("SET", "d:*")}  # the facts keep every group of the interval
 
 
@@ -365,7 +366,7 @@ async def test_slowlog_renamed_away_is_a_note_and_latency_still_collected(server
     """An own Redis with --rename-command SLOWLOG ""."""
     server = servers("--rename-command", "SLOWLOG", "")
     snapshot = await collect(slowlog(session_for(make_target(server.dsn()))))
-    assert snapshot.ok and "slowlog" not in snapshot.facts and snapshot.facts["latency"] == []
+    assert snapshot.ok and not snapshot.has(Slowlog) and snapshot.fact(LatencyEvents) == LatencyEvents()
     assert snapshot.notes == [snapshot.notes[0]] and snapshot.notes[0].startswith("SLOWLOG is not available")
 
 

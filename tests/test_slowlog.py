@@ -30,6 +30,7 @@ from dbwatch.collectors.fingerprint import checksum, class_id, fingerprint
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog import Aggregator, SlowLogCollector, SlowLogOptions, analyze
 from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser
+from dbwatch.model.facts.slowlog import SlowClasses, SlowLogPosition
 from tests.pgcluster import PostgresServer
 
 # Queries pt-query-digest fingerprints correctly: ours must be identical, character for character.
@@ -394,8 +395,8 @@ async def test_a_real_mariadb_slow_log_gives_the_classes_run_and_agrees_with_pt_
     mariadb.sql(WORKLOAD)
     collector = _collector(mariadb.slow_log, tmp_path)
     snapshot = await _collect(collector)
-    assert snapshot.facts["slowlog"]["format"] == "mysql"
-    counts = {c.fingerprint: c for c in snapshot.facts["slow_classes"]}
+    assert snapshot.fact(SlowLogPosition).format == "mysql"
+    counts = {c.fingerprint: c for c in snapshot.fact(SlowClasses)}
     assert counts["select * from orders where id = ?"].count == 25
     assert counts["select total from orders where id in(?+)"].count == 10
     assert counts["insert into orders values(?+)"].count == 7
@@ -409,8 +410,8 @@ async def test_a_real_mariadb_slow_log_gives_the_classes_run_and_agrees_with_pt_
 
     # the same file through pt-query-digest: same classes, same counts, except where it splits o'neil
     theirs = pt_digest(mariadb.slow_log)
-    ours = {c.class_id: c.count for c in snapshot.facts["slow_classes"]}
-    assert len(snapshot.facts["slow_classes"]) < collector.options.top_n
+    ours = {c.class_id: c.count for c in snapshot.fact(SlowClasses)}
+    assert len(snapshot.fact(SlowClasses)) < collector.options.top_n
     differ = {cid: (c["query_count"], ours.get(cid), c["fingerprint"]) for cid, c in theirs.items()
               if ours.get(cid) != c["query_count"]}
     assert {fp for _, _, fp in differ.values()} == {"select * from orders where customer = ?",  # 2 vs 5
@@ -429,14 +430,14 @@ async def test_a_real_mariadb_slow_log_gives_the_classes_run_and_agrees_with_pt_
     mariadb.slow_log.rename(mariadb.slow_log.with_name("slow.log.1"))
     mariadb.sql("FLUSH SLOW LOGS;\n" + "".join(f"SELECT * FROM orders WHERE id = {i};\n" for i in range(6)), "shop")
     snapshot = await _collect(collector)
-    assert {c.fingerprint: c.count for c in snapshot.facts["slow_classes"]}["select * from orders where id = ?"] == 11
+    assert {c.fingerprint: c.count for c in snapshot.fact(SlowClasses)}["select * from orders where id = ?"] == 11
     assert snapshot.family("dbwatch_slowlog_queries_total").value(class_id=point.class_id) == 36
 
     # restart: a new collector on the same state counts only what is new
     mariadb.sql("SELECT * FROM orders WHERE id = 1;\n" * 2, "shop")
     restarted = _collector(mariadb.slow_log, tmp_path)
     snapshot = await _collect(restarted)
-    assert {c.fingerprint: c.count for c in snapshot.facts["slow_classes"]}["select * from orders where id = ?"] == 2
+    assert {c.fingerprint: c.count for c in snapshot.fact(SlowClasses)}["select * from orders where id = ?"] == 2
 
 
 # -- a real PostgreSQL -------------------------------------------------------------------------------------
@@ -490,10 +491,10 @@ async def test_real_postgresql_logs_in_every_format_give_the_statements_run(pg_l
         live = tmp_path / name
         live.write_bytes(data[:cut])
         collector = _collector(live, tmp_path / "state")
-        first = {c.fingerprint: c.count for c in (await _collect(collector)).facts["slow_classes"]}
+        first = {c.fingerprint: c.count for c in (await _collect(collector)).fact(SlowClasses)}
         with open(live, "ab") as fh:
             fh.write(data[cut:])
-        second = {c.fingerprint: c.count for c in (await _collect(collector)).facts["slow_classes"]}
+        second = {c.fingerprint: c.count for c in (await _collect(collector)).fact(SlowClasses)}
         assert {fp: first.get(fp, 0) + second.get(fp, 0) for fp in expected} == expected, name
 
 
@@ -507,7 +508,7 @@ async def test_metrics_are_capped_at_top_n_classes_plus_other(tmp_path):
     queries = snapshot.family("dbwatch_slowlog_queries_total")
     seconds = snapshot.family("dbwatch_slowlog_query_seconds_total")
     by_class = {labels[0]: value for labels, value in queries.samples}
-    top = [c.class_id for c in snapshot.facts["slow_classes"]]
+    top = [c.class_id for c in snapshot.fact(SlowClasses)]
     assert len(top) == 2 and set(by_class) == {*top, "other"}
     assert by_class == {top[0]: 5, top[1]: 4, "other": 6}
     assert sum(v for _, v in seconds.samples) == pytest.approx(sum(0.001 * (k + 1) ** 2 for k in range(5)))
