@@ -136,13 +136,13 @@ class DriverSession(Session, Generic[ConnT]):
                 self._drop()
 
     async def close(self) -> None:
-        """Close for good; waits for the lock's holder to finish (it drops the connection on its way out if
-        it takes longer than a moment) rather than closing a connection under it."""
+        """Close for good. A connection in use is never closed under its holder: the holder drops it as it
+        releases the lock (see :meth:`released`), and nobody gets it afterwards."""
         self._closed = True
-        try:
-            await asyncio.wait_for(self._close_when_free(), timeout=2.0)
-        except TimeoutError:
-            pass  # the holder drops the connection when it releases the lock (see released)
+        if not self.lock.locked():
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await self.disconnect(conn, graceful=True)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
 
@@ -191,12 +191,6 @@ class DriverSession(Session, Generic[ConnT]):
         self.record_failure(time.monotonic())
         self._last_error = reason
         raise CollectorError(f"cannot connect to {self.endpoint}: {reason}")
-
-    async def _close_when_free(self) -> None:
-        async with self.lock:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await self.disconnect(conn, graceful=True)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None

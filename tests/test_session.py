@@ -179,3 +179,31 @@ def test_first_collections_of_a_fleet_are_spread_over_the_interval_and_a_few_tar
     assert max(fleet) <= 15.5 and sum(1 for s in fleet if s > 7.5) > 400  # about half in the second half
     few = [(_first_run(15.0, 3) - now).total_seconds() for _ in range(100)]
     assert max(few) <= 1.5
+
+
+async def test_closing_a_session_in_use_never_breaks_the_query_under_way(pg_primary):
+    """pg_primary: a target removed by a reload while one of its collectors runs a query: the close does not
+    wait for that collector, the query finishes, the collector's next query is refused cleanly, and the
+    connection is gone once the collector lets go of it."""
+    session = PostgresSession(make_target(pg_primary.dsn(), statements_timeout=5.0))
+    running = asyncio.Event()
+
+    async def collector() -> tuple[int, str]:
+        async with session.lock:
+            pid = (await session.connection()).get_server_pid()
+            running.set()
+            [row] = await session.run("SELECT pg_sleep(0.5), 1 AS one")
+            with pytest.raises(CollectorError) as refused:
+                await session.run("SELECT 1")
+            return int(row["one"]), f"{pid} {refused.value}"
+
+    task = asyncio.create_task(collector())
+    await running.wait()
+    await asyncio.wait_for(session.close(), 0.2)
+    one, pid_and_error = await task
+    pid, error = pid_and_error.split(" ", 1)
+    assert one == 1 and error.endswith("is closed")
+    gone = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+    async with asyncio.timeout(5):
+        while pg_primary.psql(gone) != "0":
+            await asyncio.sleep(0.05)
