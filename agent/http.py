@@ -131,11 +131,16 @@ class HttpServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         openmetrics = wants_openmetrics(request.headers.get("Accept"))
-        body = self.exposition.render(openmetrics)
-        response = web.Response(body=body)
+        gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+        # Who scrapes: one connection per Prometheus scrape loop. Vanished series stay (untimestamped) until
+        # every active scraper has fetched them once (exporters/staleness.py).
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        scraper = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
+        response = web.Response(body=self.exposition.scrape(openmetrics, gzip=gzip, scraper=scraper))
         response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        if "gzip" in request.headers.get("Accept-Encoding", "") and len(body) > 4096:
-            response.enable_compression()
+        response.headers["Vary"] = "Accept-Encoding"
+        if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape
+            response.headers["Content-Encoding"] = "gzip"
         return response
 
     async def _healthz(self, request: web.Request) -> web.Response:

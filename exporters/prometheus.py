@@ -3,21 +3,32 @@
 Each new snapshot re-renders only its own (target, collector) fragment: per family, the sample lines with
 ``target`` and the target's configured labels in front. A scrape joins the fragments so that every family
 has one ``# HELP``/``# TYPE`` header followed by all its samples (Prometheus wants them contiguous), and the
-joined body is cached until the store changes. The text is written by hand: prometheus-client costs about
-6 µs per series, too slow to render 100k series in a scrape; its ProcessCollector still provides the
-process_* metrics, which are few.
+joined body (and its gzip form) is cached until the store changes. The text is written by hand:
+prometheus-client costs about 6 µs per series, too slow to render 100k series in a scrape; its
+ProcessCollector still provides the process_* metrics, which are few.
+
+Every collected sample carries the time of the collection that read it (the middle of it), so Prometheus
+keeps one sample per collection whatever its scrape interval: a repeated scrape of the same collection is
+an identical sample at an identical time, which it drops, and ``irate()`` never sees a false zero. Series
+that vanish are handed to :mod:`.staleness` so that Prometheus still ends them promptly. What is computed
+at scrape time (self-metrics, alerts, process_*) is true at scrape time and goes out without a timestamp.
+docs/metrics-freshness.md tells the whole story.
 """
 
 from __future__ import annotations
 
 import platform
+import struct
 import time
+import zlib
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Mapping, Protocol
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from dbwatch.model import MetricFamily, MetricType, Snapshot
+from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
+from dbwatch.model import LabelValues, MetricFamily, MetricType, Snapshot
 
 __all__ = ["Exposition", "TEXT_CONTENT_TYPE", "OPENMETRICS_CONTENT_TYPE", "wants_openmetrics", "render_families"]
 
@@ -56,9 +67,11 @@ class Exposition:
         self.store = store
         self.version = version
         self._labels: dict[str, dict[str, str]] = {}  # target -> labels put on each of its samples
-        self._fragments: dict[tuple[str, str], dict[str, tuple[MetricFamily, str]]] = {}
+        self._fragments: dict[tuple[str, str], _Fragment] = {}
+        self._graves = Graveyard()
+        self._scrapers = Scrapers()
         self._providers: list[Provider] = [self._self_metrics]
-        self._cache: dict[bool, tuple[int, bytes]] = {}
+        self._cache: dict[bool, _Joined] = {}
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
@@ -67,8 +80,10 @@ class Exposition:
     def set_target_labels(self, labels: Mapping[str, Mapping[str, str]]) -> None:
         """The targets' configured labels; targets no longer present lose their fragments."""
         self._labels = {name: {"target": name, **own} for name, own in labels.items()}
+        now = time.time()
         for key in [k for k in self._fragments if k[0] not in labels]:
-            del self._fragments[key]
+            gone = self._fragments.pop(key)
+            self._graves.bury(key, gone.prefix, _vanished(gone, None), now)
         for snapshot in self.store.latest_all():
             if snapshot.target in labels:
                 self._on_snapshot(snapshot)
@@ -79,35 +94,67 @@ class Exposition:
         self._providers.append(provider)
 
     def render(self, openmetrics: bool = False) -> bytes:
-        """The whole body of a scrape. The snapshot part is cached; providers are cheap and always fresh."""
+        """The whole body of a scrape, uncompressed, served to no one in particular."""
+        return self.scrape(openmetrics)
+
+    def scrape(self, openmetrics: bool = False, gzip: bool = False, scraper: str | None = None) -> bytes:
+        """The body of one scrape by ``scraper`` (who it is: tombstones last until every scraper saw them).
+
+        The snapshot part is joined, and compressed, once per change of the store; providers are cheap
+        and always fresh. With ``gzip`` the body is one gzip member: the cached deflate of the snapshot
+        part (ended by a sync flush), the deflate of the fresh part, one CRC over both.
+        """
+        now = time.time()
+        if self._graves.retire(self._scrapers, now):
+            self._generation += 1
         key = self.store.generation + self._generation
-        cached = self._cache.get(openmetrics)
-        if cached is None or cached[0] != key:
-            cached = (key, self._join(openmetrics).encode())
-            self._cache[openmetrics] = cached
+        joined = self._cache.get(openmetrics)
+        if joined is None or joined.key != key:
+            joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics).encode())
         live = render_families(
             [fam for provider in self._providers for fam in provider()], openmetrics
-        )
+        ).encode()
         process = (generate_latest_openmetrics if openmetrics else generate_latest)(self._process)
         if openmetrics:
             process = process.removesuffix(b"# EOF\n")
-        return cached[1] + live.encode() + process + (b"# EOF\n" if openmetrics else b"")
+        fresh = live + process + (b"# EOF\n" if openmetrics else b"")
+        if scraper is not None:
+            self._scrapers.served(scraper, now)
+        if not gzip:
+            return joined.body + fresh
+        deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+        crc = zlib.crc32(fresh, joined.crc())
+        size = (len(joined.body) + len(fresh)) & 0xFFFFFFFF
+        return (_GZIP_HEADER + joined.deflated() + deflater.compress(fresh) + deflater.flush()
+                + struct.pack("<II", crc, size))
+
+    def tombstones(self) -> int:
+        """Vanished series still served without a timestamp (for tests and self-metrics)."""
+        return len(self._graves)
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        prefix = self._labels.get(snapshot.target) or {"target": snapshot.target}
-        fragments: dict[str, tuple[MetricFamily, str]] = {}
-        for family in snapshot.families:
-            fragments[family.name] = (family, _render_samples(family, prefix))
-        self._fragments[(snapshot.target, snapshot.collector)] = fragments
+        labels = self._labels.get(snapshot.target) or {"target": snapshot.target}
+        key = (snapshot.target, snapshot.collector)
+        pairs: _PairsCache = {}  # families of one collection share label sets (a table's 29 families)
+        families = {family.name: (family, _render_samples(family, labels, pairs)) for family in snapshot.families}
+        stamp = round((snapshot.started_at + snapshot.duration / 2) * 1000)
+        fragment = _Fragment(tuple(labels.items()), stamp, families)
+        old = self._fragments.get(key)
+        self._fragments[key] = fragment
+        self._graves.revive(key, fragment.prefix, {name: fam for name, (fam, _) in families.items()})
+        if old is not None:
+            self._graves.bury(key, old.prefix, _vanished(old, fragment), time.time())
         self._generation += 1
 
     def _join(self, openmetrics: bool) -> str:
         by_name: dict[str, list[tuple[MetricFamily, str]]] = {}
-        for fragments in self._fragments.values():
-            for name, entry in fragments.items():
+        for fragment in self._fragments.values():
+            for name, entry in fragment.stamped(openmetrics).items():
                 by_name.setdefault(name, []).append(entry)
+        for entry in self._graves.entries():
+            by_name.setdefault(entry[0].name, []).append(entry)
         parts = []
         for name in sorted(by_name):
             entries = by_name[name]
@@ -139,6 +186,68 @@ class Exposition:
             if latest is not None:
                 age.add(labels, max(0.0, now - latest.started_at - latest.duration))
         return [build, duration, runs, errors, success, age]
+
+
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
+
+
+@dataclass(slots=True)
+class _Fragment:
+    """One (target, collector)'s latest collection: per family, its untimestamped sample lines."""
+
+    prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with
+    stamp_ms: int  # when its values were read: the middle of the collection, in ms since the epoch
+    families: dict[str, tuple[MetricFamily, str]]
+    _stamped: dict[bool, dict[str, tuple[MetricFamily, str]]] = field(default_factory=dict)
+
+    def stamped(self, openmetrics: bool) -> dict[str, tuple[MetricFamily, str]]:
+        """The bodies with the timestamp on every line: ms in the text format, seconds in OpenMetrics."""
+        done = self._stamped.get(openmetrics)
+        if done is None:
+            ms = self.stamp_ms
+            end = f" {ms // 1000}.{ms % 1000:03d}\n" if openmetrics else f" {ms}\n"
+            # Every newline in a body ends a sample line: newlines inside label values are escaped.
+            done = self._stamped[openmetrics] = {
+                name: (family, body.replace("\n", end)) for name, (family, body) in self.families.items()}
+        return done
+
+
+@dataclass(slots=True)
+class _Joined:
+    """The snapshot part of a scrape for one store generation, and its deflate computed on first need."""
+
+    key: int
+    body: bytes
+    _deflated: bytes | None = None
+    _crc: int | None = None
+
+    def deflated(self) -> bytes:
+        if self._deflated is None:
+            deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+            self._deflated = deflater.compress(self.body) + deflater.flush(zlib.Z_SYNC_FLUSH)
+        return self._deflated
+
+    def crc(self) -> int:
+        if self._crc is None:
+            self._crc = zlib.crc32(self.body)
+        return self._crc
+
+
+def _vanished(old: _Fragment, new: _Fragment | None) -> dict[str, tuple[MetricFamily, Lines]]:
+    """The series of ``old`` that ``new`` no longer has (all of them when it has another label prefix)."""
+    out: dict[str, tuple[MetricFamily, Lines]] = {}
+    same_prefix = new is not None and new.prefix == old.prefix
+    for name, (family, body) in old.families.items():
+        kept = new.families.get(name) if new is not None and same_prefix else None
+        if kept is not None and kept[0].labelnames == family.labelnames:
+            present = {labelvalues for labelvalues, _ in kept[0].samples}
+            gone = [i for i, (labelvalues, _) in enumerate(family.samples) if labelvalues not in present]
+        else:
+            gone = list(range(len(family.samples)))
+        if gone:
+            lines = body.split("\n")  # one line per sample, in order
+            out[name] = (family, {family.samples[i][0]: lines[i] for i in gone})
+    return out
 
 
 def render_families(
@@ -177,7 +286,11 @@ def _openmetrics_name_and_type(family: MetricFamily) -> tuple[str, MetricType | 
     return family.name, family.type
 
 
-def _render_samples(family: MetricFamily, labels: Mapping[str, str]) -> str:
+#: label names -> label values -> their rendered pairs (``a="1",b="2"``), shared by the families of a collection
+_PairsCache = dict[tuple[str, ...], dict[LabelValues, str]]
+
+
+def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache: _PairsCache | None = None) -> str:
     name = family.name
     names = family.labelnames
     # A sample's own label wins over a target label of the same name (it says more about the series).
@@ -189,8 +302,11 @@ def _render_samples(family: MetricFamily, labels: Mapping[str, str]) -> str:
             lines.append(head + _format_value(value))
     else:
         sep = "," if prefix else ""
+        rendered = (pairs_cache if pairs_cache is not None else {}).setdefault(names, {})
         for values, value in family.samples:
-            pairs = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(names, values))
+            pairs = rendered.get(values)
+            if pairs is None:
+                pairs = rendered[values] = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(names, values))
             lines.append(f"{name}{{{prefix}{sep}{pairs}}} {_format_value(value)}")
     return "\n".join(lines) + "\n" if lines else ""
 

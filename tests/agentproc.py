@@ -111,10 +111,11 @@ def sample_value(metrics: str, name: str, **labels: str) -> float | None:
     for line in metrics.splitlines():
         if not line.startswith(name):
             continue
-        head, _, value = line.rpartition(" ")
-        metric, _, label_text = head.partition("{")
+        # name{labels} value [timestamp]: the value is the first field after the labels (or the name)
+        head, brace, rest = line.rpartition("}")
+        metric, _, label_text = (head + brace).partition("{") if brace else (line.split(" ", 1)[0], "", "")
         if metric != name:
             continue
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            return float(value)
+            return float((rest if brace else line).split()[1 if not brace else 0])
     return None
