@@ -49,6 +49,8 @@ class SnapshotStore:
         if history is None:
             history = self._history[key] = collections.deque(maxlen=self.history_size)
             self._by_target.setdefault(snapshot.target, []).append(snapshot.collector)
+        if not snapshot.keep_history:
+            history.clear()
         history.append(snapshot)
         stats = self._stats.get(key)
         if stats is None:

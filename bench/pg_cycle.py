@@ -3,8 +3,8 @@
 Starts a throwaway PostgreSQL 15 (pg_stat_statements preloaded), creates 2,000 tables and 5,000
 distinct pg_stat_statements entries, then measures:
 
-- dbwatch (`dbwatch run`, both PostgreSQL collectors every 2 s): CPU seconds per cycle, wall time of a
-  cycle, peak RSS, /metrics size, series count and scrape latency;
+- dbwatch (`dbwatch run`, its PostgreSQL collectors every 2 s, per-table statistics for every table): CPU
+  seconds per cycle, wall time of a cycle, peak RSS, /metrics size, series count and scrape latency;
 - postgres_exporter (Debian package) with --auto-discover-databases and the example queries from
   ../shared/bench/pgexp-queries-pg15.yaml: the same figures per scrape (it collects on scrape).
 
@@ -32,6 +32,9 @@ from tests.pgcluster import PostgresServer  # noqa: E402
 
 PEER_QUERIES = ROOT.parent / "shared" / "bench" / "pgexp-queries-pg15.yaml"
 EXPORTER = "/usr/bin/prometheus-postgres-exporter"
+# One dbwatch cycle: every PostgreSQL collector on by default once (per-table statistics of every table:
+# max_tables is raised to the table count, as the exporter's queries.yaml has no limit).
+COLLECTORS = ("postgres", "statements", "tables", "settings", "stats")
 
 
 def build_workload(server: PostgresServer, tables: int, statements: int) -> int:
@@ -54,14 +57,14 @@ def build_workload(server: PostgresServer, tables: int, statements: int) -> int:
     return int(server.psql("SELECT count(*) FROM pg_stat_statements", database="bench"))
 
 
-def measure_dbwatch(dsn: str, workdir: Path, cycles: int, top_n: int) -> dict[str, float]:
+def measure_dbwatch(dsn: str, workdir: Path, cycles: int, top_n: int, max_tables: int) -> dict[str, float]:
     port = free_port()
     config = workdir / "bench.yaml"
     config.write_text(
         f"state_dir: {workdir / 'state'}\nserver: {{listen: '127.0.0.1:{port}'}}\nlogging: {{level: warning}}\n"
         "targets:\n"
         f"  - name: bench\n    engine: postgres\n    dsn: '{dsn}'\n    interval: 2s\n    timeout: 30s\n"
-        f"    collectors: {{statements: {{interval: 2s, top_n: {top_n}}}}}\n"
+        f"    collectors: {{statements: {{interval: 2s, top_n: {top_n}}}, tables: {{max_tables: {max_tables}}}}}\n"
     )
     proc = subprocess.Popen([sys.executable, "-m", "dbwatch.agent.cli", "run", "-c", str(config)],
                             stderr=subprocess.DEVNULL)
@@ -72,7 +75,7 @@ def measure_dbwatch(dsn: str, workdir: Path, cycles: int, top_n: int) -> dict[st
         wait_for(lambda: _runs(url) >= runs0 + cycles, 30 + 4 * cycles, f"{cycles} more cycles", interval=0.2)
         runs1, cpu1, elapsed = _runs(url), cpu_seconds(proc.pid), time.monotonic() - began
         durations = scrape(url + "/metrics").body
-        wall = sum(_sample(durations, "dbwatch_collector_duration_seconds", c) for c in ("postgres", "statements"))
+        wall = sum(_sample(durations, "dbwatch_collector_duration_seconds", c) for c in COLLECTORS)
         scrapes = [scrape(url + "/metrics") for _ in range(20)]
         return {
             "cpu_ms_per_cycle": (cpu1 - cpu0) / (runs1 - runs0) * 1000,
@@ -123,7 +126,7 @@ def _runs(url: str) -> float:
         body = scrape(url + "/metrics").body
     except OSError:
         return 0
-    return min(_sample(body, "dbwatch_collector_runs_total", c) for c in ("postgres", "statements"))
+    return min(_sample(body, "dbwatch_collector_runs_total", c) for c in COLLECTORS)
 
 
 def _sample(body: str, name: str, collector: str) -> float:
@@ -160,7 +163,7 @@ def main() -> int:
             entries = build_workload(server, args.tables, args.statements)
             dsn = server.dsn(database="bench")
             print(f"pg_stat_statements entries: {entries}", file=sys.stderr)
-            ours = measure_dbwatch(dsn, Path(tmp), args.cycles, args.top_n)
+            ours = measure_dbwatch(dsn, Path(tmp), args.cycles, args.top_n, max(1000, args.tables))
             peer = measure_exporter(dsn + ("&" if "?" in dsn else "?") + "sslmode=disable", 5)
         finally:
             server.stop()

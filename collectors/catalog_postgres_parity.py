@@ -145,6 +145,20 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('pg_wal_<column>', G,
                'WAL segments in pg_wal and their total size (needs pg_monitor or superuser)',
                (), 'stats', values=('segments', 'size_bytes')),
+    # -- the agent, in postgres_exporter's words (exporters/pg_exporter_compat.py) ------------------------
+    MetricSpec('pg_exporter_last_scrape_error', G,
+               "1 when the last collection by a PostgreSQL target's postgres collector failed (postgres_exporter's "
+               'last scrape).',
+               (), 'agent'),
+    MetricSpec('pg_exporter_scrapes_total', C,
+               "Collections by a PostgreSQL target's postgres collector (postgres_exporter's scrapes).",
+               (), 'agent'),
+    MetricSpec('pg_exporter_last_scrape_duration_seconds', G,
+               "Duration of the last collection by a PostgreSQL target's postgres collector.",
+               (), 'agent'),
+    MetricSpec('pg_scrape_collector_<column>', G,
+               'Whether the last collection by each PostgreSQL collector succeeded, and how long it took',
+               ('collector',), 'agent', values=('success', 'duration_seconds')),
     # -- custom ---------------------------------------------------------------------------------------
     MetricSpec('dbwatch_pg_custom_query_success', G,
                'Whether a custom query ran (1) or failed (0), by query name and database.',

@@ -34,7 +34,7 @@ from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, MetricType, Snapshot, gauge
 from dbwatch.model.options import Flag, Text
 
-__all__ = ["CustomOptions", "CustomQueriesCollector", "file_problems"]
+__all__ = ["CustomOptions", "CustomQueriesCollector"]
 
 
 class CustomOptions(DatabaseScope):
@@ -43,16 +43,16 @@ class CustomOptions(DatabaseScope):
     queries_file: Text = ""  # postgres_exporter's queries.yaml (its --extend.query-path)
     auto_discover_databases: Flag = False
 
-
-def file_problems(options: CustomOptions) -> list[str]:
-    """What ``dbwatch validate`` reports about the configured queries file: one line per problem."""
-    if not options.queries_file:
+    def file_problems(self) -> list[tuple[str, str]]:
+        """What the configuration check reports about the queries file: ``(option, line)``, one per problem,
+        each naming the query and its field."""
+        if not self.queries_file:
+            return []
+        try:
+            load_queries(self.queries_file)
+        except QueryFileError as exc:
+            return [("queries_file", f"{exc.source}: {problem}") for problem in exc.problems]
         return []
-    try:
-        load_queries(options.queries_file)
-    except QueryFileError as exc:
-        return [f"{exc.source}: {problem}" for problem in exc.problems]
-    return []
 
 
 class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
@@ -103,6 +103,7 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
                     continue
                 out.add(query, cached[1], database if len(databases) > 1 and not query.master else None)
         snapshot.families.extend([*out.families(), success])
+        snapshot.keep_history = False  # the user's series, as many as the queries return; no rule reads them
 
     def _queries(self) -> tuple[CustomQuery, ...]:
         """The file's queries, re-read when it changes; a file gone bad keeps failing, plainly."""

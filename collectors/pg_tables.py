@@ -83,6 +83,7 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
             if options.indexes:
                 out.add_indexes(database, indexes)
         snapshot.families.extend(out.families())
+        snapshot.keep_history = False  # tens of thousands of samples; no rule reads them over time
 
 
 def _table_name(view: str, column: str, statio_names: str) -> str:

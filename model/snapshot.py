@@ -65,6 +65,9 @@ class Snapshot:
     error: str | None = None
     notes: list[str] = field(default_factory=list)
     version: str | None = None
+    #: False for a collection no rule reads over time and too big to keep 40 of (per-table statistics):
+    #: the store then keeps only the latest of that collector
+    keep_history: bool = True
 
     _index: tuple[list[MetricFamily], int, dict[str, MetricFamily]] | None = field(
         default=None, repr=False, compare=False)

@@ -16,12 +16,15 @@ import asyncpg
 import pytest
 import yaml
 
+from dbwatch.agent.config import ConfigError, load_config
+from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_custom import CustomQueriesCollector
 from dbwatch.collectors.pg_custom_parse import parse_queries
 from dbwatch.collectors.pg_settings import SESSION_SETTINGS, SettingsCollector
 from dbwatch.collectors.pg_stats_more import MoreStatsCollector
 from dbwatch.collectors.pg_tables import TablesCollector
 from dbwatch.collectors.postgres import PostgresCollector
+from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
 from dbwatch.exporters.prometheus import render_families
 from dbwatch.model import CollectorSettings, MetricFamily, Snapshot, Target
 from tests.helpers import collect
@@ -308,3 +311,46 @@ bad_usage:
         "bad_usage.metrics[1].y.mapping: required for MAPPEDMETRIC: the column's values mapped to numbers",
     ]
     assert parse_queries("a: [unclosed")[1][0].startswith("line 1: not valid YAML")
+
+
+def test_validate_names_each_problem_of_the_queries_file_with_the_config_path(tmp_path):
+    """No server: the configuration check reads the queries file a custom collector names."""
+    queries = tmp_path / "queries.yaml"
+    queries.write_text("pg_a:\n  query: SELECT 1 AS x\n  metrics: [{x: {usage: GAUGES}}]\npg_b:\n  metrics: []\n")
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text("targets:\n  - name: pg\n    engine: postgres\n    dsn: postgresql://u@127.0.0.1:5432/postgres\n"
+                      f"    collectors: {{custom: {{enabled: true, queries_file: {queries}}}}}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(config)
+    prefix = f"targets[0].collectors.custom.queries_file: {queries}: "
+    assert info.value.problems == [
+        prefix + "pg_a.metrics[0].x.usage: expected one of LABEL, COUNTER, GAUGE, MAPPEDMETRIC, DURATION, "
+                 "HISTOGRAM, DISCARD, got 'GAUGES'",
+        prefix + "pg_b.query: required: the SQL to run, as a string",
+        prefix + "pg_b.metrics: required: a list of columns, each with a usage",
+    ]
+
+
+def test_postgres_exporters_own_metrics_come_from_the_postgres_collectors_jobs():
+    """No server: a store with one good and one failed collection of a PostgreSQL target."""
+    store = SnapshotStore()
+    for collector, ok in (("postgres", False), ("tables", True)):
+        snapshot = Snapshot(target="pg", engine="postgres", collector=collector, started_at=time.time(),
+                            duration=0.25, ok=ok)
+        store.put(snapshot)
+    families = {f.name: dict(f.samples) for f in pg_exporter_families(store)}
+    assert families["pg_exporter_last_scrape_error"] == {("pg",): 1}
+    assert families["pg_scrape_collector_success"] == {("pg", "postgres"): 0, ("pg", "tables"): 1}
+    assert set(families) == {"pg_exporter_last_scrape_error", "pg_exporter_scrapes_total",
+                             "pg_exporter_last_scrape_duration_seconds", "pg_scrape_collector_success",
+                             "pg_scrape_collector_duration_seconds"}
+
+
+def test_the_store_keeps_only_the_latest_collection_of_per_table_statistics():
+    """No server: 40 snapshots of history are kept for rules, but not of a collection that opts out."""
+    store = SnapshotStore()
+    for _ in range(3):
+        store.put(Snapshot(target="pg", engine="postgres", collector="postgres", started_at=time.time()))
+        store.put(Snapshot(target="pg", engine="postgres", collector="tables", started_at=time.time(),
+                           keep_history=False))
+    assert len(store.history("pg", "postgres")) == 3 and len(store.history("pg", "tables")) == 1
