@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from typing import Any
 
 import psutil
 
@@ -91,9 +92,9 @@ class HostCollector(Collector[HostSession, HostOptions]):
         snapshot.put(Summary({"cpu": busy, "memory": f"{readings['memory']:.0%}"}))
 
 
-def _read(paths: list[str]) -> dict:
+def _read(paths: list[str]) -> dict[str, Any]:
     try:
-        filesystems = {}
+        filesystems: dict[str, dict[str, Any] | None] = {}
         for path in paths:
             try:
                 stat = os.statvfs(path)

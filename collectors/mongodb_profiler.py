@@ -16,11 +16,9 @@ import datetime as dt
 import json
 from typing import Any
 
-from pymongo import AsyncMongoClient
-
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector
-from dbwatch.collectors.mongodb import APP_NAME, MongoSession, refusal_note
+from dbwatch.collectors.mongodb import APP_NAME, Client, MongoSession, refusal_note
 from dbwatch.model.options import CollectorOptions, Count, Texts
 from dbwatch.model.facts.mongodb import (
     MongoIndexUsage, MongoIndexUsages, MongoProfiler, MongoSlowOp, MongoSlowOps,
@@ -118,7 +116,7 @@ class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
         snapshot.put(MongoProfiler(baseline=baseline, levels=levels, slowms=slowms, truncated=truncated))
         snapshot.families.extend(self._families(entries, levels))
 
-    async def _read(self, client: AsyncMongoClient, db: str, limit: int) -> list[dict[str, Any]]:
+    async def _read(self, client: Client, db: str, limit: int) -> list[dict[str, Any]]:
         since = self._since.get(db)
         query = {"ts": {"$gt": since}} if since is not None else {}
         # Newest first, so that a first collection or a burst keeps the latest entries; reversed below.
@@ -159,8 +157,8 @@ class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
 
 
 def _slow_op(db: str, doc: dict[str, Any]) -> MongoSlowOp:
-    command = doc.get("command") if isinstance(doc.get("command"), dict) else {}
-    query = doc.get("query") if isinstance(doc.get("query"), dict) else {}  # profiler entries before 3.6
+    command = _mapping(doc.get("command"))
+    query = _mapping(doc.get("query"))  # profiler entries before 3.6
     filter_, sort = _filter_and_sort({**query, **command})
     ts = doc.get("ts")
     return MongoSlowOp(
@@ -230,7 +228,8 @@ class IndexStatsCollector(Collector[MongoSession, IndexStatsOptions]):
                     snapshot.notes.append(refusal_note(f"listCollections on {db}", error, "its index usage is",
                                                        READ_GRANT))
                     continue
-                namespaces.extend((db, n) for n in sorted(names or []) if not n.startswith("system."))
+                collections = sorted(str(name) for name in names or [])  # list_collection_names: strings
+                namespaces.extend((db, n) for n in collections if not n.startswith("system."))
             if len(namespaces) > max_collections:
                 snapshot.notes.append(f"{len(namespaces)} collections, more than max_collections ({max_collections}): "
                                       f"index usage of the rest is not collected")
@@ -250,13 +249,13 @@ class IndexStatsCollector(Collector[MongoSession, IndexStatsOptions]):
         snapshot.families.append(ops)
 
 
-async def _index_stats(client: AsyncMongoClient, db: str, coll: str) -> list[dict[str, Any]]:
+async def _index_stats(client: Client, db: str, coll: str) -> list[dict[str, Any]]:
     cursor = await client[db][coll].aggregate([{"$indexStats": {}}])
     return await cursor.to_list(1000)
 
 
 def _usage(db: str, coll: str, doc: dict[str, Any]) -> MongoIndexUsage:
-    accesses = doc.get("accesses") if isinstance(doc.get("accesses"), dict) else {}
+    accesses = _mapping(doc.get("accesses"))
     since = accesses.get("since")
     return MongoIndexUsage(
         database=db, collection=coll, name=str(doc.get("name", "")),
@@ -265,3 +264,8 @@ def _usage(db: str, coll: str, doc: dict[str, Any]) -> MongoIndexUsage:
         ops=int(accesses.get("ops", 0) or 0),
         since=since.timestamp() if isinstance(since, dt.datetime) else None,
     )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    """A sub-document of a profiler or $indexStats entry, or an empty one when it is absent or not a document."""
+    return value if isinstance(value, dict) else {}

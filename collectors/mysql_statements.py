@@ -98,7 +98,7 @@ class MySQLStatementsCollector(Collector[MySQLSession, StatementsOptions]):
         previous_baseline, previous_at = self._baseline, self._taken_at
         interval = now - previous_at if previous_at is not None else 0.0
         baseline: dict[Key, tuple[float, tuple[float, ...]]] = {}
-        zero = (0,) * len(COLUMNS)
+        zero: tuple[float, ...] = (0,) * len(COLUMNS)
         out = []
         for values in rows:
             key: Key = (values[0], values[1])

@@ -126,7 +126,8 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
     async def collect(self, snapshot: Snapshot) -> None:
         session = self.session
         async with session.lock:
-            snapshot.version = (await session.connected_server()).version
+            server = await session.connected_server()
+            snapshot.version = server.version
             [state] = await session.run(sql.STATE)
             tables = {r["oid"]: _table(r) for r in await session.run(sql.TABLES)}
             indexes = [dict(r) for r in await session.run(sql.INDEXES)]
@@ -152,12 +153,12 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
         if state["hypopg"] is None:
             install = ("" if state["hypopg_available"] else
                        f"install HypoPG on the server (Debian/Ubuntu: apt-get install "
-                       f"postgresql-{session.server.version_num // 10000}-hypopg), then ")
+                       f"postgresql-{server.version_num // 10000}-hypopg), then ")
             snapshot.notes.append(
                 f"HypoPG is not installed in database {state['database']}: index candidates are heuristic, "
                 f"not costed; {install}run CREATE EXTENSION hypopg; in {state['database']} for costed advice")
         if hidden["hidden"]:
-            snapshot.notes.append(f"{hidden['hidden']} sequence(s) are not readable by role {session.server.role} "
+            snapshot.notes.append(f"{hidden['hidden']} sequence(s) are not readable by role {server.role} "
                                   f"(GRANT SELECT ON SEQUENCE ...), so how close they are to their maximum is unknown")
         snapshot.families.extend(run.families(len(statements), len(candidates)))
         snapshot.families.append(self.sql.failures.family())

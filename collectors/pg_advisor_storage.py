@@ -182,8 +182,8 @@ async def storage_facts(session: Any, statements: Sequence[Any], o: StorageOptio
     skipped = [0]
     tables = [f for r in await session.run(TABLE_BLOAT, o.bloat_min_size_bytes)
               if (f := _table_bloat(r, skipped)) is not None]
-    indexes = [f for r in await session.run(INDEX_BLOAT, o.bloat_min_size_bytes)
-               if (f := _index_bloat(r, skipped)) is not None]
+    indexes = [i for r in await session.run(INDEX_BLOAT, o.bloat_min_size_bytes)
+               if (i := _index_bloat(r, skipped)) is not None]
     brin, partition = await _range_candidates(session, statements, o)
     return (
         StorageSettings(
@@ -248,7 +248,9 @@ async def _range_candidates(session: Any, statements: Sequence[Any], o: StorageO
     for s in statements:
         for ref, use in s.parsed.tables.items():
             oid = oids.get(_reference(ref))
-            for column in use.range if oid is not None else ():
+            if oid is None:
+                continue
+            for column in use.range:
                 ranged.setdefault((oid, column), []).append(s)
     wanted = sorted({oid for oid, _ in ranged})
     tables = {r["oid"]: r for r in await session.run(TABLES, wanted)}

@@ -99,7 +99,7 @@ class StatementsCollector(Collector[PostgresSession, StatementsOptions]):
         zero = (0,) * len(COLUMNS)
         out = []
         for values in rows:
-            key: Key = values[:_FIRST]  # type: ignore[assignment]
+            key: Key = values[:_FIRST]
             current = values[_FIRST:_END]
             baseline[key] = current
             if rebaseline:

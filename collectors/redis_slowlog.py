@@ -108,9 +108,9 @@ class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
                         "Slow log entries seen by dbwatch (since it started), by command and key pattern.", labels)
         seconds = counter("dbwatch_redis_slowlog_duration_seconds_total",
                           "Execution time of those entries (without I/O), by command and key pattern.", labels)
-        for key, (calls, total) in self._totals.items():
+        for key, (calls, spent) in self._totals.items():
             count.add(key, calls)
-            seconds.add(key, total)
+            seconds.add(key, spent)
         lost_total = counter(
             "dbwatch_redis_slowlog_lost_entries_total",
             "Entries that left the slow log (slowlog-max-len, SLOWLOG RESET) before dbwatch read them.",

@@ -276,7 +276,7 @@ class SlowLogCollector(Collector[Session, SlowLogOptions]):
         events.add((), agg.events)
         skipped = counter("dbwatch_slowlog_lines_skipped_total",
                           "Lines of the slow log that belong to no event (neither a header nor a query).")
-        skipped.add((), self.parser.skipped_lines)  # type: ignore[attr-defined]
+        skipped.add((), self.parser.skipped_lines)
         errors = counter("dbwatch_slowlog_parse_errors_total",
                          "Slow log records skipped: malformed, not UTF-8, or larger than the record limit.")
         errors.add((), self.parser.skipped)
@@ -311,6 +311,6 @@ def analyze(paths: Iterable[str], fmt: str = "auto", sample_length: int = 1000
         follower.finish(aggregator.add)
         follower.close()
         skipped += parser.skipped
-        skipped_lines += parser.skipped_lines  # type: ignore[attr-defined]
+        skipped_lines += parser.skipped_lines
     classes = aggregator.close_interval()
     return classes, {"events": aggregator.events, "parse_errors": skipped, "lines_skipped": skipped_lines}
