@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.agentproc import AgentProcess
+from tests.agentproc import AgentProcess, sample_value
 from tests.pgcluster import BIN
 from tests.mariadbserver import mariadb_primary  # noqa: F401  (a fixture: a throwaway MariaDB)
 from tests.redisserver import RedisServer
@@ -103,7 +103,13 @@ def test_a_transaction_held_past_the_threshold_fires_and_resolves_at_the_webhook
         holder.stdin.close()
         holder.wait(30)
     wait_for(lambda: hook.alerts("LongTransaction", "resolved"), 30, "the resolved notification")
-    time.sleep(2)
+    # Nothing more to come: the agent's outbox is empty and all it sent has arrived.
+    def drained() -> str | None:
+        metrics = proc.metrics()
+        return metrics if sample_value(metrics, "dbwatch_notification_queue_length", receiver="oncall") == 0 else None
+
+    metrics = wait_for(drained, 10, "an empty outbox")
+    assert sample_value(metrics, "dbwatch_notifications_total", receiver="oncall", result="sent") == len(hook.bodies)
     fingerprints = {a["fingerprint"] for a in hook.alerts("LongTransaction", "resolved")}
     assert len(hook.alerts("LongTransaction", "resolved")) == len(fingerprints), "one resolve per alert"
 
@@ -273,9 +279,13 @@ def test_a_firing_alert_survives_an_agent_restart_without_a_second_notification(
 
     second = agent(config)  # the same tmp_path, so the same state_dir
     wait_for(lambda: second.get("/readyz", check=False) == 200, 20, "ready after the restart")
-    time.sleep(3)  # several evaluations with the target still down
+    wait_for(lambda: (sample_value(second.metrics(), "dbwatch_collector_runs_total", target="flaky",
+                                   collector="postgres") or 0) >= 3, 20, "three evaluations with the target still down")
     [after] = [a for a in second.get("/api/v1/alerts") if a["labels"]["alertname"] == "TargetDown"]
     assert after["state"] == "firing" and after["firedAt"] == before["firedAt"]
+    metrics = second.metrics()  # nothing sent and nothing queued since the restart
+    assert sample_value(metrics, "dbwatch_notifications_total", receiver="oncall", result="sent") == 0
+    assert sample_value(metrics, "dbwatch_notification_queue_length", receiver="oncall") == 0
     assert len(hook.alerts("TargetDown", "firing")) == 1, "re-notified after the restart"
     pg_scratch.start()
     wait_for(lambda: hook.alerts("TargetDown", "resolved"), 30, "the resolve after the restart")

@@ -93,8 +93,7 @@ def test_sighup_adds_and_removes_targets_and_a_bad_config_keeps_the_old(agent, p
     proc.signal(signal.SIGHUP)
     wait_for(lambda: "reload rejected" in proc.log(), 20, "the rejected reload in the log")
     assert 'targets[0].interval: expected a duration like "15s", got "fast"' in proc.log()
-    time.sleep(1.5)
-    assert set(proc.targets()) == {"second"}
+    assert set(proc.targets()) == {"second"}  # the rejection is logged once the reload is over
     assert sample_value(proc.metrics(), "pg_up", target="second") == 1
 
 

@@ -31,7 +31,7 @@ from dbwatch.rules.catalog import python_rules
 from dbwatch.rules.cluster import ClusterView, discover_clusters
 from dbwatch.rules.clusterconfig import ClusterConfig, FailoverConfig
 from dbwatch.rules.engine import RuleEngine, TargetView
-from tests.agentproc import AgentProcess
+from tests.agentproc import AgentProcess, sample_value
 from tests.pgcluster import PostgresServer
 from tests.helpers import wait_for
 
@@ -318,7 +318,12 @@ def test_in_dry_run_nothing_changes_and_a_replica_far_behind_is_not_the_candidat
         [taken] = wait_for(lambda: alerts(agent, "FailoverActionTaken"), 10, "the dry run's FailoverActionTaken")
         assert taken["labels"]["dry_run"] == "true" and "would run SELECT pg_promote() on pg-good" in \
             taken["annotations"]["description"]
-        time.sleep(2)
+        def runs() -> float:
+            return sample_value(agent.metrics(), "dbwatch_collector_runs_total", target="pg-good",
+                                collector="postgres") or 0
+
+        seen = runs()
+        wait_for(lambda: runs() >= seen + 2, 10, "two more evaluations after the dry run")
         assert good.psql("SELECT pg_is_in_recovery()") == "t" and behind.psql("SELECT pg_is_in_recovery()") == "t"
         assert len(cluster(agent)["actions"]) == 1  # once per cooldown, not once per evaluation
     finally:

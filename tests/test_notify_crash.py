@@ -96,17 +96,15 @@ async def alertmanager(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
-            deadline = time.monotonic() + 20
-            while True:
+            async def ready() -> bool:
                 assert process.poll() is None, process.stderr.read() if process.stderr else ""
                 try:
                     async with session.get(url + "/-/ready", timeout=aiohttp.ClientTimeout(total=1)) as response:
-                        if response.status == 200:
-                            break
+                        return response.status == 200
                 except aiohttp.ClientError:
-                    pass
-                assert time.monotonic() < deadline, "Alertmanager did not become ready"
-                await asyncio.sleep(0.1)
+                    return False
+
+            await wait_until(ready, 20, "Alertmanager ready", interval=0.1)
         yield url, hook
     finally:
         process.terminate()
@@ -140,7 +138,7 @@ async def test_an_alert_pushed_to_a_real_alertmanager_is_active_there_and_resolv
             listed[:] = [a for a in await am_alerts(url) if a["labels"].get("alertname") == "ReplicationLagHigh"]
             return bool(listed) and listed[0]["status"]["state"] == "active"
 
-        await _wait_async(active, 10, "the alert active in Alertmanager")
+        await wait_until(active, 10, "the alert active in Alertmanager", interval=0.1)
         [alert] = listed
         assert alert["labels"] == firing.labels and alert["fingerprint"]
         assert alert["annotations"]["summary"] == "replica1 is not answering"
@@ -154,15 +152,8 @@ async def test_an_alert_pushed_to_a_real_alertmanager_is_active_there_and_resolv
         async def gone() -> bool:
             return not [a for a in await am_alerts(url) if a["labels"].get("alertname") == "ReplicationLagHigh"]
 
-        await _wait_async(gone, 10, "the alert no longer active in Alertmanager")
+        await wait_until(gone, 10, "the alert no longer active in Alertmanager", interval=0.1)
         await wait_until(lambda: any(r.json["status"] == "resolved" for r in am_hook.requests), 10,
                          "Alertmanager's resolved notification")
     finally:
         await notifier.stop(grace=1)
-
-
-async def _wait_async(check, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.1)
