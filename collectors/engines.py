@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import urllib.parse
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, Protocol
 
 from dbwatch.model import Target
@@ -61,9 +63,43 @@ class TargetFields(Protocol):
     def password_file(self) -> str | None: ...
 
 
-def _postgres() -> Engine:
-    from dbwatch.collectors import pg_advisor, pg_audit, pg_statements, postgres, slowlog
+class LazyClasses(Mapping[str, type[Collector[Any, Any]]]):
+    """Collector classes by name, each imported from ``"module:Class"`` (a module of dbwatch.collectors) when
+    first used: the registry's data costs no driver import, and a configuration loads only what it runs."""
 
+    def __init__(self, paths: Mapping[str, str]) -> None:
+        self.paths = dict(paths)
+        self._loaded: dict[str, type[Collector[Any, Any]]] = {}
+
+    def __getitem__(self, name: str) -> type[Collector[Any, Any]]:
+        if name not in self._loaded:
+            self._loaded[name] = _load(self.paths[name])
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+class LazySession:
+    """An engine's session class, imported from ``"module:Class"`` when the first target of the engine starts."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, target: Target) -> Session:
+        session: Session = _load(self.path)(target)
+        return session
+
+
+def _load(path: str) -> Any:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(f"dbwatch.collectors.{module}"), name)
+
+
+def _postgres() -> Engine:
     return Engine(
         name="postgres",
         default_port=5432,
@@ -71,10 +107,14 @@ def _postgres() -> Engine:
         schemes=("postgresql", "postgres"),
         dialect="postgres",
         promote_action="pg_promote",
-        session=postgres.PostgresSession,
-        collectors={"postgres": postgres.PostgresCollector, "statements": pg_statements.StatementsCollector,
-                    "slowlog": slowlog.SlowLogCollector, "advisor": pg_advisor.AdvisorCollector,
-                    "audit": pg_audit.PgAuditCollector},
+        session=LazySession("postgres:PostgresSession"),
+        collectors=LazyClasses({
+            "postgres": "postgres:PostgresCollector",
+            "statements": "pg_statements:StatementsCollector",
+            "slowlog": "slowlog:SlowLogCollector",
+            "advisor": "pg_advisor:AdvisorCollector",
+            "audit": "pg_audit:PgAuditCollector",
+        }),
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
             "statements": CollectorDefaults(interval=60.0, timeout=20.0),
@@ -89,18 +129,20 @@ def _postgres() -> Engine:
 
 
 def _mysql() -> Engine:
-    from dbwatch.collectors import mysql, mysql_advisor, mysql_audit, mysql_statements, slowlog
-
     return Engine(
         name="mysql",
         default_port=3306,
         main_collector="mysql",
         schemes=("mysql", "mariadb"),
         dialect="mysql",
-        session=mysql.MySQLSession,
-        collectors={"mysql": mysql.MySQLCollector, "statements": mysql_statements.MySQLStatementsCollector,
-                    "slowlog": slowlog.SlowLogCollector, "audit": mysql_audit.MySQLAuditCollector,
-                    "advisor": mysql_advisor.MySQLAdvisorCollector},
+        session=LazySession("mysql:MySQLSession"),
+        collectors=LazyClasses({
+            "mysql": "mysql:MySQLCollector",
+            "statements": "mysql_statements:MySQLStatementsCollector",
+            "slowlog": "slowlog:SlowLogCollector",
+            "audit": "mysql_audit:MySQLAuditCollector",
+            "advisor": "mysql_advisor:MySQLAdvisorCollector",
+        }),
         defaults={
             "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
             "statements": CollectorDefaults(interval=60.0, timeout=20.0),
@@ -113,31 +155,32 @@ def _mysql() -> Engine:
 
 
 def _host() -> Engine:
-    from dbwatch.collectors import host
-
     return Engine(
         name="host",
         default_port=0,
         main_collector="host",
         validate=_host_problems,
-        session=host.HostSession,
-        collectors={"host": host.HostCollector},
+        session=LazySession("host:HostSession"),
+        collectors=LazyClasses({
+            "host": "host:HostCollector",
+        }),
         defaults={"host": CollectorDefaults(interval=15.0, timeout=5.0)},
     )
 
 
 def _redis() -> Engine:
-    from dbwatch.collectors import redis, redis_audit, redis_slowlog
-
     return Engine(
         name="redis",
         default_port=6379,
         main_collector="redis",
         schemes=("redis", "rediss"),
         validate=_redis_problems,
-        session=redis.RedisSession,
-        collectors={"redis": redis.RedisCollector, "slowlog": redis_slowlog.SlowlogCollector,
-                    "audit": redis_audit.RedisAuditCollector},
+        session=LazySession("redis:RedisSession"),
+        collectors=LazyClasses({
+            "redis": "redis:RedisCollector",
+            "slowlog": "redis_slowlog:SlowlogCollector",
+            "audit": "redis_audit:RedisAuditCollector",
+        }),
         defaults={
             "redis": CollectorDefaults(interval=15.0, timeout=5.0),
             # Short enough that the server's ring (slowlog-max-len, 128 by default) rarely wraps in between.
@@ -148,32 +191,33 @@ def _redis() -> Engine:
 
 
 def _pgbouncer() -> Engine:
-    from dbwatch.collectors import pgbouncer
-
     return Engine(
         name="pgbouncer",
         default_port=6432,
         main_collector="pgbouncer",
         schemes=("postgresql", "postgres"),
         validate=_pgbouncer_problems,
-        session=pgbouncer.PgBouncerSession,
-        collectors={"pgbouncer": pgbouncer.PgBouncerCollector},
+        session=LazySession("pgbouncer:PgBouncerSession"),
+        collectors=LazyClasses({
+            "pgbouncer": "pgbouncer:PgBouncerCollector",
+        }),
         defaults={"pgbouncer": CollectorDefaults(interval=15.0, timeout=5.0)},
     )
 
 
 def _mongodb() -> Engine:
-    from dbwatch.collectors import mongodb, mongodb_profiler
-
     return Engine(
         name="mongodb",
         default_port=27017,
         main_collector="mongodb",
         schemes=("mongodb", "mongodb+srv"),
         validate=_mongodb_problems,
-        session=mongodb.MongoSession,
-        collectors={"mongodb": mongodb.MongoCollector, "profiler": mongodb_profiler.ProfilerCollector,
-                    "indexstats": mongodb_profiler.IndexStatsCollector},
+        session=LazySession("mongodb:MongoSession"),
+        collectors=LazyClasses({
+            "mongodb": "mongodb:MongoCollector",
+            "profiler": "mongodb_profiler:ProfilerCollector",
+            "indexstats": "mongodb_profiler:IndexStatsCollector",
+        }),
         defaults={
             "mongodb": CollectorDefaults(interval=15.0, timeout=10.0),
             "profiler": CollectorDefaults(interval=60.0, timeout=20.0),
@@ -234,12 +278,9 @@ def _pgbouncer_problems(target: TargetFields) -> list[str]:
 
 def _with_backup(spec: Engine) -> Engine:
     """Every engine offers the backup collector; it is on when the target configures ``backups:``."""
-    from dataclasses import replace
-
-    from dbwatch.collectors import backup
-
+    assert isinstance(spec.collectors, LazyClasses)
     return replace(
         spec,
-        collectors={**spec.collectors, "backup": backup.BackupCollector},
+        collectors=LazyClasses({**spec.collectors.paths, "backup": "backup:BackupCollector"}),
         defaults={**spec.defaults, "backup": CollectorDefaults(interval=300.0, timeout=65.0, enabled=False)},
     )
