@@ -4,6 +4,7 @@ import time
 
 from dbwatch.agent.config import parse_config
 from dbwatch.agent.jobs import TargetJobs
+from tests.helpers import assert_declared
 
 
 async def test_host_reports_cpu_from_the_second_collection_and_each_filesystem(tmp_path):
@@ -17,6 +18,8 @@ async def test_host_reports_cpu_from_the_second_collection_and_each_filesystem(t
     second = await jobs.collect("host")
     [(_, cpu)] = second.family("dbwatch_host_cpu_usage_ratio").samples
     assert 0 <= cpu <= 1
+    assert_declared(first)
+    assert_declared(second)
     used = {labels[0]: value for labels, value in second.family("dbwatch_host_filesystem_used_ratio").samples}
     assert set(used) == {"/", str(tmp_path)} and all(0 <= v <= 1 for v in used.values())
     assert second.notes == ["cannot read the filesystem of /nonexistent/dir: it does not exist or is not readable"]
