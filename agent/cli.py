@@ -202,7 +202,10 @@ def _slowlog_analyze(args: argparse.Namespace) -> int:
                   f"{report.lines_skipped} lines belonging to no event", file=sys.stderr)
     else:
         sys.stdout.writelines(slowreport.text_chunks(report, args.limit))
-    return EXIT_OK
+    for line in slowreport.unrecognised_lines(report):
+        print(f"dbwatch slowlog analyze: {line}", file=sys.stderr)
+    # bytes read and not one event recognised: the wrong file or the wrong --type, not an empty report
+    return EXIT_DOWN if report.bytes_read and not report.events else EXIT_OK
 
 
 if __name__ == "__main__":

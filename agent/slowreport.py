@@ -22,10 +22,10 @@ from typing import Callable, Iterable, Iterator, TextIO
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog import Aggregator
 from dbwatch.model.facts.slowlog import SlowClass
-from dbwatch.collectors.slowlog_formats import make_parser, sniff
+from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser, sniff
 
 __all__ = ["TYPES", "JSON_KEYS", "Report", "InputError", "analyze_files", "text_chunks", "json_chunks", "render_text",
-           "render_json", "Progress", "wants_progress"]
+           "render_json", "Progress", "wants_progress", "unrecognised_lines"]
 
 TYPES = ("auto", "mysql", "postgres")
 JSON_KEYS = ("rank", "class_id", "fingerprint", "count", "query_time_total", "query_time_mean", "query_time_p95",
@@ -51,6 +51,7 @@ class Report:
     formats: dict[str, str] = field(default_factory=dict)  # file -> format read
     folded_events: int = 0  # events of classes folded away when there were more than MAX_CLASSES
     folded_seconds: float = 0.0
+    unrecognised: dict[str, int] = field(default_factory=dict)  # file with bytes but no event -> its lines
 
 
 def analyze_files(paths: Iterable[str], kind: str = "auto", sample_length: int = 1000,
@@ -73,8 +74,9 @@ def analyze_files(paths: Iterable[str], kind: str = "auto", sample_length: int =
         parser = make_parser(fmt)
         follower = LogFollower(path, parser, None, from_beginning=True)
         base = done
+        events_before = aggregator.events
 
-        def sink(events: list, follower: LogFollower = follower, base: int = base) -> None:
+        def sink(events: list[SlowEvent], follower: LogFollower[SlowEvent] = follower, base: int = base) -> None:
             aggregator.add(events)
             if len(aggregator.interval) > max_classes:
                 _fold(aggregator, report, max_classes // 2)
@@ -89,14 +91,32 @@ def analyze_files(paths: Iterable[str], kind: str = "auto", sample_length: int =
             follower.close()
         done += follower.stats.bytes_read
         report.parse_errors += parser.skipped
-        report.lines_skipped += parser.skipped_lines  # type: ignore[attr-defined]
+        report.lines_skipped += parser.skipped_lines
         chosen = getattr(parser, "chosen", None)
         report.formats[path] = _FORMAT_NAMES.get(type(chosen or parser).__name__, fmt)
+        if aggregator.events == events_before and follower.stats.bytes_read:
+            report.unrecognised[path] = _count_lines(path)  # only then: a second read of a file read in vain
     report.classes = aggregator.close_interval()
     report.events = aggregator.events
     report.bytes_read = done
     report.seconds = time.perf_counter() - began
     return report
+
+
+def unrecognised_lines(report: Report) -> list[str]:
+    """One line per file that held bytes but no event: what it was read as, and how many lines matched none."""
+    return [f"{path}: no slow query event in {lines:,} line(s) read as {report.formats.get(path, '?')}: every line "
+            f"matched no event (not a slow log, or another --type: auto, mysql, postgres)"
+            for path, lines in report.unrecognised.items()]
+
+
+def _count_lines(path: str) -> int:
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
 
 
 def _fold(aggregator: Aggregator, report: Report, keep: int) -> None:
@@ -135,6 +155,8 @@ def text_chunks(report: Report, limit: int = 0) -> Iterator[str]:
            f"in {report.seconds:.2f} s ({rate:,.0f} events/s)\n")
     yield (f"# total query time {_duration(sum(c.query_time_total for c in report.classes))}; "
            f"files: {', '.join(f'{p} ({f})' for p, f in report.formats.items())}\n")
+    yield ("# class ids are pt-query-digest --preserve-embedded-numbers Query IDs; p95 is computed as pt-query-digest "
+           "computes it (the lower edge of its 5 % bucket)\n")
     yield "\n# Profile (classes ranked by total query time)\n"
     header = ("Rank", "Query ID", "Total", "%", "Count", "Mean", "p95", "Max", "Rows exam", "Rows sent",
               "Fingerprint")

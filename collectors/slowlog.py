@@ -65,6 +65,7 @@ class _Stats:
     count: int = 0
     time: float = 0.0
     time_max: float = -1.0
+    time_min: float = math.inf
     lock: float = 0.0
     examined: int = 0
     sent: int = 0
@@ -113,6 +114,8 @@ class Aggregator:
             if t > st.time_max:
                 st.time_max = t
                 st.sample = query if len(query) <= sample_keep else query[:sample_keep]
+            if t < st.time_min:
+                st.time_min = t
             st.lock += lock
             st.examined += examined
             st.sent += sent
@@ -126,7 +129,7 @@ class Aggregator:
                     st.first = ts
                 if st.last is None or ts > st.last:
                     st.last = ts
-            b = int(log(t * 1e6) * _LOG_BUCKET) if t > 1e-6 else 0
+            b = int(log(t * 1e6) * _LOG_BUCKET) + 1 if t >= 1e-6 else 0  # pt-query-digest's bucket_idx
             buckets = st.buckets
             buckets[b] = buckets.get(b, 0) + 1
         self.events += n
@@ -160,7 +163,7 @@ class Aggregator:
         sample = st.sample if len(st.sample) <= self.sample_length else st.sample[: self.sample_length - 1] + "…"
         return SlowClass(
             class_id=cid, fingerprint=st.fingerprint, count=st.count, query_time_total=st.time,
-            query_time_mean=st.time / st.count, query_time_p95=_percentile(st.buckets, st.count, 0.95, st.time_max),
+            query_time_mean=st.time / st.count, query_time_p95=_p95(st),
             query_time_max=st.time_max, lock_time_total=st.lock, rows_examined_total=st.examined,
             rows_sent_total=st.sent, rows_affected_total=st.affected, full_scans=st.full_scans,
             tmp_disk_tables=st.tmp_disk, first_seen=st.first, last_seen=st.last, db=st.db, user=st.user,
@@ -178,15 +181,19 @@ class Aggregator:
         self._ids = {fp: cid for fp, cid in self._ids.items() if cid in keep}
 
 
-def _percentile(buckets: dict[int, int], count: int, q: float, maximum: float) -> float:
-    """The q-quantile from the 5 %-wide buckets: the geometric middle of its bucket, at most the maximum."""
-    rank = math.ceil(q * count)
+def _p95(st: _Stats) -> float:
+    """The 95th percentile exactly as pt-query-digest computes it, so that both reports show the same figure:
+    the lower edge of the 5 %-wide bucket holding the ``int(0.95 n)``-th smallest value (the largest value
+    below 10 events), and the maximum itself for one or two events or when all are equal."""
+    if st.count <= 2 or st.time_max == st.time_min:
+        return st.time_max
+    cutoff = int(st.count * 0.95) if st.count >= 10 else st.count
     seen = 0
-    for b in sorted(buckets):
-        seen += buckets[b]
-        if seen >= rank:
-            return min(maximum, 1e-6 * 1.05 ** (b + 0.5)) if b else min(maximum, 1e-6)
-    return maximum
+    for b in sorted(st.buckets):
+        seen += st.buckets[b]
+        if seen >= cutoff:
+            return 1e-6 * 1.05 ** (b - 1) if b else 0.0  # pt-query-digest's bucket_value
+    return st.time_max
 
 
 class SlowLogCollector(Collector[Session, SlowLogOptions]):
