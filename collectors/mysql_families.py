@@ -94,10 +94,10 @@ def status_families(status: dict[str, Any]) -> list[MetricFamily]:
                 changes.add((rest,), value)
             continue
         fam_name, label, help_text = _GROUP_FAMILIES[group]
-        fam = families.get(fam_name)
-        if fam is None:
-            fam = families[fam_name] = counter(fam_name, help_text, (label,))
-        fam.add((rest,), value)
+        group_family = families.get(fam_name)
+        if group_family is None:
+            group_family = families[fam_name] = counter(fam_name, help_text, (label,))
+        group_family.add((rest,), value)
     return [*families.values(), pages, dirty, changes]
 
 

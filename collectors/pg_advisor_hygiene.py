@@ -137,7 +137,7 @@ def _plain_btree(index: Row) -> bool:
 
 def _unindexed_foreign_keys(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: Sequence[Row]
                             ) -> list[UnindexedForeignKey]:
-    leading: dict[int, list[set[int]]] = {}
+    leading: dict[int, list[list[int]]] = {}
     for index in indexes:
         if index["is_valid"] and not index["predicate"]:
             leading.setdefault(index["table_oid"], []).append(index["keys"][:index["key_count"]])

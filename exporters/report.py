@@ -196,7 +196,7 @@ FORMATS: dict[str, Callable[[Sequence[TargetAdvice]], str]] = {
 }
 
 
-def _cost(statement: dict, arrow: str) -> str:
+def _cost(statement: dict[str, Any], arrow: str) -> str:
     """``cost 17466 -> 70, `` where the server could cost the plan both ways; nothing where it could not
     (MariaDB reports no plan cost, and has no hypothetical indexes for an "after")."""
     before, after = statement.get("cost_before"), statement.get("cost_after")

@@ -22,11 +22,10 @@ from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.mysql import MySQLCollector, MySQLOptions, MySQLSession, QueryError
 from dbwatch.collectors import mysql_families as fams
 from dbwatch.collectors import mysql_sql as sql
-from dbwatch.model.facts.mysql import Gtid, ServerInfo
 from dbwatch.collectors.mysql_families import gtid_positions
 from dbwatch.collectors.mysql_statements import MySQLStatementsCollector
 from dbwatch.collectors.options import StatementsOptions
-from dbwatch.model.facts.mysql import Activity, Channels, Heartbeat, Status
+from dbwatch.model.facts.mysql import Activity, Channels, Gtid, Heartbeat, ServerInfo, Status
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.statements import Statements
 from tests.mariadbserver import MariaDBServer, mariadb_primary, mariadb_replica, mariadb_scratch  # noqa: F401

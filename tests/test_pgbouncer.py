@@ -22,8 +22,7 @@ from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, MetricType, Snapshot, Target
 from dbwatch.collectors.pgbouncer import PgBouncerCollector, PgBouncerSession, _pools
-from dbwatch.model.facts.pgbouncer import Pool, PoolerConfig
-from dbwatch.model.facts.pgbouncer import Pools
+from dbwatch.model.facts.pgbouncer import Pool, PoolerConfig, Pools
 from dbwatch.model.facts.common import Summary
 from tests.agentproc import AgentProcess, sample_value, wait_for
 from tests.pgbouncerserver import PASSWORDS, PGBOUNCER, PgBouncerServer, free_port
