@@ -65,6 +65,7 @@ class Notifier:
         self._last_alerts: list[Alert] = []
         self._wake: dict[str, asyncio.Event] = collections.defaultdict(asyncio.Event)
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._retiring: set[str] = set()  # receivers whose task ends after its request in flight
         self._ticker: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
@@ -131,9 +132,7 @@ class Notifier:
         wanted = {r.name: r for r in receivers}
         for name in list(self._workers):
             if wanted.get(name) != self.receivers.get(name):
-                task = self._workers.pop(name)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await self._retire(name, self._workers.pop(name))
         self.receivers = wanted
         self._waiting = {k: v for k, v in self._waiting.items() if k[0] in wanted}
         if self._session is not None and not self._stopping:
@@ -207,9 +206,23 @@ class Notifier:
     def _start_worker(self, name: str) -> None:
         self._workers[name] = asyncio.create_task(self._deliver_all(name), name=f"notify-{name}")
 
+    async def _retire(self, name: str, task: asyncio.Task[None]) -> None:
+        """End a receiver's delivery task without cutting a request in flight: cancelled mid-request, a
+        notification the receiver already has would be sent again by the next task."""
+        self._retiring.add(name)
+        self._wake[name].set()
+        receiver = self.receivers.get(name)
+        try:
+            _, pending = await asyncio.wait({task}, timeout=(receiver.timeout if receiver else 10.0) + 1.0)
+            for late in pending:
+                late.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            self._retiring.discard(name)
+
     async def _deliver_all(self, name: str) -> None:
         wake = self._wake[name]
-        while not self._stopping:
+        while not self._stopping and name not in self._retiring:
             wake.clear()
             try:
                 row = self.outbox.next_pending(name)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,14 +23,21 @@ class Hook:
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.keys: list[str] = []  # the Idempotency-Key of every request, as it arrives
+        self.delay = 0.0  # seconds each request is held before the answer
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
+                hook.keys.append(self.headers.get("Idempotency-Key", ""))
                 length = int(self.headers.get("Content-Length", 0))
                 hook.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
+                time.sleep(hook.delay)
+                try:
+                    self.send_response(200)
+                    self.end_headers()
+                except OSError:
+                    pass  # the client hung up meanwhile
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -97,6 +97,26 @@ def test_an_empty_config_on_sighup_is_refused_and_firing_alerts_are_not_resolved
     assert "Traceback" not in proc.log()
 
 
+def test_a_reload_during_a_delivery_lets_it_finish_and_it_is_sent_once(agent, redis_server, hook):
+    hook.delay = 3.0  # the receiver holds the request while the agent reloads
+    config = {
+        "targets": [redis_target("cache", redis_server)],  # down: TargetDown fires at once
+        "receivers": [{"name": "oncall", "type": "webhook", "url": hook.url, "group_wait": "0s", "timeout": "10s"}],
+        "rules": {"overrides": {"TargetDown": {"for": "0s"}}},
+    }
+    proc = agent(config)
+    wait_for(lambda: hook.keys, 30, "the first notification's request")
+    config["receivers"][0]["timeout"] = "9s"  # the receiver changes: its delivery task is replaced
+    proc.write_config(config)
+    proc.signal(signal.SIGHUP)
+    wait_for(lambda: lines(proc, "reloaded: "), 20, "the reload")
+    wait_for(lambda: sample_value(proc.metrics(), "dbwatch_notifications_total", receiver="oncall",
+                                  result="sent") == 1, 20, "the delivery counted")
+    before = runs(proc, "cache")
+    wait_for(lambda: runs(proc, "cache") >= before + 3, 20, "a few more collections")
+    assert len(hook.keys) == len(set(hook.keys)) == 1, hook.keys
+
+
 def test_a_non_utf8_config_on_sighup_is_refused_in_one_line_and_systemd_hears_ready_again(tmp_path, redis_server):
     notify = NotifySocket(tmp_path / "notify.sock")
     redis_server.start()
