@@ -29,7 +29,8 @@ from typing import ClassVar, Generic, TypeVar
 from dbwatch.collectors.base import CollectorError, Session
 from dbwatch.model import SecretUnavailable, Target
 
-__all__ = ["ConnectRefused", "DriverSession", "connect_slots", "dsn_password", "set_connect_slots"]
+__all__ = ["DEFAULT_CONNECT_SLOTS", "ConnectRefused", "DriverSession", "connect_slots", "dsn_password", "scrub",
+           "set_connect_slots"]
 
 ConnT = TypeVar("ConnT")
 
