@@ -25,6 +25,10 @@ from dbwatch.model.catalog import MetricSpec
 T = TypeVar("T")
 
 
+class TimedOut(AssertionError):
+    """What :func:`wait_until` and :func:`wait_for` fail a test with."""
+
+
 async def collect(collector: Any, store: Any | None = None) -> Snapshot:
     """One collection by ``collector`` into a fresh snapshot, checked against the catalog; put into ``store``
     (a SnapshotStore) when one is given."""
@@ -58,9 +62,8 @@ async def collect_until(collector: Any, condition: Callable[[Snapshot], Any], ti
 
     try:
         return await wait_until(attempt, timeout, what, interval=0.1)
-    except AssertionError as exc:
-        facts = last[0].facts if last else {}
-        raise AssertionError(f"{exc}; the last collection's facts: {facts}") from None
+    except TimedOut as exc:
+        raise TimedOut(f"{exc}; the last collection's facts: {last[0].facts if last else {}}") from None
 
 
 async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
@@ -74,7 +77,7 @@ async def wait_until(predicate: Callable[[], Any], timeout: float, what: str, in
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise TimedOut(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
 
 
@@ -86,7 +89,7 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
         if result:
             return result
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise TimedOut(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
 
 

@@ -91,9 +91,8 @@ async def test_open_postgres_gets_every_security_tuning_and_schema_recommendatio
         server.psql("CREATE ROLE boss SUPERUSER LOGIN; CREATE ROLE shipper REPLICATION LOGIN; "
                     "GRANT CREATE ON SCHEMA public TO PUBLIC;")
         server.psql("CREATE TABLE walfill AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 400000) g")
-        deadline = time.monotonic() + 20
-        while int(server.psql("SELECT checkpoints_req FROM pg_stat_bgwriter")) < 3 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: int(server.psql("SELECT checkpoints_req FROM pg_stat_bgwriter")) >= 3, 20,
+                 "three checkpoints requested by WAL volume", interval=0.2)
         store, notes = await _pg_audit(server, sessions, disk="ssd")
         findings = evaluate(store, "postgres", *FAMILIES)
     finally:

@@ -37,8 +37,9 @@ from dbwatch.model.facts.mongodb import (
     MongoIndexUsages, MongoLongOps, MongoOplog, MongoProfiler, MongoReplSet, MongoServer, MongoSlowOps,
 )
 from dbwatch.model.facts.common import Summary
-from tests.agentproc import AgentProcess, wait_for
-from tests.mongowire import UTC, Member, MongoWireServer, NotMongoServer, Scenario, free_port
+from tests.agentproc import AgentProcess
+from tests.mongowire import UTC, Member, MongoWireServer, NotMongoServer, Scenario
+from tests.helpers import collect, free_port, wait_for
 
 NOW = dt.datetime.now(UTC).replace(microsecond=0)
 PRIMARY, SECONDARY, LAGGING, DOWN = "mongo-a:27017", "mongo-b:27017", "mongo-c:27017", "mongo-d:27017"
@@ -56,12 +57,6 @@ def make_target(dsn: str, timeout: float = 3, profiler: dict | None = None, **ex
     )
 
 
-async def collect(collector) -> Snapshot:
-    snapshot = Snapshot(target="m", engine="mongodb", collector=collector.name, started_at=time.time())
-    await collector.collect(snapshot)
-    return snapshot
-
-
 @pytest.fixture
 def servers():
     """Start MongoWireServers (or NotMongoServers) for one test; all are stopped afterwards."""
@@ -75,7 +70,6 @@ def servers():
     yield start
     for server in started:
         server.stop()
-
 
 
 def replica_set(*extra: Member) -> list[Member]:

@@ -6,7 +6,6 @@ own (``mariadb_scratch``). Each test's docstring names the servers it uses. See 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from dbwatch.model.facts.mysql import Activity, Channels, Gtid, Heartbeat, Serve
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.statements import Statements
 from tests.mariadbserver import MariaDBServer, mariadb_primary, mariadb_replica, mariadb_scratch  # noqa: F401
+from tests.helpers import collect, collect_until, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,13 +44,6 @@ def make_target(dsn: str, top_n: int = 100, timeout: float = 5, heartbeat_table:
         },
         **extra,
     )
-
-
-async def collect(collector) -> Snapshot:
-    snapshot = Snapshot(target="t", engine="mysql", collector=collector.name, started_at=time.time())
-    await collector.collect(snapshot)
-    return snapshot
-
 
 
 def connect(server: MariaDBServer, user: str = "root", password: str = "", database: str | None = None):
@@ -198,16 +191,6 @@ async def test_monitoring_session_cancels_its_own_long_statements(mariadb_primar
 # -- replication --------------------------------------------------------------------------------------
 
 
-async def _wait_for(collector, condition, what: str, timeout: float = 15) -> Snapshot:
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = await collect(collector)
-        if condition(snapshot):
-            return snapshot
-        assert time.monotonic() < deadline, f"never saw: {what} (last: {snapshot.fact(Channels)})"
-        await asyncio.sleep(0.2)
-
-
 async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_thread(mariadb_primary, mariadb_replica,
                                                                                      session_for):
     """mariadb_primary and mariadb_replica (GTID): running, SQL thread stopped (pt-heartbeat table shows the
@@ -225,7 +208,7 @@ async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_threa
         return (channel.io_running and channel.sql_running and channel.seconds_behind_master == 0
                 and gtid_positions(s.fact(Gtid).executed) == primary_pos)
 
-    running = await _wait_for(collector, caught_up, "replica running and caught up")
+    running = await collect_until(collector, caught_up, 15, "replica running and caught up")
     labels = {"connection_name": "", "master_host": "127.0.0.1"}
     assert running.family("mysql_slave_status_slave_io_running").value(**labels) == 1
     assert running.family("mysql_slave_status_slave_sql_running").value(**labels) == 1
@@ -241,7 +224,7 @@ async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_threa
     mariadb_replica.sql("STOP SLAVE SQL_THREAD")
     time.sleep(1.2)
     mariadb_primary.sql("REPLACE INTO percona.heartbeat VALUES (NOW(6), 1)")  # received, not applied
-    stopped = await _wait_for(collector, lambda s: not s.fact(Channels)[0].sql_running, "SQL thread stopped")
+    stopped = await collect_until(collector, lambda s: not s.fact(Channels)[0].sql_running, 15, "SQL thread stopped")
     assert stopped.family("mysql_slave_status_slave_sql_running").value() == 0
     assert stopped.family("mysql_slave_status_slave_io_running").value() == 1
     assert stopped.fact(Channels)[0].seconds_behind_master is None  # NULL while stopped: not exported as 0
@@ -250,11 +233,11 @@ async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_threa
     assert "STOPPED" in stopped.fact(Summary)["replication default"]
 
     mariadb_replica.sql("START SLAVE SQL_THREAD")
-    await _wait_for(collector, caught_up, "replica caught up again")
+    await collect_until(collector, caught_up, 15, "replica caught up again")
 
     mariadb_replica.sql("INSERT INTO t.repl VALUES (7)")  # root bypasses read_only: a conflicting row
     mariadb_primary.sql("INSERT INTO t.repl VALUES (7)")
-    broken = await _wait_for(collector, lambda s: s.fact(Channels)[0].last_sql_errno != 0, "Last_SQL_Error")
+    broken = await collect_until(collector, lambda s: s.fact(Channels)[0].last_sql_errno != 0, 15, "Last_SQL_Error")
     channel = broken.fact(Channels)[0]
     assert channel.last_sql_errno == 1062 and "Duplicate entry" in channel.last_sql_error
     assert not channel.sql_running and broken.family("mysql_slave_status_last_sql_errno").value() == 1062
@@ -262,7 +245,7 @@ async def test_replica_reports_threads_lag_gtid_heartbeat_and_a_broken_sql_threa
     assert error_labels[4:6] == ("sql", "1062") and "Duplicate entry" in error_labels[6]
 
     mariadb_replica.sql("DELETE FROM t.repl WHERE id = 7; START SLAVE SQL_THREAD")
-    repaired = await _wait_for(collector, caught_up, "replica repaired")
+    repaired = await collect_until(collector, caught_up, 15, "replica repaired")
     assert repaired.family("dbwatch_mysql_slave_status_last_error").samples == []
 
 
@@ -416,11 +399,8 @@ async def test_least_privilege_user_collects_everything_and_a_plain_user_is_told
 
 
 async def _wait_for_user(server: MariaDBServer, user: str) -> None:
-    for _ in range(100):
-        if server.sql(f"SELECT COUNT(*) FROM mysql.user WHERE user = '{user}'") == "1":
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"user {user} never reached the replica")
+    await wait_until(lambda: server.sql(f"SELECT COUNT(*) FROM mysql.user WHERE user = '{user}'") == "1", 10,
+                     f"user {user} on the replica", interval=0.1)
 
 
 # -- failures -----------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ file; the slowlog and advisor collectors run on one shared PostgresSession, as t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -18,7 +17,7 @@ from dbwatch.collectors.pg_advisor import AdvisorCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.slowlog import SlowLogCollector
 from tests.auditutil import evaluate, target
-from tests.helpers import collect
+from tests.helpers import collect, wait_for
 from tests.pgcluster import PostgresServer
 
 SCHEMA = """
@@ -45,10 +44,8 @@ def server() -> Iterator[PostgresServer]:
         pg.psql("SELECT pg_stat_statements_reset()")
         pg.psql(";\n".join(Q_CUSTOMER.format(c) for c in (4242, 4242, 4242)) + ";")
         log = pg.data / "log" / "postgresql.log"
-        deadline = time.monotonic() + 10
-        while Q_CUSTOMER.format(4242) not in (log.read_text() if log.exists() else ""):
-            assert time.monotonic() < deadline, "the logging collector did not write the workload"
-            time.sleep(0.1)
+        wait_for(lambda: Q_CUSTOMER.format(4242) in (log.read_text() if log.exists() else ""), 10,
+                 "the logging collector to write the workload")
         yield pg
     finally:
         pg.destroy()

@@ -24,9 +24,10 @@ from dbwatch.model import CollectorSettings, MetricType, Snapshot, Target
 from dbwatch.collectors.pgbouncer import PgBouncerCollector, PgBouncerSession, _pools
 from dbwatch.model.facts.pgbouncer import Pool, PoolerConfig, Pools
 from dbwatch.model.facts.common import Summary
-from tests.agentproc import AgentProcess, sample_value, wait_for
-from tests.pgbouncerserver import PASSWORDS, PGBOUNCER, PgBouncerServer, free_port
+from tests.agentproc import AgentProcess, sample_value
+from tests.pgbouncerserver import PASSWORDS, PGBOUNCER, PgBouncerServer
 from tests.pgcluster import PostgresServer
+from tests.helpers import collect, collect_until, free_port, wait_for, wait_until
 
 PASSWORD_ENV = "DBWATCH_TEST_PGBOUNCER_PASSWORD"
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,12 +85,6 @@ async def collector_for():
         await session.close()
 
 
-async def collect(collector: PgBouncerCollector) -> Snapshot:
-    snapshot = Snapshot(target="bouncer", engine="pgbouncer", collector="pgbouncer", started_at=time.time())
-    await collector.collect(snapshot)
-    return snapshot
-
-
 def value(snapshot: Snapshot, metric: str, **labels: str) -> float | None:
     family = snapshot.family(metric)
     assert family is not None, f"{metric} missing"
@@ -121,18 +116,6 @@ class SleepingClients:
             await conn.close()
 
 
-async def wait_for_pool(collector: PgBouncerCollector, predicate, timeout: float = 10.0) -> Snapshot:
-    deadline = time.monotonic() + timeout
-    while True:
-        snapshot = await collect(collector)
-        if predicate(snapshot):
-            return snapshot
-        if time.monotonic() > deadline:
-            raise AssertionError("pool never reached the expected state: "
-                                 f"{[p for p in snapshot.fact(Pools) if p.database == 'app']}")
-        await asyncio.sleep(0.1)
-
-
 async def test_pools_stats_databases_lists_and_config_carry_pgbouncer_exporter_names(
         bouncers, password, collector_for):
     bouncer = bouncers({"app": 2, "other": None}, default_pool_size=7, max_client_conn=50)
@@ -141,8 +124,8 @@ async def test_pools_stats_databases_lists_and_config_carry_pgbouncer_exporter_n
             await conn.execute("SELECT 1")
     collector = collector_for(make_target(bouncer.dsn()))
     # The server connection the client left goes through "used" before it is idle again: wait for that.
-    snapshot = await wait_for_pool(collector, lambda s: value(
-        s, "pgbouncer_pools_server_idle_connections", database="app", user="postgres") == 1)
+    snapshot = await collect_until(collector, lambda s: value(
+        s, "pgbouncer_pools_server_idle_connections", database="app", user="postgres") == 1, 10, "one idle server")
 
     binary_version = subprocess.run([PGBOUNCER, "--version"], capture_output=True, text=True).stdout.split()[1]
     assert snapshot.version == binary_version
@@ -178,16 +161,16 @@ async def test_more_clients_than_the_pool_queue_and_utilisation_counts_them(boun
     bouncer = bouncers({"app": 2})
     collector = collector_for(make_target(bouncer.dsn()))
     async with SleepingClients(bouncer, 5, 20):
-        snapshot = await wait_for_pool(collector, lambda s: value(
-            s, "pgbouncer_pools_client_waiting_connections", database="app", user="postgres") == 3)
-        await asyncio.sleep(0.3)
-        snapshot = await collect(collector)
+        snapshot = await collect_until(collector, lambda s: value(
+            s, "pgbouncer_pools_client_waiting_connections", database="app", user="postgres") == 3 and value(
+            s, "pgbouncer_pools_client_maxwait_seconds", database="app", user="postgres") >= 0.3, 10,
+            "three clients waiting for 0.3 s")
     labels = {"database": "app", "user": "postgres"}
     assert value(snapshot, "pgbouncer_pools_client_active_connections", **labels) == 2
     assert value(snapshot, "pgbouncer_pools_client_waiting_connections", **labels) == 3
     assert value(snapshot, "pgbouncer_pools_server_active_connections", **labels) == 2
     assert value(snapshot, "pgbouncer_pools_server_idle_connections", **labels) == 0
-    # The oldest waiting client has waited at least the 0.3 s slept above (maxwait_us gives sub-second).
+    # The oldest waiting client has waited at least 0.3 s (maxwait_us gives sub-second).
     assert value(snapshot, "pgbouncer_pools_client_maxwait_seconds", **labels) >= 0.3
     # (2 active + 3 waiting) / pool_size 2
     assert value(snapshot, "dbwatch_pgbouncer_pool_utilization_ratio", **labels) == 2.5
@@ -224,11 +207,13 @@ async def test_a_restarted_pgbouncer_is_up_0_then_up_1_through_the_daemon_path(b
         assert not down.ok and up(down) == (0, 0)
         assert f"127.0.0.1:{bouncer.port}" in down.error
         bouncer.start()
-        deadline = time.monotonic() + 15  # the reconnect backoff after one failure is 0.5-1 s
-        while not (again := await jobs.collect("pgbouncer")).ok:
-            assert up(again) == (0, 0)
-            assert time.monotonic() < deadline, again.error
-            await asyncio.sleep(0.2)
+        async def reconnected() -> Snapshot | None:
+            snapshot = await jobs.collect("pgbouncer")
+            assert snapshot.ok or up(snapshot) == (0, 0)
+            return snapshot if snapshot.ok else None
+
+        # the reconnect backoff after one failure is 0.5-1 s
+        again = await wait_until(reconnected, 15, "a collection after the restart", interval=0.2)
         assert up(again) == (1, 1) and again.error is None
     finally:
         await jobs.close()

@@ -6,7 +6,6 @@ PostgreSQL 15 primary with pg_stat_statements preloaded (``pg_primary``), its st
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import time
@@ -23,6 +22,7 @@ from dbwatch.model.facts.statements import Statements
 from dbwatch.model.facts.postgres import Replicas, Settings, Standby
 from dbwatch.model.facts.common import Summary
 from tests.pgcluster import BIN, PostgresServer
+from tests.helpers import collect, collect_until
 
 
 def make_target(dsn: str, top_n: int = 100, timeout: float = 5, **extra) -> Target:
@@ -32,13 +32,6 @@ def make_target(dsn: str, top_n: int = 100, timeout: float = 5, **extra) -> Targ
                     "statements": CollectorSettings(60, timeout, StatementsOptions(top_n=top_n))},
         **extra,
     )
-
-
-async def collect(collector) -> Snapshot:
-    snapshot = Snapshot(target="t", engine="postgres", collector=collector.name, started_at=time.time())
-    await collector.collect(snapshot)
-    return snapshot
-
 
 
 def queryid_of(server: PostgresServer, fragment: str) -> int:
@@ -184,13 +177,9 @@ async def test_primary_and_standby_both_report_replication(pg_primary, pg_standb
     pg_primary.psql("CREATE TABLE IF NOT EXISTS repl_probe (x int); INSERT INTO repl_probe VALUES (1)")
     primary_session = session_for(make_target(pg_primary.dsn()))
     standby_session = session_for(make_target(pg_standby.dsn()))
-    deadline = time.monotonic() + 20
-    while True:
-        primary = await collect(PostgresCollector(primary_session.target, primary_session))
-        if primary.fact(Replicas) and primary.fact(Replicas)[0].state == "streaming":
-            break
-        assert time.monotonic() < deadline, "the standby never showed up in pg_stat_replication"
-        await asyncio.sleep(0.2)
+    primary = await collect_until(PostgresCollector(primary_session.target, primary_session),
+                                  lambda s: s.fact(Replicas) and s.fact(Replicas)[0].state == "streaming", 20,
+                                  "the standby in pg_stat_replication")
     [(labels, lag_bytes)] = primary.family("pg_stat_replication_pg_wal_lsn_diff").samples
     assert labels[2:] == ("streaming", "standby1") and lag_bytes >= 0
     kinds = {labels[2] for labels, _ in primary.family("dbwatch_pg_replication_lag_seconds").samples}

@@ -14,12 +14,13 @@ import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
-from dbwatch.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.redis import RedisCollector, RedisSession
 from dbwatch.collectors.redis_slowlog import SlowlogCollector, SlowlogOptions, classify, key_pattern
 from dbwatch.model.facts.redis import LatencyEvents, RedisInfo, Slowlog
-from tests.redisserver import RedisServer, free_port
+from tests.redisserver import RedisServer
+from tests.helpers import collect, collect_until, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,12 +32,6 @@ def make_target(dsn: str, timeout: float = 3, max_series: int = 200, **extra) ->
                     "slowlog": CollectorSettings(15, timeout, SlowlogOptions(max_series=max_series))},
         **extra,
     )
-
-
-async def collect(collector) -> Snapshot:
-    snapshot = Snapshot(target="r", engine="redis", collector=collector.name, started_at=time.time())
-    await collector.collect(snapshot)
-    return snapshot
 
 
 @pytest.fixture
@@ -54,23 +49,12 @@ def servers():
         server.destroy()
 
 
-
 def core(session: RedisSession) -> RedisCollector:
     return RedisCollector(session.target, session)
 
 
 def slowlog(session: RedisSession) -> SlowlogCollector:
     return SlowlogCollector(session.target, session)
-
-
-async def wait_for(collector, condition, seconds: float = 10) -> Snapshot:
-    deadline = time.monotonic() + seconds
-    while True:
-        snapshot = await collect(collector)
-        if condition(snapshot):
-            return snapshot
-        assert time.monotonic() < deadline, f"condition never held; last facts: {snapshot.fact(RedisInfo)}"
-        await asyncio.sleep(0.1)
 
 
 # -- INFO: names, values, counters ----------------------------------------------------------------------
@@ -150,11 +134,12 @@ async def test_replica_link_and_lag_from_both_sides_and_link_down_when_the_prima
     on_primary = core(session_for(make_target(primary.dsn())))
     on_replica = core(session_for(make_target(replica.dsn())))
 
-    linked = await wait_for(on_replica, lambda s: s.fact(RedisInfo).master_link_status == "up")
+    linked = await collect_until(on_replica, lambda s: s.fact(RedisInfo).master_link_status == "up", 10, "the link up")
     assert linked.family("redis_master_link_up").samples == [(("127.0.0.1", str(primary.port)), 1.0)]
     assert linked.fact(RedisInfo).role == "slave" and linked.fact(RedisInfo).master_port == primary.port
     assert 0 <= linked.family("redis_master_last_io_seconds_ago").value() < 5
-    seen = await wait_for(on_primary, lambda s: [r.state for r in s.fact(RedisInfo).replicas] == ["online"])
+    seen = await collect_until(on_primary, lambda s: [r.state for r in s.fact(RedisInfo).replicas] == ["online"], 10,
+                             "the replica online")
     assert seen.family("redis_connected_slaves").value() == 1
     [(labels, offset)] = seen.family("redis_connected_slave_offset_bytes").samples
     assert labels == ("127.0.0.1", str(replica.port), "online") and offset >= 0
@@ -172,12 +157,13 @@ async def test_replica_link_and_lag_from_both_sides_and_link_down_when_the_prima
             slave_port=str(replica.port)) == replica_facts.lag_bytes
     finally:
         replica.resume()
-    await wait_for(on_primary, lambda s: s.fact(RedisInfo).replicas and s.fact(RedisInfo).replicas[0].lag_bytes == 0)
+    await collect_until(on_primary, lambda s: s.fact(RedisInfo).replicas and s.fact(RedisInfo).replicas[0].lag_bytes == 0,
+                        10, "the replica caught up")
     caught_up = await collect(on_replica)
     assert caught_up.family("redis_db_keys").value(db="db0") == 200
 
     primary.stop(9)
-    down = await wait_for(on_replica, lambda s: s.family("redis_master_link_up").value() == 0)
+    down = await collect_until(on_replica, lambda s: s.family("redis_master_link_up").value() == 0, 10, "the link down")
     assert down.fact(RedisInfo).master_link_status == "down" and down.fact(RedisInfo).master_last_io_seconds is None
     assert down.ok and down.family("redis_up").value() == 1  # the replica itself is fine
 

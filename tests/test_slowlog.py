@@ -24,13 +24,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dbwatch.model import CollectorSettings, Snapshot, Target
+from dbwatch.model import CollectorSettings, Target
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.fingerprint import checksum, class_id, fingerprint
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog import Aggregator, SlowLogCollector, SlowLogOptions, analyze
 from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser
 from dbwatch.model.facts.slowlog import SlowClasses, SlowLogPosition
+from tests.helpers import collect
 from tests.pgcluster import PostgresServer
 
 # Queries pt-query-digest fingerprints correctly: ours must be identical, character for character.
@@ -372,12 +373,6 @@ def _collector(path: Path, state_dir: Path, fmt: str = "auto", **options) -> Slo
     return SlowLogCollector(target, None)  # type: ignore[arg-type]
 
 
-async def _collect(collector: SlowLogCollector) -> Snapshot:
-    snapshot = Snapshot(target="db1", engine="mysql", collector="slowlog", started_at=time.time())
-    await collector.collect(snapshot)
-    return snapshot
-
-
 WORKLOAD = (
     "CREATE DATABASE shop; USE shop;\n"
     "CREATE TABLE orders (id INT PRIMARY KEY, customer VARCHAR(40), total DECIMAL(10,2));\n"
@@ -394,7 +389,7 @@ WORKLOAD = (
 async def test_a_real_mariadb_slow_log_gives_the_classes_run_and_agrees_with_pt_query_digest(mariadb, tmp_path):
     mariadb.sql(WORKLOAD)
     collector = _collector(mariadb.slow_log, tmp_path)
-    snapshot = await _collect(collector)
+    snapshot = await collect(collector)
     assert snapshot.fact(SlowLogPosition).format == "mysql"
     counts = {c.fingerprint: c for c in snapshot.fact(SlowClasses)}
     assert counts["select * from orders where id = ?"].count == 25
@@ -429,14 +424,14 @@ async def test_a_real_mariadb_slow_log_gives_the_classes_run_and_agrees_with_pt_
     mariadb.sql("".join(f"SELECT * FROM orders WHERE id = {i};\n" for i in range(5)), "shop")
     mariadb.slow_log.rename(mariadb.slow_log.with_name("slow.log.1"))
     mariadb.sql("FLUSH SLOW LOGS;\n" + "".join(f"SELECT * FROM orders WHERE id = {i};\n" for i in range(6)), "shop")
-    snapshot = await _collect(collector)
+    snapshot = await collect(collector)
     assert {c.fingerprint: c.count for c in snapshot.fact(SlowClasses)}["select * from orders where id = ?"] == 11
     assert snapshot.family("dbwatch_slowlog_queries_total").value(class_id=point.class_id) == 36
 
     # restart: a new collector on the same state counts only what is new
     mariadb.sql("SELECT * FROM orders WHERE id = 1;\n" * 2, "shop")
     restarted = _collector(mariadb.slow_log, tmp_path)
-    snapshot = await _collect(restarted)
+    snapshot = await collect(restarted)
     assert {c.fingerprint: c.count for c in snapshot.fact(SlowClasses)}["select * from orders where id = ?"] == 2
 
 
@@ -491,10 +486,10 @@ async def test_real_postgresql_logs_in_every_format_give_the_statements_run(pg_l
         live = tmp_path / name
         live.write_bytes(data[:cut])
         collector = _collector(live, tmp_path / "state")
-        first = {c.fingerprint: c.count for c in (await _collect(collector)).fact(SlowClasses)}
+        first = {c.fingerprint: c.count for c in (await collect(collector)).fact(SlowClasses)}
         with open(live, "ab") as fh:
             fh.write(data[cut:])
-        second = {c.fingerprint: c.count for c in (await _collect(collector)).fact(SlowClasses)}
+        second = {c.fingerprint: c.count for c in (await collect(collector)).fact(SlowClasses)}
         assert {fp: first.get(fp, 0) + second.get(fp, 0) for fp in expected} == expected, name
 
 
@@ -504,7 +499,7 @@ async def test_metrics_are_capped_at_top_n_classes_plus_other(tmp_path):
         mariadb_event(f"SELECT * FROM t{k} WHERE id = {i}", query_time=0.001 * (k + 1))
         for k in range(5) for i in range(k + 1)))
     collector = _collector(log, tmp_path / "state", top_n=2)
-    snapshot = await _collect(collector)
+    snapshot = await collect(collector)
     queries = snapshot.family("dbwatch_slowlog_queries_total")
     seconds = snapshot.family("dbwatch_slowlog_query_seconds_total")
     by_class = {labels[0]: value for labels, value in queries.samples}
@@ -515,7 +510,7 @@ async def test_metrics_are_capped_at_top_n_classes_plus_other(tmp_path):
     assert {labels[0] for labels, _ in snapshot.family("dbwatch_slowlog_query_max_seconds").samples} == set(top)
     assert snapshot.family("dbwatch_slowlog_events_total").value() == 15
     with pytest.raises(CollectorError, match="format: expected one of auto, mysql"):
-        await _collect(_collector(log, tmp_path, "syslog"))
+        await collect(_collector(log, tmp_path, "syslog"))
 
 
 def test_p95_is_within_the_5_percent_bucket_of_the_exact_value():
