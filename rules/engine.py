@@ -63,6 +63,8 @@ class TargetView:
         self._histories: dict[str, list[Snapshot]] = {}
         self._owner: dict[str, str | None] = {}
         self._collectors: list[str] | None = None
+        self._newest_ok: list[Snapshot] | None = None
+        self._with: dict[type, Snapshot | None] = {}
 
     def collectors(self) -> list[str]:
         if self._collectors is None:
@@ -80,8 +82,9 @@ class TargetView:
         return history[-1] if history else None
 
     def fact(self, kind: type[F]) -> F | None:
-        """The fact of type ``kind`` in the newest successful snapshot carrying one, whichever collector made it
-        (None when there is none: the collector producing it is not configured, or has not succeeded yet)."""
+        """The fact of type ``kind`` from the collectors' newest successful snapshots, whichever collector made it
+        (None when none carries one: the collector producing it is not configured, has not succeeded yet, or
+        no longer says it, like a standby's WAL receiver after a promotion)."""
         snapshot = self.snapshot_with(kind)
         return snapshot.fact(kind) if snapshot is not None else None
 
@@ -106,15 +109,14 @@ class TargetView:
         raise FactMissing(kind, f"the snapshots of {self.target}")
 
     def snapshot_with(self, kind: type) -> Snapshot | None:
-        """The newest successful snapshot carrying a fact of type ``kind``."""
-        best: Snapshot | None = None
-        for collector in self.collectors():
-            for snapshot in reversed(self.history(collector)):
-                if snapshot.ok and snapshot.has(kind):
-                    if best is None or snapshot.started_at > best.started_at:
-                        best = snapshot
-                    break
-        return best
+        """Of each collector's newest successful snapshot, the newest one carrying a fact of type ``kind``."""
+        if kind not in self._with:
+            if self._newest_ok is None:
+                self._newest_ok = [ok for c in self.collectors()
+                                   if (ok := next((s for s in reversed(self.history(c)) if s.ok), None))]
+            carrying = [s for s in self._newest_ok if s.has(kind)]
+            self._with[kind] = max(carrying, key=lambda s: s.started_at) if carrying else None
+        return self._with[kind]
 
     def history_with(self, kind: type) -> list[Snapshot]:
         """The history of the collector whose newest successful snapshot carries a ``kind`` fact (oldest first)."""

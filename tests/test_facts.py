@@ -83,13 +83,19 @@ def test_a_fact_stored_under_another_type_is_a_wrong_type_error():
     assert err.value.reason == "wrong_type" and "Colour" in str(err.value)
 
 
-def test_the_view_reads_the_newest_successful_snapshot_carrying_the_type_whichever_collector_made_it():
+def test_the_view_reads_a_type_from_the_collectors_newest_successful_snapshots_whichever_collector_made_it():
     store = store_of(snapshot("main", 1.0, Colour("old"), main=True), snapshot("other", 2.0, Colour("new")),
                      snapshot("other", 3.0, ok=False), snapshot("main", 4.0, Summary(), main=True))
     view = TargetView(store, "t", "redis", {}, 5.0)
-    assert view.fact(Colour) == Colour("new")
+    assert view.fact(Colour) == Colour("new")  # other's newest successful one; a failed collection is skipped
     assert view.snapshot_with(Colour).collector == "other" and view.fact(Colours) is None
     assert [s.started_at for s in view.history_with(Colour)] == [2.0, 3.0]
+
+
+def test_a_fact_the_newest_snapshot_no_longer_carries_is_gone_not_read_from_an_older_one():
+    # e.g. a standby's WAL receiver (Standby) after a promotion: the old one is not the truth any more
+    store = store_of(snapshot("main", 1.0, Colour("standby"), main=True), snapshot("main", 2.0, Summary(), main=True))
+    assert TargetView(store, "t", "redis", {}, 3.0).fact(Colour) is None
 
 
 def test_a_needed_fact_missing_is_counted_per_rule_target_and_reason_and_logged_once(caplog):
