@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from dbwatch.agent.logs import redact
 from dbwatch.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
@@ -24,7 +25,7 @@ class TargetJobs:
         spec = engine(target.engine)
         self.target = target
         self.session: Session = spec.session(target)
-        self.collectors: dict[str, Collector] = {
+        self.collectors: dict[str, Collector[Any, Any]] = {
             name: spec.collectors[name](target, self.session) for name in target.collectors
         }
         self._last_error: dict[str, str | None] = {}
