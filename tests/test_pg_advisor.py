@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from dbwatch.collectors.postgres import PostgresSession
 from tests.agentproc import AgentProcess, sample_value
 from tests.auditutil import collect_once, evaluate
 from tests.pgcluster import PostgresServer
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 ORDERS = """
 CREATE EXTENSION pg_stat_statements;
@@ -294,9 +293,7 @@ targets:
 
 
 def test_advise_reports_an_unreachable_target_as_down_with_exit_code_1(tmp_path: Path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    port = free_port()  # nothing listens there
     config = tmp_path / "dbwatch.yaml"
     config.write_text(f"targets:\n  - name: gone\n    engine: postgres\n"
                       f"    dsn: postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable\n")

@@ -22,7 +22,7 @@ from dbwatch.model.facts.statements import Statements
 from dbwatch.model.facts.postgres import Replicas, Settings, Standby
 from dbwatch.model.facts.common import Summary
 from tests.pgcluster import BIN, PostgresServer
-from tests.helpers import collect, collect_until
+from tests.helpers import collect, collect_until, free_port
 
 
 def make_target(dsn: str, top_n: int = 100, timeout: float = 5, **extra) -> Target:
@@ -282,18 +282,10 @@ async def test_unreachable_server_error_never_shows_the_password_and_reconnects(
     assert (await collect(collector)).family("pg_up").value() == 1
 
     # A password written into the DSN by mistake is not echoed either.
-    leaky = session_for(make_target(f"postgresql://secretive:hunter2-in-dsn@127.0.0.1:{_closed_port()}/postgres"))
+    leaky = session_for(make_target(f"postgresql://secretive:hunter2-in-dsn@127.0.0.1:{free_port()}/postgres"))
     with pytest.raises(CollectorError) as refused:
         await collect(PostgresCollector(leaky.target, leaky))
     assert "hunter2" not in str(refused.value) and "cannot connect to 127.0.0.1" in str(refused.value)
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_statements_blocked_by_a_lock_fail_fast_with_the_lock_timeout(pg_primary, session_for):

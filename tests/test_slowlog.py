@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,7 +30,7 @@ from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog import Aggregator, SlowLogCollector, SlowLogOptions, analyze
 from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser
 from dbwatch.model.facts.slowlog import SlowClasses, SlowLogPosition
-from tests.helpers import collect
+from tests.helpers import collect, free_port
 from tests.pgcluster import PostgresServer
 
 # Queries pt-query-digest fingerprints correctly: ours must be identical, character for character.
@@ -296,18 +295,12 @@ def test_bad_records_are_counted_and_skipped(tmp_path):
 
 # -- a real MariaDB ----------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class MariaDB:
     """A throwaway mariadbd with the slow log on, every statement logged, on a free loopback port."""
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="dbwatch-mariadb-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.slow_log = self.root / "slow.log"
         self.proc: subprocess.Popen | None = None
 
@@ -320,7 +313,7 @@ class MariaDB:
         for _ in range(3):  # the free port may be taken between choosing it and mariadbd binding it
             if self._serve():
                 return self
-            self.port = _free_port()
+            self.port = free_port()
         raise RuntimeError(f"mariadbd did not start: {(self.root / 'error.log').read_text()[-2000:]}")
 
     def _serve(self) -> bool:
