@@ -69,6 +69,22 @@ def test_the_catalog_gives_each_name_one_type_and_labels_and_every_template_its_
         assert not spec.is_template or spec.values or spec.open or spec.name.endswith("*"), f"{spec.name}: no values"
 
 
+def test_the_readme_lists_every_command_of_the_cli():
+    import argparse
+
+    from dbwatch.agent.cli import _parser
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> list[str]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [prefix]
+        return [c for name, sub in subs[0].choices.items() for c in commands(sub, f"{prefix} {name}")]
+
+    table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `dbwatch ")]
+    for command in commands(_parser(), "dbwatch"):
+        assert any(line.startswith(f"| `{command} ") for line in table), f"README.md's table lacks `{command}`"
+
+
 def test_the_readme_stays_a_front_page():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 260, f"README.md has {len(lines)} lines: move details to docs/"
