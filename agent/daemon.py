@@ -33,6 +33,7 @@ from dbwatch.collectors.base import Session
 from dbwatch.collectors.session import set_connect_slots
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
+from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Daemon:
         self.alerting = Alerting(config, self.store, targets=self.target_map, sessions=self.session_of,
                                  external_url=f"{scheme}://{config.server.listen}")
         self.exposition.add_provider(self.alerting.metrics)
+        self.exposition.add_provider(lambda: pg_exporter_families(self.store))  # pg_exporter_* for its rules
         self.http.degraded_state = self.alerting.degraded_state
         self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
         self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)

@@ -114,9 +114,19 @@ def _postgres() -> Engine:
             "slowlog": "slowlog:SlowLogCollector",
             "advisor": "pg_advisor:AdvisorCollector",
             "audit": "pg_audit:PgAuditCollector",
+            "tables": "pg_tables:TablesCollector",
+            "settings": "pg_settings:SettingsCollector",
+            "stats": "pg_stats_more:MoreStatsCollector",
+            "custom": "pg_custom:CustomQueriesCollector",
         }),
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
+            # postgres_exporter's per-table, settings and other default collectors, under its names.
+            "tables": CollectorDefaults(interval=30.0, timeout=20.0),
+            "settings": CollectorDefaults(interval=60.0, timeout=10.0),
+            "stats": CollectorDefaults(interval=15.0, timeout=10.0),
+            # A postgres_exporter queries.yaml: on when enabled with a queries_file.
+            "custom": CollectorDefaults(interval=15.0, timeout=10.0, enabled=False),
             "statements": CollectorDefaults(interval=60.0, timeout=20.0),
             "slowlog": CollectorDefaults(interval=60.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled: it plans the application's statements (EXPLAIN, HypoPG), and
