@@ -33,11 +33,10 @@ class TargetJobs:
 
     @property
     def up_collector(self) -> str:
-        """The collector whose success means the target is up: the one exporting ``<engine>_up``."""
-        for name, collector in self.collectors.items():
-            if collector.up_metric:
-                return name
-        return next(iter(self.collectors))
+        """The collector whose success means the target is up: the engine's main collector (``<engine>_up``),
+        or the first one when the configuration turned that off."""
+        main = engine(self.target.engine).main_collector
+        return main if main in self.collectors else next(iter(self.collectors))
 
     async def collect(self, name: str) -> Snapshot:
         collector = self.collectors[name]
