@@ -328,6 +328,7 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
         config = Config.model_validate(raw)
     except ValidationError as exc:
         problems.extend(_locate_model_errors(exc))
+        problems.extend(_target_problems_behind(exc, raw))
     # What the model checks only once every field is valid (names unique across the file) and what lies
     # outside it (rule overrides and files, the web config file) are checked in the same pass, so that a
     # file's problems are all reported at once, not revealed in rounds as the first ones are fixed.
@@ -337,6 +338,30 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     if problems or config is None:
         raise ConfigError(source, problems)
     return config
+
+
+def _target_problems_behind(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
+    """A target's own checks (how it connects, its backups) run only once its fields are valid; they are run
+    again on the target without its invalid keys, so their problems are reported in the same pass."""
+    bad: dict[int, set[str]] = {}
+    for error in exc.errors():
+        loc = error["loc"]
+        if len(loc) >= 3 and loc[0] == "targets" and isinstance(loc[1], int) and isinstance(loc[2], str):
+            bad.setdefault(loc[1], set()).add(loc[2])
+    targets = raw.get("targets")
+    problems: list[str] = []
+    for index, keys in sorted(bad.items()):
+        item = targets[index] if isinstance(targets, list) and index < len(targets) else None
+        if not isinstance(item, dict) or keys & {"name", "engine"}:
+            continue  # without a valid engine its other checks mean nothing
+        prefix = f"targets[{index}]"
+        try:
+            TargetConfig.model_validate({k: v for k, v in item.items() if k not in keys})
+        except ValidationError as again:
+            # a check about a key taken out (``needs a dsn or a host`` for an invalid dsn) would mislead
+            problems.extend(line for line in _locate_model_errors(again, prefix)
+                            if not any(re.search(rf"\b{re.escape(key)}\b", line) for key in keys))
+    return problems
 
 
 def _whole_file_problems(raw: dict[str, Any]) -> list[str]:
@@ -394,7 +419,7 @@ def _interpolate(node: Any, path: str, environ: Mapping[str, str], problems: lis
     return node
 
 
-def _locate_model_errors(exc: ValidationError) -> list[str]:
+def _locate_model_errors(exc: ValidationError, prefix: str = "") -> list[str]:
     # A model validator's error carries the path of the model it ran on; when its message starts with
     # a deeper key ("collectors.x.y: ...", "targets[3].name: ..."), that key is joined onto the path.
     lines = []

@@ -57,6 +57,32 @@ def test_validate_reports_every_problem_of_the_file_in_one_run(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_targets_own_checks_are_reported_beside_its_field_errors(tmp_path):
+    path = write(tmp_path, """\
+        targets:
+          - name: db1
+            engine: postgres
+            interval: fast
+          - name: cache
+            engine: redis
+            dsn: postgresql://monitor@127.0.0.1/0
+            timeout: nope
+        receivers:
+          - {name: oncall, type: webhook, url: "http://127.0.0.1:9/"}
+          - {name: oncall, type: webhook, url: "http://127.0.0.1:9/", timeout: bad}
+        """)
+    result = dbwatch("validate", "-c", str(path))
+    assert result.returncode == 2
+    assert sorted(line.removeprefix(f"{path}: ") for line in result.stderr.splitlines()) == sorted([
+        'targets[0].interval: expected a duration like "15s", got "fast"',
+        "targets[0]: needs a dsn or a host",
+        'targets[1].timeout: expected a duration like "15s", got "nope"',
+        "targets[1]: dsn scheme 'postgresql' does not match engine 'redis'",
+        'receivers[1].timeout: expected a duration like "15s", got "bad"',
+        "receivers[1].name: 'oncall' is already the name of another receiver",
+    ])
+
+
 def test_a_quoted_number_of_seconds_is_a_duration(tmp_path):
     config = parse_config(textwrap.dedent("""\
         targets:
