@@ -324,6 +324,7 @@ def parse_config(text: str, source: str = "<config>", environ: dict[str, str] | 
     raw = _interpolate(raw, "", os.environ if environ is None else environ, problems)
     if problems:
         raise ConfigError(source, problems)
+    config: Config | None = None
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -423,7 +424,7 @@ def _locate_model_errors(exc: ValidationError, prefix: str = "") -> list[str]:
     # A model validator's error carries the path of the model it ran on; when its message starts with
     # a deeper key ("collectors.x.y: ...", "targets[3].name: ..."), that key is joined onto the path.
     lines = []
-    for line in format_validation_error(exc):
+    for line in format_validation_error(exc, prefix):
         path, _, message = line.partition(": ")
         head, sep, rest = message.partition(": ")
         if sep and _SUBPATH.fullmatch(head):
