@@ -23,7 +23,7 @@ import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.failover import FailoverController
-from dbwatch.model import Finding, FindingKind, Severity, Snapshot, Target, gauge
+from dbwatch.model import CollectorSettings, Finding, FindingKind, Severity, Snapshot, Target, gauge
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.postgres import replication_link
 from dbwatch.model.facts.postgres import ServerInfo, Standby
@@ -386,3 +386,31 @@ def test_a_mariadb_replica_that_cannot_log_in_to_its_primary_is_broken_with_the_
         for server in (replica, primary):
             if server is not None:
                 server.destroy()
+
+
+def test_pg_promote_of_a_target_this_agent_does_not_watch_uses_a_session_of_its_own_and_never_promotes_twice(
+        tmp_path, servers):
+    """A primary and its standby; the controller has no running session for the candidate (another agent's
+    shard watches it): the promotion goes through a session opened for the action, and a second action finds
+    the candidate no longer in recovery and does nothing."""
+    primary = servers()
+    standby = servers(primary)
+    candidate = Target(name="b", engine="postgres", dsn=standby.dsn(), labels={},
+                       collectors={"postgres": CollectorSettings(15, 5)})
+    config = ClusterConfig(failover=FailoverConfig(action="pg_promote", dry_run=False, cooldown=0, timeout=20))
+    recommended = Finding("FailoverRecommended", "a", FindingKind.ALERT, Severity.CRITICAL, "down",
+                          labels={"cluster": "orders", "candidate": "b"})
+
+    async def scenario() -> list[tuple[str, bool, str]]:
+        controller = FailoverController({"orders": config}, tmp_path, lambda: {"b": candidate})
+        for _ in range(2):
+            controller.consider("orders", [recommended])
+            while controller._running:
+                await asyncio.sleep(0.01)
+        await controller.stop()
+        return [(a.action, a.ok, a.detail) for a in reversed(controller.actions("orders"))]
+
+    first, second = asyncio.run(scenario())
+    assert first == ("pg_promote", True, "ran SELECT pg_promote() on b: promoted")
+    assert second == ("pg_promote", False, "pg_promote: b is not in recovery any more; nothing done")
+    assert standby.psql("SELECT pg_is_in_recovery()") == "f"
