@@ -13,8 +13,9 @@ and are left out, like every other message. Messages must be in English (``lc_me
 from __future__ import annotations
 
 import re
+from typing import Callable
 
-from dbwatch.collectors.logtail import MAX_RECORD, LineParser
+from dbwatch.collectors.logtail import MAX_RECORD
 from dbwatch.collectors.slowlog_event import SlowEvent, SlowParser, _new_event, _valid
 from dbwatch.collectors.slowlog_pg import PostgresCsvParser, PostgresJsonParser, PostgresStderrParser
 
@@ -24,11 +25,13 @@ __all__ = ["SlowEvent", "MySQLSlowLogParser", "PostgresStderrParser", "PostgresC
 FORMATS = ("auto", "mysql", "postgres-stderr", "postgres-csv", "postgres-json")
 
 
-def make_parser(fmt: str, max_record: int = MAX_RECORD) -> LineParser[SlowEvent]:
+def make_parser(fmt: str, max_record: int = MAX_RECORD) -> SlowParser:
     if fmt not in FORMATS:
         raise ValueError(f"expected a format among {', '.join(FORMATS)}, got {fmt!r}")
-    return {"auto": AutoParser, "mysql": MySQLSlowLogParser, "postgres-stderr": PostgresStderrParser,
-            "postgres-csv": PostgresCsvParser, "postgres-json": PostgresJsonParser}[fmt](max_record)
+    parsers: dict[str, Callable[[int], SlowParser]] = {
+        "auto": AutoParser, "mysql": MySQLSlowLogParser, "postgres-stderr": PostgresStderrParser,
+        "postgres-csv": PostgresCsvParser, "postgres-json": PostgresJsonParser}
+    return parsers[fmt](max_record)
 
 
 # -- MySQL / MariaDB ----------------------------------------------------------------------------------------
@@ -237,7 +240,7 @@ class AutoParser(SlowParser):
         self._skipped = 0
         super().__init__(max_record)
 
-    @property  # type: ignore[override]
+    @property
     def skipped(self) -> int:
         return self.chosen.skipped if self.chosen else self._skipped
 
@@ -248,7 +251,7 @@ class AutoParser(SlowParser):
         else:
             self._skipped = value
 
-    @property  # type: ignore[override]
+    @property
     def skipped_lines(self) -> int:
         return self.chosen.skipped_lines if self.chosen else 0
 
@@ -262,9 +265,10 @@ class AutoParser(SlowParser):
             fmt = sniff(self._pending)
             if fmt is None:
                 return []
-            self.chosen = make_parser(fmt, self.max_record)  # type: ignore[assignment]
-            self.chosen.skipped = self._skipped
+            chosen = self.chosen = make_parser(fmt, self.max_record)
+            chosen.skipped = self._skipped
             text, self._pending = self._pending, ""
+            return chosen.feed(text)
         return self.chosen.feed(text)
 
     def flush(self) -> list[SlowEvent]:
