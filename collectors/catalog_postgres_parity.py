@@ -138,7 +138,7 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('pg_replication_slot_wal_status', G,
                'Availability of the WAL a slot claims (reserved, extended, unreserved, lost), as a label.',
                ('slot_name', 'slot_type', 'wal_status'), 'stats'),
-    MetricSpec('dbwatch_pg_wal_position_bytes', C,
+    MetricSpec('dbwatch_pg_wal_position_bytes', G,
                'WAL position (written on a primary, replayed on a standby) in bytes since 0/0: rate() of it is '
                'the WAL write rate.',
                (), 'stats'),

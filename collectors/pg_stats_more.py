@@ -117,7 +117,7 @@ SLOTS: Spec = {
                       "getting in state lost"),
 }
 WAL: Spec = {
-    "position": ("dbwatch_pg_wal_position_bytes", C,
+    "position": ("dbwatch_pg_wal_position_bytes", G,
                  "WAL position (written on a primary, replayed on a standby) in bytes since 0/0"),
     "segments": ("pg_wal_segments", G, "Number of WAL segments"),
     "size": ("pg_wal_size_bytes", G, "Total size of WAL segments"),
