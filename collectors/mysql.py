@@ -21,6 +21,7 @@ import pymysql
 
 from dbwatch.model import Snapshot, Target
 from dbwatch.collectors import mysql_families as fams
+from dbwatch.collectors import mysql_innodb_metrics as innodb
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.session import DriverSession
@@ -212,6 +213,7 @@ class MySQLCollector(Collector[MySQLSession, MySQLOptions]):
             processes = await session.run(sql.PROCESSLIST_MARIADB if server.mariadb else sql.PROCESSLIST_MYSQL,
                                           (self.options.query_text_length,))
             connections = await session.run(sql.CONNECTIONS)
+            innodb_rows = await self._innodb_metrics(session, server, notes)
             heartbeat = await self._heartbeat(session, notes)
         gtid = Gtid(executed=fams.clean_gtid(gtid_row["executed"]), slave_pos=fams.clean_gtid(gtid_row["slave_pos"]),
                     binlog_pos=fams.clean_gtid(gtid_row["binlog_pos"]))
@@ -224,6 +226,7 @@ class MySQLCollector(Collector[MySQLSession, MySQLOptions]):
         snapshot.families.extend(fams.variable_families(variables))
         snapshot.families.extend(fams.derived_families(status_fact, deadlocks))
         snapshot.families.extend(fams.processlist_families(processes, connections, activity))
+        snapshot.families.extend(innodb.innodb_metrics_families(innodb_rows))
         snapshot.families.extend(fams.replication_families(channels_rows, channels))
         snapshot.families.extend(fams.gtid_families(gtid))
         if heartbeat is not None:
@@ -250,6 +253,17 @@ class MySQLCollector(Collector[MySQLSession, MySQLOptions]):
             grant = "REPLICATION CLIENT"
         notes.append(f"user {server.user} may not read the replication status, so replication is not "
                      f"monitored; run GRANT {grant} ON *.* TO {grantee(server.user)};")
+        return []
+
+    async def _innodb_metrics(self, session: MySQLSession, server: ServerInfo, notes: list[str]
+                              ) -> list[dict[str, Any]]:
+        try:
+            return await session.run(innodb.INNODB_METRICS)
+        except QueryError as exc:
+            if exc.errno not in ACCESS_DENIED:
+                raise
+        notes.append(f"user {server.user} may not read information_schema.INNODB_METRICS (the history list "
+                     f"length, ...); run GRANT PROCESS ON *.* TO {grantee(server.user)};")
         return []
 
     async def _heartbeat(self, session: MySQLSession, notes: list[str]) -> Heartbeat | None:

@@ -169,6 +169,20 @@ def processlist_families(processes: list[dict[str, Any]], connections: list[dict
         by_user.add((user,), count)
     for host, count in sorted(hosts.items()):
         by_host.add((host,), count)
+    threads = gauge("mysql_info_schema_processlist_threads", "The number of threads split by current state.",
+                    ("command", "state"))
+    seconds = gauge("mysql_info_schema_processlist_seconds",
+                    "The number of seconds threads have used split by current state.", ("command", "state"))
+    states: dict[tuple[str, str], list[float]] = {}  # (command, state) -> [threads, seconds]
+    for row in connections:
+        if not row.get("own"):
+            key = (_sanitize_state(row.get("command")), _sanitize_state(row.get("state")))
+            count_seconds = states.setdefault(key, [0.0, 0.0])
+            count_seconds[0] += int(row["count"])
+            count_seconds[1] += float(row.get("seconds") or 0)
+    for key, (n_threads, total) in sorted(states.items()):
+        threads.add(key, n_threads)
+        seconds.add(key, total)
     oldest = gauge("dbwatch_mysql_oldest_query_seconds", "Age of the longest-running statement (0 when none runs).")
     oldest.add((), activity.oldest_query_seconds)
     labels = ("mysql_user", "client_host")
@@ -182,7 +196,15 @@ def processlist_families(processes: list[dict[str, Any]], connections: list[dict
     for key, values in sorted(ages.items()):
         per_client.add(key, max(values))
         running.add(key, len(values))
-    return [by_user, by_host, oldest, per_client, running]
+    return [by_user, by_host, threads, seconds, oldest, per_client, running]
+
+
+def _sanitize_state(value: Any) -> str:
+    """A command or state as mysqld_exporter labels it: lower case, "unknown" when empty, no punctuation."""
+    text = str(value or "").lower() or "unknown"
+    for old, new in ((";", ""), (",", ""), (":", ""), (".", ""), ("(", ""), (")", ""), (" ", "_"), ("-", "_")):
+        text = text.replace(old, new)
+    return text
 
 
 def normalise_channel_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -52,11 +52,13 @@ WHERE ID <> CONNECTION_ID()
 PROCESSLIST_MARIADB = _PROCESSLIST.format(seconds="TIME_MS / 1000")
 PROCESSLIST_MYSQL = _PROCESSLIST.format(seconds="TIME")
 
-# Every connection, by user and client host (mysqld_exporter's processlist counts), sleeping ones included.
+# Every connection, by user and client host (mysqld_exporter's processlist counts), sleeping ones included;
+# by command and state too for its processlist_threads, which leaves out the connection asking (`own`).
 CONNECTIONS = """
-SELECT USER AS user, SUBSTRING_INDEX(HOST, ':', 1) AS host, COUNT(*) AS count
+SELECT USER AS user, SUBSTRING_INDEX(HOST, ':', 1) AS host, COALESCE(COMMAND, '') AS command,
+       COALESCE(STATE, '') AS state, ID = CONNECTION_ID() AS own, COUNT(*) AS count, SUM(TIME) AS seconds
 FROM information_schema.PROCESSLIST
-GROUP BY USER, SUBSTRING_INDEX(HOST, ':', 1)
+GROUP BY USER, SUBSTRING_INDEX(HOST, ':', 1), COALESCE(COMMAND, ''), COALESCE(STATE, ''), ID = CONNECTION_ID()
 """
 
 # pt-heartbeat: ts is the primary's clock when it wrote the row (one row per primary in a chain: the newest

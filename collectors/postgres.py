@@ -330,8 +330,10 @@ def _databases(rows: list[asyncpg.Record]) -> tuple[list[MetricFamily], list[Dat
         backends.add(key, row["numbackends"])
         for name, fam in counters.items():
             fam.add(key, row[name])
-        ratio = max(0.0, 1 - max(row["frozenxid_age"], row["minmxid_age"]) / WRAPAROUND_LIMIT)
         size.add((row["datname"],), row["size_bytes"])
+        if not row["listed"]:  # a template or the shared catalogs: statistics only, as postgres_exporter
+            continue
+        ratio = max(0.0, 1 - max(row["frozenxid_age"], row["minmxid_age"]) / WRAPAROUND_LIMIT)
         age.add((row["datname"],), row["frozenxid_age"])
         mxid_age.add((row["datname"],), row["minmxid_age"])
         margin.add((row["datname"],), ratio)
@@ -352,7 +354,9 @@ def _replication(server: ServerInfo, primary: list[asyncpg.Record], standby_rows
     # off from its primary (nothing received, nothing to replay) shows as receiver down, not as lag 0.
     lag = gauge("pg_replication_lag_seconds",
                 "Replication lag behind the primary in seconds (0 on a primary and on a caught-up standby).")
-    families = [lag]
+    # The name postgres_exporter used before 0.11, which its mixin's dashboards and alerts still query.
+    old_lag = gauge("pg_replication_lag", "Replication lag behind master in seconds (pg_replication_lag_seconds).")
+    families = [lag, old_lag]
     standby = None
     if standby_rows:
         row = standby_rows[0]
@@ -362,6 +366,7 @@ def _replication(server: ServerInfo, primary: list[asyncpg.Record], standby_rows
             upstream_host=row["upstream_host"], upstream_port=row["upstream_port"],
         )
         lag.add((), standby.lag_seconds)
+        old_lag.add((), standby.lag_seconds)
         replay_bytes = gauge("dbwatch_pg_replay_lag_bytes", "WAL received but not yet replayed by this standby.")
         replay_bytes.add((), standby.replay_lag_bytes)
         paused = gauge("dbwatch_pg_replay_paused", "Whether WAL replay is paused on this standby.")
@@ -372,6 +377,7 @@ def _replication(server: ServerInfo, primary: list[asyncpg.Record], standby_rows
         families += [replay_bytes, paused, receiver]
         return families, [], standby
     lag.add((), 0)
+    old_lag.add((), 0)
     labels = ("application_name", "client_addr", "state", "slot_name")
     lsn_diff = gauge("pg_stat_replication_pg_wal_lsn_diff", "Lag in bytes between master and slave", labels)
     seconds = gauge("dbwatch_pg_replication_lag_seconds",

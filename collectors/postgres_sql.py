@@ -87,17 +87,19 @@ LEFT JOIN (SELECT database, lower(mode) AS mode, count(*) AS count
 
 # pg_database_size() needs CONNECT on the database or pg_read_all_stats: without either it raises
 # and would fail the whole query, so such a database gets a NULL size (not exported) instead.
+# Every row of pg_stat_database, as postgres_exporter shows them: the templates too, and the row of the
+# shared catalogs (datid 0, no name, no pg_database row); `listed` marks the databases facts describe.
 DATABASES = """
 SELECT d.datid::int8 AS datid, d.datname, d.numbackends, d.xact_commit, d.xact_rollback, d.blks_read,
        d.blks_hit, d.tup_returned, d.tup_fetched, d.tup_inserted, d.tup_updated, d.tup_deleted, d.conflicts,
        d.temp_files, d.temp_bytes, d.deadlocks, d.blk_read_time, d.blk_write_time,
-       CASE WHEN has_database_privilege(d.datid, 'CONNECT')
-                 OR pg_has_role(current_user, 'pg_read_all_stats', 'member')
+       CASE WHEN db.oid IS NOT NULL AND (has_database_privilege(d.datid, 'CONNECT')
+                                         OR pg_has_role(current_user, 'pg_read_all_stats', 'member'))
             THEN pg_database_size(d.datid) END AS size_bytes,
        age(db.datfrozenxid) AS frozenxid_age,
-       mxid_age(db.datminmxid) AS minmxid_age
-FROM pg_stat_database d JOIN pg_database db ON db.oid = d.datid
-WHERE NOT db.datistemplate
+       mxid_age(db.datminmxid) AS minmxid_age,
+       coalesce(NOT db.datistemplate, false) AS listed
+FROM pg_stat_database d LEFT JOIN pg_database db ON db.oid = d.datid
 """
 
 DATABASE_COUNTERS = (

@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 from redis.asyncio.retry import Retry  # the asyncio client warns about (and mishandles) a synchronous Retry
 
-from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
+from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.model.options import CollectorOptions
 from dbwatch.collectors.session import DriverSession
@@ -136,6 +136,7 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
         async with session.lock:
             raw = await session.run("INFO")
             config_raw, config_error = await session.try_run("CONFIG", "GET", "*")
+            commands, _ = await session.try_run("INFO", "commandstats")  # not in INFO's default sections
         if not isinstance(raw, dict):
             raise CollectorError(f"INFO on {session.endpoint} gave an unexpected reply")
         config = _pairs(config_raw) if config_error is None else None
@@ -149,6 +150,7 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
         facts = _facts(raw, config)
         snapshot.version = facts.version
         snapshot.families.extend(_families(raw, config, facts))
+        snapshot.families.extend(_command_families(commands if isinstance(commands, dict) else {}))
         snapshot.put(facts, replication_link(facts), Summary(_summary(facts)))
 
 
@@ -345,6 +347,27 @@ def _families(raw: dict[str, Any], config: dict[str, str] | None, facts: RedisIn
     families.extend(_keyspace_families(config, facts))
     families.extend(_replication_families(facts))
     return families
+
+
+def _command_families(stats: dict[str, Any]) -> list[MetricFamily]:
+    """INFO commandstats as redis_exporter names it: one series per command run since the start (or
+    CONFIG RESETSTAT), ``cmd`` as Redis names it (``client|setname`` for a subcommand)."""
+    cmd = ("cmd",)
+    calls = counter("redis_commands_total", "Total number of calls per command", cmd)
+    seconds = counter("redis_commands_duration_seconds_total", "Total amount of time in seconds spent per command",
+                      cmd)
+    rejected = counter("redis_commands_rejected_calls_total",
+                       "Calls refused before running, per command (arity, ACL, OOM, ...).", cmd)
+    failed = counter("redis_commands_failed_calls_total", "Calls that failed while running, per command.", cmd)
+    for key, fields in stats.items():
+        if not key.startswith("cmdstat_") or not isinstance(fields, dict):
+            continue
+        name = (key.removeprefix("cmdstat_"),)
+        calls.add(name, fields.get("calls"))
+        seconds.add(name, None if fields.get("usec") is None else float(fields["usec"]) / 1e6)
+        rejected.add(name, fields.get("rejected_calls"))  # Redis >= 6.2
+        failed.add(name, fields.get("failed_calls"))
+    return [fam for fam in (calls, seconds, rejected, failed) if fam.samples]
 
 
 def _config_families(config: dict[str, str] | None, facts: RedisInfo) -> list[MetricFamily]:
