@@ -22,7 +22,7 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Mapping, Protocol
+from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
@@ -55,7 +55,7 @@ class SnapshotSource(Protocol):
     def subscribe(self, listener: Callable[[Snapshot], None]) -> None: ...
     def latest(self, target: str, collector: str) -> Snapshot | None: ...
     def latest_all(self) -> Iterator[Snapshot]: ...
-    def stats(self) -> list[JobFigures]: ...
+    def stats(self) -> Sequence[JobFigures]: ...
 
 
 def wants_openmetrics(accept: str | None) -> bool:
@@ -271,7 +271,7 @@ def _untyped(openmetrics: bool) -> str:
     return "unknown" if openmetrics else "untyped"
 
 
-def _openmetrics_name_and_type(family: MetricFamily) -> tuple[str, MetricType | str]:
+def _openmetrics_name_and_type(family: MetricFamily) -> tuple[str, MetricType]:
     # OpenMetrics wants counter samples to end in _total and info samples in _info. Names kept for
     # compatibility with the exporters (counters without _total) are declared `unknown` so that the
     # sample names stay exactly what dashboards query.
