@@ -118,5 +118,6 @@ class Clusters:
                 except FactError as exc:  # counted and logged like a rule's error; the loop goes on
                     rules.failed(MEMBERSHIP, name, exc)
                     continue
+                rules.recovered(MEMBERSHIP, name)
                 if link is not None and link.upstream is not None:
                     self._upstreams[name] = link.upstream

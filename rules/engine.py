@@ -207,7 +207,7 @@ class RuleEngine:
             except Exception as exc:  # one broken rule never stops the others
                 self.failed(rule.alert, view.target, exc)
             else:
-                self._recovered(rule.alert, view.target)
+                self.recovered(rule.alert, view.target)
         for prule in self.python_rules:
             if prule.engines and view.engine not in prule.engines:
                 continue
@@ -218,7 +218,7 @@ class RuleEngine:
             except Exception as exc:
                 self.failed(prule.name, view.target, exc)
             else:
-                self._recovered(prule.name, view.target)
+                self.recovered(prule.name, view.target)
         return findings
 
     def evaluate_cluster(self, view: Any) -> list[Finding]:
@@ -230,7 +230,7 @@ class RuleEngine:
             except Exception as exc:
                 self.failed(rule.name, f"cluster {view.name}", exc)
             else:
-                self._recovered(rule.name, f"cluster {view.name}")
+                self.recovered(rule.name, f"cluster {view.name}")
         return findings
 
     def metrics(self) -> list[MetricFamily]:
@@ -277,5 +277,6 @@ class RuleEngine:
                 value=series.value,
             )
 
-    def _recovered(self, rule: str, target: str) -> None:
+    def recovered(self, rule: str, target: str) -> None:
+        """``rule`` evaluated cleanly on ``target``: its next error is logged again."""
         self._failing.pop((rule, target), None)
