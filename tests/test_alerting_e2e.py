@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import threading
-import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,7 +20,7 @@ from tests.pgcluster import BIN
 from tests.mariadbserver import mariadb_primary  # noqa: F401  (a fixture: a throwaway MariaDB)
 from tests.redisserver import RedisServer
 from tests.test_notify_crash import alertmanager  # noqa: F401  (a fixture: a real Alertmanager)
-from tests.helpers import wait_for
+from tests.helpers import TimedOut, wait_for
 
 
 class Hook:
@@ -140,12 +139,16 @@ def test_a_paused_standby_fires_replication_lag(agent, hook, pg_primary, pg_stan
              20, "the standby to replay a transaction")
     pg_standby.psql("SELECT pg_wal_replay_pause()")
     try:
-        deadline = time.monotonic() + 30
-        while not hook.alerts("ReplicationLagHigh", "firing") and time.monotonic() < deadline:
+        def written_and_fired() -> list:
             pg_primary.psql("CREATE TABLE IF NOT EXISTS lag_probe (x int); INSERT INTO lag_probe VALUES (1)")
-            time.sleep(0.5)
-        assert hook.alerts("ReplicationLagHigh", "firing"), proc.log()[-2000:] + "\n".join(
-            line for line in proc.metrics().splitlines() if "lag" in line or "replay" in line or "target_up" in line)
+            return hook.alerts("ReplicationLagHigh", "firing")
+
+        try:
+            wait_for(written_and_fired, 30, "ReplicationLagHigh at the webhook", interval=0.5)
+        except TimedOut as exc:
+            raise TimedOut(f"{exc}\n{proc.log()[-2000:]}" + "\n".join(
+                line for line in proc.metrics().splitlines() if "lag" in line or "replay" in line
+                or "target_up" in line)) from None
     finally:
         pg_standby.psql("SELECT pg_wal_replay_resume()")
     wait_for(lambda: hook.alerts("ReplicationLagHigh", "resolved"), 30, "the lag alert to resolve")
@@ -242,15 +245,19 @@ def test_lagging_replication_on_real_mariadb_and_redis_fires_replication_lag_hig
         with conn.cursor() as cursor:
             cursor.execute("CREATE DATABASE IF NOT EXISTS lagtest")
             cursor.execute("CREATE TABLE IF NOT EXISTS lagtest.t (x int)")
-        deadline = time.monotonic() + 40
-        fired: dict[str, dict] = {}
-        while time.monotonic() < deadline and len(fired) < 2:
+        def written_and_fired() -> dict[str, dict]:
             with conn.cursor() as cursor:
                 cursor.execute("INSERT INTO lagtest.t VALUES (1)")
             fired = {a["labels"]["engine"]: a for a in hook.alerts("ReplicationLagHigh", "firing")}
-            time.sleep(0.5)
-        conn.close()
-        assert set(fired) == {"mysql", "redis"}, proc.log()[-3000:]
+            return fired if len(fired) == 2 else {}
+
+        try:
+            fired = wait_for(written_and_fired, 40, "ReplicationLagHigh on both engines", interval=0.5)
+        except TimedOut as exc:
+            raise TimedOut(f"{exc}\n{proc.log()[-3000:]}") from None
+        finally:
+            conn.close()
+        assert set(fired) == {"mysql", "redis"}
         assert fired["mysql"]["labels"]["target"] == "maria-replica"
         assert fired["redis"]["labels"]["target"] == "cache-primary"
         assert fired["redis"]["labels"]["slave_port"] == str(redis_replica.port)
