@@ -96,6 +96,7 @@ class LogFollower(Generic[E]):
         self._discarding = False  # inside an overlong line
         self._head = b""  # the first bytes of the file (up to HEAD_BYTES), to recognise it
         self._saved: dict[str, Any] | None = None
+        self.save_error: str | None = None  # why the last offset could not be saved (None: it was)
         self._started = False
         self._sink: Callable[[list[E]], None] = lambda events: None
 
@@ -165,11 +166,16 @@ class LogFollower(Generic[E]):
                  "head_len": len(head), "head_sha1": hashlib.sha1(head).hexdigest()}
         if state == self._saved:
             return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_file)
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(state))
+            os.replace(tmp, self.state_file)
+        except OSError as exc:  # a full or read-only state directory: following goes on, saved at the next poll
+            self.save_error = exc.strerror or type(exc).__name__
+            return
         self._saved = state
+        self.save_error = None
 
     # -- opening and identity -----------------------------------------------------------------------------
 
@@ -210,9 +216,9 @@ class LogFollower(Generic[E]):
 
     def _matches(self, state: dict[str, Any]) -> bool:
         head = self._head[: state["head_len"]]
-        return ((os.fstat(self._fh.fileno()).st_ino == state["ino"]) and len(head) == state["head_len"]
-                and hashlib.sha1(head).hexdigest() == state["head_sha1"]
-                and os.fstat(self._fh.fileno()).st_size >= state["offset"])
+        return bool(os.fstat(self._fh.fileno()).st_ino == state["ino"] and len(head) == state["head_len"]
+                    and hashlib.sha1(head).hexdigest() == state["head_sha1"]
+                    and os.fstat(self._fh.fileno()).st_size >= state["offset"])
 
     def _truncated(self, size: int) -> bool:
         if size < self._pos:

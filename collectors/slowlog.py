@@ -248,6 +248,10 @@ class SlowLogCollector(Collector[Session, SlowLogOptions]):
         if not Path(self.options.path).exists():
             snapshot.notes.append(f"the slow log {self.options.path} does not exist (yet); check the server's "
                                   "slow_query_log_file / log_directory and that dbwatch may read it")
+        if self.follower.save_error is not None:
+            snapshot.notes.append(f"cannot save the read offset in {self.options.state_dir} "
+                                  f"({self.follower.save_error}); after a restart the log is read again from the "
+                                  "last offset saved")
 
     def _families(self, maxima: dict[str, float]) -> list[MetricFamily]:
         agg, stats = self.aggregator, self.follower.stats

@@ -68,3 +68,26 @@ def test_a_record_that_never_gets_its_statement_is_skipped_not_recorded_as_set_t
     assert [e.query for e in seen] == ["SELECT 1"]
     assert parser.skipped == 1
     follower.close()
+
+
+def test_a_full_state_directory_does_not_stop_the_follower_and_the_offset_is_saved_once_it_has_room(tmp_path):
+    from tests.faultutil import fill, tmpfs
+
+    log = tmp_path / "slow.log"
+    append(log, HEADER + record_head(1795818174) + "SELECT 1;\n")
+    with tmpfs("1m") as mount:
+        offset_file = mount / "slowlog" / "offset.json"
+        filler = fill(mount)
+        seen: list[SlowEvent] = []
+        follower = LogFollower(log, make_parser("mysql"), str(offset_file), from_beginning=True)
+        follower.poll(seen.extend)
+        follower.poll(seen.extend)
+        assert [e.query for e in seen] == ["SELECT 1"]
+        assert follower.save_error is not None and not offset_file.exists()
+        filler.unlink()
+        append(log, record_head(1795818175) + "SELECT 2;\n")
+        follower.poll(seen.extend)
+        follower.poll(seen.extend)
+        assert [e.query for e in seen] == ["SELECT 1", "SELECT 2"]
+        assert follower.save_error is None and offset_file.exists()
+        follower.close()
