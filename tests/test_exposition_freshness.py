@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from pathlib import Path
+
+import yaml
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.engines import engine
 from dbwatch.exporters.prometheus import Exposition
 from dbwatch.exporters.staleness import LOOKBACK, Scrapers
 from dbwatch.model import Snapshot, counter, gauge
@@ -137,3 +141,10 @@ def test_scrapers_count_while_they_keep_their_rhythm_and_tombstones_outlive_no_m
     slow.served("every-2-min", grave.created - 1)
     assert not exp._graves.retire(slow, grave.created + 1)  # created after its last scrape: waits for it
     assert exp._graves.retire(slow, grave.created + LOOKBACK + 1) and exp.tombstones() == 0
+
+
+def test_the_shipped_scrape_config_keeps_timestamps_and_scrapes_at_the_default_collection_interval():
+    config = yaml.safe_load((Path(__file__).parent.parent / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    assert all(job["honor_timestamps"] is True for job in config["scrape_configs"])
+    assert config["global"]["scrape_interval"] == "15s"
+    assert engine("postgres").defaults["postgres"].interval == 15.0 == engine("redis").defaults["redis"].interval
