@@ -11,8 +11,9 @@ import sqlite3
 
 import pytest
 
-from tests.agentproc import AgentProcess, sample_value, wait_for
+from tests.agentproc import AgentProcess, sample_value
 from tests.faultutil import Hook, fill, remount, tmpfs
+from tests.helpers import wait_for
 from tests.redisserver import RedisServer
 
 

@@ -26,7 +26,8 @@ import psycopg
 import pytest
 import yaml
 
-from tests.agentproc import AgentProcess, free_port, wait_for
+from tests.agentproc import AgentProcess
+from tests.helpers import free_port, wait_for
 
 pytestmark = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("prometheus-postgres-exporter") is None,
