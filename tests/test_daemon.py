@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.agentproc import AgentProcess, sample_value
-from tests.helpers import free_port, wait_for
+from tests.helpers import declared, free_port, wait_for
 
 
 def pg_target(name: str, dsn: str, **extra) -> dict:
@@ -47,6 +47,9 @@ def test_metrics_ready_and_targets_api(agent, pg_primary):
     assert sample_value(metrics, "dbwatch_collector_last_success_timestamp_seconds", target="main",
                         collector="postgres") > time.time() - 60
     assert 'dbwatch_build_info{' in metrics
+    # Every family on /metrics, the agent's own included, is declared in the metric catalog (docs/metrics.md).
+    exposed = {line.split()[2] for line in metrics.splitlines() if line.startswith("# TYPE ")}
+    assert not {name for name in exposed if not declared(name)}
     [main] = proc.get("/api/v1/targets")
     assert main["name"] == "main" and main["up"] is True
 
