@@ -354,3 +354,21 @@ def test_the_store_keeps_only_the_latest_collection_of_per_table_statistics():
         store.put(Snapshot(target="pg", engine="postgres", collector="tables", started_at=time.time(),
                            keep_history=False))
     assert len(store.history("pg", "postgres")) == 3 and len(store.history("pg", "tables")) == 1
+
+
+@pytest.mark.parametrize("version, present, absent", [
+    (110000, ["stats_reset"], ["checksum_failures", "sessions", "confl_active_logicalslot", "safe_wal_size"]),
+    (140000, ["checksum_failures", "sessions", "active_time_seconds", "safe_wal_size", "max_dead_tuples"],
+     ["confl_active_logicalslot", "max_dead_tuple_bytes"]),
+    (170000, ["confl_active_logicalslot", "max_dead_tuple_bytes::float8 AS max_dead_tuples", "wal_write"], []),
+    (180000, ["wal_records"], ["wal_write"]),
+])
+def test_sql_follows_the_server_version_where_the_catalogs_differ(version, present, absent):
+    """No server (only PostgreSQL 15 runs here): the version gates of the other statistics' SQL."""
+    from dbwatch.collectors import pg_stats_more_sql as sql
+
+    text = "\n".join([sql.database_extra_sql(version), sql.conflicts_sql(version), sql.slots_sql(version),
+                      sql.vacuum_progress_sql(version), sql.stat_wal_sql(version) or ""])
+    assert all(column in text for column in present), [c for c in present if c not in text]
+    assert not [column for column in absent if column in text]
+    assert (sql.stat_wal_sql(version) is None) == (version < 140000)
