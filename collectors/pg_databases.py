@@ -4,8 +4,8 @@ Per-table statistics and per-database custom queries only see the database they 
 that need them ask :func:`per_database` for a session on each database the role may connect to, filtered
 by the include and exclude lists. The target's own database reuses the target's session; every other
 database gets a session of its own for the length of one collection, then closed: no idle backend is left
-behind in every database between collections (the price is one backend start per database per interval,
-which is why these collectors default to a 60 s interval).
+behind in every database between collections (the price is one backend start per other database per
+interval, which is why these collectors run less often than the server-wide one).
 """
 
 from __future__ import annotations

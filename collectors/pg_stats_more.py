@@ -27,7 +27,7 @@ from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, MetricType, Snapshot
 from dbwatch.model.options import CollectorOptions
 
-__all__ = ["MoreStatsCollector", "VACUUM_PHASES", "family_names"]
+__all__ = ["MoreStatsCollector", "VACUUM_PHASES"]
 
 #: pg_stat_progress_vacuum's phases in the server's order; the exporter exports each as 0 or 1
 VACUUM_PHASES = ("initializing", "scanning heap", "vacuuming indexes", "vacuuming heap", "cleaning up indexes",
@@ -125,13 +125,6 @@ WAL: Spec = {
 PHASE = ("pg_stat_progress_vacuum_phase", "Current vacuum phase (1 = active, 0 = inactive). Label 'phase' is "
          "human-readable.")
 WAL_STATUS = ("pg_replication_slot_wal_status", "availability of WAL files claimed by this slot")
-
-
-def family_names() -> list[str]:
-    """Every family this collector can export (for the metric catalog and the tests)."""
-    specs = (DATABASE_EXTRA, CONFLICTS, BGWRITER_RESET, CHECKPOINTER, STAT_WAL, IO, VACUUM, CREATE_INDEX, ANALYZE,
-             SLOTS, WAL)
-    return [name for spec in specs for name, _, _ in spec.values()] + [PHASE[0], WAL_STATUS[0]]
 
 
 class MoreStatsCollector(Collector[PostgresSession, CollectorOptions]):

@@ -27,7 +27,7 @@ from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.model.options import Count, Flag
 
-__all__ = ["FOLDED_NAME", "TablesCollector", "TablesOptions", "table_family_names"]
+__all__ = ["FOLDED_NAME", "TablesCollector", "TablesOptions"]
 
 #: the relname (tables) or indexrelname (indexes) of the series that sums the folded ones
 FOLDED_NAME = "other"
@@ -46,13 +46,6 @@ class TablesOptions(DatabaseScope):
     # postgres_exporter's collector says heap_blocks_read; its older queries.yaml (Debian's 0.11) said
     # heap_blks_read. Dashboards written for the latter keep working with "blks".
     statio_names: Literal["blocks", "blks"] = "blocks"
-
-
-def table_family_names(statio_names: str = "blocks") -> list[str]:
-    """Every family this collector can export, in order (for the metric catalog and the tests)."""
-    names = [_table_name(view, column, statio_names) for view, column, _, _ in sql.TABLE_COLUMNS]
-    return [*names, *(name for name, _ in sql.INDEX_COLUMNS), "dbwatch_pg_tables_folded",
-            "dbwatch_pg_indexes_folded"]
 
 
 class TablesCollector(Collector[PostgresSession, TablesOptions]):

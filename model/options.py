@@ -11,7 +11,7 @@ misspelt key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Mapping, get_args, get_origin
+from typing import Annotated, Any, Literal, Mapping, get_args, get_origin
 
 from pydantic import Field, Strict, StrictBool, StrictInt, StrictStr, ValidationError
 
@@ -68,4 +68,6 @@ def _expected(annotation: Any) -> str:
         annotation = get_args(annotation)[0]
     if get_origin(annotation) in (tuple, list):
         return "a list of strings"
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in get_args(annotation))
     return getattr(annotation, "__name__", str(annotation))
