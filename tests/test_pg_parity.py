@@ -175,6 +175,18 @@ async def test_names_labels_and_types_match_the_exporter_family_by_family(parity
     assert not problems, "\n".join(problems)
     relations = {(s[0]["datname"], s[0]["relname"]) for s in theirs["pg_stat_user_tables_n_live_tup"].samples}
     assert relations == {(s[0]["datname"], s[0]["relname"]) for s in ours["pg_stat_user_tables_n_live_tup"].samples}
+    for name in ("pg_stat_user_tables_n_live_tup", "pg_stat_user_tables_last_vacuum",
+                 "pg_stat_user_tables_vacuum_count", "pg_statio_user_tables_heap_blks_hit", "pg_settings_work_mem_bytes",
+                 "pg_settings_checkpoint_timeout_seconds"):  # units agree: spot checks on settled values
+        assert value_of(ours[name], relname="s1") == pytest.approx(value_of(theirs[name], relname="s1"), abs=1), name
+
+
+def value_of(family: Family, **labels: str) -> float:
+    """The value of the sample whose labels include ``labels`` (any sample of a family without them)."""
+    for sample_labels, value in family.samples:
+        if all(sample_labels.get(name, wanted) == wanted for name, wanted in labels.items()):
+            return value
+    raise AssertionError(f"no sample with {labels}")
 
 
 async def test_every_numeric_setting_has_the_exporters_name_and_value(parity_pg, session_for):
