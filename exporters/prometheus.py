@@ -21,7 +21,7 @@ import platform
 import struct
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -138,8 +138,12 @@ class Exposition:
         labels = self._labels.get(snapshot.target) or {"target": snapshot.target}
         key = (snapshot.target, snapshot.collector)
         pairs: _PairsCache = {}  # families of one collection share label sets (a table's 29 families)
-        families = {family.name: (family, _render_samples(family, labels, pairs)) for family in snapshot.families}
         stamp = round((snapshot.started_at + snapshot.duration / 2) * 1000)
+        # Every newline in a body ends a sample line (newlines inside label values are escaped): the
+        # timestamp goes before each.
+        end = f" {stamp}\n"
+        families = {family.name: (family, _render_samples(family, labels, pairs).replace("\n", end))
+                    for family in snapshot.families}
         fragment = _Fragment(tuple(labels.items()), stamp, families)
         old = self._fragments.get(key)
         self._fragments[key] = fragment
@@ -193,23 +197,23 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, 
 
 @dataclass(slots=True)
 class _Fragment:
-    """One (target, collector)'s latest collection: per family, its untimestamped sample lines."""
+    """One (target, collector)'s latest collection: per family, its sample lines in the text format."""
 
     prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with
     stamp_ms: int  # when its values were read: the middle of the collection, in ms since the epoch
-    families: dict[str, tuple[MetricFamily, str]]
-    _stamped: dict[bool, dict[str, tuple[MetricFamily, str]]] = field(default_factory=dict)
+    families: dict[str, tuple[MetricFamily, str]]  # each line ends with " <stamp_ms>"
+    _openmetrics: dict[str, tuple[MetricFamily, str]] | None = None
 
     def stamped(self, openmetrics: bool) -> dict[str, tuple[MetricFamily, str]]:
         """The bodies with the timestamp on every line: ms in the text format, seconds in OpenMetrics."""
-        done = self._stamped.get(openmetrics)
-        if done is None:
+        if not openmetrics:
+            return self.families
+        if self._openmetrics is None:
             ms = self.stamp_ms
-            end = f" {ms // 1000}.{ms % 1000:03d}\n" if openmetrics else f" {ms}\n"
-            # Every newline in a body ends a sample line: newlines inside label values are escaped.
-            done = self._stamped[openmetrics] = {
-                name: (family, body.replace("\n", end)) for name, (family, body) in self.families.items()}
-        return done
+            text_end, end = f" {ms}\n", f" {ms // 1000}.{ms % 1000:03d}\n"
+            self._openmetrics = {name: (family, body.replace(text_end, end))
+                                 for name, (family, body) in self.families.items()}
+        return self._openmetrics
 
 
 @dataclass(slots=True)
@@ -246,7 +250,8 @@ def _vanished(old: _Fragment, new: _Fragment | None) -> dict[str, tuple[MetricFa
             gone = list(range(len(family.samples)))
         if gone:
             lines = body.split("\n")  # one line per sample, in order
-            out[name] = (family, {family.samples[i][0]: lines[i] for i in gone})
+            cut = -len(f" {old.stamp_ms}")  # a tombstone goes without a timestamp
+            out[name] = (family, {family.samples[i][0]: lines[i][:cut] for i in gone})
     return out
 
 
