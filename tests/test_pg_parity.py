@@ -156,7 +156,10 @@ async def test_names_labels_and_types_match_the_exporter_family_by_family(parity
     queries = example_queries(tmp_path, "pg_stat_user_tables", "pg_statio_user_tables", "pg_postmaster")
     with running_exporter(parity_pg.dsn(), "--auto-discover-databases", f"--extend.query-path={queries}") as url:
         theirs = parse_exposition(scrape(url), ignore_labels=("server",))
-    ours = dbwatch_exposition(await collect_all(parity_pg, session_for, statio_names="blks"))
+    families = await collect_all(parity_pg, session_for, statio_names="blks")
+    names = [family.name for family in families]
+    assert len(names) == len(set(names)), "two collectors of one target export the same family"
+    ours = dbwatch_exposition(families)
     session_only = {f"pg_settings_{name}" for name in SESSION_SETTINGS} | {
         f"pg_settings_{name}_seconds" for name in SESSION_SETTINGS}
     # Known: the server-wide collector leaves out the archive age of a server that never archived (the
