@@ -81,7 +81,8 @@ class HttpServer:
             self._ssl_context = web_config.ssl_context()
             self._auth = web_config.basic_auth()
             self.scheme = "https" if self._ssl_context else "http"
-        self._cap = ConnectionCap(max_connections or connection_cap())
+        self._cap = ConnectionCap(max_connections or connection_cap(),
+                                  pending_for=idle_timeout + 1.0 if self._ssl_context else 2.0)
         self.app.middlewares.append(self._cap.middleware)
         self.app.middlewares.append(self._require_auth)
         self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=idle_timeout, logger=REQUEST_LOGGER)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import resource
+import socket
 import time
 from typing import Any, Awaitable, Callable
 
@@ -50,8 +52,11 @@ def connection_cap(limit: int | None = None) -> int:
 class ConnectionCap:
     """Holds the open connections under ``cap``; its :meth:`middleware` tells busy connections from idle ones."""
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, pending_for: float = 2.0) -> None:
+        """``pending_for``: how long an accepted connection may wait for its handler to start (with TLS,
+        the handshake: its timeout), counted against the cap meanwhile."""
         self.cap = cap
+        self.pending_for = pending_for
         self._busy: set[RequestHandler] = set()
         self._closed = {"idle_evicted": 0, "refused": 0}
         self._new: list[tuple[float, RequestHandler]] = []
@@ -93,8 +98,9 @@ class ConnectionCap:
         """Connections not closed yet, counting the ones accepted whose handler has not started."""
         connections = server.connections
         known, now = set(connections), time.monotonic()
-        # accepted in a burst, their connection_made still queued on the loop (a moment, at most)
-        self._new = [(at, h) for at, h in self._new if h.transport is None and h not in known and now - at < 2.0]
+        # accepted, their connection_made still queued on the loop (a moment) or after the TLS handshake
+        self._new = [(at, h) for at, h in self._new
+                     if h.transport is None and h not in known and now - at < self.pending_for]
         return sum(1 for c in connections if c.transport is not None) + len(self._new)
 
     def metrics(self, server: web.Server) -> list[MetricFamily]:
@@ -139,10 +145,18 @@ class CappedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
 
+        # asyncio accepts up to ``backlog`` connections in one go, before any of them reaches the cap: a
+        # batch in proportion to the cap keeps such a burst within the file descriptors left over. The
+        # kernel's queue stays long (connections waiting there hold no descriptor of ours), so a scrape
+        # arriving during a flood waits a moment instead of being dropped.
+        batch = min(self._backlog, max(8, self._cap.cap // 4))
         listener = await loop.create_server(
-            lambda: self._cap.admit(server), self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            lambda: self._cap.admit(server), self._host, self._port, ssl=self._ssl_context, backlog=batch,
             ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
         )
+        for sock in listener.sockets:
+            with socket.socket(fileno=os.dup(sock.fileno())) as same:
+                same.listen(self._backlog)
         self._server = listener
         self.bound_port = listener.sockets[0].getsockname()[1] if listener.sockets else self._port
 
