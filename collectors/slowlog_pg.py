@@ -33,7 +33,7 @@ def _pg_time(text: str) -> float | None:
     stamp = m.group()
     seconds = _PG_TIMES.get(stamp)  # the same second is logged by many lines: timegm once per second
     if seconds is None:
-        seconds = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))  # type: ignore[arg-type]
+        seconds = calendar.timegm(tuple(int(g) for g in m.groups()[:6]))
         zone = m.group(8)
         if zone and zone[0] in "+-":
             seconds -= int(zone) * 3600
