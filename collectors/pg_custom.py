@@ -11,9 +11,11 @@ a timestamp is Unix seconds, a boolean 1 or 0.
 ``master: true`` runs a query on the target's own database only; otherwise it runs on every database the
 scope visits (``auto_discover_databases``, off by default here, as in the exporter). When a query runs on
 several databases and has no ``datname`` label of its own, dbwatch adds one, so the databases' rows never
-collide (the exporter would fail the whole scrape). ``cache_seconds`` serves the last result until it is
-that old; ``runonserver`` skips the query on other server versions. A query that fails is reported in the
-snapshot's notes and by ``dbwatch_pg_custom_query_success{query,datname}``; the others still run.
+collide (the exporter would fail the whole scrape). A family another enabled collector of the target
+exports (the tables collector's per-table statistics, often in files written for the exporter) is left out,
+with a note. ``cache_seconds`` serves the last result until it is that old; ``runonserver`` skips the query
+on other server versions. A query that fails is reported in the snapshot's notes and by
+``dbwatch_pg_custom_query_success{query,datname}``; the others still run.
 """
 
 from __future__ import annotations
@@ -27,11 +29,13 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from dbwatch.collectors import catalog
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.pg_custom_parse import Column, CustomQuery, QueryFileError, load_queries
 from dbwatch.collectors.pg_databases import DatabaseScope, describe_failure, discover, per_database
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, MetricType, Snapshot, gauge
+from dbwatch.model.catalog import find as catalog_find
 from dbwatch.model.options import Flag, Text
 
 __all__ = ["CustomOptions", "CustomQueriesCollector"]
@@ -79,8 +83,10 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
         success = gauge("dbwatch_pg_custom_query_success", "Whether the custom query ran (1) or failed (0).",
                         ("query", "datname"))
         now = time.monotonic()
-        for database in databases:
-            wanted = [q for q in queries if not q.master or database == own]
+        # master queries run on the target's own database whatever the include and exclude lists say
+        visits = databases if own in databases or not any(q.master for q in queries) else [own, *databases]
+        for database in visits:
+            wanted = [q for q in queries if (q.master and database == own) or (not q.master and database in databases)]
             due = [q for q in wanted if self._stale(q, database, now)]
             try:
                 if due:
@@ -102,7 +108,11 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
                     snapshot.notes.append(f"custom query {query.namespace} on {database}: {cached[1]}")
                     continue
                 out.add(query, cached[1], database if len(databases) > 1 and not query.master else None)
-        snapshot.families.extend([*out.families(), success])
+        families, shadowed = self._not_built_in(out.families())
+        if shadowed:
+            snapshot.notes.append(f"custom queries: {', '.join(shadowed)} left out: dbwatch's own collectors of this "
+                                  "target export these names (disable them to export the file's instead)")
+        snapshot.families.extend([*families, success])
         snapshot.keep_history = False  # the user's series, as many as the queries return; no rule reads them
 
     def _queries(self) -> tuple[CustomQuery, ...]:
@@ -121,6 +131,18 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
                 raise CollectorError(f"queries_file {exc}") from None
             self._cache.clear()
         return self._file[1]
+
+    def _not_built_in(self, families: list[MetricFamily]) -> tuple[list[MetricFamily], list[str]]:
+        """The families no other enabled collector of the target exports (by the metric catalog), and the names
+        of the others: one series twice in a scrape is an error (a queries.yaml written for the exporter often
+        holds the per-table queries the tables collector now runs)."""
+        specs = [spec for name in self.target.collectors if name != self.name
+                 for spec in catalog.families(self.target.engine, name)]
+        kept: list[MetricFamily] = []
+        shadowed: list[MetricFamily] = []
+        for family in families:
+            (shadowed if catalog_find(specs, family.name) is not None else kept).append(family)
+        return kept, [family.name for family in shadowed]
 
     def _stale(self, query: CustomQuery, database: str, now: float) -> bool:
         cached = self._cache.get((query.namespace, database))

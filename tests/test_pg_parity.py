@@ -387,3 +387,18 @@ def test_sql_follows_the_server_version_where_the_catalogs_differ(version, prese
     assert all(column in text for column in present), [c for c in present if c not in text]
     assert not [column for column in absent if column in text]
     assert (sql.stat_wal_sql(version) is None) == (version < 140000)
+
+
+async def test_custom_queries_leave_out_what_the_tables_collector_already_exports(parity_pg, session_for, tmp_path):
+    """parity_pg: the example per-table queries beside the tables collector of the same target."""
+    queries = example_queries(tmp_path, "pg_stat_user_tables", "pg_postmaster")
+    settings = {"tables": CollectorSettings(30, 20, {}),
+                "custom": CollectorSettings(30, 20, {"queries_file": queries, "auto_discover_databases": True,
+                                                     "include_databases": ["small"]})}
+    session = session_for(Target(name="t", engine="postgres", dsn=parity_pg.dsn(), labels={}, collectors=settings))
+    snapshot = Snapshot(target="t", engine="postgres", collector="custom", started_at=time.time())
+    await CustomQueriesCollector(session.target, session).collect(snapshot)
+    names = {family.name for family in snapshot.families}
+    assert "pg_postmaster_start_time_seconds" in names  # master: on the target's own database, not excluded
+    assert not [name for name in names if name.startswith("pg_stat_user_tables_")]
+    assert any("pg_stat_user_tables_n_live_tup" in note for note in snapshot.notes)
