@@ -58,8 +58,9 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
         options, session = self.options, self.session
         own, databases = await discover(session, options)
         if len(databases) > options.max_databases:
-            snapshot.notes.append(f"{len(databases) - options.max_databases} database(s) beyond max_databases "
-                                  f"({options.max_databases}) not visited: {', '.join(databases[options.max_databases:])}")
+            left = databases[options.max_databases:]
+            snapshot.notes.append(f"{len(left)} database(s) beyond max_databases ({options.max_databases}) "
+                                  f"not visited: {', '.join(left)}")
             databases = databases[: options.max_databases]
         out = _Families(options)
         for database in databases:

@@ -179,7 +179,8 @@ async def test_names_labels_and_types_match_the_exporter_family_by_family(parity
     relations = {(s[0]["datname"], s[0]["relname"]) for s in theirs["pg_stat_user_tables_n_live_tup"].samples}
     assert relations == {(s[0]["datname"], s[0]["relname"]) for s in ours["pg_stat_user_tables_n_live_tup"].samples}
     for name in ("pg_stat_user_tables_n_live_tup", "pg_stat_user_tables_last_vacuum",
-                 "pg_stat_user_tables_vacuum_count", "pg_statio_user_tables_heap_blks_hit", "pg_settings_work_mem_bytes",
+                 "pg_stat_user_tables_vacuum_count", "pg_statio_user_tables_heap_blks_hit",
+                 "pg_settings_work_mem_bytes",
                  "pg_settings_checkpoint_timeout_seconds"):  # units agree: spot checks on settled values
         assert value_of(ours[name], relname="s1") == pytest.approx(value_of(theirs[name], relname="s1"), abs=1), name
 
