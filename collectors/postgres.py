@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 from typing import Any
 
@@ -424,7 +425,8 @@ def _archiver(row: asyncpg.Record) -> tuple[list[MetricFamily], Archiver]:
     failed = counter("pg_stat_archiver_failed_count", "Number of failed attempts for archiving WAL files")
     failed.add((), archiver.failed_count)
     age = gauge("pg_stat_archiver_last_archive_age", "Time in seconds since last WAL segment was successfully archived")
-    age.add((), archiver.last_archive_age)
+    # Never archived: NaN, as postgres_exporter shows it (a missing series would read as "not monitored").
+    age.add((), math.nan if archiver.last_archive_age is None else archiver.last_archive_age)
     failed_age = gauge("dbwatch_pg_archiver_last_failed_age_seconds", "Seconds since the last archiving failure.")
     failed_age.add((), archiver.last_failed_age)
     failing = gauge("dbwatch_pg_archiver_failing", "Whether the last archiving attempt failed (1 = yes).")

@@ -162,9 +162,6 @@ async def test_names_labels_and_types_match_the_exporter_family_by_family(parity
     ours = dbwatch_exposition(families)
     session_only = {f"pg_settings_{name}" for name in SESSION_SETTINGS} | {
         f"pg_settings_{name}_seconds" for name in SESSION_SETTINGS}
-    # Known: the server-wide collector leaves out the archive age of a server that never archived (the
-    # exporter says NaN).
-    session_only.add("pg_stat_archiver_last_archive_age")
     problems = []
     for name, family in sorted(theirs.items()):
         if not name.startswith("pg_") or name.startswith(("pg_exporter_", "pg_scrape_")) or name in session_only:
