@@ -35,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 COLLECT = 2  # dbwatch's interval, seconds
 SCRAPES = (1, 2, 3)  # Prometheus's scrape intervals: shorter than, equal to, longer than COLLECT
-RATE = 25.0  # load sessions (one transaction each) per second
+RATE = 40.0  # load sessions (one transaction each) per second
 LOAD_SECONDS = 70.0
 # Ranges: irate() needs two samples. rate() extrapolates to the range's end only when the newest sample is
 # younger than 1.1 sample spacings; a collected sample can be up to (collection + scrape interval) old, so
