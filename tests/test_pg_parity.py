@@ -400,3 +400,14 @@ async def test_custom_queries_leave_out_what_the_tables_collector_already_export
     assert "pg_postmaster_start_time_seconds" in names  # master: on the target's own database, not excluded
     assert not [name for name in names if name.startswith("pg_stat_user_tables_")]
     assert any("pg_stat_user_tables_n_live_tup" in note for note in snapshot.notes)
+
+
+async def test_the_other_statistics_and_tables_are_read_on_a_standby_too(pg_standby, session_for):
+    """The session's streaming standby (pg_standby): WAL position is the replayed one, slots and WAL files read."""
+    session = session_for(Target(name="t", engine="postgres", dsn=pg_standby.dsn(), labels={},
+                                 collectors={"stats": CollectorSettings(30, 20, {}),
+                                             "tables": CollectorSettings(30, 20, {})}))
+    stats = await collect(MoreStatsCollector(session.target, session))
+    assert samples(stats, "dbwatch_pg_wal_position_bytes")[()] > 0
+    tables = await collect(TablesCollector(session.target, session))
+    assert ("postgres",) in samples(tables, "dbwatch_pg_tables_folded")
