@@ -62,8 +62,8 @@ def test_rate_and_irate_agree_with_postgres_exporter_at_every_scrape_interval_an
                     {"xact_commit": {"usage": "COUNTER", "description": "Transactions committed"}}]}}))
     exporter = subprocess.Popen(
         # Only what is compared (its own query, under its own name), so that it reads the counter as close
-        # as it can to the time Prometheus stamps: at a 1 s scrape interval its default set of queries
-        # delays that read by a varying few tens of ms, and its own irate() swings by ±8 %.
+        # as it can to the time Prometheus stamps: its default set of queries delays that read by a varying
+        # few tens of ms, which at a 1 s scrape interval makes its own irate() the noisier of the two.
         ["prometheus-postgres-exporter", f"--web.listen-address=127.0.0.1:{exporter_port}",
          "--disable-default-metrics", "--disable-settings-metrics", "--no-collector.database",
          "--no-collector.bgwriter", f"--extend.query-path={queries}"],
