@@ -144,7 +144,7 @@ class Exposition:
         end = f" {stamp}\n"
         families = {family.name: (family, _render_samples(family, labels, pairs).replace("\n", end))
                     for family in snapshot.families}
-        fragment = _Fragment(tuple(labels.items()), stamp, families)
+        fragment = _Fragment(tuple(sorted(labels.items())), stamp, families)  # identity, not text order
         old = self._fragments.get(key)
         self._fragments[key] = fragment
         self._graves.revive(key, fragment.prefix, {name: fam for name, (fam, _) in families.items()})
@@ -199,7 +199,7 @@ _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, 
 class _Fragment:
     """One (target, collector)'s latest collection: per family, its sample lines in the text format."""
 
-    prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with
+    prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with, sorted
     stamp_ms: int  # when its values were read: the middle of the collection, in ms since the epoch
     families: dict[str, tuple[MetricFamily, str]]  # each line ends with " <stamp_ms>"
     _openmetrics: dict[str, tuple[MetricFamily, str]] | None = None

@@ -148,3 +148,12 @@ def test_the_shipped_scrape_config_keeps_timestamps_and_scrapes_at_the_default_c
     assert all(job["honor_timestamps"] is True for job in config["scrape_configs"])
     assert config["global"]["scrape_interval"] == "15s"
     assert engine("postgres").defaults["postgres"].interval == 15.0 == engine("redis").defaults["redis"].interval
+
+
+def test_a_reload_that_only_reorders_a_targets_labels_leaves_no_tombstone():
+    store, exp = exposition({"db": {"cluster": "c1", "env": "prod"}})
+    store.put(snapshot(["app"], STARTED))
+    exp.scrape(scraper="p")
+    exp.scrape(scraper="p")
+    exp.set_target_labels({"db": {"env": "prod", "cluster": "c1"}})
+    assert exp.tombstones() == 0
