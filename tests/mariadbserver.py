@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from tests.helpers import free_port
+from tests.serverproc import wait_listening
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -66,17 +65,7 @@ class MariaDBServer:
                 "--skip-name-resolve", f"--user={_os_user()}",
                 *(f"--{key}={value}" for key, value in self.options.items())]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mariadbd on port {self.port} exited:\n{self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mariadbd on port {self.port} not ready:\n{self.log_tail()}") from None
-                time.sleep(0.05)
+        wait_listening(self.process, self.port, "mariadbd", self.log_tail, START_TIMEOUT)
         return self
 
     def stop(self) -> None:

@@ -22,7 +22,7 @@ from dbwatch.model.facts.statements import Statements
 from dbwatch.model.facts.postgres import Replicas, Settings, Standby
 from dbwatch.model.facts.common import Summary
 from tests.pgcluster import BIN, PostgresServer
-from tests.helpers import collect, collect_until, free_port
+from tests.helpers import collect, collect_until, free_port, wait_for
 
 
 def make_target(dsn: str, top_n: int = 100, timeout: float = 5, **extra) -> Target:
@@ -303,13 +303,10 @@ async def test_statements_blocked_by_a_lock_fail_fast_with_the_lock_timeout(pg_p
     session = session_for(make_target(pg_primary.dsn(), timeout=10))
     collector = StatementsCollector(session.target, session)
     try:
-        for _ in range(100):
-            if pg_primary.psql("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IN "
-                               "('pg_stat_statements'::regclass, 'pg_stat_statements_info'::regclass)") == "2":
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError("the lock holder never got its locks")
+        wait_for(lambda: pg_primary.psql(
+            "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation IN "
+            "('pg_stat_statements'::regclass, 'pg_stat_statements_info'::regclass)") == "2", 10,
+            "the lock holder to get its locks")
         began = time.monotonic()
         with pytest.raises(CollectorError, match="canceling statement due to lock timeout"):
             await collect(collector)
