@@ -124,10 +124,9 @@ class Daemon:
     async def _reload(self) -> None:
         try:
             config = load_config(self.config_path)
-        except ConfigError as exc:
+        except ConfigError as exc:  # one line per problem, each saying that the running config stays
             for problem in exc.problems:
-                logger.error("reload rejected: %s: %s", exc.source, problem)
-            logger.error("keeping the running configuration")
+                logger.error("reload rejected, the running configuration stays: %s: %s", exc.source, problem)
             return
         if config.server != self.config.server:
             logger.warning("server settings changed; they take effect at the next restart")
