@@ -137,7 +137,8 @@ class HttpServer:
         # every active scraper has fetched them once (exporters/staleness.py).
         peer = request.transport.get_extra_info("peername") if request.transport else None
         scraper = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
-        response = web.Response(body=self.exposition.scrape(openmetrics, gzip=gzip, scraper=scraper))
+        body = await self.exposition.scrape_async(openmetrics, gzip=gzip, scraper=scraper)
+        response = web.Response(body=body)
         response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         response.headers["Vary"] = "Accept-Encoding"
         if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape

@@ -17,6 +17,7 @@ docs/metrics-freshness.md tells the whole story.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import struct
 import time
@@ -105,12 +106,35 @@ class Exposition:
         part (ended by a sync flush), the deflate of the fresh part, one CRC over both.
         """
         now = time.time()
+        return self._respond(self._joined(openmetrics, now), openmetrics, gzip, scraper, now)
+
+    async def scrape_async(self, openmetrics: bool = False, gzip: bool = False, scraper: str | None = None
+                           ) -> bytes:
+        """:meth:`scrape`, compressing the snapshot part in a worker thread (zlib lets go of the GIL), so
+        that the event loop keeps collecting while a large body is deflated. A collection that ends
+        meanwhile is in the next scrape."""
+        now = time.time()
+        joined = self._joined(openmetrics, now)
+        if gzip:
+            await asyncio.to_thread(joined.prepare_gzip)
+        return self._respond(joined, openmetrics, gzip, scraper, now)
+
+    def tombstones(self) -> int:
+        """Vanished series still served without a timestamp (for tests and self-metrics)."""
+        return len(self._graves)
+
+    # -- one scrape ---------------------------------------------------------------------------------
+
+    def _joined(self, openmetrics: bool, now: float) -> _Joined:
         if self._graves.retire(self._scrapers, now):
             self._generation += 1
         key = self.store.generation + self._generation
         joined = self._cache.get(openmetrics)
         if joined is None or joined.key != key:
             joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics).encode())
+        return joined
+
+    def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float) -> bytes:
         live = render_families(
             [fam for provider in self._providers for fam in provider()], openmetrics
         ).encode()
@@ -118,7 +142,7 @@ class Exposition:
         if openmetrics:
             process = process.removesuffix(b"# EOF\n")
         fresh = live + process + (b"# EOF\n" if openmetrics else b"")
-        if scraper is not None:
+        if scraper is not None:  # served what the store held at `now`: tombstones buried later are not in it
             self._scrapers.served(scraper, now)
         if not gzip:
             return joined.body + fresh
@@ -127,10 +151,6 @@ class Exposition:
         size = (len(joined.body) + len(fresh)) & 0xFFFFFFFF
         return (_GZIP_HEADER + joined.deflated() + deflater.compress(fresh) + deflater.flush()
                 + struct.pack("<II", crc, size))
-
-    def tombstones(self) -> int:
-        """Vanished series still served without a timestamp (for tests and self-metrics)."""
-        return len(self._graves)
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 
@@ -235,6 +255,10 @@ class _Joined:
         if self._crc is None:
             self._crc = zlib.crc32(self.body)
         return self._crc
+
+    def prepare_gzip(self) -> None:
+        self.deflated()
+        self.crc()
 
 
 def _vanished(old: _Fragment, new: _Fragment | None) -> dict[str, tuple[MetricFamily, Lines]]:

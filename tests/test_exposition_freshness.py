@@ -157,3 +157,11 @@ def test_a_reload_that_only_reorders_a_targets_labels_leaves_no_tombstone():
     exp.scrape(scraper="p")
     exp.set_target_labels({"db": {"env": "prod", "cluster": "c1"}})
     assert exp.tombstones() == 0
+
+
+async def test_scrape_async_deflates_in_a_thread_and_serves_the_same_single_member_body():
+    store, exp = exposition()
+    store.put(snapshot([f"db{i}" for i in range(2000)], STARTED))
+    packed = await exp.scrape_async(gzip=True, scraper="p")
+    assert lines(gzip.decompress(packed), "pg_") == lines(exp.render(), "pg_")
+    assert exp._cache[False]._deflated is not None and exp._cache[False]._crc is not None
