@@ -68,7 +68,7 @@ def _groups(specs: Sequence[MetricSpec]) -> list[list[MetricSpec]]:
 def _row(group: list[MetricSpec]) -> str:
     first = group[0]
     names = ", ".join(f"`{s.name.replace('|', chr(92) + '|')}`" for s in group)
-    meaning = first.help + (f": {', '.join(first.values)}" if first.values else "")
+    meaning = f"{first.help.rstrip('.')}: {', '.join(first.values)}" if first.values else first.help
     labels = ",".join(first.labels) or "—"
     return f"| {names} | {first.type or ''} | {labels} | {first.collector} | {meaning} |\n"
 
