@@ -50,7 +50,7 @@ from dbwatch.collectors import pg_advisor_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.pg_advisor import AdviceSettings, IndexCandidate, IndexCandidates, StatementCost
-from dbwatch.collectors.pg_advisor_hygiene import Table, hygiene, index_name
+from dbwatch.collectors.pg_advisor_hygiene import Table, duplicates_sql, hygiene, index_name
 from dbwatch.collectors.pg_advisor_samples import literal_samples, sample_queryid
 from dbwatch.collectors.pg_advisor_storage import StorageOptions, storage_facts
 from dbwatch.collectors.postgres import PostgresSession
@@ -70,6 +70,10 @@ class AdvisorOptions(StorageOptions):
     max_candidates_per_statement: Count = 8
     min_table_rows: Count = 10000  # smaller tables are read whole faster than through an index
     unused_index_min_age: Number = 604800.0  # seconds of statistics before "never scanned" means unused (7 days)
+    # A foreign key without an index is reported when the referencing table has this many rows or bytes, or
+    # when its referenced table sees deletes/updates (below that, the scan a DELETE causes is cheap).
+    fk_min_rows: Count = 10000
+    fk_min_bytes: Count = 64 * 1024 * 1024
 
 _STMT = "dbwatch_advisor"
 # A statement's margin to prefer fewer columns: a two-column index must beat its one-column prefix by 10 %.
@@ -133,6 +137,8 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
             indexes = [dict(r) for r in await session.run(sql.INDEXES)]
             foreign_keys = [dict(r) for r in await session.run(sql.FOREIGN_KEYS)]
             sequences = [dict(r) for r in await session.run(sql.SEQUENCES)]
+            duplicates = {i["oid"]: await _has_duplicates(session, i) for i in indexes
+                          if i["is_unique"] and not i["is_valid"]}
             [hidden] = await session.run(sql.SEQUENCES_HIDDEN)
             statements = self._with_samples(await self._statements(session, state, snapshot), state["database"])
             run = _Run(self, session, tables, indexes, float(state["observed_seconds"] or 0.0),
@@ -146,9 +152,10 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
         snapshot.put(AdviceSettings(
             min_cost_reduction=self.options.min_cost_reduction,
             unused_index_min_age=self.options.unused_index_min_age,
-            hypopg=state["hypopg"], database=state["database"], observed_seconds=observed))
+            hypopg=state["hypopg"], database=state["database"], observed_seconds=observed,
+            fk_min_rows=self.options.fk_min_rows, fk_min_bytes=self.options.fk_min_bytes))
         snapshot.put(IndexCandidates(tuple(candidates)))
-        snapshot.put(*hygiene(tables, indexes, foreign_keys, sequences, observed))
+        snapshot.put(*hygiene(tables, indexes, foreign_keys, sequences, observed, duplicates))
         snapshot.put(*storage)
         if state["hypopg"] is None:
             install = ("" if state["hypopg_available"] else
@@ -447,6 +454,16 @@ class _Run:
         )
 
 
+async def _has_duplicates(session: PostgresSession, index: dict[str, Any]) -> bool | None:
+    """Whether an invalid unique index's table holds duplicate keys; None when the scan did not finish within
+    the session's statement_timeout (then the query is offered, not a rebuild)."""
+    try:
+        [row] = await session.run(f"SELECT EXISTS ({duplicates_sql(index, limit=None)}) AS found")
+    except CollectorError:
+        return None
+    return bool(row["found"])
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
@@ -470,7 +487,7 @@ def _table(row: Any) -> Table:
     return Table(oid=row["oid"], schema=row["schema"], name=row["name"], qualified=row["qualified"],
                  rows=int(row["rows"]), size_bytes=int(row["size_bytes"]), writes=int(row["writes"]),
                  updates_deletes=int(row["updates_deletes"]), index_count=int(row["index_count"]),
-                 has_pk=bool(row["has_pk"]))
+                 has_pk=bool(row["has_pk"]), heap_bytes=int(row["heap_bytes"]))
 
 
 async def _reset(conn: asyncpg.Connection) -> None:

@@ -18,7 +18,7 @@ from dbwatch.model.facts.pg_advisor import (
     UnusedIndex, UnusedIndexes,
 )
 
-__all__ = ["Table", "hygiene", "index_name"]
+__all__ = ["Table", "duplicates_sql", "hygiene", "index_name"]
 
 Row = Mapping[str, Any]
 
@@ -35,6 +35,7 @@ class Table:
     updates_deletes: int
     index_count: int
     has_pk: bool
+    heap_bytes: int = 0  # the main fork alone (size_bytes counts the TOAST table's index even when empty)
 
 
 def index_name(table: str, columns: Sequence[str]) -> str:
@@ -44,13 +45,15 @@ def index_name(table: str, columns: Sequence[str]) -> str:
 
 
 def hygiene(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: Sequence[Row],
-            sequences: Sequence[Row], observed_seconds: float) -> tuple[object, ...]:
-    """The hygiene facts, one of each type in :mod:`dbwatch.model.facts.pg_advisor`'s lists."""
+            sequences: Sequence[Row], observed_seconds: float,
+            duplicates: Mapping[int, bool | None] | None = None) -> tuple[object, ...]:
+    """The hygiene facts, one of each type in :mod:`dbwatch.model.facts.pg_advisor`'s lists. ``duplicates``:
+    per invalid unique index (oid), whether its table holds duplicate keys (None: unknown)."""
+    duplicates = duplicates or {}
     return (
-        UnusedIndexes(tuple(_unused(tables, indexes, observed_seconds))),
+        UnusedIndexes(tuple(_unused(tables, indexes, foreign_keys, observed_seconds))),
         RedundantIndexes(tuple(_redundant(indexes))),
-        InvalidIndexes(tuple(InvalidIndex(_row(i), f"REINDEX INDEX CONCURRENTLY {i['qualified']};")
-                             for i in indexes if not i["is_valid"])),
+        InvalidIndexes(tuple(_invalid(i, duplicates.get(i["oid"])) for i in indexes if not i["is_valid"])),
         UnindexedForeignKeys(tuple(_unindexed_foreign_keys(tables, indexes, foreign_keys))),
         TablesWithoutPrimaryKey(tuple(_without_primary_key(tables, indexes))),
         Sequences(tuple(_sequence(s) for s in sequences)),
@@ -58,6 +61,26 @@ def hygiene(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: S
                                       columns=tuple(i["columns"][:i["key_count"]]), expressions=i["expressions"],
                                       predicate=i["predicate"], valid=bool(i["is_valid"])) for i in indexes)),
     )
+
+
+def duplicates_sql(index: Row, limit: int | None = 100) -> str:
+    """The keys that occur more than once among the rows a unique index covers (NULLs never clash)."""
+    keys = list(index["key_defs"])
+    where = [f"{k} IS NOT NULL" for k in keys] + ([f"({index['predicate']})"] if index["predicate"] else [])
+    return (f"SELECT {', '.join(keys)}, count(*) AS copies FROM {index['table_qualified']} "
+            f"WHERE {' AND '.join(where)} GROUP BY {', '.join(keys)} HAVING count(*) > 1"
+            + (f" ORDER BY copies DESC LIMIT {limit}" if limit else ""))
+
+
+def _invalid(index: Row, duplicates: bool | None) -> InvalidIndex:
+    if not index["is_unique"]:
+        return InvalidIndex(_row(index), f"REINDEX INDEX CONCURRENTLY {index['qualified']};")
+    create = re.sub(r"^CREATE UNIQUE INDEX ", "CREATE UNIQUE INDEX CONCURRENTLY ", index["definition"])
+    recreate = f"{_drop(index)}\n{create};"
+    find = duplicates_sql(index) + ";"
+    # Rebuilding is offered only when the advisor saw no duplicate; otherwise the query that finds them.
+    return InvalidIndex(_row(index), recreate if duplicates is False else find, unique=True, duplicates=duplicates,
+                        duplicates_sql=find, recreate_sql=recreate)
 
 
 def _row(index: Row) -> IndexRow:
@@ -74,13 +97,33 @@ def _droppable(index: Row) -> bool:
     return index["is_valid"] and not index["is_unique"] and not index["is_primary"] and not index["backs_constraint"]
 
 
-def _unused(tables: Mapping[int, Table], indexes: Sequence[Row], observed: float) -> list[UnusedIndex]:
+def _unused(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: Sequence[Row], observed: float
+            ) -> list[UnusedIndex]:
     out = []
     for index in indexes:
         if _droppable(index) and index["scans"] == 0:
             table = tables.get(index["table_oid"])
-            out.append(UnusedIndex(_row(index), observed, table.writes if table else 0, _drop(index)))
+            fk = _sole_fk_index(index, indexes, foreign_keys)
+            parent = tables.get(fk["referenced_oid"]) if fk else None
+            out.append(UnusedIndex(_row(index), observed, table.writes if table else 0, _drop(index),
+                                   foreign_key=fk["name"] if fk else None,
+                                   referenced_deletes_updates=parent.updates_deletes if parent else 0))
     return out
+
+
+def _serves(index: Row, fk: Row) -> bool:
+    lead = index["keys"][:index["key_count"]][:len(fk["keys"])]
+    return index["is_valid"] and not index["predicate"] and 0 not in lead and set(lead) == set(fk["keys"])
+
+
+def _sole_fk_index(index: Row, indexes: Sequence[Row], foreign_keys: Sequence[Row]) -> Row | None:
+    """The foreign key of index's table that no other index serves (dropping this one unindexes it)."""
+    for fk in foreign_keys:
+        if fk["table_oid"] == index["table_oid"] and _serves(index, fk) and not any(
+                other["oid"] != index["oid"] and other["table_oid"] == index["table_oid"] and _serves(other, fk)
+                for other in indexes):
+            return fk
+    return None
 
 
 def _keys(index: Row) -> tuple[Any, ...]:
@@ -169,8 +212,8 @@ def _without_primary_key(tables: Mapping[int, Table], indexes: Sequence[Row]) ->
             unique.setdefault(index["table_oid"], index)
     out = []
     for table in tables.values():
-        if table.has_pk:
-            continue
+        if table.has_pk or (table.rows == 0 and table.heap_bytes == 0):
+            continue  # an empty table (a partitioned parent holds no rows itself) has nothing to address yet
         candidate = unique.get(table.oid)
         if candidate is not None:
             # Makes the index the key; sets NOT NULL on its columns first if needed (a scan, no rewrite).

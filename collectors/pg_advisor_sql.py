@@ -56,6 +56,7 @@ TABLES = f"""
 SELECT c.oid, n.nspname AS schema, c.relname AS name,
        quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
        greatest(c.reltuples, 0)::bigint AS rows, pg_table_size(c.oid) AS size_bytes,
+       pg_relation_size(c.oid) AS heap_bytes,
        coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0) AS writes,
        coalesce(s.n_tup_upd + s.n_tup_del, 0) AS updates_deletes,
        (SELECT count(*) FROM pg_index i WHERE i.indrelid = c.oid) AS index_count,
@@ -98,6 +99,9 @@ SELECT i.indexrelid AS oid, i.indrelid AS table_oid, n.nspname AS schema, t.reln
              FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, pos)
              LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
              ORDER BY k.pos) AS columns,
+       ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) AS k
+             ORDER BY k) AS key_defs,
+       quote_ident(n.nspname) || '.' || quote_ident(t.relname) AS table_qualified,
        i.indisunique AS is_unique, i.indisprimary AS is_primary, i.indisvalid AS is_valid,
        EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid
                AND k.contype IN ('p', 'u', 'x')) AS backs_constraint,

@@ -65,7 +65,7 @@ def _value(value: Any) -> str:
 def _plain_evidence(finding: Finding) -> list[tuple[str, str]]:
     out = []
     for key, value in finding.evidence.items():
-        if key in ("sql", "statements"):
+        if key in ("sql", "statements", "lock", "risk"):
             continue
         out.append((key, _value(value)))
     return out
@@ -95,7 +95,7 @@ def render_text(advice: Sequence[TargetAdvice]) -> str:
             for s in _statements(f):
                 lines.append(f"   statement {s.get('queryid')}: {_cost(s, '->')}{s.get('calls')} calls: {s.get('query')}")
             if f.evidence.get("sql"):
-                lines.append(f"   SQL: {f.evidence['sql']}")
+                lines.append(f"   SQL ({_risk(f)}): {f.evidence['sql']}")
         lines.append("")
     return "\n".join(lines)
 
@@ -131,7 +131,7 @@ def render_markdown(advice: Sequence[TargetAdvice]) -> str:
             if _statements(f):
                 lines.append("")
             if f.evidence.get("sql"):
-                lines += ["```sql", str(f.evidence["sql"]), "```", ""]
+                lines += [f"SQL ({_md_cell(_risk(f))}):", "", "```sql", str(f.evidence["sql"]), "```", ""]
     return "\n".join(lines)
 
 
@@ -185,7 +185,8 @@ def render_html(advice: Sequence[TargetAdvice]) -> str:
                     f"<td><code>{e(str(s.get('query')))}</code></td></tr>" for s in _statements(f))
                 parts.append(f"<table>{head}{body}</table>")
             if f.evidence.get("sql"):
-                parts.append(f"<pre><code>{e(str(f.evidence['sql']))}</code></pre>")
+                parts.append(f"<p class=\"note\">SQL ({e(_risk(f))}):</p>"
+                             f"<pre><code>{e(str(f.evidence['sql']))}</code></pre>")
             parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -194,6 +195,11 @@ def render_html(advice: Sequence[TargetAdvice]) -> str:
 FORMATS: dict[str, Callable[[Sequence[TargetAdvice]], str]] = {
     "text": render_text, "markdown": render_markdown, "json": render_json, "html": render_html,
 }
+
+
+def _risk(finding: Finding) -> str:
+    """``risk high, lock ...`` of the statement offered (rules/statement_risk.py sets both)."""
+    return f"risk {finding.evidence.get('risk', 'unknown')}, lock: {finding.evidence.get('lock', 'unknown')}"
 
 
 def _cost(statement: dict[str, Any], arrow: str) -> str:

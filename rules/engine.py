@@ -28,6 +28,7 @@ from dbwatch.model import Finding, FindingKind, MetricFamily, Severity, Snapshot
 from dbwatch.model.snapshot import FactError, FactMissing
 from dbwatch.rules.spec import ThresholdRule
 from dbwatch.rules.thresholds import evaluate_rule, render_template
+from dbwatch.rules.statement_risk import with_risk
 from dbwatch.sqlshape import ParseFailures
 
 __all__ = ["NotCollected", "PythonRule", "RuleEngine", "SnapshotSource", "TargetView", "main_collector"]
@@ -212,7 +213,8 @@ class RuleEngine:
             if prule.engines and view.engine not in prule.engines:
                 continue
             try:
-                findings.extend(prule.evaluate(view))
+                # Every statement offered carries its lock and risk (rules/statement_risk.py).
+                findings.extend(with_risk(f) for f in prule.evaluate(view))
             except NotCollected:
                 continue
             except Exception as exc:

@@ -31,6 +31,7 @@ GIB = 1024**3
 SAVING_WARNING = 0.05  # share of all statement time
 HEURISTIC_WEIGHT = 0.5  # an uncosted candidate is assumed to save half its statements' time, for ranking only
 FK_ROWS_WARNING = 100_000
+DEFAULT_FK_MIN_ROWS, DEFAULT_FK_MIN_BYTES = 10_000, 64 * 1024**2  # the advisor's fk_min_rows / fk_min_bytes
 SEQUENCE_INFO, SEQUENCE_WARNING = 0.5, 0.8
 DEFAULT_MIN_COST_REDUCTION = 0.5
 DEFAULT_UNUSED_MIN_AGE = 7 * 86400.0
@@ -60,7 +61,7 @@ class _AdvisorRule:
         raise NotImplementedError
 
     def finding(self, view: TargetView, severity: Severity, summary: str, description: str,
-                labels: Mapping[str, str], evidence: Mapping[str, Any], sql: str, impact: float) -> Finding:
+                labels: Mapping[str, str], evidence: Mapping[str, Any], sql: str | None, impact: float) -> Finding:
         return Finding(
             rule=self.name, target=view.target, kind=FindingKind.RECOMMENDATION, severity=severity,
             summary=summary, description=description, labels={**view.labels, **labels},
@@ -150,6 +151,9 @@ class UnusedIndexRule(_AdvisorRule):
         days = u.observed_seconds / 86400
         evidence = {**_index_evidence(u.index), "observed_seconds": round(u.observed_seconds),
                     "table_writes_total": u.table_writes_total}
+        fk = getattr(u, "foreign_key", None)
+        if fk is not None:
+            return self._backs_foreign_key(view, u, fk, days, evidence)
         severity = Severity.WARNING if u.index.size_bytes >= GIB else Severity.INFO
         return self.finding(
             view, severity,
@@ -159,6 +163,24 @@ class UnusedIndexRule(_AdvisorRule):
             f"({u.table_writes_total} row writes counted). Check the standbys too: scans there are not counted here.",
             {"index": f"{u.index.schema}.{u.index.name}"}, evidence, u.drop_sql,
             0.02 + min(0.3, u.index.size_bytes / (10 * GIB)))
+
+
+    def _backs_foreign_key(self, view: TargetView, u: Any, fk: str, days: float, evidence: dict[str, Any]
+                           ) -> Finding | None:
+        # Dropping the only index of a foreign key makes every DELETE on the referenced table scan this one, and
+        # the foreign-key rule would ask for it back: never offered as a DROP.
+        if u.referenced_deletes_updates:
+            return None  # the referenced table sees deletes/updates: the index is doing its job
+        return self.finding(
+            view, Severity.INFO,
+            f"Index {u.index.schema}.{u.index.name} ({_size(u.index.size_bytes)}) is unscanned but backs "
+            f"foreign key {fk}: keep it",
+            f"{u.index.definition} has not been scanned in {days:.1f} days, but it is the only index serving "
+            f"foreign key {fk}: a DELETE on the referenced table (none counted yet) looks rows up through it. "
+            f"Keep it unless that table is never deleted from nor its key updated; dropping it would bring back "
+            f"a foreign key without an index. Nothing to run.",
+            {"index": f"{u.index.schema}.{u.index.name}"},
+            {**evidence, "foreign_key": fk, "keep": True}, None, 0.005)
 
 
 class RedundantIndexRule(_AdvisorRule):
@@ -186,6 +208,8 @@ class InvalidIndexRule(_AdvisorRule):
     fact = InvalidIndexes
 
     def judge(self, view: TargetView, i: Any, settings: Any) -> Finding | None:
+        if getattr(i, "unique", False):
+            return self._unique(view, i)
         return self.finding(
             view, Severity.WARNING,
             f"Invalid index {i.index.schema}.{i.index.name}: never used by queries, still maintained on writes",
@@ -195,12 +219,40 @@ class InvalidIndexRule(_AdvisorRule):
             {"index": f"{i.index.schema}.{i.index.name}"}, _index_evidence(i.index), i.fix_sql, 0.15)
 
 
+    def _unique(self, view: TargetView, i: Any) -> Finding:
+        # Rebuilding a unique index over duplicate keys fails again (REINDEX CONCURRENTLY even leaves a second
+        # invalid index): the rebuild is offered only when the advisor saw none, else the query that finds them.
+        evidence = {**_index_evidence(i.index), "unique": True, "duplicates": i.duplicates,
+                    "duplicates_sql": i.duplicates_sql, "then_sql": i.recreate_sql}
+        name = f"{i.index.schema}.{i.index.name}"
+        if i.duplicates is False:
+            return self.finding(
+                view, Severity.WARNING, f"Invalid unique index {name}: uniqueness is not guaranteed",
+                f"{i.index.definition} is marked invalid (a failed CREATE/REINDEX CONCURRENTLY); the planner "
+                f"ignores it and it may not enforce uniqueness. The table holds no duplicate key now, so drop it "
+                f"and build it again concurrently (if the build fails, it leaves one invalid index, not two).",
+                {"index": name}, evidence, i.fix_sql, 0.2)
+        found = ("holds duplicate keys" if i.duplicates else
+                 "could not be checked for duplicate keys within the statement timeout")
+        return self.finding(
+            view, Severity.WARNING, f"Invalid unique index {name}: its table {found}",
+            f"{i.index.definition} is marked invalid, most likely because the rows it covers are not unique. "
+            f"Rebuilding it now (REINDEX or a new CREATE UNIQUE INDEX) would fail on the same duplicates and "
+            f"REINDEX CONCURRENTLY would leave a second invalid index. Run the query below to list the "
+            f"duplicate keys, resolve them with the application's owners, and only then: {i.recreate_sql}",
+            {"index": name}, evidence, i.fix_sql, 0.2)
+
+
 class ForeignKeyWithoutIndexRule(_AdvisorRule):
     name = "PgForeignKeyWithoutIndex"
     fact = UnindexedForeignKeys
 
     def judge(self, view: TargetView, fk: Any, settings: Any) -> Finding | None:
         table = f"{fk.schema}.{fk.table}"
+        min_rows = getattr(settings, "fk_min_rows", DEFAULT_FK_MIN_ROWS)
+        min_bytes = getattr(settings, "fk_min_bytes", DEFAULT_FK_MIN_BYTES)
+        if fk.table_rows < min_rows and fk.table_size_bytes < min_bytes and not fk.referenced_deletes_updates:
+            return None  # small, and nothing deletes from the parent: the scan is cheaper than the index
         large = fk.table_rows >= FK_ROWS_WARNING and fk.referenced_deletes_updates > 0
         evidence = {"table": table, "constraint": fk.constraint, "columns": list(fk.columns),
                     "referenced_table": fk.referenced_table, "table_rows": fk.table_rows,

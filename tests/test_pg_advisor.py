@@ -52,10 +52,27 @@ VACUUM ANALYZE events;
 HYGIENE = """
 CREATE TABLE parent (id int PRIMARY KEY);
 INSERT INTO parent SELECT generate_series(1, 100);
+CREATE TABLE parent_del (id int PRIMARY KEY);
+INSERT INTO parent_del SELECT generate_series(1, 100);
+DELETE FROM parent_del WHERE id > 90;
+-- Foreign keys without an index: large (20,000 rows), a near miss (9,000 rows, parent never deleted from),
+-- and a small one whose parent sees deletes.
 CREATE TABLE child_fk (id int PRIMARY KEY, parent_id int REFERENCES parent);
+INSERT INTO child_fk SELECT g, 1 + g % 100 FROM generate_series(1, 20000) g;
+CREATE TABLE child_small (id int PRIMARY KEY, parent_id int REFERENCES parent);
+INSERT INTO child_small SELECT g, 1 + g % 100 FROM generate_series(1, 9000) g;
+CREATE TABLE child_del (id int PRIMARY KEY, parent_id int REFERENCES parent_del);
+INSERT INTO child_del SELECT g, g FROM generate_series(1, 50) g;
+-- Never-scanned indexes that are the only ones serving a foreign key.
 CREATE TABLE child_ok (id int PRIMARY KEY, parent_id int REFERENCES parent);
 CREATE INDEX child_ok_parent_id_idx ON child_ok (parent_id);
+CREATE TABLE child_del_ok (id int PRIMARY KEY, parent_id int REFERENCES parent_del);
+CREATE INDEX child_del_ok_parent_id_idx ON child_del_ok (parent_id);
 CREATE TABLE no_pk (a int, b text);
+INSERT INTO no_pk VALUES (1, 'a');
+CREATE TABLE no_pk_empty (a int, b text);
+CREATE TABLE measurements (day date, v int) PARTITION BY RANGE (day);
+CREATE TABLE measurements_2026 PARTITION OF measurements FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 CREATE TABLE items (id int PRIMARY KEY, a int, b int);
 INSERT INTO items SELECT g, g, g FROM generate_series(1, 1000) g;
 CREATE INDEX items_a_idx ON items (a);
@@ -68,6 +85,9 @@ CREATE INDEX pre_x ON pre (x);
 CREATE INDEX pre_xy ON pre (x, y);
 CREATE TABLE inv (id int PRIMARY KEY, x int);
 INSERT INTO inv VALUES (1, 1), (2, 1);
+CREATE TABLE inv_fixed (id int PRIMARY KEY, x int);
+INSERT INTO inv_fixed VALUES (1, 1), (2, 1), (3, NULL), (4, NULL);
+CREATE TABLE inv_plain (id int PRIMARY KEY, x int);
 CREATE TABLE seq_high (id serial PRIMARY KEY);
 SELECT setval('seq_high_id_seq', 2000000000);
 CREATE TABLE seq_low (id serial PRIMARY KEY);
@@ -89,6 +109,14 @@ def server() -> Iterator[PostgresServer]:
         # A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind (inv has a duplicate x).
         with pytest.raises(RuntimeError, match="could not create unique index"):
             pg.psql("CREATE UNIQUE INDEX CONCURRENTLY inv_x ON inv (x)", database="hygiene")
+        # The same failure, after which the duplicate was deleted: the rebuild is now safe.
+        with pytest.raises(RuntimeError, match="could not create unique index"):
+            pg.psql("CREATE UNIQUE INDEX CONCURRENTLY inv_fixed_x ON inv_fixed (x)", database="hygiene")
+        pg.psql("DELETE FROM inv_fixed WHERE id = 2", database="hygiene")
+        # A non-unique invalid index (marked invalid by hand: a plain index has no duplicate to fail on).
+        pg.psql("CREATE INDEX inv_plain_x ON inv_plain (x);"
+                "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'inv_plain_x'::regclass",
+                database="hygiene")
         pg.psql("SET enable_seqscan = off; SELECT * FROM items WHERE b = 10; SELECT * FROM items WHERE b = 11;",
                 database="hygiene")
         workload = [Q_CUSTOMER.format(c) for c in (4242, 77, 13001)] + [Q_REGION.format(r) for r in (7, 8, 9)]
@@ -229,21 +257,77 @@ def test_duplicate_and_prefix_indexes_fire_and_distinct_indexes_do_not(hygiene_a
 
 def test_invalid_index_fires_with_a_rebuild(hygiene_advice):
     _, findings = hygiene_advice
-    invalid = [f for f in findings if f.rule == "PgInvalidIndex"]
-    assert [f.evidence["index"] for f in invalid] == ["public.inv_x"]
-    assert invalid[0].evidence["sql"] == "REINDEX INDEX CONCURRENTLY public.inv_x;"
+    invalid = {f.evidence["index"]: f for f in findings if f.rule == "PgInvalidIndex"}
+    assert set(invalid) == {"public.inv_x", "public.inv_fixed_x", "public.inv_plain_x"}
+    assert invalid["public.inv_plain_x"].evidence["sql"] == "REINDEX INDEX CONCURRENTLY public.inv_plain_x;"
+    assert invalid["public.inv_plain_x"].evidence["risk"] == "low"
+
+
+def test_an_invalid_unique_index_over_duplicates_gets_the_query_that_finds_them_not_a_rebuild(hygiene_advice, server):
+    _, findings = hygiene_advice
+    f = next(f for f in findings if f.rule == "PgInvalidIndex" and f.evidence["index"] == "public.inv_x")
+    assert f.evidence["duplicates"] is True and "REINDEX" not in f.evidence["sql"]
+    assert f.evidence["sql"].startswith("SELECT x, count(*) AS copies FROM public.inv WHERE x IS NOT NULL")
+    assert (f.evidence["lock"], f.evidence["risk"]) == ("none (read only)", "low")
+    # The offered query lists the duplicate key; the rebuild comes only after, in the description.
+    assert server.psql(f.evidence["sql"], database="hygiene") == "1|2"
+    assert f.evidence["then_sql"] == ("DROP INDEX CONCURRENTLY public.inv_x;\n"
+                                      "CREATE UNIQUE INDEX CONCURRENTLY inv_x ON public.inv USING btree (x);")
+    assert f.evidence["then_sql"] in f.description
+    # What the old advice (REINDEX INDEX CONCURRENTLY) did: fail on the duplicates and leave a second
+    # invalid index behind. Reproduced on a copy, in a database of its own.
+    server.psql("CREATE DATABASE harm")
+    server.psql("CREATE TABLE inv (id int PRIMARY KEY, x int); INSERT INTO inv VALUES (1, 1), (2, 1);", database="harm")
+    with pytest.raises(RuntimeError, match="could not create unique index"):
+        server.psql("CREATE UNIQUE INDEX CONCURRENTLY inv_x ON inv (x)", database="harm")
+    with pytest.raises(RuntimeError, match="could not create unique index"):
+        server.psql("REINDEX INDEX CONCURRENTLY inv_x", database="harm")
+    assert server.psql("SELECT count(*) FROM pg_index WHERE NOT indisvalid", database="harm") == "2"
+
+
+def test_an_invalid_unique_index_without_duplicates_is_dropped_and_rebuilt_and_the_rebuild_works(
+        hygiene_advice, server):
+    _, findings = hygiene_advice
+    f = next(f for f in findings if f.rule == "PgInvalidIndex" and f.evidence["index"] == "public.inv_fixed_x")
+    assert f.evidence["duplicates"] is False
+    assert f.evidence["sql"] == ("DROP INDEX CONCURRENTLY public.inv_fixed_x;\n"
+                                 "CREATE UNIQUE INDEX CONCURRENTLY inv_fixed_x ON public.inv_fixed USING btree (x);")
+    assert f.evidence["risk"] == "medium"  # the drop: plans that used it slow down (it was invalid: none did)
+    server.psql(f.evidence["sql"], database="hygiene")
+    assert server.psql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'inv_fixed_x'::regclass",
+                       database="hygiene") == "t"
 
 
 def test_foreign_key_without_index_fires_and_with_index_does_not(hygiene_advice):
     _, findings = hygiene_advice
     fks = {f.evidence["table"]: f for f in findings if f.rule == "PgForeignKeyWithoutIndex"}
-    assert set(fks) == {"public.child_fk"}
+    # child_small (9,000 rows, below fk_min_rows = 10,000, parent never deleted from) is the near miss;
+    # child_del is small but its parent sees deletes.
+    assert set(fks) == {"public.child_fk", "public.child_del"}
     assert fks["public.child_fk"].evidence["sql"] == (
         "CREATE INDEX CONCURRENTLY child_fk_parent_id_idx ON public.child_fk (parent_id);")
+    assert fks["public.child_fk"].evidence["risk"] == "low"
+    assert fks["public.child_del"].evidence["referenced_deletes_updates"] == 10
 
 
-def test_table_without_primary_key_fires_only_for_tables_without_one(hygiene_advice):
+def test_the_foreign_key_floor_follows_the_advisor_options(server):
+    _, findings = advise(server, "hygiene", fk_min_rows=5000)
+    assert "public.child_small" in by_rule(findings, "PgForeignKeyWithoutIndex", "table")
+
+
+def test_an_unscanned_index_that_serves_a_foreign_key_is_never_offered_as_a_drop(hygiene_advice):
     _, findings = hygiene_advice
+    unused = {f.evidence["index"]: f for f in findings if f.rule == "PgUnusedIndex"}
+    assert "public.child_del_ok_parent_id_idx" not in unused  # its parent sees deletes: it is working
+    keep = unused["public.child_ok_parent_id_idx"]
+    assert keep.evidence["sql"] is None and keep.evidence["foreign_key"] == "child_ok_parent_id_fkey"
+    assert "keep it" in keep.summary and keep.severity == "info"
+    assert unused["public.items_a_idx"].evidence["sql"] == "DROP INDEX CONCURRENTLY public.items_a_idx;"
+
+
+def test_table_without_primary_key_fires_only_for_tables_with_rows_and_without_one(hygiene_advice):
+    _, findings = hygiene_advice
+    # no_pk_empty (no rows) and the partitioned measurements with its empty partition are near misses.
     assert by_rule(findings, "PgTableWithoutPrimaryKey", "table") == {"public.no_pk"}
 
 

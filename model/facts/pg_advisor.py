@@ -22,6 +22,10 @@ class AdviceSettings:
     hypopg: str | None  # HypoPG's version in this database, None when it is not installed
     database: str
     observed_seconds: float  # how long the statistics have been counting (since stats reset / start)
+    # Noise floor of foreign keys without an index: the referencing table has at least this many rows or
+    # bytes, or its referenced table sees deletes/updates.
+    fk_min_rows: int = 10_000
+    fk_min_bytes: int = 64 * 1024**2
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,10 @@ class UnusedIndex:
     observed_seconds: float
     table_writes_total: int
     drop_sql: str
+    # The foreign key this index is the only one to serve (its leading columns are the key's), with the
+    # referenced table's deletes + updates: DELETEs there look rows up through it even if no query does.
+    foreign_key: str | None = None
+    referenced_deletes_updates: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +142,13 @@ class InvalidIndex:
 
     index: IndexRow
     fix_sql: str
+    unique: bool = False
+    # A unique index is invalid because of duplicate keys more often than not; rebuilding it fails again
+    # (and REINDEX CONCURRENTLY leaves a second invalid index). True: the advisor found duplicates; None: it
+    # could not tell in time; False: none (the drop and recreate in ``fix_sql`` is then safe to try).
+    duplicates: bool | None = None
+    duplicates_sql: str = ""  # the query that lists the duplicate keys
+    recreate_sql: str = ""  # DROP INDEX CONCURRENTLY + CREATE UNIQUE INDEX CONCURRENTLY, once they are gone
 
 
 @dataclass(frozen=True, slots=True)
