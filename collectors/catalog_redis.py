@@ -6,6 +6,7 @@ a collection from a real server emits is declared here with its type and labels,
 
 from __future__ import annotations
 
+from dbwatch.collectors.redis_info_more import SPECS as MORE_INFO
 from dbwatch.model.catalog import C, G, I, MetricSpec
 
 TITLE = 'Redis'
@@ -226,4 +227,4 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_redis_latency_spike_max_seconds', G,
                'LATENCY LATEST: longest spike of the event since start or LATENCY RESET.',
                ('event_name',), 'slowlog'),
-)
+) + MORE_INFO

@@ -20,6 +20,7 @@ from redis.asyncio.retry import Retry  # the asyncio client warns about (and mis
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.redis_info_more import more_families
 from dbwatch.model.options import CollectorOptions
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
@@ -137,6 +138,7 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
             raw = await session.run("INFO")
             config_raw, config_error = await session.try_run("CONFIG", "GET", "*")
             commands, _ = await session.try_run("INFO", "commandstats")  # not in INFO's default sections
+            latency, _ = await session.try_run("INFO", "latencystats")  # neither (Redis >= 7; empty before)
         if not isinstance(raw, dict):
             raise CollectorError(f"INFO on {session.endpoint} gave an unexpected reply")
         config = _pairs(config_raw) if config_error is None else None
@@ -151,6 +153,7 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
         snapshot.version = facts.version
         snapshot.families.extend(_families(raw, config, facts))
         snapshot.families.extend(_command_families(commands if isinstance(commands, dict) else {}))
+        snapshot.families.extend(more_families(raw, config, latency))
         snapshot.put(facts, replication_link(facts), Summary(_summary(facts)))
 
 
