@@ -9,12 +9,14 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Real servers and tools the tests start: PostgreSQL 15 with pg_stat_statements (contrib), Prometheus
-# (promtool), Alertmanager, and postgres_exporter for the side-by-side benchmark.
+# (promtool), Alertmanager, and postgres_exporter for the side-by-side benchmark; the three reference exporters
+# for the side-by-side compatibility tests (tests/test_compat_community.py, tests/test_exporter_parity.py).
 # MariaDB (mariadb-install-db, mariadbd and the mariadb client) for the MySQL/MariaDB collector tests.
 # PgBouncer for the connection pooler collector tests.
 # pgBadger for the slow log benchmark (bench/slowlog_real.py).
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
-	prometheus-postgres-exporter procps mariadb-server mariadb-client redis-server percona-toolkit pgbouncer \
+	prometheus-postgres-exporter prometheus-mysqld-exporter prometheus-redis-exporter procps mariadb-server \
+	mariadb-client redis-server percona-toolkit pgbouncer \
 	postgresql-15-hypopg pgbackrest pgbadger
 
 .PHONY: setup demo test typecheck docs bench clean
