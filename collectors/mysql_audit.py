@@ -23,7 +23,7 @@ from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, gr
 __all__ = ["MySQLAuditCollector"]
 
 ACCOUNTS = "SELECT * FROM mysql.user"
-VARIABLES = """SHOW GLOBAL VARIABLES WHERE Variable_name IN ('require_secure_transport', 'have_ssl',
+VARIABLES = """SHOW GLOBAL VARIABLES WHERE Variable_name IN ('require_secure_transport', 'have_ssl', 'ssl_cert',
   'innodb_buffer_pool_size', 'max_connections', 'tmp_table_size', 'max_heap_table_size', 'datadir')"""
 STATUS = """SHOW GLOBAL STATUS WHERE Variable_name IN ('Max_used_connections', 'Created_tmp_tables',
   'Created_tmp_disk_tables', 'Uptime')"""
@@ -100,7 +100,7 @@ class MySQLAuditCollector(Collector[MySQLSession, AuditHostOptions]):
             created_tmp_disk_tables=int(status.get("Created_tmp_disk_tables") or 0),
             tmp_table_size=int(variables.get("tmp_table_size") or 0),
             max_heap_table_size=int(variables.get("max_heap_table_size") or 0),
-            uptime=float(status.get("Uptime") or 0), host=host,
+            uptime=float(status.get("Uptime") or 0), host=host, ssl_cert=variables.get("ssl_cert"),
         ))
 
 

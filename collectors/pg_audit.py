@@ -26,7 +26,7 @@ from dbwatch.collectors.options import AuditHostOptions
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model.options import Count, Texts
 
-__all__ = ["PgAuditOptions", "PgAuditCollector", "TUNING_SETTINGS"]
+__all__ = ["PgAuditOptions", "PgAuditCollector", "DURABILITY_SETTINGS", "TUNING_SETTINGS"]
 
 
 class PgAuditOptions(AuditHostOptions):
@@ -36,6 +36,8 @@ class PgAuditOptions(AuditHostOptions):
 
 TUNING_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "max_connections", "maintenance_work_mem",
                    "random_page_cost", "effective_io_concurrency", "checkpoint_timeout", "max_wal_size")
+# Settings that trade crash safety for speed (rules/tuning.py, PgDurabilityOff), kept as the server spells them.
+DURABILITY_SETTINGS = ("fsync", "full_page_writes", "synchronous_commit")
 
 ROLES = """
 SELECT oid = 10 AS bootstrap, rolname, rolsuper, rolreplication, rolcanlogin, rolcreaterole, rolbypassrls
@@ -59,7 +61,8 @@ FROM pg_hba_file_rules ORDER BY line_number"""
 
 SETTINGS = """
 SELECT name, setting, unit FROM pg_settings
-WHERE name = ANY($1::text[]) OR name IN ('ssl', 'password_encryption', 'data_directory')"""
+WHERE name = ANY($1::text[]) OR name IN ('ssl', 'password_encryption', 'data_directory')
+   OR name = ANY($2::text[])"""
 
 CHECKPOINTS = "SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter"
 CHECKPOINTS_17 = "SELECT num_timed AS timed, num_requested AS requested FROM pg_stat_checkpointer"
@@ -107,7 +110,8 @@ class PgAuditCollector(Collector[PostgresSession, PgAuditOptions]):
             [agent] = await session.run(AGENT)
             roles = await session.run(ROLES)
             hba = await session.run(HBA) if agent["hba_readable"] else None
-            settings = {r["name"]: r for r in await session.run(SETTINGS, list(TUNING_SETTINGS))}
+            settings = {r["name"]: r for r in await session.run(SETTINGS, list(TUNING_SETTINGS),
+                                                                   list(DURABILITY_SETTINGS))}
             [checkpoints] = await session.run(CHECKPOINTS_17 if agent["version_num"] >= 170000 else CHECKPOINTS)
             wide = await session.run(WIDE, self.options.wide_table_columns)
             columns = await session.run(COLUMNS)
@@ -142,6 +146,8 @@ class PgAuditCollector(Collector[PostgresSession, PgAuditOptions]):
             host=facts_host,
             expected_superusers=tuple(bootstrap) + self.options.expected_superusers,
             expected_replication=tuple(bootstrap) + self.options.expected_replication,
+            bootstrap_superuser=bootstrap[0] if bootstrap else "",
+            durability={name: settings[name]["setting"] for name in DURABILITY_SETTINGS if name in settings},
         ))
         snapshot.put(_schema(agent["database"], wide, columns, statements),
                      Summary({"roles": len(roles), "superusers": sum(r["rolsuper"] for r in roles)}))

@@ -62,6 +62,8 @@ class PgUnexpectedPrivilegedRole(_Rule[PgAudit]):
 
     def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         for role in audit.roles:
+            if role.name == audit.bootstrap_superuser:
+                continue  # the cluster's owner: demoting it breaks the catalogs' owner, never offered
             if role.superuser and role.name not in audit.expected_superusers:
                 what, fix = "SUPERUSER", f"ALTER ROLE {quote_ident(role.name)} NOSUPERUSER;"
             elif role.replication and not role.superuser and role.name not in audit.expected_replication:
@@ -169,16 +171,20 @@ class PgAgentOverPrivileged(_Rule[PgAudit]):
             return
         held = "SUPERUSER" if audit.agent_superuser else ", ".join(extra)
         role = quote_ident(audit.agent_role)
+        bootstrap = audit.agent_role == audit.bootstrap_superuser
+        # The bootstrap superuser (oid 10) owns the catalogs and stays a superuser: the agent moves, not the role.
+        demote = (f"\n-- keep {role}: it is the bootstrap superuser (it owns the cluster) and must stay one"
+                  if bootstrap else f"\n-- or: ALTER ROLE {role} NOSUPERUSER; GRANT pg_monitor TO {role};")
         yield recommend(
             self.name, view, Severity.WARNING, f"dbwatch's role {audit.agent_role} holds more than it needs ({held})",
             f"The agent needs pg_monitor only; {held} lets a leaked agent credential change or read data. Give the "
             f"agent a role of its own with pg_monitor (pg_hba_file_rules needs its own grant, below).",
             {"role": audit.agent_role},
-            {"role": audit.agent_role, "superuser": audit.agent_superuser, "extra_roles": extra},
+            {"role": audit.agent_role, "superuser": audit.agent_superuser, "extra_roles": extra,
+             "bootstrap_superuser": bootstrap},
             "CREATE ROLE dbwatch LOGIN;\nGRANT pg_monitor TO dbwatch;\n"
             "GRANT SELECT ON pg_hba_file_rules TO dbwatch;\nGRANT EXECUTE ON FUNCTION pg_hba_file_rules() TO dbwatch;"
-            + (f"\n-- or: ALTER ROLE {role} NOSUPERUSER; GRANT pg_monitor TO {role};" if audit.agent_superuser else ""),
-            0.3)
+            + (demote if audit.agent_superuser else ""), 0.3)
 
 
 class MySQLWeakAccount(_Rule[MySQLAudit]):
@@ -219,12 +225,32 @@ class MySQLInsecureTransport(_Rule[MySQLAudit]):
     def judge(self, view: TargetView, audit: MySQLAudit) -> Iterable[Finding]:
         if audit.require_secure_transport is not False:
             return
+        evidence = {"require_secure_transport": False, "have_ssl": audit.have_ssl, "ssl_cert": audit.ssl_cert}
+        if not tls_configured(audit):
+            # Requiring TLS of a server that cannot speak it refuses every TCP client: configure it first.
+            yield recommend(
+                self.name, view, Severity.WARNING, "The server has no TLS: clients connect in clear text",
+                f"Unencrypted TCP connections are all there is (have_ssl = {audit.have_ssl}, ssl_cert = "
+                f"{audit.ssl_cert or '(none)'}); passwords and data can be read on the network. Configure TLS "
+                "first (certificate and key under [mysqld], a restart); only once clients connect with TLS, "
+                "SET GLOBAL require_secure_transport = ON. Requiring it now would refuse every TCP client.",
+                {}, {**evidence, "tls_configured": False},
+                "-- under [mysqld], then restart the server:\n-- ssl_cert = /etc/mysql/server-cert.pem\n"
+                "-- ssl_key = /etc/mysql/server-key.pem\n-- ssl_ca = /etc/mysql/ca.pem\n"
+                "SHOW GLOBAL VARIABLES LIKE 'have_ssl';  -- YES once TLS is configured", 0.3)
+            return
         yield recommend(
             self.name, view, Severity.WARNING, "require_secure_transport is OFF: clients may connect without TLS",
-            f"Unencrypted TCP connections are accepted (have_ssl = {audit.have_ssl}); passwords and data can be "
-            "read on the network. Configure TLS, then require it (Unix socket connections stay allowed).",
-            {}, {"require_secure_transport": False, "have_ssl": audit.have_ssl},
+            f"TLS is configured (have_ssl = {audit.have_ssl}) but unencrypted TCP connections are accepted too; "
+            "passwords and data can be read on the network. Move the clients to TLS, then require it (Unix "
+            "socket connections stay allowed).",
+            {}, {**evidence, "tls_configured": True},
             "SET GLOBAL require_secure_transport = ON;  -- and require_secure_transport = ON under [mysqld]", 0.4)
+
+
+def tls_configured(audit: MySQLAudit) -> bool:
+    """The server accepts TLS: have_ssl = YES (DISABLED: built with TLS, no certificate configured)."""
+    return str(audit.have_ssl or "").upper() == "YES"
 
 
 class MySQLAgentOverPrivileged(_Rule[MySQLAudit]):

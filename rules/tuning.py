@@ -28,8 +28,44 @@ MIN_TMP_TABLES = 100
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
-    return [PgMemorySettings(), PgSsdSettings(), PgCheckpointsRequested(), MySQLBufferPool(), MySQLMaxConnections(),
-            MySQLTmpDiskTables(), RedisMaxmemory()]
+    return [PgMemorySettings(), PgSsdSettings(), PgCheckpointsRequested(), PgDurabilityOff(), MySQLBufferPool(),
+            MySQLMaxConnections(), MySQLTmpDiskTables(), RedisMaxmemory()]
+
+
+#: setting -> (severity, impact, what turning it off costs), worst first
+_DURABILITY = {
+    "fsync": (Severity.CRITICAL, 0.95,
+              "a power loss or OS crash can corrupt the whole cluster (not just lose recent commits); the only "
+              "safe recovery is a restore from backup"),
+    "full_page_writes": (Severity.WARNING, 0.7,
+                         "a crash in the middle of a page write leaves torn pages that WAL replay cannot repair "
+                         "(safe only on a file system that writes pages atomically, such as ZFS)"),
+    "synchronous_commit": (Severity.INFO, 0.05,
+                           "a crash loses the last commits the clients were told succeeded (up to about three "
+                           "times wal_writer_delay); the database stays consistent. Fine when chosen on purpose"),
+}
+
+
+class PgDurabilityOff:
+    """fsync, full_page_writes or synchronous_commit off: speed bought with crash safety."""
+
+    name = "PgDurabilityOff"
+    engines = ("postgres",)
+
+    def evaluate(self, view: TargetView) -> Iterable[Finding]:
+        audit = view.fact(PgAudit)
+        if audit is None:
+            return []
+        out = []
+        for setting, (severity, impact, cost) in _DURABILITY.items():
+            if audit.durability.get(setting) != "off":
+                continue
+            out.append(recommend(
+                self.name, view, severity, f"{setting} = off: {cost.split(';')[0].split(' (')[0]}",
+                f"{setting} is off: {cost}. Turn it back on (a reload suffices) unless this is a throwaway "
+                f"server.", {"setting": setting}, {"setting": setting, "value": "off"},
+                _setting_sql(setting, "on"), impact))
+        return out
 
 
 def _setting_sql(name: str, value: str, restart: bool = False) -> str:

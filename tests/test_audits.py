@@ -84,7 +84,7 @@ async def _pg_audit(server: PostgresServer, sessions, user: str = "postgres", pa
 async def test_open_postgres_gets_every_security_tuning_and_schema_recommendation(sessions):
     """A throwaway PostgreSQL 15: trust in pg_hba, ssl off, md5, an extra superuser and replication role, CREATE
     on public for PUBLIC, defaults for memory on this host, WAL-forced checkpoints, a smelly schema."""
-    server = _server(password_encryption="md5").start()
+    server = _server(password_encryption="md5", fsync="off", full_page_writes="off", synchronous_commit="off").start()
     try:
         cols = ", ".join(f"c{i}_v int" for i in range(60))
         server.psql(SMELLY_SCHEMA.format(cols=cols))
@@ -110,6 +110,17 @@ async def test_open_postgres_gets_every_security_tuning_and_schema_recommendatio
     assert public.evidence["sql"] == "REVOKE CREATE ON SCHEMA public FROM PUBLIC;"
     [agent] = by_rule(findings, "PgAgentOverPrivileged")
     assert agent.evidence["superuser"] is True
+    # The agent runs as postgres, the bootstrap superuser (oid 10): it is kept, never demoted.
+    assert agent.evidence["bootstrap_superuser"] is True and "NOSUPERUSER" not in agent.evidence["sql"]
+    assert "keep postgres: it is the bootstrap superuser" in agent.evidence["sql"]
+    assert all("NOSUPERUSER" not in f.evidence["sql"] or "postgres" not in f.evidence["sql"]
+               for f in findings if f.evidence.get("sql"))
+    assert all(f.evidence["risk"] in ("low", "medium", "high") and f.evidence["lock"]
+               for f in findings if f.evidence.get("sql"))
+    durability = {f.labels["setting"]: f for f in by_rule(findings, "PgDurabilityOff")}
+    assert {k: str(f.severity) for k, f in durability.items()} == {
+        "fsync": "critical", "full_page_writes": "warning", "synchronous_commit": "info"}
+    assert durability["fsync"].evidence["sql"] == "ALTER SYSTEM SET fsync = 'on';\nSELECT pg_reload_conf();"
     memory = {f.labels["setting"]: f for f in by_rule(findings, "PgMemorySettings")}
     assert {"shared_buffers", "effective_cache_size", "maintenance_work_mem"} <= set(memory)
     ram = memory["shared_buffers"].evidence["ram_bytes"]
@@ -147,7 +158,8 @@ async def test_hardened_postgres_sized_to_its_host_gets_no_recommendation(sessio
     """A throwaway PostgreSQL 15 with scram-sha-256 for every TCP line, SSL on, no extra privileged role, the
     agent a pg_monitor role, memory settings right for the configured 128MB host, a spinning disk, a clean
     schema whose JSON column has a GIN index."""
-    server = _server(max_connections="20", effective_cache_size="96MB", maintenance_work_mem="16MB")
+    server = _server(max_connections="20", effective_cache_size="96MB", maintenance_work_mem="16MB",
+                     fsync="on", full_page_writes="on", synchronous_commit="on")  # the test default is unsafe
     cert, key = _self_signed(server.root)
     server.settings.update(ssl="on", ssl_cert_file=f"'{cert}'", ssl_key_file=f"'{key}'")
     server.start()
@@ -233,7 +245,11 @@ async def test_open_mariadb_gets_account_transport_and_tuning_recommendations(se
     assert weak["root@127.0.0.1"].severity == "critical" and weak["root@127.0.0.1"].evidence["empty_password"]
     assert "root@%" in weak
     assert "mariadb.sys@localhost" not in weak  # locked: nobody logs in with it
-    assert by_rule(findings, "MySQLInsecureTransport")
+    # No TLS configured (have_ssl DISABLED): requiring it would lock out every TCP client, so TLS comes first.
+    [transport] = by_rule(findings, "MySQLInsecureTransport")
+    assert transport.evidence["tls_configured"] is False and transport.evidence["have_ssl"] == "DISABLED"
+    assert "SET GLOBAL require_secure_transport" not in transport.evidence["sql"]
+    assert transport.evidence["risk"] == "low" and "configure TLS first" in transport.description.replace("Configure", "configure")
     [agent] = by_rule(findings, "MySQLAgentOverPrivileged")
     assert "SUPER" in agent.evidence["extra_privileges"]
     [pool] = by_rule(findings, "MySQLBufferPoolSize")
@@ -272,6 +288,39 @@ async def test_hardened_mariadb_gets_no_recommendation(sessions, monkeypatch):
     assert notes == []
     assert audit.accounts and audit.require_secure_transport is True  # it did read what it judged
     assert findings == []
+
+
+async def test_require_secure_transport_is_offered_only_when_tls_is_configured_and_then_locks_nobody_out(
+        sessions, tmp_path):
+    """Two throwaway MariaDB: one without TLS, where the old advice (SET GLOBAL require_secure_transport = ON)
+    refuses every TCP client, and one with a certificate, where the advice is offered and TLS clients still
+    get in."""
+    bare = MariaDBServer().start()
+    try:
+        bare.sql("SET GLOBAL require_secure_transport = ON")
+        with pytest.raises(pymysql.err.OperationalError):  # the harm, reproduced: TCP without TLS is refused
+            pymysql.connect(host="127.0.0.1", port=bare.port, user="root").close()
+        with pytest.raises(pymysql.err.OperationalError):  # and TLS cannot be had: the server has none
+            pymysql.connect(host="127.0.0.1", port=bare.port, user="root", ssl={"check_hostname": False}).close()
+    finally:
+        bare.destroy()
+    cert, key = _self_signed(tmp_path)
+    tls = MariaDBServer(settings={"ssl-cert": cert, "ssl-key": key}).start()
+    try:
+        store, _ = await _mysql_audit(tls.dsn(), sessions)
+        [transport] = by_rule(evaluate(store, "mysql", "security"), "MySQLInsecureTransport")
+        assert transport.evidence["tls_configured"] is True and transport.evidence["have_ssl"] == "YES"
+        assert transport.evidence["sql"].startswith("SET GLOBAL require_secure_transport = ON;")
+        assert transport.evidence["risk"] == "medium" and "TLS" in transport.evidence["lock"]
+        tls.sql(transport.evidence["sql"].split(";")[0])
+        conn = pymysql.connect(host="127.0.0.1", port=tls.port, user="root", ssl={"check_hostname": False})
+        with conn.cursor() as cur:
+            cur.execute("SHOW STATUS LIKE 'Ssl_cipher'")
+            assert cur.fetchone()[1]  # a TLS session
+        conn.close()
+        pymysql.connect(unix_socket=str(tls.socket), user="root").close()  # the Unix socket stays open
+    finally:
+        tls.destroy()
 
 
 # -- Redis -----------------------------------------------------------------------------------------------------

@@ -113,6 +113,8 @@ class PgAudit:
     host: HostFacts
     expected_superusers: tuple[str, ...]
     expected_replication: tuple[str, ...]
+    bootstrap_superuser: str = ""  # the role with oid 10 (ran initdb, owns the catalogs): never demoted
+    durability: dict[str, str] = field(default_factory=dict)  # fsync, full_page_writes, synchronous_commit: on/off/..
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +144,7 @@ class MySQLAudit:
     max_heap_table_size: int
     uptime: float
     host: HostFacts
+    ssl_cert: str | None = None  # the server's certificate file; empty or None: TLS is not configured
 
 
 @dataclass(frozen=True, slots=True)
