@@ -112,12 +112,14 @@ class QueryRules:
         total = _total_seconds(stats)
         for k, agg in stats.items():
             shape = shapes[k]
-            if shape is None:
+            # Statements on the server's catalogs only are dbwatch's own (its audit reads SELECT * FROM
+            # mysql.user) or an admin's: no advice for the application in them.
+            if shape is None or not shape.application:
                 continue
             out.extend(self._hints(view, agg, shape, window, total))
         for cls in slow:
             shape = self._shape(view.engine, f"slow:{cls.class_id}", cls.sample)
-            if shape is not None:
+            if shape is not None and shape.application:
                 out.extend(self._literal_hints(view, cls, shape))
         return out
 
