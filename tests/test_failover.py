@@ -308,7 +308,11 @@ def test_in_dry_run_nothing_changes_and_a_replica_far_behind_is_not_the_candidat
         primary.psql("CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 30000) g")
         wait_for(lambda: (cluster(agent)["members"]["pg-behind"]["lag_bytes"] or 0) > 1024 * 1024, 20,
                  "the paused standby to fall 1MB behind")
-        wait_for(lambda: good.psql("SELECT count(*) FROM filler") == "30000", 20, "the other standby to catch up")
+        # The table itself replicates too: until it has, the standby answers "relation does not exist".
+        caught_up = "SELECT to_regclass('filler') IS NOT NULL AND pg_last_wal_replay_lsn() >= '{}'"
+        lsn = primary.psql("SELECT pg_current_wal_lsn()")
+        wait_for(lambda: good.psql(caught_up.format(lsn)) == "t", 20, "the other standby to catch up")
+        assert good.psql("SELECT count(*) FROM filler") == "30000"
         primary.stop()
         [alert] = wait_for(lambda: alerts(agent, "FailoverRecommended"), 15, "FailoverRecommended")
         assert alert["labels"]["candidate"] == "pg-good"
