@@ -42,7 +42,7 @@ demo: setup
 	mkdir -p .state
 	$(VENV)/bin/dbwatch run -c config.example.yaml
 
-test: setup
+test: setup typecheck
 	$(PY) -m pytest -q
 
 # mypy sees the folders as the installed package does: a tree of links named dbwatch/<folder>.
