@@ -84,16 +84,56 @@ def test_community_expressions_that_return_data_with_the_exporter_also_do_with_d
             wait_for(lambda api=api: _samples(api) >= SAMPLES, 60, "Prometheus to hold enough scrapes", interval=0.5)
         results = [(entry, returns_data(entry["expr"], theirs), returns_data(entry["expr"], ours))
                    for entry in expressions]
+        names = {name for entry, exporter_has, _ in results if exporter_has
+                 for name in re.findall(r"\b[a-z][a-z0-9_]*_[a-z0-9_]+\b", entry["expr"])}
+        names = {name for name in names if theirs(name) and ours(name)}  # metric names, not functions or labels
+        disagreements = [d for name in sorted(names) if (d := disagreement(name, theirs, ours))]
     with_exporter = [entry for entry, exporter_has, _ in results if exporter_has]
     missing = [entry for entry, exporter_has, dbwatch_has in results if exporter_has and not dbwatch_has]
     share = 1 - len(missing) / len(with_exporter)
     report = "\n".join(f"  {e['source'].split(':')[1]} / {e['name']}: {' '.join(e['expr'].split())}" for e in missing)
     unanswered = "\n".join(f"  {e['name']}: {e['expr']}" for e, exporter_has, _ in results if not exporter_has)
     print(f"\n{engine}: {len(with_exporter) - len(missing)} of {len(with_exporter)} expressions with the exporter's "
-          f"data also return data with dbwatch ({share:.0%}); {len(expressions)} expressions in all.\n"
+          f"data also return data with dbwatch ({share:.0%}); {len(expressions)} expressions in all; "
+          f"{len(names)} metric names they use compared in label names and units.\n"
           f"With the exporter only:\n{report}\nNo data with the exporter either:\n{unanswered}")
     assert len(with_exporter) >= len(expressions) // 2, "the exporter answers too few: the setup is broken"
+    assert not disagreements, "label names or units differ from the exporter's:\n" + "\n".join(disagreements)
     assert share >= TARGET, f"{engine}: {share:.0%} < {TARGET:.0%}; with the exporter only:\n{report}"
+
+
+# Labels a scrape adds or a setup has on one side only: Prometheus's own, dbwatch's target label, and
+# postgres_exporter's `server` (it adds it to per-table rows read through --extend.query-path).
+SCRAPE_LABELS = {"__name__", "instance", "job", "target", "server"}
+# Labels dbwatch has as the current exporter releases do, which the Debian (bookworm) ones predate.
+NEWER_LABELS = {
+    "pg_replication_slots_": {"slot_type"},  # postgres_exporter's replication_slot collector (0.12+)
+    "redis_instance_info": {"master_replid"},  # redis_exporter 1.50+
+}
+
+
+def disagreement(name: str, theirs: Any, ours: Any) -> str | None:
+    """How ``name``'s series differ between the exporter and dbwatch in label names, or in unit (values of
+    one series a factor of 100 or more apart), or None when they agree (or one side lacks ``name``)."""
+    mine = {_key(r["metric"]): float(r["value"][1]) for r in ours(name)}
+    their = {_key(r["metric"]): float(r["value"][1]) for r in theirs(name)}
+    if not mine or not their:
+        return None
+    newer = next((labels for prefix, labels in NEWER_LABELS.items() if name.startswith(prefix)), set())
+    my_labels = {tuple(k for k, _ in key if k not in newer) for key in mine}
+    their_labels = {tuple(k for k, _ in key) for key in their}
+    if my_labels != their_labels:
+        return f"  {name}: labels {sorted(my_labels)} here, {sorted(their_labels)} with the exporter"
+    mine = {tuple(kv for kv in key if kv[0] not in newer): value for key, value in mine.items()}
+    for key in mine.keys() & their.keys():
+        a, b = abs(mine[key]), abs(their[key])
+        if min(a, b) > 0 and max(a, b) / min(a, b) >= 100:
+            return f"  {name}{dict(key)}: {mine[key]} here, {their[key]} with the exporter"
+    return None
+
+
+def _key(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted((k, v) for k, v in metric.items() if k not in SCRAPE_LABELS))
 
 
 # -- one server, one exporter per engine ----------------------------------------------------------------
