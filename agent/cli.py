@@ -71,7 +71,44 @@ def _parser() -> argparse.ArgumentParser:
     advise.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
     advise.set_defaults(handler=_advise)
     _add_slowlog(sub)
+    _add_migrate(sub)
     return parser
+
+
+def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    migrate = sub.add_parser("migrate", help="schema migrations")
+    migrate_sub = migrate.add_subparsers(dest="migrate_command", metavar="SUBCOMMAND", required=True)
+    lint = migrate_sub.add_parser("lint", help="the lock, rewrite and safe way of each statement of SQL migrations")
+    lint.add_argument("files", nargs="+", metavar="FILE", help="SQL migration files, applied in this order")
+    lint.add_argument("-c", "--config", help="configuration file (YAML), for --target")
+    lint.add_argument("--target", metavar="NAME", help="judge against this target's live tables (needs -c)")
+    lint.add_argument("--dialect", choices=("postgres", "mysql"), help="default: the target's, else guessed")
+    lint.add_argument("--format", choices=("text", "json", "github"), default="text")
+    lint.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
+                      help="interval between the two readings of write counters (default 1)")
+    lint.set_defaults(handler=_migrate_lint)
+
+
+def _migrate_lint(args: argparse.Namespace) -> int:
+    from dbwatch.agent.migrate import LintError, render, run_lint
+
+    if bool(args.config) != bool(args.target):
+        print("migrate lint: -c CONFIG and --target NAME go together", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config) if args.config else None
+    if args.config and config is None:
+        return EXIT_USAGE
+    if config is not None:
+        setup_logging("error", config.logging.format)
+    try:
+        report = run_lint(args.files, args.dialect, config, args.target, max(0.0, args.sample))
+    except LintError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    output = render(report, args.format)
+    if output:
+        print(output)
+    return report.exit_code
 
 
 def _advise(args: argparse.Namespace) -> int:
