@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
+from dbwatch.collectors.mysql_advisor_hygiene import mysql_hygiene
 from dbwatch.collectors.pg_advisor_hygiene import index_name
 from dbwatch.sqlshape import ColumnUse, MySQLAnalyser, StatementUses, TableKey
 from dbwatch.model.facts.common import Summary
@@ -52,6 +53,7 @@ class MySQLAdvisorOptions(CollectorOptions):
     min_calls: Count = 1
     min_examined_per_row: Number = 100.0  # ...or digests without NO_INDEX_USED that examine this many rows per row
     min_table_rows: Count = 10000  # smaller tables are read whole faster than through an index
+    unused_index_min_age: Number = 604800.0  # seconds of uptime before "never read" means unused (7 days)
 
 
 CONSUMERS_NOTE = (
@@ -125,6 +127,9 @@ class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
         async with session.lock:
             server = await session.connected_server()
             snapshot.version = server.version
+            [[_, uptime]] = await session.run(UPTIME, tuples=True)
+            # Index hygiene needs no digests: it is judged even where the candidates below cannot be.
+            snapshot.put(*await mysql_hygiene(session, float(uptime or 0)), self._settings("none", float(uptime or 0)))
             try:
                 [state] = await session.run(STATE)
                 if not int(state["enabled"] or 0):
@@ -156,7 +161,6 @@ class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
                 if isinstance(found, StatementUses):
                     parsed.append((digest, found, used, text))
             tables = await self._tables(session, {t for _, p, _, _ in parsed for t in p.names.values()})
-            [[_, uptime]] = await session.run(UPTIME, tuples=True)
             chosen: dict[tuple[TableKey, tuple[str, ...]], tuple[str, list[MySQLStatementCost]]] = {}
             for digest, found, used, text in parsed:
                 types = {key: {c: t for c, (_, t) in table.columns.items()} for key, table in tables.items()}
@@ -185,12 +189,14 @@ class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
                     chosen.setdefault((key, columns), (reason, []))[1].append(cost_entry)
         candidates = sorted((self._fact(key, columns, reason, costs, tables[key], float(uptime or 0))
                              for (key, columns), (reason, costs) in chosen.items()), key=lambda c: -c.time_share)
-        snapshot.put(MySQLIndexCandidates(tuple(candidates)),
-                     MySQLAdviceSettings(samples=source, min_table_rows=self.options.min_table_rows,
-                                         observed_seconds=float(uptime or 0)),
+        snapshot.put(MySQLIndexCandidates(tuple(candidates)), self._settings(source, float(uptime or 0)),
                      Summary({"index candidates": len(candidates)}))
         snapshot.families.extend(self._families(len(parsed), len(candidates)))
         snapshot.families.append(self.sql.failures.family())
+
+    def _settings(self, samples: str, uptime: float) -> MySQLAdviceSettings:
+        return MySQLAdviceSettings(samples=samples, min_table_rows=self.options.min_table_rows,
+                                   observed_seconds=uptime, unused_index_min_age=self.options.unused_index_min_age)
 
     async def _samples(self, session: MySQLSession, consumers: set[str], digests: list[str]
                        ) -> tuple[dict[str, str], str]:

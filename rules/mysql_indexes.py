@@ -16,17 +16,34 @@ from typing import Any
 from dbwatch.model import Finding, Severity
 from dbwatch.model.facts.mysql_advisor import MySQLAdviceSettings, MySQLIndexCandidates
 from dbwatch.rules.engine import PythonRule, TargetView
-from dbwatch.rules.indexes import HEURISTIC_WEIGHT, IndexCandidateRule
+from dbwatch.rules.indexes import HEURISTIC_WEIGHT, IndexCandidateRule, RedundantIndexRule, UnusedIndexRule
 from dbwatch.rules.spec import RulesConfig
 
-__all__ = ["MySQLIndexCandidate", "make_rules"]
+__all__ = ["MySQLIndexCandidate", "MySQLRedundantIndex", "MySQLUnusedIndex", "make_rules"]
 
 WARNING_SHARE = 0.2
 WARNING_EXAMINED_PER_ROW = 1000
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
-    return [MySQLIndexCandidate()]
+    return [MySQLIndexCandidate(), MySQLRedundantIndex(), MySQLUnusedIndex()]
+
+
+class MySQLRedundantIndex(RedundantIndexRule):
+    """Duplicate and prefix-redundant indexes (collectors/mysql_advisor_hygiene.py), as sys.schema_redundant_indexes."""
+
+    name = "MySQLRedundantIndex"
+    engines = ("mysql",)
+    settings_fact = MySQLAdviceSettings
+
+
+class MySQLUnusedIndex(UnusedIndexRule):
+    """Indexes never read since the server started (performance_schema), as sys.schema_unused_indexes, once the
+    uptime covers the advisor's unused_index_min_age."""
+
+    name = "MySQLUnusedIndex"
+    engines = ("mysql",)
+    settings_fact = MySQLAdviceSettings
 
 
 def _pct(x: float) -> str:

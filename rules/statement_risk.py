@@ -30,6 +30,8 @@ _CLASSES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
         (r"^\s*REINDEX\b.*\bCONCURRENTLY", "SHARE UPDATE EXCLUSIVE: reads and writes go on; needs the index's "
          "size again in disk", "low"),
         (r"^\s*REINDEX\b", "ACCESS EXCLUSIVE on the index, SHARE on the table: blocks writes", "high"),
+        (r"^\s*ALTER\s+TABLE\b.*\bDROP\s+(INDEX|KEY)\b.*\bLOCK\s*=\s*NONE", "online DDL (metadata only): reads "
+         "and writes go on; plans that used the index get slower", "medium"),
         (r"^\s*ALTER\s+TABLE\b.*\bALGORITHM\s*=\s*(INPLACE|INSTANT)\b.*\bLOCK\s*=\s*NONE",
          "online DDL: reads and writes go on (a brief metadata lock at the start and the end)", "low"),
         (r"^\s*ALTER\s+TABLE\b.*\b(ALTER\s+COLUMN\b.*\bTYPE|ADD\s+COLUMN\b.*\bIDENTITY)",

@@ -31,6 +31,26 @@ INSERT INTO orders SELECT seq, (seq * 7919) % 20000, seq % 100, ELT(1 + seq % 4,
 FROM seq_1_to_200000;
 ANALYZE TABLE orders;
 """
+# Index hygiene: a duplicate, a prefix of a wider index, a never-read index, and the only index of a foreign key
+# (never read either), a column-prefix index led by a wider one; near miss: the same pair in the other order.
+HYGIENE = """
+CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(100), name VARCHAR(50), city VARCHAR(50), score INT,
+                        KEY customers_email (email), KEY customers_email_again (email),
+                        KEY customers_name (name), KEY customers_name_city (name, city),
+                        KEY customers_city10 (city(10)), KEY customers_city_name (city, name),
+                        KEY customers_score (score)) ENGINE=InnoDB;
+INSERT INTO customers SELECT seq, CONCAT('c', seq, '@example.com'), CONCAT('n', seq % 500), CONCAT('city', seq % 50),
+                             seq % 100 FROM seq_1_to_2000;
+CREATE TABLE addresses (id INT PRIMARY KEY, customer_id INT NOT NULL, line VARCHAR(100),
+                        KEY addresses_customer (customer_id),
+                        CONSTRAINT addresses_customer_fk FOREIGN KEY (customer_id) REFERENCES customers (id))
+                        ENGINE=InnoDB;
+INSERT INTO addresses SELECT seq, seq, 'x' FROM seq_1_to_2000;
+SELECT count(*) FROM customers WHERE email = 'c7@example.com';
+SELECT count(*) FROM customers WHERE name = 'n7' AND city = 'city7';
+SELECT count(*) FROM customers WHERE city = 'city3' AND name = 'n3';
+SELECT count(*) FROM customers FORCE INDEX (customers_city10) WHERE city = 'city3';
+"""
 Q_CUSTOMER = "SELECT * FROM orders WHERE customer_id = {}"
 Q_REGION = "SELECT count(*) FROM orders WHERE created_at > '2025-12-31 12:00:00' AND region = {}"
 Q_SERVED = "SELECT * FROM orders WHERE id = {} AND amount > 3"
@@ -50,6 +70,7 @@ def server() -> Iterator[MariaDBServer]:
         db.start()
         db.sql("CREATE DATABASE shop")
         db.sql(SCHEMA, database="shop")
+        db.sql(HYGIENE, database="shop")
         db.sql("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
         workload = [Q_CUSTOMER.format(c) for c in (4242, 77, 13001)] + [Q_REGION.format(r) for r in (7, 8, 9)]
         workload += [Q_SERVED.format(i) for i in range(1, 40)] + [Q_STATUS.format(i) for i in (10, 20)]
@@ -87,6 +108,51 @@ def execution_ms(db: MariaDBServer, query: str) -> float:
         plan = json.loads(db.sql(f"ANALYZE FORMAT=JSON {query}", database="shop").replace("\\n", "\n"))
         times.append(float(plan["query_block"]["r_total_time_ms"]))
     return min(times)
+
+
+def hygiene(db: MariaDBServer, **options: Any) -> list[Finding]:
+    target = Target(name="shop", engine="mysql", dsn=db.dsn(), labels={},
+                    collectors={"advisor": CollectorSettings(3600, 60, MySQLAdvisorOptions(**options))})
+    store = SnapshotStore()
+    asyncio.run(collect_once(store, MySQLAdvisorCollector, MySQLSession, target))
+    return [f for f in evaluate(store, "mysql", "mysql_indexes", target=target.name)
+            if f.rule in ("MySQLRedundantIndex", "MySQLUnusedIndex")]
+
+
+def test_duplicate_and_prefix_redundant_indexes_are_found_as_the_sys_schema_finds_them(server):
+    findings = hygiene(server)
+    redundant = {f.evidence["index"]: f for f in findings if f.rule == "MySQLRedundantIndex"}
+    assert set(redundant) == {"shop.customers_email_again", "shop.customers_name", "shop.customers_city10"}
+    assert redundant["shop.customers_city10"].evidence["covered_by"] == "shop.customers_city_name"
+    assert redundant["shop.customers_email_again"].evidence["kind"] == "duplicate"
+    assert redundant["shop.customers_email_again"].evidence["covered_by"] == "shop.customers_email"
+    assert redundant["shop.customers_name"].evidence["kind"] == "prefix"
+    assert redundant["shop.customers_name"].evidence["covered_by"] == "shop.customers_name_city"
+    # The server's own sys schema agrees (MariaDB ships it).
+    sys_view = server.sql("SELECT redundant_index_name FROM sys.schema_redundant_indexes "
+                          "WHERE table_schema = 'shop' ORDER BY 1").split()
+    assert sys_view == ["customers_city10", "customers_email_again", "customers_name"]  # not name_city, city_name
+    dup = redundant["shop.customers_email_again"]
+    assert dup.evidence["sql"] == ("ALTER TABLE `shop`.`customers` DROP INDEX `customers_email_again`, "
+                                   "ALGORITHM=INPLACE, LOCK=NONE;")
+    assert dup.evidence["risk"] == "medium" and "online DDL" in dup.evidence["lock"]
+    # With the default minimum uptime (7 days) a fresh server proves nothing unused.
+    assert [f for f in findings if f.rule == "MySQLUnusedIndex"] == []
+
+
+def test_never_read_indexes_are_unused_but_the_only_index_of_a_foreign_key_is_kept(server):
+    unused = {f.evidence["index"]: f for f in hygiene(server, unused_index_min_age=0) if f.rule == "MySQLUnusedIndex"}
+    assert "shop.customers_score" in unused and "shop.customers_email" not in unused  # read once
+    assert "shop.customers_email_again" not in unused  # said once, as a duplicate
+    assert "shop.orders_status" not in unused  # read by the workload
+    keep = unused["shop.addresses_customer"]
+    assert keep.evidence["sql"] is None and keep.evidence["foreign_key"] == "addresses_customer_fk"
+    assert "keep it" in keep.summary
+    sql = unused["shop.customers_score"].evidence["sql"]
+    assert sql == "ALTER TABLE `shop`.`customers` DROP INDEX `customers_score`, ALGORITHM=INPLACE, LOCK=NONE;"
+    # The drop it offers runs online (and is put back for the other tests).
+    server.sql(sql, database="shop")
+    server.sql("ALTER TABLE customers ADD INDEX customers_score (score)", database="shop")
 
 
 def test_the_advisor_is_a_mysql_collector_off_by_default_hourly():

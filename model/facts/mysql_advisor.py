@@ -17,6 +17,7 @@ class MySQLAdviceSettings:
     samples: str  # where statements came from: events_statements_history_long, events_statements_history, digest
     min_table_rows: int
     observed_seconds: float  # server uptime: how long the digests have been counting at most
+    unused_index_min_age: float = 604800.0  # uptime before "never read" means unused (7 days)
 
 
 @dataclass(frozen=True, slots=True)
