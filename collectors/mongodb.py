@@ -24,6 +24,7 @@ from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.mongodb_status_more import more_status_families
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.options import CollectorOptions, Number
@@ -203,6 +204,8 @@ class MongoCollector(Collector[MongoSession, MongoOptions]):
         server = _server(hello, status, build)
         snapshot.version = server.version or None
         snapshot.families.extend(_server_families(server, status))
+        if status is not None:
+            snapshot.families.extend(more_status_families(status))
         snapshot.put(server)
         summary: dict[str, Any] = {"version": server.version, "role": server.role}
         if server.connections_current is not None:

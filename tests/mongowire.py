@@ -292,6 +292,16 @@ class MongoWireServer:
                            "concurrentTransactions": {"write": {"out": 0, "available": 128, "totalTickets": 128},
                                                       "read": {"out": 1, "available": 127, "totalTickets": 128}}},
             "mem": {"bits": 64, "resident": 200, "virtual": 2800, "supported": True},
+            "opLatencies": {"reads": {"latency": bson.Int64(250000), "ops": bson.Int64(5000)},
+                            "writes": {"latency": bson.Int64(90000), "ops": bson.Int64(1500)},
+                            "commands": {"latency": bson.Int64(40000), "ops": bson.Int64(9100)},
+                            "transactions": {"latency": bson.Int64(0), "ops": bson.Int64(0)}},
+            "metrics": {"cursor": {"timedOut": bson.Int64(3), "totalOpened": bson.Int64(40),
+                                   "open": {"noTimeout": bson.Int64(0), "pinned": bson.Int64(0),
+                                            "total": bson.Int64(2)}},
+                        "document": {"deleted": bson.Int64(10), "inserted": bson.Int64(1500),
+                                     "returned": bson.Int64(4800), "updated": bson.Int64(300)},
+                        "ttl": {"deletedDocuments": bson.Int64(7), "passes": bson.Int64(1440)}},
             "ok": 1.0,
         }
         if s.set_name and s.members:

@@ -126,6 +126,26 @@ async def test_server_status_carries_mongodb_exporter_names_and_the_servers_valu
     assert "serverStatus" in server.commands and "hello" in server.commands
 
 
+async def test_the_fields_percona_rules_and_dashboards_read_carry_mongodb_exporter_names_and_labels(servers,
+                                                                                                    session_for):
+    """One MongoWireServer, the primary: the series awesome-prometheus-alerts' Percona MongoDB rules query."""
+    server = servers(Scenario(members=replica_set()))
+    session = session_for(make_target(server.dsn()))
+    snapshot = await collect(MongoCollector(session.target, session))
+
+    assert snapshot.family("mongodb_ss_repl_isWritablePrimary").value() == 1
+    assert samples(snapshot, "mongodb_ss_wt_concurrentTransactions_available") == {("write",): 128, ("read",): 127}
+    assert snapshot.family("mongodb_ss_wt_concurrentTransactions_out").labelnames == ("txn_rw_type",)
+    assert samples(snapshot, "mongodb_ss_metrics_cursor_open")[("total",)] == 2
+    assert snapshot.family("mongodb_ss_metrics_cursor_timedOut").value() == 3
+    assert samples(snapshot, "mongodb_ss_metrics_document")[("inserted",)] == 1500
+    assert snapshot.family("mongodb_ss_metrics_ttl_deletedDocuments").value() == 7
+    assert samples(snapshot, "mongodb_ss_opLatencies_latency")[("reads",)] == 250000
+    assert samples(snapshot, "mongodb_ss_opLatencies_ops")[("writes",)] == 1500
+    assert snapshot.family("mongodb_ss_globalLock_activeClients_readers").value() == 0
+    assert snapshot.family("mongodb_ss_mem_resident").value() == 200
+
+
 # -- replSetGetStatus -----------------------------------------------------------------------------------
 
 
