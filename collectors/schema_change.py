@@ -18,7 +18,7 @@ __all__ = ["read_schema_change_facts"]
 
 PG_TABLES = """
 SELECT n.name, c.oid IS NOT NULL AS exists, coalesce(pg_table_size(c.oid), 0) AS size,
-       greatest(coalesce(c.reltuples, 0), coalesce(s.n_live_tup, 0))::bigint AS rows,
+       (CASE WHEN c.reltuples > 0 THEN c.reltuples ELSE coalesce(s.n_live_tup, 0) END)::bigint AS rows,
        coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::float8 AS writes
 FROM unnest($1::text[]) AS n(name)
 LEFT JOIN pg_class c ON c.oid = to_regclass(n.name)

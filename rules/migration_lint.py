@@ -135,7 +135,7 @@ class Run:
                 severity = ERROR
         return LintFinding(
             path, change.line, "missing-lock-timeout", severity,
-            f"no {name} before this {change.lock} lock on {change.table}: while it waits for a running transaction, "
+            f"no {name} before taking {change.lock} on {change.table}: while it waits for a running transaction, "
             "every query on the table queues behind it",
             f"{example} at the top of the migration, and retry the migration when it times out",
             change.table, change.lock, change.rewrites, change.scans, None, tuple(live))
