@@ -9,12 +9,14 @@ dbwatch.
 
 Starts: PostgreSQL 15 (its own) with prometheus-postgres-exporter 0.11 and the package's example queries.yaml
 (per-table statistics); the session's MariaDB with prometheus-mysqld-exporter 0.14 (default collectors plus
-info_schema.processlist and info_schema.innodb_metrics); a redis-server with prometheus-redis-exporter 1.45.
+info_schema.processlist and info_schema.innodb_metrics) on the session's MariaDB replica; a redis-server
+replica (of a primary of its own) with prometheus-redis-exporter 1.45.
 
 To answer "does it return data", expressions are made neutral to the server's health: Grafana variables
-match anything, and a comparison gets `bool` (`x > 80` becomes `x > bool 80`), so an alert's condition on a
-healthy server still answers with its operands' series instead of nothing; an `offset` reaches 5 s back, into
-the few seconds of history the test's Prometheus holds.
+(and PMM's own `role="primary"` label) match anything, and a comparison gets `bool` (`x > 80` becomes
+`x > bool 80`), so an alert's condition on a healthy server still answers with its operands' series instead
+of nothing; an `offset` reaches 5 s back, into the few seconds of history the test's Prometheus holds. The
+metric names the answered expressions use must also have the exporter's label names and unit.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ pytestmark = pytest.mark.skipif(shutil.which("prometheus") is None, reason="need
 def neutral(expr: str) -> str:
     """``expr`` with Grafana's variables filled in and every comparison made a ``bool`` one."""
     expr = re.sub(r',?\s*\w+\s*(?:=~|!~|!=|=)\s*"[^"]*\$[^"]*"', "", expr)
+    # PMM's own label for a Redis primary (its agent adds it; the exporter's `role` says "master").
+    expr = re.sub(r',?\s*role\s*=~?\s*"primary"', "", expr)
     expr = re.sub(r"\$\{?(__rate_interval|__interval|interval|__range)\}?", "1m", expr.replace("{,", "{"))
     # Prometheus holds seconds of history here: an offset reaches back into it rather than before it.
     expr = re.sub(r"(?i)\boffset\s+\w+", "offset 5s", expr)
@@ -171,17 +175,23 @@ def _mysql(request: Any, tmp_path: Path) -> Iterator[tuple[str, str]]:
 
 @contextmanager
 def _redis(request: Any, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    server = RedisServer().start()
+    # A replica, as for MySQL, so that the replication panels and rules have data too.
+    primary = RedisServer().start()
+    server = RedisServer("--replicaof", "127.0.0.1", str(primary.port))
     try:
-        client = server.client()
+        server.start()
+        client = primary.client()
         client.set("k", "v")
         client.get("k")
         client.get("absent")
+        wait_for(lambda: server.client().info("replication").get("master_link_status") == "up", 30,
+                 "the Redis replica's link")
         dsn = f"redis://127.0.0.1:{server.port}"
         with exporter("prometheus-redis-exporter", f"--redis.addr={dsn}") as url:
             yield dsn, url
     finally:
         server.destroy()
+        primary.destroy()
 
 
 SETUPS = {"postgres": _postgres, "mysql": _mysql, "redis": _redis}
