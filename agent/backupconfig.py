@@ -7,7 +7,11 @@ backups:
     rpo: 26h
   - type: pgbackrest
     stanza: main
+    restore_test: {every: 24h, rto: 15m, workdir: /var/lib/dbwatch/restore, max_disk: 50GiB,
+                   verify: ["SELECT count(*) FROM orders"]}
 ```
+
+``restore_test:`` (opt-in) schedules a restore drill of the source (docs/restore-drills.md).
 
 Each entry is checked here, with errors that name their path (``targets[0].backups[1].stanza: required
 for type pgbackrest``); :func:`to_specs` turns the list into the model's :class:`BackupSpec` tuple.
@@ -15,14 +19,15 @@ for type pgbackrest``); :func:`to_specs` turns the list into the model's :class:
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from dbwatch.model.configtypes import Duration, StrictModel
-from dbwatch.model import BackupSpec
+from dbwatch.model import BackupSpec, RestoreTestSpec
 
-__all__ = ["DEFAULT_BACKUP_RPO", "DEFAULT_BACKUP_TIMEOUT", "BackupConfig", "check_backup_names", "to_specs"]
+__all__ = ["DEFAULT_BACKUP_RPO", "DEFAULT_BACKUP_TIMEOUT", "BackupConfig", "RestoreTestConfig", "check_backup_names", "to_specs"]
 
 DEFAULT_BACKUP_RPO = 26 * 3600.0  # a nightly backup, with two hours of slack
 DEFAULT_BACKUP_TIMEOUT = 60.0
@@ -31,6 +36,45 @@ DEFAULT_BACKUP_TIMEOUT = 60.0
 _ONLY_FOR = {"path": ("files",), "stanza": ("pgbackrest",), "repo": ("pgbackrest",), "server": ("barman",),
              "env_file": ("walg",), "config": ("pgbackrest", "walg")}
 _REQUIRED = {"files": "path", "pgbackrest": "stanza", "barman": "server"}
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?")
+_SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+               "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+# the types a drill can restore (files: a pg_dump / mariadb-dump file or a Redis RDB, by the target's engine)
+_DRILLABLE = ("pgbackrest", "files")
+
+
+def _size(value: Any) -> Any:
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value.strip())
+        if not match:
+            raise ValueError(f"expected a size like 50GiB or 500MB, got {value!r}")
+        return float(match.group(1)) * _SIZE_UNITS[match.group(2)]
+    return value
+
+
+Size = Annotated[float, BeforeValidator(_size)]
+
+
+class RestoreTestConfig(StrictModel):
+    every: Duration = Field(default=24 * 3600.0, gt=0)
+    rto: Duration = Field(gt=0)
+    workdir: str
+    max_disk: Size | None = Field(default=None, gt=0)
+    timeout: Duration | None = Field(default=None, gt=0)  # default: 4 x rto, at least 10 min
+    verify: list[str] = Field(default_factory=list)
+    compare_tables: int = Field(default=5, ge=0, le=100)
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"expected an absolute directory, got {value!r}")
+        return value
+
+    def to_spec(self) -> RestoreTestSpec:
+        timeout = self.timeout or max(600.0, 4 * self.rto)
+        return RestoreTestSpec(every=self.every, rto=self.rto, workdir=self.workdir, timeout=timeout,
+                               max_disk=self.max_disk, verify=tuple(self.verify), compare_tables=self.compare_tables)
 
 
 class BackupConfig(StrictModel):
@@ -45,6 +89,7 @@ class BackupConfig(StrictModel):
     command: list[str] | None = None  # argv replacing the default command; never run by a shell
     timeout: Duration = Field(default=DEFAULT_BACKUP_TIMEOUT, gt=0)
     rpo: Duration = Field(default=DEFAULT_BACKUP_RPO, gt=0)
+    restore_test: RestoreTestConfig | None = None
 
     @field_validator("command")
     @classmethod
@@ -68,6 +113,8 @@ class BackupConfig(StrictModel):
         required = _REQUIRED.get(self.type)
         if required and getattr(self, required) is None and not (self.command and self.type != "files"):
             raise ValueError(f"{required}: required for type {self.type}")
+        if self.restore_test is not None and self.type not in _DRILLABLE:
+            raise ValueError(f"restore_test: drills restore {' or '.join(_DRILLABLE)} sources, not {self.type}")
         return self
 
     @property
@@ -93,6 +140,7 @@ def to_specs(backups: list[BackupConfig]) -> tuple[BackupSpec, ...]:
     return tuple(
         BackupSpec(name=b.source_name, type=b.type, rpo=b.rpo, timeout=b.timeout, path=b.path, stanza=b.stanza,
                    config=b.config, repo=b.repo, server=b.server, env_file=b.env_file,
-                   command=tuple(b.command or ()))
+                   command=tuple(b.command or ()),
+                   restore_test=b.restore_test.to_spec() if b.restore_test else None)
         for b in backups
     )

@@ -187,6 +187,8 @@ class TargetConfig(StrictModel):
             enabled = own.enabled if own.enabled is not None else defaults.enabled
             if name == "backup" and own.enabled is None:
                 enabled = bool(self.backups)  # on exactly when backup sources are configured
+            if name == "restore_drill" and own.enabled is None:
+                enabled = any(b.restore_test for b in self.backups)  # drills are opt-in, per source
             if not enabled:
                 continue
             timeout = own.timeout or self.timeout or defaults.timeout

@@ -17,7 +17,7 @@ import os
 import signal
 import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from dbwatch.model import BackupSpec
 from dbwatch.model.facts.backup import BackupEntry
@@ -71,12 +71,14 @@ async def read_source(spec: BackupSpec) -> SourceResult:
     return SourceResult(_walg(data))
 
 
-async def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = None) -> bytes:
-    """Run ``argv`` in its own process group; its stdout, or SourceError. On a timeout (or when the
-    collection is cancelled) the whole group is killed, so a hung command leaves nothing behind."""
+async def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = None,
+                      stdin: IO[bytes] | None = None) -> bytes:
+    """Run ``argv`` in its own process group (``stdin``: an open file it reads, else nothing); its stdout, or
+    SourceError. On a timeout (or when the collection is cancelled) the whole group is killed, so a hung
+    command leaves nothing behind."""
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            *argv, stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
         )
     except OSError as exc:

@@ -11,12 +11,14 @@ from dbwatch.model.catalog import G, MetricSpec
 TITLE = 'Backups'
 ENGINES: tuple[str, ...] = ('*',)
 INTRO = """\
-The `backup` collector, on any engine whose target lists `backups:` ([Backups](failover-and-backups.md#backups)).
+The `backup` collector, on any engine whose target lists `backups:` ([Backups](failover-and-backups.md#backups)),
+and the `restore_drill` collector, on when a source has `restore_test:` ([Restore drills](restore-drills.md)).
 """
 NOTES = """\
 Backup types: `full`, `diff`, `incr` (pgBackRest), `full` (Barman, or its `backup_type`), `full`, `delta`
 (WAL-G), `file`. A source that fails keeps exporting the timestamps of its last good read, so its
-backups keep ageing while it cannot be read.
+backups keep ageing while it cannot be read. Restore drill steps: `check_space`, `initdb`, `restore`, `start`,
+`recover`, `verify`, `compare`, `cleanup`, and `total` (up to a verified, running copy; a successful drill only).
 """
 
 FAMILIES: tuple[MetricSpec, ...] = (
@@ -40,4 +42,24 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_backup_failed_count', G,
                'Backups the source lists as failed or unusable.',
                ('source',), 'backup'),
+    MetricSpec('dbwatch_restore_test_success', G,
+               'Whether the last restore drill succeeded (1) or failed (0).',
+               ('source',), 'restore_drill'),
+    MetricSpec('dbwatch_restore_test_duration_seconds', G,
+               'How long the last restore drill took, per step; `step="total"` is the measured restore time '
+               '(up to a verified, running copy).',
+               ('source', 'step'), 'restore_drill'),
+    MetricSpec('dbwatch_restore_test_last_run_timestamp_seconds', G,
+               'When the last restore drill finished (Unix time).',
+               ('source',), 'restore_drill'),
+    MetricSpec('dbwatch_restore_test_rto_seconds', G,
+               'The configured recovery time objective (`restore_test.rto`).',
+               ('source',), 'restore_drill'),
+    MetricSpec('dbwatch_restore_test_restored_data_age_seconds', G,
+               'How old the newest data of the restored copy was when the drill finished (the end of the WAL '
+               'replay, or the dump file\'s time).',
+               ('source',), 'restore_drill'),
+    MetricSpec('dbwatch_restore_test_overdue_seconds', G,
+               'How long past its schedule (`every`, plus the drill\'s timeout) the next drill is; 0 when not late.',
+               ('source',), 'restore_drill'),
 )

@@ -287,10 +287,14 @@ def _pgbouncer_problems(target: TargetFields) -> list[str]:
 
 
 def _with_backup(spec: Engine) -> Engine:
-    """Every engine offers the backup collector; it is on when the target configures ``backups:``."""
+    """Every engine offers the backup collector; it is on when the target configures ``backups:``. The
+    restore drill collector only starts drills in the background and reports them: quick, every minute,
+    on when a source has ``restore_test:``."""
     assert isinstance(spec.collectors, LazyClasses)
     return replace(
         spec,
-        collectors=LazyClasses({**spec.collectors.paths, "backup": "backup:BackupCollector"}),
-        defaults={**spec.defaults, "backup": CollectorDefaults(interval=300.0, timeout=65.0, enabled=False)},
+        collectors=LazyClasses({**spec.collectors.paths, "backup": "backup:BackupCollector",
+                                "restore_drill": "restore_job:RestoreDrillCollector"}),
+        defaults={**spec.defaults, "backup": CollectorDefaults(interval=300.0, timeout=65.0, enabled=False),
+                  "restore_drill": CollectorDefaults(interval=60.0, timeout=10.0, enabled=False)},
     )

@@ -7,10 +7,10 @@ facts collectors hand to rules. ``from dbwatch.model import Snapshot`` is the us
 from dbwatch.model.findings import Alert, AlertState, Finding, FindingKind, Severity, fingerprint, now
 from dbwatch.model.metrics import LabelValues, MetricFamily, MetricType, counter, gauge, info
 from dbwatch.model.snapshot import Snapshot
-from dbwatch.model.target import BackupSpec, CollectorSettings, SecretUnavailable, Target
+from dbwatch.model.target import BackupSpec, CollectorSettings, RestoreTestSpec, SecretUnavailable, Target
 
 __all__ = [
     "Alert", "AlertState", "BackupSpec", "CollectorSettings", "Finding", "FindingKind", "LabelValues",
-    "MetricFamily", "MetricType", "SecretUnavailable", "Severity", "Snapshot", "Target", "counter",
+    "MetricFamily", "MetricType", "RestoreTestSpec", "SecretUnavailable", "Severity", "Snapshot", "Target", "counter",
     "fingerprint", "gauge", "info", "now",
 ]

@@ -62,6 +62,21 @@ class BackupSpec:
     server: str | None = None
     env_file: str | None = None
     command: tuple[str, ...] = ()
+    restore_test: "RestoreTestSpec | None" = None  # a scheduled restore drill of this source (opt-in)
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreTestSpec:
+    """A backup source's restore drill (``restore_test:``): how often, how fast it must be, where it may
+    restore, how much disk it may use, and what to check on the restored copy. Times in seconds."""
+
+    every: float
+    rto: float
+    workdir: str
+    timeout: float  # the whole drill; past it, everything is stopped and deleted
+    max_disk: float | None = None  # bytes the drill may use in workdir (None: whatever is free)
+    verify: tuple[str, ...] = ()  # statements (SQL; Redis: commands) that must succeed on the restored copy
+    compare_tables: int = 5  # row counts of this many largest tables compared with the live target
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,170 @@
+"""Restore drills on real servers and tools: the newest backup restored into a throwaway server, verified,
+deleted; broken backups failing with their reason and the rules firing.
+
+Starts: a throwaway PostgreSQL 15 archiving through a real pgBackRest (tests/test_backup.py's PgBackRest) with
+a full backup and WAL archived after it; the drills' own throwaway PostgreSQL, MariaDB and Redis servers;
+a throwaway MariaDB (tests/mariadbserver.py) dumped with mariadb-dump; a throwaway Redis (tests/redisserver.py)
+whose RDB is restored; a 16 MiB tmpfs for the refused drill (mounted and unmounted by the test, as root).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from dbwatch.agent.config import parse_config
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.restore_drill import run_drill
+from dbwatch.collectors.restore_job import drill_families
+from dbwatch.model import Snapshot, Target
+from dbwatch.model.facts.restore import RestoreDrill
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.spec import RulesConfig, load_rules
+from tests.pgcluster import PostgresServer
+from tests.test_backup import STANZA, PgBackRest
+from tests.helpers import wait_for
+
+ROWS = 1000
+
+
+@pytest.fixture(scope="module")
+def stanza() -> Iterator[dict[str, Any]]:
+    """A server archiving through pgBackRest: a full backup of 1000 orders, then 500 more archived after it."""
+    root = Path(tempfile.mkdtemp(prefix="dbwatch-drill-pgbr-"))
+    os.chmod(root, 0o755)
+    pgbr = PgBackRest(root / "pgbr")
+    server = PostgresServer(settings={"archive_mode": "on", "archive_command": "'/bin/true'"})
+    pgbr.configure(server)
+    server.settings["archive_command"] = pgbr.archive_command()
+    try:
+        server.start()
+        server.psql(f"CREATE TABLE orders (id int PRIMARY KEY, note text); "
+                    f"INSERT INTO orders SELECT i, 'o' || i FROM generate_series(1, {ROWS}) i")
+        pgbr.run("stanza-create")
+        pgbr.run("--type=full", "backup")
+        for first in (ROWS + 1, ROWS + 251):  # two more segments, each holding 250 orders
+            server.psql(f"INSERT INTO orders SELECT i, 'late' FROM generate_series({first}, {first + 249}) i")
+            server.psql("SELECT pg_switch_wal()")
+        archived = "SELECT archived_count FROM pg_stat_archiver"
+        wait_for(lambda: int(server.psql(archived)) >= 4, 30, "the segments after the backup archived")
+        yield {"server": server, "pgbr": pgbr, "root": root}
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def workdir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="dbwatch-restore-work-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _target(yaml_text: str) -> Target:
+    return parse_config(textwrap.dedent(yaml_text)).resolved_targets()[0]
+
+
+def _pg_target(server: PostgresServer, conf: Path, workdir: str, verify: str = '["SELECT count(*) FROM orders"]',
+               rto: str = "10m") -> Target:
+    return _target(f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: "{server.dsn()}"
+            backups:
+              - type: pgbackrest
+                stanza: {STANZA}
+                config: {conf}
+                restore_test: {{every: 24h, rto: {rto}, workdir: {workdir}, verify: {verify}}}
+        """)
+
+
+def _findings(target: Target, drill: RestoreDrill, now: float) -> list[str]:
+    snapshot = Snapshot(target=target.name, engine=target.engine, collector="restore_drill", started_at=now)
+    snapshot.families.extend(drill_families([drill], list(target.backups), now, now))
+    store = SnapshotStore()
+    store.put(snapshot)
+    view = TargetView(store, target.name, target.engine, target.labels, now=now)
+    return sorted(f.rule for f in RuleEngine(load_rules(RulesConfig())).evaluate(view))
+
+
+def _left_behind(workdir: str) -> list[str]:
+    return [name for name in os.listdir(workdir) if not name.startswith(".")]
+
+
+async def test_a_pgbackrest_backup_is_restored_replayed_to_the_end_of_the_archive_and_verified(
+        stanza: dict[str, Any], workdir: str) -> None:
+    server = stanza["server"]
+    target = _pg_target(server, stanza["pgbr"].conf, workdir)
+    lines: list[str] = []
+    drill = await run_drill(target, target.backups[0], lines.append)
+    assert drill.ok, (drill.error, lines)
+    # the backup held 1000 orders; the 500 after it came from the WAL archive
+    assert [(v.statement, v.result) for v in drill.verified] == [("SELECT count(*) FROM orders", str(ROWS + 500))]
+    assert drill.compared == (("public.orders", ROWS + 500, drill.compared[0][2]),)
+    steps = [s.name for s in drill.steps]
+    assert steps == ["check_space", "restore", "start", "recover", "verify", "compare", "cleanup"]
+    assert all(s.ok for s in drill.steps) and drill.duration > 0
+    assert drill.restored_to is not None and drill.restored_to >= drill.backup_finished_at - 1  # type: ignore[operator]
+    assert _left_behind(workdir) == []  # the server stopped and its directory deleted
+    assert server.psql("SELECT count(*) FROM orders") == str(ROWS + 500)  # the live server untouched
+    assert _findings(target, drill, time.time()) == []
+    slow = _pg_target(server, stanza["pgbr"].conf, workdir, rto="1s")
+    assert _findings(slow, drill, time.time()) == ["RestoreSlowerThanRTO"]
+
+
+async def test_a_failing_verification_statement_fails_the_drill_and_fires_restore_test_failed(
+        stanza: dict[str, Any], workdir: str) -> None:
+    target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir, verify='["SELECT count(*) FROM nosuch"]')
+    drill = await run_drill(target, target.backups[0])
+    assert not drill.ok and drill.error is not None
+    assert "verification failed: SELECT count(*) FROM nosuch" in drill.error and "nosuch" in drill.error
+    assert _left_behind(workdir) == []
+    assert _findings(target, drill, time.time()) == ["RestoreTestFailed"]
+
+
+async def test_a_too_small_workdir_is_refused_before_anything_is_restored(stanza: dict[str, Any]) -> None:
+    mount = tempfile.mkdtemp(prefix="dbwatch-tiny-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mount], check=True)
+    try:
+        target = _pg_target(stanza["server"], stanza["pgbr"].conf, mount)
+        drill = await run_drill(target, target.backups[0])
+        assert not drill.ok and drill.error is not None and drill.error.startswith("refused: the restore needs about")
+        assert [s.name for s in drill.steps] == ["check_space", "cleanup"]
+        assert _left_behind(mount) == []
+    finally:
+        subprocess.run(["umount", mount], check=True)
+        os.rmdir(mount)
+
+
+async def test_two_drills_never_run_at_once(stanza: dict[str, Any], workdir: str) -> None:
+    import fcntl
+    target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir)
+    with open(os.path.join(workdir, ".dbwatch-drill.lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        drill = await run_drill(target, target.backups[0])
+    assert not drill.ok and drill.error == f"another restore drill is running in {workdir}"
+
+
+async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
+        stanza: dict[str, Any], workdir: str) -> None:
+    """Runs last in this module: it removes a segment from the stanza's archive."""
+    archive = sorted(glob.glob(str(stanza["root"] / "pgbr" / "repo" / "archive" / STANZA / "*" / "*" / "0*")))
+    removed = os.path.basename(archive[-2])[:24]  # the first segment written after the backup's own
+    os.remove(archive[-2])
+    target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir)
+    drill = await run_drill(target, target.backups[0])
+    assert not drill.ok and drill.error is not None
+    assert f"segment {removed} is missing from the archive" in drill.error, drill.error
+    assert _left_behind(workdir) == []
+    assert _findings(target, drill, time.time()) == ["RestoreTestFailed"]
