@@ -84,8 +84,8 @@ def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     lint.add_argument("--target", metavar="NAME", help="judge against this target's live tables (needs -c)")
     lint.add_argument("--dialect", choices=("postgres", "mysql"), help="default: the target's, else guessed")
     lint.add_argument("--format", choices=("text", "json", "github"), default="text")
-    lint.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
-                      help="interval between the two readings of write counters (default 1)")
+    lint.add_argument("--sample", type=float, default=2.0, metavar="SECONDS",
+                      help="interval between the two readings of write counters (default 2)")
     lint.set_defaults(handler=_migrate_lint)
 
 

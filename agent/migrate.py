@@ -53,7 +53,7 @@ def guess_dialect(text: str) -> str:
 
 
 def run_lint(paths: Sequence[str], dialect: str | None = None, config: Config | None = None,
-             target: str | None = None, sample_seconds: float = 1.0) -> LintReport:
+             target: str | None = None, sample_seconds: float = 2.0) -> LintReport:
     texts = [(path, _read(path)) for path in paths]
     chosen = None
     if config is not None and target is not None:

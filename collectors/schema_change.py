@@ -1,7 +1,9 @@
 """The live facts ``dbwatch migrate lint --target`` judges a migration by, read through the target's session.
 
 Two readings of the tables' write counters ``sample_seconds`` apart give writes per second (PostgreSQL's
-pg_stat_user_tables; performance_schema's table I/O summary on MySQL/MariaDB, None when it is off). The rest
+pg_stat_user_tables; performance_schema's table I/O summary on MySQL/MariaDB, None when it is off). A
+PostgreSQL backend hands its counters to the statistics at most once a second, so the default interval is
+2 s: a shorter one can read no change on a busy table. The rest
 is one reading: sizes and row estimates, the oldest open transaction, replication lag. A fact the server
 will not give (a privilege missing) is None and the lint says less; it is never an error.
 """
@@ -44,7 +46,7 @@ MY_SERVER = "SELECT VERSION() AS version, DATABASE() AS db"
 
 
 async def read_schema_change_facts(session: Session, engine: str, tables: Sequence[str],
-                                   sample_seconds: float = 1.0) -> SchemaChangeFacts:
+                                   sample_seconds: float = 2.0) -> SchemaChangeFacts:
     """The facts about ``tables`` (names as the migration wrote them) on the session's server."""
     names = sorted(set(tables))
     read = _pg if engine == "postgres" else _mysql

@@ -160,6 +160,42 @@ def test_postgres_target_knows_a_table_is_missing_and_an_unknown_target_is_exit_
     assert "no target named 'other'" in capsys.readouterr().err
 
 
+def test_postgres_writes_per_second_and_the_oldest_transaction_come_from_the_server(postgres, tmp_path, monkeypatch):
+    """Real PostgreSQL 15: a writer during the sample gives writes/s; an open transaction makes a missing
+    lock_timeout an error (the threshold lowered so the test need not keep it open 10 s)."""
+    import threading
+
+    import psycopg
+
+    from dbwatch.rules import migration_lint
+
+    config = _config(tmp_path, "postgres", postgres.dsn())
+    path = tmp_path / "m.sql"
+    path.write_text("ALTER TABLE tiny ALTER COLUMN amount TYPE bigint;\n")
+    stop = threading.Event()
+
+    def write() -> None:
+        with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
+            while not stop.is_set():
+                conn.execute("UPDATE tiny SET amount = amount + 1 WHERE id = 1")
+
+    writer = threading.Thread(target=write)
+    idle = psycopg.connect(postgres.dsn())
+    idle.execute("SELECT 1")  # a transaction left open, as an application's forgotten one would be
+    monkeypatch.setattr(migration_lint, "LONG_SECONDS", 0.0)
+    writer.start()
+    try:
+        report = run_lint([str(path)], config=_load(config), target="db", sample_seconds=2.5)
+    finally:
+        stop.set()
+        writer.join()
+        idle.close()
+    assert report.facts.table("tiny").writes_per_second > 0
+    assert report.facts.server.longest_transaction_seconds is not None
+    timeout = [f for f in report.findings if f.check == "missing-lock-timeout"]
+    assert timeout and timeout[0].severity == "error" and "oldest open transaction" in timeout[0].live[0]
+
+
 @pytest.fixture(scope="module")
 def mariadb():
     server = MariaDBServer(server_id=7).start()
