@@ -10,7 +10,8 @@ that applies them is :mod:`dbwatch.rules.migration_lint`. squawk's and strong_mi
 constraint-missing-not-valid), ``unique-without-index`` (disallowed-unique-constraint), ``rename-*``,
 ``drop-*`` (renaming-column, ban-drop-column), ``concurrently-in-transaction``
 (ban-concurrent-index-creation-in-transaction), ``missing-lock-timeout`` (require-timeout-settings),
-``int-primary-key`` (prefer-bigint-over-int), ``mysql-copy-algorithm`` and ``mysql-index-not-online``.
+``int-primary-key`` (prefer-bigint-over-int), ``drop-index-not-concurrent`` (require-concurrent-index-deletion),
+``mysql-copy-algorithm`` and ``mysql-index-not-online``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ CHECKS: tuple[Check, ...] = (
           "CREATE INDEX on {table} without CONCURRENTLY takes a {lock} lock: writes wait for the whole build",
           "CREATE INDEX CONCURRENTLY (outside a transaction); if it fails, DROP INDEX CONCURRENTLY the invalid "
           "index and retry", when=lambda c, s: not c.concurrent),
+    Check("drop-index-not-concurrent", _k("drop_index"), frozenset({PG}), WARNING,
+          "DROP INDEX without CONCURRENTLY takes {lock} on the index's table: reads and writes wait, and they "
+          "queue behind it while it waits for running transactions",
+          "DROP INDEX CONCURRENTLY (outside a transaction)", scaled=False, when=lambda c, s: not c.concurrent),
     Check("volatile-default", _k("add_column"), frozenset({PG}), ERROR,
           "ADD COLUMN {column} with a volatile default (or serial/identity) rewrites {table} under {lock}",
           "add the column without a default (or with a constant one), set the default for new rows with "

@@ -196,6 +196,17 @@ def test_postgres_writes_per_second_and_the_oldest_transaction_come_from_the_ser
     assert timeout and timeout[0].severity == "error" and "oldest open transaction" in timeout[0].live[0]
 
 
+def test_a_target_that_cannot_be_reached_is_one_line_and_exit_2(tmp_path, capsys):
+    from tests.helpers import free_port
+
+    config = _config(tmp_path, "postgres", f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    path = tmp_path / "m.sql"
+    path.write_text(REWRITE_PG.format(table="orders"))
+    assert main(["migrate", "lint", "-c", config, "--target", "db", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("target db: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
 @pytest.fixture(scope="module")
 def mariadb():
     server = MariaDBServer(server_id=7).start()

@@ -6,3 +6,4 @@ BEGIN;
 CREATE INDEX CONCURRENTLY orders_status ON orders (status);  -- expect: concurrently-in-transaction
 COMMIT;
 DROP INDEX CONCURRENTLY orders_region;
+DROP INDEX orders_customer;  -- expect: drop-index-not-concurrent
