@@ -36,12 +36,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable, Callable
 
-from dbwatch.collectors.backup_sources import SourceError, run_command
+from dbwatch.collectors.backup_sources import SourceError, read_source, run_command
 from dbwatch.model import BackupSpec, RestoreTestSpec, Target
 from dbwatch.model.facts.restore import DrillStep, RestoreDrill, VerifyResult
 
-__all__ = ["Drill", "DrillError", "Progress", "drill_kind", "free_port", "low_priority", "run_as", "run_drill", "tail",
-           "wait_until"]
+__all__ = ["Drill", "DrillError", "Progress", "drill_kind", "free_port", "low_priority", "newest_file", "run_as",
+           "run_drill", "tail", "wait_until"]
 
 Progress = Callable[[str], None]
 MARGIN = 0.2  # the workdir must hold the backup's size plus this fraction of it
@@ -179,8 +179,8 @@ class Drill:
             else:
                 with open(stdin_path, "rb") as fh:
                     out = await run_command(low_priority(argv, user), self.test.timeout, stdin=fh)
-        except SourceError as exc:
-            raise DrillError(str(exc)) from None
+        except SourceError as exc:  # named after the tool, not the nice in front of it
+            raise DrillError(str(exc).replace(LOW_PRIORITY[0], os.path.basename(argv[0]), 1)) from None
         return out.decode(errors="replace")
 
     async def spawn(self, argv: list[str], user: str | None, name: str) -> asyncio.subprocess.Process:
@@ -233,6 +233,18 @@ class Drill:
             os.close(fd)
             raise DrillError(f"another restore drill is running in {self.test.workdir}") from None
         self._lock_fd = fd
+
+
+async def newest_file(spec: BackupSpec) -> tuple[str, float, float | None]:
+    """A files source's newest backup: its path, mtime and size."""
+    try:
+        entries = (await read_source(spec)).entries
+    except SourceError as exc:
+        raise DrillError(str(exc)) from None
+    if not entries:
+        raise DrillError(f"no backup file matches {spec.path}")
+    newest = max(entries, key=lambda e: e.finished_at)
+    return newest.label, newest.finished_at, newest.size_bytes
 
 
 def low_priority(argv: list[str], user: str | None = None) -> list[str]:

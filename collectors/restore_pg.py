@@ -21,7 +21,7 @@ import urllib.parse
 import asyncpg
 
 from dbwatch.collectors.backup_sources import SourceError, read_source
-from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, run_as, tail, wait_until
+from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, newest_file, run_as, tail, wait_until
 from dbwatch.model import BackupSpec, SecretUnavailable
 
 __all__ = ["restore", "segment_of"]
@@ -111,7 +111,7 @@ def _last_transaction(log: str) -> float | None:
 
 async def _pg_dump(drill: Drill, spec: BackupSpec) -> tuple[str, int]:
     async with drill.step("check_space"):
-        newest = await _newest_file(spec)
+        newest = await newest_file(spec)
         drill.backup, drill.backup_finished_at = newest[0], newest[1]
         drill.restored_to = newest[1]  # a dump holds the data as of when it was taken
         custom = _check_dump(newest[0])
@@ -134,17 +134,6 @@ async def _pg_dump(drill: Drill, spec: BackupSpec) -> tuple[str, int]:
             await drill.command([f"{BIN}/psql", "-X", "-q", *conn, "-d", database, "-v", "ON_ERROR_STOP=1",
                                  "-f", newest[0]])
     return directory, port
-
-
-async def _newest_file(spec: BackupSpec) -> tuple[str, float, float | None]:
-    try:
-        entries = (await read_source(spec)).entries
-    except SourceError as exc:
-        raise DrillError(str(exc)) from None
-    if not entries:
-        raise DrillError(f"no backup file matches {spec.path}")
-    newest = max(entries, key=lambda e: e.finished_at)
-    return newest.label, newest.finished_at, newest.size_bytes
 
 
 def _check_dump(path: str) -> bool:

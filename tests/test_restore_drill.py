@@ -168,3 +168,95 @@ async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
     assert f"segment {removed} is missing from the archive" in drill.error, drill.error
     assert _left_behind(workdir) == []
     assert _findings(target, drill, time.time()) == ["RestoreTestFailed"]
+
+
+# -- dump files and RDB files -----------------------------------------------------------------------
+
+
+def _files_target(engine: str, dsn: str, pattern: str, workdir: str, verify: str) -> Target:
+    return _target(f"""
+        targets:
+          - name: t
+            engine: {engine}
+            dsn: "{dsn}"
+            backups:
+              - type: files
+                path: "{pattern}"
+                restore_test: {{every: 24h, rto: 10m, workdir: {workdir}, verify: {verify}}}
+        """)
+
+
+async def test_a_mariadb_dump_is_loaded_into_a_throwaway_mariadb_and_verified(workdir: str) -> None:
+    from tests.mariadbserver import CLIENT, MariaDBServer
+    server = MariaDBServer(performance_schema=False).start()
+    dumps = Path(tempfile.mkdtemp(prefix="dbwatch-dumps-"))
+    try:
+        server.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY); "
+                   "INSERT INTO shop.orders SELECT seq FROM mysql.seq_1_to_300")
+        dump = dumps / "shop.sql"
+        with open(dump, "w") as fh:
+            subprocess.run([CLIENT.replace("mariadb", "mariadb-dump"), "--no-defaults", "-h", "127.0.0.1",
+                            "-P", str(server.port), "-u", "root", "--databases", "shop"], stdout=fh, check=True)
+        target = _files_target("mysql", server.dsn(), f"{dumps}/*.sql", workdir, '["SELECT count(*) FROM shop.orders"]')
+        drill = await run_drill(target, target.backups[0])
+        assert drill.ok, drill.error
+        assert [(v.statement, v.result) for v in drill.verified] == [("SELECT count(*) FROM shop.orders", "300")]
+        assert [s.name for s in drill.steps] == ["check_space", "initdb", "start", "restore", "verify", "cleanup"]
+        assert _left_behind(workdir) == []
+
+        with open(dump, "r+b") as fh:  # cut the dump in the middle: it no longer ends with "-- Dump completed"
+            fh.truncate(os.path.getsize(dump) // 2)
+        broken = await run_drill(target, target.backups[0])
+        assert not broken.ok and broken.error == (f"{dump} is incomplete: it lacks the dump's closing "
+                                                  "'-- Dump completed' line (truncated, or the dump failed)")
+        assert _findings(target, broken, time.time()) == ["RestoreTestFailed"]
+    finally:
+        server.destroy()
+        shutil.rmtree(dumps, ignore_errors=True)
+
+
+async def test_an_rdb_file_is_loaded_into_a_throwaway_redis_and_a_damaged_one_fails(workdir: str) -> None:
+    from tests.redisserver import RedisServer
+    server = RedisServer()
+    server.start()
+    try:
+        client = server.client()
+        for i in range(50):
+            client.set(f"key:{i}", i)
+        client.save()
+        rdb = server.root / "dump.rdb"
+        target = _files_target("redis", server.dsn(), str(rdb), workdir, '["GET key:7", "DBSIZE"]')
+        drill = await run_drill(target, target.backups[0])
+        assert drill.ok, drill.error
+        assert [(v.statement, v.result) for v in drill.verified] == [("GET key:7", "7"), ("DBSIZE", "50")]
+        assert drill.compared == (("dbsize", 50, None),)
+        assert _left_behind(workdir) == []
+
+        data = rdb.read_bytes()
+        rdb.write_bytes(data[: len(data) // 2])
+        broken = await run_drill(target, target.backups[0])
+        assert not broken.ok and broken.error is not None
+        assert broken.error.startswith("the throwaway Redis exited while loading the RDB"), broken.error
+        assert _left_behind(workdir) == []
+    finally:
+        server.destroy()
+
+
+async def test_a_truncated_pg_dump_fails_with_pg_restores_reason(stanza: dict[str, Any], workdir: str) -> None:
+    server = stanza["server"]
+    dumps = Path(tempfile.mkdtemp(prefix="dbwatch-pgdumps-"))
+    try:
+        dump = dumps / "pg.dump"
+        subprocess.run(["/usr/lib/postgresql/15/bin/pg_dump", "-Fc", "-h", "127.0.0.1", "-p", str(server.port),
+                        "-U", "postgres", "-f", str(dump), "postgres"], check=True)
+        target = _files_target("postgres", server.dsn(), f"{dumps}/*.dump", workdir, '["SELECT count(*) FROM orders"]')
+        drill = await run_drill(target, target.backups[0])
+        assert drill.ok, drill.error
+        assert drill.verified[0].result == str(ROWS + 500)
+        with open(dump, "r+b") as fh:
+            fh.truncate(os.path.getsize(dump) - 200)
+        broken = await run_drill(target, target.backups[0])
+        assert not broken.ok and broken.error is not None and "pg_restore exited with status 1" in broken.error
+        assert _left_behind(workdir) == []
+    finally:
+        shutil.rmtree(dumps, ignore_errors=True)

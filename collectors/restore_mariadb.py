@@ -1,0 +1,73 @@
+"""MariaDB/MySQL restore drills: a ``mariadb-dump``/``mysqldump`` file loaded into a throwaway MariaDB.
+
+The server gets a fresh data directory in the drill's directory (``mariadb-install-db``), runs as ``mysql``
+on a free loopback port and its own socket, with the binary log off and a small buffer pool. A dump must end
+with the dump tool's ``-- Dump completed`` line: a truncated file is refused before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, newest_file, run_as, tail, wait_until
+
+__all__ = ["restore"]
+
+USER = "mysql"
+MARIADBD = shutil.which("mariadbd") or shutil.which("mysqld") or "/usr/sbin/mariadbd"
+INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db") or "/usr/bin/mariadb-install-db"
+CLIENT = shutil.which("mariadb") or shutil.which("mysql") or "/usr/bin/mariadb"
+START_TIMEOUT = 120.0
+
+
+async def restore(drill: Drill, kind: str) -> None:
+    async with drill.step("check_space"):
+        path, finished, size = await newest_file(drill.spec)
+        drill.backup, drill.backup_finished_at, drill.restored_to = path, finished, finished
+        _check_complete(path)
+        drill.check_space(size)
+    user = run_as(USER)
+    directory = drill.make_directory(user)
+    data, sock = os.path.join(directory, "data"), os.path.join(directory, "mysqld.sock")
+    os_user = user or "root"
+    async with drill.step("initdb", "mariadb-install-db"):
+        await drill.command([INSTALL_DB, "--no-defaults", f"--datadir={data}", f"--user={os_user}",
+                             "--auth-root-authentication-method=normal", "--skip-test-db"])
+    port = free_port()
+    log = os.path.join(directory, "error.log")
+    client = [CLIENT, "--no-defaults", f"--socket={sock}", "-u", "root", "--batch", "--skip-column-names"]
+    async with drill.step("start", f"throwaway server on 127.0.0.1:{port}"):
+        proc = await drill.spawn([MARIADBD, "--no-defaults", f"--datadir={data}", f"--port={port}", f"--socket={sock}",
+                                  "--bind-address=127.0.0.1", f"--user={os_user}", f"--log-error={log}",
+                                  f"--pid-file={os.path.join(directory, 'mysqld.pid')}",
+                                  "--innodb-buffer-pool-size=64M", "--skip-name-resolve"], None, "mariadbd")
+
+        async def up() -> bool:
+            if proc.returncode is not None:
+                raise DrillError(f"the throwaway MariaDB exited: {tail(log)}")
+            try:
+                await drill.command([*client, "-e", "SELECT 1"])
+            except DrillError:
+                return False
+            return True
+
+        await wait_until(up, "the throwaway MariaDB did not accept connections", START_TIMEOUT, 0.3)
+    async with drill.step("restore", f"mariadb < {path}"):
+        await drill.command(client, stdin_path=path)
+    database = _database(drill.target.dsn)
+    await drill.verify_all(lambda statement: drill.command([*client, *([database] if database else []),
+                                                            "-e", statement]))
+
+
+def _check_complete(path: str) -> None:
+    with open(path, "rb") as fh:
+        fh.seek(max(0, os.path.getsize(path) - 1024))
+        if b"-- Dump completed" not in fh.read():
+            raise DrillError(f"{path} is incomplete: it lacks the dump's closing '-- Dump completed' line "
+                             "(truncated, or the dump failed)")
+
+
+def _database(dsn: str) -> str:
+    import urllib.parse
+    return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))
