@@ -21,7 +21,10 @@ __all__ = ["read_schema_change_facts"]
 PG_TABLES = """
 SELECT n.name, c.oid IS NOT NULL AS exists, coalesce(pg_table_size(c.oid), 0) AS size,
        (CASE WHEN c.reltuples > 0 THEN c.reltuples ELSE coalesce(s.n_live_tup, 0) END)::bigint AS rows,
-       coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::float8 AS writes
+       coalesce(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::float8 AS writes,
+       (SELECT format_type(a.atttypid, NULL) FROM pg_index i
+          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+         WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts = 1) AS key_type
 FROM unnest($1::text[]) AS n(name)
 LEFT JOIN pg_class c ON c.oid = to_regclass(n.name)
 LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
@@ -40,6 +43,10 @@ WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s
 MY_WRITES = """
 SELECT COUNT_INSERT + COUNT_UPDATE + COUNT_DELETE AS writes FROM performance_schema.table_io_waits_summary_by_table
 WHERE OBJECT_SCHEMA = COALESCE(%s, DATABASE()) AND OBJECT_NAME = %s
+"""
+MY_KEY = """
+SELECT MAX(DATA_TYPE) AS key_type, COUNT(*) AS n FROM information_schema.COLUMNS
+WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s AND COLUMN_KEY = 'PRI'
 """
 MY_LONGEST = "SELECT MAX(TIMESTAMPDIFF(SECOND, trx_started, NOW())) AS longest FROM information_schema.INNODB_TRX"
 MY_SERVER = "SELECT VERSION() AS version, DATABASE() AS db"
@@ -62,7 +69,7 @@ async def read_schema_change_facts(session: Session, engine: str, tables: Sequen
         rate = None
         if a.writes_per_second is not None and b.writes_per_second is not None:
             rate = max(0.0, b.writes_per_second - a.writes_per_second) / elapsed  # counters in this field, here
-        rated.append(TableLoad(b.name, b.exists, b.size_bytes, b.rows, rate))
+        rated.append(TableLoad(b.name, b.exists, b.size_bytes, b.rows, rate, b.key_type))
     return SchemaChangeFacts(server, tuple(rated))
 
 
@@ -74,8 +81,8 @@ async def _pg(session: Any, names: list[str]) -> tuple[ServerLoad, list[TableLoa
     server = ServerLoad(engine="postgres", version=str(row["version"]), version_num=(num // 10000, num % 10000),
                         longest_transaction_seconds=row["longest"], replication_lag_seconds=row["lag"])
     # writes_per_second holds the raw counter until read_schema_change_facts turns two readings into a rate
-    return server, [TableLoad(r["name"], bool(r["exists"]), int(r["size"]), int(r["rows"]), float(r["writes"]))
-                    for r in rows]
+    return server, [TableLoad(r["name"], bool(r["exists"]), int(r["size"]), int(r["rows"]), float(r["writes"]),
+                              str(r["key_type"] or "")) for r in rows]
 
 
 async def _mysql(session: Any, names: list[str]) -> tuple[ServerLoad, list[TableLoad]]:
@@ -89,8 +96,10 @@ async def _mysql(session: Any, names: list[str]) -> tuple[ServerLoad, list[Table
                 loads.append(TableLoad(name, False))
                 continue
             writes = await _optional(session, MY_WRITES, (schema or None, table))
+            key = await _optional(session, MY_KEY, (schema or None, table))
             loads.append(TableLoad(name, True, int(found[0]["size"] or 0), int(found[0]["rows"] or 0),
-                                   float(writes["writes"]) if writes and writes["writes"] is not None else None))
+                                   float(writes["writes"]) if writes and writes["writes"] is not None else None,
+                                   str(key["key_type"] or "") if key and key["n"] == 1 else ""))
         longest = await _optional(session, MY_LONGEST)
         lag = await _replica_lag(session)
     version = str(row["version"])

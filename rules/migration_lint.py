@@ -32,6 +32,8 @@ SCAN_BYTES_PER_SECOND = 200e6  # read the table once (a validation, a NOT NULL c
 SMALL_SECONDS, SMALL_ROWS = 1.0, 100_000
 LONG_SECONDS, BLOCKED_WRITES = 10.0, 1_000
 LAG_SECONDS = 30.0
+INT_KEY_MAX = 2**31 - 1
+INT_KEYS = frozenset({"integer", "int", "smallint", "mediumint", "tinyint"})  # format_type / DATA_TYPE words
 RANK = {INFO: 0, WARNING: 1, ERROR: 2}
 TIMEOUT_SETTINGS = {"postgres": ("lock_timeout",), "mysql": ("lock_wait_timeout",)}
 
@@ -78,6 +80,7 @@ class Run:
         self.created: set[str] = set()
         self.checks: dict[tuple[str, str], str] = {}  # (table, constraint) -> the column its CHECK proves
         self.proven: set[tuple[str, str]] = set()
+        self.keys_seen: set[str] = set()  # tables whose live key type was looked at
 
     def proven_not_null(self, table: str, column: str) -> bool:
         return (table.lower(), column.lower()) in self.proven
@@ -101,6 +104,9 @@ class Run:
                 self.created.add(table)
             elif table in self.created:
                 continue  # a table this run creates: nothing waits on it yet
+            if table not in self.keys_seen and change.kind != "drop_table":
+                self.keys_seen.add(table)
+                out.extend(self._growing_int_key(path, change))
             for check in CHECKS:
                 if change.kind in check.kinds and self.dialect in check.dialects and check.when(change, self):
                     out.append(self._finding(path, change, check))
@@ -139,6 +145,20 @@ class Run:
             "every query on the table queues behind it",
             f"{example} at the top of the migration, and retry the migration when it times out",
             change.table, change.lock, change.rewrites, change.scans, None, tuple(live))
+
+    def _growing_int_key(self, path: str, change: Change) -> list[LintFinding]:
+        """An existing table the run changes whose one-column key is 32-bit and still takes inserts."""
+        load = self.facts.table(change.table) if self.facts is not None and change.table else None
+        if load is None or not load.exists or load.key_type.lower() not in INT_KEYS or not load.writes_per_second:
+            return []
+        used = load.rows / INT_KEY_MAX
+        live = (f"{change.table}: {load.rows:,} rows, {load.writes_per_second:.0f} writes/s, key {load.key_type}",)
+        return [LintFinding(
+            path, change.line, "int-primary-key", ERROR if used >= 0.5 else WARNING,
+            f"{change.table}'s key is {load.key_type} (32-bit) on a growing table: it runs out at "
+            f"{INT_KEY_MAX:,}, and widening it later rewrites the table",
+            "move to bigint while the table is small enough, or with expand/contract (a new bigint column, "
+            "dual write, backfill, swap)", change.table, live=live)]
 
     def _finding(self, path: str, change: Change, check: Check) -> LintFinding:
         fields = {**asdict(change), "online": _online_commands(change, self.facts)}

@@ -120,6 +120,7 @@ def postgres():
                 "INSERT INTO tiny SELECT g, g FROM generate_series(1, 10) g;"
                 "CREATE TABLE busy (id bigint PRIMARY KEY, amount int, pad text);"
                 "INSERT INTO busy SELECT g, g, repeat('x', 40) FROM generate_series(1, 200000) g;"
+                "CREATE TABLE ints (id serial PRIMARY KEY, n int);"
                 "ANALYZE tiny; ANALYZE busy;")
     try:
         yield server
@@ -160,9 +161,10 @@ def test_postgres_target_knows_a_table_is_missing_and_an_unknown_target_is_exit_
     assert "no target named 'other'" in capsys.readouterr().err
 
 
-def test_postgres_writes_per_second_and_the_oldest_transaction_come_from_the_server(postgres, tmp_path, monkeypatch):
-    """Real PostgreSQL 15: a writer during the sample gives writes/s; an open transaction makes a missing
-    lock_timeout an error (the threshold lowered so the test need not keep it open 10 s)."""
+def test_postgres_writes_per_second_int_keys_and_the_oldest_transaction_come_from_the_server(postgres, tmp_path, monkeypatch):
+    """Real PostgreSQL 15: a writer during the sample gives writes/s, and its table's serial key is flagged as a
+    32-bit key on a growing table; an open transaction makes a missing lock_timeout an error (the threshold
+    lowered so the test need not keep it open 10 s)."""
     import threading
 
     import psycopg
@@ -171,13 +173,13 @@ def test_postgres_writes_per_second_and_the_oldest_transaction_come_from_the_ser
 
     config = _config(tmp_path, "postgres", postgres.dsn())
     path = tmp_path / "m.sql"
-    path.write_text("ALTER TABLE tiny ALTER COLUMN amount TYPE bigint;\n")
+    path.write_text("ALTER TABLE ints ALTER COLUMN n TYPE bigint;\n")
     stop = threading.Event()
 
     def write() -> None:
         with psycopg.connect(postgres.dsn(), autocommit=True) as conn:
             while not stop.is_set():
-                conn.execute("UPDATE tiny SET amount = amount + 1 WHERE id = 1")
+                conn.execute("INSERT INTO ints (n) VALUES (1)")
 
     writer = threading.Thread(target=write)
     idle = psycopg.connect(postgres.dsn())
@@ -190,7 +192,9 @@ def test_postgres_writes_per_second_and_the_oldest_transaction_come_from_the_ser
         stop.set()
         writer.join()
         idle.close()
-    assert report.facts.table("tiny").writes_per_second > 0
+    assert report.facts.table("ints").writes_per_second > 0
+    [key] = [f for f in report.findings if f.check == "int-primary-key"]
+    assert key.severity == "warning" and "integer (32-bit) on a growing table" in key.message
     assert report.facts.server.longest_transaction_seconds is not None
     timeout = [f for f in report.findings if f.check == "missing-lock-timeout"]
     assert timeout and timeout[0].severity == "error" and "oldest open transaction" in timeout[0].live[0]

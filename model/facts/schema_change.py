@@ -20,6 +20,7 @@ class TableLoad:
     size_bytes: int = 0  # heap + TOAST (PostgreSQL), data + indexes (InnoDB): what a rewrite copies
     rows: int = 0  # the planner's estimate (reltuples / TABLE_ROWS), or live tuples when never analysed
     writes_per_second: float | None = None  # inserts + updates + deletes, from two readings; None: not readable
+    key_type: str = ""  # the type of a one-column primary key (int4, bigint, int, ...); "" when none or wider
 
 
 @dataclass(frozen=True, slots=True)
