@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     advise.set_defaults(handler=_advise)
     _add_slowlog(sub)
     _add_migrate(sub)
+    from dbwatch.agent.restoretest import add_backup_command
+    add_backup_command(sub)
     return parser
 
 

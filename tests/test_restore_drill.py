@@ -13,6 +13,7 @@ import glob
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -154,6 +155,40 @@ async def test_two_drills_never_run_at_once(stanza: dict[str, Any], workdir: str
         fcntl.flock(held, fcntl.LOCK_EX)
         drill = await run_drill(target, target.backups[0])
     assert not drill.ok and drill.error == f"another restore drill is running in {workdir}"
+
+
+def test_the_restore_test_command_runs_one_drill_with_progress_and_a_report(stanza: dict[str, Any], workdir: str,
+                                                                           tmp_path: Path) -> None:
+    server = stanza["server"]
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text(textwrap.dedent(f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: "{server.dsn()}"
+            backups:
+              - type: pgbackrest
+                stanza: {STANZA}
+                config: {stanza['pgbr'].conf}
+                restore_test: {{rto: 10m, workdir: {workdir}, verify: ["SELECT count(*) FROM orders"]}}
+        """))
+    dbwatch = [sys.executable, "-m", "dbwatch.agent.cli", "backup", "restore-test", "-c", str(config)]
+    done = subprocess.run([*dbwatch, "--target", "pg"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "restore: pgbackrest restore --set=" in done.stderr and "recover: done in" in done.stderr
+    report = done.stdout
+    assert report.startswith(f"Restore drill of pgbackrest/{STANZA} (pgbackrest) for target pg: SUCCEEDED")
+    assert "restored up to: " in report and "within the RTO of 600s" in report
+    assert f"ok     SELECT count(*) FROM orders -> {ROWS + 500}" in report
+    assert f"public.orders: {ROWS + 500} / " in report
+    for step in ("check_space", "restore", "start", "recover", "verify", "compare", "cleanup"):
+        assert f"    {step} " in report
+
+    unknown = subprocess.run([*dbwatch, "--target", "nosuch"], capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr == "dbwatch backup restore-test: no target named 'nosuch' (targets: pg)\n"
+    source = subprocess.run([*dbwatch, "--target", "pg", "--source", "x"], capture_output=True, text=True, timeout=60)
+    assert source.returncode == 2 and "has no backup source 'x'" in source.stderr
 
 
 async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
