@@ -6,6 +6,7 @@ a collection from a real server emits is declared here with its type and labels,
 
 from __future__ import annotations
 
+from dbwatch.collectors.mysql_innodb_cmp import SPECS as INNODB_CMP
 from dbwatch.model.catalog import C, G, I, U, MetricSpec
 
 TITLE = 'MySQL/MariaDB'
@@ -218,4 +219,4 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_mysql_advisor_index_candidates', G,
                'Index candidates the advisor found in its last run.',
                (), 'advisor'),
-)
+) + INNODB_CMP

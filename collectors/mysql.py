@@ -21,6 +21,7 @@ import pymysql
 
 from dbwatch.model import Snapshot, Target
 from dbwatch.collectors import mysql_families as fams
+from dbwatch.collectors import mysql_innodb_cmp as innodb_cmp
 from dbwatch.collectors import mysql_innodb_metrics as innodb
 from dbwatch.collectors import mysql_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
@@ -214,6 +215,9 @@ class MySQLCollector(Collector[MySQLSession, MySQLOptions]):
                                           (self.options.query_text_length,))
             connections = await session.run(sql.CONNECTIONS)
             innodb_rows = await self._innodb_metrics(session, server, notes)
+            # The same PROCESS privilege as INNODB_METRICS (whose note covers both when it is missing).
+            cmp_rows = [await session.run(sql_cmp) for sql_cmp in (innodb_cmp.INNODB_CMP, innodb_cmp.INNODB_CMPMEM)
+                        ] if innodb_rows else [[], []]
             heartbeat = await self._heartbeat(session, notes)
         gtid = Gtid(executed=fams.clean_gtid(gtid_row["executed"]), slave_pos=fams.clean_gtid(gtid_row["slave_pos"]),
                     binlog_pos=fams.clean_gtid(gtid_row["binlog_pos"]))
@@ -227,6 +231,8 @@ class MySQLCollector(Collector[MySQLSession, MySQLOptions]):
         snapshot.families.extend(fams.derived_families(status_fact, deadlocks))
         snapshot.families.extend(fams.processlist_families(processes, connections, activity))
         snapshot.families.extend(innodb.innodb_metrics_families(innodb_rows))
+        snapshot.families.extend(innodb_cmp.cmp_families(*cmp_rows))
+        snapshot.families.extend(innodb_cmp.variable_info_families(variables))
         snapshot.families.extend(fams.replication_families(channels_rows, channels))
         snapshot.families.extend(fams.gtid_families(gtid))
         if heartbeat is not None:

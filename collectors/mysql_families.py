@@ -42,13 +42,14 @@ def metric_name(name: str) -> str:
 
 
 def parse_value(value: Any) -> float | None:
-    """mysqld_exporter's parseStatus: numbers, and ON/YES as 1, OFF/NO/DISABLED/CONNECTING as 0."""
+    """mysqld_exporter's parseStatus: numbers, and ON/YES as 1, OFF/NO/DISABLED/CONNECTING as 0; Galera's
+    wsrep_cluster_status PRIMARY as 1, NON-PRIMARY/DISCONNECTED as 0."""
     if value is None:
         return None
     text = str(value).strip().lower()
-    if text in ("yes", "on"):
+    if text in ("yes", "on", "primary"):
         return 1.0
-    if text in ("no", "off", "disabled", "connecting"):
+    if text in ("no", "off", "disabled", "connecting", "non-primary", "disconnected"):
         return 0.0
     try:
         return float(text)

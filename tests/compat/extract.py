@@ -44,6 +44,7 @@ SOURCES: dict[str, list[tuple[str, str]]] = {
         ("percona+grafana-dashboards/dashboards/MySQL/MySQL_Instance_Summary.json", "dashboard"),
         ("percona+grafana-dashboards/dashboards/MySQL/MySQL_InnoDB_Details.json", "dashboard"),
         ("percona+grafana-dashboards/dashboards/MySQL/MySQL_Replication_Summary.json", "dashboard"),
+        ("percona+grafana-dashboards/dashboards/MySQL/MySQL_InnoDB_Compression_Details.json", "dashboard"),
     ],
     "redis": [
         ("oliver006+redis_exporter/contrib/redis-mixin/alerts/redis.libsonnet", "jsonnet"),
