@@ -180,7 +180,7 @@ class Run:
         blocked = 0.0
         if load.writes_per_second is not None:
             live.append(f"{load.writes_per_second:.0f} writes/s")
-            if blocks_writes(change.lock) or change.lock == ACCESS_EXCLUSIVE:
+            if blocks_writes(change.lock):
                 blocked = load.writes_per_second * estimate
         server = self.facts.server if self.facts is not None else None
         if server is not None and server.longest_transaction_seconds:
