@@ -23,16 +23,17 @@ from typing import Any, Iterator
 import pytest
 
 from dbwatch.agent.config import parse_config
+from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.restore_drill import run_drill
 from dbwatch.collectors.restore_job import drill_families
 from dbwatch.model import Snapshot, Target
-from dbwatch.model.facts.restore import RestoreDrill
+from dbwatch.model.facts.restore import RestoreDrill, RestoreDrills
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, load_rules
 from tests.pgcluster import PostgresServer
 from tests.test_backup import STANZA, PgBackRest
-from tests.helpers import wait_for
+from tests.helpers import assert_declared, wait_for, wait_until
 
 ROWS = 1000
 
@@ -155,6 +156,38 @@ async def test_two_drills_never_run_at_once(stanza: dict[str, Any], workdir: str
         fcntl.flock(held, fcntl.LOCK_EX)
         drill = await run_drill(target, target.backups[0])
     assert not drill.ok and drill.error == f"another restore drill is running in {workdir}"
+
+
+async def test_the_daemons_restore_drill_job_runs_the_drill_in_the_background_and_exports_it(
+        stanza: dict[str, Any], workdir: str) -> None:
+    target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir)
+    assert "restore_drill" in target.collectors  # on because the source has restore_test:
+    jobs = TargetJobs(target)
+    try:
+        first = await jobs.collect("restore_drill")  # starts the first drill, returns at once
+        assert first.family("dbwatch_restore_test_success") is not None
+        assert dict(first.family("dbwatch_restore_test_overdue_seconds").samples) == {  # type: ignore[union-attr]
+            (f"pgbackrest/{STANZA}",): 0.0}
+        assert not dict(first.family("dbwatch_restore_test_success").samples)  # type: ignore[union-attr]
+
+        async def finished() -> Snapshot | None:
+            snapshot = await jobs.collect("restore_drill")
+            return snapshot if snapshot.family("dbwatch_restore_test_success").samples else None  # type: ignore[union-attr]
+
+        done = await wait_until(finished, 120, "the background drill")
+    finally:
+        await jobs.close()
+    assert_declared(done)
+    source = (f"pgbackrest/{STANZA}",)
+    assert dict(done.family("dbwatch_restore_test_success").samples) == {source: 1.0}  # type: ignore[union-attr]
+    steps = dict(done.family("dbwatch_restore_test_duration_seconds").samples)  # type: ignore[union-attr]
+    assert set(steps) == {(source[0], s) for s in ("total", "check_space", "restore", "start", "recover", "verify",
+                                                    "compare", "cleanup")}
+    assert dict(done.family("dbwatch_restore_test_rto_seconds").samples) == {source: 600.0}  # type: ignore[union-attr]
+    assert done.family("dbwatch_restore_test_restored_data_age_seconds").samples  # type: ignore[union-attr]
+    drills = done.fact(RestoreDrills)
+    assert drills is not None and [d.ok for d in drills] == [True]
+    assert _left_behind(workdir) == []
 
 
 def test_the_restore_test_command_runs_one_drill_with_progress_and_a_report(stanza: dict[str, Any], workdir: str,
