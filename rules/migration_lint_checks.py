@@ -11,6 +11,7 @@ constraint-missing-not-valid), ``unique-without-index`` (disallowed-unique-const
 ``drop-*`` (renaming-column, ban-drop-column), ``concurrently-in-transaction``
 (ban-concurrent-index-creation-in-transaction), ``missing-lock-timeout`` (require-timeout-settings),
 ``int-primary-key`` (prefer-bigint-over-int), ``drop-index-not-concurrent`` (require-concurrent-index-deletion),
+``not-null-without-default`` (adding-required-field),
 ``mysql-copy-algorithm`` and ``mysql-index-not-online``.
 """
 
@@ -68,10 +69,15 @@ CHECKS: tuple[Check, ...] = (
           "queue behind it while it waits for running transactions",
           "DROP INDEX CONCURRENTLY (outside a transaction)", scaled=False, when=lambda c, s: not c.concurrent),
     Check("volatile-default", _k("add_column"), frozenset({PG}), ERROR,
-          "ADD COLUMN {column} with a volatile default (or serial/identity) rewrites {table} under {lock}",
+          "ADD COLUMN {column} with a volatile default (or serial, identity, stored generated) rewrites {table} "
+          "under {lock}",
           "add the column without a default (or with a constant one), set the default for new rows with "
           "ALTER COLUMN ... SET DEFAULT, backfill old rows in batches",
           when=lambda c, s: c.rewrites or (c.default in ("constant", "now") and s.pg_version() < 11)),
+    Check("not-null-without-default", _k("add_column"), frozenset({PG}), ERROR,
+          "ADD COLUMN {column} NOT NULL without a default fails on {table} as soon as it has a row",
+          "add the column nullable (or with a constant default), backfill, then the NOT NULL path: CHECK NOT "
+          "VALID, VALIDATE, SET NOT NULL", scaled=False, when=lambda c, s: c.not_null),
     Check("set-not-null", _k("set_not_null"), frozenset({PG}), ERROR,
           "SET NOT NULL on {table}.{column} scans the whole table under {lock}",
           "ADD CONSTRAINT {column}_not_null CHECK ({column} IS NOT NULL) NOT VALID; then VALIDATE CONSTRAINT "

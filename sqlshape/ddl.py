@@ -43,6 +43,7 @@ class Change:
     not_valid: bool = False  # NOT VALID (PostgreSQL)
     default: str = ""  # "", "constant", "now" (stable: now(), CURRENT_TIMESTAMP) or "volatile"
     not_null_column: str = ""  # a CHECK (col IS NOT NULL) constraint: the column it proves
+    not_null: bool = False  # ADD COLUMN ... NOT NULL
     using_index: bool = False  # ADD CONSTRAINT ... USING INDEX (PostgreSQL)
     references: str = ""  # a foreign key's referenced table
     int_key: str = ""  # a 32-bit key column's type (serial, integer, INT AUTO_INCREMENT)

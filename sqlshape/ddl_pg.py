@@ -101,15 +101,19 @@ def _alter(cmd: Any) -> dict[str, Any]:
     sub = cmd.subtype
     if sub == AT.AT_AddColumn:
         col = cmd.def_
-        default = ""
+        default, not_null = "", bool(col.is_not_null)
         for c in col.constraints or ():
             if c.contype == CT.CONSTR_DEFAULT:
                 default = _default_kind(c.raw_expr)
+            not_null = not_null or c.contype in (CT.CONSTR_NOTNULL, CT.CONSTR_PRIMARY)
         int_key = _type(col.typeName) if _is_int_key(col, None) else ""
         serial = _type(col.typeName) in ("serial", "serial4", "bigserial", "serial8", "smallserial")
-        volatile = default == "volatile" or serial or col.identity not in ("", "\x00", None)
+        # serial, identity and stored generated columns compute a value per row: the table is rewritten
+        volatile = default == "volatile" or serial or col.identity not in ("", "\x00", None) \
+            or col.generated not in ("", "\x00", None) or any(c.contype == CT.CONSTR_GENERATED
+                                                               for c in col.constraints or ())
         return {"kind": "add_column", "column": col.colname or "", "default": "volatile" if serial else default,
-                "rewrites": volatile, "int_key": int_key}
+                "rewrites": volatile, "int_key": int_key, "not_null": not_null and not default and not volatile}
     if sub == AT.AT_AlterColumnType:
         new = _type(cmd.def_.typeName)
         widening = new in WIDENING_TYPES
