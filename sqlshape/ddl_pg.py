@@ -14,7 +14,7 @@ import pglast
 from pglast import ast, enums
 
 from dbwatch.sqlshape.ddl import (
-    ACCESS_EXCLUSIVE, NO_LOCK, SHARE, SHARE_ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, Change, DdlError, line_of,
+    ACCESS_EXCLUSIVE, SHARE, SHARE_ROW_EXCLUSIVE, SHARE_UPDATE_EXCLUSIVE, Change, DdlError, line_of,
 )
 
 __all__ = ["read_pg"]
