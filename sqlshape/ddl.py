@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["ACCESS_EXCLUSIVE", "Change", "DdlError", "MDL_EXCLUSIVE", "MDL_SHARED", "NO_LOCK", "SHARE", "SHARE_ROW_EXCLUSIVE",
-           "SHARE_UPDATE_EXCLUSIVE", "blocks_writes", "line_of", "read_ddl"]
+__all__ = ["ACCESS_EXCLUSIVE", "Change", "DdlError", "MDL_EXCLUSIVE", "MDL_SHARED", "NO_LOCK", "SHARE",
+           "SHARE_ROW_EXCLUSIVE", "SHARE_UPDATE_EXCLUSIVE", "blocks_writes", "line_of", "read_ddl"]
 
 # PostgreSQL's table lock modes (the documentation's names), weakest that matters first.
 NO_LOCK = "none"

@@ -73,18 +73,19 @@ def _changes(stmt: Any, base: Change) -> list[Change]:
         return [replace(base, kind="rename", table=_name(stmt.relation) if stmt.relation else "",
                         lock=ACCESS_EXCLUSIVE)]
     if isinstance(stmt, ast.DropStmt):
+        objects = stmt.objects or ()
         if stmt.removeType == enums.ObjectType.OBJECT_TABLE:
-            return [replace(base, kind="drop_table", table=_dotted(o), lock=ACCESS_EXCLUSIVE) for o in stmt.objects or ()]
+            return [replace(base, kind="drop_table", table=_dotted(o), lock=ACCESS_EXCLUSIVE) for o in objects]
         if stmt.removeType == enums.ObjectType.OBJECT_INDEX:
             concurrent = bool(stmt.concurrent)
             return [replace(base, kind="drop_index", table=_dotted(o), concurrent=concurrent,
-                            lock=SHARE_UPDATE_EXCLUSIVE if concurrent else ACCESS_EXCLUSIVE) for o in stmt.objects or ()]
+                            lock=SHARE_UPDATE_EXCLUSIVE if concurrent else ACCESS_EXCLUSIVE) for o in objects]
         return [base]
     if isinstance(stmt, ast.CreateStmt):
         table = _name(stmt.relation)
         keys = [c for c in stmt.tableElts or () if isinstance(c, ast.ColumnDef) and _is_int_key(c, stmt)]
-        return [replace(base, kind="create_table", table=table,
-                        int_key=_type(keys[0].typeName) if keys else "", column=(keys[0].colname or "") if keys else "")]
+        return [replace(base, kind="create_table", table=table, int_key=_type(keys[0].typeName) if keys else "",
+                        column=(keys[0].colname or "") if keys else "")]
     if isinstance(stmt, ast.VariableSetStmt):
         value = ",".join(_const(a) for a in stmt.args or ())
         return [replace(base, kind="set", setting=(stmt.name or "").lower(), value=value)]

@@ -161,7 +161,8 @@ def test_postgres_target_knows_a_table_is_missing_and_an_unknown_target_is_exit_
     assert "no target named 'other'" in capsys.readouterr().err
 
 
-def test_postgres_writes_per_second_int_keys_and_the_oldest_transaction_come_from_the_server(postgres, tmp_path, monkeypatch):
+def test_postgres_writes_per_second_int_keys_and_the_oldest_transaction_come_from_the_server(postgres, tmp_path,
+                                                                                            monkeypatch):
     """Real PostgreSQL 15: a writer during the sample gives writes/s, and its table's serial key is flagged as a
     32-bit key on a growing table; an open transaction makes a missing lock_timeout an error (the threshold
     lowered so the test need not keep it open 10 s)."""
