@@ -24,6 +24,7 @@ __all__ = ["MySQLAuditCollector"]
 
 ACCOUNTS = "SELECT * FROM mysql.user"
 VARIABLES = """SHOW GLOBAL VARIABLES WHERE Variable_name IN ('require_secure_transport', 'have_ssl', 'ssl_cert',
+  'bind_address', 'skip_networking',
   'innodb_buffer_pool_size', 'max_connections', 'tmp_table_size', 'max_heap_table_size', 'datadir')"""
 STATUS = """SHOW GLOBAL STATUS WHERE Variable_name IN ('Max_used_connections', 'Created_tmp_tables',
   'Created_tmp_disk_tables', 'Uptime')"""
@@ -101,6 +102,8 @@ class MySQLAuditCollector(Collector[MySQLSession, AuditHostOptions]):
             tmp_table_size=int(variables.get("tmp_table_size") or 0),
             max_heap_table_size=int(variables.get("max_heap_table_size") or 0),
             uptime=float(status.get("Uptime") or 0), host=host, ssl_cert=variables.get("ssl_cert"),
+            bind_address=variables.get("bind_address"),
+            skip_networking=str(variables.get("skip_networking") or "").upper() in ("ON", "1"),
         ))
 
 

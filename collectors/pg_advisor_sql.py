@@ -39,8 +39,11 @@ ORDER BY s.total_ms DESC
 LIMIT $3
 """
 
+# One text per queryid: a statement planned inside an EXPLAIN (dbwatch's own, of a slow-log sample, counted
+# when pg_stat_statements.track = all) shares the queryid and stores the EXPLAIN's text, never preferred.
 STATEMENT_TEXTS = """
 SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) WHERE queryid = ANY($1::bigint[])
+ORDER BY queryid, query ~* '^\\s*explain\\y'
 """
 
 

@@ -61,7 +61,7 @@ FROM pg_hba_file_rules ORDER BY line_number"""
 
 SETTINGS = """
 SELECT name, setting, unit FROM pg_settings
-WHERE name = ANY($1::text[]) OR name IN ('ssl', 'password_encryption', 'data_directory')
+WHERE name = ANY($1::text[]) OR name IN ('ssl', 'password_encryption', 'data_directory', 'listen_addresses')
    OR name = ANY($2::text[])"""
 
 CHECKPOINTS = "SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter"
@@ -148,6 +148,7 @@ class PgAuditCollector(Collector[PostgresSession, PgAuditOptions]):
             expected_replication=tuple(bootstrap) + self.options.expected_replication,
             bootstrap_superuser=bootstrap[0] if bootstrap else "",
             durability={name: settings[name]["setting"] for name in DURABILITY_SETTINGS if name in settings},
+            listen_addresses=settings["listen_addresses"]["setting"] if "listen_addresses" in settings else None,
         ))
         snapshot.put(_schema(agent["database"], wide, columns, statements),
                      Summary({"roles": len(roles), "superusers": sum(r["rolsuper"] for r in roles)}))

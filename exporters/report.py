@@ -1,8 +1,10 @@
 """The advice report of ``dbwatch advise``: recommendations per target, ranked, in text, Markdown, JSON or HTML.
 
-Findings are ranked by severity, then by their evidence's ``impact`` (a rough 0..1 score each rule sets;
-for a costed index, the share of statement time it would save). The JSON shape is stable and documented
-in docs/advice.md, "The JSON shape": a list of ``{rule, target, severity, summary, description, evidence, sql}``.
+Findings are ranked by their evidence's ``impact`` (a rough 0..1 score each rule sets: for a costed index,
+the share of statement time it would save; for a setting or a security hole, the risk of data loss, outage
+or reachable exposure), then by severity; the highest, across targets, open every report as "do these
+first". The JSON shape is stable and documented in docs/advice.md, "The JSON shape": a list of
+``{rule, target, severity, summary, description, evidence, sql, do_first}``.
 The HTML report is one self-contained page (inline style, no script, nothing fetched).
 """
 
@@ -15,9 +17,11 @@ from typing import Any, Callable, Sequence
 
 from dbwatch.model import Finding
 
-__all__ = ["FORMATS", "TargetAdvice", "rank", "render"]
+__all__ = ["FORMATS", "TargetAdvice", "do_first", "rank", "render"]
 
 _SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+DO_FIRST = 5  # findings in the "do these first" summary on top of every report
+DO_FIRST_MIN_IMPACT = 0.05  # ... each worth at least this (5 % of database time saved, or its equivalent)
 
 
 @dataclass(slots=True)
@@ -31,7 +35,15 @@ class TargetAdvice:
 
 
 def rank(findings: Sequence[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (_SEVERITY_ORDER.get(str(f.severity), 3), -_impact(f), f.rule, f.summary))
+    """By measured impact first (share of database time saved, risk of data loss or outage, reachable
+    exposure: each rule's ``impact``), then severity."""
+    return sorted(findings, key=lambda f: (-_impact(f), _SEVERITY_ORDER.get(str(f.severity), 3), f.rule, f.summary))
+
+
+def do_first(advice: Sequence[TargetAdvice]) -> list[Finding]:
+    """The few findings to act on first, across targets: the highest impact, at least DO_FIRST_MIN_IMPACT."""
+    every = rank([f for a in advice for f in a.findings])
+    return [f for f in every if _impact(f) >= DO_FIRST_MIN_IMPACT][:DO_FIRST]
 
 
 def render(advice: Sequence[TargetAdvice], fmt: str) -> str:
@@ -51,7 +63,15 @@ def _row(finding: Finding) -> dict[str, Any]:
 
 
 def render_json(advice: Sequence[TargetAdvice]) -> str:
-    return json.dumps([_row(f) for a in advice for f in rank(a.findings)], indent=2, default=str)
+    # The list keeps its shape; the "do these first" summary is each row's do_first (1..5, else null).
+    first = {id(f): n for n, f in enumerate(do_first(advice), 1)}
+    return json.dumps([{**_row(f), "do_first": first.get(id(f))} for a in advice for f in rank(a.findings)],
+                      indent=2, default=str)
+
+
+def _first_line(finding: Finding) -> str:
+    risk = f", risk {finding.evidence['risk']}" if finding.evidence.get("risk") else ""
+    return f"{finding.target}: {finding.summary} (impact {_impact(finding):.2f}{risk})"
 
 
 def _value(value: Any) -> str:
@@ -78,6 +98,9 @@ def _statements(finding: Finding) -> list[dict[str, Any]]:
 
 def render_text(advice: Sequence[TargetAdvice]) -> str:
     lines: list[str] = []
+    first = do_first(advice)
+    if first:
+        lines += ["Do these first:"] + [f"  {n}. {_first_line(f)}" for n, f in enumerate(first, 1)] + [""]
     for a in advice:
         lines.append(f"== {a.target} ({a.engine}): {'up' if a.up else 'DOWN'}, "
                      f"{len(a.findings)} recommendation(s)")
@@ -93,7 +116,8 @@ def render_text(advice: Sequence[TargetAdvice]) -> str:
             for key, value in _plain_evidence(f):
                 lines.append(f"   {key}: {value}")
             for s in _statements(f):
-                lines.append(f"   statement {s.get('queryid')}: {_cost(s, '->')}{s.get('calls')} calls: {s.get('query')}")
+                lines.append(f"   statement {s.get('queryid')}: {_cost(s, '->')}{s.get('calls')} calls{_mean(s)}: "
+                             f"{s.get('query')}")
             if f.evidence.get("sql"):
                 lines.append(f"   SQL ({_risk(f)}): {f.evidence['sql']}")
         lines.append("")
@@ -106,6 +130,10 @@ def _md_cell(text: str) -> str:
 
 def render_markdown(advice: Sequence[TargetAdvice]) -> str:
     lines = ["# dbwatch advice", ""]
+    first = do_first(advice)
+    if first:
+        lines += ["**Do these first:**", ""] + [f"{n}. {_md_cell(_first_line(f))}" for n, f in enumerate(first, 1)]
+        lines.append("")
     for a in advice:
         lines += [f"## {a.target} ({a.engine})", ""]
         if not a.up:
@@ -126,7 +154,7 @@ def render_markdown(advice: Sequence[TargetAdvice]) -> str:
             lines += [f"| {k} | {_md_cell(v)} |" for k, v in _plain_evidence(f)]
             lines.append("")
             for s in _statements(f):
-                lines.append(f"- statement `{s.get('queryid')}` ({_cost(s, '→')}{s.get('calls')} calls): "
+                lines.append(f"- statement `{s.get('queryid')}` ({_cost(s, '→')}{s.get('calls')} calls{_mean(s)}): "
                              f"`{_md_cell(str(s.get('query')))}`")
             if _statements(f):
                 lines.append("")
@@ -157,7 +185,11 @@ def render_html(advice: Sequence[TargetAdvice]) -> str:
              "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
              "<title>dbwatch advice</title>", f"<style>{_CSS}</style></head><body>",
              f"<h1>dbwatch advice</h1><p>{total} recommendation(s) for {len(advice)} target(s), ranked by "
-             f"severity and estimated impact.</p>"]
+             f"estimated impact, then severity.</p>"]
+    first = do_first(advice)
+    if first:
+        parts.append("<h2>Do these first</h2><ol>" + "".join(f"<li>{e(_first_line(f))}</li>" for f in first)
+                     + "</ol>")
     for a in advice:
         parts.append(f"<h2>{e(a.target)} <small>({e(a.engine)})</small></h2>")
         if not a.up:
@@ -177,10 +209,11 @@ def render_html(advice: Sequence[TargetAdvice]) -> str:
             rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in _plain_evidence(f))
             parts.append(f"<table>{rows}</table>")
             if _statements(f):
-                head = ("<tr><th>queryid</th><th>calls</th><th>cost before</th><th>cost after</th>"
-                        "<th>statement</th></tr>")
+                head = ("<tr><th>queryid</th><th>calls</th><th>ms/call</th><th>share of time</th>"
+                        "<th>cost before</th><th>cost after</th><th>statement</th></tr>")
                 body = "".join(
                     f"<tr><td>{e(str(s.get('queryid')))}</td><td>{e(str(s.get('calls')))}</td>"
+                    f"<td>{e(_value(s.get('mean_ms')))}</td><td>{e(_value(s.get('time_share')))}</td>"
                     f"<td>{e(_value(s.get('cost_before')))}</td><td>{e(_value(s.get('cost_after')))}</td>"
                     f"<td><code>{e(str(s.get('query')))}</code></td></tr>" for s in _statements(f))
                 parts.append(f"<table>{head}{body}</table>")
@@ -195,6 +228,16 @@ def render_html(advice: Sequence[TargetAdvice]) -> str:
 FORMATS: dict[str, Callable[[Sequence[TargetAdvice]], str]] = {
     "text": render_text, "markdown": render_markdown, "json": render_json, "html": render_html,
 }
+
+
+def _mean(statement: dict[str, Any]) -> str:
+    """``, 12.5 ms/call, 4.2 % of time`` where measured."""
+    out = ""
+    if isinstance(statement.get("mean_ms"), (int, float)):
+        out += f", {statement['mean_ms']:.4g} ms/call"
+    if isinstance(statement.get("time_share"), (int, float)):
+        out += f", {100 * statement['time_share']:.1f} % of time"
+    return out
 
 
 def _risk(finding: Finding) -> str:

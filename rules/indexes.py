@@ -89,6 +89,7 @@ class IndexCandidateRule(_AdvisorRule):
         table = f"{c.schema}.{c.table}"
         statements = [
             {"queryid": s.queryid, "query": s.query, "calls": s.calls, "time_share": round(s.time_share, 4),
+             "total_time_seconds": round(s.total_time_seconds, 6), "mean_ms": _mean_ms(s),
              "cost_before": s.cost_before, "cost_after": s.cost_after,
              "cost_reduction": None if s.cost_reduction is None else round(s.cost_reduction, 4),
              "source": getattr(s, "source", "pg_stat_statements")}
@@ -96,6 +97,7 @@ class IndexCandidateRule(_AdvisorRule):
         main = max(c.statements, key=lambda s: s.time_share)
         evidence = {
             "method": c.method, "table": table, "columns": list(c.columns), "reason": c.reason,
+            "calls": sum(s.calls for s in c.statements), "mean_ms": _mean_ms(main),
             "cost_before": main.cost_before, "cost_after": main.cost_after,
             "cost_reduction": None if main.cost_reduction is None else round(main.cost_reduction, 4),
             "statements": statements, "time_share": round(c.time_share, 4),
@@ -128,6 +130,11 @@ class IndexCandidateRule(_AdvisorRule):
                        f"costed advice. {penalty}")
         return self.finding(view, Severity.INFO, summary, description, labels, evidence, c.create_sql,
                             c.time_share * HEURISTIC_WEIGHT)
+
+
+def _mean_ms(statement: Any) -> float:
+    """Milliseconds per call of a statement's measured time."""
+    return round(1000 * statement.total_time_seconds / statement.calls, 3) if statement.calls else 0.0
 
 
 def _index_evidence(index: Any) -> dict[str, Any]:

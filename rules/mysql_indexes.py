@@ -16,7 +16,7 @@ from typing import Any
 from dbwatch.model import Finding, Severity
 from dbwatch.model.facts.mysql_advisor import MySQLAdviceSettings, MySQLIndexCandidates
 from dbwatch.rules.engine import PythonRule, TargetView
-from dbwatch.rules.indexes import HEURISTIC_WEIGHT, IndexCandidateRule, RedundantIndexRule, UnusedIndexRule
+from dbwatch.rules.indexes import HEURISTIC_WEIGHT, IndexCandidateRule, RedundantIndexRule, UnusedIndexRule, _mean_ms
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["MySQLIndexCandidate", "MySQLRedundantIndex", "MySQLUnusedIndex", "make_rules"]
@@ -64,12 +64,15 @@ class MySQLIndexCandidate(IndexCandidateRule):
         per_row = examined / max(returned, sum(s.calls for s in c.statements), 1)
         statements = [
             {"queryid": s.queryid, "query": s.query, "sample": s.sample, "sample_source": s.sample_source,
-             "calls": s.calls, "time_share": round(s.time_share, 4), "rows_examined": s.rows_examined,
+             "calls": s.calls, "time_share": round(s.time_share, 4),
+             "total_time_seconds": round(s.total_time_seconds, 6), "mean_ms": _mean_ms(s),
+             "rows_examined": s.rows_examined,
              "rows_sent": s.rows_sent, "no_index_used": s.no_index_used, "access_type": s.access_type,
              "rows_examined_per_scan": s.rows_examined_per_scan, "query_cost": s.query_cost}
             for s in c.statements]
         evidence = {
             "method": c.method, "table": table, "columns": list(c.columns), "reason": c.reason,
+            "calls": sum(s.calls for s in c.statements), "mean_ms": _mean_ms(main),
             "access_type": main.access_type, "rows_examined_per_scan": main.rows_examined_per_scan,
             "query_cost": main.query_cost, "cost_before": main.cost_before, "cost_after": None,
             "rows_examined": examined, "rows_sent": returned, "rows_examined_per_row": round(per_row, 1),

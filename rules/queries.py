@@ -147,7 +147,7 @@ class QueryRules:
                 "queryid": child.queryid, "query": child.query, "table": shape.tables[0], "calls": child.calls,
                 "rows": child.rows, "rows_per_call": round(child.rows / child.calls, 3),
                 "total_time_seconds": round(child.seconds, 6), "neighbour_median_calls": median,
-                "datname": child.datname, "parent": None}
+                "datname": child.datname, "parent": None, **_measured(child, _total_seconds(stats))}
             said = ""
             if parent is not None:
                 evidence["parent"] = {"queryid": parent.queryid, "query": parent.query, "calls": parent.calls,
@@ -167,7 +167,7 @@ class QueryRules:
         if agg.calls < HINT_MIN_CALLS:
             return
         base = {"queryid": agg.queryid, "query": agg.query, "calls": agg.calls, "rows": agg.rows,
-                "total_time_seconds": round(agg.seconds, 6), "datname": agg.datname}
+                "total_time_seconds": round(agg.seconds, 6), "datname": agg.datname, **_measured(agg, total)}
         rows_per_call = agg.rows / agg.calls
         hints: list[tuple[str, str, str, dict[str, Any]]] = []
         if shape.select_star:
@@ -256,6 +256,12 @@ def _summed(history: list[Snapshot]) -> tuple[dict[tuple[str, str, str], _Agg], 
             agg.blocks += (getattr(r, "delta_shared_blks_hit", 0) + getattr(r, "delta_shared_blks_read", 0)
                            or getattr(r, "delta_rows_examined", 0))
     return stats, window
+
+
+def _measured(agg: _Agg, total: float) -> dict[str, float]:
+    """Milliseconds per call and share of all statement time over the window."""
+    return {"mean_ms": round(1000 * agg.seconds / agg.calls, 3) if agg.calls else 0.0,
+            "time_share": round(agg.seconds / total, 4) if total > 0 else 0.0}
 
 
 def _total_seconds(stats: dict[tuple[str, str, str], _Agg]) -> float:

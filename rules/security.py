@@ -92,13 +92,17 @@ class PgHbaWeakAuth(_Rule[PgAudit]):
         for rule in audit.hba or ():
             if rule.auth_method not in ("trust", "password"):
                 continue
-            network = rule.type != "local" and not _loopback(rule.address)
+            local_only = pg_local_only(audit)
+            network = rule.type != "local" and not _loopback(rule.address) and not local_only
             trust = rule.auth_method == "trust"
             where = "Unix socket" if rule.type == "local" else f"{rule.type} {rule.address or 'all'}"
             severity = Severity.CRITICAL if trust and network else Severity.WARNING
             risk = ("anyone who can connect from there logs in as any role it names, without a password"
                     if trust else "the password crosses the network in clear text")
             method = "peer" if rule.type == "local" else "scram-sha-256"
+            # Only local users reach a socket or a loopback-only server: a hole, but not a network one.
+            reach = "network" if network else "local users only"
+            impact = 0.8 if severity == Severity.CRITICAL else (0.5 if network else 0.02)
             yield recommend(
                 self.name, view, severity,
                 f"pg_hba.conf line {rule.line_number}: {rule.auth_method} for {where}",
@@ -106,9 +110,10 @@ class PgHbaWeakAuth(_Rule[PgAudit]):
                 f"{rule.address or ''}) authenticates with {rule.auth_method}: {risk}. Use {method}.",
                 {"line": str(rule.line_number)},
                 {"line": rule.line_number, "type": rule.type, "databases": list(rule.databases),
-                 "users": list(rule.users), "address": rule.address, "auth_method": rule.auth_method},
+                 "users": list(rule.users), "address": rule.address, "auth_method": rule.auth_method,
+                 "reachable_by": reach, "listen_addresses": audit.listen_addresses},
                 f"-- pg_hba.conf line {rule.line_number}: replace {rule.auth_method} with {method}, then:\n"
-                f"SELECT pg_reload_conf();", 0.8 if severity == Severity.CRITICAL else 0.5)
+                f"SELECT pg_reload_conf();", impact)
 
 
 class PgSslOff(_Rule[PgAudit]):
@@ -119,13 +124,20 @@ class PgSslOff(_Rule[PgAudit]):
     def judge(self, view: TargetView, audit: PgAudit) -> Iterable[Finding]:
         if audit.ssl:
             return
+        local = pg_local_only(audit)
         yield recommend(
-            self.name, view, Severity.WARNING, "SSL is off: connections and passwords travel in clear text",
+            self.name, view, Severity.INFO if local else Severity.WARNING,
+            "SSL is off: connections and passwords travel in clear text"
+            + (" (the server listens on loopback only)" if local else ""),
             "ssl = off, so no client can encrypt its connection, whatever sslmode it asks for. Install a "
             "certificate and key in the data directory and turn it on (a reload suffices); then require it "
-            "with hostssl lines in pg_hba.conf.", {}, {"ssl": False},
+            "with hostssl lines in pg_hba.conf."
+            + (f" listen_addresses = '{audit.listen_addresses}': no connection leaves this machine, so this "
+               f"matters only once the server listens on a network." if local else ""),
+            {}, {"ssl": False, "listen_addresses": audit.listen_addresses,
+                 "reachable_by": "local users only" if local else "network"},
             "ALTER SYSTEM SET ssl = on;  -- with ssl_cert_file / ssl_key_file in place\nSELECT pg_reload_conf();",
-            0.5)
+            0.01 if local else 0.5)
 
 
 class PgMd5Passwords(_Rule[PgAudit]):
@@ -184,7 +196,7 @@ class PgAgentOverPrivileged(_Rule[PgAudit]):
              "bootstrap_superuser": bootstrap},
             "CREATE ROLE dbwatch LOGIN;\nGRANT pg_monitor TO dbwatch;\n"
             "GRANT SELECT ON pg_hba_file_rules TO dbwatch;\nGRANT EXECUTE ON FUNCTION pg_hba_file_rules() TO dbwatch;"
-            + (demote if audit.agent_superuser else ""), 0.3)
+            + (demote if audit.agent_superuser else ""), 0.08)
 
 
 class MySQLWeakAccount(_Rule[MySQLAudit]):
@@ -208,13 +220,15 @@ class MySQLWeakAccount(_Rule[MySQLAudit]):
                 text = "The all-powerful root account accepts connections from every address."
             else:
                 continue
+            local = mysql_local_only(audit)
             yield recommend(
                 self.name, view, severity, f"Account {account.user or '(anonymous)'}@{account.host} {problem}",
                 f"{text} Authentication plugin: {account.plugin or '(default)'}.",
                 {"account": f"{account.user}@{account.host}"},
                 {"user": account.user, "host": account.host, "plugin": account.plugin,
-                 "empty_password": account.empty_password},
-                fix, 0.8 if severity == Severity.CRITICAL else 0.5)
+                 "empty_password": account.empty_password,
+                 "reachable_by": "local users only" if local else "network"},
+                fix, (0.8 if severity == Severity.CRITICAL else 0.5) * (0.4 if local else 1.0))
 
 
 class MySQLInsecureTransport(_Rule[MySQLAudit]):
@@ -225,7 +239,11 @@ class MySQLInsecureTransport(_Rule[MySQLAudit]):
     def judge(self, view: TargetView, audit: MySQLAudit) -> Iterable[Finding]:
         if audit.require_secure_transport is not False:
             return
-        evidence = {"require_secure_transport": False, "have_ssl": audit.have_ssl, "ssl_cert": audit.ssl_cert}
+        local = mysql_local_only(audit)
+        evidence = {"require_secure_transport": False, "have_ssl": audit.have_ssl, "ssl_cert": audit.ssl_cert,
+                    "bind_address": audit.bind_address, "skip_networking": audit.skip_networking,
+                    "reachable_by": "local users only" if local else "network"}
+        weight = 0.15 if local else 1.0  # nothing crosses a network from a loopback-only server
         if not tls_configured(audit):
             # Requiring TLS of a server that cannot speak it refuses every TCP client: configure it first.
             yield recommend(
@@ -237,7 +255,7 @@ class MySQLInsecureTransport(_Rule[MySQLAudit]):
                 {}, {**evidence, "tls_configured": False},
                 "-- under [mysqld], then restart the server:\n-- ssl_cert = /etc/mysql/server-cert.pem\n"
                 "-- ssl_key = /etc/mysql/server-key.pem\n-- ssl_ca = /etc/mysql/ca.pem\n"
-                "SHOW GLOBAL VARIABLES LIKE 'have_ssl';  -- YES once TLS is configured", 0.3)
+                "SHOW GLOBAL VARIABLES LIKE 'have_ssl';  -- YES once TLS is configured", 0.3 * weight)
             return
         yield recommend(
             self.name, view, Severity.WARNING, "require_secure_transport is OFF: clients may connect without TLS",
@@ -245,7 +263,20 @@ class MySQLInsecureTransport(_Rule[MySQLAudit]):
             "passwords and data can be read on the network. Move the clients to TLS, then require it (Unix "
             "socket connections stay allowed).",
             {}, {**evidence, "tls_configured": True},
-            "SET GLOBAL require_secure_transport = ON;  -- and require_secure_transport = ON under [mysqld]", 0.4)
+            "SET GLOBAL require_secure_transport = ON;  -- and require_secure_transport = ON under [mysqld]",
+            0.4 * weight)
+
+
+def pg_local_only(audit: PgAudit) -> bool:
+    """The server listens on loopback addresses or its Unix socket only (listen_addresses)."""
+    if audit.listen_addresses is None:
+        return False
+    return all(_loopback(a.strip()) or a.strip() == "" for a in audit.listen_addresses.split(","))
+
+
+def mysql_local_only(audit: MySQLAudit) -> bool:
+    """skip_networking, or bind_address a loopback address."""
+    return audit.skip_networking or all(_loopback(a.strip()) for a in (audit.bind_address or "*").split(","))
 
 
 def tls_configured(audit: MySQLAudit) -> bool:
@@ -269,7 +300,7 @@ class MySQLAgentOverPrivileged(_Rule[MySQLAudit]):
             {"user": audit.agent_user}, {"user": audit.agent_user, "extra_privileges": extra},
             "CREATE USER 'dbwatch'@'localhost' IDENTIFIED BY '<password>';\n"
             "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'dbwatch'@'localhost';\n"
-            "GRANT SELECT ON performance_schema.* TO 'dbwatch'@'localhost';", 0.3)
+            "GRANT SELECT ON performance_schema.* TO 'dbwatch'@'localhost';", 0.08)
 
 
 class RedisWithoutAuth(_Rule[RedisAudit]):

@@ -40,7 +40,7 @@ _DURABILITY = {
     "full_page_writes": (Severity.WARNING, 0.7,
                          "a crash in the middle of a page write leaves torn pages that WAL replay cannot repair "
                          "(safe only on a file system that writes pages atomically, such as ZFS)"),
-    "synchronous_commit": (Severity.INFO, 0.05,
+    "synchronous_commit": (Severity.INFO, 0.04,
                            "a crash loses the last commits the clients were told succeeded (up to about three "
                            "times wal_writer_delay); the database stays consistent. Fine when chosen on purpose"),
 }
@@ -108,7 +108,7 @@ class PgMemorySettings:
             add("effective_cache_size", ecs, 0.75 * ram, Severity.INFO,
                 f"effective_cache_size tells the planner how much of the data is cached (shared_buffers plus the "
                 f"OS cache); at {100 * ecs / ram:.0f} % of RAM it {'under' if ecs < ram else 'over'}states it, "
-                f"so index scans are {'under' if ecs < ram else 'over'}-chosen. No memory is allocated.", False, 0.2)
+                f"so index scans are {'under' if ecs < ram else 'over'}-chosen. No memory is allocated.", False, 0.06)
         wm, conns = s.get("work_mem"), s.get("max_connections")
         if wm is not None and conns and wm * conns > ram:
             add("work_mem", wm, 0.25 * ram / conns, Severity.WARNING,
@@ -119,7 +119,7 @@ class PgMemorySettings:
         if mwm is not None and mwm < want / 2:
             add("maintenance_work_mem", mwm, want, Severity.INFO,
                 "VACUUM, CREATE INDEX and ALTER TABLE ... ADD FOREIGN KEY use maintenance_work_mem; with more, "
-                "vacuum passes over indexes fewer times and index builds sort in memory.", False, 0.15)
+                "vacuum passes over indexes fewer times and index builds sort in memory.", False, 0.05)
         return out
 
 
@@ -139,7 +139,7 @@ class PgSsdSettings:
                 "The default 4 models a spinning disk's seeks; on SSD a random read costs about a sequential one, "
                 "so the planner wrongly prefers sequential scans over index scans.", {"setting": "random_page_cost"},
                 {"setting": "random_page_cost", "current": rpc, "recommended": 1.1, "rotational": False},
-                _setting_sql("random_page_cost", "1.1"), 0.3))
+                _setting_sql("random_page_cost", "1.1"), 0.08))
         eio = s.get("effective_io_concurrency")
         if eio is not None and eio < 100:
             out.append(recommend(

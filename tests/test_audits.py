@@ -11,6 +11,7 @@ disk; and a hardened one reached over its Unix socket); three throwaway redis-se
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -117,6 +118,22 @@ async def test_open_postgres_gets_every_security_tuning_and_schema_recommendatio
                for f in findings if f.evidence.get("sql"))
     assert all(f.evidence["risk"] in ("low", "medium", "high") and f.evidence["lock"]
                for f in findings if f.evidence.get("sql"))
+    # This server listens on 127.0.0.1 only: its SSL and pg_hba findings are real but not network holes, and
+    # rank low. The same facts with listen_addresses = '*' (the near miss) rank them high.
+    ssl_local, hba_local = by_rule(findings, "PgSslOff")[0], by_rule(findings, "PgHbaWeakAuth")
+    assert ssl_local.evidence["reachable_by"] == "local users only" and ssl_local.evidence["impact"] <= 0.01
+    assert all(f.evidence["impact"] <= 0.02 and f.severity == "warning" for f in hba_local)
+    snapshot = store.history("t", "audit")[-1]
+    audit = snapshot.fact(PgAudit)
+    assert audit is not None and audit.listen_addresses == "127.0.0.1"
+    # Its host lines, as if they named a network (10.0.0.0/8) on a server listening everywhere.
+    snapshot.put(dataclasses.replace(audit, listen_addresses="*", hba=[
+        dataclasses.replace(r, address="10.0.0.0") if r.type == "host" else r for r in audit.hba or ()]))
+    exposed = evaluate(store, "postgres", "security")
+    assert by_rule(exposed, "PgSslOff")[0].evidence["impact"] == 0.5
+    host_trust = [f for f in by_rule(exposed, "PgHbaWeakAuth") if f.evidence["type"] == "host"]
+    assert host_trust and all(f.severity == "critical" and f.evidence["reachable_by"] == "network"
+                              and f.evidence["impact"] == 0.8 for f in host_trust)
     durability = {f.labels["setting"]: f for f in by_rule(findings, "PgDurabilityOff")}
     assert {k: str(f.severity) for k, f in durability.items()} == {
         "fsync": "critical", "full_page_writes": "warning", "synchronous_commit": "info"}
@@ -250,6 +267,8 @@ async def test_open_mariadb_gets_account_transport_and_tuning_recommendations(se
     assert transport.evidence["tls_configured"] is False and transport.evidence["have_ssl"] == "DISABLED"
     assert "SET GLOBAL require_secure_transport" not in transport.evidence["sql"]
     assert transport.evidence["risk"] == "low" and "configure TLS first" in transport.description.replace("Configure", "configure")
+    # bound to 127.0.0.1: nothing crosses a network, so it ranks low
+    assert transport.evidence["reachable_by"] == "local users only" and transport.evidence["impact"] < 0.05
     [agent] = by_rule(findings, "MySQLAgentOverPrivileged")
     assert "SUPER" in agent.evidence["extra_privileges"]
     [pool] = by_rule(findings, "MySQLBufferPoolSize")

@@ -115,6 +115,7 @@ class PgAudit:
     expected_replication: tuple[str, ...]
     bootstrap_superuser: str = ""  # the role with oid 10 (ran initdb, owns the catalogs): never demoted
     durability: dict[str, str] = field(default_factory=dict)  # fsync, full_page_writes, synchronous_commit: on/off/..
+    listen_addresses: str | None = None  # as set: '*', 'localhost', '' (Unix socket only); None when unknown
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +146,8 @@ class MySQLAudit:
     uptime: float
     host: HostFacts
     ssl_cert: str | None = None  # the server's certificate file; empty or None: TLS is not configured
+    bind_address: str | None = None  # None when unknown (MySQL < 8.0 and MariaDB < 10.3 do not show it)
+    skip_networking: bool = False  # Unix socket / named pipe only
 
 
 @dataclass(frozen=True, slots=True)
