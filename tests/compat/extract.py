@@ -35,6 +35,8 @@ SOURCES: dict[str, list[tuple[str, str]]] = {
         ("samber+awesome-prometheus-alerts/_data/rules.yml", "awesome:PostgreSQL"),
         ("percona+grafana-dashboards/dashboards/PostgreSQL/PostgreSQL_Instance_Summary.json", "dashboard"),
         ("percona+grafana-dashboards/dashboards/PostgreSQL/PostgreSQL_Instances_Overview.json", "dashboard"),
+        ("percona+grafana-dashboards/dashboards/PostgreSQL/PostgreSQL_Checkpoints_Buffers_WAL_Usage.json", "dashboard"),
+        ("percona+grafana-dashboards/dashboards/PostgreSQL/PostgreSQL_Replication_Overview.json", "dashboard"),
     ],
     "mysql": [
         ("prometheus+mysqld_exporter/mysqld-mixin/alerts/general.yaml", "rules"),
@@ -45,6 +47,9 @@ SOURCES: dict[str, list[tuple[str, str]]] = {
         ("percona+grafana-dashboards/dashboards/MySQL/MySQL_InnoDB_Details.json", "dashboard"),
         ("percona+grafana-dashboards/dashboards/MySQL/MySQL_Replication_Summary.json", "dashboard"),
         ("percona+grafana-dashboards/dashboards/MySQL/MySQL_InnoDB_Compression_Details.json", "dashboard"),
+        ("percona+grafana-dashboards/dashboards/MySQL/MySQL_Instances_Overview.json", "dashboard"),
+        ("percona+grafana-dashboards/dashboards/MySQL/MySQL_Command_Handler_Counters_Compare.json", "dashboard"),
+        ("percona+grafana-dashboards/dashboards/MySQL/MySQL_MyISAM_Aria_Details.json", "dashboard"),
     ],
     "redis": [
         ("oliver006+redis_exporter/contrib/redis-mixin/alerts/redis.libsonnet", "jsonnet"),
