@@ -34,6 +34,10 @@ _MYSQL_HINTS = re.compile(r"`|\bAUTO_INCREMENT\b|\bENGINE\s*=|\bALGORITHM\s*=|\b
                           r"\bCHANGE\s+(COLUMN\s+)?\w+\s+\w+|\bRENAME\s+TABLE\b|\block_wait_timeout\b", re.I)
 
 
+#: an acknowledged finding, e.g. the contract step's DROP COLUMN: ``-- dbwatch-lint: ignore drop-column``
+_IGNORE = re.compile(r"(?:--|#)\s*dbwatch-lint:\s*ignore\b([\w\s,-]*)")
+
+
 class LintError(Exception):
     """Input the lint cannot read (a file, its SQL, the target): the message is the one line to print."""
 
@@ -76,7 +80,9 @@ def run_lint(paths: Sequence[str], dialect: str | None = None, config: Config | 
     if chosen is not None:
         tables = sorted({c.table for _, changes in files for c in changes if c.table and c.kind != "create_table"})
         facts = asyncio.run(_facts(chosen, tables, sample_seconds))
-    return LintReport(dialect, files, lint(files, dialect, facts), facts)
+    ignored = {path: _ignores(text) for path, text in texts}
+    findings = [f for f in lint(files, dialect, facts) if not _ignored(ignored[f.file], f)]
+    return LintReport(dialect, files, findings, facts)
 
 
 def render(report: LintReport, fmt: str) -> str:
@@ -106,6 +112,24 @@ def render(report: LintReport, fmt: str) -> str:
     lines.append(f"{len(report.files)} file(s), {statements} change(s): {counts['error']} error(s), "
                  f"{counts['warning']} warning(s), {counts['info']} note(s)")
     return "\n".join(lines)
+
+
+def _ignores(text: str) -> dict[int, set[str]]:
+    """line -> the checks a ``-- dbwatch-lint: ignore CHECK[, CHECK]`` comment on it names ("*" for all)."""
+    out: dict[int, set[str]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if (m := _IGNORE.search(line)) is not None:
+            out[number] = {c.strip() for c in m.group(1).split(",") if c.strip()} or {"*"}
+    return out
+
+
+def _ignored(ignores: dict[int, set[str]], finding: LintFinding) -> bool:
+    # the comment goes on the statement's first line or on the line just above it
+    for line in (finding.line, finding.line - 1):
+        checks = ignores.get(line, set())
+        if "*" in checks or finding.check in checks:
+            return True
+    return False
 
 
 def _annotation(f: LintFinding) -> str:

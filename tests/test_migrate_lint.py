@@ -53,6 +53,16 @@ def test_statements_keep_their_file_lines_past_comments_and_blank_lines(tmp_path
     assert (finding.line, finding.check) == (8, "index-not-concurrent")
 
 
+def test_an_acknowledged_finding_is_left_out_by_a_comment_on_or_above_its_statement(tmp_path):
+    path = tmp_path / "m.sql"
+    path.write_text("SET lock_timeout = '2s';\n"
+                    "-- dbwatch-lint: ignore drop-column\n"
+                    "ALTER TABLE orders DROP COLUMN legacy;\n"
+                    "ALTER TABLE orders DROP COLUMN other;  -- dbwatch-lint: ignore rename-column\n"
+                    "ALTER TABLE orders RENAME COLUMN a TO b;  -- dbwatch-lint: ignore\n")
+    assert [(f.line, f.check) for f in run_lint([str(path)], "postgres").findings] == [(4, "drop-column")]
+
+
 def test_dialect_is_guessed_from_mysql_only_syntax():
     assert guess_dialect("CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY) ENGINE=InnoDB;") == "mysql"
     assert guess_dialect("ALTER TABLE `t` ADD INDEX i (a);") == "mysql"
