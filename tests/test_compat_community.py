@@ -140,6 +140,28 @@ def _key(metric: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((k, v) for k, v in metric.items() if k not in SCRAPE_LABELS))
 
 
+def test_expressions_are_made_neutral_to_health_without_touching_label_matchers_or_strings():
+    assert neutral('rate(x{job=~"$job", instance=~"$instance"}[$__rate_interval]) > 0') == "rate(x{}[1m]) > bool  0"
+    assert neutral('a{l="x>1"} == 1 and b != bool 2') == 'a{l="x>1"} == bool  1 and b != bool 2'
+    assert neutral('redis_aof_enabled{service_name=~"$service_name",role=~"primary"}') == "redis_aof_enabled{}"
+    assert neutral("x offset 5m") == "x offset 5s"
+
+
+def test_a_disagreement_is_a_label_name_or_a_unit_apart_and_newer_labels_are_not_one():
+    def answers(*series: tuple[dict[str, str], float]) -> Any:
+        return lambda name: [{"metric": {"__name__": name, "instance": "i", **labels}, "value": [0, str(value)]}
+                             for labels, value in series]
+
+    exporter_ = answers(({"datname": "app"}, 2.0))
+    assert disagreement("pg_x", exporter_, answers(({"datname": "app", "target": "t"}, 3.0))) is None
+    assert "labels" in (disagreement("pg_x", exporter_, answers(({"db": "app"}, 2.0))) or "")
+    assert "with the exporter" in (disagreement("pg_x", exporter_, answers(({"datname": "app"}, 2000.0))) or "")
+    assert disagreement("pg_x", exporter_, answers()) is None  # one side lacks it: the share counts that
+    slots = answers(({"slot_name": "s"}, 1.0))
+    assert disagreement("pg_replication_slots_active", slots, answers(({"slot_name": "s", "slot_type": "p"}, 1.0))
+                        ) is None
+
+
 # -- one server, one exporter per engine ----------------------------------------------------------------
 
 
