@@ -250,6 +250,36 @@ def test_mariadb_copy_of_a_tiny_table_is_a_note_and_of_a_busy_one_is_not(mariadb
     assert f"--port={mariadb.port}" in by_table["busy"].safe and "--database=shop --table=busy" in by_table["busy"].safe
     assert report.facts.server.version_num[:2] == (10, 11)
     assert report.facts.table("busy").rows > 100_000
+    assert report.facts.table("busy").writes_per_second == 0.0  # performance_schema is on: read, and idle
+
+
+def test_mariadb_writes_per_second_come_from_performance_schema(mariadb, tmp_path):
+    """Real MariaDB 10.11: a writer during the sample shows in performance_schema's table I/O summary."""
+    import threading
+
+    import pymysql
+
+    config = _config(tmp_path, "mysql", mariadb.dsn(database="shop"))
+    path = tmp_path / "m.sql"
+    path.write_text("SET SESSION lock_wait_timeout = 5;\nALTER TABLE tiny MODIFY COLUMN amount BIGINT;\n")
+    stop = threading.Event()
+
+    def write() -> None:
+        conn = pymysql.connect(host="127.0.0.1", port=mariadb.port, user="root", database="shop", autocommit=True)
+        with conn, conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute("UPDATE tiny SET amount = amount + 1 WHERE id = 1")
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        report = run_lint([str(path)], config=_load(config), target="db", sample_seconds=1.0)
+    finally:
+        stop.set()
+        writer.join()
+    [finding] = report.findings
+    assert report.facts.table("tiny").writes_per_second > 0
+    assert any("writes/s" in fact for fact in finding.live)
 
 
 def _load(path: str):
