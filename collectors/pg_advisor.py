@@ -207,11 +207,9 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
             return []
         if not rows:
             return []
-        queryids = [r["queryid"] for r in rows]
-        texts = {r["queryid"]: r["query"] for r in await session.run(sql.STATEMENT_TEXTS, queryids)}
         out = []
         for row in rows:
-            text = texts.get(row["queryid"]) or ""
+            text = row["query"] or ""
             parsed = self.sql.uses(text) if text else None
             if isinstance(parsed, StatementUses) and parsed.tables:
                 out.append(_Statement(row["queryid"], self.sql.preparable(text), int(row["calls"]), float(row["total_ms"]),

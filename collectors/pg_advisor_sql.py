@@ -22,28 +22,27 @@ SELECT current_database() AS database,
 """
 
 # The statements that matter: by total execution time in this database, with their share of the
-# server's total. Texts are read only for the chosen few (pg_stat_statements(true) reads a file).
+# server's total. Entries are grouped by their normalised text (whitespace folded), not by queryid: one
+# statement gets several queryids when a driver sends a parameter as int2 one time and int4 the next, and
+# the share threshold applies to the statement as a whole. Reading the texts (pg_stat_statements(true))
+# reads the extension's text file once per run. dbwatch's own EXPLAINs are left out (with track = all a
+# statement planned inside one is counted under the EXPLAIN's text).
 STATEMENTS = """
 WITH s AS (
-    SELECT queryid, sum(calls) AS calls, sum({time}) AS total_ms
-    FROM pg_stat_statements(false)
+    SELECT min(queryid) AS queryid, min(query) AS query, count(DISTINCT queryid) AS queryids,
+           sum(calls) AS calls, sum({time}) AS total_ms
+    FROM pg_stat_statements(true)
     WHERE queryid IS NOT NULL AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-    GROUP BY queryid
+      AND query !~* '^\\s*explain\\y'
+    GROUP BY regexp_replace(query, '\\s+', ' ', 'g')
 ), total AS (
     SELECT nullif(sum({time}), 0) AS ms FROM pg_stat_statements(false)
 )
-SELECT s.queryid, s.calls::bigint AS calls, s.total_ms, coalesce(s.total_ms / total.ms, 0) AS share
+SELECT s.queryid, s.query, s.queryids, s.calls::bigint AS calls, s.total_ms, coalesce(s.total_ms / total.ms, 0) AS share
 FROM s, total
 WHERE coalesce(s.total_ms / total.ms, 0) >= $1 AND s.calls >= $2
 ORDER BY s.total_ms DESC
 LIMIT $3
-"""
-
-# One text per queryid: a statement planned inside an EXPLAIN (dbwatch's own, of a slow-log sample, counted
-# when pg_stat_statements.track = all) shares the queryid and stores the EXPLAIN's text, never preferred.
-STATEMENT_TEXTS = """
-SELECT DISTINCT ON (queryid) queryid, query FROM pg_stat_statements(true) WHERE queryid = ANY($1::bigint[])
-ORDER BY queryid, query ~* '^\\s*explain\\y'
 """
 
 

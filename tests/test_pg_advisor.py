@@ -417,3 +417,33 @@ def test_the_daemon_with_the_advisor_enabled_serves_its_recommendations(server, 
         assert sample_value(agent.metrics(), "dbwatch_recommendation", rule="PgInvalidIndex", target="hyg") == 1
     finally:
         agent.stop()
+
+
+def test_one_statement_split_over_two_queryids_by_parameter_type_is_judged_as_one(tmp_path: Path):
+    """A throwaway PostgreSQL 15: psycopg 3 sends a small int as int2 and a large one as int4, so one statement
+    gets two queryids of the same text. Each half takes under 60 % of the time; together they take more."""
+    import psycopg
+
+    pg = PostgresServer()
+    try:
+        pg.start()
+        pg.psql("CREATE EXTENSION pg_stat_statements; CREATE EXTENSION hypopg;"
+                "CREATE TABLE shapes (id int PRIMARY KEY, k int NOT NULL, v text);"
+                "INSERT INTO shapes SELECT g, g % 100000, 'x' FROM generate_series(1, 300000) g;"
+                "VACUUM ANALYZE shapes; SELECT pg_stat_statements_reset();")
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            for k in (5, 6, 7, 70000, 70001, 70002):  # int2, then int4
+                conn.execute("SELECT v FROM shapes WHERE k = %s", (k,)).fetchall()
+        halves = pg.psql("SELECT count(*) FROM pg_stat_statements WHERE query = 'SELECT v FROM shapes WHERE k = $1'")
+        assert halves == "2"
+        largest_half = float(pg.psql(
+            "SELECT max(total_exec_time) / (SELECT sum(total_exec_time) FROM pg_stat_statements) "
+            "FROM pg_stat_statements WHERE query = 'SELECT v FROM shapes WHERE k = $1'"))
+        assert largest_half < 0.6  # the near miss: judged by queryid, neither half would be considered
+        _, findings = advise(pg, "postgres", min_total_time_share=0.6)
+        found = candidate(findings, ["k"])
+        assert found is not None, [f.summary for f in findings]
+        [statement] = found.evidence["statements"]
+        assert statement["calls"] == 6 and statement["time_share"] >= 0.6
+    finally:
+        pg.destroy()
