@@ -18,6 +18,7 @@ from dataclasses import replace
 from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
 from dbwatch.collectors.backup_sources import SourceError, read_source
 from dbwatch.collectors.base import Collector, Session
+from dbwatch.collectors.pitr import read_window
 from dbwatch.model.options import CollectorOptions
 from dbwatch.model.facts.backup import ANY_TYPE, BackupEntry, BackupSourceStatus, BackupStatuses
 from dbwatch.model.facts.common import Summary
@@ -42,6 +43,11 @@ class BackupCollector(Collector[Session, CollectorOptions]):
         for status in statuses:
             if status.error:
                 snapshot.notes.append(f"backup source {status.source}: {status.error}")
+            if status.archive_error:
+                snapshot.notes.append(f"backup source {status.source}: {status.archive_error}")
+            if status.wal_missing:
+                snapshot.notes.append(f"backup source {status.source}: {status.wal_missing} WAL segment(s) missing "
+                                      f"from the archive, first: {', '.join(status.wal_missing_first)}")
 
     def failed_families(self) -> list[MetricFamily]:
         # The whole collection failed (timed out): every source is down, never silently absent.
@@ -68,10 +74,18 @@ class BackupCollector(Collector[Session, CollectorOptions]):
             counts[entry.type] = counts.get(entry.type, 0) + 1
         if good:
             last[ANY_TYPE] = good[0].finished_at
+        window, archive_error = None, None
+        if spec.type == "pgbackrest":
+            try:
+                window = await read_window(spec, result)
+            except (SourceError, TimeoutError, OSError) as exc:
+                archive_error = f"listing the WAL archive: {exc}"
         status = BackupSourceStatus(
             spec.name, spec.type, True, checked_at, spec.rpo, last_success=last, counts=counts,
             failed_backups=sum(1 for e in result.entries if not e.ok), newest=tuple(good[:KEPT_ENTRIES]),
-            wal_min=result.wal_min, wal_max=result.wal_max,
+            wal_min=result.wal_min, wal_max=result.wal_max, archive_error=archive_error,
+            pitr_earliest=window.earliest if window else None, pitr_latest=window.latest if window else None,
+            wal_missing=window.missing if window else 0, wal_missing_first=window.first_missing if window else (),
         )
         self._last_good[spec.name] = status
         return status
@@ -103,7 +117,22 @@ def _families(statuses: list[BackupSourceStatus]) -> list[MetricFamily]:
                 "The configured recovery point objective: how old the newest good backup may get.", ("source", "type"))
     count = gauge("dbwatch_backup_count", "Good backups the source lists, by type.", ("source", "type"))
     failed = gauge("dbwatch_backup_failed_count", "Backups the source lists as failed or unusable.", ("source",))
+    earliest = gauge("dbwatch_pitr_earliest_timestamp_seconds",
+                     "The earliest point the target can be recovered to: the end of the oldest good backup (Unix time).",
+                     ("source",))
+    latest = gauge("dbwatch_pitr_latest_timestamp_seconds",
+                   "The latest point the target can be recovered to: when the newest WAL segment was archived (Unix time).",
+                   ("source",))
+    missing = gauge("dbwatch_wal_archive_missing_segments",
+                    "WAL segments missing from the archive between the oldest good backup and the newest segment.",
+                    ("source",))
     for status in statuses:
+        if status.pitr_earliest is not None and not status.stale:
+            earliest.add((status.source,), status.pitr_earliest)
+        if status.pitr_latest is not None and not status.stale:
+            latest.add((status.source,), status.pitr_latest)
+        if status.kind == "pgbackrest" and status.up and not status.archive_error:
+            missing.add((status.source,), status.wal_missing)
         up.add((status.source,), int(status.up))
         rpo.add((status.source, ANY_TYPE), status.rpo_seconds)
         for kind, at in sorted(status.last_success.items()):
@@ -113,4 +142,4 @@ def _families(statuses: list[BackupSourceStatus]) -> list[MetricFamily]:
             failed.add((status.source,), status.failed_backups)
             for kind, number in sorted(status.counts.items()):
                 count.add((status.source, kind), number)
-    return [up, last, age, rpo, count, failed]
+    return [up, last, age, rpo, count, failed, earliest, latest, missing]

@@ -37,6 +37,8 @@ class SourceResult:
     entries: list[BackupEntry]
     wal_min: str | None = None  # pgBackRest: the oldest and newest WAL segment in the archive
     wal_max: str | None = None
+    archive_id: str | None = None  # pgBackRest: the newest archive id ("15-1"), the archive's folder in the repo
+    oldest_backup_wal: str | None = None  # pgBackRest: the first WAL segment the oldest good backup needs
 
 
 def default_command(spec: BackupSpec) -> list[str]:
@@ -170,7 +172,7 @@ def _pgbackrest(data: Any, stanza: str | None) -> SourceResult:
     if not stanzas:
         raise SourceError(f"pgbackrest info lists no stanza {stanza!r}" if stanza else "pgbackrest info lists no stanza")
     entries: list[BackupEntry] = []
-    wal_min = wal_max = None
+    wal_min = wal_max = archive_id = oldest_wal = None
     for item in stanzas:
         status = item.get("status") or {}
         code = status.get("code")
@@ -189,7 +191,13 @@ def _pgbackrest(data: Any, stanza: str | None) -> SourceResult:
         if archives:
             wal_min = min((a["min"] for a in archives if a.get("min")), default=None)
             wal_max = max((a["max"] for a in archives if a.get("max")), default=None)
-    return SourceResult(entries, wal_min, wal_max)
+            archive_id = str(archives[-1].get("id") or "") or None
+        starts = [((b.get("timestamp") or {}).get("stop", 0), (b.get("archive") or {}).get("start"))
+                  for b in item.get("backup") or [] if isinstance(b, dict) and not b.get("error", False)]
+        starts = [s for s in starts if isinstance(s[1], str)]
+        if starts:
+            oldest_wal = min(starts)[1]
+    return SourceResult(entries, wal_min, wal_max, archive_id, oldest_wal)
 
 
 # -- Barman ---------------------------------------------------------------------------------------

@@ -42,6 +42,18 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_backup_failed_count', G,
                'Backups the source lists as failed or unusable.',
                ('source',), 'backup'),
+    MetricSpec('dbwatch_pitr_earliest_timestamp_seconds', G,
+               'pgBackRest: the earliest point the target can be recovered to, the end of the oldest good backup '
+               '(Unix time).',
+               ('source',), 'backup'),
+    MetricSpec('dbwatch_pitr_latest_timestamp_seconds', G,
+               'pgBackRest: the latest point the target can be recovered to, when the newest WAL segment reached '
+               'the archive (Unix time; the newest backup\'s end when later).',
+               ('source',), 'backup'),
+    MetricSpec('dbwatch_wal_archive_missing_segments', G,
+               'pgBackRest: WAL segments missing from the archive between the first one the oldest good backup '
+               'needs and the newest archived (`WalArchiveGap` above 0).',
+               ('source',), 'backup'),
     MetricSpec('dbwatch_restore_test_success', G,
                'Whether the last restore drill succeeded (1) or failed (0).',
                ('source',), 'restore_drill'),

@@ -28,6 +28,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.restore_drill import run_drill
 from dbwatch.collectors.restore_job import drill_families
 from dbwatch.model import Snapshot, Target
+from dbwatch.model.facts.backup import BackupStatuses
 from dbwatch.model.facts.restore import RestoreDrill, RestoreDrills
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, load_rules
@@ -224,6 +225,38 @@ def test_the_restore_test_command_runs_one_drill_with_progress_and_a_report(stan
     assert source.returncode == 2 and "has no backup source 'x'" in source.stderr
 
 
+async def test_the_pitr_window_runs_from_the_oldest_backup_to_the_newest_archived_segment(
+        stanza: dict[str, Any], workdir: str) -> None:
+    target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir)
+    snapshot = await _collect_backup(target)
+    source = (f"pgbackrest/{STANZA}",)
+    backup_end = dict(snapshot.family("dbwatch_backup_last_success_timestamp_seconds").samples)[  # type: ignore[union-attr]
+        (source[0], "any")]
+    earliest = dict(snapshot.family("dbwatch_pitr_earliest_timestamp_seconds").samples)  # type: ignore[union-attr]
+    latest = dict(snapshot.family("dbwatch_pitr_latest_timestamp_seconds").samples)  # type: ignore[union-attr]
+    assert earliest == {source: backup_end}
+    assert backup_end <= latest[source] <= time.time() + 1
+    assert dict(snapshot.family("dbwatch_wal_archive_missing_segments").samples) == {source: 0}  # type: ignore[union-attr]
+    assert "WalArchiveGap" not in _rules_on(target, snapshot)
+
+
+async def _collect_backup(target: Target) -> Snapshot:
+    jobs = TargetJobs(target)
+    try:
+        snapshot = await jobs.collect("backup")
+    finally:
+        await jobs.close()
+    assert_declared(snapshot)
+    return snapshot
+
+
+def _rules_on(target: Target, snapshot: Snapshot) -> list[str]:
+    store = SnapshotStore()
+    store.put(snapshot)
+    view = TargetView(store, target.name, target.engine, target.labels, now=time.time())
+    return sorted(f.rule for f in RuleEngine(load_rules(RulesConfig())).evaluate(view))
+
+
 async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
         stanza: dict[str, Any], workdir: str) -> None:
     """Runs last in this module: it removes a segment from the stanza's archive."""
@@ -236,6 +269,12 @@ async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
     assert f"segment {removed} is missing from the archive" in drill.error, drill.error
     assert _left_behind(workdir) == []
     assert _findings(target, drill, time.time()) == ["RestoreTestFailed"]
+    snapshot = await _collect_backup(target)
+    assert dict(snapshot.family("dbwatch_wal_archive_missing_segments").samples) == {  # type: ignore[union-attr]
+        (f"pgbackrest/{STANZA}",): 1}
+    [status] = snapshot.fact(BackupStatuses) or ()
+    assert status.wal_missing_first == (removed,)
+    assert "WalArchiveGap" in _rules_on(target, snapshot)
 
 
 # -- dump files and RDB files -----------------------------------------------------------------------

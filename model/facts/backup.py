@@ -41,6 +41,11 @@ class BackupSourceStatus:
     newest: tuple[BackupEntry, ...] = ()  # the newest good backups, newest first
     wal_min: str | None = None
     wal_max: str | None = None
+    pitr_earliest: float | None = None  # pgBackRest: the earliest point recoverable (the oldest good backup's end)
+    pitr_latest: float | None = None  # ... and the latest (when the newest WAL segment was archived)
+    wal_missing: int = 0  # segments missing from the archive between the oldest backup and the newest segment
+    wal_missing_first: tuple[str, ...] = ()  # the first of them
+    archive_error: str | None = None  # the archive could not be listed (the window is then unknown)
 
     @property
     def newest_success(self) -> float | None:
