@@ -46,6 +46,24 @@ def test_constant_and_now_defaults_are_fast_but_not_before_postgresql_11():
     assert [f.check for f in lint([("m.sql", changes)], "postgres", old)] == ["volatile-default"]
 
 
+@pytest.mark.parametrize("size, rows, writes, severity", [
+    (8 * 1024, 10, 50.0, "info"),  # a 10-row table: not an outage
+    (20 * 10**6, 300_000, 0.0, "warning"),  # 0.4 s, but no longer small
+    (150 * 10**6, 2_000_000, 500.0, "error"),  # 3 s with 500 writes/s: 1,500 writes wait
+    (50 * 10**9, 400_000_000, 0.0, "error"),  # 50 GB: about 17 minutes under ACCESS EXCLUSIVE
+])
+def test_severity_follows_the_estimated_time_under_the_lock_and_the_writes_that_wait(size, rows, writes, severity):
+    from dbwatch.model.facts.schema_change import SchemaChangeFacts, ServerLoad, TableLoad
+    from dbwatch.rules.migration_lint import REWRITE_BYTES_PER_SECOND, lint
+    from dbwatch.sqlshape.ddl import read_ddl
+
+    changes = read_ddl("SET lock_timeout = '1s'; ALTER TABLE t ALTER COLUMN a TYPE bigint;", "postgres")
+    facts = SchemaChangeFacts(ServerLoad("postgres", "15.6", (15, 6)), (TableLoad("t", True, size, rows, writes),))
+    [finding] = lint([("m.sql", changes)], "postgres", facts)
+    assert finding.severity == severity
+    assert finding.estimate_seconds == pytest.approx(size / REWRITE_BYTES_PER_SECOND)
+
+
 def test_statements_keep_their_file_lines_past_comments_and_blank_lines(tmp_path):
     path = tmp_path / "m.sql"
     path.write_text("-- header\n\n/* a block\ncomment */\nSET lock_timeout = '1s';\n\n\nCREATE INDEX i ON t (a);\n")
