@@ -6,6 +6,7 @@ a collection from a real server emits is declared here with its type and labels,
 
 from __future__ import annotations
 
+from dbwatch.collectors.mongodb_compat import compat_specs
 from dbwatch.collectors.mongodb_status_more import SPECS as MORE_STATUS
 from dbwatch.model.catalog import C, G, I, MetricSpec
 
@@ -127,3 +128,4 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'Uses of each index since `accesses.since` (a restart resets it).',
                ('database', 'collection', 'key_name'), 'indexstats'),
 ) + MORE_STATUS
+FAMILIES += compat_specs(FAMILIES)

@@ -24,6 +24,7 @@ from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.mongodb_compat import compat_families
 from dbwatch.collectors.mongodb_status_more import more_status_families
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import Summary
@@ -227,6 +228,7 @@ class MongoCollector(Collector[MongoSession, MongoOptions]):
             long_ops = _long_ops(ops, long_op_seconds)
             snapshot.put(MongoLongOps(tuple(long_ops)))
             snapshot.families.extend(_ops_families(ops, long_ops))
+        snapshot.families.extend(compat_families(snapshot.families, server.set_name))  # PMM's dashboards
         snapshot.put(Summary(summary))
 
 

@@ -146,6 +146,26 @@ async def test_the_fields_percona_rules_and_dashboards_read_carry_mongodb_export
     assert snapshot.family("mongodb_ss_mem_resident").value() == 200
 
 
+async def test_mongodb_exporters_compatible_mode_names_which_pmm_dashboards_read_mirror_the_new_ones(servers,
+                                                                                                   session_for):
+    """One MongoWireServer, the primary of rs0 (exporter/v1_compatibility.go's renames)."""
+    server = servers(Scenario(members=replica_set()))
+    session = session_for(make_target(server.dsn()))
+    snapshot = await collect(MongoCollector(session.target, session))
+
+    assert samples(snapshot, "mongodb_op_counters_total")[("insert",)] == 1500
+    assert snapshot.family("mongodb_op_counters_total").labelnames == ("type",)
+    assert samples(snapshot, "mongodb_connections")[("current",)] == 12
+    assert samples(snapshot, "mongodb_mongod_op_latencies_latency_total")[("read",)] == 250000
+    assert samples(snapshot, "mongodb_mongod_global_lock_current_queue")[("reader",)] == 0
+    assert samples(snapshot, "mongodb_mongod_global_lock_client")[("total",)] == 0
+    assert samples(snapshot, "mongodb_mongod_metrics_document_total")[("inserted",)] == 1500
+    assert samples(snapshot, "mongodb_memory") == {("resident",): 200, ("virtual",): 2800}
+    assert samples(snapshot, "mongodb_mongod_wiredtiger_cache_bytes") == {("total",): 805306368}
+    assert samples(snapshot, "mongodb_mongod_replset_my_state") == {("rs0",): 1}
+    assert snapshot.family("mongodb_instance_uptime_seconds").value() == 86400
+
+
 # -- replSetGetStatus -----------------------------------------------------------------------------------
 
 
