@@ -118,6 +118,7 @@ def _postgres() -> Engine:
             "settings": "pg_settings:SettingsCollector",
             "stats": "pg_stats_more:MoreStatsCollector",
             "custom": "pg_custom:CustomQueriesCollector",
+            "migrations": "pg_migrations:PgMigrationsCollector",
         }),
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -127,6 +128,8 @@ def _postgres() -> Engine:
             "stats": CollectorDefaults(interval=15.0, timeout=10.0),
             # A postgres_exporter queries.yaml: on when enabled with a queries_file.
             "custom": CollectorDefaults(interval=15.0, timeout=10.0, enabled=False),
+            # Schema changes while they run: lock queues behind DDL, index builds, invalid indexes.
+            "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
             "statements": CollectorDefaults(interval=60.0, timeout=20.0),
             "slowlog": CollectorDefaults(interval=60.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled: it plans the application's statements (EXPLAIN, HypoPG), and
@@ -152,6 +155,7 @@ def _mysql() -> Engine:
             "slowlog": "slowlog:SlowLogCollector",
             "audit": "mysql_audit:MySQLAuditCollector",
             "advisor": "mysql_advisor:MySQLAdvisorCollector",
+            "migrations": "mysql_migrations:MySQLMigrationsCollector",
         }),
         defaults={
             "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -160,6 +164,8 @@ def _mysql() -> Engine:
             "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled, like PostgreSQL's: it EXPLAINs the application's statements.
             "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
+            # Metadata-lock queues behind DDL, gh-ost and pt-online-schema-change runs.
+            "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
         },
     )
 

@@ -470,7 +470,7 @@ def test_example_config_mysql_target_is_valid_once_uncommented():
         block.append("  " + line[4:])
     [target] = parse_config("targets:\n" + "\n".join(block) + "\n", "example", {}).resolved_targets()
     assert target.engine == "mysql" and target.dsn == "mysql://root@127.0.0.1:3306/"
-    assert set(target.collectors) == {"mysql", "statements"}
+    assert set(target.collectors) == {"mysql", "statements", "migrations"}
     assert target.collectors["statements"].options == StatementsOptions(top_n=100, query_text_length=200)
 
 

@@ -1,0 +1,61 @@
+"""The metric families the `migrations` collector (PostgreSQL and MySQL/MariaDB) can emit.
+
+docs/metrics.md is generated from this declaration (`make docs`); the collector tests check that every family
+a collection from a real server emits is declared here with its type and labels, so docs and code agree.
+"""
+
+from __future__ import annotations
+
+from dbwatch.model.catalog import G, MetricSpec
+
+TITLE = 'Schema changes in progress'
+ENGINES: tuple[str, ...] = ('postgres', 'mysql')
+INTRO = """\
+The `migrations` collector (on by default, PostgreSQL and MySQL/MariaDB) watches schema changes while they run
+([Watching migrations](migrations.md#watching-migrations)): DDL with a lock queue behind it (the
+`MigrationBlockingQueries` alert), the progress of index builds, VACUUM and CLUSTER (PostgreSQL), invalid
+indexes left by failed concurrent builds (PostgreSQL), and gh-ost / pt-online-schema-change runs (MySQL/MariaDB).
+"""
+NOTES = """\
+`statement` is the DDL statement with its string literals replaced by `'?'`, cut to `statement_length`
+characters (option, default 200). `state` is `waiting` (the DDL has not got its lock yet: everything after it
+queues too) or `holding`. Online schema change row counts are exact below `exact_count_below` estimated rows
+(option, default 100,000), the server's estimates above.
+"""
+
+_DDL = ('relation', 'pid', 'state', 'statement')
+_PROGRESS = ('pid', 'command', 'relation', 'phase')
+
+FAMILIES: tuple[MetricSpec, ...] = (
+    MetricSpec('dbwatch_migration_blocking_queries', G,
+               'Sessions queued behind a DDL statement that holds or waits for a strong lock (PostgreSQL) or the '
+               'metadata lock (MySQL/MariaDB) on the relation.',
+               _DDL, 'migrations'),
+    MetricSpec('dbwatch_migration_ddl_seconds', G,
+               'How long that DDL statement has been running, in seconds.',
+               _DDL, 'migrations'),
+    MetricSpec('dbwatch_migration_progress_ratio', G,
+               'Fraction done of a running CREATE INDEX [CONCURRENTLY], REINDEX, VACUUM, CLUSTER or VACUUM FULL '
+               '(PostgreSQL 12+; NaN in a phase with no measure, such as waiting for writers before the build).',
+               _PROGRESS, 'migrations'),
+    MetricSpec('dbwatch_pg_progress_cluster_<column>', G,
+               'pg_stat_progress_cluster of a running CLUSTER or VACUUM FULL (PostgreSQL 12+).',
+               _PROGRESS, 'migrations',
+               values=('heap_tuples_scanned', 'heap_tuples_written', 'heap_blks_total', 'heap_blks_scanned',
+                       'index_rebuild_count')),
+    MetricSpec('dbwatch_migration_invalid_index', G,
+               'An invalid index no build is running for, left by a failed or cancelled CREATE INDEX CONCURRENTLY '
+               '(PostgreSQL): it slows every write and serves no read. Drop it and build it again.',
+               ('relation', 'index'), 'migrations'),
+    MetricSpec('dbwatch_migration_osc_rows', G,
+               'Rows of a gh-ost or pt-online-schema-change run (MySQL/MariaDB): `kind="copied"` in its ghost/new '
+               'table, `kind="total"` in the original table.',
+               ('tool', 'relation', 'kind'), 'migrations'),
+    MetricSpec('dbwatch_migration_osc_progress_ratio', G,
+               'Rows copied by a gh-ost or pt-online-schema-change run over the rows of the original table.',
+               ('tool', 'relation'), 'migrations'),
+    MetricSpec('dbwatch_migration_osc_heartbeat_age_seconds', G,
+               "Age of gh-ost's heartbeat in its `_<table>_ghc` changelog table: on a replica, the replication lag "
+               'gh-ost throttles on; growing on the primary, a stalled or abandoned run.',
+               ('tool', 'relation'), 'migrations'),
+)

@@ -1,0 +1,306 @@
+"""The `migrations` collector on real servers the tests start: a PostgreSQL 15 and a MariaDB 10.11.
+
+A real lock queue: one session keeps a transaction open on a table, an ALTER TABLE waits for it, and readers
+queue behind the ALTER; MigrationBlockingQueries fires with the ALTER's pid and statement. On PostgreSQL also
+a CREATE INDEX CONCURRENTLY reporting its phase, and the invalid index a failed one leaves; on MariaDB the same
+queue read from performance_schema and from the process list, and gh-ost / pt-online-schema-change runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Any, Iterator
+
+import pytest
+
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.mysql import MySQLSession
+from dbwatch.collectors.mysql_migrations import MySQLMigrationsCollector, ddl_table
+from dbwatch.collectors.pg_migrations import PgMigrationsCollector
+from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.model import Snapshot
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.spec import shipped_rules
+from tests.auditutil import target
+from tests.helpers import collect, collect_until, wait_for
+from tests.mariadbserver import CLIENT, MariaDBServer
+from tests.pgcluster import BIN, PostgresServer
+
+
+def samples(snapshot: Snapshot, name: str) -> list[tuple[dict[str, str], float]]:
+    family = next((f for f in snapshot.families if f.name == name), None)
+    if family is None:
+        return []
+    return [(dict(zip(family.labelnames, key)), value) for key, value in family.samples]
+
+
+def migration_alerts(snapshot: Snapshot, engine: str) -> list[Any]:
+    store = SnapshotStore()
+    store.put(snapshot)
+    rules = [r for r in shipped_rules() if r.alert == "MigrationBlockingQueries" and engine in r.engines]
+    return RuleEngine(rules).evaluate(TargetView(store, snapshot.target, engine, {}, time.time()))
+
+
+class Background:
+    """Client sessions running a script in the background, each its own process, ended at the end."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, args: list[str], script: str, env: dict[str, str] | None = None) -> None:
+        process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   text=True, env={**os.environ, **(env or {})})
+        assert process.stdin is not None
+        process.stdin.write(script)
+        process.stdin.close()
+        self.processes.append(process)
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait(timeout=10)
+        self.processes.clear()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresServer]:
+    server = PostgresServer(settings={"autovacuum": "off"})
+    try:
+        server.start()
+        server.psql("CREATE DATABASE app")
+        server.psql("CREATE TABLE accounts (id int PRIMARY KEY, email text);"
+                    "INSERT INTO accounts SELECT g, 'user' || g FROM generate_series(1, 1000) g;", database="app")
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_sessions(pg: PostgresServer) -> Iterator[Any]:
+    background = Background()
+
+    def start(name: str, script: str) -> None:
+        args = [str(BIN / "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres", "-d", "app"]
+        background.start(args, script, {"PGAPPNAME": name})
+
+    try:
+        yield start
+    finally:
+        background.stop()
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'test-%'")
+        wait_for(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'test-%'") == "0",
+                 10, "the background sessions to end")
+
+
+def pg_collector(pg: PostgresServer) -> tuple[PgMigrationsCollector, PostgresSession]:
+    t = target("postgres", pg.dsn(database="app"), {"migrations": {}})
+    session = PostgresSession(t)
+    return PgMigrationsCollector(t, session), session
+
+
+def pg_pid(pg: PostgresServer, name: str, waiting: bool | None = None) -> str:
+    condition = "" if waiting is None else f" AND (wait_event_type = 'Lock') = {str(waiting).lower()}"
+    return pg.psql(f"SELECT pid FROM pg_stat_activity WHERE application_name = '{name}'{condition}")
+
+
+async def test_pg_alter_table_waiting_behind_a_transaction_with_readers_queued_fires_migration_blocking_queries(
+        pg, pg_sessions):
+    pg_sessions("test-holder", "BEGIN; SELECT count(*) FROM accounts; SELECT pg_sleep(600);")
+    wait_for(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-holder' "
+                             "AND query LIKE '%pg_sleep%'") == "1", 10, "the open transaction")
+    pg_sessions("test-ddl", "ALTER TABLE accounts ADD COLUMN plan text DEFAULT 'secret-ish literal';")
+    wait_for(lambda: pg_pid(pg, "test-ddl", waiting=True), 10, "the ALTER to wait for its lock")
+    for n in range(2):
+        pg_sessions(f"test-reader{n}", "SELECT count(*) FROM accounts;")
+    wait_for(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'test-reader%' "
+                             "AND wait_event_type = 'Lock'") == "2", 10, "the readers to queue")
+    collector, session = pg_collector(pg)
+    try:
+        snapshot = await collect_until(
+            collector, lambda s: any(v == 2 for _, v in samples(s, "dbwatch_migration_blocking_queries")),
+            20, "two readers queued behind the ALTER")
+    finally:
+        await session.close()
+    [(labels, value)] = samples(snapshot, "dbwatch_migration_blocking_queries")
+    ddl_pid = pg_pid(pg, "test-ddl")
+    assert labels["relation"] == "accounts" and labels["pid"] == ddl_pid and labels["state"] == "waiting"
+    assert labels["statement"] == "ALTER TABLE accounts ADD COLUMN plan text DEFAULT '?';"
+    [(_, seconds)] = samples(snapshot, "dbwatch_migration_ddl_seconds")
+    assert seconds >= 0
+    [alert] = migration_alerts(snapshot, "postgres")
+    assert alert.labels["relation"] == "accounts" and alert.value == 2
+    assert ddl_pid in alert.description and "ALTER TABLE accounts ADD COLUMN plan" in alert.description
+
+
+async def test_pg_a_ddl_without_a_queue_and_plain_readers_raise_nothing(pg, pg_sessions):
+    pg_sessions("test-holder", "BEGIN; SELECT count(*) FROM accounts; SELECT pg_sleep(600);")
+    pg_sessions("test-reader", "BEGIN; SELECT count(*) FROM accounts; SELECT pg_sleep(600);")
+    wait_for(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'test-%' "
+                             "AND query LIKE '%pg_sleep%'") == "2", 10, "the two readers")
+    collector, session = pg_collector(pg)
+    try:
+        snapshot = await collect(collector)
+    finally:
+        await session.close()
+    assert samples(snapshot, "dbwatch_migration_blocking_queries") == []
+    assert migration_alerts(snapshot, "postgres") == []
+
+
+async def test_pg_create_index_concurrently_reports_its_phase_and_a_failed_one_leaves_an_invalid_index(
+        pg, pg_sessions):
+    pg_sessions("test-writer", "BEGIN; UPDATE accounts SET email = email WHERE id = 1; SELECT pg_sleep(600);")
+    wait_for(lambda: pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'test-writer' "
+                             "AND query LIKE '%pg_sleep%'") == "1", 10, "the open write transaction")
+    pg_sessions("test-cic", "CREATE INDEX CONCURRENTLY accounts_email ON accounts (email);")
+    collector, session = pg_collector(pg)
+    try:
+        snapshot = await collect_until(
+            collector, lambda s: samples(s, "dbwatch_migration_progress_ratio"), 20, "the concurrent build's progress")
+        [(labels, _)] = samples(snapshot, "dbwatch_migration_progress_ratio")
+        assert labels["command"] == "CREATE INDEX CONCURRENTLY" and labels["relation"] == "accounts"
+        assert labels["phase"].startswith("waiting for") and labels["pid"] == pg_pid(pg, "test-cic")
+        assert samples(snapshot, "dbwatch_migration_invalid_index") == []  # being built: not left over
+
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'test-writer'")
+        wait_for(lambda: pg.psql("SELECT count(*) FROM pg_stat_progress_create_index") == "0", 20,
+                 "the concurrent build to finish")
+        pg.psql("INSERT INTO accounts VALUES (1001, 'user1')", database="app")
+        with pytest.raises(RuntimeError, match="could not create unique index"):
+            pg.psql("CREATE UNIQUE INDEX CONCURRENTLY accounts_email_unique ON accounts (email)", database="app")
+        snapshot = await collect(collector)
+    finally:
+        await session.close()
+        pg.psql("DELETE FROM accounts WHERE id = 1001; DROP INDEX IF EXISTS accounts_email_unique, accounts_email", database="app")
+    assert samples(snapshot, "dbwatch_migration_invalid_index") == [
+        ({"relation": "accounts", "index": "accounts_email_unique"}, 1.0)]
+
+
+# -- MariaDB ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def maria() -> Iterator[MariaDBServer]:
+    server = MariaDBServer(server_id=7).start()
+    try:
+        server.sql("CREATE DATABASE shop; USE shop; CREATE TABLE orders (id int PRIMARY KEY, note text);"
+                   "INSERT INTO orders SELECT seq, 'n' FROM seq_1_to_500;")
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def maria_sessions(maria: MariaDBServer) -> Iterator[Any]:
+    background = Background()
+
+    def start(script: str) -> None:
+        background.start([CLIENT, "--no-defaults", "-h", "127.0.0.1", "-P", str(maria.port), "-u", "root", "shop"],
+                         script)
+
+    try:
+        yield start
+    finally:
+        background.stop()
+        ids = maria.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = 'shop' AND ID <> CONNECTION_ID()")
+        for pid in ids.split():
+            maria.sql(f"KILL {pid}")
+        wait_for(lambda: maria.sql("SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = 'shop'") == "0",
+                 10, "the background sessions to end")
+
+
+def maria_collector(maria: MariaDBServer) -> tuple[MySQLMigrationsCollector, MySQLSession]:
+    t = target("mysql", maria.dsn(), {"migrations": {}})
+    session = MySQLSession(t)
+    return MySQLMigrationsCollector(t, session), session
+
+
+@pytest.mark.parametrize("instrumented", [True, False], ids=["metadata_locks", "processlist"])
+async def test_mariadb_alter_table_waiting_for_the_metadata_lock_with_readers_queued_fires_migration_blocking_queries(
+        maria, maria_sessions, instrumented):
+    maria.sql("UPDATE performance_schema.setup_instruments SET ENABLED = '%s', TIMED = '%s' "
+              "WHERE NAME = 'wait/lock/metadata/sql/mdl'" % (("YES",) * 2 if instrumented else ("NO",) * 2))
+    maria_sessions("BEGIN; SELECT count(*) FROM orders; SELECT SLEEP(600);")
+    wait_for(lambda: maria.sql("SELECT count(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
+             == "1", 10, "the open transaction")
+    maria_sessions("ALTER TABLE orders ADD COLUMN plan varchar(20) DEFAULT 'secret-ish';")
+    wait_for(lambda: maria.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'ALTER TABLE%' "
+                               "AND STATE = 'Waiting for table metadata lock'"), 10, "the ALTER to wait")
+    for _ in range(2):
+        maria_sessions("SELECT count(*) FROM orders;")
+    wait_for(lambda: maria.sql("SELECT count(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT count%' "
+                               "AND STATE = 'Waiting for table metadata lock'") == "2", 10, "the readers to queue")
+    ddl_pid = maria.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'ALTER TABLE%'")
+    collector, session = maria_collector(maria)
+    try:
+        snapshot = await collect_until(
+            collector, lambda s: any(v == 2 for _, v in samples(s, "dbwatch_migration_blocking_queries")),
+            20, "two readers queued behind the ALTER")
+    finally:
+        await session.close()
+    source = "performance_schema.metadata_locks" if instrumented else "information_schema.processlist"
+    assert f"metadata locks read from {source}" in snapshot.notes
+    [(labels, value)] = samples(snapshot, "dbwatch_migration_blocking_queries")
+    assert labels == {"relation": "shop.orders", "pid": ddl_pid, "state": "waiting",
+                      "statement": "ALTER TABLE orders ADD COLUMN plan varchar(20) DEFAULT '?'"}
+    [alert] = migration_alerts(snapshot, "mysql")
+    assert alert.labels["relation"] == "shop.orders" and alert.value == 2 and ddl_pid in alert.description
+
+
+async def test_mariadb_gh_ost_and_pt_online_schema_change_runs_are_seen_with_their_progress(maria):
+    # The tables and triggers as the tools create them (gh-ost: go/logic/applier.go; pt-osc: its create_triggers).
+    maria.sql("""
+        CREATE TABLE shop.items (id int PRIMARY KEY, name text);
+        INSERT INTO shop.items SELECT seq, 'x' FROM seq_1_to_400;
+        CREATE TABLE shop._items_gho LIKE shop.items;
+        INSERT INTO shop._items_gho SELECT * FROM shop.items WHERE id <= 100;
+        CREATE TABLE shop._items_ghc (
+          id bigint unsigned auto_increment,
+          last_update timestamp not null DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+          hint varchar(64) charset ascii not null,
+          value varchar(4096) charset ascii not null,
+          primary key(id),
+          unique key hint_uidx(hint)
+        ) auto_increment=256;
+        INSERT INTO shop._items_ghc (id, hint, value) VALUES (1, 'heartbeat', NOW(6))
+          ON DUPLICATE KEY UPDATE last_update = NOW(), value = VALUES(value);
+        CREATE TABLE shop._orders_new LIKE shop.orders;
+        INSERT INTO shop._orders_new SELECT * FROM shop.orders WHERE id <= 250;
+        CREATE TRIGGER shop.pt_osc_shop_orders_del AFTER DELETE ON shop.orders FOR EACH ROW
+          DELETE IGNORE FROM shop._orders_new WHERE shop._orders_new.id <=> OLD.id;
+        CREATE TABLE shop._orphan_new (id int);
+    """, database="shop")
+    collector, session = maria_collector(maria)
+    try:
+        snapshot = await collect(collector)
+    finally:
+        await session.close()
+        maria.sql("DROP TABLE shop.items, shop._items_gho, shop._items_ghc, shop._orders_new, shop._orphan_new;"
+                  "DROP TRIGGER shop.pt_osc_shop_orders_del")
+    assert sorted(samples(snapshot, "dbwatch_migration_osc_rows"), key=str) == sorted([
+        ({"tool": "gh-ost", "relation": "shop.items", "kind": "copied"}, 100.0),
+        ({"tool": "gh-ost", "relation": "shop.items", "kind": "total"}, 400.0),
+        ({"tool": "pt-online-schema-change", "relation": "shop.orders", "kind": "copied"}, 250.0),
+        ({"tool": "pt-online-schema-change", "relation": "shop.orders", "kind": "total"}, 500.0),
+    ], key=str)
+    assert dict((labels["relation"], v) for labels, v in samples(snapshot, "dbwatch_migration_osc_progress_ratio")) \
+        == {"shop.items": 0.25, "shop.orders": 0.5}
+    [(labels, age)] = samples(snapshot, "dbwatch_migration_osc_heartbeat_age_seconds")
+    assert labels == {"tool": "gh-ost", "relation": "shop.items"} and 0 <= age < 60
+
+
+@pytest.mark.parametrize("statement, table", [
+    ("ALTER TABLE orders ADD COLUMN x int", ("shop", "orders")),
+    ("alter online ignore table `db2`.`t 1` drop x", ("db2", "t 1")),
+    ("CREATE UNIQUE INDEX i ON orders (x)", ("shop", "orders")),
+    ("/* gh-ost */ RENAME TABLE a.b TO a.c", ("a", "b")),
+    ("DROP TABLE IF EXISTS orders", ("shop", "orders")),
+    ("SELECT * FROM orders", None),
+    ("INSERT INTO alter_log VALUES (1)", None),
+])
+def test_ddl_statements_name_their_table(statement, table):
+    assert ddl_table(statement, "shop") == table
