@@ -106,6 +106,21 @@ _FIELDS: tuple[tuple[str, str, MetricType, str, float], ...] = (
      1),
     ("cluster_enabled", "redis_cluster_enabled", G, "Whether cluster mode is on (1 = yes).", 1),
     ("cluster_connections", "redis_cluster_connections", G, "Connections of the cluster bus.", 1),
+    # Fields of Redis 7 that current redis_exporter releases map (Debian's 1.45 predates them), under their names;
+    # Percona's Valkey/Redis persistence and client dashboards chart them.
+    ("evicted_clients", "redis_evicted_clients_total", C, "Clients evicted because of maxmemory-clients.", 1),
+    ("rdb_saves", "redis_rdb_saves_total", C, "Successful RDB saves since startup.", 1),
+    ("async_loading", "redis_async_loading", G, "Whether a replica loads its dump while serving (1 = yes).", 1),
+    ("aof_delayed_fsync", "redis_aof_delayed_fsync", G, "Delayed fsyncs of the append-only file.", 1),
+    ("aof_current_size", "redis_aof_current_size_bytes", G, "Size of the append-only file.", 1),
+    ("aof_base_size", "redis_aof_base_size_bytes", G, "Size of the append-only file at its last rewrite.", 1),
+    ("mem_replication_backlog", "redis_mem_replication_backlog_bytes", G, "Memory of the replication backlog.", 1),
+    ("total_net_repl_input_bytes", "redis_net_repl_input_bytes_total", C, "Bytes read for replication.", 1),
+    ("total_net_repl_output_bytes", "redis_net_repl_output_bytes_total", C, "Bytes written for replication.", 1),
+    ("acl_access_denied_auth", "redis_acl_access_denied_auth_total", C, "Authentications denied by ACL.", 1),
+    ("acl_access_denied_cmd", "redis_acl_access_denied_cmd_total", C, "Commands denied by ACL.", 1),
+    ("acl_access_denied_key", "redis_acl_access_denied_key_total", C, "Key accesses denied by ACL.", 1),
+    ("acl_access_denied_channel", "redis_acl_access_denied_channel_total", C, "Channel accesses denied by ACL.", 1),
 )
 
 #: redis_exporter's ``quantile`` label values for INFO latencystats' p50, p99 and p99.9
