@@ -26,6 +26,7 @@ _LOCK = re.compile(r"\bLOCK\s*=\s*(\w+)", re.I)
 _CREATE_INDEX = re.compile(r"^\s*CREATE\s+(UNIQUE\s+|FULLTEXT\s+|SPATIAL\s+)?INDEX\s+\S+\s+ON\s+([`\w.]+)", re.I)
 _RENAME_TABLE = re.compile(r"^\s*RENAME\s+TABLES?\s+([`\w.]+)\s+TO\s+", re.I)
 _ALTER_TABLE = re.compile(r"^\s*ALTER\s+(?:ONLINE\s+|IGNORE\s+)*TABLE\s+([`\w.]+)\s+(.*)$", re.I | re.S)
+_DELIMITER = re.compile(r"DELIMITER[ \t]+(\S+)[^\n]*(?:\n|$)", re.I)
 _COPY_FORMS = re.compile(r"\bCONVERT\s+TO\s+CHARACTER\s+SET\b|\bENGINE\s*=|\bFORCE\b|\bPARTITION\s+BY\b", re.I)
 INT_KEY_TYPES = frozenset({"INT", "MEDIUMINT", "SMALLINT", "TINYINT", "UINT", "UMEDIUMINT", "USMALLINT"})
 
@@ -54,12 +55,19 @@ def read_mysql(text: str) -> list[Change]:
 
 
 def split_statements(text: str) -> list[tuple[int, str]]:
-    """(offset, text) of each ``;``-terminated statement, quotes and comments respected."""
+    """(offset, text) of each ``;``-terminated statement, quotes and comments respected, and the mysql
+    client's ``DELIMITER //`` (triggers and procedures in a migration) obeyed."""
     out: list[tuple[int, str]] = []
     start, i, n = 0, 0, len(text)
+    delimiter = ";"
+    head = _skip(text, start, n)  # where the current statement's first word is
     while i < n:
         ch = text[i]
-        if ch in "'\"`":
+        if i == head and (m := _DELIMITER.match(text, i)) is not None:
+            delimiter = m.group(1)
+            start = i = m.end()
+            head = _skip(text, start, n)
+        elif ch in "'\"`":
             end = i + 1
             while end < n and text[end] != ch:
                 end += 2 if text[end] == "\\" else 1
@@ -70,9 +78,10 @@ def split_statements(text: str) -> list[tuple[int, str]]:
         elif text.startswith("/*", i):
             end = text.find("*/", i + 2)
             i = n if end < 0 else end + 2
-        elif ch == ";":
+        elif text.startswith(delimiter, i):
             _keep(out, text, start, i)
-            start = i = i + 1
+            start = i = i + len(delimiter)
+            head = _skip(text, start, n)
         else:
             i += 1
     _keep(out, text, start, n)
