@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import importlib
+import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -40,8 +43,8 @@ from dbwatch.collectors.backup_sources import SourceError, read_source, run_comm
 from dbwatch.model import BackupSpec, RestoreTestSpec, Target
 from dbwatch.model.facts.restore import DrillStep, RestoreDrill, VerifyResult
 
-__all__ = ["Drill", "DrillError", "Progress", "drill_kind", "free_port", "low_priority", "newest_file", "run_as",
-           "run_drill", "tail", "wait_until"]
+__all__ = ["Drill", "DrillError", "Progress", "drill_kind", "free_port", "last_result", "low_priority", "newest_file",
+           "run_as", "run_drill", "save_result", "tail", "wait_until"]
 
 Progress = Callable[[str], None]
 MARGIN = 0.2  # the workdir must hold the backup's size plus this fraction of it
@@ -87,7 +90,43 @@ async def run_drill(target: Target, spec: BackupSpec, progress: Progress | None 
         await drill.cleanup()
     if error:
         drill.say(f"FAILED: {error}")
-    return drill.result(kind, error)
+    result = drill.result(kind, error)
+    save_result(target, spec, result)
+    return result
+
+
+def save_result(target: Target, spec: BackupSpec, drill: RestoreDrill) -> None:
+    """Keep the last drill of a source in its workdir: the agent picks its schedule up after a restart and
+    ``dbwatch runbook`` quotes its measured restore time. A workdir that cannot be written loses only that."""
+    assert spec.restore_test is not None
+    path = _result_path(target, spec)
+    try:
+        with open(path + ".tmp", "w", encoding="utf-8") as fh:
+            json.dump(dataclasses.asdict(drill), fh)
+        os.replace(path + ".tmp", path)
+    except OSError:
+        pass
+
+
+def last_result(target: Target, spec: BackupSpec) -> RestoreDrill | None:
+    """The last drill of this source recorded in its workdir, if any (and readable)."""
+    if spec.restore_test is None:
+        return None
+    try:
+        with open(_result_path(target, spec), encoding="utf-8") as fh:
+            data = json.load(fh)
+        data["steps"] = tuple(DrillStep(**step) for step in data["steps"])
+        data["verified"] = tuple(VerifyResult(**v) for v in data["verified"])
+        data["compared"] = tuple(tuple(c) for c in data["compared"])
+        return RestoreDrill(**data)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _result_path(target: Target, spec: BackupSpec) -> str:
+    assert spec.restore_test is not None
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{target.name}--{spec.name}")
+    return os.path.join(spec.restore_test.workdir, f".dbwatch-last-drill-{name}.json")
 
 
 @dataclass

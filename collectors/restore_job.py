@@ -4,8 +4,8 @@ target has ``restore_test:`` (opt-in).
 A drill takes minutes to hours, far longer than a collection may: the collector (every minute) only starts
 the due drills in a background task, one after another (and :mod:`restore_drill`'s lock keeps drills of
 all targets and of ``dbwatch backup restore-test`` from overlapping), and exports the last result of each
-source. The first drill of a source runs at the first collection after the agent starts, then every
-``every``. Stopping the agent cancels a running drill (asyncio cancels the task at shutdown), which still
+source. The last drill of each source is recorded in its workdir, so a restart keeps the schedule: a
+source never drilled is drilled at the first collection, then every ``every``. Stopping the agent cancels a running drill (asyncio cancels the task at shutdown), which still
 stops and deletes what it started; after a reload a running drill finishes before the next one may start.
 
 Facts: :class:`~dbwatch.model.facts.restore.RestoreDrills`, the last drill of each source.
@@ -18,7 +18,7 @@ import logging
 import time
 
 from dbwatch.collectors.base import Collector, Session
-from dbwatch.collectors.restore_drill import run_drill
+from dbwatch.collectors.restore_drill import last_result, run_drill
 from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.restore import RestoreDrill, RestoreDrills
@@ -36,6 +36,9 @@ class RestoreDrillCollector(Collector[Session, CollectorOptions]):
     def __init__(self, target: Target, session: Session) -> None:
         super().__init__(target, session)
         self._last: dict[str, RestoreDrill] = {}
+        for spec in target.backups:  # the last drills recorded in the workdirs survive a restart
+            if (recorded := last_result(target, spec)) is not None:
+                self._last[spec.name] = recorded
         self._since = time.time()
         self._task: asyncio.Task[None] | None = None
 

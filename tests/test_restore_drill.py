@@ -190,6 +190,14 @@ async def test_the_daemons_restore_drill_job_runs_the_drill_in_the_background_an
     assert drills is not None and [d.ok for d in drills] == [True]
     assert _left_behind(workdir) == []
 
+    restarted = TargetJobs(target)  # an agent restart: the recorded drill is exported, none is due
+    try:
+        again = await restarted.collect("restore_drill")
+    finally:
+        await restarted.close()
+    assert dict(again.family("dbwatch_restore_test_success").samples) == {source: 1.0}  # type: ignore[union-attr]
+    assert _left_behind(workdir) == []  # no drill started
+
 
 def test_the_restore_test_command_runs_one_drill_with_progress_and_a_report(stanza: dict[str, Any], workdir: str,
                                                                            tmp_path: Path) -> None:
