@@ -129,6 +129,8 @@ def _alter(cmd: Any) -> dict[str, Any]:
                 "scans": True}
     if sub in (AT.AT_AddConstraint,):
         return _constraint(cmd.def_)
+    if sub in (AT.AT_SetLogged, AT.AT_SetUnLogged, AT.AT_SetTableSpace):
+        return {"kind": "table_rewrite", "rewrites": True}
     if sub in (AT.AT_ColumnDefault, AT.AT_DropNotNull, AT.AT_DropConstraint):
         return {"kind": "metadata", "column": cmd.name or ""}
     return {"kind": "alter_other"}
