@@ -297,10 +297,10 @@ class _Run:
         oids = {r["name"]: r["oid"] for r in await self.session.run(sql.RESOLVE, refs)}
         wanted = sorted({oid for oid in oids.values()
                          if oid in self.tables and self.tables[oid].rows >= self.c.options.min_table_rows})
-        columns: dict[int, dict[str, tuple[str, float | None]]] = {}
+        columns: dict[int, dict[str, tuple[str, float | None, float | None]]] = {}
         if wanted:
             for row in await self.session.run(sql.COLUMNS, wanted):
-                columns.setdefault(row["oid"], {})[row["name"]] = (row["quoted"], row["n_distinct"])
+                columns.setdefault(row["oid"], {})[row["name"]] = (row["quoted"], row["n_distinct"], row["null_frac"])
         out: dict[int, list[_Candidate]] = {}
         for statement in statements:
             uses: dict[int, ColumnUse] = {}
@@ -319,18 +319,27 @@ class _Run:
             out[statement.queryid] = found[: self.c.options.max_candidates_per_statement]
         return out
 
-    def _for_table(self, table: Table, use: ColumnUse, known: dict[str, tuple[str, float | None]]) -> list[_Candidate]:
-        def distinct(column: str) -> float:
-            n = known[column][1]
-            return 0.0 if n is None else (-n * table.rows if n < 0 else n)
+    def _for_table(self, table: Table, use: ColumnUse, known: dict[str, tuple[str, float | None, float | None]]
+                   ) -> list[_Candidate]:
+        def matched(column: str) -> float:
+            """The share of rows the column's test keeps (pg_stats; 1 when unknown): the null fraction for
+            IS NULL, the rest for IS NOT NULL, the non-null rows over the distinct values for =."""
+            _, n, null_frac = known[column]
+            nulls = null_frac or 0.0
+            if column in use.null:
+                return nulls if null_frac is not None else 1.0
+            if column in use.not_null:
+                return 1.0 - nulls
+            distinct = 0.0 if n is None else (-n * table.rows if n < 0 else n)
+            return (1.0 - nulls) / distinct if distinct > 0 else 1.0
 
-        eq = sorted((c for c in use.equality if c in known), key=distinct, reverse=True)
+        eq = sorted((c for c in use.equality if c in known), key=matched)
         rng = [c for c in use.range if c in known and c not in eq]
         join = [c for c in use.join if c in known and c not in eq]
         order = [c for c in use.order if c in known and c not in eq]
         shapes: list[tuple[tuple[str, ...], str]] = []
         for lead in eq[:3]:  # two columns: equality first, the more selective equality leading
-            for second in [c for c in eq[:3] if distinct(c) <= distinct(lead) and c != lead][:1]:
+            for second in [c for c in eq[:3] if matched(c) >= matched(lead) and c != lead][:1]:
                 shapes.append(((lead, second), f"equality on {lead} and {second}"))
             for second in rng[:2]:
                 shapes.append(((lead, second), f"equality on {lead}, range on {second}"))

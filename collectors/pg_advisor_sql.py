@@ -77,7 +77,7 @@ LIMIT {MAX_ROWS}
 # table: n_distinct is then NULL and candidates keep the statement's own order).
 COLUMNS = """
 SELECT a.attrelid AS oid, a.attname AS name, quote_ident(a.attname) AS quoted, a.attnotnull AS not_null,
-       s.n_distinct
+       s.n_distinct, s.null_frac
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace

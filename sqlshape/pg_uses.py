@@ -155,8 +155,8 @@ class _Scope:
         if isinstance(node, ast.A_Expr):
             self._predicate(node)
         elif isinstance(node, ast.NullTest) and isinstance(node.arg, ast.ColumnRef):
-            if node.nulltesttype == NullTestType.IS_NULL:
-                self._column(node.arg, "equality")
+            self._column(node.arg, "equality")
+            self._column(node.arg, "null" if node.nulltesttype == NullTestType.IS_NULL else "not_null")
         self._subselects(node)
 
     def _subselects(self, node: ast.Node) -> None:

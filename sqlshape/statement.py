@@ -16,7 +16,7 @@ __all__ = ["ColumnUse", "ExpressionUse", "Shape", "Skipped", "StatementUses", "T
 TableRef = tuple[str | None, str]  # PostgreSQL: (schema or None, table) as written, case-folded by the parser
 TableKey = tuple[str, str]  # MySQL: (schema, table), every table resolved to its schema
 Ref = TypeVar("Ref", bound=TableRef)
-USE_KINDS = ("equality", "range", "join", "order")
+USE_KINDS = ("equality", "range", "join", "order", "null", "not_null")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,10 @@ class ColumnUse:
     range: list[str] = field(default_factory=list)
     join: list[str] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    # Equality columns tested with IS NULL / IS NOT NULL (in ``equality`` too): their selectivity is the
+    # column's null fraction, not its number of distinct values.
+    null: list[str] = field(default_factory=list)
+    not_null: list[str] = field(default_factory=list)
 
     def add(self, kind: str, column: str) -> None:
         columns: list[str] = getattr(self, kind)
