@@ -58,4 +58,12 @@ FAMILIES: tuple[MetricSpec, ...] = (
                "Age of gh-ost's heartbeat in its `_<table>_ghc` changelog table: on a replica, the replication lag "
                'gh-ost throttles on; growing on the primary, a stalled or abandoned run.',
                ('tool', 'relation'), 'migrations'),
+    MetricSpec('dbwatch_schema_migration_info', G,
+               "The migration a schema is at, from a migration tool's version table (1): Flyway's and "
+               "Liquibase's last applied, every Alembic head, Django's newest per app (`app.name`), Rails' and "
+               "golang-migrate's version, sqitch's newest change per project (`project:change`).",
+               ('schema', 'tool', 'version'), 'migrations'),
+    MetricSpec('dbwatch_schema_migration_dirty', G,
+               "golang-migrate's dirty flag: 1 after a migration failed half-way (it refuses to run until forced).",
+               ('schema', 'tool'), 'migrations'),
 )

@@ -16,6 +16,7 @@ changes by gh-ost and pt-online-schema-change with their progress.
   ``_<table>_ghc`` changelog table. gh-ost writes it every heartbeat interval on the primary and throttles on
   the lag it reads back: on a replica this is the replication lag gh-ost sees; a value that keeps growing on
   the primary means the run has stalled or ended without cleaning up.
+- the migration tools' version tables (:mod:`dbwatch.collectors.schema_versions`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.migrations_common import statement_label
 from dbwatch.collectors.mysql import MySQLSession
+from dbwatch.collectors.schema_versions import MYSQL_DISCOVER, read_versions, version_families
 from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.model.options import CollectorOptions, Count
 
@@ -131,9 +133,12 @@ class MySQLMigrationsCollector(Collector[MySQLSession, MySQLMigrationsOptions]):
             tables = await run(OSC_TABLES)
             triggers = await run(OSC_TRIGGERS)
             runs = await self._osc_runs(tables, triggers)
+            versions, notes = await read_versions(self.session.run, MYSQL_DISCOVER, _quote)
         snapshot.families.extend(self._blocking(blocking))
         snapshot.families.extend(_osc_families(runs))
+        snapshot.families.extend(version_families(versions))
         snapshot.notes.append(f"metadata locks read from {source}")
+        snapshot.notes.extend(notes)
 
     def _blocking(self, rows: list[_Blocking]) -> list[MetricFamily]:
         labels = ("relation", "pid", "state", "statement")

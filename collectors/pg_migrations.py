@@ -14,6 +14,7 @@ maintenance commands a migration runs, and the invalid indexes a failed concurre
   are the ``stats`` collector's; CLUSTER's raw counters are here (``dbwatch_pg_progress_cluster_*``).
 - ``dbwatch_migration_invalid_index{relation, index}``: an index that is not valid and no build is running
   for: left by a failed or cancelled CREATE INDEX CONCURRENTLY, it costs every write and serves no read.
+- the migration tools' version tables (:mod:`dbwatch.collectors.schema_versions`).
 
 Statements in labels have their string literals replaced by ``'?'`` and are cut to ``statement_length``.
 """
@@ -26,6 +27,7 @@ from typing import Any
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.migrations_common import statement_label
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.collectors.schema_versions import PG_DISCOVER, read_versions, version_families
 from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.model.options import CollectorOptions, Count
 
@@ -114,6 +116,7 @@ class PgMigrationsCollector(Collector[PostgresSession, PgMigrationsOptions]):
             progress = await self.session.run(PROGRESS_12) if version >= 120000 else []
             cluster = await self.session.run(CLUSTER_PROGRESS) if version >= 120000 else []
             invalid = await self.session.run(INVALID_INDEXES)
+            versions, notes = await read_versions(self.session.run, PG_DISCOVER, _quote)
         snapshot.families.extend(self._blocking(locks))
         snapshot.families.extend(_progress(progress, cluster))
         family = gauge("dbwatch_migration_invalid_index",
@@ -122,6 +125,8 @@ class PgMigrationsCollector(Collector[PostgresSession, PgMigrationsOptions]):
         for row in invalid:
             family.add((row["relation"], row["index"]), 1.0)
         snapshot.families.append(family)
+        snapshot.families.extend(version_families(versions))
+        snapshot.notes.extend(notes)
 
     def _blocking(self, rows: list[Any]) -> list[MetricFamily]:
         labels = ("relation", "pid", "state", "statement")
@@ -139,6 +144,10 @@ class PgMigrationsCollector(Collector[PostgresSession, PgMigrationsOptions]):
             queued.add(key, float(row["queued"]))
             seconds.add(key, float(row["seconds"]))
         return [queued, seconds]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _progress(rows: list[Any], cluster: list[Any]) -> list[MetricFamily]:
