@@ -86,6 +86,7 @@ def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     lint.add_argument("--target", metavar="NAME", help="judge against this target's live tables (needs -c)")
     lint.add_argument("--dialect", choices=("postgres", "mysql"), help="default: the target's, else guessed")
     lint.add_argument("--format", choices=("text", "json", "github"), default="text")
+    lint.add_argument("--statements", action="store_true", help="text: also list every statement's lock")
     lint.add_argument("--sample", type=float, default=2.0, metavar="SECONDS",
                       help="interval between the two readings of write counters (default 2)")
     lint.set_defaults(handler=_migrate_lint)
@@ -107,7 +108,7 @@ def _migrate_lint(args: argparse.Namespace) -> int:
     except LintError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    output = render(report, args.format)
+    output = render(report, args.format, args.statements)
     if output:
         print(output)
     return report.exit_code

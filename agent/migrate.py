@@ -85,7 +85,9 @@ def run_lint(paths: Sequence[str], dialect: str | None = None, config: Config | 
     return LintReport(dialect, files, findings, facts)
 
 
-def render(report: LintReport, fmt: str) -> str:
+def render(report: LintReport, fmt: str, statements: bool = False) -> str:
+    """The report as ``text``, ``json`` or ``github`` annotations; ``statements`` adds to the text every
+    change with its lock, rewrite and scan (JSON always has them)."""
     findings = sorted(report.findings, key=lambda f: (f.file, f.line, -severity_rank(f.severity)))
     if fmt == "json":
         return json.dumps({
@@ -98,7 +100,8 @@ def render(report: LintReport, fmt: str) -> str:
         }, indent=2)
     if fmt == "github":
         return "\n".join(_annotation(f) for f in findings)
-    lines = []
+    lines = [_statement_line(path, c) for path, changes in report.files for c in changes
+             if c.kind != "set"] if statements else []
     for f in findings:
         lines.append(f"{f.file}:{f.line}: {f.severity} [{f.check}] {f.message}")
         effect = [f"lock {f.lock}"] if f.lock and f.lock != "none" else []
@@ -108,10 +111,15 @@ def render(report: LintReport, fmt: str) -> str:
         lines.extend(f"    live: {fact}" for fact in f.live)
         lines.append(f"    safe way: {f.safe}")
     counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")}
-    statements = sum(len(c) for _, c in report.files)
-    lines.append(f"{len(report.files)} file(s), {statements} change(s): {counts['error']} error(s), "
+    changes = sum(len(c) for _, c in report.files)
+    lines.append(f"{len(report.files)} file(s), {changes} change(s): {counts['error']} error(s), "
                  f"{counts['warning']} warning(s), {counts['info']} note(s)")
     return "\n".join(lines)
+
+
+def _statement_line(path: str, change: Change) -> str:
+    effect = "rewrites" if change.rewrites else "scans" if change.scans else "-"
+    return f"{path}:{change.line}: {change.kind} {change.table or '-'}: lock {change.lock}, {effect}"
 
 
 def _ignores(text: str) -> dict[int, set[str]]:

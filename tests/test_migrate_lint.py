@@ -122,6 +122,14 @@ def test_github_format_prints_workflow_annotations(capsys):
     assert all(re.match(r"^::(error|warning|notice) file=[^,]+,line=\d+,title=[\w-]+::\S", line) for line in lines)
 
 
+def test_text_lists_every_statement_with_its_lock_when_asked(capsys):
+    path = CORPUS / "postgres/003_not_null.sql"
+    main(["migrate", "lint", "--statements", "--dialect", "postgres", str(path)])
+    out = capsys.readouterr().out.splitlines()
+    assert f"{path}:2: set_not_null orders: lock ACCESS EXCLUSIVE, scans" in out
+    assert f"{path}:5: validate_constraint orders: lock SHARE UPDATE EXCLUSIVE, scans" in out
+
+
 def test_json_format_lists_findings_and_every_statement_with_its_lock(capsys):
     main(["migrate", "lint", "--format", "json", "--dialect", "mysql", str(CORPUS / "mysql/002_copy.sql")])
     report = json.loads(capsys.readouterr().out)
