@@ -8,6 +8,9 @@ Beside it, squawk (``npm install squawk-cli``) on the PostgreSQL half when it is
 for the MySQL half (squawk reads PostgreSQL only), and when it is not installed the bench says so.
 
     .venv/bin/python bench/migrate_lint.py [--files 1000] [--squawk PATH]
+
+squawk without touching the system: ``npm install --prefix /tmp/squawk squawk-cli``, then
+``--squawk /tmp/squawk/node_modules/.bin/squawk``.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def cpu() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=1000)
-    parser.add_argument("--squawk", help="squawk binary (default: on PATH, or /tmp/j_squawk/node_modules/.bin)")
+    parser.add_argument("--squawk", help="squawk binary (default: the one on PATH)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="dbwatch-bench-lint-") as tmp:
         pg, my = generate(Path(tmp), args.files)
@@ -94,7 +97,7 @@ def main() -> None:
         print(f"dbwatch migrate lint: {args.files} files ({len(pg)} PostgreSQL, {len(my)} MySQL), {statements} "
               f"changes, {findings} findings: {used:.2f} s CPU ({wall:.2f} s wall) — target < 5 s: "
               f"{'met' if used < 5 else 'NOT met'}")
-        squawk = args.squawk or shutil.which("squawk") or _local_squawk()
+        squawk = args.squawk or shutil.which("squawk")
         if squawk is None:
             print("squawk: not installed (npm install squawk-cli), no peer figure")
             return
@@ -115,11 +118,6 @@ def _child(command: list[str]) -> float:
 
 def squawk_version(squawk: str) -> str:
     return subprocess.run([squawk, "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
-
-
-def _local_squawk() -> str | None:
-    path = Path("/tmp/j_squawk/node_modules/.bin/squawk")
-    return str(path) if path.exists() else None
 
 
 if __name__ == "__main__":
