@@ -81,12 +81,32 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
 
+def recommended(view: TargetView, fact: type[FactList[Any]], settings: Any) -> list[Any]:
+    """The index candidates IndexCandidateRule recommends (costed ones only past min_cost_reduction)."""
+    minimum = getattr(settings, "min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)
+    return [c for c in view.fact(fact) or () if c.method != "hypopg"
+            or max((s.cost_reduction or 0 for s in c.statements), default=0) >= minimum]
+
+
+def _serves(columns: tuple[str, ...], fk: Any) -> bool:
+    """An index on ``columns`` serves the foreign key: it leads with the key's columns, in any order."""
+    return set(columns[:len(fk.columns)]) == set(fk.columns)
+
+
 class IndexCandidateRule(_AdvisorRule):
     name = "PgIndexCandidate"
     fact: type[FactList[Any]] = IndexCandidates
 
+    def evaluate(self, view: TargetView) -> Iterable[Finding]:
+        self._foreign_keys = list(view.fact(UnindexedForeignKeys) or ()) if self.engines == ("postgres",) else []
+        return super().evaluate(view)
+
     def judge(self, view: TargetView, c: Any, settings: Any) -> Finding | None:
         table = f"{c.schema}.{c.table}"
+        # One index plan: a candidate leading with an unindexed foreign key's columns serves the key too (the
+        # foreign-key rule then stays silent), said here rather than as a second, narrower index.
+        serves = [fk.constraint for fk in getattr(self, "_foreign_keys", ())
+                  if (fk.schema, fk.table) == (c.schema, c.table) and _serves(c.columns, fk)]
         statements = [
             {"queryid": s.queryid, "query": s.query, "calls": s.calls, "time_share": round(s.time_share, 4),
              "total_time_seconds": round(s.total_time_seconds, 6), "mean_ms": _mean_ms(s),
@@ -104,10 +124,12 @@ class IndexCandidateRule(_AdvisorRule):
             "source": getattr(c, "source", "pg_stat_statements"),
             "table_rows": c.table_rows, "table_size_bytes": c.table_size_bytes, "writes_total": c.writes_total,
             "writes_per_second": round(c.writes_per_second, 3), "index_count": c.index_count,
+            "serves_foreign_keys": serves,
         }
         penalty = (f"Write penalty: {table} takes {c.writes_per_second:.1f} row writes/s and already has "
                    f"{c.index_count} index(es); every INSERT, and every UPDATE of an indexed column, maintains "
-                   f"one more.")
+                   f"one more.") + (f" It also serves foreign key {', '.join(serves)} (no separate index needed)."
+                                    if serves else "")
         labels = {"table": table, "columns": ",".join(c.columns)}
         if c.method == "hypopg":
             minimum = getattr(settings, "min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)
@@ -254,8 +276,14 @@ class ForeignKeyWithoutIndexRule(_AdvisorRule):
     name = "PgForeignKeyWithoutIndex"
     fact = UnindexedForeignKeys
 
+    def evaluate(self, view: TargetView) -> Iterable[Finding]:
+        self._candidates = recommended(view, IndexCandidates, view.fact(AdviceSettings))
+        return super().evaluate(view)
+
     def judge(self, view: TargetView, fk: Any, settings: Any) -> Finding | None:
         table = f"{fk.schema}.{fk.table}"
+        if any((c.schema, c.table) == (fk.schema, fk.table) and _serves(c.columns, fk) for c in self._candidates):
+            return None  # a recommended index candidate leads with the key: one index, said there
         min_rows = getattr(settings, "fk_min_rows", DEFAULT_FK_MIN_ROWS)
         min_bytes = getattr(settings, "fk_min_bytes", DEFAULT_FK_MIN_BYTES)
         if fk.table_rows < min_rows and fk.table_size_bytes < min_bytes and not fk.referenced_deletes_updates:

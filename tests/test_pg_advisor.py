@@ -50,6 +50,8 @@ VACUUM ANALYZE events;
 """
 
 HYGIENE = """
+CREATE EXTENSION pg_stat_statements;
+CREATE EXTENSION hypopg;
 CREATE TABLE parent (id int PRIMARY KEY);
 INSERT INTO parent SELECT generate_series(1, 100);
 CREATE TABLE parent_del (id int PRIMARY KEY);
@@ -63,6 +65,9 @@ CREATE TABLE child_small (id int PRIMARY KEY, parent_id int REFERENCES parent);
 INSERT INTO child_small SELECT g, 1 + g % 100 FROM generate_series(1, 9000) g;
 CREATE TABLE child_del (id int PRIMARY KEY, parent_id int REFERENCES parent_del);
 INSERT INTO child_del SELECT g, g FROM generate_series(1, 50) g;
+-- A foreign key an index candidate of the workload leads with: one index, not two.
+CREATE TABLE child_busy (id int PRIMARY KEY, parent_id int REFERENCES parent, created int NOT NULL);
+INSERT INTO child_busy SELECT g, 1 + g % 100, g FROM generate_series(1, 30000) g;
 -- Never-scanned indexes that are the only ones serving a foreign key.
 CREATE TABLE child_ok (id int PRIMARY KEY, parent_id int REFERENCES parent);
 CREATE INDEX child_ok_parent_id_idx ON child_ok (parent_id);
@@ -118,6 +123,8 @@ def server() -> Iterator[PostgresServer]:
                 "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'inv_plain_x'::regclass",
                 database="hygiene")
         pg.psql("SET enable_seqscan = off; SELECT * FROM items WHERE b = 10; SELECT * FROM items WHERE b = 11;",
+                database="hygiene")
+        pg.psql("".join(f"SELECT * FROM child_busy WHERE parent_id = {p} AND created > 29000;\n" for p in (3, 4, 5)),
                 database="hygiene")
         workload = [Q_CUSTOMER.format(c) for c in (4242, 77, 13001)] + [Q_REGION.format(r) for r in (7, 8, 9)]
         workload += [Q_SERVED.format(i) for i in range(1, 50)] + [Q_UPDATE.format(c) for c in (5, 6)]
@@ -308,6 +315,14 @@ def test_foreign_key_without_index_fires_and_with_index_does_not(hygiene_advice)
         "CREATE INDEX CONCURRENTLY child_fk_parent_id_idx ON public.child_fk (parent_id);")
     assert fks["public.child_fk"].evidence["risk"] == "low"
     assert fks["public.child_del"].evidence["referenced_deletes_updates"] == 10
+
+
+def test_an_index_candidate_leading_with_a_foreign_key_serves_it_and_no_second_index_is_asked(hygiene_advice):
+    _, findings = hygiene_advice
+    [busy] = [f for f in findings if f.rule == "PgIndexCandidate" and f.evidence["table"] == "public.child_busy"]
+    assert busy.evidence["columns"][0] == "parent_id"
+    assert busy.evidence["serves_foreign_keys"] == ["child_busy_parent_id_fkey"]
+    assert "public.child_busy" not in by_rule(findings, "PgForeignKeyWithoutIndex", "table")
 
 
 def test_the_foreign_key_floor_follows_the_advisor_options(server):
