@@ -25,7 +25,8 @@ from dbwatch.collectors.schema_change import read_schema_change_facts
 from dbwatch.model import SecretUnavailable, Target
 from dbwatch.model.facts.schema_change import SchemaChangeFacts
 from dbwatch.rules.migration_lint import LintFinding, lint, severity_rank
-from dbwatch.sqlshape.ddl import Change, DdlError, read_ddl
+from dbwatch.sqlshape.ddl import Change, DdlError
+from dbwatch.sqlshape.ddl_read import read_ddl
 
 __all__ = ["LintError", "LintReport", "guess_dialect", "render", "run_lint"]
 

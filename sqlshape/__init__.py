@@ -7,7 +7,7 @@ query hints look for). A statement it does not analyse comes back as a :class:`S
 one its parser cannot read is also counted in the analyser's :class:`ParseFailures`, which its owner
 exports as ``dbwatch_sql_parse_failures_total{dialect}``.
 
-Schema migrations are read by :func:`dbwatch.sqlshape.ddl.read_ddl` (per dialect in ``ddl_pg`` and
+Schema migrations are read by :func:`dbwatch.sqlshape.ddl_read.read_ddl` (per dialect in ``ddl_pg`` and
 ``ddl_mysql``): each DDL action with its line, table, lock, and whether it rewrites or scans the table.
 
 Imports only ``dbwatch.model``: collectors and rules import this package, never the other way round.

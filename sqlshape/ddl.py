@@ -3,9 +3,9 @@
 A migration file is read into a list of :class:`Change` (one per action: ``ALTER TABLE t ADD COLUMN a,
 DROP COLUMN b`` is two), each with its file line, the table, the lock the server takes, whether it rewrites
 or scans the table, and the few details the lint's rules read (a volatile default, ``NOT VALID``,
-``CONCURRENTLY``, MySQL's ``ALGORITHM``/``LOCK``...). :func:`read_ddl` picks the dialect's reader:
-``postgres`` (pglast, :mod:`.ddl_pg`) or ``mysql`` (sqlglot, :mod:`.ddl_mysql`). Text the parser cannot read
-raises :class:`DdlError` naming the line.
+``CONCURRENTLY``, MySQL's ``ALGORITHM``/``LOCK``...). :func:`dbwatch.sqlshape.ddl_read.read_ddl` picks the
+dialect's reader: ``postgres`` (pglast, :mod:`.ddl_pg`) or ``mysql`` (sqlglot, :mod:`.ddl_mysql`). Text the
+parser cannot read raises :class:`DdlError` naming the line.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = ["ACCESS_EXCLUSIVE", "Change", "DdlError", "MDL_EXCLUSIVE", "MDL_SHARED", "NO_LOCK", "SHARE",
-           "SHARE_ROW_EXCLUSIVE", "SHARE_UPDATE_EXCLUSIVE", "blocks_writes", "line_of", "read_ddl"]
+           "SHARE_ROW_EXCLUSIVE", "SHARE_UPDATE_EXCLUSIVE", "blocks_writes", "line_of"]
 
 # PostgreSQL's table lock modes (the documentation's names), weakest that matters first.
 NO_LOCK = "none"
@@ -63,17 +63,6 @@ class DdlError(ValueError):
 def blocks_writes(lock: str) -> bool:
     """Whether writers wait while this lock is held (readers too for ACCESS EXCLUSIVE)."""
     return lock in (SHARE, SHARE_ROW_EXCLUSIVE, ACCESS_EXCLUSIVE, MDL_SHARED)
-
-
-def read_ddl(text: str, dialect: str) -> list[Change]:
-    """Every change the statements of ``text`` make, in order; raises :class:`DdlError`."""
-    if dialect == "postgres":
-        from dbwatch.sqlshape.ddl_pg import read_pg
-        return read_pg(text)
-    if dialect == "mysql":
-        from dbwatch.sqlshape.ddl_mysql import read_mysql
-        return read_mysql(text)
-    raise ValueError(f"no DDL reader for dialect {dialect!r} (known: mysql, postgres)")
 
 
 def line_of(text: str, offset: int) -> int:

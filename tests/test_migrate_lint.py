@@ -38,7 +38,7 @@ def test_corpus_file_raises_exactly_its_expected_findings(path):
 def test_constant_and_now_defaults_are_fast_but_not_before_postgresql_11():
     from dbwatch.model.facts.schema_change import SchemaChangeFacts, ServerLoad
     from dbwatch.rules.migration_lint import lint
-    from dbwatch.sqlshape.ddl import read_ddl
+    from dbwatch.sqlshape.ddl_read import read_ddl
 
     changes = read_ddl("SET lock_timeout = '1s'; ALTER TABLE t ADD COLUMN a int DEFAULT 0;", "postgres")
     assert lint([("m.sql", changes)], "postgres") == []
@@ -55,7 +55,7 @@ def test_constant_and_now_defaults_are_fast_but_not_before_postgresql_11():
 def test_severity_follows_the_estimated_time_under_the_lock_and_the_writes_that_wait(size, rows, writes, severity):
     from dbwatch.model.facts.schema_change import SchemaChangeFacts, ServerLoad, TableLoad
     from dbwatch.rules.migration_lint import REWRITE_BYTES_PER_SECOND, lint
-    from dbwatch.sqlshape.ddl import read_ddl
+    from dbwatch.sqlshape.ddl_read import read_ddl
 
     changes = read_ddl("SET lock_timeout = '1s'; ALTER TABLE t ALTER COLUMN a TYPE bigint;", "postgres")
     facts = SchemaChangeFacts(ServerLoad("postgres", "15.6", (15, 6)), (TableLoad("t", True, size, rows, writes),))
