@@ -74,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_migrate(sub)
     from dbwatch.agent.restoretest import add_backup_command
     add_backup_command(sub)
+    from dbwatch.agent.runbook import add_runbook_command
+    add_runbook_command(sub)
     from dbwatch.agent.schema_cmd import add_schema_command
     add_schema_command(sub)
     return parser

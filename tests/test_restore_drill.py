@@ -25,11 +25,11 @@ import pytest
 from dbwatch.agent.config import parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.collectors.restore_drill import run_drill
+from dbwatch.collectors.restore_drill import run_drill, save_result
 from dbwatch.collectors.restore_job import drill_families
 from dbwatch.model import Snapshot, Target
 from dbwatch.model.facts.backup import BackupStatuses
-from dbwatch.model.facts.restore import RestoreDrill, RestoreDrills
+from dbwatch.model.facts.restore import DrillStep, RestoreDrill, RestoreDrills
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, load_rules
 from tests.pgcluster import PostgresServer
@@ -263,6 +263,66 @@ def _rules_on(target: Target, snapshot: Snapshot) -> list[str]:
     store.put(snapshot)
     view = TargetView(store, target.name, target.engine, target.labels, now=time.time())
     return sorted(f.rule for f in RuleEngine(load_rules(RulesConfig())).evaluate(view))
+
+
+def test_the_runbook_names_the_replica_to_promote_the_restore_commands_the_drill_and_the_pitr_window(
+        stanza: dict[str, Any], workdir: str, tmp_path: Path) -> None:
+    server = stanza["server"]
+    standby = server.standby()
+    try:
+        wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == "1",
+                 30, "the standby streaming")
+        config = tmp_path / "dbwatch.yaml"
+        config.write_text(textwrap.dedent(f"""
+            targets:
+              - name: pg-a
+                engine: postgres
+                dsn: "{server.dsn()}"
+                cluster: shop
+                backups:
+                  - type: pgbackrest
+                    stanza: {STANZA}
+                    config: {stanza['pgbr'].conf}
+                    restore_test: {{rto: 10m, workdir: {workdir}}}
+              - name: pg-b
+                engine: postgres
+                dsn: "{standby.dsn()}"
+                cluster: shop
+            clusters:
+              shop:
+                failover: {{action: pg_promote}}
+            receivers:
+              - {{name: oncall, type: webhook, url: "http://127.0.0.1:9/hook"}}
+            """))
+        target = parse_config(config.read_text()).resolved_targets()[0]
+        now = time.time()
+        save_result(target, target.backups[0], RestoreDrill(
+            source=target.backups[0].name, kind="pgbackrest", started_at=now - 100, finished_at=now - 90, ok=True,
+            rto_seconds=600, every_seconds=86400, steps=(DrillStep("restore", 8.0, True), DrillStep("start", 1.5, True))))
+        dbwatch = [sys.executable, "-m", "dbwatch.agent.cli", "runbook", "-c", str(config), "--target", "pg-a"]
+        done = subprocess.run(dbwatch, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        book = done.stdout
+        assert book.startswith("# Disaster-recovery runbook: pg-a")
+        assert "| pg-a | primary | yes | - |" in book and "| pg-b | replica | yes |" in book
+        assert "Promote **pg-b** (reachable," in book
+        assert f"psql -h 127.0.0.1 -p {standby.port} -U postgres -c 'SELECT pg_promote(true, 60)'" in book
+        assert f"pgbackrest --stanza={STANZA} --config={stanza['pgbr'].conf} --delta restore" in book
+        assert "--type=time" in book and "Point-in-time recovery window: " in book and "missing" not in book
+        assert "Last restore drill: " in book and "restore time 10 s (within the RTO of 10.0 min)" in book
+        assert "- oncall (webhook)" in book
+        for step in ("## 1. Detect", "## 2. Promote", "## 3. Redirect", "## 4. Monitor lag",
+                     "## 5. Rebuild the old primary", "## 6. Restore from backup"):
+            assert step in book
+
+        page = subprocess.run([*dbwatch, "--format", "html"], capture_output=True, text=True, timeout=120)
+        assert page.returncode == 0 and page.stdout.startswith("<!doctype html>")
+        assert "<h1>Disaster-recovery runbook: pg-a</h1>" in page.stdout and "<td>pg-b</td>" in page.stdout
+        unknown = subprocess.run([*dbwatch[:-1], "nosuch"], capture_output=True, text=True, timeout=60)
+        assert unknown.returncode == 2 and unknown.stderr == (
+            "dbwatch runbook: no target named 'nosuch' (targets: pg-a, pg-b)\n")
+    finally:
+        standby.destroy()
 
 
 async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
