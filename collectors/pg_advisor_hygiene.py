@@ -59,7 +59,9 @@ def hygiene(tables: Mapping[int, Table], indexes: Sequence[Row], foreign_keys: S
         Sequences(tuple(_sequence(s) for s in sequences)),
         IndexKeysList(tuple(IndexKeys(schema=i["schema"], table=i["table"], name=i["name"], method=i["method"],
                                       columns=tuple(i["columns"][:i["key_count"]]), expressions=i["expressions"],
-                                      predicate=i["predicate"], valid=bool(i["is_valid"])) for i in indexes)),
+                                      predicate=i["predicate"], valid=bool(i["is_valid"]),
+                                      enforces=bool(i["is_unique"] or i["is_primary"] or i["backs_constraint"]))
+                            for i in indexes)),
     )
 
 

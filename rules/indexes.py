@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from dbwatch.model import Finding, FindingKind, Severity
 from dbwatch.model.facts.common import FactList
 from dbwatch.model.facts.pg_advisor import (
-    AdviceSettings, IndexCandidates, InvalidIndexes, RedundantIndexes, Sequences, TablesWithoutPrimaryKey,
+    AdviceSettings, IndexCandidates, IndexKeysList, InvalidIndexes, RedundantIndexes, Sequences, TablesWithoutPrimaryKey,
     UnindexedForeignKeys, UnusedIndexes,
 )
 from dbwatch.rules.engine import PythonRule, TargetView
@@ -98,7 +98,9 @@ class IndexCandidateRule(_AdvisorRule):
     fact: type[FactList[Any]] = IndexCandidates
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
-        self._foreign_keys = list(view.fact(UnindexedForeignKeys) or ()) if self.engines == ("postgres",) else []
+        postgres = self.engines == ("postgres",)
+        self._foreign_keys = list(view.fact(UnindexedForeignKeys) or ()) if postgres else []
+        self._indexes = list(view.fact(IndexKeysList) or ()) if postgres else []
         return super().evaluate(view)
 
     def judge(self, view: TargetView, c: Any, settings: Any) -> Finding | None:
@@ -107,6 +109,11 @@ class IndexCandidateRule(_AdvisorRule):
         # foreign-key rule then stays silent), said here rather than as a second, narrower index.
         serves = [fk.constraint for fk in getattr(self, "_foreign_keys", ())
                   if (fk.schema, fk.table) == (c.schema, c.table) and _serves(c.columns, fk)]
+        # ... and an existing plain index it leads with becomes a prefix of it: dropped after, not kept twice.
+        narrower = [f"{i.schema}.{i.name}" for i in getattr(self, "_indexes", ())
+                    if (i.schema, i.table) == (c.schema, c.table) and i.valid and not i.enforces
+                    and i.method == "btree" and not i.predicate and not i.expressions
+                    and len(i.columns) < len(c.columns) and tuple(c.columns[:len(i.columns)]) == tuple(i.columns)]
         statements = [
             {"queryid": s.queryid, "query": s.query, "calls": s.calls, "time_share": round(s.time_share, 4),
              "total_time_seconds": round(s.total_time_seconds, 6), "mean_ms": _mean_ms(s),
@@ -124,12 +131,14 @@ class IndexCandidateRule(_AdvisorRule):
             "source": getattr(c, "source", "pg_stat_statements"),
             "table_rows": c.table_rows, "table_size_bytes": c.table_size_bytes, "writes_total": c.writes_total,
             "writes_per_second": round(c.writes_per_second, 3), "index_count": c.index_count,
-            "serves_foreign_keys": serves,
+            "serves_foreign_keys": serves, "makes_redundant": narrower,
         }
         penalty = (f"Write penalty: {table} takes {c.writes_per_second:.1f} row writes/s and already has "
                    f"{c.index_count} index(es); every INSERT, and every UPDATE of an indexed column, maintains "
                    f"one more.") + (f" It also serves foreign key {', '.join(serves)} (no separate index needed)."
-                                    if serves else "")
+                                    if serves else "") + (
+            f" Once it is built, {', '.join(narrower)} leads it and only costs writes: drop it then "
+            f"(DROP INDEX CONCURRENTLY), after checking the plans still use the new index." if narrower else "")
         labels = {"table": table, "columns": ",".join(c.columns)}
         if c.method == "hypopg":
             minimum = getattr(settings, "min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)

@@ -98,6 +98,7 @@ class IndexKeys:
     expressions: str  # pg_get_expr of the expression keys ("lower(email)"), "" when none
     predicate: str  # a partial index's WHERE, "" when none
     valid: bool
+    enforces: bool = False  # unique, primary or a constraint's: never redundant, whatever leads it
 
 
 @dataclass(frozen=True, slots=True)
