@@ -71,6 +71,7 @@ class TargetConfig(StrictModel):
     timeout: Duration | None = Field(default=None, gt=0)
     collectors: dict[str, CollectorConfig] = Field(default_factory=dict)
     cluster: str | None = None  # replication cluster (see the top-level ``clusters:``)
+    schema_group: str | None = None  # targets whose schemas must match (SchemaDrift when they differ)
     backups: list[BackupConfig] = Field(default_factory=list)  # backup sources (agent/backupconfig.py)
 
     @field_validator("name")
@@ -80,7 +81,7 @@ class TargetConfig(StrictModel):
             raise ValueError(f"expected a name of letters, digits and _.:@- , got {value!r}")
         return value
 
-    @field_validator("cluster")
+    @field_validator("cluster", "schema_group")
     @classmethod
     def _cluster(cls, value: str | None) -> str | None:
         if value is not None and not _TARGET_NAME.match(value):
@@ -187,6 +188,8 @@ class TargetConfig(StrictModel):
             enabled = own.enabled if own.enabled is not None else defaults.enabled
             if name == "backup" and own.enabled is None:
                 enabled = bool(self.backups)  # on exactly when backup sources are configured
+            if name == "schema" and own.enabled is None:
+                enabled = bool(self.schema_group)  # the fingerprint SchemaDrift compares
             if name == "restore_drill" and own.enabled is None:
                 enabled = any(b.restore_test for b in self.backups)  # drills are opt-in, per source
             if not enabled:
@@ -209,6 +212,7 @@ class TargetConfig(StrictModel):
             password_env=self.password_env,
             password_file=self.password_file,
             cluster=self.cluster,
+            schema_group=self.schema_group,
             backups=to_specs(self.backups),
         )
 

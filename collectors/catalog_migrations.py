@@ -66,4 +66,11 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_schema_migration_dirty', G,
                "golang-migrate's dirty flag: 1 after a migration failed half-way (it refuses to run until forced).",
                ('schema', 'tool'), 'migrations'),
+    MetricSpec('dbwatch_schema_fingerprint_info', G,
+               "The fingerprint of the database's schema: tables, columns, types, defaults, indexes and constraints "
+               "(`schema` collector, PostgreSQL; on for targets with a `schema_group`). Targets of one group with "
+               "different fingerprints raise `SchemaDrift`.",
+               ('schema_group', 'fingerprint'), 'schema'),
+    MetricSpec('dbwatch_schema_tables', G,
+               'Tables in the database outside the system schemas (`schema` collector).', (), 'schema'),
 )

@@ -119,6 +119,7 @@ def _postgres() -> Engine:
             "stats": "pg_stats_more:MoreStatsCollector",
             "custom": "pg_custom:CustomQueriesCollector",
             "migrations": "pg_migrations:PgMigrationsCollector",
+            "schema": "pg_schema:PgSchemaCollector",
         }),
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -131,6 +132,8 @@ def _postgres() -> Engine:
             # Schema changes while they run: lock queues behind DDL, index builds, invalid indexes.
             "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
             "statements": CollectorDefaults(interval=60.0, timeout=20.0),
+            # On for a target with a schema_group (SchemaDrift), off otherwise (agent/config.py).
+            "schema": CollectorDefaults(interval=300.0, timeout=30.0, enabled=False),
             "slowlog": CollectorDefaults(interval=60.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled: it plans the application's statements (EXPLAIN, HypoPG), and
             # its answers change over days; `dbwatch advise` runs it on demand whatever this says.

@@ -22,6 +22,7 @@ class Target:
     password_file: str | None = None
     cluster: str | None = None  # the replication cluster it belongs to, when configured (``cluster: NAME``)
     backups: tuple["BackupSpec", ...] = ()  # the configured backup sources (``backups:``)
+    schema_group: str | None = None  # targets whose schemas must be the same (``schema_group: NAME``)
 
     def password(self) -> str | None:
         """Read the secret from the environment or a file, each time (credentials rotate).

@@ -124,6 +124,14 @@ class TargetView:
         snapshot = self.snapshot_with(kind)
         return self.history(snapshot.collector) if snapshot is not None else []
 
+    def peers(self) -> list["TargetView"]:
+        """The other targets the source holds snapshots of, as views at the same time, for rules that compare
+        targets (SchemaDrift); none when the source does not list its targets (a recorded history)."""
+        targets = getattr(self._source, "targets", None)
+        if targets is None:
+            return []
+        return [TargetView(self._source, name, "", {}, self.now) for name in sorted(targets()) if name != self.target]
+
     def main_collector(self) -> str | None:
         """The collector that probes the target (its snapshots carry ``dbwatch_target_up``); the first one when
         none does yet (recorded histories in tests)."""

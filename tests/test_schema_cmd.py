@@ -1,9 +1,11 @@
-"""`dbwatch schema diff` and `dbwatch schema erd` against real PostgreSQL 15 servers the tests start: two
-databases whose schemas drifted (on one server, and across two servers), the DDL printed for the drift
-applied back to make them equal, and the ER diagram of the live catalog."""
+"""`dbwatch schema diff`, `dbwatch schema erd` and SchemaDrift against real PostgreSQL 15 servers the tests
+start: two databases whose schemas drifted (on one server, and across two servers), the DDL printed for the
+drift applied back to make them equal, the ER diagram of the live catalog, and the alert for targets of one
+schema_group whose fingerprints differ."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +14,14 @@ from typing import Iterator
 import pytest
 
 from dbwatch.agent.cli import main
+from dbwatch.agent.config import parse_config
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.pg_schema import PgSchemaCollector
+from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.schema_drift import SchemaDriftRule
+from tests.auditutil import target
+from tests.helpers import collect
 from tests.pgcluster import PostgresServer
 
 BASE = """
@@ -141,3 +151,49 @@ def test_schema_erd_dot_is_a_graph_graphviz_reads(config, capsys, tmp_path):
         pytest.skip("graphviz (dot) is not installed: the text was checked, not its rendering")
     result = subprocess.run([dot, "-Tsvg"], input=out, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+async def collect_schema(store: SnapshotStore, name: str, dsn: str, group: str | None) -> None:
+    t = dataclasses.replace(target("postgres", dsn, {"schema": {}}), name=name, schema_group=group)
+    session = PostgresSession(t)
+    try:
+        await collect(PgSchemaCollector(t, session), store)
+    finally:
+        await session.close()
+
+
+async def test_targets_of_one_schema_group_whose_schemas_differ_raise_schema_drift(servers):
+    one, two = servers
+    store = SnapshotStore()
+    await collect_schema(store, "staging", one.dsn(database="staging"), "shop")
+    await collect_schema(store, "prod", one.dsn(database="prod"), "shop")
+    await collect_schema(store, "other-server", two.dsn(database="app"), "shop")
+    await collect_schema(store, "elsewhere", one.dsn(database="prod"), "another-group")
+    engine_ = RuleEngine([], [SchemaDriftRule()])
+    [drift] = engine_.evaluate(TargetView(store, "prod", "postgres"))
+    assert drift.rule == "SchemaDrift" and drift.labels == {"schema_group": "shop"} and drift.value == 2
+    assert drift.evidence["differs_from"] == ["other-server", "staging"]
+    assert "ALTER TABLE public.orders ALTER COLUMN amount TYPE bigint;" in drift.evidence["statements"]
+    assert "dbwatch schema diff -c CONFIG other-server prod" in drift.description
+    [staging_drift] = engine_.evaluate(TargetView(store, "staging", "postgres"))
+    assert staging_drift.evidence["differs_from"] == ["prod"]  # other-server has staging's schema
+    assert engine_.evaluate(TargetView(store, "elsewhere", "postgres")) == []  # alone in its group
+    fingerprints = {s.target: s.family("dbwatch_schema_fingerprint_info").samples[0][0]
+                    for s in store.latest_all()}
+    assert fingerprints["staging"][1] == fingerprints["other-server"][1] != fingerprints["prod"][1]
+
+
+def test_schema_group_switches_the_schema_collector_on(tmp_path):
+    text = """
+targets:
+  - name: a
+    engine: postgres
+    dsn: postgresql://u@127.0.0.1:5432/db
+    schema_group: shop
+  - name: b
+    engine: postgres
+    dsn: postgresql://u@127.0.0.1:5432/db
+"""
+    a, b = parse_config(text, "cfg.yaml", {}).resolved_targets()
+    assert a.schema_group == "shop" and "schema" in a.collectors
+    assert b.schema_group is None and "schema" not in b.collectors

@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
-__all__ = ["Column", "Constraint", "Index", "SchemaShape", "Table", "diff_ddl", "quote"]
+__all__ = ["Column", "Constraint", "Index", "SchemaFingerprint", "SchemaShape", "Table", "diff_ddl", "quote"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,3 +139,12 @@ def _alter(a: Table, b: Table) -> list[str]:
         if name not in a_idx or a_idx[name].definition != index.definition:
             out.append(f"{index.definition};")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaFingerprint:
+    """A target's schema as the ``schema`` collector read it, and the ``schema_group`` it must match."""
+
+    group: str | None
+    fingerprint: str
+    shape: SchemaShape
