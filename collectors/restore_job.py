@@ -67,7 +67,7 @@ def drill_families(drills: list[RestoreDrill], specs: list[BackupSpec], now: flo
                     ("source",))
     duration = gauge("dbwatch_restore_test_duration_seconds",
                      'How long the last restore drill took, per step and in total (step="total": up to a verified, '
-                     "running copy; cleanup excluded).", ("source", "step"))
+                     "running copy; compare and cleanup excluded).", ("source", "step"))
     last = gauge("dbwatch_restore_test_last_run_timestamp_seconds", "When the last restore drill finished (Unix time).",
                  ("source",))
     rto = gauge("dbwatch_restore_test_rto_seconds", "The configured recovery time objective of the source.",

@@ -167,7 +167,7 @@ async def _start(drill: Drill, directory: str, data: str) -> int:
     settings = {"port": str(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": directory,
                 "hba_file": hba, "archive_mode": "off", "ssl": "off", "shared_preload_libraries": "",
                 "logging_collector": "off", "cluster_name": "dbwatch-restore-drill", "shared_buffers": "128MB",
-                "max_wal_senders": "10", "hot_standby": "on"}
+                "hot_standby": "on"}  # max_connections & co stay the backup's: recovery refuses lower values
     options = " ".join(f"-c {key}='{value}'" for key, value in settings.items())
     log = os.path.join(directory, "server.log")
 

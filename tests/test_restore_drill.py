@@ -328,8 +328,8 @@ def test_the_runbook_names_the_replica_to_promote_the_restore_commands_the_drill
 async def test_a_wal_segment_missing_from_the_archive_fails_the_drill_naming_it(
         stanza: dict[str, Any], workdir: str) -> None:
     """Runs last in this module: it removes a segment from the stanza's archive."""
-    archive = sorted(glob.glob(str(stanza["root"] / "pgbr" / "repo" / "archive" / STANZA / "*" / "*" / "0*")))
-    removed = os.path.basename(archive[-2])[:24]  # the first segment written after the backup's own
+    archive = sorted(glob.glob(str(stanza["root"] / "pgbr" / "repo" / "archive" / STANZA / "*" / "*" / "0*-*")))
+    removed = os.path.basename(archive[-2])[:24]  # a segment written after the backup, before the newest one
     os.remove(archive[-2])
     target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir)
     drill = await run_drill(target, target.backups[0])
