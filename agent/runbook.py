@@ -18,6 +18,7 @@ import datetime as dt
 import html
 import shlex
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 
 from dbwatch.agent.config import Config, ConfigError, load_config
@@ -218,8 +219,7 @@ async def _backup(target: Target, spec: BackupSpec) -> BackupFacts:
 
 
 def _host_port(target: Target) -> tuple[str, str]:
-    from urllib.parse import urlsplit
-    parts = urlsplit(target.dsn)
+    parts = urllib.parse.urlsplit(target.dsn)
     return parts.hostname or "localhost", str(parts.port or "")
 
 
@@ -242,7 +242,7 @@ def _promote(f: RunbookFacts, candidate: Member, primary: Member | None) -> str:
     if f.failover_action == "command" and f.failover_command:
         names = {"{cluster}": target.cluster or "", "{primary}": primary.target.name if primary else "",
                  "{candidate}": target.name}
-        argv = [arg for arg in f.failover_command]
+        argv = list(f.failover_command)
         for key, value in names.items():
             argv = [arg.replace(key, value) for arg in argv]
         return shlex.join(argv)

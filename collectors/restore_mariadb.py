@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import urllib.parse
 
 from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, newest_file, run_as, tail, wait_until
 
@@ -69,5 +70,4 @@ def _check_complete(path: str) -> None:
 
 
 def _database(dsn: str) -> str:
-    import urllib.parse
     return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))

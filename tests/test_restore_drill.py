@@ -136,6 +136,30 @@ async def test_a_failing_verification_statement_fails_the_drill_and_fires_restor
     assert _findings(target, drill, time.time()) == ["RestoreTestFailed"]
 
 
+async def test_a_drill_past_its_timeout_is_stopped_and_its_server_and_files_deleted(
+        stanza: dict[str, Any], workdir: str) -> None:
+    target = _target(f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: "{stanza['server'].dsn()}"
+            backups:
+              - type: pgbackrest
+                stanza: {STANZA}
+                config: {stanza['pgbr'].conf}
+                restore_test: {{rto: 10m, timeout: 8s, workdir: {workdir}, verify: ["SELECT pg_sleep(60)"]}}
+        """)
+    began = time.monotonic()
+    drill = await run_drill(target, target.backups[0])
+    assert time.monotonic() - began < 30
+    assert not drill.ok and drill.error == "the drill did not finish within its timeout of 8s"
+    assert drill.steps[-1].name == "cleanup" and drill.steps[-1].ok
+    assert _left_behind(workdir) == []
+    drills = subprocess.run(["pgrep", "-f", "cluster_name=dbwatch-restore-drill|dbwatch-restore-drill"],
+                            capture_output=True, text=True)
+    assert drills.stdout == ""  # no throwaway postgres left running
+
+
 async def test_a_too_small_workdir_is_refused_before_anything_is_restored(stanza: dict[str, Any]) -> None:
     mount = tempfile.mkdtemp(prefix="dbwatch-tiny-")
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mount], check=True)
