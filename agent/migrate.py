@@ -168,9 +168,12 @@ def _read(path: str) -> str:
 
 
 async def _facts(target: Target, tables: list[str], sample_seconds: float) -> SchemaChangeFacts:
-    session = engine(target.engine).session(target)
+    registered = engine(target.engine)
+    if registered.dialect is None:
+        raise LintError(f"target {target.name}: a {target.engine} target runs no SQL migrations")
+    session = registered.session(target)
     try:
-        return await asyncio.wait_for(read_schema_change_facts(session, target.engine, tables, sample_seconds),
+        return await asyncio.wait_for(read_schema_change_facts(session, registered.dialect, tables, sample_seconds),
                                       timeout=30 + sample_seconds)
     except (CollectorError, SecretUnavailable) as exc:
         raise LintError(f"target {target.name}: {exc}") from None

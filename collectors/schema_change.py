@@ -52,11 +52,12 @@ MY_LONGEST = "SELECT MAX(TIMESTAMPDIFF(SECOND, trx_started, NOW())) AS longest F
 MY_SERVER = "SELECT VERSION() AS version, DATABASE() AS db"
 
 
-async def read_schema_change_facts(session: Session, engine: str, tables: Sequence[str],
+async def read_schema_change_facts(session: Session, dialect: str, tables: Sequence[str],
                                    sample_seconds: float = 2.0) -> SchemaChangeFacts:
-    """The facts about ``tables`` (names as the migration wrote them) on the session's server."""
+    """The facts about ``tables`` (names as the migration wrote them) on the session's server, read with the
+    catalog queries of its SQL ``dialect`` (the engine registry's ``dialect``)."""
     names = sorted(set(tables))
-    read = _pg if engine == "postgres" else _mysql
+    read = _READERS[dialect]
     server, first = await read(session, names)
     if not any(t.exists for t in first):
         return SchemaChangeFacts(server, tuple(first))
@@ -130,3 +131,7 @@ async def _replica_lag(session: Any) -> float | None:
         known = [float(v) for v in lags if v is not None]
         return max(known) if known else None
     return None
+
+
+#: SQL dialect -> the reader of one round of facts
+_READERS = {"postgres": _pg, "mysql": _mysql}
