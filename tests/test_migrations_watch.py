@@ -8,6 +8,7 @@ queue read from performance_schema and from the process list, and gh-ost / pt-on
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import time
@@ -159,11 +160,14 @@ async def test_pg_create_index_concurrently_reports_its_phase_and_a_failed_one_l
     pg_sessions("test-cic", "CREATE INDEX CONCURRENTLY accounts_email ON accounts (email);")
     collector, session = pg_collector(pg)
     try:
+        # It starts in "initializing", then waits for the open write transaction.
         snapshot = await collect_until(
-            collector, lambda s: samples(s, "dbwatch_migration_progress_ratio"), 20, "the concurrent build's progress")
-        [(labels, _)] = samples(snapshot, "dbwatch_migration_progress_ratio")
+            collector, lambda s: any(labels["phase"] == "waiting for writers before build"
+                                     for labels, _ in samples(s, "dbwatch_migration_progress_ratio")),
+            20, "the concurrent build waiting for the writer")
+        [(labels, ratio)] = samples(snapshot, "dbwatch_migration_progress_ratio")
         assert labels["command"] == "CREATE INDEX CONCURRENTLY" and labels["relation"] == "accounts"
-        assert labels["phase"].startswith("waiting for") and labels["pid"] == pg_pid(pg, "test-cic")
+        assert labels["pid"] == pg_pid(pg, "test-cic") and math.isnan(ratio)  # no measure while it waits
         assert samples(snapshot, "dbwatch_migration_invalid_index") == []  # being built: not left over
 
         pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'test-writer'")
@@ -175,7 +179,9 @@ async def test_pg_create_index_concurrently_reports_its_phase_and_a_failed_one_l
         snapshot = await collect(collector)
     finally:
         await session.close()
-        pg.psql("DELETE FROM accounts WHERE id = 1001; DROP INDEX IF EXISTS accounts_email_unique, accounts_email", database="app")
+        pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'test-%'")
+        pg.psql("DELETE FROM accounts WHERE id = 1001; DROP INDEX IF EXISTS accounts_email_unique, accounts_email",
+                database="app")
     assert samples(snapshot, "dbwatch_migration_invalid_index") == [
         ({"relation": "accounts", "index": "accounts_email_unique"}, 1.0)]
 
