@@ -217,6 +217,12 @@ class TargetConfig(StrictModel):
         )
 
     @model_validator(mode="after")
+    def _schema_group(self) -> "TargetConfig":
+        if self.schema_group and "schema" not in engine(self.engine).collectors:
+            raise ValueError(f"schema_group: schemas are fingerprinted on postgres targets, not {self.engine} ones")
+        return self
+
+    @model_validator(mode="after")
     def _backups(self) -> "TargetConfig":
         check_backup_names(self.backups)
         backup = self.collectors.get("backup")

@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 
 from dbwatch.agent.cli import main
-from dbwatch.agent.config import parse_config
+from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_schema import PgSchemaCollector
 from dbwatch.collectors.postgres import PostgresSession
@@ -197,3 +197,17 @@ targets:
     a, b = parse_config(text, "cfg.yaml", {}).resolved_targets()
     assert a.schema_group == "shop" and "schema" in a.collectors
     assert b.schema_group is None and "schema" not in b.collectors
+
+
+def test_schema_group_on_an_engine_without_fingerprints_is_refused_in_one_line():
+    text = """
+targets:
+  - name: cache
+    engine: redis
+    dsn: redis://127.0.0.1:6379
+    schema_group: shop
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "cfg.yaml", {})
+    assert info.value.problems == ["targets[0].schema_group: schemas are fingerprinted on postgres targets, "
+                                   "not redis ones"]
