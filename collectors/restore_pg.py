@@ -79,7 +79,7 @@ async def _pgbackrest(drill: Drill, spec: BackupSpec) -> tuple[str, int]:
     port = await _start(drill, directory, data)
     async with drill.step("recover", "replaying the WAL archive to its end"):
         await wait_until(lambda: _promoted(drill, directory, port), "recovery did not reach the end of the archive",
-                         drill.test.timeout, 0.5)
+                         drill.test.timeout, 0.2)
         log = _read(os.path.join(directory, "server.log"))
         drill.restored_to = _last_transaction(log) or newest.finished_at
         _check_gap(log, info.wal_max)
