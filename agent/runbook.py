@@ -64,6 +64,7 @@ class RunbookFacts:
     generated_at: float
     members: list[Member] = field(default_factory=list)
     failover_action: str = "none"
+    maximum_lag_bytes: float | None = None  # the cluster's maximum_lag_on_failover: a replica further behind is no candidate
     failover_command: list[str] = field(default_factory=list)
     patroni_url: str | None = None
     backups: list[BackupFacts] = field(default_factory=list)
@@ -75,8 +76,11 @@ class RunbookFacts:
 
     @property
     def candidate(self) -> Member | None:
-        """The reachable replica least behind (bytes, then seconds): the one ReplicaPromotionRecommended names."""
-        replicas = [m for m in self.members if m.up and m.role == "REPLICA"]
+        """The reachable replica least behind (bytes, then seconds) and within maximum_lag_on_failover, as
+        ReplicaPromotionRecommended picks it."""
+        limit = self.maximum_lag_bytes
+        replicas = [m for m in self.members if m.up and m.role == "REPLICA"
+                    and (limit is None or m.lag_bytes is None or m.lag_bytes <= limit)]
         big = float("inf")
         return min(replicas, key=lambda m: (m.lag_bytes if m.lag_bytes is not None else big,
                                             m.lag_seconds if m.lag_seconds is not None else big), default=None)
@@ -99,6 +103,7 @@ async def gather(config: Config, target_name: str) -> RunbookFacts:
     settings = config.clusters.get(target.cluster) if target.cluster else None
     if settings is not None:
         facts.failover_action = settings.failover.action
+        facts.maximum_lag_bytes = float(settings.failover.maximum_lag_on_failover)
         facts.failover_command = list(settings.failover.command)
         facts.patroni_url = settings.failover.patroni_url
     facts.backups = list(await asyncio.gather(*(_backup(target, spec) for spec in target.backups)))
@@ -121,8 +126,8 @@ def render_markdown(f: RunbookFacts) -> str:
             *(_probe(m.target) for m in f.members), "```", "",
             "## 2. Promote", ""]
     if candidate is None:
-        out.append("No reachable replica was observed: there is nothing to promote. Go to "
-                   "**6. Restore from backup**.")
+        out.append("No reachable replica within the cluster's maximum_lag_on_failover was observed: there is "
+                   "nothing safe to promote. Go to **6. Restore from backup**.")
     else:
         out += [f"Promote **{candidate.target.name}** (reachable, {_lag(candidate)} behind"
                 f"{', the least of the replicas' if len([m for m in f.members if m.role == 'REPLICA']) > 1 else ''}).",

@@ -256,6 +256,13 @@ def test_the_restore_test_command_runs_one_drill_with_progress_and_a_report(stan
     source = subprocess.run([*dbwatch, "--target", "pg", "--source", "x"], capture_output=True, text=True, timeout=60)
     assert source.returncode == 2 and "has no backup source 'x'" in source.stderr
 
+    config.write_text(config.read_text().replace("FROM orders", "FROM nosuch"))
+    failed = subprocess.run([*dbwatch, "--target", "pg"], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1, failed.stderr
+    assert failed.stdout.startswith(f"Restore drill of pgbackrest/{STANZA} (pgbackrest) for target pg: FAILED")
+    assert "  reason: verification failed: SELECT count(*) FROM nosuch: " in failed.stdout
+    assert "FAILED: verification failed" in failed.stderr
+
 
 async def test_the_pitr_window_runs_from_the_oldest_backup_to_the_newest_archived_segment(
         stanza: dict[str, Any], workdir: str) -> None:
