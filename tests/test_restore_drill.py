@@ -466,3 +466,34 @@ async def test_a_truncated_pg_dump_fails_with_pg_restores_reason(stanza: dict[st
         assert _left_behind(workdir) == []
     finally:
         shutil.rmtree(dumps, ignore_errors=True)
+
+
+def test_restore_test_settings_are_checked_with_errors_naming_their_path() -> None:
+    from dbwatch.agent.config import ConfigError
+    with pytest.raises(ConfigError) as err:
+        parse_config(textwrap.dedent("""
+            targets:
+              - name: pg
+                engine: postgres
+                dsn: postgresql://postgres@127.0.0.1:5432/postgres
+                backups:
+                  - {type: pgbackrest, stanza: a, restore_test: {rto: 15m, workdir: relative/dir}}
+                  - {type: barman, server: b, restore_test: {rto: 15m, workdir: /tmp}}
+                  - {type: files, path: "/tmp/*.dump", restore_test: {rto: 15m, workdir: /tmp, max_disk: lots}}
+                  - {type: files, path: "/tmp/*.sql", restore_test: {workdir: /tmp}}
+            """))
+    problems = "\n".join(err.value.problems)
+    assert "targets[0].backups[0].restore_test.workdir: " in problems and "absolute" in problems
+    assert "targets[0].backups[1].restore_test: drills restore pgbackrest or files sources, not barman" in problems
+    assert "targets[0].backups[2].restore_test.max_disk: " in problems and "expected a size like 50GiB" in problems
+    assert "targets[0].backups[3].restore_test.rto: " in problems
+    ok = _target("""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: postgresql://postgres@127.0.0.1:5432/postgres
+            backups:
+              - {type: pgbackrest, stanza: a, restore_test: {rto: 15m, workdir: /var/tmp, max_disk: 50GiB}}
+        """)
+    test = ok.backups[0].restore_test
+    assert test is not None and test.max_disk == 50 * 2**30 and test.every == 86400 and test.timeout == 3600
