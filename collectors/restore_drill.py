@@ -209,15 +209,17 @@ class Drill:
             if failed:
                 raise DrillError(f"verification failed: {failed[0].statement}: {failed[0].result}")
 
-    async def command(self, argv: list[str], user: str | None = None, stdin_path: str | None = None) -> str:
-        """Run a command at low priority (as ``user`` when root; reading ``stdin_path``); its stdout, or
-        DrillError."""
+    async def command(self, argv: list[str], user: str | None = None, stdin_path: str | None = None,
+                      env: dict[str, str] | None = None) -> str:
+        """Run a command at low priority (as ``user`` when root; reading ``stdin_path``; with ``env`` added to
+        the environment); its stdout, or DrillError."""
+        environment = {**os.environ, **env} if env else None
         try:
             if stdin_path is None:
-                out = await run_command(low_priority(argv, user), self.test.timeout)
+                out = await run_command(low_priority(argv, user), self.test.timeout, environment)
             else:
                 with open(stdin_path, "rb") as fh:
-                    out = await run_command(low_priority(argv, user), self.test.timeout, stdin=fh)
+                    out = await run_command(low_priority(argv, user), self.test.timeout, environment, stdin=fh)
         except SourceError as exc:  # named after the tool, not the nice in front of it
             raise DrillError(str(exc).replace(LOW_PRIORITY[0], os.path.basename(argv[0]), 1)) from None
         return out.decode(errors="replace")

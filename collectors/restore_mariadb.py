@@ -12,6 +12,7 @@ import shutil
 import urllib.parse
 
 from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, newest_file, run_as, tail, wait_until
+from dbwatch.model import SecretUnavailable
 
 __all__ = ["restore"]
 
@@ -20,6 +21,9 @@ MARIADBD = shutil.which("mariadbd") or shutil.which("mysqld") or "/usr/sbin/mari
 INSTALL_DB = shutil.which("mariadb-install-db") or shutil.which("mysql_install_db") or "/usr/bin/mariadb-install-db"
 CLIENT = shutil.which("mariadb") or shutil.which("mysql") or "/usr/bin/mariadb"
 START_TIMEOUT = 120.0
+_TABLES = ("SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' "
+           "AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') "
+           "ORDER BY DATA_LENGTH + INDEX_LENGTH DESC, 1, 2 LIMIT {limit}")
 
 
 async def restore(drill: Drill, kind: str) -> None:
@@ -59,6 +63,48 @@ async def restore(drill: Drill, kind: str) -> None:
     database = _database(drill.target.dsn)
     await drill.verify_all(lambda statement: drill.command([*client, *([database] if database else []),
                                                             "-e", statement]))
+    if drill.test.compare_tables:
+        async with drill.step("compare", "row counts of the largest tables against the live target"):
+            await _compare(drill, client)
+
+
+async def _compare(drill: Drill, client: list[str]) -> None:
+    """Exact row counts of the restored copy's largest tables, next to the live target's estimate
+    (information_schema.TABLES.TABLE_ROWS: no scan of the live server), or None when it cannot be reached."""
+    listed = await drill.command([*client, "-e", _TABLES.format(limit=int(drill.test.compare_tables))])
+    tables = [line.split("\t") for line in listed.splitlines() if "\t" in line]
+    live = await _live_estimates(drill, tables)
+    for schema, table in tables:
+        count = await drill.command([*client, "-e", f"SELECT COUNT(*) FROM {_name(schema)}.{_name(table)}"])
+        drill.compared.append((f"{schema}.{table}", int(count.strip()), live.get((schema, table))))
+
+
+async def _live_estimates(drill: Drill, tables: list[list[str]]) -> dict[tuple[str, str], int]:
+    parts = urllib.parse.urlsplit(drill.target.dsn)
+    try:
+        password = drill.target.password()
+    except SecretUnavailable:
+        password = None
+    wanted = " OR ".join(f"(TABLE_SCHEMA = {_literal(s)} AND TABLE_NAME = {_literal(t)})" for s, t in tables) or "FALSE"
+    argv = [CLIENT, "--no-defaults", "-h", parts.hostname or "127.0.0.1", "-P", str(parts.port or 3306),
+            "-u", urllib.parse.unquote(parts.username or "root"), "--batch", "--skip-column-names",
+            "--connect-timeout=10", "-e",
+            f"SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE {wanted}"]
+    try:  # the password goes through the environment, never the command line
+        out = await drill.command(argv, env={"MYSQL_PWD": password} if password else None)
+    except DrillError:
+        drill.say("compare: the live target is not reachable; restored counts only")
+        return {}
+    rows = [line.split("\t") for line in out.splitlines()]
+    return {(r[0], r[1]): int(r[2]) for r in rows if len(r) == 3 and r[2].isdigit()}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _name(text: str) -> str:
+    return "`" + text.replace("`", "``") + "`"
 
 
 def _check_complete(path: str) -> None:

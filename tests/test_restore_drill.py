@@ -407,7 +407,10 @@ async def test_a_mariadb_dump_is_loaded_into_a_throwaway_mariadb_and_verified(wo
         drill = await run_drill(target, target.backups[0])
         assert drill.ok, drill.error
         assert [(v.statement, v.result) for v in drill.verified] == [("SELECT count(*) FROM shop.orders", "300")]
-        assert [s.name for s in drill.steps] == ["check_space", "initdb", "start", "restore", "verify", "cleanup"]
+        assert [s.name for s in drill.steps] == ["check_space", "initdb", "start", "restore", "verify", "compare",
+                                                 "cleanup"]
+        [(table, restored, live)] = drill.compared
+        assert (table, restored) == ("shop.orders", 300) and live is not None and live > 0  # InnoDB's estimate
         assert _left_behind(workdir) == []
 
         with open(dump, "r+b") as fh:  # cut the dump in the middle: it no longer ends with "-- Dump completed"
