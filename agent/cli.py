@@ -11,18 +11,24 @@ import asyncio
 import json
 import os
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from dbwatch.agent import __version__
-from dbwatch.agent.config import Config, ConfigError, load_config
 from dbwatch.agent.logs import setup_logging
-from dbwatch.agent.sharding import ShardingConfig, parse_shard, select_shard
+
+if TYPE_CHECKING:  # the configuration (pydantic, receivers) is imported by the commands that read one
+    from dbwatch.agent.config import Config
+    from dbwatch.agent.sharding import ShardingConfig
 
 EXIT_OK, EXIT_DOWN, EXIT_USAGE = 0, 1, 2
 EXIT_PIPE = 128 + 13  # stdout's reader went away: what a shell shows for a program killed by SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # Answered before the subcommands' modules are imported, so that it costs almost nothing.
+        print(f"dbwatch {__version__}")
+        return EXIT_OK
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -155,6 +161,8 @@ def _rules_export(args: argparse.Namespace) -> int:
 
 
 def _shard(text: str) -> ShardingConfig:
+    from dbwatch.agent.sharding import parse_shard
+
     try:
         return parse_shard(text)
     except ValueError as exc:
@@ -162,6 +170,8 @@ def _shard(text: str) -> ShardingConfig:
 
 
 def _load(path: str) -> Config | None:
+    from dbwatch.agent.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -194,6 +204,7 @@ def _check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     setup_logging("error", config.logging.format)
     from dbwatch.agent.check import check_targets, render_text
+    from dbwatch.agent.sharding import select_shard
 
     targets = select_shard(config.resolved_targets(), args.shard or config.sharding, lambda t: t.name)
     results = asyncio.run(check_targets(targets))

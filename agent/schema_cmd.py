@@ -17,7 +17,6 @@ import sys
 from dbwatch.agent.config import Config, ConfigError, load_config
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.engines import engine
-from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.schema_shape import read_pg_shape
 from dbwatch.model.facts.schema import SchemaShape, Table, diff_ddl
 
@@ -80,6 +79,8 @@ async def read_shape(config: Config, name: str) -> SchemaShape:
     target = targets[name]
     if target.engine != "postgres":
         raise SchemaError(f"target {name!r} is a {target.engine} target; schema diff and erd read PostgreSQL")
+    from dbwatch.collectors.postgres import PostgresSession  # the driver only when a schema is read
+
     session = engine(target.engine).session(target)
     assert isinstance(session, PostgresSession)
     try:

@@ -76,6 +76,9 @@ class LazyClasses(Mapping[str, type[Collector[Any, Any]]]):
             self._loaded[name] = _load(self.paths[name])
         return self._loaded[name]
 
+    def __contains__(self, name: object) -> bool:
+        return name in self.paths  # Mapping's default would import the class to answer
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.paths)
 

@@ -10,9 +10,7 @@ import dataclasses
 import logging
 import math
 import re
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from dbwatch.model import MetricFamily, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors import postgres_sql as sql
@@ -31,8 +29,11 @@ logger = logging.getLogger(__name__)
 # anti-wraparound vacuum. The margin is measured against the hard limit.
 WRAPAROUND_LIMIT = 2**31
 
+if TYPE_CHECKING:  # asyncpg is imported by the session when it connects: validating a config does not load it
+    import asyncpg
 
-class PostgresSession(DriverSession[asyncpg.Connection]):
+
+class PostgresSession(DriverSession["asyncpg.Connection"]):
     """One long-lived connection: read-only, ``application_name=dbwatch``, bounded statements and locks."""
 
     default_port = 5432
@@ -56,6 +57,8 @@ class PostgresSession(DriverSession[asyncpg.Connection]):
         return self.server
 
     async def connect(self, password: str | None) -> asyncpg.Connection:
+        import asyncpg
+
         return await asyncpg.connect(
             self.target.dsn,
             password=password,
@@ -95,6 +98,8 @@ class PostgresSession(DriverSession[asyncpg.Connection]):
     async def promote(self, timeout: float) -> tuple[bool, str]:
         """``pg_promote()`` on this standby, waiting up to ``timeout`` for it to finish (failover's ``pg_promote``
         action; the role needs superuser or ``GRANT EXECUTE ON FUNCTION pg_promote``)."""
+        import asyncpg
+
         name = self.target.name
         async with self.lock:
             conn = await self.connection()
@@ -115,6 +120,8 @@ class PostgresSession(DriverSession[asyncpg.Connection]):
 
     async def run(self, query: str, *args: Any) -> list[asyncpg.Record]:
         """Run a query; a lost connection is dropped (reconnect next time) and reported plainly."""
+        import asyncpg  # already loaded by connect(): a dictionary look-up
+
         conn = await self.connection()
         try:
             rows: list[asyncpg.Record] = await conn.fetch(query, *args)

@@ -5,9 +5,12 @@ diagrams. Three catalog queries, whatever the number of tables."""
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model.facts.schema import Column, Constraint, Index, SchemaShape, Table
+
+if TYPE_CHECKING:  # the driver is imported by the session, not by `dbwatch schema`'s parser
+    from dbwatch.collectors.postgres import PostgresSession
 
 __all__ = ["PG_COLUMNS", "PG_CONSTRAINTS", "PG_INDEXES", "read_pg_shape"]
 

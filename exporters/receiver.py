@@ -23,13 +23,15 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import Annotated, Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Sequence
 
-import aiohttp
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from dbwatch.model import Alert
 from dbwatch.model.configtypes import Duration, StrictModel
+
+if TYPE_CHECKING:  # aiohttp is imported where a request is sent: loading a config must stay fast
+    import aiohttp
 
 __all__ = [
     "BasicAuth", "HttpReceiver", "Receiver", "SecretError", "Sent", "Url", "ZERO_TIME", "check_url", "group_alerts",
@@ -106,6 +108,8 @@ class Receiver(StrictModel, abc.ABC):
         repeated after a crash can be recognised. Raises on timeouts, connection and secret errors."""
         data = json.dumps(self.prepare(body, now), separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", "Idempotency-Key": key, **self.extra_headers(data)}
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         async with http.post(self.target_url(), data=data, headers=headers, auth=self.auth(), timeout=timeout,
                              allow_redirects=False) as response:
@@ -147,6 +151,8 @@ class HttpReceiver(Receiver):
         return dict(self.headers)
 
     def auth(self) -> aiohttp.BasicAuth | None:
+        import aiohttp
+
         return aiohttp.BasicAuth(*self.basic_auth.credentials()) if self.basic_auth is not None else None
 
 
