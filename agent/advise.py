@@ -61,7 +61,7 @@ async def _advise_one(target: Target, rules: RuleEngine) -> TargetAdvice:
     store = SnapshotStore(history_size=1)
     advice = TargetAdvice(target=target.name, engine=target.engine, up=True)
     try:
-        for name in jobs.collectors:
+        for name in jobs.one_shot():
             snapshot = await jobs.collect(name)
             store.put(snapshot)
             advice.notes.extend(n for n in snapshot.notes if n not in advice.notes)

@@ -60,7 +60,7 @@ async def _check_one(target: Target) -> CheckResult:
     jobs = TargetJobs(target)
     result = CheckResult(target=target.name, engine=target.engine, up=True)
     try:
-        for name in jobs.collectors:
+        for name in jobs.one_shot():
             snapshot = await jobs.collect(name)
             result.durations[name] = round(snapshot.duration, 4)
             result.version = result.version or snapshot.version

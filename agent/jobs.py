@@ -19,6 +19,8 @@ from dbwatch.collectors.engines import engine
 
 logger = logging.getLogger(__name__)
 
+BACKOFF_CAP = 4  # a collector whose collections keep timing out runs at most this many times less often
+
 
 class TargetJobs:
     def __init__(self, target: Target) -> None:
@@ -30,6 +32,18 @@ class TargetJobs:
         }
         self._last_error: dict[str, str | None] = {}
         self._notes: dict[str, set[str]] = {}
+        # An overloaded server is not asked harder: consecutive timed-out collections per collector double
+        # its effective interval (up to BACKOFF_CAP times the configured one); a success resets it.
+        self._timeouts: dict[str, int] = {}
+        self._next_due: dict[str, float] = {}  # time.monotonic() before which a scheduled run is skipped
+
+    def effective_interval(self, name: str) -> float:
+        """The interval collector ``name`` runs at now: the configured one, longer while its server times out."""
+        return self.target.collectors[name].interval * min(BACKOFF_CAP, 2 ** self._timeouts.get(name, 0))
+
+    def due(self, name: str) -> bool:
+        """Whether a scheduled run of ``name`` should collect, or skip because the collector is backing off."""
+        return time.monotonic() >= self._next_due.get(name, 0.0)
 
     @property
     def up_collector(self) -> str:
@@ -38,6 +52,10 @@ class TargetJobs:
         main = engine(self.target.engine).main_collector
         return main if main in self.collectors else next(iter(self.collectors))
 
+    def one_shot(self) -> list[str]:
+        """The collectors a one-shot command runs, in order (not those that only start daemon background work)."""
+        return [name for name, collector in self.collectors.items() if collector.one_shot]
+
     async def collect(self, name: str) -> Snapshot:
         collector = self.collectors[name]
         timeout = self.target.collectors[name].timeout
@@ -45,14 +63,17 @@ class TargetJobs:
             target=self.target.name, engine=self.target.engine, collector=name, started_at=time.time()
         )
         began = time.monotonic()
+        overloaded = False
         try:
             await asyncio.wait_for(collector.collect(snapshot), timeout)
         except TimeoutError:
             # A connection the collector was using when it was cancelled is dropped by the session before the
             # next collector gets the lock; one it was not using (it waited for its turn) stays.
             snapshot.ok, snapshot.error = False, f"timed out after {timeout:g}s"
+            overloaded = True
         except (CollectorError, SecretUnavailable) as exc:
             snapshot.ok, snapshot.error = False, redact(str(exc))
+            overloaded = "statement timeout" in snapshot.error  # PostgreSQL cancelled it at 80 % of the timeout
         except Exception as exc:  # a bug in a collector must not stop the daemon
             snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
             logger.exception("collector %s failed unexpectedly", name, extra={"target": self.target.name})
@@ -61,8 +82,27 @@ class TargetJobs:
             snapshot.families = collector.failed_families()
         if name == self.up_collector:
             snapshot.families.append(_target_up(snapshot.ok))
+        self._pace(name, began, snapshot.ok, overloaded)
+        snapshot.families.append(_effective_interval(name, self.effective_interval(name)))
         self._log_transition(name, snapshot)
         return snapshot
+
+    def _pace(self, name: str, began: float, ok: bool, overloaded: bool) -> None:
+        if ok and name == self.up_collector:
+            # The server answers again: every collector of the target is back to its interval at once.
+            self._timeouts.clear()
+            self._next_due.clear()
+        elif ok:
+            self._timeouts.pop(name, None)
+            self._next_due.pop(name, None)
+        elif overloaded:
+            doublings = self._timeouts.get(name, 0)
+            if 2 ** doublings < BACKOFF_CAP:
+                self._timeouts[name] = doublings + 1
+            interval = self.target.collectors[name].interval
+            # Half an interval of slack: the scheduler's ticks carry jitter, and the run due at the tick
+            # ``effective interval`` after this one must not be skipped for being a little early.
+            self._next_due[name] = began + self.effective_interval(name) - interval / 2
 
     async def close(self) -> None:
         await self.session.close()
@@ -84,6 +124,14 @@ class TargetJobs:
                 logger.info("collector %s: %s", name, note, extra=extra)
         self._notes[name] = set(snapshot.notes)
         self._last_error[name] = snapshot.error
+
+
+def _effective_interval(name: str, seconds: float) -> MetricFamily:
+    family = gauge("dbwatch_collector_effective_interval_seconds",
+                   "The interval the collector runs at now: the configured one, or longer while the server times out.",
+                   ("collector",))
+    family.add((name,), seconds)
+    return family
 
 
 def _target_up(ok: bool) -> MetricFamily:

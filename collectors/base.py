@@ -135,6 +135,9 @@ class Collector(abc.ABC, Generic[S, O]):
     name: ClassVar[str]
     #: the ``<engine>_up`` metric this collector answers for, if any (exported as 0 when it fails)
     up_metric: ClassVar[str | None] = None
+    #: whether one-shot commands (``dbwatch check``, ``dbwatch advise``) run it: False for a collector that
+    #: only starts long background work for the daemon (a restore drill), which a one-shot run would cancel
+    one_shot: ClassVar[bool] = True
     #: the collector's options and their defaults (``CollectorOptions`` itself: it has none)
     options_model: type[O]
 

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 class RestoreDrillCollector(Collector[Session, CollectorOptions]):
     name = "restore_drill"
     options_model = CollectorOptions
+    one_shot = False  # `dbwatch backup restore-test` runs a drill on demand; check and advise never start one
 
     def __init__(self, target: Target, session: Session) -> None:
         super().__init__(target, session)

@@ -223,6 +223,17 @@ async def test_the_daemons_restore_drill_job_runs_the_drill_in_the_background_an
     assert _left_behind(workdir) == []  # no drill started
 
 
+async def test_one_shot_commands_never_start_a_drill(stanza: dict[str, Any], workdir: str) -> None:
+    from dbwatch.agent.check import check_targets
+
+    target = _pg_target(stanza["server"], stanza["pgbr"].conf, workdir)
+    assert "restore_drill" in target.collectors
+    [result] = await check_targets([target])
+    assert result.up and "postgres" in result.durations
+    assert "restore_drill" not in result.durations
+    assert os.listdir(workdir) == []  # no drill started (it would have made its lock and data directory here)
+
+
 def test_the_restore_test_command_runs_one_drill_with_progress_and_a_report(stanza: dict[str, Any], workdir: str,
                                                                            tmp_path: Path) -> None:
     server = stanza["server"]
