@@ -228,15 +228,45 @@ def _host_port(target: Target) -> tuple[str, str]:
     return parts.hostname or "localhost", str(parts.port or "")
 
 
-def _probe(target: Target) -> str:
+@dataclass(frozen=True, slots=True)
+class _Commands:
+    """An engine's commands in the runbook; ``{host}``, ``{port}`` and ``{name}`` are filled in."""
+
+    probe: str
+    promote: str
+    rebuild: tuple[str, ...]
+
+
+#: engine -> its commands (an engine missing here gets the generic wording)
+_COMMANDS = {
+    "postgres": _Commands(
+        probe="pg_isready -h {host} -p {port}   # {name}",
+        promote="psql -h {host} -p {port} -U postgres -c 'SELECT pg_promote(true, 60)'",
+        rebuild=("# on the old primary, with PostgreSQL stopped: follow {name}",
+                 "pg_rewind --target-pgdata=$PGDATA --source-server='host={host} port={port} user=postgres'",
+                 "# or, when pg_rewind cannot (no wal_log_hints/checksums), a fresh copy:",
+                 "pg_basebackup -h {host} -p {port} -U replicator -D $PGDATA -R -X stream")),
+    "mysql": _Commands(
+        probe="mariadb-admin -h {host} -P {port} ping   # {name}",
+        promote="mariadb -h {host} -P {port} -u root -e 'STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF'",
+        rebuild=("# on the old primary: a fresh copy of {name}, then CHANGE MASTER TO MASTER_HOST='{host}', "
+                 "MASTER_PORT={port}, MASTER_USE_GTID=slave_pos; START SLAVE;",)),
+    "redis": _Commands(
+        probe="redis-cli -h {host} -p {port} PING   # {name}",
+        promote="redis-cli -h {host} -p {port} REPLICAOF NO ONE",
+        rebuild=("redis-cli -h OLD_PRIMARY REPLICAOF {host} {port}",)),
+}
+_GENERIC = _Commands(probe="dbwatch check -c CONFIG   # {name}", promote="promote {name} with the engine's own tool",
+                     rebuild=("# rebuild the old primary as a replica of the new one",))
+
+
+def _command(template: str, target: Target) -> str:
     host, port = _host_port(target)
-    if target.engine == "postgres":
-        return f"pg_isready -h {host} -p {port}   # {target.name}"
-    if target.engine == "mysql":
-        return f"mariadb-admin -h {host} -P {port} ping   # {target.name}"
-    if target.engine == "redis":
-        return f"redis-cli -h {host} -p {port} PING   # {target.name}"
-    return f"dbwatch check -c CONFIG   # {target.name}"
+    return template.format(host=host, port=port, name=target.name)
+
+
+def _probe(target: Target) -> str:
+    return _command(_COMMANDS.get(target.engine, _GENERIC).probe, target)
 
 
 def _promote(f: RunbookFacts, candidate: Member, primary: Member | None) -> str:
@@ -251,36 +281,17 @@ def _promote(f: RunbookFacts, candidate: Member, primary: Member | None) -> str:
         for key, value in names.items():
             argv = [arg.replace(key, value) for arg in argv]
         return shlex.join(argv)
-    host, port = _host_port(target)
-    if target.engine == "postgres":
-        return f"psql -h {host} -p {port} -U postgres -c 'SELECT pg_promote(true, 60)'"
-    if target.engine == "mysql":
-        return (f"mariadb -h {host} -P {port} -u root -e "
-                "'STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only = OFF'")
-    if target.engine == "redis":
-        return f"redis-cli -h {host} -p {port} REPLICAOF NO ONE"
-    return f"promote {target.name} with the engine's own tool"
+    return _command(_COMMANDS.get(target.engine, _GENERIC).promote, target)
 
 
 def _rebuild(f: RunbookFacts) -> list[str]:
     candidate = f.candidate
     new = candidate.target if candidate else f.target
-    host, port = _host_port(new)
-    if f.target.engine == "postgres":
-        stanza = next((b.spec for b in f.backups if b.spec.type == "pgbackrest"), None)
-        lines = [f"# on the old primary, with PostgreSQL stopped: follow {new.name}",
-                 f"pg_rewind --target-pgdata=$PGDATA --source-server='host={host} port={port} user=postgres'",
-                 "# or, when pg_rewind cannot (no wal_log_hints/checksums), a fresh copy:",
-                 f"pg_basebackup -h {host} -p {port} -U replicator -D $PGDATA -R -X stream"]
-        if stanza is not None:
-            lines.append(f"# or from the backup: {_pgbackrest(stanza, '--delta --type=standby restore')}")
-        return lines
-    if f.target.engine == "mysql":
-        return [f"# on the old primary: a fresh copy of {new.name}, then CHANGE MASTER TO MASTER_HOST='{host}', "
-                f"MASTER_PORT={port}, MASTER_USE_GTID=slave_pos; START SLAVE;"]
-    if f.target.engine == "redis":
-        return [f"redis-cli -h OLD_PRIMARY REPLICAOF {host} {port}"]
-    return ["# rebuild the old primary as a replica of the new one"]
+    lines = [_command(line, new) for line in _COMMANDS.get(f.target.engine, _GENERIC).rebuild]
+    stanza = next((b.spec for b in f.backups if b.spec.type == "pgbackrest"), None)
+    if stanza is not None:
+        lines.append(f"# or from the backup: {_pgbackrest(stanza, '--delta --type=standby restore')}")
+    return lines
 
 
 def _backup_section(b: BackupFacts) -> list[str]:
