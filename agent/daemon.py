@@ -98,19 +98,26 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.systemd.stopping()
-        self.scheduler.shutdown(wait=False)
+        # Paused, not shut down, during the grace: APScheduler's shutdown cancels running jobs at once.
+        self.scheduler.pause()
+        pending: set[asyncio.Task[None]] = set()
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=SHUTDOWN_GRACE)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+        self.scheduler.shutdown(wait=False)
         await asyncio.gather(*(jobs.close() for jobs in self.targets.values()), return_exceptions=True)
         self.targets.clear()
         await self.alerting.stop(grace=2.0)
         await self.http.stop()
         await self.systemd.stop_watchdog()
-        logger.info("stopped")
+        if pending:  # one line for all of them: a fleet's hung collections are not hundreds of tracebacks
+            logger.info("stopped (%d collection(s) still running after %gs were cancelled)", len(pending),
+                        SHUTDOWN_GRACE)
+        else:
+            logger.info("stopped")
 
     async def reload(self) -> None:
         async with self._reloading:
@@ -273,6 +280,11 @@ class Daemon:
                 self.store.put(snapshot)
                 if collector == jobs.up_collector:
                     self._update_status()
+        except asyncio.CancelledError:
+            if not self._stopping.is_set():
+                raise
+            # Cancelled by shutdown after the grace: counted in its "stopped" line. Returning (rather than
+            # re-raising into APScheduler, which logs each as an error with a traceback) ends the task all the same.
         finally:
             self._inflight.discard(task)
 
