@@ -35,6 +35,10 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_collect_age_seconds', G,
                'seconds since the last collection ended (staleness without sample timestamps)',
                ('collector',), 'agent'),
+    MetricSpec('dbwatch_collector_effective_interval_seconds', G,
+               'the interval the collector runs at now: the configured one, or up to 4 times longer while its '
+               'collections time out (the agent easing off an overloaded server); back as soon as one succeeds',
+               ('collector',), 'agent'),
     MetricSpec('dbwatch_alerts', G,
                'pending and firing alerts',
                ('alertname', 'severity', 'state', 'target'), 'agent'),

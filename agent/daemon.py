@@ -269,8 +269,8 @@ class Daemon:
 
     async def _run_job(self, target: str, collector: str) -> None:
         jobs = self.targets.get(target)
-        if jobs is None or self._stopping.is_set():
-            return
+        if jobs is None or self._stopping.is_set() or not jobs.due(collector):
+            return  # backing off from a server that times out: this tick is skipped
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)

@@ -39,7 +39,8 @@ class TargetJobs:
 
     def effective_interval(self, name: str) -> float:
         """The interval collector ``name`` runs at now: the configured one, longer while its server times out."""
-        return self.target.collectors[name].interval * min(BACKOFF_CAP, 2 ** self._timeouts.get(name, 0))
+        factor: int = min(BACKOFF_CAP, 2 ** self._timeouts.get(name, 0))
+        return self.target.collectors[name].interval * factor
 
     def due(self, name: str) -> bool:
         """Whether a scheduled run of ``name`` should collect, or skip because the collector is backing off."""
