@@ -44,8 +44,10 @@ async def collect(collector: Any, store: Any | None = None) -> Snapshot:
 def assert_declared(snapshot: Snapshot) -> None:
     """Every family of ``snapshot`` is in the catalog of its engine and collector, with its type and labels.
 
-    ``dbwatch_target_up`` is the agent's own (the daemon adds it to the main collector's snapshots)."""
-    families = [f for f in snapshot.families if f.name != "dbwatch_target_up"]
+    ``dbwatch_target_up`` and ``dbwatch_collector_effective_interval_seconds`` are the agent's own (the daemon
+    adds them to the snapshots)."""
+    own = ("dbwatch_target_up", "dbwatch_collector_effective_interval_seconds")
+    families = [f for f in snapshot.families if f.name not in own]
     problems = catalog.undeclared(snapshot.engine, snapshot.collector, families)
     assert not problems, "the metric catalog is missing what a collection emitted:\n" + "\n".join(problems)
 
