@@ -30,6 +30,24 @@ def test_start_up_imports_no_heavy_module(args: tuple[str, ...]) -> None:
     assert sorted(top.intersection(HEAVY)) == []
 
 
+FLEET = """\
+targets:
+  - {name: pg, engine: postgres, dsn: "postgresql://dbwatch@127.0.0.1:5432/postgres", collectors: {statements: {top_n: 10}}}
+  - {name: redis, engine: redis, dsn: "redis://127.0.0.1:6379/0"}
+  - {name: mysql, engine: mysql, dsn: "mysql://dbwatch@127.0.0.1:3306/"}
+  - {name: bouncer, engine: pgbouncer, dsn: "postgresql://dbwatch@127.0.0.1:6432/pgbouncer"}
+  - {name: mongo, engine: mongodb, dsn: "mongodb://127.0.0.1:27017/"}
+"""
+
+
+def test_validate_of_every_engine_imports_no_driver(tmp_path: Path) -> None:
+    config = tmp_path / "fleet.yaml"
+    config.write_text(FLEET)
+    top, proc = _imported("validate", "-c", str(config))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert sorted(top.intersection(HEAVY)) == []
+
+
 def test_version_imports_no_configuration_model() -> None:
     top, proc = _imported("--version")
     assert proc.stdout.startswith("dbwatch ")
