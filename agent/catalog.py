@@ -36,8 +36,9 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'seconds since the last collection ended (staleness without sample timestamps)',
                ('collector',), 'agent'),
     MetricSpec('dbwatch_collector_effective_interval_seconds', G,
-               'the interval the collector runs at now: the configured one, or up to 4 times longer while its '
-               'collections time out (the agent easing off an overloaded server); back as soon as one succeeds',
+               'the interval the collector runs at now: the configured one, or up to 4 times longer (2 min at most '
+               'unless configured longer) while its collections time out (the agent easing off an overloaded '
+               'server); back as soon as one succeeds',
                ('collector',), 'agent'),
     MetricSpec('dbwatch_alerts', G,
                'pending and firing alerts',

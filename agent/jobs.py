@@ -20,6 +20,9 @@ from dbwatch.collectors.engines import engine
 logger = logging.getLogger(__name__)
 
 BACKOFF_CAP = 4  # a collector whose collections keep timing out runs at most this many times less often
+# ... and, unless configured slower, at least this often: its samples (timestamped) stay well within
+# Prometheus' 5-minute lookback, so that a down target's `up` 0 does not vanish from queries.
+BACKOFF_CEILING = 120.0
 
 
 class TargetJobs:
@@ -39,8 +42,9 @@ class TargetJobs:
 
     def effective_interval(self, name: str) -> float:
         """The interval collector ``name`` runs at now: the configured one, longer while its server times out."""
+        interval = self.target.collectors[name].interval
         factor: int = min(BACKOFF_CAP, 2 ** self._timeouts.get(name, 0))
-        return self.target.collectors[name].interval * factor
+        return max(interval, min(interval * factor, BACKOFF_CEILING))
 
     def due(self, name: str) -> bool:
         """Whether a scheduled run of ``name`` should collect, or skip because the collector is backing off."""
