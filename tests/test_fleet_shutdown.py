@@ -51,17 +51,19 @@ def silent() -> Iterator[SilentServer]:
 
 
 def test_sigterm_with_collections_in_flight_ends_quietly(tmp_path: Path, pg_primary, silent: SilentServer) -> None:
-    hung = [{"name": f"silent{i}", "engine": "postgres", "interval": "1s", "timeout": "30s",
+    # A timeout far longer than the test: no attempt ends by itself, each is still running at SIGTERM.
+    hung = [{"name": f"silent{i}", "engine": "postgres", "interval": "1s", "timeout": "120s",
              "dsn": f"postgresql://postgres@127.0.0.1:{silent.port}/postgres?sslmode=disable"}
             for i in range(SILENT_TARGETS)]
     real = [{"name": f"real{i}", "engine": "postgres", "interval": "1s", "timeout": "5s", "dsn": pg_primary.dsn()}
             for i in range(3)]
-    agent = AgentProcess(tmp_path, {"targets": real + hung}).start()
+    # Slots for every attempt: with the default 32, silent targets can hold them all and starve the real ones.
+    config = {"collection": {"max_concurrent_connects": 100}, "targets": real + hung}
+    agent = AgentProcess(tmp_path, config).start()
     try:
         wait_for(lambda: all(t["up"] for n, t in agent.targets().items() if n.startswith("real")), 30,
                  "the real targets up")
-        # Every connection slot (32 by default) is held by a silent target; the others wait for a slot.
-        wait_for(lambda: len(silent.held) >= 32, 30, "connection attempts hanging on the silent server")
+        wait_for(lambda: len(silent.held) >= SILENT_TARGETS, 30, "connection attempts hanging on the silent server")
     except BaseException:
         agent.stop()
         raise
