@@ -10,8 +10,10 @@ and how it describes a driver's error. The template owns the rest, once:
   one dropped;
 - a holder that leaves the lock abnormally (cancelled by the daemon's timeout, or a bug) leaves a connection
   in an unknown state: it is dropped before the next collector gets the lock;
-- reconnection backs off exponentially with jitter, so a dead server is not hammered, and the agent opens at
-  most :func:`connect_slots` connections at a time, so a fleet starting up does not storm its servers;
+- reconnection backs off exponentially with jitter, so a dead server is not hammered, and the agent starts at
+  most :func:`connect_slots` connections at a time, so a fleet starting up does not storm its servers; an
+  attempt still unanswered after :data:`SLOT_HOLD` seconds (a server that accepts and never answers) gives its
+  slot back and goes on waiting on its own, so hung servers cannot starve the healthy ones of slots;
 - error text never holds the DSN as written, a password, or one written into a URI.
 """
 
@@ -36,6 +38,8 @@ ConnT = TypeVar("ConnT")
 
 #: connection attempts in flight at once across the agent, unless configured (see :func:`set_connect_slots`)
 DEFAULT_CONNECT_SLOTS = 32
+#: seconds an attempt holds its slot at most (a handshake that takes longer is a hung server's, not a herd's)
+SLOT_HOLD = 2.0
 
 
 class ConnectRefused(Exception):
@@ -120,7 +124,13 @@ class DriverSession(Session, Generic[ConnT]):
         self.check_backoff(time.monotonic(), self._last_error)
         password = self.target.password()
         async with connect_slots():
-            opened = await self._open(password)
+            attempt = asyncio.ensure_future(self._open(password))
+            try:
+                await asyncio.wait({attempt}, timeout=_slot_hold)
+            except BaseException:
+                attempt.cancel()
+                raise
+        opened = await attempt  # cancelling this await cancels the attempt too
         self._conn = opened
         return opened
 
@@ -227,17 +237,19 @@ def dsn_password(dsn: str) -> str | None:
 
 
 _slots = DEFAULT_CONNECT_SLOTS
+_slot_hold = SLOT_HOLD
 # One semaphore per event loop: asyncio primitives belong to the loop they first wait on, and tests (and
 # `dbwatch check`) run more than one loop in a process.
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
-def set_connect_slots(size: int) -> None:
-    """How many connection attempts the agent runs at once, across all targets (set before collections start)."""
-    global _slots
+def set_connect_slots(size: int, hold: float = SLOT_HOLD) -> None:
+    """How many connection attempts the agent starts at once, across all targets, and how long one may hold its
+    slot before it waits on without it (set before collections start)."""
+    global _slots, _slot_hold
     if size < 1:
         raise ValueError(f"connect slots: expected a number of at least 1, got {size}")
-    _slots = size
+    _slots, _slot_hold = size, hold
     _semaphores.clear()
 
 

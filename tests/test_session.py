@@ -14,6 +14,7 @@ import asyncio
 import datetime
 import os
 import signal
+import time
 
 import pytest
 
@@ -24,6 +25,7 @@ from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.session import DEFAULT_CONNECT_SLOTS, set_connect_slots
 from dbwatch.model import CollectorSettings, Target
+from tests.helpers import wait_until
 
 
 def make_target(dsn: str, statements_timeout: float = 1.0) -> Target:
@@ -127,7 +129,8 @@ async def test_a_holder_that_fails_unexpectedly_leaves_no_connection_behind_and_
 
 async def test_the_agent_opens_at_most_its_configured_number_of_connections_at_once():
     """A loopback listener that accepts and never answers (a server too busy to complete a handshake): six
-    targets connecting at once with two connect slots never have more than two handshakes in flight."""
+    targets connecting at once with two connect slots, each held up to the handshake's timeout, never have
+    more than two handshakes in flight."""
     in_flight, most = 0, 0
     released = asyncio.Event()
 
@@ -144,7 +147,7 @@ async def test_the_agent_opens_at_most_its_configured_number_of_connections_at_o
 
     server = await asyncio.start_server(stuck, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    set_connect_slots(2)
+    set_connect_slots(2, hold=60)
     sessions = [PostgresSession(make_target(f"postgresql://dbwatch@127.0.0.1:{port}/postgres")) for _ in range(6)]
 
     async def connect(session: PostgresSession) -> str:
@@ -207,3 +210,46 @@ async def test_closing_a_session_in_use_never_breaks_the_query_under_way(pg_prim
     async with asyncio.timeout(5):
         while pg_primary.psql(gone) != "0":
             await asyncio.sleep(0.05)
+
+
+async def test_servers_that_never_answer_do_not_starve_a_healthy_target_of_connect_slots(pg_primary):
+    """pg_primary and a loopback listener that accepts and never answers: with two slots and four sessions hung
+    on the listener (each waits up to its 4 s handshake timeout), a healthy target still connects at once,
+    because a hung attempt gives its slot back after the hold."""
+    hung_now = 0
+
+    async def stuck(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal hung_now
+        hung_now += 1
+        try:
+            await reader.read()
+        finally:
+            hung_now -= 1
+            writer.close()
+
+    server = await asyncio.start_server(stuck, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    set_connect_slots(2, hold=0.3)
+    hung = [PostgresSession(make_target(f"postgresql://dbwatch@127.0.0.1:{port}/postgres")) for _ in range(4)]
+    healthy = PostgresSession(make_target(pg_primary.dsn()))
+
+    async def connect(session: PostgresSession) -> None:
+        async with session.lock:
+            await session.connection()
+
+    attempts = [asyncio.ensure_future(connect(s)) for s in hung]
+    try:
+        await wait_until(lambda: hung_now >= 2, 5, "two hung handshakes holding both slots")
+        began = time.monotonic()
+        assert await backend_pid(healthy) > 0
+        waited = time.monotonic() - began
+        assert hung_now >= 2, "the hung attempts were still waiting"
+        assert waited < 3, f"the healthy target waited {waited:.1f}s for a slot"
+    finally:
+        set_connect_slots(DEFAULT_CONNECT_SLOTS)
+        for task in attempts:
+            task.cancel()
+        await asyncio.gather(*attempts, return_exceptions=True)
+        server.close()
+        for session in [*hung, healthy]:
+            await session.close()
