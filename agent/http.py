@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 JobList = Callable[[], list[tuple[str, str]]]
 TargetInfo = Callable[[], list[dict[str, Any]]]
 OPEN_PATHS = frozenset({"/healthz"})  # served without basic auth
+#: bytes of /metrics handed to the socket at a time (each write waits until the socket drained the last)
+_SEND_SLICE = 256 * 1024
 
 
 def parse_listen(address: str) -> tuple[str, int]:
@@ -130,19 +132,28 @@ class HttpServer:
         return web.Response(text=f"<html><body><h1>dbwatch</h1><ul>{links}</ul></body></html>",
                             content_type="text/html")
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self, request: web.Request) -> web.StreamResponse:
         openmetrics = wants_openmetrics(request.headers.get("Accept"))
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         # Who scrapes: one connection per Prometheus scrape loop. Vanished series stay (untimestamped) until
         # every active scraper has fetched them once (exporters/staleness.py).
         peer = request.transport.get_extra_info("peername") if request.transport else None
         scraper = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
-        body = await self.exposition.scrape_async(openmetrics, gzip=gzip, scraper=scraper)
-        response = web.Response(body=body)
+        chunks = await self.exposition.scrape_chunks(openmetrics, gzip=gzip, scraper=scraper)
+        response = web.StreamResponse()
+        response.content_length = sum(len(chunk) for chunk in chunks)
         response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         response.headers["Vary"] = "Accept-Encoding"
         if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape
             response.headers["Content-Encoding"] = "gzip"
+        await response.prepare(request)
+        # The cached body goes out in slices of itself: written whole, the socket's send buffer would
+        # take a copy of the megabytes it cannot send at once, per scrape.
+        for chunk in chunks:
+            view = memoryview(chunk)
+            for start in range(0, len(view), _SEND_SLICE):
+                await response.write(view[start:start + _SEND_SLICE])
+        await response.write_eof()
         return response
 
     async def _healthz(self, request: web.Request) -> web.Response:

@@ -106,13 +106,19 @@ class Exposition:
         part (ended by a sync flush), the deflate of the fresh part, one CRC over both.
         """
         now = time.time()
-        return self._respond(self._joined(openmetrics, now), openmetrics, gzip, scraper, now)
+        return b"".join(self._respond(self._joined(openmetrics, now), openmetrics, gzip, scraper, now))
 
     async def scrape_async(self, openmetrics: bool = False, gzip: bool = False, scraper: str | None = None
                            ) -> bytes:
-        """:meth:`scrape`, compressing the snapshot part in a worker thread (zlib lets go of the GIL), so
-        that the event loop keeps collecting while a large body is deflated. A collection that ends
-        meanwhile is in the next scrape."""
+        """:meth:`scrape`, compressing the snapshot part in a worker thread (see :meth:`scrape_chunks`)."""
+        return b"".join(await self.scrape_chunks(openmetrics, gzip, scraper))
+
+    async def scrape_chunks(self, openmetrics: bool = False, gzip: bool = False, scraper: str | None = None
+                            ) -> list[bytes]:
+        """:meth:`scrape`'s body as the pieces to send one after the other: the cached snapshot part is
+        served as it is, never copied into a body of its own per scrape. Its deflate runs in a worker
+        thread (zlib lets go of the GIL), so that the event loop keeps collecting while a large body is
+        compressed. A collection that ends meanwhile is in the next scrape."""
         now = time.time()
         joined = self._joined(openmetrics, now)
         if gzip:
@@ -131,10 +137,14 @@ class Exposition:
         key = self.store.generation + self._generation
         joined = self._cache.get(openmetrics)
         if joined is None or joined.key != key:
-            joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics).encode())
+            # The old body goes before the new one is joined: two whole bodies at once would be the peak.
+            self._cache.pop(openmetrics, None)
+            del joined
+            joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics))
         return joined
 
-    def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float) -> bytes:
+    def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
+                 ) -> list[bytes]:
         live = render_families(
             [fam for provider in self._providers for fam in provider()], openmetrics
         ).encode()
@@ -145,12 +155,12 @@ class Exposition:
         if scraper is not None:  # served what the store held at `now`: tombstones buried later are not in it
             self._scrapers.served(scraper, now)
         if not gzip:
-            return joined.body + fresh
+            return [joined.body, fresh]
         deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
         crc = zlib.crc32(fresh, joined.crc())
         size = (len(joined.body) + len(fresh)) & 0xFFFFFFFF
-        return (_GZIP_HEADER + joined.deflated() + deflater.compress(fresh) + deflater.flush()
-                + struct.pack("<II", crc, size))
+        return [_GZIP_HEADER, joined.deflated(),
+                deflater.compress(fresh) + deflater.flush() + struct.pack("<II", crc, size)]
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 
@@ -159,10 +169,10 @@ class Exposition:
         key = (snapshot.target, snapshot.collector)
         pairs: _PairsCache = {}  # families of one collection share label sets (a table's 29 families)
         stamp = round((snapshot.started_at + snapshot.duration / 2) * 1000)
-        # Every newline in a body ends a sample line (newlines inside label values are escaped): the
-        # timestamp goes before each.
+        # Each sample line ends with the timestamp; bodies are kept as bytes, so that a scrape joins them
+        # without a second, text copy of the whole exposition.
         end = f" {stamp}\n"
-        families = {family.name: (family, _render_samples(family, labels, pairs).replace("\n", end))
+        families = {family.name: (family, _render_samples(family, labels, pairs, end).encode())
                     for family in snapshot.families}
         fragment = _Fragment(tuple(sorted(labels.items())), stamp, families)  # identity, not text order
         old = self._fragments.get(key)
@@ -172,19 +182,19 @@ class Exposition:
             self._graves.bury(key, old.prefix, _vanished(old, fragment), time.time())
         self._generation += 1
 
-    def _join(self, openmetrics: bool) -> str:
-        by_name: dict[str, list[tuple[MetricFamily, str]]] = {}
+    def _join(self, openmetrics: bool) -> bytes:
+        by_name: dict[str, list[tuple[MetricFamily, bytes]]] = {}
         for fragment in self._fragments.values():
             for name, entry in fragment.stamped(openmetrics).items():
                 by_name.setdefault(name, []).append(entry)
-        for entry in self._graves.entries():
-            by_name.setdefault(entry[0].name, []).append(entry)
+        for family, lines in self._graves.entries():
+            by_name.setdefault(family.name, []).append((family, lines.encode()))
         parts = []
         for name in sorted(by_name):
             entries = by_name[name]
-            parts.append(_header(entries[0][0], openmetrics))
+            parts.append(_header(entries[0][0], openmetrics).encode())
             parts.extend(body for _, body in entries)
-        return "".join(parts)
+        return b"".join(parts)
 
     def _self_metrics(self) -> list[MetricFamily]:
         now = time.time()
@@ -221,16 +231,16 @@ class _Fragment:
 
     prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with, sorted
     stamp_ms: int  # when its values were read: the middle of the collection, in ms since the epoch
-    families: dict[str, tuple[MetricFamily, str]]  # each line ends with " <stamp_ms>"
-    _openmetrics: dict[str, tuple[MetricFamily, str]] | None = None
+    families: dict[str, tuple[MetricFamily, bytes]]  # each line ends with " <stamp_ms>"
+    _openmetrics: dict[str, tuple[MetricFamily, bytes]] | None = None
 
-    def stamped(self, openmetrics: bool) -> dict[str, tuple[MetricFamily, str]]:
+    def stamped(self, openmetrics: bool) -> dict[str, tuple[MetricFamily, bytes]]:
         """The bodies with the timestamp on every line: ms in the text format, seconds in OpenMetrics."""
         if not openmetrics:
             return self.families
         if self._openmetrics is None:
             ms = self.stamp_ms
-            text_end, end = f" {ms}\n", f" {ms // 1000}.{ms % 1000:03d}\n"
+            text_end, end = f" {ms}\n".encode(), f" {ms // 1000}.{ms % 1000:03d}\n".encode()
             self._openmetrics = {name: (family, body.replace(text_end, end))
                                  for name, (family, body) in self.families.items()}
         return self._openmetrics
@@ -273,7 +283,7 @@ def _vanished(old: _Fragment, new: _Fragment | None) -> dict[str, tuple[MetricFa
         else:
             gone = list(range(len(family.samples)))
         if gone:
-            lines = body.split("\n")  # one line per sample, in order
+            lines = body.decode().split("\n")  # one line per sample, in order
             cut = -len(f" {old.stamp_ms}")  # a tombstone goes without a timestamp
             out[name] = (family, {family.samples[i][0]: lines[i][:cut] for i in gone})
     return out
@@ -319,25 +329,29 @@ def _openmetrics_name_and_type(family: MetricFamily) -> tuple[str, MetricType]:
 _PairsCache = dict[tuple[str, ...], dict[LabelValues, str]]
 
 
-def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache: _PairsCache | None = None) -> str:
+def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache: _PairsCache | None = None,
+                    end: str = "\n") -> str:
+    """The sample lines of ``family``, each ended by ``end`` (a timestamp and the newline, or the newline)."""
+    samples = family.samples
+    if not samples:
+        return ""
     name = family.name
     names = family.labelnames
     # A sample's own label wins over a target label of the same name (it says more about the series).
     prefix = _label_prefix({k: v for k, v in labels.items() if k not in names})
-    lines = []
+    # One comprehension per family and the number written inline: this loop renders tens of thousands of
+    # per-table samples per collection, where a function call per sample is most of the cost.
+    special = _SPECIAL_VALUES
     if not names:
         head = f"{name}{{{prefix}}} " if prefix else f"{name} "
-        for _, value in family.samples:
-            lines.append(head + _format_value(value))
-    else:
-        sep = "," if prefix else ""
-        rendered = (pairs_cache if pairs_cache is not None else {}).setdefault(names, {})
-        for values, value in family.samples:
-            pairs = rendered.get(values)
-            if pairs is None:
-                pairs = rendered[values] = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(names, values))
-            lines.append(f"{name}{{{prefix}{sep}{pairs}}} {_format_value(value)}")
-    return "\n".join(lines) + "\n" if lines else ""
+        return "".join([f"{head}{special.get(r, r)}{end}" for r in [repr(float(v)) for _, v in samples]])
+    rendered = (pairs_cache if pairs_cache is not None else {}).setdefault(names, {})
+    for values, _ in samples:
+        if values not in rendered:
+            rendered[values] = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(names, values))
+    head = f"{name}{{{prefix}," if prefix else f"{name}{{"
+    return "".join([f"{head}{rendered[values]}}} {special.get(r, r)}{end}"
+                    for values, r in [(values, repr(float(v))) for values, v in samples]])
 
 
 def _label_prefix(labels: Mapping[str, str]) -> str:
@@ -350,12 +364,5 @@ def _escape(value: str) -> str:
     return value
 
 
-def _format_value(value: float) -> str:
-    # As prometheus-client writes them: integers as "1.0", special values as +Inf/-Inf/NaN.
-    if value != value:
-        return "NaN"
-    if value == float("inf"):
-        return "+Inf"
-    if value == float("-inf"):
-        return "-Inf"
-    return repr(float(value))
+#: repr() of the special floats -> as prometheus-client writes them (other values: repr, integers as "1.0")
+_SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
