@@ -170,14 +170,9 @@ def _shard(text: str) -> ShardingConfig:
 
 
 def _load(path: str) -> Config | None:
-    from dbwatch.agent.config import ConfigError, load_config
+    from dbwatch.agent.config import load_or_report
 
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return None
+    return load_or_report(path)
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import re
 import urllib.parse
 from pathlib import Path
@@ -45,6 +46,8 @@ class ConfigError(Exception):
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]*$")
+
+
 class CollectorConfig(StrictModel):
     """Per-collector settings; keys other than these are the collector's own options."""
 
@@ -304,6 +307,16 @@ def _probe_interval(target: Target, config: TargetConfig, clusters: dict[str, Cl
     interval = cluster.failover.probe_interval
     collectors = {**target.collectors, main: dataclasses.replace(settings, interval=interval)}
     return dataclasses.replace(target, collectors=collectors)
+
+
+def load_or_report(path: str) -> Config | None:
+    """The configuration a command runs on, or None after one line per problem on stderr (it then exits 2)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"{exc.source}: {problem}", file=sys.stderr)
+        return None
 
 
 def load_config(path: str | os.PathLike[str], environ: dict[str, str] | None = None) -> Config:

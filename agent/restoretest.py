@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import sys
 
-from dbwatch.agent.config import ConfigError, load_config
+from dbwatch.agent.config import load_or_report
 from dbwatch.agent.logs import setup_logging
 from dbwatch.model import BackupSpec, Target
 from dbwatch.model.facts.restore import RestoreDrill
@@ -92,11 +92,8 @@ def render_report(target: Target, drill: RestoreDrill) -> str:
 def _restore_test(args: argparse.Namespace) -> int:
     from dbwatch.collectors.restore_drill import run_drill
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return EXIT_USAGE
     setup_logging("error", config.logging.format)
     try:

@@ -21,7 +21,7 @@ import sys
 import urllib.parse
 from dataclasses import dataclass, field
 
-from dbwatch.agent.config import Config, ConfigError, load_config
+from dbwatch.agent.config import Config, load_or_report
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.logs import setup_logging
 from dbwatch.collectors.backup_sources import SourceError, read_source
@@ -368,11 +368,8 @@ def _when(at: float | None) -> str:
 
 
 def _runbook(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
+    config = load_or_report(args.config)
+    if config is None:
         return EXIT_USAGE
     setup_logging("error", config.logging.format)
     names = [t.name for t in config.targets]

@@ -14,7 +14,7 @@ import asyncio
 import re
 import sys
 
-from dbwatch.agent.config import Config, ConfigError, load_config
+from dbwatch.agent.config import Config, load_or_report
 from dbwatch.collectors.base import CollectorError
 from dbwatch.collectors.engines import engine
 from dbwatch.collectors.schema_shape import read_pg_shape
@@ -116,17 +116,8 @@ def _record(text: str) -> str:
     return re.sub(r'([{}|<>"\\])', r"\\\1", text)
 
 
-def _config(path: str) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"{exc.source}: {problem}", file=sys.stderr)
-        return None
-
-
 def _diff(args: argparse.Namespace) -> int:
-    config = _config(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return EXIT_USAGE
 
@@ -150,7 +141,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _erd(args: argparse.Namespace) -> int:
-    config = _config(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return EXIT_USAGE
     try:
