@@ -100,9 +100,11 @@ class TargetJobs:
         elif ok:
             self._timeouts.pop(name, None)
             self._next_due.pop(name, None)
-        elif overloaded:
+        elif overloaded or name in self._timeouts:
+            # Another failure while backing off (the session's reconnect backoff, a refused connection) keeps
+            # the pace it has: only an answer brings the interval back.
             doublings = self._timeouts.get(name, 0)
-            if 2 ** doublings < BACKOFF_CAP:
+            if overloaded and 2 ** doublings < BACKOFF_CAP:
                 self._timeouts[name] = doublings + 1
             interval = self.target.collectors[name].interval
             # Half an interval of slack: the scheduler's ticks carry jitter, and the run due at the tick
