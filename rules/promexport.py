@@ -46,6 +46,10 @@ def promql(rule: ThresholdRule) -> str:
             expr = f"{expr} / on({_join(rule)}) {denominator}"
         elif rule.divide_by.aggregate is not None:
             expr = f"{expr} / on({_join(rule.divide_by)}) group_left {denominator}"
+        elif extra := sorted((rule.match.keys() | rule.match_re.keys()) - rule.divide_by.match.keys()
+                             - rule.divide_by.match_re.keys()):
+            # A label the numerator is matched on (step="total") is one the denominator does not carry.
+            expr = f"{expr} / ignoring({', '.join(extra)}) {denominator}"
         else:
             expr = f"{expr} / {denominator}"  # same label sets: one-to-one on every label
     return f"{expr} {rule.op} {rule.threshold:g}"
