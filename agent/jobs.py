@@ -78,7 +78,8 @@ class TargetJobs:
             overloaded = True
         except (CollectorError, SecretUnavailable) as exc:
             snapshot.ok, snapshot.error = False, redact(str(exc))
-            overloaded = "statement timeout" in snapshot.error  # PostgreSQL cancelled it at 80 % of the timeout
+            # A handshake that timed out, or PostgreSQL cancelling the query at 80 % of the timeout.
+            overloaded = getattr(exc, "overloaded", False) or "statement timeout" in snapshot.error
         except Exception as exc:  # a bug in a collector must not stop the daemon
             snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
             logger.exception("collector %s failed unexpectedly", name, extra={"target": self.target.name})

@@ -24,7 +24,14 @@ logger = logging.getLogger(__name__)
 
 
 class CollectorError(Exception):
-    """A collection failed for a reason worth showing to the user as is (no traceback, no secrets)."""
+    """A collection failed for a reason worth showing to the user as is (no traceback, no secrets).
+
+    ``overloaded``: the server did not answer in time (a connection attempt that timed out), which the
+    daemon answers by asking it less often, as it does for a collection that timed out."""
+
+    def __init__(self, message: str, overloaded: bool = False) -> None:
+        super().__init__(message)
+        self.overloaded = overloaded
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,6 +185,7 @@ class DriverSession(Session, Generic[ConnT]):
     # -- helpers --------------------------------------------------------------------------------------
 
     async def _open(self, password: str | None) -> ConnT:
+        timed_out = False
         try:
             conn = await self.connect(password)
             try:
@@ -196,12 +197,13 @@ class DriverSession(Session, Generic[ConnT]):
             reason = str(exc)
         except self.connect_errors as exc:
             reason = self.connect_reason(exc, password)
+            timed_out = isinstance(exc, TimeoutError)
         else:
             self.record_success()
             return conn
         self.record_failure(time.monotonic())
         self._last_error = reason
-        raise CollectorError(f"cannot connect to {self.endpoint}: {reason}")
+        raise CollectorError(f"cannot connect to {self.endpoint}: {reason}", overloaded=timed_out)
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
