@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
 	prometheus-postgres-exporter prometheus-mysqld-exporter prometheus-redis-exporter procps mariadb-server \
 	mariadb-client redis-server percona-toolkit pgbouncer \
-	postgresql-15-hypopg pgbackrest pgbadger
+	postgresql-15-hypopg pgbackrest pgbadger chromium chromium-driver
 
 .PHONY: setup demo test typecheck docs bench clean
 
