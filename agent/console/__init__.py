@@ -1,0 +1,1 @@
+"""The web console: server-rendered pages over what the agent holds in memory (docs/console.md)."""
