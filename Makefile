@@ -14,10 +14,11 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # MariaDB (mariadb-install-db, mariadbd and the mariadb client) for the MySQL/MariaDB collector tests.
 # PgBouncer for the connection pooler collector tests.
 # pgBadger for the slow log benchmark (bench/slowlog_real.py).
+# postgresql-server-dev-15, cmake and libssl-dev to build the vendored TimescaleDB for its tests.
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
 	prometheus-postgres-exporter prometheus-mysqld-exporter prometheus-redis-exporter procps mariadb-server \
 	mariadb-client redis-server percona-toolkit pgbouncer \
-	postgresql-15-hypopg pgbackrest pgbadger chromium chromium-driver
+	postgresql-15-hypopg pgbackrest pgbadger chromium chromium-driver postgresql-server-dev-15 cmake libssl-dev
 
 .PHONY: setup demo test typecheck docs bench clean
 
