@@ -1,0 +1,395 @@
+"""Silences: "do not page about alerts matching these labels until then", kept in ``state_dir/silences.json``.
+
+A silence has Alertmanager's API v2 shape (``id``, ``matchers`` of ``{name, value, isRegex, isEqual}``,
+``startsAt``, ``endsAt``, ``createdBy``, ``comment``) and its semantics: every matcher must hold; a label
+the alert lacks reads as ``""``; a regex matcher is anchored at both ends; the state is ``pending`` before
+``startsAt``, ``active`` until ``endsAt``, then ``expired``. Expiring a silence sets its ``endsAt`` to now.
+
+While a silence is active the notifier does not deliver the alerts it matches to dbwatch's own receivers
+(webhook, Slack, PagerDuty) and still posts them to Alertmanager with ``dbwatch_silenced_by`` noted
+(agent/notify.py); once it ends, an alert still firing is delivered as a new one.
+
+The file is rewritten whole at each change, atomically (a temporary file, fsync, rename), so a crash leaves
+the old file or the new one. A file that cannot be read as silences is moved aside to
+``silences.json.damaged-<UTC time>`` with one log line, and the agent starts with none; a file that cannot be
+written (read-only or full ``state_dir``) keeps the silences in memory, says so once, and is written at the
+next change or :meth:`SilenceStore.retry` after it recovers. Expired silences are kept
+:data:`EXPIRED_RETENTION` (as Alertmanager's default ``--data.retention``), then dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+from dbwatch.model import MetricFamily, gauge
+from dbwatch.model.configtypes import parse_duration
+
+__all__ = ["EXPIRED_RETENTION", "Matcher", "Silence", "SilenceError", "SilenceStore", "SILENCES_FILE"]
+
+logger = logging.getLogger(__name__)
+
+SILENCES_FILE = "silences.json"
+EXPIRED_RETENTION = 120 * 3600.0
+#: longest a silence may last: a forgotten one must not mute a target for years
+MAX_DURATION = 366 * 86400.0
+MAX_TEXT = 1000  # characters of createdBy and comment
+MAX_MATCHERS = 32
+STATES = ("active", "pending", "expired")
+State = Literal["active", "pending", "expired"]
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class SilenceError(ValueError):
+    """What is wrong with a silence, one line per problem, each naming its field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    name: str
+    value: str
+    is_regex: bool = False
+    is_equal: bool = True
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        value = labels.get(self.name, "")
+        hit = re.fullmatch(self.value, value) is not None if self.is_regex else value == self.value
+        return hit == self.is_equal
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "isRegex": self.is_regex, "isEqual": self.is_equal}
+
+    def __str__(self) -> str:
+        op = ("=~" if self.is_regex else "=") if self.is_equal else ("!~" if self.is_regex else "!=")
+        return f"{self.name}{op}{json.dumps(self.value)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: str
+    matchers: tuple[Matcher, ...]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    updated_at: float
+
+    def state(self, now: float) -> State:
+        if now >= self.ends_at:
+            return "expired"
+        return "pending" if now < self.starts_at else "active"
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        """Alertmanager's API v2 ``gettableSilence``."""
+        return {
+            "id": self.id,
+            "status": {"state": self.state(now)},
+            "updatedAt": rfc3339(self.updated_at),
+            "comment": self.comment,
+            "createdBy": self.created_by,
+            "startsAt": rfc3339(self.starts_at),
+            "endsAt": rfc3339(self.ends_at),
+            "matchers": [m.as_json() for m in self.matchers],
+        }
+
+
+class SilenceStore:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
+        """``path``: the state directory (the file is ``silences.json`` in it) or a ``.json`` file."""
+        path = Path(path)
+        self.path = path if path.suffix == ".json" else path / SILENCES_FILE
+        self.clock = clock
+        self.error: str | None = None  # why the file cannot be written now; None while it can
+        self.moved_aside: Path | None = None
+        self._silences: dict[str, Silence] = {}
+        self._unsaved = False
+        self._load()
+
+    # -- what the API and the console call ----------------------------------------------------------
+
+    def add(self, matchers: Iterable[Matcher | dict[str, Any]], ends_at: float | str | None = None,
+            created_by: str = "", comment: str = "", starts_at: float | str | None = None, *,
+            duration: float | str | None = None) -> Silence:
+        """A new silence from ``starts_at`` (default now) until ``ends_at`` or for ``duration`` (``"2h"``).
+        Times are UNIX seconds or RFC 3339 strings. Raises :class:`SilenceError` naming every bad field."""
+        now = self.clock()
+        problems: list[str] = []
+        parsed = parse_matchers(matchers, problems)
+        start = _time("startsAt", starts_at, problems) if starts_at not in (None, "") else now
+        end: float | None = None
+        if ends_at not in (None, "") and duration not in (None, ""):
+            problems.append("endsAt, duration: give one of them, not both")
+        elif ends_at not in (None, ""):
+            end = _time("endsAt", ends_at, problems)
+        elif duration not in (None, ""):
+            try:
+                length = parse_duration(duration)
+            except ValueError as exc:
+                problems.append(f"duration: {exc}")
+            else:
+                if length <= 0:
+                    problems.append(f'duration: expected a positive duration like "2h", got {duration!r}')
+                end = None if start is None else start + length
+        else:
+            problems.append('endsAt: required (or a duration like "2h")')
+        _text("createdBy", created_by, problems, required=True)
+        _text("comment", comment, problems, required=True)
+        if start is not None and end is not None:
+            if end <= start:
+                problems.append(f"endsAt: {rfc3339(end)} is not after startsAt {rfc3339(start)}")
+            elif end <= now:
+                problems.append(f"endsAt: {rfc3339(end)} is in the past")
+            elif end - start > MAX_DURATION:
+                problems.append(f"endsAt: a silence lasts at most {MAX_DURATION / 86400:.0f} days")
+        if problems:
+            raise SilenceError(problems)
+        assert start is not None and end is not None
+        silence = Silence(str(uuid.uuid4()), tuple(parsed), max(start, now), end,
+                          str(created_by).strip(), str(comment).strip(), now)
+        self._silences[silence.id] = silence
+        self._save()
+        logger.info("silence %s created by %s until %s: %s", silence.id, silence.created_by,
+                    rfc3339(silence.ends_at), ", ".join(str(m) for m in silence.matchers))
+        return silence
+
+    def expire(self, id: str) -> Silence:
+        """End a silence now (a pending one never starts). Raises KeyError for an unknown id and
+        :class:`SilenceError` for one already expired."""
+        silence = self._silences.get(id)
+        if silence is None:
+            raise KeyError(id)
+        now = self.clock()
+        if silence.state(now) == "expired":
+            raise SilenceError([f"id: silence {id} has already expired"])
+        ended = replace(silence, starts_at=min(silence.starts_at, now), ends_at=now, updated_at=now)
+        self._silences[id] = ended
+        self._save()
+        logger.info("silence %s expired", id)
+        return ended
+
+    def get(self, id: str) -> Silence | None:
+        return self._silences.get(id)
+
+    def list(self) -> list[Silence]:
+        """Every silence kept: active first, then pending, then expired; newest first within each."""
+        now = self.clock()
+        self._prune(now)
+        order = {"active": 0, "pending": 1, "expired": 2}
+        return sorted(self._silences.values(), key=lambda s: (order[s.state(now)], -s.updated_at, s.id))
+
+    def silencing(self, labels: dict[str, str]) -> Silence | None:
+        """The active silence matching ``labels`` that lasts longest, or None."""
+        now = self.clock()
+        found = [s for s in self._silences.values() if s.state(now) == "active" and s.matches(labels)]
+        return max(found, key=lambda s: (s.ends_at, s.id)) if found else None
+
+    def silenced_by(self, labels: dict[str, str]) -> str | None:
+        """The id of the silence muting ``labels`` now (what the notifier asks)."""
+        silence = self.silencing(labels)
+        return silence.id if silence is not None else None
+
+    def as_json(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [s.as_json(now) for s in self.list()]
+
+    def metrics(self) -> list[MetricFamily]:
+        self.retry()
+        family = gauge("dbwatch_silences", "Silences by state (active, pending, expired and still kept).", ("state",))
+        now = self.clock()
+        counts = {state: 0 for state in STATES}
+        for silence in self._silences.values():
+            counts[silence.state(now)] += 1
+        for state in STATES:
+            family.add((state,), counts[state])
+        return [family]
+
+    def retry(self) -> None:
+        """Write what a failed write left in memory (called with each scrape of the metrics)."""
+        if self._unsaved:
+            self._save()
+
+    # -- the file -------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.error = exc.strerror or type(exc).__name__
+            logger.error("silences file %s cannot be read (%s): starting with none", self.path, self.error)
+            return
+        try:
+            silences = [_from_file(item) for item in _items(json.loads(text))]
+        except (ValueError, TypeError, KeyError, re.error) as exc:
+            self._move_aside(str(exc) or type(exc).__name__)
+            return
+        self._silences = {s.id: s for s in silences}
+
+    def _move_aside(self, why: str) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        try:
+            self.path.rename(target)
+        except OSError as exc:
+            logger.error("silences file %s is damaged (%s) and cannot be moved aside (%s): starting with none",
+                         self.path, why, exc.strerror or exc)
+            return
+        self.moved_aside = target
+        logger.error("silences file %s is damaged (%s): moved it aside to %s and started with none",
+                     self.path, why, target)
+
+    def _prune(self, now: float) -> None:
+        old = [id for id, s in self._silences.items() if now - s.ends_at > EXPIRED_RETENTION]
+        for id in old:
+            del self._silences[id]
+        if old:
+            self._save()
+
+    def _save(self) -> bool:
+        body = json.dumps({"silences": [_to_file(s) for s in self._silences.values()]}, indent=1) + "\n"
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(body)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            _fsync_dir(self.path.parent)
+        except OSError as exc:
+            self._unsaved = True
+            if self.error is None:
+                logger.error("silences file %s cannot be written (%s): keeping silences in memory and retrying",
+                             self.path, exc.strerror or type(exc).__name__)
+            self.error = exc.strerror or type(exc).__name__
+            return False
+        if self.error is not None:
+            logger.warning("silences file %s is writable again: the silences kept in memory are saved", self.path)
+        self.error, self._unsaved = None, False
+        return True
+
+
+def parse_matchers(raw: Iterable[Matcher | dict[str, Any]] | Any, problems: list[str]) -> list[Matcher]:
+    """Matchers from the API's JSON (``isRegex`` and ``isEqual`` optional); problems are appended."""
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, Iterable):
+        problems.append("matchers: expected a list of {name, value, isRegex, isEqual}")
+        return []
+    items = list(raw)
+    out: list[Matcher] = []
+    for index, item in enumerate(items):
+        where = f"matchers[{index}]"
+        if isinstance(item, Matcher):
+            out.append(item)
+            continue
+        if not isinstance(item, dict):
+            problems.append(f"{where}: expected an object {{name, value, isRegex, isEqual}}")
+            continue
+        unknown = sorted(set(item) - {"name", "value", "isRegex", "isEqual"})
+        if unknown:
+            problems.append(f"{where}: unknown field(s) {', '.join(unknown)}")
+        name, value = item.get("name"), item.get("value")
+        is_regex, is_equal = item.get("isRegex", False), item.get("isEqual", True)
+        bad = len(problems)
+        if not isinstance(name, str) or not _LABEL_NAME.match(name):
+            problems.append(f"{where}.name: expected a label name like \"alertname\", got {json.dumps(name)}")
+        if not isinstance(value, str):
+            problems.append(f"{where}.value: expected a string, got {json.dumps(value)}")
+        for field, flag in (("isRegex", is_regex), ("isEqual", is_equal)):
+            if not isinstance(flag, bool):
+                problems.append(f"{where}.{field}: expected true or false, got {json.dumps(flag)}")
+        if is_regex is True and isinstance(value, str):
+            try:
+                re.compile(value)
+            except re.error as exc:
+                problems.append(f"{where}.value: not a valid regular expression ({exc})")
+        if len(problems) == bad:
+            out.append(Matcher(str(name), str(value), bool(is_regex), bool(is_equal)))
+    if not out and not problems:
+        problems.append("matchers: at least one matcher is needed")
+    elif len(out) > MAX_MATCHERS:
+        problems.append(f"matchers: at most {MAX_MATCHERS}")
+    elif out and len(out) == len(items) and all(m.matches({}) for m in out):
+        # Alertmanager's rule too: such a silence would mute every alert, including ones not yet written.
+        problems.append("matchers: at least one matcher must not match an empty or missing label")
+    return out
+
+
+def rfc3339(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _time(field: str, value: Any, problems: list[str]) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed.timestamp()
+    problems.append(f'{field}: expected an RFC 3339 time like "2026-01-02T15:04:05Z", got {json.dumps(value)}')
+    return None
+
+
+def _text(field: str, value: Any, problems: list[str], required: bool) -> None:
+    if not isinstance(value, str):
+        problems.append(f"{field}: expected a string, got {json.dumps(value)}")
+    elif required and not value.strip():
+        problems.append(f"{field}: required, and not empty")
+    elif len(value) > MAX_TEXT:
+        problems.append(f"{field}: at most {MAX_TEXT} characters")
+
+
+def _items(data: Any) -> list[Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("silences"), list):
+        raise ValueError('expected {"silences": [...]}')
+    items: list[Any] = data["silences"]
+    return items
+
+
+def _to_file(s: Silence) -> dict[str, Any]:
+    return {"id": s.id, "matchers": [m.as_json() for m in s.matchers], "startsAt": s.starts_at, "endsAt": s.ends_at,
+            "createdBy": s.created_by, "comment": s.comment, "updatedAt": s.updated_at}
+
+
+def _from_file(item: Any) -> Silence:
+    if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not _UUID.match(item["id"]):
+        raise ValueError("a silence without a valid id")
+    problems: list[str] = []
+    matchers = parse_matchers(item["matchers"], problems)
+    if problems:
+        raise ValueError(f"silence {item['id']}: {problems[0]}")
+    return Silence(item["id"], tuple(matchers), float(item["startsAt"]), float(item["endsAt"]),
+                   str(item["createdBy"]), str(item["comment"]), float(item["updatedAt"]))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory; the rename is done either way
+    finally:
+        os.close(fd)
