@@ -18,7 +18,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometheus-alertmanager \
 	prometheus-postgres-exporter prometheus-mysqld-exporter prometheus-redis-exporter procps mariadb-server \
 	mariadb-client redis-server percona-toolkit pgbouncer \
-	postgresql-15-hypopg pgbackrest pgbadger chromium chromium-driver postgresql-server-dev-15 cmake libssl-dev
+	postgresql-15-hypopg pgbackrest pgbadger chromium chromium-driver postgresql-server-dev-15 cmake libssl-dev \
+	mariadb-backup barman
 
 .PHONY: setup demo test typecheck docs bench clean
 
