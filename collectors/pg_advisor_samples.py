@@ -4,7 +4,9 @@ The slowlog collector of the same target leaves its latest classes' samples on t
 (``session.slow_samples``, see :class:`~dbwatch.collectors.base.SlowSample`). A sample keeps its literal
 values, so ``EXPLAIN (FORMAT JSON) <sample>`` gets a *custom* plan: estimates from the real values (most
 common values, histogram) instead of the generic plan of a ``$1`` statement. Only what pglast parses as one
-SELECT, UPDATE or DELETE without placeholders is kept; EXPLAIN without ANALYZE plans it and never runs it.
+SELECT, UPDATE or DELETE is kept; EXPLAIN without ANALYZE plans it and never runs it. An event of the extended
+protocol is logged with ``$n`` placeholders (``execute <unnamed>: ... $1``): it is kept too and planned
+generically like pg_stat_statements' texts, never dropped and never a failure.
 
 A sample is matched with pg_stat_statements' statements by pglast's fingerprint (which ignores constants and
 parameters, so ``customer_id = 4242`` and ``customer_id = $1`` agree): the match keeps pg_stat_statements'
@@ -34,14 +36,14 @@ class LiteralSample:
 def literal_samples(sql: PostgresAnalyser, samples: Iterable[SlowSample], database: str, limit: int
                     ) -> list[LiteralSample]:
     """The samples worth costing, the costliest classes first: of this database (or of an unknown one), one
-    SELECT/UPDATE/DELETE that names a table, literals only (no ``$n``); one per fingerprint."""
+    SELECT/UPDATE/DELETE that names a table; one per fingerprint."""
     out: list[LiteralSample] = []
     seen: set[str] = set()
     for sample in sorted(samples, key=lambda s: -s.query_time_total):
         if sample.db and sample.db != database:
             continue
         parsed = sql.uses(sample.sample)
-        if isinstance(parsed, Skipped) or parsed.params or not parsed.tables:
+        if isinstance(parsed, Skipped) or not parsed.tables:
             continue
         fp = sql.fingerprint(sample.sample)
         if isinstance(fp, Skipped) or fp in seen:

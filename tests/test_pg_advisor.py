@@ -501,4 +501,4 @@ def test_is_null_is_ordered_by_null_fraction_not_by_distinct_values(server):
     _, findings = advise(server, "nulls")
     found = [f for f in findings if f.rule == "PgIndexCandidate" and f.evidence["table"] == "public.rental"]
     assert found, [f.summary for f in findings]
-    assert found[0].evidence["columns"][0] == "customer_id", found[0].evidence["columns"]
+    assert found[0].evidence["columns"][0] == "customer_id", (found[0].evidence["columns"], found[0].description)

@@ -67,6 +67,10 @@ class IndexCandidate:
     writes_total: int  # n_tup_ins + n_tup_upd + n_tup_del since the statistics began
     writes_per_second: float
     index_count: int  # indexes the table already has (each one more makes every write dearer)
+    size_bytes: int | None = None  # HypoPG's estimate of the index's size (hypopg_relation_size), None if unknown
+    #: the column orders compared with HypoPG: (columns, the main statement's cost with that order, None where
+    #: the plan did not use the index); the chosen order is ``columns``
+    orders: tuple[tuple[tuple[str, ...], float | None], ...] = ()
 
     @property
     def time_share(self) -> float:
