@@ -18,6 +18,7 @@ from dbwatch.agent.clusters import Clusters
 from dbwatch.agent.config import Config
 from dbwatch.model import AlertState, Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
+from dbwatch.agent.silences import SilenceStore
 from dbwatch.agent.statefile import StateFile, degraded_files, state_metrics
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.base import Session
@@ -46,6 +47,8 @@ class Alerting:
         self.tracker = AlertTracker(state / "alerts.db", clock)
         self.notifier = Notifier(config.receivers, state, clock, settings=config.notifications,
                                  external_url=external_url)
+        self.silences = SilenceStore(state, clock)  # muted alerts skip dbwatch's own receivers (agent/notify.py)
+        self.notifier.silenced_by = self.silences.silenced_by
         self.clusters = Clusters(config.clusters, store, targets, state, clock, sessions)
         self._recommendations: dict[str, list[Finding]] = {}
         self._dirty: set[str] = set()
@@ -101,7 +104,7 @@ class Alerting:
         return any(a.labels.get("target") == target and a.state != AlertState.RESOLVED for a in self.tracker.alerts())
 
     def metrics(self) -> list[MetricFamily]:
-        return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics(),
+        return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics(), *self.silences.metrics(),
                 self._recommendation_family(), *state_metrics(self.state_files())]
 
     def state_files(self) -> list[StateFile]:
@@ -112,7 +115,12 @@ class Alerting:
         return degraded_files(self.state_files())
 
     def alerts_json(self) -> list[dict[str, Any]]:
-        return self.tracker.as_json()
+        """Every alert; a firing one muted by a silence says so (``silenced``, ``silencedBy``)."""
+        alerts = self.tracker.as_json()
+        for alert in alerts:
+            muting = self.silences.silenced_by(alert["labels"]) if alert["state"] == "firing" else None
+            alert["silenced"], alert["silencedBy"] = muting is not None, [muting] if muting else []
+        return alerts
 
     def recommendations(self, target: str | None = None) -> list[Finding]:
         """The latest recommendations, per target in evaluation order (never paged: not alerts)."""

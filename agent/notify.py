@@ -11,6 +11,11 @@ One delivery task per receiver takes that receiver's rows in order, one request 
 dead receiver delays only itself. A request has a timeout; a failure is retried with exponential backoff
 and jitter until ``max_age``, then recorded as failed (metric and log). Every request carries the row's
 ``Idempotency-Key``; a crash between a 2xx and its "delivered" mark sends it again with the same key.
+
+An alert muted by a silence (:attr:`Notifier.silenced_by`, agent/silences.py) is neither queued nor remembered
+for a receiver while the silence lasts, so it goes out as a new alert once the silence ends and it still
+fires; a resolve still reaches a receiver told of the alert before. Receivers that ``forwards_silenced``
+(Alertmanager) get it anyway, annotated ``dbwatch_silenced_by``, at once when that changes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import dataclasses
 import random
 import time
 from pathlib import Path
@@ -41,6 +47,7 @@ TICK = 0.5  # how often waiting groups are checked between evaluations
 PRUNE_EVERY = 3600.0
 _RETRYABLE_4XX = {408, 425, 429}
 _RESULTS = ("sent", "retried", "failed")
+SILENCED_BY = "dbwatch_silenced_by"  # the annotation naming the silence, on alerts forwarded while silenced
 
 
 class Notifier:
@@ -70,6 +77,9 @@ class Notifier:
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
         self._counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        #: the id of the silence muting a firing alert with these labels now, or None (set by agent/alerting.py)
+        self.silenced_by: Callable[[dict[str, str]], str | None] = lambda labels: None
+        self._noted: dict[tuple[str, str], str | None] = {}  # the silence last sent to forwarding receivers
 
     # -- what the daemon calls ----------------------------------------------------------------------
 
@@ -77,13 +87,16 @@ class Notifier:
         """Queue what each receiver must be told about ``alerts`` (all current ones) at ``now``."""
         now = self.clock() if now is None else now
         self._last_alerts = list(alerts)
-        due = {name: batch for name, r in self.receivers.items() if (batch := self._due(r, alerts, now))}
+        silenced = {a.fingerprint: s for a in alerts if a.state == AlertState.FIRING
+                    and (s := self.silenced_by(a.labels)) is not None}
+        due = {name: batch for name, r in self.receivers.items()
+               if (batch := self._due(r, alerts, now, silenced))}
         if not due:
             return
         queued_at = self.clock()  # delivery deadlines run on the notifier's clock, decisions on ``now``
         with self.outbox.transaction():
             for name, batch in due.items():
-                self._enqueue(self.receivers[name], batch, queued_at)
+                self._enqueue(self.receivers[name], batch, queued_at, silenced)
                 for alert in batch:
                     status = "resolved" if alert.state == AlertState.RESOLVED else "firing"
                     notified = Notified(status, alert.fired_at, now)
@@ -171,7 +184,9 @@ class Notifier:
 
     # -- deciding what is due -------------------------------------------------------------------------
 
-    def _due(self, receiver: Receiver, alerts: Sequence[Alert], now: float) -> list[Alert]:
+    def _due(self, receiver: Receiver, alerts: Sequence[Alert], now: float,
+             silenced: dict[str, str] | None = None) -> list[Alert]:
+        silenced = silenced or {}
         due: list[Alert] = []
         new: list[Alert] = []
         firing: set[tuple[str, str]] = set()
@@ -181,11 +196,15 @@ class Notifier:
             key = (receiver.name, alert.fingerprint)
             told = self._memory.get(key)
             if alert.state == AlertState.FIRING:
+                silence = silenced.get(alert.fingerprint)
+                if silence is not None and not receiver.forwards_silenced:
+                    continue  # muted: not remembered either, so it is new to this receiver when the silence ends
                 firing.add(key)
                 if told is None or told.status == "resolved" or _new_episode(told, alert):
                     self._waiting.setdefault(key, now)
                     new.append(alert)
-                elif now - told.last_sent_at >= receiver.resend_every:
+                elif (now - told.last_sent_at >= receiver.resend_every
+                      or self._noted.get(key, silence) != silence):
                     due.append(alert)
             elif alert.state == AlertState.RESOLVED and told is not None and told.status == "firing":
                 due.append(alert)
@@ -197,7 +216,15 @@ class Notifier:
             due = new + due
         return due
 
-    def _enqueue(self, receiver: Receiver, alerts: list[Alert], now: float) -> None:
+    def _enqueue(self, receiver: Receiver, alerts: list[Alert], now: float, silenced: dict[str, str]) -> None:
+        if receiver.forwards_silenced:
+            for alert in alerts:
+                if alert.state == AlertState.RESOLVED:
+                    self._noted.pop((receiver.name, alert.fingerprint), None)
+                else:
+                    self._noted[(receiver.name, alert.fingerprint)] = silenced.get(alert.fingerprint)
+            alerts = [dataclasses.replace(a, annotations={**a.annotations, SILENCED_BY: silenced[a.fingerprint]})
+                      if a.fingerprint in silenced else a for a in alerts]
         for body in receiver.payloads(alerts, self.external_url):
             self.outbox.enqueue(receiver.name, {"body": body}, now)
 

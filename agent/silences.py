@@ -19,6 +19,7 @@ next change or :meth:`SilenceStore.retry` after it recovers. Expired silences ar
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import logging
@@ -204,11 +205,11 @@ class SilenceStore:
         silence = self.silencing(labels)
         return silence.id if silence is not None else None
 
-    def as_json(self) -> list[dict[str, Any]]:
+    def as_json(self) -> builtins.list[dict[str, Any]]:
         now = self.clock()
         return [s.as_json(now) for s in self.list()]
 
-    def metrics(self) -> list[MetricFamily]:
+    def metrics(self) -> builtins.list[MetricFamily]:
         self.retry()
         family = gauge("dbwatch_silences", "Silences by state (active, pending, expired and still kept).", ("state",))
         now = self.clock()

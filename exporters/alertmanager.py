@@ -7,7 +7,7 @@ about it forever. A resolved alert is posted with ``endsAt`` = the time it resol
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Sequence
 
 from pydantic import Field, model_validator
 
@@ -25,6 +25,9 @@ class AlertmanagerReceiver(HttpReceiver):
     """Alertmanager API v2. Alertmanager does routing, grouping, repeats, silences and inhibition itself;
     dbwatch re-posts firing alerts every ``resend_interval`` with ``endsAt`` a few intervals ahead, so an
     agent that dies leaves alerts that resolve on their own instead of firing forever."""
+
+    #: Alertmanager users see what dbwatch muted (annotation ``dbwatch_silenced_by``) and may page on it themselves
+    forwards_silenced: ClassVar[bool] = True
 
     type: Literal["alertmanager"]
     url: Url

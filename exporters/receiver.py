@@ -23,7 +23,7 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Sequence
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
@@ -61,6 +61,9 @@ class Sent:
 class Receiver(StrictModel, abc.ABC):
     """A ``receivers:`` entry: its route (``match``), how long new alerts wait to be grouped, the request
     timeout; each type adds its destination and message format."""
+
+    #: whether alerts muted by a dbwatch silence still go to it (noted in an annotation), as to Alertmanager
+    forwards_silenced: ClassVar[bool] = False
 
     name: str
     #: route: every given label must equal (alertname, severity, target or any of the alert's labels)
