@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence, TypeVar
 from dbwatch.model import Finding, FindingKind, MetricFamily, Severity, Snapshot, counter, gauge
 from dbwatch.model.snapshot import FactError, FactMissing
 from dbwatch.rules.spec import ThresholdRule
-from dbwatch.rules.thresholds import evaluate_rule, render_template
+from dbwatch.rules.thresholds import evaluate_rule, info_labels, render_template
 from dbwatch.rules.statement_risk import with_risk
 from dbwatch.sqlshape import ParseFailures
 
@@ -275,7 +275,8 @@ class RuleEngine:
     def _threshold(self, rule: ThresholdRule, view: TargetView) -> Iterable[Finding]:
         for series in evaluate_rule(rule, view, view.now):
             labels = {**view.labels, **series.labels, **rule.alert_labels}
-            shown = {**labels, "alertname": rule.alert, "severity": rule.severity, "target": view.target}
+            shown = {**info_labels(rule, series.labels, view), **labels, "alertname": rule.alert,
+                     "severity": rule.severity, "target": view.target}
             yield Finding(
                 rule=rule.alert,
                 target=view.target,

@@ -9,7 +9,10 @@ keeps it firing that long after it stops holding (flap damping).
 
 ``summary`` and ``description`` use the subset of Prometheus' template language that both dbwatch and
 Prometheus render alike: ``{{ $labels.NAME }}``, ``{{ $value }}``, optionally piped through ``humanize``,
-``humanizeDuration`` or ``humanizePercentage`` — so ``dbwatch rules export`` emits them unchanged.
+``humanizeDuration`` or ``humanizePercentage`` — so ``dbwatch rules export`` emits them unchanged. A rule
+with ``info`` (an info-style metric joined on the ``join`` labels) may also show that metric's ``labels`` there: they
+describe the alert (a DDL's pid and statement) without becoming its labels; the export reads them with
+Prometheus' ``query`` template function.
 
 :func:`load_rules` merges ``rules/defaults.yaml`` (shipped), the config's ``rules.files`` and
 ``rules.custom``, then applies ``rules.overrides``. Every problem names its place: the file and the
@@ -29,6 +32,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from dbwatch.model.configtypes import Duration, StrictModel, format_validation_error
 
 __all__ = [
+    "InfoJoin",
     "RuleOverride",
     "RulesConfig",
     "RulesError",
@@ -119,9 +123,35 @@ class Selector(StrictModel):
         return self.window if self.window is not None else DEFAULT_WINDOW
 
 
+class InfoJoin(StrictModel):
+    """An info-style metric (value 1) whose ``labels`` a rule's summary and description show as
+    ``{{ $labels.NAME }}``: of its series, the first that agrees with the alert's series on ``join`` (and the
+    target). Its labels describe the alert without being its labels, so a changing pid is not a new alert."""
+
+    metric: str
+    join: tuple[str, ...] = ()  # not ``on``: YAML reads a bare on as true
+    labels: tuple[str, ...] = Field(min_length=1)
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if not _METRIC.match(value):
+            raise ValueError(f"expected a Prometheus metric name, got {value!r}")
+        return value
+
+    @field_validator("join", "labels")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _LABEL.match(name) or name in RESERVED_LABELS:
+                raise ValueError(f"expected label names other than {', '.join(RESERVED_LABELS)}, got {name!r}")
+        return value
+
+
 class ThresholdRule(Selector):
     alert: str
     divide_by: Selector | None = None
+    info: InfoJoin | None = None
     op: Op
     threshold: float
     for_: Duration = Field(default=0.0, alias="for")

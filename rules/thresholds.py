@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping, Protocol, Sequence
 from dbwatch.model import MetricFamily
 from dbwatch.rules.spec import TEMPLATE, Selector, ThresholdRule
 
-__all__ = ["MetricHistory", "RuleEvaluationError", "Series", "evaluate_rule", "render_template"]
+__all__ = ["MetricHistory", "RuleEvaluationError", "Series", "evaluate_rule", "info_labels", "render_template"]
 
 LabelKey = tuple[tuple[str, str], ...]
 
@@ -52,6 +52,17 @@ def evaluate_rule(rule: ThresholdRule, history: MetricHistory, now: float) -> li
     compare = OPS[rule.op]
     return [Series(dict(key), value) for key, value in sorted(values.items())
             if not math.isnan(value) and compare(value, rule.threshold)]
+
+
+def info_labels(rule: ThresholdRule, labels: Mapping[str, str], history: MetricHistory) -> dict[str, str]:
+    """The labels of ``rule.info`` that describe the alert of the series with ``labels`` (empty: none matches)."""
+    if rule.info is None or (family := history.latest(rule.info.metric)) is None:
+        return {}
+    for key, _ in _samples(family):
+        found = dict(key)
+        if all(found.get(name, "") == labels.get(name, "") for name in rule.info.join):
+            return {name: found.get(name, "") for name in rule.info.labels}
+    return {}
 
 
 def _select(selector: Selector, history: MetricHistory, now: float) -> dict[LabelKey, float]:
