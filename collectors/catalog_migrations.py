@@ -17,23 +17,31 @@ The `migrations` collector (on by default, PostgreSQL and MySQL/MariaDB) watches
 indexes left by failed concurrent builds (PostgreSQL), and gh-ost / pt-online-schema-change runs (MySQL/MariaDB).
 """
 NOTES = """\
-`statement` is the DDL statement with its string literals replaced by `'?'`, cut to `statement_length`
-characters (option, default 200). `state` is `waiting` (the DDL has not got its lock yet: everything after it
-queues too) or `holding`. Online schema change row counts are exact below `exact_count_below` estimated rows
+A lock queue is one series per relation; which DDL holds it up is `dbwatch_migration_ddl_info` (present only
+while that DDL has a queue or waits, so its pid and statement never pile up as series). There `statement` is
+the DDL statement with its string literals replaced by `'?'`, cut to `statement_length` characters (option,
+default 200), and `state` is `waiting` (the DDL has not got its lock yet: everything after it queues too) or
+`holding`. Online schema change row counts are exact below `exact_count_below` estimated rows
 (option, default 100,000), the server's estimates above.
 """
 
-_DDL = ('relation', 'pid', 'state', 'statement')
+_DDL_INFO = ('relation', 'pid', 'state', 'statement')
 _PROGRESS = ('pid', 'command', 'relation', 'phase')
 
 FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_migration_blocking_queries', G,
                'Sessions queued behind a DDL statement that holds or waits for a strong lock (PostgreSQL) or the '
-               'metadata lock (MySQL/MariaDB) on the relation.',
-               _DDL, 'migrations'),
+               'metadata lock (MySQL/MariaDB) on the relation (the longest queue when several DDL statements '
+               'share it).',
+               ('relation',), 'migrations'),
     MetricSpec('dbwatch_migration_ddl_seconds', G,
-               'How long that DDL statement has been running, in seconds.',
-               _DDL, 'migrations'),
+               'How long the oldest DDL statement with a lock queue (or waiting for its lock) on the relation has '
+               'been running, in seconds.',
+               ('relation',), 'migrations'),
+    MetricSpec('dbwatch_migration_ddl_info', G,
+               'A DDL statement with a lock queue behind it or waiting for its lock (1): its session (`pid`), '
+               '`state` and `statement`; MigrationBlockingQueries joins it on `relation` for its annotations.',
+               _DDL_INFO, 'migrations'),
     MetricSpec('dbwatch_migration_progress_ratio', G,
                'Fraction done of a running CREATE INDEX [CONCURRENTLY], REINDEX, VACUUM, CLUSTER or VACUUM FULL '
                '(PostgreSQL 12+; NaN in a phase with no measure, such as waiting for writers before the build).',

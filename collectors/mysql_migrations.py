@@ -1,7 +1,8 @@
 """Schema changes while they run on MySQL/MariaDB: DDL with a metadata-lock queue behind it, and online schema
 changes by gh-ost and pt-online-schema-change with their progress.
 
-- ``dbwatch_migration_blocking_queries{relation, pid, state, statement}`` and ``dbwatch_migration_ddl_seconds``,
+- ``dbwatch_migration_blocking_queries{relation}``, ``dbwatch_migration_ddl_seconds{relation}`` and
+  ``dbwatch_migration_ddl_info{relation, pid, state, statement}`` (:mod:`~dbwatch.collectors.migrations_common`),
   as on PostgreSQL: a DDL statement (ALTER, CREATE/DROP INDEX, TRUNCATE, OPTIMIZE, RENAME, DROP TABLE) that
   holds or waits for the table's metadata lock, and the sessions waiting for that lock behind it. A waiting
   ALTER TABLE stops every later query on the table, the ones that only read included. The locks are read
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dbwatch.collectors.base import Collector
-from dbwatch.collectors.migrations_common import statement_label
+from dbwatch.collectors.migrations_common import DdlLock, blocking_families
 from dbwatch.collectors.mysql import MySQLSession, QueryError
 from dbwatch.collectors.schema_versions import MYSQL_DISCOVER, read_versions, version_families
 from dbwatch.model import MetricFamily, Snapshot, gauge
@@ -98,20 +99,10 @@ def ddl_table(statement: str, default_db: str | None) -> tuple[str, str] | None:
 
 
 class MySQLMigrationsOptions(CollectorOptions):
-    #: characters of a DDL statement kept in its label
+    #: characters of a DDL statement kept in its label (dbwatch_migration_ddl_info)
     statement_length: Count = 200
     #: tables estimated below this many rows are counted exactly (COUNT(*)) for online schema change progress
     exact_count_below: Count = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class _Blocking:
-    relation: str
-    pid: int
-    waiting: bool
-    statement: str
-    seconds: float
-    queued: int
 
 
 class MySQLMigrationsCollector(Collector[MySQLSession, MySQLMigrationsOptions]):
@@ -134,26 +125,12 @@ class MySQLMigrationsCollector(Collector[MySQLSession, MySQLMigrationsOptions]):
             triggers = await run(OSC_TRIGGERS)
             runs = await self._osc_runs(tables, triggers)
             versions, notes = await read_versions(self.session.run, MYSQL_DISCOVER, _quote)
-        snapshot.families.extend(self._blocking(blocking))
+        snapshot.families.extend(blocking_families(blocking, self.options.statement_length,
+                                                   double_quoted_literals=True))
         snapshot.families.extend(_osc_families(runs))
         snapshot.families.extend(version_families(versions))
         snapshot.notes.append(f"metadata locks read from {source}")
         snapshot.notes.extend(notes)
-
-    def _blocking(self, rows: list[_Blocking]) -> list[MetricFamily]:
-        labels = ("relation", "pid", "state", "statement")
-        queued = gauge("dbwatch_migration_blocking_queries",
-                       "Sessions queued behind a DDL statement that holds or waits for a strong lock on the relation",
-                       labels)
-        seconds = gauge("dbwatch_migration_ddl_seconds",
-                        "How long the DDL statement with a lock queue (or waiting for its lock) has run, in seconds",
-                        labels)
-        for row in rows:
-            key = (row.relation, str(row.pid), "waiting" if row.waiting else "holding",
-                   statement_label(row.statement, self.options.statement_length))
-            queued.add(key, float(row.queued))
-            seconds.add(key, row.seconds)
-        return [queued, seconds]
 
     async def _osc_runs(self, tables: list[dict[str, Any]], triggers: list[dict[str, Any]]) -> list["_OscRun"]:
         estimates = {(row["db"], row["tbl"]): int(row["estimate"] or 0) for row in tables}
@@ -204,7 +181,7 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def _from_metadata_locks(rows: list[dict[str, Any]]) -> list[_Blocking]:
+def _from_metadata_locks(rows: list[dict[str, Any]]) -> list[DdlLock]:
     by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         by_table.setdefault((row["db"], row["tbl"]), []).append(row)
@@ -216,12 +193,12 @@ def _from_metadata_locks(rows: list[dict[str, Any]]) -> list[_Blocking]:
             waiting = any(lock["status"] == "PENDING" for lock in locks if lock["id"] == pid)
             queued = len({lock["id"] for lock in locks if lock["status"] == "PENDING" and lock["id"] != pid})
             if queued or waiting:
-                out.append(_Blocking(f"{db}.{tbl}", int(pid), waiting, row["info"] or "", float(row["time"] or 0),
+                out.append(DdlLock(f"{db}.{tbl}", int(pid), waiting, row["info"] or "", float(row["time"] or 0),
                                      queued))
     return out
 
 
-def _from_processlist(rows: list[dict[str, Any]]) -> list[_Blocking]:
+def _from_processlist(rows: list[dict[str, Any]]) -> list[DdlLock]:
     out = []
     for row in rows:
         table = ddl_table(row["info"], row["db"])
@@ -233,7 +210,7 @@ def _from_processlist(rows: list[dict[str, Any]]) -> list[_Blocking]:
                      and named.search(other["info"] or ""))
         waiting = row["state"] == WAITING_FOR_MDL
         if queued or waiting:
-            out.append(_Blocking(f"{db}.{tbl}", int(row["id"]), waiting, row["info"], float(row["time"] or 0), queued))
+            out.append(DdlLock(f"{db}.{tbl}", int(row["id"]), waiting, row["info"], float(row["time"] or 0), queued))
     return out
 
 

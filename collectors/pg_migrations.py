@@ -1,13 +1,15 @@
 """Schema changes while they run on PostgreSQL: DDL with a lock queue behind it, the progress of the long
 maintenance commands a migration runs, and the invalid indexes a failed concurrent build leaves behind.
 
-- ``dbwatch_migration_blocking_queries{relation, pid, state, statement}``: sessions queued behind a session
+- ``dbwatch_migration_blocking_queries{relation}``: sessions queued behind a session
   that holds or waits for a lock on ``relation`` strong enough to stop reads or writes (the modes ALTER TABLE,
   CREATE INDEX, CLUSTER, REFRESH, LOCK TABLE take). PostgreSQL queues a lock request behind a *waiting*
   conflicting request too, so an ALTER TABLE waiting for one long transaction stops every later query on the
-  table: those are counted (``pg_blocking_pids`` names the sessions ahead in the queue). ``state`` is
-  ``waiting`` (the DDL has not got its lock yet) or ``holding``. Only DDL with a queue, or waiting, is shown.
-- ``dbwatch_migration_ddl_seconds``: how long that statement has been running.
+  table: those are counted (``pg_blocking_pids`` names the sessions ahead in the queue). Only DDL with a
+  queue, or waiting, is shown.
+- ``dbwatch_migration_ddl_seconds{relation}``: how long that statement has been running.
+- ``dbwatch_migration_ddl_info{relation, pid, state, statement}`` 1: which DDL it is; ``state`` is ``waiting``
+  (the DDL has not got its lock yet) or ``holding`` (:mod:`~dbwatch.collectors.migrations_common`).
 - ``dbwatch_migration_progress_ratio{pid, command, relation, phase}``: the fraction done of CREATE INDEX
   [CONCURRENTLY], REINDEX, VACUUM, CLUSTER and VACUUM FULL (from ``pg_stat_progress_*``; NaN in a phase
   with no measure, e.g. ``waiting for writers before build``). The raw counters of create index and vacuum
@@ -25,7 +27,7 @@ import math
 from typing import Any
 
 from dbwatch.collectors.base import Collector
-from dbwatch.collectors.migrations_common import statement_label
+from dbwatch.collectors.migrations_common import DdlLock, blocking_families
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.schema_versions import PG_DISCOVER, read_versions, version_families
 from dbwatch.model import MetricFamily, Snapshot, gauge
@@ -99,7 +101,7 @@ _CLUSTER_COLUMNS = ("heap_tuples_scanned", "heap_tuples_written", "heap_blks_tot
 
 
 class PgMigrationsOptions(CollectorOptions):
-    #: characters of a DDL statement kept in its label
+    #: characters of a DDL statement kept in its label (dbwatch_migration_ddl_info)
     statement_length: Count = 200
 
 
@@ -129,21 +131,10 @@ class PgMigrationsCollector(Collector[PostgresSession, PgMigrationsOptions]):
         snapshot.notes.extend(notes)
 
     def _blocking(self, rows: list[Any]) -> list[MetricFamily]:
-        labels = ("relation", "pid", "state", "statement")
-        queued = gauge("dbwatch_migration_blocking_queries",
-                       "Sessions queued behind a DDL statement that holds or waits for a strong lock on the relation",
-                       labels)
-        seconds = gauge("dbwatch_migration_ddl_seconds",
-                        "How long the DDL statement with a lock queue (or waiting for its lock) has run, in seconds",
-                        labels)
-        for row in rows:
-            if row["granted"] and not row["queued"]:
-                continue
-            key = (row["relation"], str(row["pid"]), "holding" if row["granted"] else "waiting",
-                   statement_label(row["query"], self.options.statement_length))
-            queued.add(key, float(row["queued"]))
-            seconds.add(key, float(row["seconds"]))
-        return [queued, seconds]
+        locks = [DdlLock(row["relation"], int(row["pid"]), not row["granted"], row["query"], float(row["seconds"]),
+                         int(row["queued"]))
+                 for row in rows if not row["granted"] or row["queued"]]
+        return blocking_families(locks, self.options.statement_length)
 
 
 def _quote(name: str) -> str:

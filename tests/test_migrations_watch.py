@@ -18,6 +18,7 @@ import pytest
 
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.mysql import MySQLSession
+from dbwatch.collectors.migrations_common import DdlLock, blocking_families, statement_label
 from dbwatch.collectors.mysql_migrations import MySQLMigrationsCollector, ddl_table
 from dbwatch.collectors.pg_migrations import PgMigrationsCollector
 from dbwatch.collectors.postgres import PostgresSession
@@ -42,6 +43,15 @@ def migration_alerts(snapshot: Snapshot, engine: str) -> list[Any]:
     store.put(snapshot)
     rules = [r for r in shipped_rules() if r.alert == "MigrationBlockingQueries" and engine in r.engines]
     return RuleEngine(rules).evaluate(TargetView(store, snapshot.target, engine, {}, time.time()))
+
+
+def assert_alert_names_the_ddl_in_its_annotations_only(alert: Any, relation: str, pid: str, statement: str) -> None:
+    """Labels target and relation (a new pid is the same alert), value the queue; the DDL in the description,
+    its literals normalized."""
+    assert {k: v for k, v in alert.labels.items() if k not in ("engine", "severity")} == {"relation": relation}
+    assert alert.value == 2 and alert.summary.startswith("2 sessions ")
+    assert f'Session {pid} runs "{statement}" (its lock on {relation}: waiting)' in alert.description
+    assert f"KILL QUERY {pid}" in alert.description and "secret-ish" not in alert.description
 
 
 class Background:
@@ -127,15 +137,16 @@ async def test_pg_alter_table_waiting_behind_a_transaction_with_readers_queued_f
             20, "two readers queued behind the ALTER")
     finally:
         await session.close()
-    [(labels, value)] = samples(snapshot, "dbwatch_migration_blocking_queries")
     ddl_pid = pg_pid(pg, "test-ddl")
-    assert labels["relation"] == "accounts" and labels["pid"] == ddl_pid and labels["state"] == "waiting"
-    assert labels["statement"] == "ALTER TABLE accounts ADD COLUMN plan text DEFAULT '?';"
-    [(_, seconds)] = samples(snapshot, "dbwatch_migration_ddl_seconds")
-    assert seconds >= 0
+    assert samples(snapshot, "dbwatch_migration_blocking_queries") == [({"relation": "accounts"}, 2.0)]
+    assert samples(snapshot, "dbwatch_migration_ddl_info") == [(
+        {"relation": "accounts", "pid": ddl_pid, "state": "waiting",
+         "statement": "ALTER TABLE accounts ADD COLUMN plan text DEFAULT '?';"}, 1.0)]
+    [(labels, seconds)] = samples(snapshot, "dbwatch_migration_ddl_seconds")
+    assert labels == {"relation": "accounts"} and seconds >= 0
     [alert] = migration_alerts(snapshot, "postgres")
-    assert alert.labels["relation"] == "accounts" and alert.value == 2
-    assert ddl_pid in alert.description and "ALTER TABLE accounts ADD COLUMN plan" in alert.description
+    assert_alert_names_the_ddl_in_its_annotations_only(alert, "accounts", ddl_pid,
+                                                       "ALTER TABLE accounts ADD COLUMN plan text DEFAULT '?';")
 
 
 async def test_pg_a_ddl_without_a_queue_and_plain_readers_raise_nothing(pg, pg_sessions):
@@ -250,11 +261,12 @@ async def test_mariadb_alter_table_waiting_for_the_metadata_lock_with_readers_qu
         await session.close()
     source = "performance_schema.metadata_locks" if instrumented else "information_schema.processlist"
     assert f"metadata locks read from {source}" in snapshot.notes
-    [(labels, value)] = samples(snapshot, "dbwatch_migration_blocking_queries")
-    assert labels == {"relation": "shop.orders", "pid": ddl_pid, "state": "waiting",
-                      "statement": "ALTER TABLE orders ADD COLUMN plan varchar(20) DEFAULT '?'"}
+    assert samples(snapshot, "dbwatch_migration_blocking_queries") == [({"relation": "shop.orders"}, 2.0)]
+    statement = "ALTER TABLE orders ADD COLUMN plan varchar(20) DEFAULT '?'"
+    assert samples(snapshot, "dbwatch_migration_ddl_info") == [(
+        {"relation": "shop.orders", "pid": ddl_pid, "state": "waiting", "statement": statement}, 1.0)]
     [alert] = migration_alerts(snapshot, "mysql")
-    assert alert.labels["relation"] == "shop.orders" and alert.value == 2 and ddl_pid in alert.description
+    assert_alert_names_the_ddl_in_its_annotations_only(alert, "shop.orders", ddl_pid, statement)
 
 
 async def test_mariadb_gh_ost_and_pt_online_schema_change_runs_are_seen_with_their_progress(maria):
@@ -297,6 +309,30 @@ async def test_mariadb_gh_ost_and_pt_online_schema_change_runs_are_seen_with_the
         == {"shop.items": 0.25, "shop.orders": 0.5}
     [(labels, age)] = samples(snapshot, "dbwatch_migration_osc_heartbeat_age_seconds")
     assert labels == {"tool": "gh-ost", "relation": "shop.items"} and 0 <= age < 60
+
+
+@pytest.mark.parametrize("statement, mysql, label", [
+    ("ALTER TABLE a ADD b text DEFAULT 'it''s'", False, "ALTER TABLE a ADD b text DEFAULT '?'"),
+    ("ALTER USER u IDENTIFIED BY 'pw\\'x' ;", True, "ALTER USER u IDENTIFIED BY '?' ;"),
+    ('ALTER TABLE t ADD c varchar(9) DEFAULT "s3cret"', True, "ALTER TABLE t ADD c varchar(9) DEFAULT '?'"),
+    ('ALTER TABLE "T" ADD c int', False, 'ALTER TABLE "T" ADD c int'),  # an identifier in PostgreSQL
+    ("CREATE USER u PASSWORD 'cut by the server", False, "CREATE USER u PASSWORD '?'"),
+    ("ALTER  TABLE\n t\tADD x int", False, "ALTER TABLE t ADD x int"),
+    ("ALTER TABLE t ADD COLUMN " + "x" * 300, False, "ALTER TABLE t ADD COLUMN " + "x" * 174 + "…"),
+])
+def test_statements_in_ddl_info_carry_no_literal_and_are_cut(statement, mysql, label):
+    assert statement_label(statement, 200, double_quoted_literals=mysql) == label
+
+
+def test_a_queue_is_one_series_per_relation_and_its_ddl_an_info_series_of_the_most_queued_first():
+    locks = [DdlLock("shop.orders", 11, False, "ALTER TABLE orders ENGINE=InnoDB", 40.0, 1),
+             DdlLock("shop.orders", 12, True, "ALTER TABLE orders ADD x int DEFAULT 'k'", 5.0, 3)]
+    queued, seconds, info = blocking_families(locks, 200)
+    assert queued.labelnames == seconds.labelnames == ("relation",)
+    assert queued.samples == [(("shop.orders",), 3.0)] and seconds.samples == [(("shop.orders",), 40.0)]
+    assert [key for key, _ in info.samples] == [
+        ("shop.orders", "12", "waiting", "ALTER TABLE orders ADD x int DEFAULT '?'"),
+        ("shop.orders", "11", "holding", "ALTER TABLE orders ENGINE=InnoDB")]
 
 
 @pytest.mark.parametrize("statement, table", [
