@@ -241,10 +241,28 @@ def _problem(loc: tuple[str | int, ...], kind: str, message: str, value: Any) ->
     return {"type": cast(Any, kind), "loc": loc, "input": value}
 
 
+class ConsoleConfig(StrictModel):
+    """``server.console``: the web console at ``/``; ``actions`` (cancel, terminate a backend) are opt-in."""
+
+    enabled: bool = True
+    actions: bool = False  # only with basic auth (server.web_config_file's basic_auth_users): see docs/console.md
+
+
+_ACTIONS_NEED_AUTH = ("console.actions: true needs authentication: set server.web_config_file to a web config "
+                      "with basic_auth_users (docs/console.md#actions)")
+
+
 class ServerConfig(StrictModel):
     listen: str = DEFAULT_LISTEN
     web_config_file: str | None = None  # TLS and basic auth, exporter-toolkit format (agent/webconfig.py)
     idle_timeout: Duration = Field(default=30.0, gt=0)  # a connection without a complete request is closed
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+
+    @model_validator(mode="after")
+    def _actions_need_auth(self) -> "ServerConfig":
+        if self.console.actions and not self.web_config_file:
+            raise ValueError(_ACTIONS_NEED_AUTH)
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -415,9 +433,13 @@ def _whole_file_problems(raw: dict[str, Any]) -> list[str]:
     web_config = server.get("web_config_file") if isinstance(server, dict) else None
     if isinstance(web_config, str) and web_config:
         try:
-            load_web_config(web_config)
+            web = load_web_config(web_config)
         except WebConfigError as exc:
             problems.extend(f"server.web_config_file ({web_config}): {problem}" for problem in exc.problems)
+        else:
+            console = server.get("console") if isinstance(server, dict) else None
+            if isinstance(console, dict) and console.get("actions") is True and not web.users:
+                problems.append(f"server.{_ACTIONS_NEED_AUTH} ({web_config} has none)")
     return problems
 
 
