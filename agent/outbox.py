@@ -254,6 +254,27 @@ class Outbox:
                             "finished_at": spooled.finished_at, "last_error": spooled.last_error})
         return out
 
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` notifications, newest first, as :meth:`rows` shows them (the web console)."""
+        spooled = [{"id": id, "receiver": r.receiver, "key": r.key, "payload": json.loads(r.payload),
+                    "attempts": r.attempts, "status": r.status, "created_at": r.created_at,
+                    "finished_at": r.finished_at, "last_error": r.last_error}
+                   for id, r in reversed(list(self._spool.items()))][:limit]
+        names = ("id", "receiver", "key", "payload", "attempts", "status", "created_at", "finished_at", "last_error")
+        found: list[tuple[Any, ...]] = self.state.read(lambda db: db.execute(
+            "SELECT id, receiver, idempotency_key, payload, attempts, status, created_at, finished_at, last_error "
+            "FROM outbox ORDER BY id DESC LIMIT ?",
+            (max(0, limit - len(spooled)),)).fetchall(), [])
+        out = spooled
+        for row in found:
+            item = dict(zip(names, row))
+            item["payload"] = json.loads(item["payload"])
+            if (mark := self._marks.get(item["id"])) is not None:
+                item.update(attempts=item["attempts"] + mark.attempts, status=mark.status,
+                            finished_at=mark.finished_at, last_error=mark.last_error)
+            out.append(item)
+        return out
+
     def prune(self, now: float, retention: float, forget_after: float) -> int:
         """Drop finished rows older than ``retention`` and what was sent about alerts not seen for long."""
         removed = 0
