@@ -34,6 +34,7 @@ from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 from dbwatch.collectors.mysql_advisor_hygiene import mysql_hygiene
+from dbwatch.collectors.mysql_advisor_workload import workload_totals
 from dbwatch.collectors.pg_advisor_hygiene import index_name
 from dbwatch.sqlshape import ColumnUse, MySQLAnalyser, StatementUses, TableKey
 from dbwatch.model.facts.common import Summary
@@ -146,6 +147,10 @@ class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
                                       f"candidates; run GRANT SELECT ON performance_schema.* TO "
                                       f"{grantee(server.user)};")
                 return
+            try:  # N+1 in one-shot advice: digest totals since performance_schema began counting
+                snapshot.put(await workload_totals(session, float(uptime or 0)))
+            except QueryError as exc:
+                snapshot.notes.append(f"no N+1 check: {exc}")
             consumers = set(str(state["consumers"] or "").split(","))
             samples, source = await self._samples(session, consumers, [d["digest"] for d in digests])
             if source == "digest":

@@ -36,6 +36,7 @@ from dbwatch.collectors.pg_advisor_costing import Costing
 from dbwatch.collectors.pg_advisor_hygiene import Table, duplicates_sql, hygiene
 from dbwatch.collectors.pg_advisor_samples import literal_samples, sample_queryid
 from dbwatch.collectors.pg_advisor_storage import StorageOptions, storage_facts
+from dbwatch.collectors.pg_advisor_workload import workload_totals
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.sqlshape import PostgresAnalyser, StatementUses
 from dbwatch.model.options import Count, Number
@@ -93,6 +94,12 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
                 session, statements, tables, existing_keys(indexes), options.min_table_rows,
                 options.max_candidates_per_statement)
             storage = await storage_facts(session, statements, self.options)
+            if state["statements"] is not None:  # N+1 in one-shot advice: totals since the reset
+                try:
+                    snapshot.put(await workload_totals(session, state["database"], _version(state["statements"]),
+                                                       float(state["observed_seconds"] or 0.0)))
+                except CollectorError as exc:
+                    snapshot.notes.append(f"no N+1 check: {exc}")
         # The costing takes the session a statement at a time: the server-wide collector, due every few
         # seconds, must not time out waiting for the advisor.
         candidates = await run.candidates(statements, per_statement)
@@ -148,7 +155,7 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
             snapshot.notes.append(f"pg_stat_statements is not installed in database {state['database']}: "
                                   "no index candidates (the hygiene checks still run)")
             return []
-        version = tuple(int(p) for p in state["statements"].split(".") if p.isdigit())
+        version = _version(state["statements"])
         try:
             options = self.options
             rows = await session.run(sql.statements_sql(version), options.min_total_time_share, options.min_calls,
@@ -178,6 +185,10 @@ async def _has_duplicates(session: PostgresSession, index: dict[str, Any]) -> bo
     except CollectorError:
         return None
     return bool(row["found"])
+
+
+def _version(extversion: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in extversion.split(".") if p.isdigit())
 
 
 def _table(row: Any) -> Table:

@@ -38,8 +38,10 @@ DEFAULT_UNUSED_MIN_AGE = 7 * 86400.0
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
+    from dbwatch.rules.index_plan import IndexPlanRule  # it builds on this module's rules
+
     return [IndexCandidateRule(), UnusedIndexRule(), RedundantIndexRule(), InvalidIndexRule(),
-            ForeignKeyWithoutIndexRule(), TableWithoutPrimaryKeyRule(), SequenceNearMaxRule()]
+            ForeignKeyWithoutIndexRule(), TableWithoutPrimaryKeyRule(), SequenceNearMaxRule(), IndexPlanRule()]
 
 
 class _AdvisorRule:
@@ -88,6 +90,12 @@ def recommended(view: TargetView, fact: type[FactList[Any]], settings: Any) -> l
             or max((s.cost_reduction or 0 for s in c.statements), default=0) >= minimum]
 
 
+def wider_prefix(narrow: Any, wide: Any) -> bool:
+    """``narrow`` is a left prefix of ``wide``, another candidate on the same table."""
+    return ((narrow.schema, narrow.table) == (wide.schema, wide.table) and len(narrow.columns) < len(wide.columns)
+            and tuple(wide.columns[:len(narrow.columns)]) == tuple(narrow.columns))
+
+
 def _serves(columns: tuple[str, ...], fk: Any) -> bool:
     """An index on ``columns`` serves the foreign key: it leads with the key's columns, in any order."""
     return set(columns[:len(fk.columns)]) == set(fk.columns)
@@ -105,6 +113,13 @@ class IndexCandidateRule(_AdvisorRule):
 
     def judge(self, view: TargetView, c: Any, settings: Any) -> Finding | None:
         table = f"{c.schema}.{c.table}"
+        # One index plan: a candidate that is a left prefix of another recommended one on its table is served
+        # by that one's leading columns; it is said there (covers_prefix_of), not offered as a second index.
+        plan = recommended(view, self.fact, settings)
+        if any(wider_prefix(c, other) for other in plan):
+            return None
+        covered = [{"columns": list(o.columns), "queryids": [s.queryid for s in o.statements]}
+                   for o in plan if wider_prefix(o, c)]
         # One index plan: a candidate leading with an unindexed foreign key's columns serves the key too (the
         # foreign-key rule then stays silent), said here rather than as a second, narrower index.
         serves = [fk.constraint for fk in getattr(self, "_foreign_keys", ())
@@ -131,14 +146,26 @@ class IndexCandidateRule(_AdvisorRule):
             "source": getattr(c, "source", "pg_stat_statements"),
             "table_rows": c.table_rows, "table_size_bytes": c.table_size_bytes, "writes_total": c.writes_total,
             "writes_per_second": round(c.writes_per_second, 3), "index_count": c.index_count,
-            "serves_foreign_keys": serves, "makes_redundant": narrower,
+            "serves_foreign_keys": serves, "makes_redundant": narrower, "covers_prefix_candidates": covered,
+            "size_bytes": getattr(c, "size_bytes", None),
+            "column_orders": [{"columns": list(cols), "cost": cost} for cols, cost in getattr(c, "orders", ())],
         }
         penalty = (f"Write penalty: {table} takes {c.writes_per_second:.1f} row writes/s and already has "
                    f"{c.index_count} index(es); every INSERT, and every UPDATE of an indexed column, maintains "
                    f"one more.") + (f" It also serves foreign key {', '.join(serves)} (no separate index needed)."
                                     if serves else "") + (
             f" Once it is built, {', '.join(narrower)} leads it and only costs writes: drop it then "
-            f"(DROP INDEX CONCURRENTLY), after checking the plans still use the new index." if narrower else "")
+            f"(DROP INDEX CONCURRENTLY), after checking the plans still use the new index." if narrower else "") + (
+            f" It also serves the statements of {len(covered)} narrower candidate(s) through its leading columns "
+            f"({'; '.join(', '.join(x['columns']) for x in covered)}): one index, not two." if covered else "")
+        orders = list(getattr(c, "orders", ()))
+        if len(orders) > 1:  # the chosen order first, then the others, each with its HypoPG cost
+            penalty += " Column orders costed with HypoPG: " + "; ".join(
+                f"({', '.join(cols)}) {'not used by the plan' if cost is None else f'{cost:.0f}'}"
+                for cols, cost in orders) + "."
+        if getattr(c, "size_bytes", None):
+            penalty += f" Estimated size (HypoPG): {_size(c.size_bytes)}."
+
         labels = {"table": table, "columns": ",".join(c.columns)}
         if c.method == "hypopg":
             minimum = getattr(settings, "min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)

@@ -16,7 +16,9 @@ from typing import Any
 from dbwatch.model import Finding, Severity
 from dbwatch.model.facts.mysql_advisor import MySQLAdviceSettings, MySQLIndexCandidates
 from dbwatch.rules.engine import PythonRule, TargetView
-from dbwatch.rules.indexes import HEURISTIC_WEIGHT, IndexCandidateRule, RedundantIndexRule, UnusedIndexRule, _mean_ms
+from dbwatch.rules.indexes import (
+    HEURISTIC_WEIGHT, IndexCandidateRule, RedundantIndexRule, UnusedIndexRule, _mean_ms, recommended, wider_prefix,
+)
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["MySQLIndexCandidate", "MySQLRedundantIndex", "MySQLUnusedIndex", "make_rules"]
@@ -26,7 +28,9 @@ WARNING_EXAMINED_PER_ROW = 1000
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
-    return [MySQLIndexCandidate(), MySQLRedundantIndex(), MySQLUnusedIndex()]
+    from dbwatch.rules.index_plan import MySQLIndexPlanRule
+
+    return [MySQLIndexCandidate(), MySQLRedundantIndex(), MySQLUnusedIndex(), MySQLIndexPlanRule()]
 
 
 class MySQLRedundantIndex(RedundantIndexRule):
@@ -58,6 +62,8 @@ class MySQLIndexCandidate(IndexCandidateRule):
 
     def judge(self, view: TargetView, c: Any, settings: Any) -> Finding | None:
         table = f"{c.schema}.{c.table}"
+        if any(wider_prefix(c, other) for other in recommended(view, self.fact, settings)):
+            return None  # the wider candidate serves it: one index plan (rules/index_plan.py)
         main = max(c.statements, key=lambda s: s.time_share)
         examined = sum(s.rows_examined for s in c.statements)
         returned = sum(s.rows_sent for s in c.statements)

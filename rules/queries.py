@@ -6,11 +6,9 @@ agent keeps (about 40 collections), so a statement idle for a minute does not ma
 slow log's samples (:class:`~dbwatch.model.facts.slowlog.SlowClasses`, literals and all) for the hints that
 need a literal.
 
-- ``QueryNPlusOne``: a single-table lookup by key, about one row per call, called at least ``min_calls``
-  times and ``fanout`` times more often than the median of its neighbours (the other statements of the same
-  database that touch an application table: the agent's and the admin's catalog queries are not neighbours);
-  the likely parent is the statement whose rows returned match the lookup's calls (each row it
-  returns triggers one lookup).
+- ``QueryNPlusOne`` (rules/nplusone.py): a lookup by key run once per row of another statement; in
+  ``dbwatch advise`` (one collection, no interval) from the advisors' totals since the statistics' reset
+  (:class:`~dbwatch.model.facts.workload.WorkloadTotals`); the parent is named only on evidence.
 - ``QueryRewriteHint``: ``SELECT *``; ``count(*)`` compared with a value where ``EXISTS`` stops at the first
   row; a correlated scalar subquery (run once per outer row); ``NOT IN (subquery)`` (NULL semantics, no
   anti-join); deep ``OFFSET`` (a literal ≥ 1000, or a parameter while the statement touches ≥ 50 blocks per
@@ -23,24 +21,21 @@ is not made. Parses are cached per statement (evaluation runs every 5 s), findin
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from dbwatch.model import Finding, Severity, Snapshot
 from dbwatch.model.facts.slowlog import SlowClass, SlowClasses
 from dbwatch.model.facts.statements import Statements
+from dbwatch.model.facts.workload import WorkloadTotals
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import PythonRule, TargetView
+from dbwatch.rules.nplusone import NPLUSONE_FANOUT, NPLUSONE_MIN_CALLS, n_plus_one
 from dbwatch.rules.spec import RulesConfig
 from dbwatch.sqlshape import Analyser, ParseFailures, Shape, analyser
 
 __all__ = ["make_rules", "NPLUSONE_MIN_CALLS", "NPLUSONE_FANOUT"]
 
-NPLUSONE_MIN_CALLS = 100
-NPLUSONE_FANOUT = 10.0
-NPLUSONE_MAX_ROWS_PER_CALL = 1.5
-PARENT_TOLERANCE = 0.2  # parent's rows within 20 % of the lookup's calls
 HINT_MIN_CALLS = 10
 DEEP_OFFSET = 1000
 OFFSET_BLOCKS_PER_ROW = 50.0
@@ -83,12 +78,15 @@ class QueryRules:
         history = [s for s in view.history_with(Statements) if s.ok]
         newest_slow = view.snapshot_with(SlowClasses)
         slow = list(newest_slow.fact(SlowClasses) or ()) if newest_slow is not None else []
+        totals_at = view.snapshot_with(WorkloadTotals)
+        totals = totals_at.fact(WorkloadTotals) if totals_at is not None else None
         key = (view.engine, history[-1].started_at if history else None, len(history),
-               newest_slow.started_at if newest_slow is not None else None, tuple(view.labels.items()))
+               newest_slow.started_at if newest_slow is not None else None, tuple(view.labels.items()),
+               totals_at.started_at if totals_at is not None else None)
         cached = self._findings.get(view.target)
         if cached is not None and cached[0] == key:
             return cached[1]
-        findings = self._judge(view, history, slow)
+        findings = self._judge(view, history, slow, totals)
         self._findings[view.target] = (key, findings)
         return findings
 
@@ -105,10 +103,19 @@ class QueryRules:
             self._parses[cache_key] = found if isinstance(found, Shape) else None  # skipped: no hint
         return self._parses[cache_key]
 
-    def _judge(self, view: TargetView, history: list[Snapshot], slow: list[SlowClass]) -> list[Finding]:
+    def _judge(self, view: TargetView, history: list[Snapshot], slow: list[SlowClass],
+               totals: WorkloadTotals | None) -> list[Finding]:
         stats, window = _summed(history)
+        links = totals.links if totals is not None else None
+        if not any(a.calls for a in stats.values()) and totals is not None:
+            # One collection (dbwatch advise): no interval to take a difference over, so the N+1 check reads
+            # the totals since the statistics' reset; the hints keep to the daemon's windows.
+            since = {k: _Agg(t.queryid, "", t.datname, t.query, t.calls, t.rows, t.seconds, t.blocks)
+                     for t in totals for k in [(t.queryid, "", t.datname)]}
+            shapes = {k: self._shape(view.engine, a.queryid, a.query) for k, a in since.items()}
+            return list(n_plus_one(view, since, shapes, links, _measured))
         shapes = {k: self._shape(view.engine, a.queryid, a.query) for k, a in stats.items()}
-        out = list(self._n_plus_one(view, stats, shapes))
+        out = list(n_plus_one(view, stats, shapes, links, _measured))
         total = _total_seconds(stats)
         for k, agg in stats.items():
             shape = shapes[k]
@@ -122,46 +129,6 @@ class QueryRules:
             if shape is not None and shape.application:
                 out.extend(self._literal_hints(view, cls, shape))
         return out
-
-    def _n_plus_one(self, view: TargetView, stats: dict[tuple[str, str, str], _Agg],
-                    shapes: dict[tuple[str, str, str], Shape | None]) -> Iterable[Finding]:
-        for k, child in stats.items():
-            shape = shapes[k]
-            if (shape is None or shape.kind != "select" or not shape.single_table or not shape.key_lookup
-                    or shape.aggregate or child.calls < NPLUSONE_MIN_CALLS
-                    or child.rows > NPLUSONE_MAX_ROWS_PER_CALL * child.calls):
-                continue
-            neighbours = [a for j, a in stats.items() if j != k and a.datname == child.datname
-                          and (shape_j := shapes[j]) is not None and shape_j.application]
-            if not neighbours:
-                continue
-            median = statistics.median(a.calls for a in neighbours)
-            if child.calls < NPLUSONE_FANOUT * max(median, 1):
-                continue
-            parents = [a for j, a in stats.items() if j != k and a.datname == child.datname
-                       and (shape_j := shapes[j]) is not None and shape_j.kind == "select"
-                       and a.rows >= 2 * a.calls and child.calls >= 2 * a.calls
-                       and abs(a.rows - child.calls) <= PARENT_TOLERANCE * child.calls]
-            parent = min(parents, key=lambda a: (abs(a.rows - child.calls), a.calls), default=None)
-            evidence: dict[str, Any] = {
-                "queryid": child.queryid, "query": child.query, "table": shape.tables[0], "calls": child.calls,
-                "rows": child.rows, "rows_per_call": round(child.rows / child.calls, 3),
-                "total_time_seconds": round(child.seconds, 6), "neighbour_median_calls": median,
-                "datname": child.datname, "parent": None, **_measured(child, _total_seconds(stats))}
-            said = ""
-            if parent is not None:
-                evidence["parent"] = {"queryid": parent.queryid, "query": parent.query, "calls": parent.calls,
-                                      "rows": parent.rows}
-                said = (f" Likely parent: {parent.query!r} ({parent.calls} calls returned {parent.rows} rows, "
-                        f"one lookup per row).")
-            yield recommend(
-                "QueryNPlusOne", view, Severity.WARNING if child.calls >= 10 * NPLUSONE_MIN_CALLS else Severity.INFO,
-                f"N+1 pattern: {child.calls} lookups by key on {shape.tables[0]}, {child.calls / max(median, 1):.0f}× "
-                f"its neighbours' calls", f"{child.query!r} returns about one row per call and runs far more often "
-                f"than the other statements of {child.datname or 'its database'}: the application fetches rows one "
-                f"at a time in a loop.{said} Fetch them in one statement (a JOIN with the parent, or WHERE key = "
-                f"ANY($1) / IN (...) with all the keys).", {"queryid": child.queryid},
-                evidence, None, min(1.0, child.seconds / max(_total_seconds(stats), 1e-9)))
 
     def _hints(self, view: TargetView, agg: _Agg, shape: Shape, window: float, total: float) -> Iterable[Finding]:
         if agg.calls < HINT_MIN_CALLS:
