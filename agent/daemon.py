@@ -28,6 +28,7 @@ from dbwatch.agent.logs import setup_logging
 from dbwatch.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
 from dbwatch.agent.sharding import ShardingConfig, select_shard
+from dbwatch.agent.silences_http import add_routes as add_console_api
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.base import Session
 from dbwatch.collectors.session import set_connect_slots
@@ -54,6 +55,9 @@ class Daemon:
         self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
                                targets=self.targets_info)
         self.targets: dict[str, TargetJobs] = {}
+        # Read on every evaluation of every target's rules: kept, not rebuilt per call (O(targets) each).
+        self._target_map: dict[str, Target] = {}
+        self._up: dict[str, bool] = {}  # target -> whether its main collector last succeeded (tried ones only)
         self.alerting = Alerting(config, self.store, targets=self.target_map, sessions=self.session_of,
                                  external_url=f"{scheme}://{config.server.listen}")
         self.exposition.add_provider(self.alerting.metrics)
@@ -62,6 +66,7 @@ class Daemon:
         self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
         self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)
         self.http.add_json("/api/v1/clusters", self.alerting.clusters.as_json)
+        add_console_api(self.http.app, self)  # /api/v1/silences, the console's actions (agent/silences_http.py)
         self.scheduler = AsyncIOScheduler()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -158,8 +163,11 @@ class Daemon:
             self.systemd.status(status)
 
     def _status(self) -> str:
-        states = [self.target_up(name) for name in self.targets]
-        return f"{states.count(True)} of {len(states)} target(s) up, {states.count(None)} not yet tried"
+        # Counted from what collections reported (kept as they land), not by a pass over the store per
+        # collection: at a fleet's size that pass was quadratic.
+        up = sum(1 for name, ok in self._up.items() if ok and name in self.targets)
+        tried = sum(1 for name in self._up if name in self.targets)
+        return f"{up} of {len(self.targets)} target(s) up, {len(self.targets) - tried} not yet tried"
 
     def target_up(self, name: str) -> bool | None:
         """Whether the collector answering for the target's up metric last succeeded (None: not yet run)."""
@@ -179,6 +187,7 @@ class Daemon:
         new = [target for name, target in wanted.items() if name not in self.targets]
         for target in new:
             self._add(target, starting=len(new))
+        self._target_map = {name: jobs.target for name, jobs in self.targets.items()}
         self.exposition.set_target_labels({name: jobs.target.labels for name, jobs in self.targets.items()})
 
     def shard_targets(self, config: Config) -> list[Target]:
@@ -192,7 +201,8 @@ class Daemon:
         return kept
 
     def target_map(self) -> dict[str, Target]:
-        return {name: jobs.target for name, jobs in self.targets.items()}
+        """The watched targets by name (the same dict until the next reload: callers must not change it)."""
+        return self._target_map
 
     def session_of(self, name: str) -> Session | None:
         """A watched target's session (failover promotes through it), None for a target not watched here."""
@@ -262,6 +272,7 @@ class Daemon:
             if self.scheduler.get_job(job_id):
                 self.scheduler.remove_job(job_id)
         await jobs.close()
+        self._up.pop(name, None)
         self.store.forget_target(name)
         if gone:
             self.alerting.forget_target(name)
@@ -278,7 +289,8 @@ class Daemon:
             snapshot = await jobs.collect(collector)
             if self.targets.get(target) is jobs:  # not removed by a reload meanwhile
                 self.store.put(snapshot)
-                if collector == jobs.up_collector:
+                if collector == jobs.up_collector and self._up.get(target) is not snapshot.ok:
+                    self._up[target] = snapshot.ok
                     self._update_status()
         except asyncio.CancelledError:
             if not self._stopping.is_set():

@@ -124,11 +124,25 @@ class SilenceStore:
 
     # -- what the API and the console call ----------------------------------------------------------
 
-    def add(self, matchers: Iterable[Matcher | dict[str, Any]], ends_at: float | str | None = None,
+    def add(self, matchers: Iterable[Matcher | dict[str, Any]] | Any, ends_at: float | str | None = None,
             created_by: str = "", comment: str = "", starts_at: float | str | None = None, *,
             duration: float | str | None = None) -> Silence:
         """A new silence from ``starts_at`` (default now) until ``ends_at`` or for ``duration`` (``"2h"``).
         Times are UNIX seconds or RFC 3339 strings. Raises :class:`SilenceError` naming every bad field."""
+        return self.put(self.prepare(matchers, ends_at, created_by, comment, starts_at, duration=duration))
+
+    def put(self, silence: Silence) -> Silence:
+        """Keep (and save) a silence made by :meth:`prepare`."""
+        self._silences[silence.id] = silence
+        self._save()
+        logger.info("silence %s created by %s until %s: %s", silence.id, silence.created_by,
+                    rfc3339(silence.ends_at), ", ".join(str(m) for m in silence.matchers))
+        return silence
+
+    def prepare(self, matchers: Iterable[Matcher | dict[str, Any]] | Any, ends_at: float | str | None = None,
+                created_by: str = "", comment: str = "", starts_at: float | str | None = None, *,
+                duration: float | str | None = None) -> Silence:
+        """The silence :meth:`add` would keep, checked but not kept."""
         now = self.clock()
         problems: list[str] = []
         parsed = parse_matchers(matchers, problems)
@@ -152,22 +166,17 @@ class SilenceStore:
         _text("createdBy", created_by, problems, required=True)
         _text("comment", comment, problems, required=True)
         if start is not None and end is not None:
-            if end <= start:
-                problems.append(f"endsAt: {rfc3339(end)} is not after startsAt {rfc3339(start)}")
-            elif end <= now:
+            if end <= now:
                 problems.append(f"endsAt: {rfc3339(end)} is in the past")
+            elif end <= start:
+                problems.append(f"endsAt: {rfc3339(end)} is not after startsAt {rfc3339(start)}")
             elif end - start > MAX_DURATION:
                 problems.append(f"endsAt: a silence lasts at most {MAX_DURATION / 86400:.0f} days")
         if problems:
             raise SilenceError(problems)
         assert start is not None and end is not None
-        silence = Silence(str(uuid.uuid4()), tuple(parsed), max(start, now), end,
-                          str(created_by).strip(), str(comment).strip(), now)
-        self._silences[silence.id] = silence
-        self._save()
-        logger.info("silence %s created by %s until %s: %s", silence.id, silence.created_by,
-                    rfc3339(silence.ends_at), ", ".join(str(m) for m in silence.matchers))
-        return silence
+        return Silence(str(uuid.uuid4()), tuple(parsed), max(start, now), end, str(created_by).strip(),
+                       str(comment).strip(), now)
 
     def expire(self, id: str) -> Silence:
         """End a silence now (a pending one never starts). Raises KeyError for an unknown id and
