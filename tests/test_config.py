@@ -32,7 +32,8 @@ def test_example_config_is_valid_and_complete():
     config = load_config(ROOT / "config.example.yaml")
     target, host = config.resolved_targets()
     assert target.name == "local-postgres" and host.engine == "host"
-    assert set(target.collectors) == {"postgres", "statements", "tables", "settings", "stats", "migrations"}
+    assert set(target.collectors) == {"postgres", "statements", "tables", "settings", "stats", "migrations",
+                                      "timescaledb"}
     assert target.collectors["statements"].interval == 60
     assert target.collectors["statements"].options.top_n == 100
     assert target.labels == {"env": "dev"}
@@ -126,7 +127,7 @@ def test_per_collector_settings_override_target_defaults():
 def test_disabled_collector_is_not_scheduled():
     text = GOOD_TARGET.replace("engine: postgres", "engine: postgres\n    collectors: {statements: {enabled: false}}")
     [target] = parse_config(text, "cfg.yaml", {}).resolved_targets()
-    assert set(target.collectors) == {"postgres", "tables", "settings", "stats", "migrations"}
+    assert set(target.collectors) == {"postgres", "tables", "settings", "stats", "migrations", "timescaledb"}
 
 
 @pytest.mark.parametrize("text, seconds", [("15s", 15), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), (10, 10)])
