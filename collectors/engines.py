@@ -123,9 +123,12 @@ def _postgres() -> Engine:
             "custom": "pg_custom:CustomQueriesCollector",
             "migrations": "pg_migrations:PgMigrationsCollector",
             "schema": "pg_schema:PgSchemaCollector",
+            "timescaledb": "timescale:TimescaleCollector",
         }),
         defaults={
             "postgres": CollectorDefaults(interval=15.0, timeout=10.0),
+            # On by default: it exports nothing (one query per database) where the extension is not installed.
+            "timescaledb": CollectorDefaults(interval=60.0, timeout=30.0),
             # postgres_exporter's per-table, settings and other default collectors, under its names.
             "tables": CollectorDefaults(interval=30.0, timeout=20.0),
             "settings": CollectorDefaults(interval=60.0, timeout=10.0),
