@@ -222,7 +222,7 @@ class TargetConfig(StrictModel):
     @model_validator(mode="after")
     def _schema_group(self) -> "TargetConfig":
         if self.schema_group and "schema" not in engine(self.engine).collectors:
-            raise ValueError(f"schema_group: schemas are fingerprinted on postgres targets, not {self.engine} ones")
+            raise ValueError(f"schema_group: {self.engine} targets have no schema collector to fingerprint them")
         return self
 
     @model_validator(mode="after")

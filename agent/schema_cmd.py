@@ -1,8 +1,10 @@
 """``dbwatch schema diff`` and ``dbwatch schema erd``: two targets' schemas compared as DDL, and one target's
-entity-relationship diagram, both read from the live catalog (PostgreSQL targets).
+entity-relationship diagram, both read from the live catalog by the target engine's ``schema`` collector
+(PostgreSQL, MySQL/MariaDB: the engines whose registry entry has one).
 
-``schema diff -c CONFIG A B`` prints the statements that turn A's schema into B's and exits 0 when the two
-are the same, 1 when they differ, 2 on a bad config, an unknown or unreachable target. ``schema erd``
+``schema diff -c CONFIG A B`` prints the statements, in the targets' SQL dialect, that turn A's schema into
+B's and exits 0 when the two are the same, 1 when they differ, 2 on a bad config, an unknown or unreachable
+target, or targets of different dialects. ``schema erd``
 prints tables with their key columns (primary, unique, foreign) and the foreign keys between them, as
 Mermaid (``erDiagram``) or Graphviz dot.
 """
@@ -11,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import re
 import sys
+import time
 
 from dbwatch.agent.config import Config, load_or_report
 from dbwatch.collectors.base import CollectorError
-from dbwatch.collectors.engines import engine
-from dbwatch.collectors.schema_shape import read_pg_shape
-from dbwatch.model.facts.schema import SchemaShape, Table, diff_ddl
+from dbwatch.collectors.engines import ENGINE_NAMES, engine
+from dbwatch.model import Snapshot
+from dbwatch.model.facts.schema import SchemaFingerprint, SchemaShape, Table
+from dbwatch.model.target import CollectorSettings
+from dbwatch.sqlshape.schema_diff import diff_statements
 
 __all__ = ["add_schema_command", "render_dot", "render_mermaid"]
 
@@ -77,19 +83,24 @@ async def read_shape(config: Config, name: str) -> SchemaShape:
     if name not in targets:
         raise SchemaError(f"no target named {name!r} (targets: {', '.join(targets) or 'none'})")
     target = targets[name]
-    if target.engine != "postgres":
-        raise SchemaError(f"target {name!r} is a {target.engine} target; schema diff and erd read PostgreSQL")
-    from dbwatch.collectors.postgres import PostgresSession  # the driver only when a schema is read
-
-    session = engine(target.engine).session(target)
-    assert isinstance(session, PostgresSession)
+    spec = engine(target.engine)
+    if "schema" not in spec.collectors:
+        readable = ", ".join(n for n in ENGINE_NAMES if "schema" in engine(n).collectors)
+        raise SchemaError(f"target {name!r} is a {target.engine} target; schema diff and erd read {readable}")
+    # The engine's schema collector, run once whatever the target's schema_group (its fact holds the shape).
+    default = spec.defaults["schema"]
+    target = dataclasses.replace(target, collectors={"schema": CollectorSettings(default.interval, default.timeout)})
+    session = spec.session(target)
+    snapshot = Snapshot(target=name, engine=target.engine, collector="schema", started_at=time.time())
     try:
-        async with session.lock:
-            return await read_pg_shape(session)
+        await asyncio.wait_for(spec.collectors["schema"](target, session).collect(snapshot), default.timeout)
     except CollectorError as exc:
         raise SchemaError(f"target {name!r}: {exc}") from None
+    except asyncio.TimeoutError:
+        raise SchemaError(f"target {name!r}: the catalog was not read within {default.timeout:g} s") from None
     finally:
         await session.close()
+    return snapshot.need(SchemaFingerprint).shape
 
 
 def _key_columns(table: Table) -> list[tuple[str, str, list[str]]]:
@@ -130,7 +141,11 @@ def _diff(args: argparse.Namespace) -> int:
     except SchemaError as exc:
         print(f"dbwatch schema diff: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    statements = diff_ddl(a, b)
+    if a.dialect != b.dialect:
+        print(f"dbwatch schema diff: {args.target_a} is a {a.dialect} schema and {args.target_b} a {b.dialect} one: "
+              "there is no DDL between them", file=sys.stderr)
+        return EXIT_USAGE
+    statements = diff_statements(a, b)
     if not statements:
         print(f"-- {args.target_a} and {args.target_b} have the same schema (fingerprint {a.fingerprint()})")
         return EXIT_SAME

@@ -76,7 +76,7 @@ FAMILIES: tuple[MetricSpec, ...] = (
                ('schema', 'tool'), 'migrations'),
     MetricSpec('dbwatch_schema_fingerprint_info', G,
                "The fingerprint of the database's schema: tables, columns, types, defaults, indexes and constraints "
-               "(`schema` collector, PostgreSQL; on for targets with a `schema_group`). Targets of one group with "
+               "(`schema` collector, PostgreSQL and MySQL/MariaDB; on for targets with a `schema_group`). Targets of one group with "
                "different fingerprints raise `SchemaDrift`.",
                ('schema_group', 'fingerprint'), 'schema'),
     MetricSpec('dbwatch_schema_tables', G,

@@ -165,6 +165,7 @@ def _mysql() -> Engine:
             "audit": "mysql_audit:MySQLAuditCollector",
             "advisor": "mysql_advisor:MySQLAdvisorCollector",
             "migrations": "mysql_migrations:MySQLMigrationsCollector",
+            "schema": "mysql_schema:MySQLSchemaCollector",
         }),
         defaults={
             "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -175,6 +176,8 @@ def _mysql() -> Engine:
             "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
             # Metadata-lock queues behind DDL, gh-ost and pt-online-schema-change runs.
             "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
+            # On for a target with a schema_group (SchemaDrift), off otherwise (agent/config.py).
+            "schema": CollectorDefaults(interval=300.0, timeout=30.0, enabled=False),
         },
     )
 

@@ -2,16 +2,17 @@
 and the shape as a fact for ``SchemaDrift`` (targets of one ``schema_group`` must have the same fingerprint).
 
 On by default for a target with a ``schema_group:``, off otherwise; every 5 minutes (schemas change with
-deployments, and the catalog is read in three queries whatever the number of tables).
+deployments, and the catalog is read in three queries whatever the number of tables). MySQL/MariaDB's is
+:class:`~dbwatch.collectors.mysql_schema.MySQLSchemaCollector`.
 """
 
 from __future__ import annotations
 
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.collectors.schema_common import record_shape
 from dbwatch.collectors.schema_shape import read_pg_shape
-from dbwatch.model import Snapshot, gauge
-from dbwatch.model.facts.schema import SchemaFingerprint
+from dbwatch.model import Snapshot
 from dbwatch.model.options import CollectorOptions
 
 __all__ = ["PgSchemaCollector"]
@@ -24,13 +25,4 @@ class PgSchemaCollector(Collector[PostgresSession, CollectorOptions]):
     async def collect(self, snapshot: Snapshot) -> None:
         async with self.session.lock:
             shape = await read_pg_shape(self.session)
-        fingerprint = shape.fingerprint()
-        group = self.target.schema_group
-        info = gauge("dbwatch_schema_fingerprint_info",
-                     "The fingerprint of the database's schema (tables, columns, types, indexes, constraints) (1)",
-                     ("schema_group", "fingerprint"))
-        info.add((group or "", fingerprint), 1.0)
-        tables = gauge("dbwatch_schema_tables", "Tables in the database's schema (outside the system schemas)", ())
-        tables.add((), float(len(shape.tables)))
-        snapshot.families.extend([info, tables])
-        snapshot.put(SchemaFingerprint(group, fingerprint, shape))
+        record_shape(snapshot, self.target.schema_group, shape)

@@ -1,16 +1,18 @@
 """SchemaDrift: targets that share a ``schema_group`` (staging and production, shards that must match) whose
 schemas differ. Each target of the group reads its own fingerprint and its peers' (the ``schema`` collector's
 fact); one whose schema differs from a peer's raises the alert, naming the peers and the first statements of
-the difference (``dbwatch schema diff`` prints all of them)."""
+the difference in the targets' SQL dialect (``dbwatch schema diff`` prints all of them). Peers of another
+dialect are not compared (a PostgreSQL and a MariaDB schema differ in every type name)."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 from dbwatch.model import Finding, FindingKind, Severity
-from dbwatch.model.facts.schema import SchemaFingerprint, diff_ddl
+from dbwatch.model.facts.schema import SchemaFingerprint
 from dbwatch.rules.engine import TargetView
 from dbwatch.rules.spec import RulesConfig
+from dbwatch.sqlshape.schema_diff import diff_statements
 
 __all__ = ["SchemaDriftRule", "make_rules"]
 
@@ -24,7 +26,7 @@ def make_rules(config: RulesConfig) -> list[SchemaDriftRule]:
 
 class SchemaDriftRule:
     name = "SchemaDrift"
-    engines: tuple[str, ...] = ("postgres",)
+    engines: tuple[str, ...] = ("postgres", "mysql")
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
         own = view.fact(SchemaFingerprint)
@@ -33,12 +35,13 @@ class SchemaDriftRule:
         differing: list[tuple[str, SchemaFingerprint]] = []
         for peer in view.peers():
             other = peer.fact(SchemaFingerprint)
-            if other is not None and other.group == own.group and other.fingerprint != own.fingerprint:
+            if other is not None and other.group == own.group and other.fingerprint != own.fingerprint \
+                    and other.shape.dialect == own.shape.dialect:
                 differing.append((peer.target, other))
         if not differing:
             return []
         first_peer, first = differing[0]
-        statements = diff_ddl(first.shape, own.shape)
+        statements = diff_statements(first.shape, own.shape)
         names = ", ".join(name for name, _ in differing)
         shown = "\n".join(statements[:SHOWN]) + ("\n…" if len(statements) > SHOWN else "")
         return [Finding(

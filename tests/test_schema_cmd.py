@@ -209,5 +209,5 @@ targets:
 """
     with pytest.raises(ConfigError) as info:
         parse_config(text, "cfg.yaml", {})
-    assert info.value.problems == ["targets[0].schema_group: schemas are fingerprinted on postgres targets, "
-                                   "not redis ones"]
+    assert info.value.problems == ["targets[0].schema_group: redis targets have no schema collector to "
+                                   "fingerprint them"]

@@ -16,14 +16,15 @@ class Column:
     name: str
     type: str
     not_null: bool
-    default: str | None = None
+    default: str | None = None  # an SQL expression as the server prints it (a string default quoted)
+    extra: str = ""  # MySQL/MariaDB: auto_increment, on update ..., AS (expr) STORED; empty on PostgreSQL
 
 
 @dataclass(frozen=True, slots=True)
 class Constraint:
     name: str
     kind: str  # p (primary key), u (unique), f (foreign key), c (check), x (exclusion)
-    definition: str  # as the server prints it (pg_get_constraintdef)
+    definition: str  # as the server prints it (pg_get_constraintdef), or built alike from information_schema
     columns: tuple[str, ...] = ()
     ref_table: str | None = None  # a foreign key's referenced table, schema-qualified
     ref_columns: tuple[str, ...] = ()
@@ -34,7 +35,7 @@ class Index:
     """An index that backs no constraint (those are the constraint's)."""
 
     name: str
-    definition: str  # CREATE [UNIQUE] INDEX ... as the server prints it
+    definition: str  # CREATE [UNIQUE] INDEX ... as the server prints it (MySQL: built from its columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +52,15 @@ class Table:
 
     @property
     def key(self) -> str:
-        return f"{self.schema}.{self.name}"
+        """``schema.name``; just ``name`` for a table of the connection's own database (MySQL), so that two
+        databases of different names compare by their tables."""
+        return f"{self.schema}.{self.name}" if self.schema else self.name
 
 
 @dataclass(frozen=True, slots=True)
 class SchemaShape:
     tables: tuple[Table, ...]
+    dialect: str = "postgres"  # the engine registry's SQL dialect: which DDL describes a difference
 
     def fingerprint(self) -> str:
         """A digest of everything in the shape: equal for two databases exactly when their shapes are."""
@@ -76,7 +80,8 @@ def quote(name: str) -> str:
 
 
 def diff_ddl(a: SchemaShape, b: SchemaShape) -> list[str]:
-    """The statements that make schema ``a`` look like schema ``b`` (empty: they are the same)."""
+    """The PostgreSQL statements that make schema ``a`` look like schema ``b`` (empty: they are the same);
+    :func:`dbwatch.sqlshape.schema_diff.diff_statements` picks the dialect's."""
     out: list[str] = []
     a_tables = {t.key: t for t in a.tables}
     b_tables = {t.key: t for t in b.tables}
