@@ -51,11 +51,9 @@ class HttpServer:
         self.targets_info = targets
         self.app = web.Application()
         self.app.add_routes([
-            web.get("/", self._index),
             web.get("/metrics", self._metrics),
             web.get("/healthz", self._healthz),
             web.get("/readyz", self._readyz),
-            web.get("/api/v1/targets", self._targets),
         ])
         self._runner: web.AppRunner | None = None
         self.address = ""
@@ -79,6 +77,10 @@ class HttpServer:
         """``idle_timeout``: a connection without a complete request for that long is closed;
         ``max_connections``: open connections allowed (by default a share of the file limit)."""
         host, port = parse_listen(listen)
+        # The web console (agent/console/) serves these when mounted; without it, a list of links and the jobs.
+        routed = {resource.canonical for resource in self.app.router.resources()}
+        self.app.router.add_routes([web.get(path, handler) for path, handler in
+                                    (("/", self._index), ("/api/v1/targets", self._targets)) if path not in routed])
         if web_config is not None:
             self._ssl_context = web_config.ssl_context()
             self._auth = web_config.basic_auth()
