@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from dbwatch.agent import __version__
 from dbwatch.agent.alerting import Alerting
 from dbwatch.agent.config import Config, ConfigError, load_config
+from dbwatch.agent.console.mount import mount_console
 from dbwatch.agent.http import HttpServer
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.logs import setup_logging
@@ -67,6 +68,7 @@ class Daemon:
         self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)
         self.http.add_json("/api/v1/clusters", self.alerting.clusters.as_json)
         add_console_api(self.http.app, self)  # /api/v1/silences, the console's actions (agent/silences_http.py)
+        self.console = mount_console(self)  # the web console's pages and JSON (agent/console/)
         self.scheduler = AsyncIOScheduler()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
