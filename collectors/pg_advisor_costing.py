@@ -41,6 +41,8 @@ __all__ = ["Costing"]
 _STMT = "dbwatch_advisor"
 # A statement's margin to prefer fewer columns: a two-column index must beat its one-column prefix by 10 %.
 _PREFIX_MARGIN = 1.1
+# Another candidate's index serves a statement as well when it keeps this share of the statement's own saving.
+_KEPT_SAVING = 0.9
 # Another column order replaces the selectivity order only when it is cheaper by more than this.
 _ORDER_MARGIN = 0.99
 _Costed = tuple[Statement, StatementCost]
@@ -187,14 +189,18 @@ class Costing:
             await self.conn.fetch(sql.HYPO_DROP, hypo["indexrelid"])
 
     async def _consolidate(self, chosen: dict[_Key, tuple[Candidate, list[_Costed]]]) -> None:
-        """One index for (a) and (a, b) when (a, b) serves (a)'s statements about as well: one index to keep."""
-        for key in sorted(chosen, key=lambda k: len(k[1])):
-            narrow, entries = chosen[key]
-            wider = [k for k in chosen if k[0] == key[0] and len(k[1]) > len(key[1]) and k[1][:len(key[1])] == key[1]]
-            for other in sorted(wider, key=lambda k: len(k[1])):
+        """One index where one serves another's statements about as well: a narrower (a) folds into (a, b), and
+        (a, c) into (a, b) when (a, b) keeps at least :data:`_KEPT_SAVING` of each of (a, c)'s savings (the
+        second index would save little more, and costs writes and disk). The least busy candidates try first."""
+        for key in sorted(chosen, key=lambda k: (len(k[1]), sum(c.time_share for _, c in chosen[k][1]))):
+            if key not in chosen:
+                continue
+            entries = chosen[key][1]
+            others = [k for k in chosen if k != key and k[0] == key[0] and k[1][0] == key[1][0]
+                      and (len(k[1]) > len(key[1]) or len(key[1]) > 1)]
+            for other in sorted(others, key=lambda k: (k[1][:len(key[1])] != key[1], -len(k[1]))):
                 costs = await self._with_index(chosen[other][0], [statement for statement, _ in entries])
-                if costs is None or any(c is None or old.cost_after is None or c > old.cost_after * _PREFIX_MARGIN
-                                        for c, (_, old) in zip(costs, entries)):
+                if costs is None or not all(_serves_as_well(c, old) for c, (_, old) in zip(costs, entries)):
                     continue
                 chosen[other][1].extend((statement, statement.cost(old.cost_before, c))
                                         for c, (statement, old) in zip(costs, entries))
@@ -260,6 +266,15 @@ class Costing:
             writes_per_second=table.writes / self.observed if self.observed > 0 else 0.0,
             index_count=table.index_count, size_bytes=self.sizes.get(key), orders=self.orders.get(key, ()),
         )
+
+
+def _serves_as_well(cost: float | None, own: StatementCost) -> bool:
+    """The plan with another index (``cost``) is about as good as with the statement's own: within 10 % of its
+    cost, or keeping :data:`_KEPT_SAVING` of its saving."""
+    if cost is None or own.cost_after is None:
+        return False
+    return cost <= own.cost_after * _PREFIX_MARGIN or (
+        own.cost_before - cost >= _KEPT_SAVING * (own.cost_before - own.cost_after))
 
 
 def first_line(exc: BaseException) -> str:
