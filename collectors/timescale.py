@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
 from dbwatch.collectors import timescale_sql as sql
@@ -113,7 +112,7 @@ class _Collection:
         self.caggs: list[ContinuousAggregate] = []
         self.candidates: list[HypertableCandidate] = []
 
-    def add(self, database: str, extension: Row, results: dict[str, Sequence[Row]]) -> None:
+    def add(self, database: str, extension: Row, results: dict[str, list[Row]]) -> None:
         now = float(extension["now"])
         self.databases.append(TimescaleDatabase(database, extension["version"], now))
         if results["shared_buffers"]:

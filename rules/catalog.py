@@ -23,7 +23,7 @@ FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbw
                                "dbwatch.rules.tuning:make_rules", "dbwatch.rules.security:make_rules",
                                "dbwatch.rules.schema:make_rules",
                                "dbwatch.rules.schema_drift:make_rules",
-                               "dbwatch.rules.pg_storage:make_rules",
+                               "dbwatch.rules.pg_storage:make_rules", "dbwatch.rules.timescale:make_rules",
                                "dbwatch.rules.mysql_indexes:make_rules", "dbwatch.rules.mongo_indexes:make_rules")
 
 
