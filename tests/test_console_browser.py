@@ -11,10 +11,12 @@ Screenshots of every page (laptop and phone width, light and dark) are saved und
 from __future__ import annotations
 
 import shutil
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.agentproc import AgentProcess, sample_value
@@ -158,6 +160,36 @@ def test_the_target_page_shows_a_statement_the_test_ran_with_its_sparkline(agent
     assert detail["sessions"]["summary"]["connections"] >= 1
     shoot(browser, "target")
     assert agent.get("/targets/nope", check=False) == 404
+
+
+def test_the_target_page_shows_live_sessions_and_who_blocks_whom(agent, browser, servers):
+    live, _, _ = servers
+    holder = psycopg.connect(live.dsn(), application_name="holder")
+    waiter = psycopg.connect(live.dsn(), application_name="waiter", autocommit=True)
+    try:
+        holder.execute(f"LOCK TABLE {PROBE} IN ACCESS EXCLUSIVE MODE")  # and the transaction stays open
+        holder_pid = holder.info.backend_pid
+        blocked = threading.Thread(target=lambda: waiter.execute(f"SELECT count(*) FROM {PROBE}"), daemon=True)
+        blocked.start()
+
+        def blocked_row():
+            browser.get(agent.url("/targets/pg-live"))
+            return next((r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.live tr.blocked")
+                         if f"blocked by {holder_pid}" in r.text), None)
+
+        row = wait_for(blocked_row, 60, "the waiting session, blocked by the holder, on the target page", interval=0.5)
+        assert str(waiter.info.backend_pid) in row and PROBE in row
+        sessions = agent.get("/api/v1/targets/pg-live")["sessions"]["live"]
+        [holding] = [s for s in sessions if s["pid"] == holder_pid]
+        assert holding["state"] == "idle in transaction" and holding["xact_seconds"] > 0
+        assert not [s for s in sessions if s["application_name"] == "dbwatch"], "the agent's own sessions are left out"
+        browser.find_element(By.ID, "sessions").location_once_scrolled_into_view
+        shoot(browser, "target-lock-wait")
+    finally:
+        holder.rollback()
+        holder.close()
+        blocked.join(30)
+        waiter.close()
 
 
 def test_a_silence_made_on_the_page_mutes_the_webhook_and_expiring_it_there_delivers(agent, browser, servers, hook):

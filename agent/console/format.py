@@ -58,6 +58,14 @@ def iso(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def rfc3339(text: str | None) -> float | None:
+    """``2026-12-04T21:04:47.500Z`` (the silences API's times) as Unix time; None when it is not one."""
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp() if text else None
+    except ValueError:
+        return None
+
+
 def number(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -82,5 +90,5 @@ def size(value: float | None) -> str:
     return str(value)
 
 
-FILTERS = {"percent": percent, "seconds": seconds, "ago": ago, "iso": iso, "number": number, "size": size,
+FILTERS = {"percent": percent, "seconds": seconds, "ago": ago, "iso": iso, "number": number, "size": size, "rfc3339": rfc3339,
            "sparkline": sparkline_svg}

@@ -4,7 +4,7 @@ from synthetic data. Nothing here computes; the page modules do."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from dbwatch.agent.console.history import StatementHistory
 from dbwatch.agent.store import SnapshotStore
@@ -32,6 +32,8 @@ class Sources:
     silences: Callable[[], Any] = lambda: None
     #: /api/v1/targets' per-target job figures (the daemon's ``targets_info``)
     targets_info: Callable[[], list[dict[str, Any]]] = _nothing
+    #: a target's live client sessions (collectors/pg_backends.py): None for an engine without them
+    live_sessions: Callable[[str], Awaitable[list[dict[str, Any]] | None]] | None = None
     actions_enabled: bool = False
     history: StatementHistory = field(default_factory=StatementHistory)
     #: per target, its latest snapshots and the key numbers read from them (agent/console/fleet.py)

@@ -150,9 +150,11 @@ def _families(snapshots: list[Snapshot], names: tuple[str, ...]) -> list[dict[st
         for wanted in names:
             family: MetricFamily | None = snapshot.family(wanted)
             if family is not None and family.samples:
-                out.append({"metric": family.name, "help": family.help,
-                            "samples": [{"labels": dict(zip(family.labelnames, labels)), "value": value}
-                                        for labels, value in family.samples[:50]]})
+                shown = [(labels, value) for labels, value in family.samples if value][:50]  # a queue of 0 is none
+                if shown:
+                    out.append({"metric": family.name, "help": family.help,
+                                "samples": [{"labels": dict(zip(family.labelnames, labels)), "value": value}
+                                            for labels, value in shown]})
     return out
 
 

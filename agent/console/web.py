@@ -18,6 +18,7 @@ from dbwatch.agent.console.fleet import SORTS, fleet_page, fleet_rows, parse_que
 from dbwatch.agent.console.format import FILTERS
 from dbwatch.agent.console.sources import Sources
 from dbwatch.agent.console.target import target_detail
+from dbwatch.collectors.base import CollectorError
 
 __all__ = ["Console", "PAGE_PARAMS"]
 
@@ -74,7 +75,7 @@ class Console:
 
     async def target(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        detail = target_detail(self.sources, name)
+        detail = await self._detail(name)
         if detail is None:
             return self._html(self._render("missing.html", title="Unknown target", nav="fleet", name=name), 404)
         return self._html(self._render("target.html", title=name, nav="fleet", t=detail,
@@ -111,7 +112,7 @@ class Console:
                                                 "X-Page": str(page["page"]), "X-Pages": str(page["pages"])})
 
     async def api_target(self, request: web.Request) -> web.Response:
-        detail = target_detail(self.sources, request.match_info["name"])
+        detail = await self._detail(request.match_info["name"])
         if detail is None:
             return web.json_response({"error": f"no target {request.match_info['name']!r} is watched here"},
                                      status=404)
@@ -121,6 +122,20 @@ class Console:
         return web.json_response(alerts_page(self.sources)["notifications"])
 
     # -- helpers ----------------------------------------------------------------------------------------
+
+    async def _detail(self, name: str) -> dict[str, Any] | None:
+        """The target page's data, with the live sessions read from the server now (where the engine has them)."""
+        detail = target_detail(self.sources, name)
+        if detail is None or self.sources.live_sessions is None or detail["up"] is not True:
+            return detail
+        try:
+            live = await self.sources.live_sessions(name)
+        except CollectorError as exc:
+            detail["sessions"]["live_error"] = str(exc)
+        else:
+            if live is not None:
+                detail["sessions"]["live"] = live
+        return detail
 
     def _render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(version=self.version, now=time.time(), **context)
