@@ -44,6 +44,7 @@ EXPIRED_RETENTION = 120 * 3600.0
 MAX_DURATION = 366 * 86400.0
 MAX_TEXT = 1000  # characters of createdBy and comment
 MAX_MATCHERS = 32
+MAX_ANSWERS = 100_000  # label sets whose silence is remembered until the next silence starts, ends or changes
 STATES = ("active", "pending", "expired")
 State = Literal["active", "pending", "expired"]
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -120,6 +121,11 @@ class SilenceStore:
         self.moved_aside: Path | None = None
         self._silences: dict[str, Silence] = {}
         self._unsaved = False
+        # The active silences, valid from _window[0] until _window[1] (the next start or end): the notifier asks
+        # about every firing alert at every evaluation, and most of the time nothing is active.
+        self._active: builtins.list[Silence] = []
+        self._window = (float("inf"), float("-inf"))
+        self._answers: dict[frozenset[tuple[str, str]], Silence | None] = {}  # by label set, within the window
         self._load()
 
     # -- what the API and the console call ----------------------------------------------------------
@@ -134,7 +140,7 @@ class SilenceStore:
     def put(self, silence: Silence) -> Silence:
         """Keep (and save) a silence made by :meth:`prepare`."""
         self._silences[silence.id] = silence
-        self._save()
+        self._changed()
         logger.info("silence %s created by %s until %s: %s", silence.id, silence.created_by,
                     rfc3339(silence.ends_at), ", ".join(str(m) for m in silence.matchers))
         return silence
@@ -189,7 +195,7 @@ class SilenceStore:
             raise SilenceError([f"id: silence {id} has already expired"])
         ended = replace(silence, starts_at=min(silence.starts_at, now), ends_at=now, updated_at=now)
         self._silences[id] = ended
-        self._save()
+        self._changed()
         logger.info("silence %s expired", id)
         return ended
 
@@ -206,8 +212,23 @@ class SilenceStore:
     def silencing(self, labels: dict[str, str]) -> Silence | None:
         """The active silence matching ``labels`` that lasts longest, or None."""
         now = self.clock()
-        found = [s for s in self._silences.values() if s.state(now) == "active" and s.matches(labels)]
-        return max(found, key=lambda s: (s.ends_at, s.id)) if found else None
+        if not self._window[0] <= now < self._window[1]:
+            self._active = [s for s in self._silences.values() if s.state(now) == "active"]
+            times = [t for s in self._silences.values() for t in (s.starts_at, s.ends_at)]
+            self._window = (max((t for t in times if t <= now), default=float("-inf")),
+                            min((t for t in times if t > now), default=float("inf")))
+            self._answers.clear()
+        if not self._active:
+            return None
+        key = frozenset(labels.items())
+        if key in self._answers:
+            return self._answers[key]
+        found = [s for s in self._active if s.matches(labels)]
+        answer = max(found, key=lambda s: (s.ends_at, s.id)) if found else None
+        if len(self._answers) >= MAX_ANSWERS:
+            self._answers.clear()
+        self._answers[key] = answer
+        return answer
 
     def silenced_by(self, labels: dict[str, str]) -> str | None:
         """The id of the silence muting ``labels`` now (what the notifier asks)."""
@@ -228,6 +249,10 @@ class SilenceStore:
         for state in STATES:
             family.add((state,), counts[state])
         return [family]
+
+    def _changed(self) -> None:
+        self._window = (float("inf"), float("-inf"))
+        self._save()
 
     def retry(self) -> None:
         """Write what a failed write left in memory (called with each scrape of the metrics)."""
@@ -270,7 +295,7 @@ class SilenceStore:
         for id in old:
             del self._silences[id]
         if old:
-            self._save()
+            self._changed()
 
     def _save(self) -> bool:
         body = json.dumps({"silences": [_to_file(s) for s in self._silences.values()]}, indent=1) + "\n"
