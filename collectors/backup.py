@@ -17,8 +17,10 @@ from dataclasses import replace
 
 from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
 from dbwatch.collectors.backup_sources import SourceError, read_source
+from dbwatch.collectors.backup_verify import Verifier, VerifyOutcome
 from dbwatch.collectors.base import Collector, Session
-from dbwatch.collectors.pitr import read_window
+from dbwatch.collectors.pitr import MAX_LISTED, ArchiveWindow, read_window
+from dbwatch.collectors.pitr_dirs import read_dir_window
 from dbwatch.model.options import CollectorOptions
 from dbwatch.model.facts.backup import ANY_TYPE, BackupEntry, BackupSourceStatus, BackupStatuses
 from dbwatch.model.facts.common import Summary
@@ -35,10 +37,20 @@ class BackupCollector(Collector[Session, CollectorOptions]):
     def __init__(self, target: Target, session: Session) -> None:
         super().__init__(target, session)
         self._last_good: dict[str, BackupSourceStatus] = {}
+        self._verifiers = {s.name: Verifier(s) for s in target.backups if s.type == "pgbackrest" and s.verify_every}
 
     async def collect(self, snapshot: Snapshot) -> None:
+        for verifier in self._verifiers.values():
+            verifier.tick()
         statuses = await asyncio.gather(*(self._read(spec) for spec in self.target.backups))
-        snapshot.families.extend(_families(statuses))
+        verified = {name: v.last for name, v in self._verifiers.items() if v.last is not None}
+        snapshot.families.extend(_families(statuses, _windowed(self.target.backups), verified))
+        for name, outcome in sorted(verified.items()):
+            if outcome.error:
+                snapshot.notes.append(f"backup source {name}: pgbackrest verify failed: {outcome.error}")
+            elif outcome.invalid_backup_files:
+                snapshot.notes.append(f"backup source {name}: pgbackrest verify found {outcome.invalid_backup_files} "
+                                      f"invalid file(s) in backup(s) {', '.join(outcome.bad_backups)}")
         snapshot.put(BackupStatuses(tuple(statuses)), Summary({f"backup {s.source}": _summary(s) for s in statuses}))
         for status in statuses:
             if status.error:
@@ -46,8 +58,9 @@ class BackupCollector(Collector[Session, CollectorOptions]):
             if status.archive_error:
                 snapshot.notes.append(f"backup source {status.source}: {status.archive_error}")
             if status.wal_missing:
-                snapshot.notes.append(f"backup source {status.source}: {status.wal_missing} WAL segment(s) missing "
-                                      f"from the archive, first: {', '.join(status.wal_missing_first)}")
+                what = "binary log(s)" if status.kind == "mariabackup" else "WAL segment(s)"
+                snapshot.notes.append(f"backup source {status.source}: {status.wal_missing} {what} missing "
+                                      f"from the archive or invalid, first: {', '.join(status.wal_missing_first)}")
 
     def failed_families(self) -> list[MetricFamily]:
         # The whole collection failed (timed out): every source is down, never silently absent.
@@ -75,11 +88,14 @@ class BackupCollector(Collector[Session, CollectorOptions]):
         if good:
             last[ANY_TYPE] = good[0].finished_at
         window, archive_error = None, None
-        if spec.type == "pgbackrest":
+        if spec.type == "pgbackrest" or spec.archive:
             try:
-                window = await read_window(spec, result)
+                window = await (read_window(spec, result) if spec.type == "pgbackrest" else read_dir_window(spec, result))
             except (SourceError, TimeoutError, OSError) as exc:
-                archive_error = f"listing the WAL archive: {exc}"
+                archive_error = f"listing the {'binary logs' if spec.type == 'mariabackup' else 'WAL archive'}: {exc}"
+            verifier = self._verifiers.get(spec.name)
+            if window is not None and verifier is not None and verifier.last is not None:
+                window = _with_verify(window, verifier.last)
         status = BackupSourceStatus(
             spec.name, spec.type, True, checked_at, spec.rpo, last_success=last, counts=counts,
             failed_backups=sum(1 for e in result.entries if not e.ok), newest=tuple(good[:KEPT_ENTRIES]),
@@ -106,7 +122,21 @@ def _up_family() -> MetricFamily:
                  "something unreadable).", ("source",))
 
 
-def _families(statuses: list[BackupSourceStatus]) -> list[MetricFamily]:
+def _with_verify(window: ArchiveWindow, outcome: VerifyOutcome) -> ArchiveWindow:
+    """The listing's missing segments and the ones verify found invalid, together."""
+    if not outcome.invalid_wal:
+        return window
+    names = sorted({*window.first_missing, *outcome.bad_wal})[:MAX_LISTED]
+    return replace(window, missing=window.missing + outcome.invalid_wal, first_missing=tuple(names))
+
+
+def _windowed(specs: tuple[BackupSpec, ...]) -> set[str]:
+    """The sources with an archive whose continuity is checked (so a 0 means "no gap", not "not looked")."""
+    return {s.name for s in specs if s.type == "pgbackrest" or s.archive}
+
+
+def _families(statuses: list[BackupSourceStatus], windowed: set[str],
+              verified: dict[str, VerifyOutcome]) -> list[MetricFamily]:
     up = _up_family()
     last = gauge("dbwatch_backup_last_success_timestamp_seconds",
                  "When the newest good backup of this source and type finished (Unix time; type=\"any\": of any type).",
@@ -124,14 +154,15 @@ def _families(statuses: list[BackupSourceStatus]) -> list[MetricFamily]:
                    "The latest point the target can be recovered to: when the newest WAL segment was archived (Unix time).",
                    ("source",))
     missing = gauge("dbwatch_wal_archive_missing_segments",
-                    "WAL segments missing from the archive between the oldest good backup and the newest segment.",
+                    "WAL segments (mariabackup: binary logs) missing from the archive, or found invalid by "
+                    "pgbackrest verify, between the oldest good backup and the newest one archived.",
                     ("source",))
     for status in statuses:
         if status.pitr_earliest is not None and not status.stale:
             earliest.add((status.source,), status.pitr_earliest)
         if status.pitr_latest is not None and not status.stale:
             latest.add((status.source,), status.pitr_latest)
-        if status.kind == "pgbackrest" and status.up and not status.archive_error:
+        if status.source in windowed and status.up and not status.archive_error:
             missing.add((status.source,), status.wal_missing)
         up.add((status.source,), int(status.up))
         rpo.add((status.source, ANY_TYPE), status.rpo_seconds)
@@ -142,4 +173,17 @@ def _families(statuses: list[BackupSourceStatus]) -> list[MetricFamily]:
             failed.add((status.source,), status.failed_backups)
             for kind, number in sorted(status.counts.items()):
                 count.add((status.source, kind), number)
-    return [up, last, age, rpo, count, failed, earliest, latest, missing]
+    verify_last = gauge("dbwatch_backup_verify_last_run_timestamp_seconds",
+                        "pgBackRest: when the last `pgbackrest verify` finished (Unix time).", ("source",))
+    verify_ok = gauge("dbwatch_backup_verify_success",
+                      "pgBackRest: whether the last verify ran and found every file valid (1) or not (0).", ("source",))
+    invalid = gauge("dbwatch_backup_verify_invalid_files",
+                    "pgBackRest: files the last verify found invalid (checksum, size, unreadable), by kind (wal, backup).",
+                    ("source", "kind"))
+    for name, outcome in sorted(verified.items()):
+        verify_last.add((name,), outcome.finished_at)
+        verify_ok.add((name,), int(outcome.ok))
+        if outcome.error is None:
+            invalid.add((name, "wal"), outcome.invalid_wal)
+            invalid.add((name, "backup"), outcome.invalid_backup_files)
+    return [up, last, age, rpo, count, failed, earliest, latest, missing, verify_last, verify_ok, invalid]

@@ -22,7 +22,7 @@ from typing import IO, Any
 from dbwatch.model import BackupSpec
 from dbwatch.model.facts.backup import BackupEntry
 
-__all__ = ["SourceError", "SourceResult", "default_command", "read_source", "run_command"]
+__all__ = ["SourceError", "SourceResult", "default_command", "read_source", "run_command", "static_prefix"]
 
 MAX_OUTPUT = 32 * 1024 * 1024  # bytes of stdout read from a command; more is an error, not a memory leak
 STDERR_TAIL = 300  # characters of stderr kept in an error message
@@ -64,6 +64,12 @@ def default_command(spec: BackupSpec) -> list[str]:
 async def read_source(spec: BackupSpec) -> SourceResult:
     if spec.type == "files":
         return SourceResult(await asyncio.wait_for(asyncio.to_thread(_scan_files, spec.path or ""), spec.timeout))
+    if spec.type in ("pg_basebackup", "mariabackup"):
+        from dbwatch.collectors import backup_dirs  # it imports this module
+        scan = backup_dirs.scan_basebackups if spec.type == "pg_basebackup" else backup_dirs.scan_mariabackups
+        found = await asyncio.wait_for(asyncio.to_thread(scan, spec.path or ""), spec.timeout)
+        good = sorted((d for d in found if d.entry.ok), key=lambda d: d.entry.finished_at)
+        return SourceResult([d.entry for d in found], oldest_backup_wal=good[0].start if good else None)
     out = await run_command(default_command(spec), spec.timeout, _environment(spec))
     data = _json(out, spec)
     if spec.type == "pgbackrest":
@@ -268,7 +274,7 @@ def _rfc3339(text: str) -> float:
 def _scan_files(pattern: str) -> list[BackupEntry]:
     """Every non-empty regular file matching the glob. A missing or unreadable directory is an error
     (a glob silently matches nothing there); a directory without matches is a source with no backup."""
-    base = _static_prefix(pattern)
+    base = static_prefix(pattern)
     if not os.path.isdir(base):
         raise SourceError(f"directory {base} does not exist")
     if not os.access(base, os.R_OK | os.X_OK):
@@ -284,7 +290,7 @@ def _scan_files(pattern: str) -> list[BackupEntry]:
     return entries
 
 
-def _static_prefix(pattern: str) -> str:
+def static_prefix(pattern: str) -> str:
     parts = pattern.split(os.sep)
     static = []
     for part in parts[:-1]:

@@ -16,8 +16,8 @@ and the `restore_drill` collector, on when a source has `restore_test:` ([Restor
 """
 NOTES = """\
 Backup types: `full`, `diff`, `incr` (pgBackRest), `full` (Barman, or its `backup_type`), `full`, `delta`
-(WAL-G), `file`. A source that fails keeps exporting the timestamps of its last good read, so its
-backups keep ageing while it cannot be read. Restore drill steps: `check_space`, `initdb`, `restore`, `start`,
+(WAL-G), `file`, `full` (pg_basebackup), `full`, `incr` (mariabackup). A source that fails keeps exporting the timestamps of its last good read, so its
+backups keep ageing while it cannot be read. Restore drill steps: `check_space`, `initdb`, `restore`, `prepare`, `start`,
 `recover`, `verify`, `compare`, `cleanup`, and `total` (up to a verified, running copy; a successful drill only).
 """
 
@@ -43,17 +43,28 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'Backups the source lists as failed or unusable.',
                ('source',), 'backup'),
     MetricSpec('dbwatch_pitr_earliest_timestamp_seconds', G,
-               'pgBackRest: the earliest point the target can be recovered to, the end of the oldest good backup '
-               '(Unix time).',
+               'pgBackRest, pg_basebackup, mariabackup (with `archive:`): the earliest point the target can be '
+               'recovered to, the end of the oldest good backup (Unix time).',
                ('source',), 'backup'),
     MetricSpec('dbwatch_pitr_latest_timestamp_seconds', G,
-               'pgBackRest: the latest point the target can be recovered to, when the newest WAL segment reached '
+               'The latest point the target can be recovered to: when the newest WAL segment (binary log) reached '
                'the archive (Unix time; the newest backup\'s end when later).',
                ('source',), 'backup'),
     MetricSpec('dbwatch_wal_archive_missing_segments', G,
-               'pgBackRest: WAL segments missing from the archive between the first one the oldest good backup '
-               'needs and the newest archived (`WalArchiveGap` above 0).',
+               'WAL segments missing from the archive (or found invalid by `pgbackrest verify`) between the first '
+               'one the oldest good backup needs and the newest archived; `mariabackup`: binary logs missing or '
+               'damaged from the oldest backup\'s to the newest (`WalArchiveGap` above 0).',
                ('source',), 'backup'),
+    MetricSpec('dbwatch_backup_verify_last_run_timestamp_seconds', G,
+               'pgBackRest (`verify_every`): when the last `pgbackrest verify` finished (Unix time).',
+               ('source',), 'backup'),
+    MetricSpec('dbwatch_backup_verify_success', G,
+               'pgBackRest: 1 when the last verify ran and found every file valid, else 0.',
+               ('source',), 'backup'),
+    MetricSpec('dbwatch_backup_verify_invalid_files', G,
+               'pgBackRest: files the last verify found invalid (checksum, size, unreadable), by `kind` '
+               '(`wal`, `backup`).',
+               ('source', 'kind'), 'backup'),
     MetricSpec('dbwatch_restore_test_success', G,
                'Whether the last restore drill succeeded (1) or failed (0).',
                ('source',), 'restore_drill'),

@@ -2,8 +2,8 @@
 
 :func:`run_drill` is the one entry point (the scheduled job in :mod:`restore_job` and
 ``dbwatch backup restore-test`` both call it). It picks the kind of restore from the source and the target's
-engine, and hands a :class:`Drill` to that kind's module (:mod:`restore_pg`, :mod:`restore_mariadb`,
-:mod:`restore_redis`), which runs its steps through :meth:`Drill.step` so that every step is timed and named.
+engine, and hands a :class:`Drill` to that kind's module (:mod:`restore_pg`, :mod:`restore_basebackup`,
+:mod:`restore_mariadb`, :mod:`restore_mariabackup`, :mod:`restore_redis`), which runs its steps through :meth:`Drill.step` so that every step is timed and named.
 
 Safety, whatever the kind:
 
@@ -58,9 +58,13 @@ class DrillError(Exception):
 
 
 def drill_kind(target: Target, spec: BackupSpec) -> str:
-    """What a drill of this source restores: pgbackrest, pg_dump, mariadb_dump or redis_rdb."""
+    """What a drill of this source restores: pgbackrest, pg_basebackup, pg_dump, mariabackup, mariadb_dump or
+    redis_rdb."""
     if spec.type == "pgbackrest":
         return "pgbackrest"
+    directories = {("pg_basebackup", "postgres"): "pg_basebackup", ("mariabackup", "mysql"): "mariabackup"}
+    if (spec.type, target.engine) in directories:
+        return directories[(spec.type, target.engine)]
     if spec.type == "files":
         by_engine = {"postgres": "pg_dump", "mysql": "mariadb_dump", "redis": "redis_rdb"}
         if target.engine in by_engine:
@@ -169,7 +173,8 @@ class Drill:
     async def run(self, kind: str) -> None:
         self._take_lock()
         module = {"pgbackrest": "restore_pg", "pg_dump": "restore_pg", "mariadb_dump": "restore_mariadb",
-                  "redis_rdb": "restore_redis"}[kind]
+                  "redis_rdb": "restore_redis", "pg_basebackup": "restore_basebackup",
+                  "mariabackup": "restore_mariabackup"}[kind]
         await importlib.import_module(f"dbwatch.collectors.{module}").restore(self, kind)
 
     def make_directory(self, owner: str | None) -> str:

@@ -24,7 +24,8 @@ from dbwatch.collectors.backup_sources import SourceError, read_source
 from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, newest_file, run_as, tail, wait_until
 from dbwatch.model import BackupSpec, SecretUnavailable
 
-__all__ = ["restore", "segment_of"]
+__all__ = ["check_gap", "compare", "dsn_database", "last_transaction", "promoted", "psql", "recovery_target_settings", "restore", "segment_of",
+           "start", "target_time"]
 
 BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 USER = "postgres"
@@ -41,11 +42,11 @@ async def restore(drill: Drill, kind: str) -> None:
         directory, port = await _pgbackrest(drill, spec)
     else:
         directory, port = await _pg_dump(drill, spec)
-    database = _database(drill.target.dsn)
-    await drill.verify_all(lambda statement: _psql(drill, directory, port, database, statement))
+    database = dsn_database(drill.target.dsn)
+    await drill.verify_all(lambda statement: psql(drill, directory, port, database, statement))
     if drill.test.compare_tables:
         async with drill.step("compare", "row counts of the largest tables against the live target"):
-            await _compare(drill, directory, port, database)
+            await compare(drill, directory, port, database)
 
 
 def segment_of(timeline: int, lsn_high: int, lsn_low: int) -> str:
@@ -73,20 +74,50 @@ async def _pgbackrest(drill: Drill, spec: BackupSpec) -> tuple[str, int]:
     async with drill.step("restore", f"pgbackrest restore --set={newest.label}"):
         argv = ["pgbackrest", "--log-level-console=warn", "--log-level-file=off", f"--stanza={spec.stanza}",
                 *([f"--config={spec.config}"] if spec.config else []), *([f"--repo={spec.repo}"] if spec.repo else []),
-                f"--pg1-path={data}", f"--set={newest.label}", "--archive-mode=off",
+                f"--pg1-path={data}", f"--set={newest.label}", "--archive-mode=off", *_pgbackrest_target(drill),
                 f"--tablespace-map-all={os.path.join(directory, 'ts')}", "restore"]
         await drill.command(argv, run_as(USER))
-    port = await _start(drill, directory, data)
-    async with drill.step("recover", "replaying the WAL archive to its end"):
-        await wait_until(lambda: _promoted(drill, directory, port), "recovery did not reach the end of the archive",
+    port = await start(drill, directory, data)
+    target = target_time(drill)
+    async with drill.step("recover", "replaying the WAL archive " + (f"to {_utc(target)}" if target else "to its end")):
+        await wait_until(lambda: promoted(drill, directory, port), "recovery did not reach the end of the archive",
                          drill.test.timeout, 0.2)
         log = _read(os.path.join(directory, "server.log"))
-        drill.restored_to = _last_transaction(log) or newest.finished_at
-        _check_gap(log, info.wal_max)
+        drill.restored_to = last_transaction(log) or newest.finished_at
+        if target is None:
+            check_gap(log, info.wal_max)
     return directory, port
 
 
-def _check_gap(log: str, wal_max: str | None) -> None:
+def target_time(drill: Drill) -> float | None:
+    """The point in time the drill recovers to (``recover_to``), or None: the end of the archive."""
+    test = drill.test
+    if test.recover_before is not None:
+        return drill.started_at - test.recover_before
+    return test.recover_to
+
+
+def _utc(at: float) -> str:
+    return dt.datetime.fromtimestamp(at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+def recovery_target_settings(drill: Drill) -> dict[str, str]:
+    """PostgreSQL's recovery target settings for the drill's ``recover_to``."""
+    target = target_time(drill)
+    if target is None:
+        return {"recovery_target_timeline": "latest"}
+    return {"recovery_target_time": _utc(target), "recovery_target_action": "promote",
+            "recovery_target_timeline": "latest"}
+
+
+def _pgbackrest_target(drill: Drill) -> list[str]:
+    target = target_time(drill)
+    if target is None:
+        return []
+    return ["--type=time", f"--target={_utc(target)}", "--target-action=promote"]
+
+
+def check_gap(log: str, wal_max: str | None) -> None:
     """Recovery that stopped before the archive's newest segment met a missing one."""
     done = _REDO_DONE.search(log)
     if done is None or not wal_max or len(wal_max) != 24:
@@ -99,7 +130,7 @@ def _check_gap(log: str, wal_max: str | None) -> None:
                          "a point-in-time recovery past it is impossible")
 
 
-def _last_transaction(log: str) -> float | None:
+def last_transaction(log: str) -> float | None:
     found = _LAST_XACT.findall(log)
     if not found:
         return None
@@ -121,8 +152,8 @@ async def _pg_dump(drill: Drill, spec: BackupSpec) -> tuple[str, int]:
     async with drill.step("initdb"):
         await drill.command([f"{BIN}/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8",
                              "--no-sync"], run_as(USER))
-    port = await _start(drill, directory, data)
-    database = _database(drill.target.dsn)
+    port = await start(drill, directory, data)
+    database = dsn_database(drill.target.dsn)
     async with drill.step("restore", f"{'pg_restore' if custom else 'psql -f'} {newest[0]}"):
         conn = ["-h", directory, "-p", str(port), "-U", "postgres"]
         if database != "postgres":
@@ -151,7 +182,7 @@ def _check_dump(path: str) -> bool:
 # -- the throwaway server -------------------------------------------------------------------------
 
 
-async def _start(drill: Drill, directory: str, data: str) -> int:
+async def start(drill: Drill, directory: str, data: str) -> int:
     """Start the restored cluster on a free loopback port with the drill's own socket, pg_hba and settings."""
     port = free_port()
     hba = os.path.join(directory, "pg_hba.conf")
@@ -185,12 +216,12 @@ async def _start(drill: Drill, directory: str, data: str) -> int:
     return port
 
 
-async def _promoted(drill: Drill, directory: str, port: int) -> bool:
-    out = await _psql(drill, directory, port, "postgres", "SELECT pg_is_in_recovery()")
+async def promoted(drill: Drill, directory: str, port: int) -> bool:
+    out = await psql(drill, directory, port, "postgres", "SELECT pg_is_in_recovery()")
     return out.strip() == "f"
 
 
-async def _psql(drill: Drill, directory: str, port: int, database: str, statement: str) -> str:
+async def psql(drill: Drill, directory: str, port: int, database: str, statement: str) -> str:
     return await drill.command([f"{BIN}/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", directory,
                                 "-p", str(port), "-U", "postgres", "-d", database, "-c", statement])
 
@@ -198,14 +229,14 @@ async def _psql(drill: Drill, directory: str, port: int, database: str, statemen
 # -- verification ---------------------------------------------------------------------------------
 
 
-async def _compare(drill: Drill, directory: str, port: int, database: str) -> None:
+async def compare(drill: Drill, directory: str, port: int, database: str) -> None:
     """Exact row counts of the restored copy's largest tables, next to the live target's estimate
     (pg_stat_user_tables.n_live_tup: no scan of the live server), or None when it cannot be reached."""
-    listed = await _psql(drill, directory, port, database, _TABLES.format(limit=int(drill.test.compare_tables)))
+    listed = await psql(drill, directory, port, database, _TABLES.format(limit=int(drill.test.compare_tables)))
     tables = [line for line in listed.splitlines() if line]
     live = await _live_estimates(drill, tables)
     for table in tables:
-        count = int((await _psql(drill, directory, port, database, f"SELECT count(*) FROM {table}")).strip())
+        count = int((await psql(drill, directory, port, database, f"SELECT count(*) FROM {table}")).strip())
         drill.compared.append((table, count, live.get(table)))
 
 
@@ -225,7 +256,7 @@ async def _live_estimates(drill: Drill, tables: list[str]) -> dict[str, int]:
         await conn.close()
 
 
-def _database(dsn: str) -> str:
+def dsn_database(dsn: str) -> str:
     path = urllib.parse.urlsplit(dsn).path.lstrip("/")
     return urllib.parse.unquote(path) or "postgres"
 

@@ -53,7 +53,7 @@ class BackupSpec:
     """
 
     name: str
-    type: str  # files | pgbackrest | barman | walg
+    type: str  # files | pgbackrest | barman | walg | pg_basebackup | mariabackup
     rpo: float
     timeout: float
     path: str | None = None
@@ -64,6 +64,9 @@ class BackupSpec:
     env_file: str | None = None
     command: tuple[str, ...] = ()
     restore_test: "RestoreTestSpec | None" = None  # a scheduled restore drill of this source (opt-in)
+    archive: str | None = None  # pg_basebackup: archive_command's WAL directory; mariabackup: the binlog directory
+    verify_every: float | None = None  # pgbackrest: run `pgbackrest verify` this often (None: never)
+    verify_timeout: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +81,8 @@ class RestoreTestSpec:
     max_disk: float | None = None  # bytes the drill may use in workdir (None: whatever is free)
     verify: tuple[str, ...] = ()  # statements (SQL; Redis: commands) that must succeed on the restored copy
     compare_tables: int = 5  # row counts of this many largest tables compared with the live target
+    recover_to: float | None = None  # PITR drills: a Unix time to recover to (None: the end of the archive)
+    recover_before: float | None = None  # ... or this many seconds before the drill starts
 
 
 @dataclass(frozen=True, slots=True)

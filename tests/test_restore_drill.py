@@ -498,7 +498,7 @@ def test_restore_test_settings_are_checked_with_errors_naming_their_path() -> No
             """))
     problems = "\n".join(err.value.problems)
     assert "targets[0].backups[0].restore_test.workdir: " in problems and "absolute" in problems
-    assert "targets[0].backups[1].restore_test: drills restore pgbackrest or files sources, not barman" in problems
+    assert "targets[0].backups[1].restore_test: drills restore pgbackrest, files, pg_basebackup or mariabackup sources, not barman" in problems
     assert "targets[0].backups[2].restore_test.max_disk: " in problems and "expected a size like 50GiB" in problems
     assert "targets[0].backups[3].restore_test.rto: " in problems
     ok = _target("""

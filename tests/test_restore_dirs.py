@@ -1,0 +1,228 @@
+"""Restore drills and archive continuity of the directory sources, on real servers and tools:
+``pg_basebackup`` backups replayed from an ``archive_command`` directory, ``mariabackup`` backups prepared and
+their binary logs replayed; broken ones (a WAL segment or binary log removed, a backup file truncated)
+failing with their reason, and ``RestoreTestFailed`` / ``WalArchiveGap`` firing.
+
+Starts: a throwaway PostgreSQL 15 archiving with ``cp`` into a directory, backed up with pg_basebackup (tar
+and plain format); a throwaway MariaDB with the binary log, backed up with mariabackup; the drills' own
+throwaway servers. Data is small (a few thousand rows) so the module runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from dbwatch.agent.config import parse_config
+from dbwatch.agent.jobs import TargetJobs
+from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.restore_drill import run_drill
+from dbwatch.collectors.restore_job import drill_families
+from dbwatch.model import Snapshot, Target
+from dbwatch.model.facts.backup import BackupStatuses
+from dbwatch.model.facts.restore import RestoreDrill
+from dbwatch.rules.engine import RuleEngine, TargetView
+from dbwatch.rules.spec import RulesConfig, load_rules
+from tests.helpers import assert_declared, wait_for
+from tests.pgcluster import BIN, RUN_AS, PostgresServer
+
+ROWS = 1000
+
+
+def _as_postgres(*args: str) -> list[str]:
+    return ["runuser", "-u", RUN_AS, "--", *args] if RUN_AS else list(args)
+
+
+def _target(yaml_text: str) -> Target:
+    return parse_config(textwrap.dedent(yaml_text)).resolved_targets()[0]
+
+
+def _rules(target: Target, snapshot: Snapshot) -> list[str]:
+    store = SnapshotStore()
+    store.put(snapshot)
+    view = TargetView(store, target.name, target.engine, target.labels, now=time.time())
+    return sorted(f.rule for f in RuleEngine(load_rules(RulesConfig())).evaluate(view))
+
+
+def _drill_rules(target: Target, drill: RestoreDrill) -> list[str]:
+    now = time.time()
+    snapshot = Snapshot(target=target.name, engine=target.engine, collector="restore_drill", started_at=now)
+    snapshot.families.extend(drill_families([drill], list(target.backups), now, now))
+    return _rules(target, snapshot)
+
+
+async def _collect_backup(target: Target) -> Snapshot:
+    jobs = TargetJobs(target)
+    try:
+        snapshot = await jobs.collect("backup")
+    finally:
+        await jobs.close()
+    assert_declared(snapshot)
+    return snapshot
+
+
+def _missing(snapshot: Snapshot) -> dict[tuple[str, ...], float]:
+    family = snapshot.family("dbwatch_wal_archive_missing_segments")
+    assert family is not None
+    return dict(family.samples)
+
+
+def _left_behind(workdir: str) -> list[str]:
+    return [name for name in os.listdir(workdir) if not name.startswith(".")]
+
+
+@pytest.fixture
+def workdir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="dbwatch-restore-work-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# -- pg_basebackup ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def basebackups() -> Iterator[dict[str, Any]]:
+    """A server archiving into a directory; a tar-format base backup of 1000 orders, then 500 more orders in two
+    segments archived after it (the time between them noted), and a plain-format backup in another directory."""
+    root = Path(tempfile.mkdtemp(prefix="dbwatch-basebackup-"))
+    os.chmod(root, 0o755)
+    archive, backups, plain = root / "archive", root / "backups", root / "plain"
+    for path in (archive, backups, plain):
+        path.mkdir()
+        if RUN_AS:
+            shutil.chown(path, RUN_AS, RUN_AS)
+    server = PostgresServer(settings={"archive_mode": "on",
+                                      "archive_command": f"'test ! -f {archive}/%f && cp %p {archive}/%f'"})
+    try:
+        server.start()
+        server.psql(f"CREATE TABLE orders (id int PRIMARY KEY, note text); "
+                    f"INSERT INTO orders SELECT i, 'o' || i FROM generate_series(1, {ROWS}) i")
+        conn = ["-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres", "-c", "fast"]
+        subprocess.run(_as_postgres(str(BIN / "pg_basebackup"), *conn, "-D", str(backups / "base-1"), "-Ft",
+                                    "-X", "stream"), check=True, capture_output=True, timeout=120)
+        server.psql(f"INSERT INTO orders SELECT i, 'late' FROM generate_series({ROWS + 1}, {ROWS + 250}) i")
+        server.psql("SELECT pg_switch_wal()")
+        time.sleep(1.1)  # the recovery target must fall strictly between the two batches' commit times
+        between = time.time()
+        time.sleep(1.1)
+        server.psql(f"INSERT INTO orders SELECT i, 'late' FROM generate_series({ROWS + 251}, {ROWS + 500}) i")
+        server.psql("SELECT pg_switch_wal()")
+        server.psql("SELECT pg_switch_wal()")  # an empty segment after the last one holding rows
+        wait_for(lambda: int(server.psql("SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"))
+                 == 0, 60, "every segment archived")
+        subprocess.run(_as_postgres(str(BIN / "pg_basebackup"), *conn, "-D", str(plain / "base-plain"), "-Fp",
+                                    "-X", "stream"), check=True, capture_output=True, timeout=120)
+        yield {"server": server, "root": root, "archive": archive, "backups": backups, "plain": plain,
+               "between": between}
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _basebackup_target(env: dict[str, Any], workdir: str, pattern: str | None = None, extra: str = "",
+                       verify: str = '["SELECT count(*) FROM orders"]') -> Target:
+    return _target(f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: "{env['server'].dsn()}"
+            backups:
+              - type: pg_basebackup
+                path: "{pattern or str(env['backups']) + '/base-*'}"
+                archive: {env['archive']}
+                restore_test: {{every: 24h, rto: 10m, workdir: {workdir}, verify: {verify}{extra}}}
+        """)
+
+
+async def test_a_tar_base_backup_is_checked_restored_and_replayed_to_the_end_of_the_archive(
+        basebackups: dict[str, Any], workdir: str) -> None:
+    target = _basebackup_target(basebackups, workdir)
+    lines: list[str] = []
+    drill = await run_drill(target, target.backups[0], lines.append)
+    assert drill.ok, (drill.error, lines)
+    assert drill.kind == "pg_basebackup" and drill.backup.endswith("/base-1")
+    # the backup held 1000 orders; the 500 after it came from the archive directory
+    assert [(v.statement, v.result) for v in drill.verified] == [("SELECT count(*) FROM orders", str(ROWS + 500))]
+    assert [s.name for s in drill.steps] == ["check_space", "restore", "check_backup", "start", "recover", "verify",
+                                             "compare", "cleanup"]
+    assert drill.compared[0][:2] == ("public.orders", ROWS + 500)
+    assert drill.restored_to is not None and drill.restored_to >= basebackups["between"]
+    assert _left_behind(workdir) == []
+    assert _drill_rules(target, drill) == []
+
+
+async def test_a_base_backup_recovered_to_a_point_in_time_holds_the_rows_committed_before_it(
+        basebackups: dict[str, Any], workdir: str) -> None:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(basebackups["between"]))
+    target = _basebackup_target(basebackups, workdir, extra=f", recover_to: '{at}'")
+    drill = await run_drill(target, target.backups[0])
+    assert drill.ok, drill.error
+    assert drill.verified[0].result == str(ROWS + 250)  # the first batch after the backup, not the second
+    assert drill.restored_to is not None and drill.restored_to <= basebackups["between"] + 1
+
+
+async def test_a_plain_base_backup_is_restored_and_the_pitr_window_read_from_its_manifest(
+        basebackups: dict[str, Any], workdir: str) -> None:
+    target = _basebackup_target(basebackups, workdir, pattern=f"{basebackups['plain']}/base-*")
+    drill = await run_drill(target, target.backups[0])
+    assert drill.ok, drill.error
+    assert drill.verified[0].result == str(ROWS + 500)
+    snapshot = await _collect_backup(_basebackup_target(basebackups, workdir))
+    source = ("pg_basebackup",)
+    assert _missing(snapshot) == {source: 0}
+    end = dict(snapshot.family("dbwatch_backup_last_success_timestamp_seconds").samples)[  # type: ignore[union-attr]
+        ("pg_basebackup", "any")]
+    assert dict(snapshot.family("dbwatch_pitr_earliest_timestamp_seconds").samples) == {source: end}  # type: ignore[union-attr]
+    latest = dict(snapshot.family("dbwatch_pitr_latest_timestamp_seconds").samples)[source]  # type: ignore[union-attr]
+    assert end <= latest <= time.time() + 1
+    assert "WalArchiveGap" not in _rules(target, snapshot)
+
+
+async def test_a_truncated_file_in_a_base_backup_fails_the_drill_before_any_server_starts(
+        basebackups: dict[str, Any], workdir: str) -> None:
+    broken = basebackups["root"] / "broken"
+    shutil.copytree(basebackups["plain"], broken)
+    try:
+        victim = broken / "base-plain" / "global" / "pg_control"
+        with open(victim, "r+b") as fh:
+            fh.truncate(100)
+        target = _basebackup_target(basebackups, workdir, pattern=f"{broken}/base-*")
+        drill = await run_drill(target, target.backups[0])
+        assert not drill.ok and drill.error is not None
+        assert drill.error.startswith(f"the base backup {broken}/base-plain is damaged: pg_verifybackup exited")
+        assert '"global/pg_control" has size 100 on disk but size 8192 in the manifest' in drill.error, drill.error
+        assert [s.name for s in drill.steps] == ["check_space", "restore", "check_backup", "cleanup"]
+        assert _drill_rules(target, drill) == ["RestoreTestFailed"]
+        assert _left_behind(workdir) == []
+    finally:
+        shutil.rmtree(broken, ignore_errors=True)
+
+
+async def test_a_wal_segment_missing_from_the_archive_directory_fails_the_drill_and_fires_wal_archive_gap(
+        basebackups: dict[str, Any], workdir: str) -> None:
+    """Runs last among the pg_basebackup tests: it removes a segment from the archive."""
+    archive = basebackups["archive"]
+    segments = sorted(name for name in os.listdir(archive) if len(name) == 24)
+    removed = segments[-2]  # written after the tar backup, before the newest
+    os.remove(archive / removed)
+    target = _basebackup_target(basebackups, workdir)
+    drill = await run_drill(target, target.backups[0])
+    assert not drill.ok and drill.error is not None
+    assert f"segment {removed} is missing from the archive" in drill.error, drill.error
+    assert _drill_rules(target, drill) == ["RestoreTestFailed"]
+    assert _left_behind(workdir) == []
+    snapshot = await _collect_backup(target)
+    assert _missing(snapshot) == {("pg_basebackup",): 1}
+    [status] = snapshot.fact(BackupStatuses) or ()
+    assert status.wal_missing_first == (removed,)
+    assert "WalArchiveGap" in _rules(target, snapshot)
