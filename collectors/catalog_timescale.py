@@ -17,9 +17,9 @@ database where the `timescaledb` extension is installed, and nothing where it is
 (postgres_exporter has none), so the names are dbwatch's own. `hypertable` and `view` are `schema.name`.
 """
 NOTES = """\
-Job series carry `application_name` (TimescaleDB's, e.g. `Compression Policy [1002]`) and `scheduled`
-(`false` for a paused job). A continuous aggregate never refreshed has a lag of `+Inf`. Chunk intervals
-and lags are exported for time-typed (`timestamptz`, `timestamp`, `date`) dimensions only.
+Job series carry `application_name` (TimescaleDB's, e.g. `Columnstore Policy [1002]`) and `scheduled`
+(`false` for a paused job). A continuous aggregate never refreshed lags since its hypertable's oldest data.
+Chunk intervals and lags are exported for time-typed (`timestamptz`, `timestamp`, `date`) dimensions only.
 """
 
 _HT = ('datname', 'hypertable')
@@ -78,7 +78,8 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'Up to when the continuous aggregate is materialized (Unix time; absent while never refreshed).',
                _CAGG, 'timescaledb'),
     MetricSpec('dbwatch_timescaledb_continuous_aggregate_lag_seconds', G,
-               "The server's now() minus the watermark (`+Inf` while never refreshed).", _CAGG, 'timescaledb'),
+               "The server's now() minus the watermark; while never refreshed, minus the start of its hypertable's "
+               'oldest chunk (0 without data).', _CAGG, 'timescaledb'),
     MetricSpec('dbwatch_timescaledb_continuous_aggregate_expected_lag_seconds', G,
                'The lag its refresh policy leaves at worst while healthy: end_offset + schedule_interval + '
                'one bucket (absent without a refresh policy).', _CAGG, 'timescaledb'),

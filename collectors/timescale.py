@@ -13,7 +13,6 @@ Families: ``dbwatch_timescaledb_*`` (collectors/catalog_timescale.py). Facts
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any
 
@@ -282,12 +281,14 @@ def _policy(database: str, row: Row) -> Policy:
 
 def _cagg(database: str, row: Row, policy: Policy | None, now: float) -> ContinuousAggregate:
     watermark, bucket = row["watermark"], row["bucket_seconds"]
+    # never refreshed: behind since its hypertable's data begins (nothing behind without data)
+    since = watermark if watermark is not None else row["unmaterialized_since"]
     expected = None
     if policy is not None:
         expected = (policy.after_seconds or 0.0) + policy.schedule_interval_seconds + (bucket or 0.0)
     return ContinuousAggregate(
         database=database, schema=row["schema"], view=row["view"], hypertable=row["hypertable"],
-        watermark=watermark, lag_seconds=math.inf if watermark is None else max(0.0, now - watermark),
+        watermark=watermark, lag_seconds=0.0 if since is None else max(0.0, now - since),
         bucket_seconds=bucket, refresh_job_id=policy.job_id if policy else None, expected_lag_seconds=expected,
         materialized_only=bool(row["materialized_only"]))
 

@@ -73,9 +73,9 @@ SELECT j.job_id, j.application_name::text AS application_name,
             THEN extract(epoch FROM (j.config ->> 'drop_after')::interval)::float8 END AS drop_after,
        CASE WHEN jsonb_typeof(j.config -> 'end_offset') = 'string'
             THEN extract(epoch FROM (j.config ->> 'end_offset')::interval)::float8 END AS end_offset,
-       CASE WHEN s.job_id IS NULL THEN '' WHEN s.last_run_success THEN 'Success' ELSE 'Failed' END
-           AS last_run_status,
-       extract(epoch FROM s.last_start)::float8 AS last_start,
+       CASE WHEN s.job_id IS NULL OR s.total_runs = 0 THEN '' WHEN s.last_run_success THEN 'Success' ELSE 'Failed'
+           END AS last_run_status,
+       CASE WHEN s.last_start > '-infinity' THEN extract(epoch FROM s.last_start)::float8 END AS last_start,
        CASE WHEN s.last_successful_finish > '-infinity' THEN extract(epoch FROM s.last_successful_finish)::float8
            END AS last_success,
        CASE WHEN j.scheduled THEN extract(epoch FROM coalesce(s.next_start, j.next_start))::float8 END
@@ -88,7 +88,8 @@ ORDER BY j.job_id
 """
 
 # The watermark is TimescaleDB's internal time (Unix microseconds for time types); never refreshed, it is the
-# lowest value (4714 BC), reported as NULL. Integer dimensions have no lag against now().
+# lowest value (4714 BC), reported as NULL, and ``unmaterialized_since`` is where its data begins instead (the
+# oldest chunk's start of the raw hypertable; NULL without data). Integer dimensions have no lag against now().
 CAGGS = """
 SELECT ca.user_view_schema::text AS schema, ca.user_view_name::text AS view,
        format('%s.%s', rh.schema_name, rh.table_name) AS hypertable, ca.materialized_only,
@@ -98,7 +99,9 @@ SELECT ca.user_view_schema::text AS schema, ca.user_view_name::text AS view,
             THEN _timescaledb_functions.cagg_watermark(ca.mat_hypertable_id)::float8 / 1e6 END
            AS watermark,
        CASE WHEN d.column_type IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype)
-            THEN extract(epoch FROM bf.bucket_width::interval)::float8 END AS bucket_seconds
+            THEN extract(epoch FROM bf.bucket_width::interval)::float8 END AS bucket_seconds,
+       (SELECT extract(epoch FROM min(c.range_start))::float8 FROM timescaledb_information.chunks c
+        WHERE c.hypertable_schema = rh.schema_name AND c.hypertable_name = rh.table_name) AS unmaterialized_since
 FROM _timescaledb_catalog.continuous_agg ca
 JOIN _timescaledb_catalog.hypertable rh ON rh.id = ca.raw_hypertable_id
 LEFT JOIN _timescaledb_catalog.continuous_aggs_bucket_function bf ON bf.mat_hypertable_id = ca.mat_hypertable_id

@@ -107,7 +107,8 @@ class ContinuousAggregate:
     view: str
     hypertable: str  # schema.name of the raw hypertable
     watermark: float | None  # Unix time materialized up to; None: never refreshed (or an integer dimension)
-    lag_seconds: float  # now - watermark; inf while never refreshed
+    #: now - watermark; never refreshed, now - the start of its hypertable's oldest chunk (0 without data)
+    lag_seconds: float
     bucket_seconds: float | None
     refresh_job_id: int | None
     expected_lag_seconds: float | None  # end_offset + schedule_interval + bucket; None without a policy
