@@ -19,7 +19,9 @@ rendered from one parsed statement (UPDATE/DELETE become the SELECT of their row
 read-only), under the session's ``max_statement_time``.
 
 Facts (:mod:`dbwatch.model.facts.mysql_advisor`): :class:`MySQLIndexCandidates` (the shape of the PostgreSQL
-advisor's ``IndexCandidate``, read by rules/mysql_indexes.py) and :class:`MySQLAdviceSettings`.
+advisor's ``IndexCandidate``, read by rules/mysql_indexes.py) and :class:`MySQLAdviceSettings`; join-order
+problems of the same digests (:mod:`mysql_advisor_joins`, :class:`~dbwatch.model.facts.mysql_joins.MySQLJoinOrders`)
+and the digest totals for the N+1 check (:mod:`mysql_advisor_workload`).
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ from dbwatch.model import MetricFamily, Snapshot, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import ACCESS_DENIED, MySQLSession, QueryError, grantee
 from dbwatch.collectors.mysql_advisor_hygiene import mysql_hygiene
+from dbwatch.collectors.mysql_advisor_joins import join_order
 from dbwatch.collectors.mysql_advisor_workload import workload_totals
 from dbwatch.collectors.pg_advisor_hygiene import index_name
 from dbwatch.sqlshape import ColumnUse, MySQLAnalyser, StatementUses, TableKey
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.options import CollectorOptions, Count, Number
+from dbwatch.model.facts.mysql_joins import MySQLJoinOrder, MySQLJoinOrders
 from dbwatch.model.facts.mysql_advisor import (
     MySQLAdviceSettings, MySQLIndexCandidate, MySQLIndexCandidates, MySQLStatementCost,
 )
@@ -167,12 +171,16 @@ class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
                     parsed.append((digest, found, used, text))
             tables = await self._tables(session, {t for _, p, _, _ in parsed for t in p.names.values()})
             chosen: dict[tuple[TableKey, tuple[str, ...]], tuple[str, list[MySQLStatementCost]]] = {}
+            joins: list[MySQLJoinOrder] = []
             for digest, found, used, text in parsed:
                 types = {key: {c: t for c, (_, t) in table.columns.items()} for key, table in tables.items()}
                 statement = self.sql.explainable(found, types if used == "digest" else {})
                 plan = await self._explain(session, statement)
                 if plan is None:
                     continue
+                joined = join_order(digest, found, plan, _fold(text), _fold(statement), server.mariadb)
+                if joined is not None:
+                    joins.append(joined)
                 for alias, access, rows, cost in _scans(plan):
                     key = found.names.get(alias)
                     if key is None:
@@ -194,7 +202,8 @@ class MySQLAdvisorCollector(Collector[MySQLSession, MySQLAdvisorOptions]):
                     chosen.setdefault((key, columns), (reason, []))[1].append(cost_entry)
         candidates = sorted((self._fact(key, columns, reason, costs, tables[key], float(uptime or 0))
                              for (key, columns), (reason, costs) in chosen.items()), key=lambda c: -c.time_share)
-        snapshot.put(MySQLIndexCandidates(tuple(candidates)), self._settings(source, float(uptime or 0)),
+        snapshot.put(MySQLIndexCandidates(tuple(candidates)), MySQLJoinOrders(tuple(joins)),
+                     self._settings(source, float(uptime or 0)),
                      Summary({"index candidates": len(candidates)}))
         snapshot.families.extend(self._families(len(parsed), len(candidates)))
         snapshot.families.append(self.sql.failures.family())

@@ -29,8 +29,10 @@ WARNING_EXAMINED_PER_ROW = 1000
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
     from dbwatch.rules.index_plan import MySQLIndexPlanRule
+    from dbwatch.rules.join_order import MySQLJoinOrderRule
 
-    return [MySQLIndexCandidate(), MySQLRedundantIndex(), MySQLUnusedIndex(), MySQLIndexPlanRule()]
+    return [MySQLIndexCandidate(), MySQLRedundantIndex(), MySQLUnusedIndex(), MySQLIndexPlanRule(),
+            MySQLJoinOrderRule()]
 
 
 class MySQLRedundantIndex(RedundantIndexRule):

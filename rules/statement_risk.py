@@ -54,6 +54,8 @@ _CLASSES: tuple[tuple[re.Pattern[str], str, str], ...] = tuple(
         (r"^\s*CONFIG\s+SET\b", "none", "low"),
         (r"\.createIndex\(", "MongoDB >= 4.2: an exclusive lock only at the start and the end of the build", "low"),
         (r"^\s*CREATE\s+TABLE\b", "none on the existing table (a new table)", "low"),
+        (r"^\s*ANALYZE\s+TABLE\b", "reads the whole table for its statistics (I/O for its size, no row changes); "
+         "the optimizer's estimates change, so other plans on the table may change too", "medium"),
     ))
 
 _HBA = re.compile(r"--\s*pg_hba\.conf", re.I)
