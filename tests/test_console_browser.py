@@ -242,6 +242,12 @@ def test_a_silence_made_on_the_page_mutes_the_webhook_and_expiring_it_there_deli
                  lambda: "delivered" in browser.find_element(By.CSS_SELECTOR, "table.notifications").text, 30,
                  "the delivered notifications listed")
     assert "TargetDown on pg-gone" in browser.find_element(By.CSS_SELECTOR, "table.notifications").text
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "section[aria-labelledby=h-firing] tbody tr")
+               if "pg-gone" in r.text)
+    row.find_element(By.CSS_SELECTOR, "details.history summary").click()
+    history = row.find_element(By.CSS_SELECTOR, "details.history").text
+    assert "pending" in history and "fired" in history and "firing sent to oncall" in history, history
+    shoot(browser, "alerts-history")
 
 
 def test_pages_read_on_a_phone_and_in_dark_mode(agent, browser):

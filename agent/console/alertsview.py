@@ -21,9 +21,10 @@ def alerts_page(sources: Sources) -> dict[str, Any]:
     alerts = sorted(sources.alerts(), key=lambda a: (_ORDER[a.state], a.target, a.name, a.fingerprint))
     store = sources.silences()
     silenced_by = getattr(store, "silenced_by", None)
+    notifications = [_notification(n) for n in sources.notifications(NOTIFICATIONS_SHOWN)]
     return {
-        "alerts": [_alert(a, silenced_by) for a in alerts],
-        "notifications": [_notification(n) for n in sources.notifications(NOTIFICATIONS_SHOWN)],
+        "alerts": [_alert(a, silenced_by, notifications) for a in alerts],
+        "notifications": notifications,
         "silences": silence_list(sources),
         "silences_available": sources.silences() is not None,
     }
@@ -43,21 +44,28 @@ def silence_list(sources: Sources) -> list[dict[str, Any]]:
 
 def notification_summary(payload: Any) -> str:
     """What a notification said, in a few words, whatever the receiver's format: ``firing Name on target``."""
-    found: list[str] = []
+    return "; ".join(m["text"] for m in mentions(payload)[:5]) or "(no alert in the body)"
+
+
+def mentions(payload: Any) -> list[dict[str, str]]:
+    """The alerts a notification's body speaks of: ``{"text", "state", "alertname", "target", "key"}`` each
+    (``key``: PagerDuty's dedup key, which is the alert's fingerprint)."""
+    found: list[dict[str, str]] = []
 
     def walk(value: Any) -> None:
-        if len(found) >= 5:
-            return
         if isinstance(value, dict):
             labels = value.get("labels")
             if isinstance(labels, dict) and "alertname" in labels:
-                state = value.get("status") or ("resolved" if value.get("endsAt") and "status" not in value else "")
-                found.append(" ".join(p for p in (str(state), labels["alertname"], "on",
-                                                  str(labels.get("target", "?"))) if p))
+                state = str(value.get("status") or ("resolved" if value.get("endsAt") else "firing"))
+                name, target = str(labels["alertname"]), str(labels.get("target", "?"))
+                found.append({"text": f"{state} {name} on {target}", "state": state, "alertname": name,
+                              "target": target, "key": ""})
                 return
             if "event_action" in value:  # PagerDuty: the summary says it, a resolve names only the key
                 summary = (value.get("payload") or {}).get("summary") or f"resolve {value.get('dedup_key', '')}"
-                found.append(f"{value['event_action']}: {summary}" if "payload" in value else summary)
+                found.append({"text": f"{value['event_action']}: {summary}" if "payload" in value else summary,
+                              "state": str(value["event_action"]), "alertname": "", "target": "",
+                              "key": str(value.get("dedup_key", ""))})
                 return
             for child in value.values():
                 walk(child)
@@ -66,10 +74,26 @@ def notification_summary(payload: Any) -> str:
                 walk(child)
 
     walk(payload.get("body") if isinstance(payload, dict) else payload)
-    return "; ".join(found) or "(no alert in the body)"
+    return found
 
 
-def _alert(alert: Alert, silenced_by: Any) -> dict[str, Any]:
+def _history(alert: Alert, notifications: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The alert's life, oldest first: pending, fired, each notification about it (among those shown), resolved."""
+    events: list[dict[str, Any]] = [{"at": alert.active_since, "what": "pending"}]
+    if alert.fired_at is not None:
+        events.append({"at": alert.fired_at, "what": "fired"})
+    for row in notifications:
+        for m in row["about"]:
+            if m["key"] == alert.fingerprint or (m["alertname"] == alert.name and m["target"] == alert.target):
+                events.append({"at": row["created_at"], "what": f"{m['state']} sent to {row['receiver']}",
+                               "status": row["status"]})
+                break
+    if alert.resolved_at is not None:
+        events.append({"at": alert.resolved_at, "what": "resolved"})
+    return sorted(events, key=lambda e: e["at"])
+
+
+def _alert(alert: Alert, silenced_by: Any, notifications: list[dict[str, Any]]) -> dict[str, Any]:
     silence = silenced_by(alert.labels) if silenced_by is not None and alert.state != AlertState.RESOLVED else None
     return {
         "fingerprint": alert.fingerprint, "name": alert.name, "target": alert.target, "state": str(alert.state),
@@ -77,10 +101,12 @@ def _alert(alert: Alert, silenced_by: Any) -> dict[str, Any]:
         "description": alert.annotations.get("description", ""), "value": alert.value,
         "active_since": alert.active_since, "fired_at": alert.fired_at, "resolved_at": alert.resolved_at,
         "silenced_by": silence,
+        "history": _history(alert, notifications),
     }
 
 
 def _notification(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "receiver": row["receiver"], "status": row["status"], "attempts": row["attempts"],
             "created_at": row["created_at"], "finished_at": row["finished_at"], "last_error": row["last_error"],
-            "summary": notification_summary(row["payload"])}
+            "summary": notification_summary(row["payload"]),
+            "about": [{k: v for k, v in m.items() if k != "text"} for m in mentions(row["payload"])]}

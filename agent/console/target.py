@@ -99,8 +99,9 @@ def sessions(snapshots: list[Snapshot]) -> dict[str, Any]:
     if my is not None:
         out["summary"] = {"connections": my.connections, "running": my.running,
                           "longest query (s)": round(my.oldest_query_seconds, 1)}
+        # processlist ids: what the console's cancel and terminate actions take on MySQL/MariaDB
         out["long"] = [{"id": q.id, "user": q.user, "host": q.host, "db": q.db, "state": q.state or q.command,
-                        "seconds": q.seconds, "query": q.query} for q in my.longest]
+                        "seconds": q.seconds, "query": q.query, "signalable": True} for q in my.longest]
     mongo = fact(snapshots, MongoLongOps)
     if mongo:
         out["long"] = [{"id": o.opid, "user": o.client, "host": o.app_name, "db": o.ns, "state": o.op,
