@@ -20,6 +20,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.model import Alert, AlertState, CollectorSettings, Snapshot, Target, gauge
 from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
 from dbwatch.model.facts.statements import StatementStats, Statements
+from tests.agentproc import AgentProcess
 
 NOW = 1_800_000_000.0
 
@@ -196,3 +197,14 @@ def test_the_overview_of_many_targets_renders_one_page_of_rows():
     console = Console(sources, version="test")
     html = console.overview_html({"sort": "connections"})
     assert html.count("<tr class=\"rank") == 50 and "Page 1 of 28" in html and "t1399" in html
+
+
+def test_with_the_console_turned_off_the_agent_serves_its_plain_index_and_jobs(tmp_path):
+    agent = AgentProcess(tmp_path, {"targets": [], "server": {"console": {"enabled": False}}}).start()
+    try:
+        index = agent.get("/")
+        assert "/metrics" in index and "Fleet" not in index
+        assert agent.get("/api/v1/targets") == []
+        assert agent.get("/alerts", check=False) == 404 and agent.get("/static/console.css", check=False) == 404
+    finally:
+        agent.stop()
