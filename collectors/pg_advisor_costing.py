@@ -10,7 +10,8 @@ PostgreSQL 16+ with ``EXPLAIN (GENERIC_PLAN)``; before, with ``PREPARE`` and ``E
 ...)`` under ``SET LOCAL plan_cache_mode = force_generic_plan`` (this transaction only). ``col = $1`` is then
 estimated from n_distinct, a range from the default selectivity: the plan of a typical call, which is what
 the statement's total time is made of (a custom plan would fold ``col = NULL`` to "no rows"). A parameter
-whose type the planner cannot infer is retried as ``text``; a statement that still fails is counted, never
+whose type the planner cannot infer (``$2 IS NULL``: the client declared it) is declared ``text`` and the
+statement prepared again; a statement that still fails is counted, never
 fatal. Samples with their literals (slow log) get a custom plan from their own values.
 
 Column order: for a multi-column winner, the other plausible orders of its columns are costed too (two or
@@ -24,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 from typing import Any, AsyncIterator
 
 import asyncpg
@@ -45,6 +47,7 @@ _PREFIX_MARGIN = 1.1
 _KEPT_SAVING = 0.9
 # Another column order replaces the selectivity order only when it is cheaper by more than this.
 _ORDER_MARGIN = 0.99
+_UNTYPED = re.compile(r"parameter \$(\d+)")
 _Costed = tuple[Statement, StatementCost]
 _Key = tuple[int, tuple[str, ...]]
 _Orders = tuple[tuple[tuple[str, ...], float | None], ...]
@@ -222,34 +225,42 @@ class Costing:
         """The statement's plan (never executed); None, counted, when it cannot be planned."""
         self.explains += 1
         params = statement.parsed.params
-        if statement.literal or (params and self.generic_plan):
-            options = "GENERIC_PLAN, FORMAT JSON" if params and not statement.literal else "FORMAT JSON"
-            attempts = [f"EXPLAIN ({options}) {statement.text}"]
-        else:  # PREPARE, then again with text parameters where the planner cannot infer a type
-            attempts = [f"PREPARE {_STMT} AS {statement.text}"]
-            if params:
-                attempts.append(f"PREPARE {_STMT}({', '.join(['text'] * params)}) AS {statement.text}")
-        for attempt in attempts:
-            raw = await self._plan(attempt, params if attempt.startswith("PREPARE") else 0)
+        types = ["unknown"] * params  # "unknown": the planner infers the type from the statement
+        for _ in range(params + 1):
+            if statement.literal or (params and self.generic_plan):
+                options = "GENERIC_PLAN, FORMAT JSON" if params and not statement.literal else "FORMAT JSON"
+                raw, untyped = await self._plan(f"EXPLAIN ({options}) {statement.text}", 0)
+            else:
+                declared = f"({', '.join(types)})" if params else ""
+                raw, untyped = await self._plan(f"PREPARE {_STMT}{declared} AS {statement.text}", params)
             if raw is not None:
                 plan = json.loads(raw) if isinstance(raw, str) else raw
                 found: dict[str, Any] = plan[0]["Plan"]
                 return found
+            # a parameter whose type nothing in the statement gives (``$2 IS NULL``; the client declared it
+            # when it ran the statement): declared as text, then planned again
+            if untyped is None or not 0 < untyped <= params or types[untyped - 1] == "text" or self.generic_plan:
+                break
+            types[untyped - 1] = "text"
         self.failed += 1
         return None
 
-    async def _plan(self, attempt: str, params: int) -> Any:
+    async def _plan(self, attempt: str, params: int) -> tuple[Any, int | None]:
+        """(the plan, None), or (None, the parameter whose type could not be determined, if that was why)."""
         prepared = False
         try:
             async with self.conn.transaction():  # a savepoint: a failing statement does not end the run
                 if not attempt.startswith("PREPARE"):
-                    return await self.conn.fetchval(attempt)
+                    return await self.conn.fetchval(attempt), None
                 await self.conn.fetch(attempt)
                 prepared = True
                 args = f"({', '.join(['NULL'] * params)})" if params else ""
-                return await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {_STMT}{args}")
+                return await self.conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {_STMT}{args}"), None
+        except asyncpg.IndeterminateDatatypeError as exc:
+            found = _UNTYPED.search(str(exc))
+            return None, int(found.group(1)) if found else None
         except asyncpg.PostgresError:
-            return None
+            return None, None
         finally:
             if prepared:
                 await self.conn.execute(f"DEALLOCATE {_STMT}")

@@ -170,6 +170,12 @@ def test_the_indexes_an_expert_asks_for_are_recommended_with_the_right_leading_c
     assert [c[0] for c in indexes.get("public.customer", [])] == ["email"], indexes
     rental = indexes.get("public.rental", [])
     assert rental and rental[0][0] == "customer_id", indexes
+    # the column order was chosen by HypoPG cost among the plausible orders, each order's cost shown
+    [rental_finding] = [r for r in _rule(advice, "PgIndexCandidate") if r["evidence"]["table"] == "public.rental"]
+    orders = rental_finding["evidence"]["column_orders"]
+    assert [o["columns"] for o in orders] == [rental[0], rental[0][::-1]], orders
+    assert orders[1]["cost"] is None or orders[0]["cost"] <= orders[1]["cost"], orders
+    assert "Column orders costed with HypoPG" in rental_finding["description"]
     # forbidden: an index led by the IS NULL column (1 % NULL, but 99 % distinct values), or the FK alone twice
     assert not any(c[0] == "return_date" for cs in indexes.values() for c in cs), indexes
     # nothing for the statements an existing index already serves (payments by customer, films by id)

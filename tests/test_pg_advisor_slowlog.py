@@ -25,10 +25,16 @@ CREATE EXTENSION pg_stat_statements;
 CREATE EXTENSION hypopg;
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id int NOT NULL, ref int NOT NULL, amount numeric);
 INSERT INTO orders SELECT g, (g::bigint * 7919) % 20000, g, g % 1000 FROM generate_series(1, 300000) g;
-VACUUM ANALYZE orders;
+CREATE TABLE tickets (id int PRIMARY KEY, code int NOT NULL, batch int NOT NULL);
+INSERT INTO tickets SELECT g, g, g % 20000 FROM generate_series(1, 300000) g;
+VACUUM ANALYZE orders, tickets;
 """
 Q_CUSTOMER = "SELECT * FROM orders WHERE customer_id = {}"
 Q_REF = "SELECT amount FROM orders WHERE ref = {}"  # run before pg_stat_statements_reset(): slow log only
+# Sent with bound parameters (extended protocol): logged as "execute <unnamed>: ... $1", slow log only.
+Q_CODE = "SELECT id FROM tickets WHERE code = %s"
+# A parameter nothing in the text types ($2 IS NOT NULL): the driver declared it (int2), PREPARE cannot infer it.
+Q_BATCH = "SELECT id FROM tickets WHERE batch = %s AND %s IS NOT NULL"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,14 @@ def server() -> Iterator[PostgresServer]:
         pg.start()
         pg.psql(SCHEMA)
         pg.psql(";\n".join(Q_REF.format(r) for r in (123456, 654)) + ";")
-        pg.psql("SELECT pg_stat_statements_reset()")
+        import psycopg
+
+        with psycopg.connect(pg.dsn(), autocommit=True) as conn:
+            for code in (1234, 98765):
+                conn.execute(Q_CODE, (code,)).fetchall()
+            pg.psql("SELECT pg_stat_statements_reset()")
+            for batch in (7, 8, 9):
+                conn.execute(Q_BATCH, (batch, 1)).fetchall()
         pg.psql(";\n".join(Q_CUSTOMER.format(c) for c in (4242, 4242, 4242)) + ";")
         log = pg.data / "log" / "postgresql.log"
         wait_for(lambda: Q_CUSTOMER.format(4242) in (log.read_text() if log.exists() else ""), 10,
@@ -110,3 +123,24 @@ async def test_without_the_slowlog_collector_the_advice_comes_from_pg_stat_state
     assert statement["query"] == "SELECT * FROM orders WHERE customer_id = $1"
     assert statement["source"] == "pg_stat_statements"
     assert _candidate(findings, ["ref"]) is None  # known only to the slow log
+
+
+async def test_a_sample_logged_with_placeholders_is_planned_generically_not_dropped(server):
+    """The extended protocol logs "execute <unnamed>: ... code = $1" (its values on a DETAIL line): the sample
+    keeps its $1 and is costed with a generic plan (PREPARE, force_generic_plan) instead of being dropped."""
+    findings, session = await _advise(server, with_slowlog=True)
+    assert any("code = $1" in s.sample for s in session.slow_samples.values()), list(session.slow_samples.values())
+    found = _candidate(findings, ["code"])
+    assert found is not None, [f.summary for f in findings]
+    [statement] = found.evidence["statements"]
+    assert statement["query"] == "SELECT id FROM tickets WHERE code = $1" and statement["source"] == "slowlog"
+    assert statement["calls"] == 2 and statement["cost_after"] <= 0.1 * statement["cost_before"]
+
+
+async def test_a_parameter_the_statement_does_not_type_is_declared_text_and_the_statement_costed(server):
+    findings, _ = await _advise(server, with_slowlog=False)
+    found = _candidate(findings, ["batch"])
+    assert found is not None, [f.summary for f in findings]
+    [statement] = found.evidence["statements"]
+    assert statement["query"] == "SELECT id FROM tickets WHERE batch = $1 AND $2 IS NOT NULL"
+    assert statement["calls"] == 3 and statement["cost_after"] <= 0.1 * statement["cost_before"]
