@@ -14,7 +14,7 @@ import urllib.parse
 from dbwatch.collectors.restore_drill import Drill, DrillError, free_port, newest_file, run_as, tail, wait_until
 from dbwatch.model import SecretUnavailable
 
-__all__ = ["restore"]
+__all__ = ["compare_tables", "dsn_database", "restore"]
 
 USER = "mysql"
 MARIADBD = shutil.which("mariadbd") or shutil.which("mysqld") or "/usr/sbin/mariadbd"
@@ -60,15 +60,15 @@ async def restore(drill: Drill, kind: str) -> None:
         await wait_until(up, "the throwaway MariaDB did not accept connections", START_TIMEOUT, 0.3)
     async with drill.step("restore", f"mariadb < {path}"):
         await drill.command(client, stdin_path=path)
-    database = _database(drill.target.dsn)
+    database = dsn_database(drill.target.dsn)
     await drill.verify_all(lambda statement: drill.command([*client, *([database] if database else []),
                                                             "-e", statement]))
     if drill.test.compare_tables:
         async with drill.step("compare", "row counts of the largest tables against the live target"):
-            await _compare(drill, client)
+            await compare_tables(drill, client)
 
 
-async def _compare(drill: Drill, client: list[str]) -> None:
+async def compare_tables(drill: Drill, client: list[str]) -> None:
     """Exact row counts of the restored copy's largest tables, next to the live target's estimate
     (information_schema.TABLES.TABLE_ROWS: no scan of the live server), or None when it cannot be reached."""
     listed = await drill.command([*client, "-e", _TABLES.format(limit=int(drill.test.compare_tables))])
@@ -115,5 +115,5 @@ def _check_complete(path: str) -> None:
                              "(truncated, or the dump failed)")
 
 
-def _database(dsn: str) -> str:
+def dsn_database(dsn: str) -> str:
     return urllib.parse.unquote(urllib.parse.urlsplit(dsn).path.lstrip("/"))

@@ -226,3 +226,140 @@ async def test_a_wal_segment_missing_from_the_archive_directory_fails_the_drill_
     [status] = snapshot.fact(BackupStatuses) or ()
     assert status.wal_missing_first == (removed,)
     assert "WalArchiveGap" in _rules(target, snapshot)
+
+
+# -- mariabackup -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mariabackups() -> Iterator[dict[str, Any]]:
+    """A MariaDB with the binary log: a mariabackup full backup of 300 orders, then 200 and 100 more orders in
+    later binary logs (the time between them noted), the binary logs copied into an archive directory."""
+    from tests.mariadbserver import MariaDBServer
+    server = MariaDBServer(performance_schema=False).start()
+    root = Path(tempfile.mkdtemp(prefix="dbwatch-mariabackup-"))
+    backups, archive = root / "backups", root / "binlogs"
+    backups.mkdir()
+    try:
+        server.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id int PRIMARY KEY, note varchar(20)); "
+                   "INSERT INTO shop.orders SELECT seq, 'o' FROM mysql.seq_1_to_300; FLUSH BINARY LOGS")
+        done = subprocess.run(["mariabackup", "--no-defaults", "--backup", f"--target-dir={backups / 'full-1'}",
+                               f"--socket={server.socket}", "-u", "root", f"--datadir={server.data}"],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        server.sql("INSERT INTO shop.orders SELECT seq, 'late' FROM mysql.seq_301_to_500; FLUSH BINARY LOGS")
+        time.sleep(1.1)  # the recovery target falls strictly between the two batches' event times
+        between = time.time()
+        time.sleep(1.1)
+        server.sql("INSERT INTO shop.orders SELECT seq, 'later' FROM mysql.seq_501_to_600; FLUSH BINARY LOGS")
+        archive.mkdir()
+        for binlog in sorted(server.data.glob("mysql-bin.0*")):
+            shutil.copy2(binlog, archive / binlog.name)
+        yield {"server": server, "root": root, "backups": backups, "archive": archive, "between": between}
+    finally:
+        server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _mariabackup_target(env: dict[str, Any], workdir: str, archive: Path | None = None, extra: str = "",
+                        backups: Path | None = None) -> Target:
+    return _target(f"""
+        targets:
+          - name: db
+            engine: mysql
+            dsn: "{env['server'].dsn()}"
+            backups:
+              - type: mariabackup
+                path: "{backups or env['backups']}/full-*"
+                archive: {archive or env['archive']}
+                restore_test: {{every: 24h, rto: 10m, workdir: {workdir},
+                                verify: ["SELECT count(*) FROM shop.orders"]{extra}}}
+        """)
+
+
+async def test_a_mariabackup_backup_is_prepared_started_and_its_binary_logs_replayed(
+        mariabackups: dict[str, Any], workdir: str) -> None:
+    target = _mariabackup_target(mariabackups, workdir)
+    lines: list[str] = []
+    drill = await run_drill(target, target.backups[0], lines.append)
+    assert drill.ok, (drill.error, lines)
+    assert drill.kind == "mariabackup" and drill.backup.endswith("/full-1")
+    # 300 orders in the backup, 300 more from the binary logs after it
+    assert [(v.statement, v.result) for v in drill.verified] == [("SELECT count(*) FROM shop.orders", "600")]
+    assert [s.name for s in drill.steps] == ["check_space", "restore", "prepare", "start", "recover", "verify",
+                                             "compare", "cleanup"]
+    assert drill.compared[0][:2] == ("shop.orders", 600)
+    assert drill.restored_to is not None and drill.restored_to >= mariabackups["between"] - 1
+    assert _left_behind(workdir) == []
+    assert _drill_rules(target, drill) == []
+    assert mariabackups["server"].sql("SELECT count(*) FROM shop.orders") == "600"  # the live server untouched
+
+
+async def test_a_mariabackup_drill_to_a_point_in_time_stops_the_binlog_replay_there(
+        mariabackups: dict[str, Any], workdir: str) -> None:
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mariabackups["between"]))
+    target = _mariabackup_target(mariabackups, workdir, extra=f", recover_to: '{at}'")
+    drill = await run_drill(target, target.backups[0])
+    assert drill.ok, drill.error
+    assert drill.verified[0].result == "500"
+
+
+async def test_the_binlog_window_and_a_missing_binary_log_firing_wal_archive_gap(
+        mariabackups: dict[str, Any], workdir: str) -> None:
+    target = _mariabackup_target(mariabackups, workdir)
+    snapshot = await _collect_backup(target)
+    source = ("mariabackup",)
+    assert _missing(snapshot) == {source: 0}
+    end = dict(snapshot.family("dbwatch_backup_last_success_timestamp_seconds").samples)[  # type: ignore[union-attr]
+        ("mariabackup", "any")]
+    assert dict(snapshot.family("dbwatch_pitr_earliest_timestamp_seconds").samples) == {source: end}  # type: ignore[union-attr]
+    newest = max(mariabackups["archive"].iterdir()).stat().st_mtime
+    assert dict(snapshot.family("dbwatch_pitr_latest_timestamp_seconds").samples) == {source: newest}  # type: ignore[union-attr]
+    assert "WalArchiveGap" not in _rules(target, snapshot)
+
+    gappy = mariabackups["root"] / "gappy"
+    shutil.copytree(mariabackups["archive"], gappy)
+    binlogs = sorted(p.name for p in gappy.iterdir())
+    removed = binlogs[-2]  # after the backup's binary log, before the newest
+    (gappy / removed).unlink()
+    broken = _mariabackup_target(mariabackups, workdir, archive=gappy)
+    snapshot = await _collect_backup(broken)
+    assert _missing(snapshot) == {source: 1}
+    [status] = snapshot.fact(BackupStatuses) or ()
+    assert status.wal_missing_first == (removed,)
+    assert "WalArchiveGap" in _rules(broken, snapshot)
+    drill = await run_drill(broken, broken.backups[0])
+    assert not drill.ok and drill.error is not None
+    assert drill.error.startswith(f"binary log {removed} is missing from {gappy} (a gap)"), drill.error
+    assert _drill_rules(broken, drill) == ["RestoreTestFailed"]
+    assert _left_behind(workdir) == []
+
+
+async def test_a_truncated_binary_log_or_backup_file_fails_the_drill_with_its_reason(
+        mariabackups: dict[str, Any], workdir: str) -> None:
+    cut = mariabackups["root"] / "cut"
+    shutil.copytree(mariabackups["archive"], cut)
+    middle = sorted(cut.iterdir())[-2]  # the one holding the last 100 orders
+    with open(middle, "r+b") as fh:
+        fh.truncate(middle.stat().st_size // 2)  # cut in the middle of its events
+    drill = await run_drill(*_drill_args(_mariabackup_target(mariabackups, workdir, archive=cut)))
+    assert not drill.ok and drill.error is not None
+    assert drill.error.startswith("the binary logs ") and "cannot be read (damaged or truncated)" in drill.error, \
+        drill.error
+    assert "Event truncated" in drill.error  # mariadb-binlog's own reason
+    assert _drill_rules(_mariabackup_target(mariabackups, workdir, archive=cut), drill) == ["RestoreTestFailed"]
+    assert _left_behind(workdir) == []
+
+    damaged = mariabackups["root"] / "damaged"
+    shutil.copytree(mariabackups["backups"], damaged)
+    with open(damaged / "full-1" / "ib_logfile0", "r+b") as fh:
+        fh.truncate(4096)
+    drill = await run_drill(*_drill_args(_mariabackup_target(mariabackups, workdir, backups=damaged)))
+    assert not drill.ok and drill.error is not None
+    assert drill.error.startswith(f"the backup {damaged}/full-1 could not be prepared: mariabackup exited"), drill.error
+    assert "ib_logfile0 is too small" in drill.error
+    assert _left_behind(workdir) == []
+
+
+def _drill_args(target: Target) -> tuple[Target, Any]:
+    return target, target.backups[0]
