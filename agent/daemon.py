@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0  # seconds in-flight collections get to finish before they are cancelled
 JITTER = 0.1  # fraction of the interval
+FAMILY_HORIZON_MIN = 300.0  # families stay at least this long in the history (the default rules' windows)
 FIRST_RUNS_PER_SECOND = 50.0  # targets starting at once are spread so that about this many start each second
 
 
@@ -155,6 +156,9 @@ class Daemon:
         self.config = config
         await self.apply(config)
         await self.alerting.reconfigure(config)
+        horizon = self.family_horizon()  # the reloaded rules' windows
+        for jobs in self.targets.values():
+            jobs.family_horizon = horizon
         logger.info("reloaded: %d target(s)", len(self.targets))
 
     def _update_status(self) -> None:
@@ -246,8 +250,15 @@ class Daemon:
             })
         return out
 
+    def family_horizon(self) -> float:
+        """How long collected families stay in the store's history: the longest window a threshold rule reads
+        (rules over facts keep the whole history), and two minutes of slack for slow collectors."""
+        windows = [selector.effective_window for rule in self.alerting.rules.rules
+                   for selector in (rule, rule.divide_by) if selector is not None]
+        return max([FAMILY_HORIZON_MIN, *windows]) + 120.0
+
     def _add(self, target: Target, starting: int = 1) -> None:
-        jobs = TargetJobs(target)
+        jobs = TargetJobs(target, family_horizon=self.family_horizon())
         self.targets[target.name] = jobs
         for name, settings in target.collectors.items():
             self.scheduler.add_job(

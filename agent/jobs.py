@@ -8,6 +8,7 @@ with the error kept, and the daemon carries on.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -25,8 +26,14 @@ BACKOFF_CAP = 4  # a collector whose collections keep timing out runs at most th
 BACKOFF_CEILING = 120.0
 
 
+#: how long a snapshot in the store's history keeps its metric families, unless the daemon says otherwise (the
+#: longest window of its threshold rules): older snapshots keep their facts (the rules over time read those)
+FAMILY_HORIZON = 600.0
+AGING_MAX = 64  # snapshots tracked per collector at most (the store keeps 40: older ones are gone from it anyway)
+
+
 class TargetJobs:
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON) -> None:
         spec = engine(target.engine)
         self.target = target
         self.session: Session = spec.session(target)
@@ -39,6 +46,11 @@ class TargetJobs:
         # its effective interval (up to BACKOFF_CAP times the configured one); a success resets it.
         self._timeouts: dict[str, int] = {}
         self._next_due: dict[str, float] = {}  # time.monotonic() before which a scheduled run is skipped
+        # The last successful snapshot per collector, whose unchanged families and samples the next one shares.
+        self._previous: dict[str, Snapshot] = {}
+        # Snapshots (per collector, oldest first) whose families are kept until they are older than the horizon.
+        self.family_horizon = family_horizon
+        self._aging: dict[str, collections.deque[Snapshot]] = {}
 
     def effective_interval(self, name: str) -> float:
         """The interval collector ``name`` runs at now: the configured one, longer while its server times out."""
@@ -90,8 +102,35 @@ class TargetJobs:
             snapshot.families.append(_target_up(snapshot.ok))
         self._pace(name, began, snapshot.ok, overloaded)
         snapshot.families.append(_effective_interval(name, self.effective_interval(name)))
+        self._share(name, snapshot)
         self._log_transition(name, snapshot)
         return snapshot
+
+    def _share(self, name: str, snapshot: Snapshot) -> None:
+        """Keep the history the store holds small: families shared with the previous collection, and dropped
+        from collections older than any rule's window (a fleet's 40 snapshots per collector were most of the
+        agent's memory)."""
+        if not snapshot.keep_history:
+            return
+        aging = self._aging.setdefault(name, collections.deque())
+        aging.append(snapshot)
+        horizon = snapshot.started_at - self.family_horizon
+        while len(aging) > 2 and (aging[0].started_at < horizon or len(aging) > AGING_MAX):
+            old = aging.popleft()
+            old.families = []
+            old._index = None  # the lookup cache of families it no longer has (model/snapshot.py)
+        if not snapshot.ok:
+            return
+        previous = self._previous.get(name)
+        self._previous[name] = snapshot
+        if previous is None:
+            return
+        if share_unchanged(previous.families, snapshot.families):
+            snapshot.families = previous.families  # nothing changed: not even a list of its own
+        for kind, fact in snapshot.facts.items():  # facts are frozen: an equal one is the same one
+            prior = previous.facts.get(kind)
+            if prior is not None and prior is not fact and _equal(prior, fact):
+                snapshot.facts[kind] = prior
 
     def _pace(self, name: str, began: float, ok: bool, overloaded: bool) -> None:
         if ok and name == self.up_collector:
@@ -132,6 +171,48 @@ class TargetJobs:
                 logger.info("collector %s: %s", name, note, extra=extra)
         self._notes[name] = set(snapshot.notes)
         self._last_error[name] = snapshot.error
+
+
+def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
+    """Make ``new`` (a collection's families) reuse what it has in common with ``old`` (the same collector's
+    previous ones): a family equal to the old one becomes the old object, and in a family that changed, the
+    samples (and label values) that did not change are the old objects.
+
+    The store keeps ~40 snapshots per collector for the rules; most of a collection (settings, info labels,
+    gauges at rest) is the same as the one before, so the history then costs little more than its latest.
+    Families are never changed once collected, which makes sharing them safe. Returns whether ``new`` is
+    now made of ``old``'s families, in the same order."""
+    before = {family.name: family for family in old}
+    same = len(old) == len(new)
+    for i, family in enumerate(new):
+        prior = before.get(family.name)
+        if prior is None or prior.labelnames != family.labelnames or prior.type is not family.type:
+            same = False
+            continue
+        if prior.samples == family.samples and prior.help == family.help:
+            new[i] = prior
+            same = same and old[i] is prior
+            continue
+        same = False
+        samples = {sample[0]: sample for sample in prior.samples}
+        shared = []
+        for sample in family.samples:
+            kept = samples.get(sample[0])
+            if kept is None:
+                shared.append(sample)
+            elif kept[1] == sample[1]:
+                shared.append(kept)
+            else:
+                shared.append((kept[0], sample[1]))
+        family.samples = shared
+    return same
+
+
+def _equal(a: object, b: object) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # a fact whose comparison fails is simply not shared
+        return False
 
 
 def _effective_interval(name: str, seconds: float) -> MetricFamily:
