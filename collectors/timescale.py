@@ -94,6 +94,7 @@ class TimescaleCollector(Collector[PostgresSession, TimescaleOptions]):
             out.add(database, found[0], results)
         if not out.databases:
             return  # no TimescaleDB here: nothing to export, no facts
+        snapshot.notes.extend(out.notes)
         snapshot.families.extend(out.families())
         snapshot.put(*out.facts())
 
@@ -110,6 +111,7 @@ class _Collection:
         self.policies: list[Policy] = []
         self.caggs: list[ContinuousAggregate] = []
         self.candidates: list[HypertableCandidate] = []
+        self.notes: list[str] = []
 
     def add(self, database: str, extension: Row, results: dict[str, list[Row]]) -> None:
         now = float(extension["now"])
@@ -129,9 +131,16 @@ class _Collection:
             self.hypertables.append(self._hypertable(database, row, chunks[(row["schema"], row["name"])],
                                                      compression.get(qualified), now))
         refresh = {p.relation: p for p in policies if p.kind == "refresh"}
+        unreadable = []
         for row in results["caggs"]:
-            if row["is_time"]:
-                self.caggs.append(_cagg(database, row, refresh.get(f"{row['schema']}.{row['view']}"), now))
+            view = f"{row['schema']}.{row['view']}"
+            if not row["readable"]:
+                unreadable.append(view)
+            elif row["is_time"]:
+                self.caggs.append(_cagg(database, row, refresh.get(view), now))
+        if unreadable:
+            self.notes.append(f"database {database}: no SELECT on continuous aggregate(s) {', '.join(unreadable)}, "
+                              f"whose watermark it takes to read; GRANT SELECT ON them to the monitoring role")
         self.candidates.extend(_candidate(database, row) for row in results["candidates"])
 
     def _hypertable(self, database: str, row: Row, chunks: list[Row], policy: Policy | None,

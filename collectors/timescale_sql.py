@@ -90,11 +90,14 @@ ORDER BY j.job_id
 # The watermark is TimescaleDB's internal time (Unix microseconds for time types); never refreshed, it is the
 # lowest value (4714 BC), reported as NULL, and ``unmaterialized_since`` is where its data begins instead (the
 # oldest chunk's start of the raw hypertable; NULL without data). Integer dimensions have no lag against now().
+# Reading the watermark needs SELECT on the aggregate's view (``readable``); without it the aggregate is skipped.
 CAGGS = """
 SELECT ca.user_view_schema::text AS schema, ca.user_view_name::text AS view,
        format('%s.%s', rh.schema_name, rh.table_name) AS hypertable, ca.materialized_only,
        coalesce(d.column_type IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype), false) AS is_time,
+       has_table_privilege(format('%I.%I', ca.user_view_schema, ca.user_view_name), 'SELECT') AS readable,
        CASE WHEN d.column_type IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype)
+             AND has_table_privilege(format('%I.%I', ca.user_view_schema, ca.user_view_name), 'SELECT')
              AND _timescaledb_functions.cagg_watermark(ca.mat_hypertable_id) > -210866803200000000
             THEN _timescaledb_functions.cagg_watermark(ca.mat_hypertable_id)::float8 / 1e6 END
            AS watermark,

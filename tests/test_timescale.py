@@ -355,3 +355,25 @@ def test_without_the_shared_folder_and_no_timescaledb_installed_the_tests_skip_w
     monkeypatch.setattr(timescaleserver, "SHARED", tmp_path / "shared")
     reason = timescaleserver.unavailable()
     assert reason == f"{tmp_path / 'shared'} is absent (a user's checkout): no vendored TimescaleDB 2.28.3 source to build"
+
+
+def test_a_pg_monitor_role_collects_everything_but_the_aggregates_it_may_not_read_and_says_so(server):
+    server.psql("DO $$ BEGIN CREATE ROLE ts_watcher LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$; "
+                "GRANT pg_monitor TO ts_watcher")
+    t = Target(name="ts", engine="postgres", dsn=server.dsn(user="ts_watcher", database="tsdb"), labels={},
+               collectors={"timescaledb": CollectorSettings(60, 30, TimescaleOptions(auto_discover_databases=False))})
+
+    async def run() -> Snapshot:
+        session = PostgresSession(t)
+        try:
+            return await collect(TimescaleCollector(t, session))
+        finally:
+            await session.close()
+
+    snapshot = asyncio.run(run())
+    assert samples(snapshot, "dbwatch_timescaledb_hypertable_chunks")[("tsdb", "public.metrics")] >= 20
+    assert samples(snapshot, "dbwatch_timescaledb_job_consecutive_failures")
+    assert samples(snapshot, "dbwatch_timescaledb_continuous_aggregate_lag_seconds") == {}
+    assert snapshot.notes == ["database tsdb: no SELECT on continuous aggregate(s) public.metrics_daily, "
+                              "public.metrics_hourly, whose watermark it takes to read; GRANT SELECT ON them to the "
+                              "monitoring role"]
