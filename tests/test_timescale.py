@@ -350,7 +350,8 @@ def test_a_target_without_timescaledb_exports_nothing_and_puts_no_facts(server):
     assert snapshot.families == [] and snapshot.fact(Hypertables) is None and snapshot.notes == []
 
 
-def test_without_the_shared_folder_and_no_timescaledb_installed_the_tests_skip_with_that_reason(monkeypatch, tmp_path):
+def test_without_the_shared_folder_and_no_timescaledb_installed_the_tests_skip_with_that_reason(monkeypatch,
+                                                                                                tmp_path):
     monkeypatch.setattr(timescaleserver, "installed", lambda: False)
     monkeypatch.setattr(timescaleserver, "SHARED", tmp_path / "shared")
     reason = timescaleserver.unavailable()

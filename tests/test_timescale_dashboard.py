@@ -77,7 +77,8 @@ def test_every_panel_listed_as_empty_here_exists():
     assert set(EMPTY_HERE) <= titles
 
 
-@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed (Debian package prometheus)")
+@pytest.mark.skipif(shutil.which("prometheus") is None,
+                    reason="prometheus is not installed (Debian package prometheus)")
 def test_every_timescaledb_panel_returns_data_from_a_real_prometheus_scraping_an_agent_watching_timescaledb(
         tmp_path, server):
     prometheus = agent = None
