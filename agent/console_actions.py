@@ -82,7 +82,8 @@ Signal = Callable[[Session, int, str], Awaitable[Done]]
 
 def actions_enabled(daemon: Daemon) -> bool:
     """Whether the console may offer its actions: configured on, with basic auth on the listener."""
-    return bool(daemon.config.server.console.actions and daemon.web_config is not None and daemon.web_config.users)
+    console = daemon.config.server.console
+    return bool(console.enabled and console.actions and daemon.web_config is not None and daemon.web_config.users)
 
 
 def add_routes(app: web.Application, daemon: Daemon) -> None:
@@ -131,7 +132,8 @@ class _Actions:
                                   "outcome": done.outcome})
 
     async def _check(self, request: web.Request, target: str, pid_text: str, user: str | None) -> int:
-        if not self.daemon.config.server.console.actions:
+        console = self.daemon.config.server.console
+        if not (console.enabled and console.actions):
             raise Refused(403, "console actions are off: set server.console.actions: true (with basic auth) "
                                "to allow cancel and terminate")
         # The listener checks the password before any handler runs; actions also need it to be checking one
