@@ -226,9 +226,10 @@ class Costing:
         self.explains += 1
         params = statement.parsed.params
         types = ["unknown"] * params  # "unknown": the planner infers the type from the statement
-        for _ in range(params + 1):
-            if statement.literal or (params and self.generic_plan):
-                options = "GENERIC_PLAN, FORMAT JSON" if params and not statement.literal else "FORMAT JSON"
+        for attempt in range(params + 2):
+            generic = bool(params) and self.generic_plan and attempt == 0 and not statement.literal
+            if statement.literal or generic:
+                options = "GENERIC_PLAN, FORMAT JSON" if generic else "FORMAT JSON"
                 raw, untyped = await self._plan(f"EXPLAIN ({options}) {statement.text}", 0)
             else:
                 declared = f"({', '.join(types)})" if params else ""
@@ -239,7 +240,9 @@ class Costing:
                 return found
             # a parameter whose type nothing in the statement gives (``$2 IS NULL``; the client declared it
             # when it ran the statement): declared as text, then planned again
-            if untyped is None or not 0 < untyped <= params or types[untyped - 1] == "text" or self.generic_plan:
+            if generic:
+                continue  # PostgreSQL 16+ could not plan it generically as it is: PREPARE it, as before 16
+            if untyped is None or not 0 < untyped <= params or types[untyped - 1] == "text":
                 break
             types[untyped - 1] = "text"
         self.failed += 1
