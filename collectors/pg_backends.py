@@ -3,7 +3,7 @@
 Who is connected, what each runs and for how long, and who blocks whom (``pg_blocking_pids``): what the
 collectors keep only as counts (the postgres collector's Activity fact). One read-only query through the
 target's own session (its ``statement_timeout`` and ``lock_timeout`` apply), taking its turn on the session's
-lock like a collector; the agent's own sessions are left out.
+lock like a collector; the agent's own sessions are left out, and string literals become ``'?'``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 from dbwatch.collectors.base import CollectorError, Session
+from dbwatch.collectors.migrations_common import statement_label
 from dbwatch.collectors.postgres import PostgresSession
 
 __all__ = ["BACKENDS_SQL", "live_backends"]
@@ -40,7 +41,9 @@ async def live_backends(session: Session, limit: int = 50, timeout: float = 5.0)
     async def read() -> list[dict[str, Any]]:
         async with session.lock:
             rows = await session.run(BACKENDS_SQL, limit)
-        return [{**dict(row), "blocked_by": list(row["blocked_by"] or [])} for row in rows]
+        # Literals out: another session's statement may carry a password (ALTER ROLE ... PASSWORD '...') or data.
+        return [{**dict(row), "blocked_by": list(row["blocked_by"] or []),
+                 "query": statement_label(row["query"] or "", 1000)} for row in rows]
 
     try:
         return await asyncio.wait_for(read(), timeout)

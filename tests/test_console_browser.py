@@ -169,7 +169,7 @@ def test_the_target_page_shows_live_sessions_and_who_blocks_whom(agent, browser,
     try:
         holder.execute(f"LOCK TABLE {PROBE} IN ACCESS EXCLUSIVE MODE")  # and the transaction stays open
         holder_pid = holder.info.backend_pid
-        blocked = threading.Thread(target=lambda: waiter.execute(f"SELECT count(*) FROM {PROBE}"), daemon=True)
+        blocked = threading.Thread(target=lambda: waiter.execute(f"SELECT count(*) FROM {PROBE} WHERE note <> 'hunter2-secret'"), daemon=True)
         blocked.start()
 
         def blocked_row():
@@ -179,6 +179,7 @@ def test_the_target_page_shows_live_sessions_and_who_blocks_whom(agent, browser,
 
         row = wait_for(blocked_row, 60, "the waiting session, blocked by the holder, on the target page", interval=0.5)
         assert str(waiter.info.backend_pid) in row and PROBE in row
+        assert "hunter2" not in browser.page_source and "note <> '?'" in row, "literals never reach the page"
         sessions = agent.get("/api/v1/targets/pg-live")["sessions"]["live"]
         [holding] = [s for s in sessions if s["pid"] == holder_pid]
         assert holding["state"] == "idle in transaction" and holding["xact_seconds"] > 0

@@ -15,6 +15,7 @@ from dbwatch.agent.alerting import finding_json
 from dbwatch.agent.console.fleet import key_numbers
 from dbwatch.agent.console.history import statement_key
 from dbwatch.agent.console.sources import Sources, fact, facts
+from dbwatch.collectors.migrations_common import statement_label
 from dbwatch.model import AlertState, MetricFamily, Snapshot
 from dbwatch.model.facts.backup import BackupStatuses
 from dbwatch.model.facts.common import ReplicationLink
@@ -101,7 +102,8 @@ def sessions(snapshots: list[Snapshot]) -> dict[str, Any]:
                           "longest query (s)": round(my.oldest_query_seconds, 1)}
         # processlist ids: what the console's cancel and terminate actions take on MySQL/MariaDB
         out["long"] = [{"id": q.id, "user": q.user, "host": q.host, "db": q.db, "state": q.state or q.command,
-                        "seconds": q.seconds, "query": q.query, "signalable": True} for q in my.longest]
+                        "seconds": q.seconds, "query": statement_label(q.query, 1000) if q.query else None,
+                        "signalable": True} for q in my.longest]
     mongo = fact(snapshots, MongoLongOps)
     if mongo:
         out["long"] = [{"id": o.opid, "user": o.client, "host": o.app_name, "db": o.ns, "state": o.op,
