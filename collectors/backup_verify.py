@@ -49,13 +49,11 @@ class VerifyOutcome:
 def parse_verify(text: str) -> tuple[int, int, tuple[str, ...], tuple[str, ...]]:
     """Invalid WAL segments, invalid backup files, the bad segments' names and the bad backups' labels, from
     ``pgbackrest verify --output=text --verbose`` with console logging at info."""
-    invalid_wal = sum(int(checked) - int(valid) for _, checked, valid in _ARCHIVE.findall(text))
-    invalid_files, bad_backups = 0, []
-    for label, _status, checked, valid in _BACKUP.findall(text):
-        if int(checked) != int(valid):
-            invalid_files += int(checked) - int(valid)
-            if label not in bad_backups:
-                bad_backups.append(label)
+    # the summary is printed twice (the info log echoes it): each archive id and backup counts once
+    archives = {archive: int(checked) - int(valid) for archive, checked, valid in _ARCHIVE.findall(text)}
+    backups = {label: int(checked) - int(valid) for label, _status, checked, valid in _BACKUP.findall(text)}
+    invalid_wal, invalid_files = sum(archives.values()), sum(backups.values())
+    bad_backups = [label for label, bad in backups.items() if bad]
     bad_wal: list[str] = []
     for _why, path in _BAD_FILE.findall(text):
         segment = _SEGMENT.search(path)
