@@ -267,8 +267,8 @@ class SilenceStore:
         except FileNotFoundError:
             return
         except OSError as exc:
-            self.error = exc.strerror or type(exc).__name__
-            logger.error("silences file %s cannot be read (%s): starting with none", self.path, self.error)
+            logger.error("silences file %s cannot be read (%s): starting with none", self.path,
+                         exc.strerror or type(exc).__name__)
             return
         try:
             silences = [_from_file(item) for item in _items(json.loads(text))]

@@ -111,6 +111,21 @@ def test_silences_persist_and_a_damaged_file_is_moved_aside_with_one_log_line(tm
     assert len(json.loads((tmp_path / "silences.json").read_text())["silences"]) == 1
 
 
+def test_a_state_dir_that_cannot_be_written_keeps_silences_in_memory_until_it_can(tmp_path, caplog):
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state directory should be")
+    caplog.set_level(logging.INFO)
+    store = SilenceStore(blocked, Clock())
+    first = store.add(DOWN, duration="1h", created_by="ann", comment="one")
+    second = store.add(DOWN, duration="2h", created_by="ann", comment="two")
+    assert store.error is not None and {s.id for s in store.list()} == {first.id, second.id}
+    assert len([r for r in caplog.records if "cannot be written" in r.getMessage()]) == 1, "said once"
+    blocked.unlink()
+    store.retry()  # what a scrape of the metrics does
+    assert store.error is None
+    assert {s.id for s in SilenceStore(blocked, Clock()).list()} == {first.id, second.id}
+
+
 # -- the notifier -------------------------------------------------------------------------------------------
 
 
