@@ -67,6 +67,7 @@ def servers():
     live.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     live.psql(f"CREATE TABLE {PROBE} (id int primary key, note text)")
     live.psql(f"INSERT INTO {PROBE} SELECT g, 'n' || g FROM generate_series(1, 2000) g")
+    live.psql(f"CREATE INDEX probe_note ON {PROBE} (note); CREATE INDEX probe_note_again ON {PROBE} (note)")
     yield live, gone, cache
     for server in (live, gone, cache):
         server.destroy()
@@ -85,7 +86,8 @@ def agent(tmp_path_factory, servers, hook):
     config = {
         "targets": [
             {"name": "pg-live", "engine": "postgres", "dsn": live.dsn(), "interval": "1s", "timeout": "5s",
-             "labels": {"env": "test"}, "collectors": {"statements": {"interval": "1s"}}},
+             "labels": {"env": "test"},
+             "collectors": {"statements": {"interval": "1s"}, "advisor": {"enabled": True, "interval": "5s"}}},
             {"name": "pg-gone", "engine": "postgres", "dsn": gone.dsn(), "interval": "1s", "timeout": "3s",
              "collectors": {"statements": {"enabled": False}}},
             {"name": "cache", "engine": "redis", "dsn": cache.dsn(), "interval": "1s"},
@@ -160,6 +162,29 @@ def test_the_target_page_shows_a_statement_the_test_ran_with_its_sparkline(agent
     assert detail["sessions"]["summary"]["connections"] >= 1
     shoot(browser, "target")
     assert agent.get("/targets/nope", check=False) == 404
+
+
+def test_the_target_page_shows_advice_with_its_evidence_and_sql_to_copy(agent, browser):
+    def advice():
+        browser.get(agent.url("/targets/pg-live"))
+        return next((a for a in browser.find_elements(By.CSS_SELECTOR, "article.advice")
+                     if "probe_note" in a.text and "duplicate" in a.text), None)
+
+    article = wait_for(advice, 90, "the duplicate index advice on the target page", interval=1.0)
+    sql = article.find_element(By.CSS_SELECTOR, ".sql pre").text
+    assert sql.startswith("DROP INDEX") and "probe_note" in sql
+    article.find_element(By.CSS_SELECTOR, "details summary").click()
+    assert article.find_element(By.CSS_SELECTOR, "details dl").text, "the evidence"
+    browser.execute_cdp_cmd("Browser.grantPermissions", {"permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+                                                         "origin": agent.url("")})
+    button = article.find_element(By.CSS_SELECTOR, "button.copy")
+    button.click()
+    wait_for(lambda: button.text == "Copied", 10, "the copy button's answer")
+    copied = browser.execute_async_script(
+        "const done = arguments[0]; navigator.clipboard.readText().then(done, e => done('error: ' + e));")
+    assert copied == sql
+    article.location_once_scrolled_into_view
+    shoot(browser, "target-advice")
 
 
 def test_the_target_page_shows_live_sessions_and_who_blocks_whom(agent, browser, servers):
