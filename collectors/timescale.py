@@ -4,7 +4,8 @@ aggregates, policies, and plain tables that look like time series.
 The ``timescaledb`` collector visits the watched databases (the database scope of the ``tables`` collector:
 every database the role may connect to, filtered) and, in each where the ``timescaledb`` extension is
 installed, reads the ``timescaledb_information`` views and TimescaleDB's job statistics. A target without
-TimescaleDB costs one query per database and exports nothing; nothing needs configuring to turn it on.
+TimescaleDB exports nothing and costs one query per database (another database found without the extension
+is looked at again only every 10 minutes); nothing needs configuring to turn it on.
 
 Families: ``dbwatch_timescaledb_*`` (collectors/catalog_timescale.py). Facts
 (:mod:`dbwatch.model.facts.timescale`): ``TimescaleDatabases``, ``Hypertables``, ``Jobs``, ``Policies``,
@@ -13,6 +14,7 @@ Families: ``dbwatch_timescaledb_*`` (collectors/catalog_timescale.py). Facts
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -20,7 +22,7 @@ from dbwatch.collectors import timescale_sql as sql
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.pg_databases import DatabaseScope, describe_failure, discover, per_database
 from dbwatch.collectors.postgres import PostgresSession
-from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info as info_family
+from dbwatch.model import MetricFamily, Snapshot, Target, counter, gauge, info as info_family
 from dbwatch.model.facts.timescale import (
     ContinuousAggregate, ContinuousAggregates, Hypertable, HypertableCandidate, HypertableCandidates, Hypertables,
     Job, Jobs, Policies, Policy, TimescaleDatabase, TimescaleDatabases, TimescaleSettings,
@@ -31,6 +33,8 @@ __all__ = ["POLICY_KINDS", "TimescaleCollector", "TimescaleOptions"]
 
 GIB = 1024**3
 DAY = 86400.0
+#: how long another database found without the extension is left alone before it is looked at again
+RECHECK_ABSENT = 600.0
 #: TimescaleDB's policy procedures and the kind of policy each is
 POLICY_KINDS = {"policy_compression": "compression", "policy_retention": "retention",
                 "policy_refresh_continuous_aggregate": "refresh", "policy_reorder": "reorder"}
@@ -58,6 +62,12 @@ class TimescaleCollector(Collector[PostgresSession, TimescaleOptions]):
     name = "timescaledb"
     options_model = TimescaleOptions
 
+    def __init__(self, target: Target, session: PostgresSession) -> None:
+        super().__init__(target, session)
+        #: other databases found without the extension, and when (time.monotonic()): not reconnected to
+        #: for RECHECK_ABSENT seconds, so a server of many plain databases costs no connection churn
+        self.absent: dict[str, float] = {}
+
     async def collect(self, snapshot: Snapshot) -> None:
         options, session = self.options, self.session
         own, databases = await discover(session, options)
@@ -68,11 +78,15 @@ class TimescaleCollector(Collector[PostgresSession, TimescaleOptions]):
             databases = databases[: options.max_databases]
         out = _Collection(options)
         for database in databases:
+            if database != own and time.monotonic() - self.absent.get(database, -RECHECK_ABSENT) < RECHECK_ABSENT:
+                continue
             try:
                 async with per_database(session, own, database) as db:
                     found = await db.run(sql.EXTENSION)
                     if not found:
+                        self.absent[database] = time.monotonic()
                         continue
+                    self.absent.pop(database, None)
                     results = {
                         "shared_buffers": await db.run(sql.SHARED_BUFFERS),
                         "hypertables": await db.run(sql.HYPERTABLES),

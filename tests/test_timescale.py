@@ -39,7 +39,7 @@ from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, shipped_rules
 from dbwatch.rules.timescale import make_rules
 from tests import timescaleserver
-from tests.helpers import collect, collect_until
+from tests.helpers import collect, collect_until, wait_for
 from tests.pgcluster import PostgresServer
 
 MIB = 1024**2
@@ -378,3 +378,30 @@ def test_a_pg_monitor_role_collects_everything_but_the_aggregates_it_may_not_rea
     assert snapshot.notes == ["database tsdb: no SELECT on continuous aggregate(s) public.metrics_daily, "
                               "public.metrics_hourly, whose watermark it takes to read; GRANT SELECT ON them to the "
                               "monitoring role"]
+
+
+def test_another_database_without_the_extension_is_not_reconnected_to_at_every_collection(server):
+    t = target(server)
+
+    def sessions() -> int:
+        # pg_stat_database counts the sessions started; a backend's count reaches the view when it exits
+        return int(server.psql("SELECT sessions FROM pg_stat_database WHERE datname = 'plain'"))
+
+    async def twice() -> tuple[int, int]:
+        session = PostgresSession(t)
+        collector = TimescaleCollector(t, session)
+        try:
+            before = sessions()
+            await collect(collector)
+            first = wait_for(lambda: sessions() == before + 1 and before + 1, 60, "the visit to plain to count")
+            await collect(collector)
+            return first, before
+        finally:
+            await session.close()
+
+    first, before = asyncio.run(twice())
+    # one more session of our own, after the second collection: once it is counted, anything the collector
+    # started before it would be too
+    server.psql("SELECT 1", database="plain")
+    after = wait_for(lambda: sessions() >= first + 1 and sessions(), 60, "psql's session to count")
+    assert after == first + 1 == before + 2  # the second collection did not connect to plain
