@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 from dbwatch.agent.config import Config, load_or_report
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.logs import setup_logging
+from dbwatch.agent.runbook_backups import restore_commands_dirs
 from dbwatch.collectors.backup_sources import SourceError, read_source
 from dbwatch.collectors.pitr import read_window
+from dbwatch.collectors.pitr_dirs import read_dir_window
 from dbwatch.collectors.restore_drill import last_result
 from dbwatch.model import BackupSpec, Target
 from dbwatch.model.facts.common import ReplicationLink
@@ -212,8 +214,8 @@ async def _backup(target: Target, spec: BackupSpec) -> BackupFacts:
         good = sorted((e for e in result.entries if e.ok), key=lambda e: e.finished_at)
         if good:
             facts.newest, facts.newest_at = good[-1].label, good[-1].finished_at
-        if spec.type == "pgbackrest":
-            window = await read_window(spec, result)
+        if spec.type == "pgbackrest" or spec.archive:
+            window = await (read_window(spec, result) if spec.type == "pgbackrest" else read_dir_window(spec, result))
             facts.pitr_earliest, facts.pitr_latest, facts.wal_missing = window.earliest, window.latest, window.missing
     except (SourceError, TimeoutError, OSError) as exc:
         facts.error = str(exc)
@@ -303,8 +305,8 @@ def _backup_section(b: BackupFacts) -> list[str]:
         out.append(f"Newest good backup: `{b.newest}`, finished {_when(b.newest_at)}.")
     if b.pitr_earliest is not None and b.pitr_latest is not None:
         out.append(f"Point-in-time recovery window: {_when(b.pitr_earliest)} to {_when(b.pitr_latest)}"
-                   + (f" — **{b.wal_missing} WAL segment(s) are missing from the archive**: recovery stops at "
-                      "the first." if b.wal_missing else "."))
+                   + (f" — **{b.wal_missing} {'binary log(s)' if spec.type == 'mariabackup' else 'WAL segment(s)'} "
+                      "are missing from the archive**: recovery stops at the first." if b.wal_missing else "."))
     test = spec.restore_test
     if b.drill is not None and test is not None:
         d = b.drill
@@ -317,11 +319,13 @@ def _backup_section(b: BackupFacts) -> list[str]:
                    f"`dbwatch backup restore-test -c CONFIG --target TARGET --source '{spec.name}'`.")
     else:
         out.append("This backup is never restored by a drill: add `restore_test:` to the source.")
-    out += ["", "```", *_restore_commands(spec), "```", ""]
+    out += ["", "```", *_restore_commands(spec, b.newest), "```", ""]
     return out
 
 
-def _restore_commands(spec: BackupSpec) -> list[str]:
+def _restore_commands(spec: BackupSpec, newest: str | None = None) -> list[str]:
+    if spec.type in ("pg_basebackup", "mariabackup"):
+        return restore_commands_dirs(spec, newest)
     if spec.type == "pgbackrest":
         return ["# PostgreSQL stopped, into its data directory: the newest backup, replayed to the end of the archive",
                 _pgbackrest(spec, "--delta restore"),

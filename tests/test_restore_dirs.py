@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -208,6 +209,33 @@ async def test_a_truncated_file_in_a_base_backup_fails_the_drill_before_any_serv
         shutil.rmtree(broken, ignore_errors=True)
 
 
+def test_the_runbook_writes_the_base_backup_restore_commands_and_window(basebackups: dict[str, Any], workdir: str,
+                                                                         tmp_path: Path) -> None:
+    book = _runbook(tmp_path, f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: "{basebackups['server'].dsn()}"
+            backups:
+              - {{type: pg_basebackup, path: "{basebackups['backups']}/base-*", archive: {basebackups['archive']}}}
+        """, "pg")
+    backup = f"{basebackups['backups']}/base-1"
+    assert f"Newest good backup: `{backup}`" in book
+    assert "Point-in-time recovery window: " in book and "missing" not in book
+    assert f"sudo -u postgres tar -xf {backup}/base.tar* -C $PGDATA" in book
+    assert f"pg_verifybackup -m {backup}/backup_manifest $PGDATA" in book
+    assert f"restore_command = 'cp {basebackups['archive']}/%f %p'" in book
+
+
+def _runbook(tmp_path: Path, yaml_text: str, target: str) -> str:
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text(textwrap.dedent(yaml_text))
+    done = subprocess.run([sys.executable, "-m", "dbwatch.agent.cli", "runbook", "-c", str(config), "--target", target],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 async def test_a_wal_segment_missing_from_the_archive_directory_fails_the_drill_and_fires_wal_archive_gap(
         basebackups: dict[str, Any], workdir: str) -> None:
     """Runs last among the pg_basebackup tests: it removes a segment from the archive."""
@@ -333,6 +361,25 @@ async def test_the_binlog_window_and_a_missing_binary_log_firing_wal_archive_gap
     assert drill.error.startswith(f"binary log {removed} is missing from {gappy} (a gap)"), drill.error
     assert _drill_rules(broken, drill) == ["RestoreTestFailed"]
     assert _left_behind(workdir) == []
+
+
+def test_the_runbook_writes_the_mariabackup_restore_commands_and_binlog_replay(mariabackups: dict[str, Any],
+                                                                              tmp_path: Path) -> None:
+    book = _runbook(tmp_path, f"""
+        targets:
+          - name: db
+            engine: mysql
+            dsn: "{mariabackups['server'].dsn()}"
+            backups:
+              - {{type: mariabackup, path: "{mariabackups['backups']}/full-*", archive: {mariabackups['archive']}}}
+        """, "db")
+    backup = f"{mariabackups['backups']}/full-1"
+    assert f"Newest good backup: `{backup}`" in book and "Point-in-time recovery window: " in book
+    assert f"cp -a {backup} /var/tmp/restore && mariabackup --prepare --target-dir=/var/tmp/restore" in book
+    assert "mariabackup --copy-back --target-dir=/var/tmp/restore --datadir=/var/lib/mysql" in book
+    first, offset = (mariabackups["backups"] / "full-1" / "xtrabackup_binlog_info").read_text().split()[:2]
+    assert f"mariadb-binlog --start-position={offset} $(ls {mariabackups['archive']}/mysql-bin.[0-9]*" in book
+    assert f"# replay the binary logs after the backup ({first} at {offset})" in book
 
 
 async def test_a_truncated_binary_log_or_backup_file_fails_the_drill_with_its_reason(
