@@ -35,6 +35,8 @@ GIB = 1024**3
 DAY = 86400.0
 #: how long another database found without the extension is left alone before it is looked at again
 RECHECK_ABSENT = 600.0
+#: the oldest TimescaleDB read: _timescaledb_functions, by_range() and the views' columns as used here
+MIN_VERSION = (2, 13)
 #: TimescaleDB's policy procedures and the kind of policy each is
 POLICY_KINDS = {"policy_compression": "compression", "policy_retention": "retention",
                 "policy_refresh_continuous_aggregate": "refresh", "policy_reorder": "reorder"}
@@ -87,6 +89,11 @@ class TimescaleCollector(Collector[PostgresSession, TimescaleOptions]):
                         self.absent[database] = time.monotonic()
                         continue
                     self.absent.pop(database, None)
+                    if _version(found[0]["version"]) < MIN_VERSION:
+                        snapshot.notes.append(f"database {database}: TimescaleDB {found[0]['version']} is older than "
+                                              f"{'.'.join(map(str, MIN_VERSION))}, whose catalog the collector reads; "
+                                              f"not collected")
+                        continue
                     results = {
                         "shared_buffers": await db.run(sql.SHARED_BUFFERS),
                         "hypertables": await db.run(sql.HYPERTABLES),
@@ -326,3 +333,16 @@ def _candidate(database: str, row: Row) -> HypertableCandidate:
         rows=int(max(0.0, row["rows"])), inserts=int(row["inserts"]), updates_deletes=int(row["updates_deletes"]),
         correlation=float(row["correlation"]), span_seconds=row["span_seconds"], blockers=blockers)
 
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """``"2.28.3"`` as ``(2, 28, 3)``; a part that is not a number (``2.14.0-dev``) ends it."""
+    parts = []
+    for part in text.split("."):
+        digits = "".join(c for c in part if c.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+        if digits != part:
+            break
+    return tuple(parts)

@@ -355,7 +355,8 @@ def test_without_the_shared_folder_and_no_timescaledb_installed_the_tests_skip_w
     monkeypatch.setattr(timescaleserver, "installed", lambda: False)
     monkeypatch.setattr(timescaleserver, "SHARED", tmp_path / "shared")
     reason = timescaleserver.unavailable()
-    assert reason == f"{tmp_path / 'shared'} is absent (a user's checkout): no vendored TimescaleDB 2.28.3 source to build"
+    assert reason == (f"{tmp_path / 'shared'} is absent (a user's checkout): no vendored TimescaleDB 2.28.3 source "
+                      f"to build")
 
 
 def test_a_pg_monitor_role_collects_everything_but_the_aggregates_it_may_not_read_and_says_so(server):
