@@ -155,9 +155,11 @@ class _Collection:
         unreadable = []
         for row in results["caggs"]:
             view = f"{row['schema']}.{row['view']}"
+            if not row["is_time"]:
+                continue  # an integer dimension: no lag against now()
             if not row["readable"]:
                 unreadable.append(view)
-            elif row["is_time"]:
+            else:
                 self.caggs.append(_cagg(database, row, refresh.get(view), now))
         if unreadable:
             self.notes.append(f"database {database}: no SELECT on continuous aggregate(s) {', '.join(unreadable)}, "

@@ -10,6 +10,8 @@ for it) and ``postgres``. In ``tsdb``:
 - ``readings``: a compression policy (compress_after 2 days) that has not run: 8 old chunks uncompressed;
 - ``events``: no compression at all, 20 days of 1-day chunks;
 - ``bigchunks``: one 30-day chunk far larger than its memory budget (lowered for the test);
+- ``ticks``: an integer time dimension, with an integer compression policy and a continuous aggregate: no
+  interval, lag or age in seconds, and no advice about them;
 - continuous aggregates: ``metrics_hourly`` never refreshed, with a refresh policy (lagging), and
   ``metrics_daily`` refreshed up to its policy's end_offset (not lagging);
 - user-defined actions: one that raises (failing), one that raised and was then paused, one not yet run;
@@ -70,6 +72,16 @@ CREATE TABLE bigchunks (time timestamptz NOT NULL, device int NOT NULL, payload 
 SELECT create_hypertable('bigchunks', by_range('time', INTERVAL '30 days'));
 INSERT INTO bigchunks SELECT t, 1, repeat('x', 40)
     FROM generate_series(now() - interval '2 days', now(), interval '2 seconds') t;
+
+CREATE TABLE ticks (t bigint NOT NULL, v int);
+SELECT create_hypertable('ticks', by_range('t', 1000));
+CREATE FUNCTION ticks_now() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT coalesce(max(t), 0) FROM ticks $$;
+SELECT set_integer_now_func('ticks', 'ticks_now');
+INSERT INTO ticks SELECT g, g FROM generate_series(1, 10000) g;
+ALTER TABLE ticks SET (timescaledb.compress);
+SELECT add_compression_policy('ticks', compress_after => 5000, initial_start => now() + interval '1 day');
+CREATE MATERIALIZED VIEW ticks_sums WITH (timescaledb.continuous) AS
+    SELECT time_bucket(100, t) AS bucket, sum(v) FROM ticks GROUP BY 1 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW metrics_hourly WITH (timescaledb.continuous) AS
     SELECT time_bucket('1 hour', time) AS bucket, device, avg(value) FROM metrics GROUP BY 1, 2 WITH NO DATA;
@@ -210,7 +222,7 @@ def test_hypertables_report_chunks_interval_size_and_compression_ratio(collected
     assert sizes[("tsdb", "public.bigchunks")] > 2 * MIB
     assert samples(snapshot, "dbwatch_timescaledb_hypertable_compression_enabled") == {
         ("tsdb", "public.metrics"): 1, ("tsdb", "public.readings"): 1, ("tsdb", "public.events"): 0,
-        ("tsdb", "public.bigchunks"): 0}
+        ("tsdb", "public.bigchunks"): 0, ("tsdb", "public.ticks"): 1}
 
 
 def test_jobs_report_failures_schedule_and_policies(collected, server):
@@ -406,3 +418,12 @@ def test_another_database_without_the_extension_is_not_reconnected_to_at_every_c
     server.psql("SELECT 1", database="plain")
     after = wait_for(lambda: sessions() >= first + 1 and sessions(), 60, "psql's session to count")
     assert after == first + 1 == before + 2  # the second collection did not connect to plain
+
+
+def test_an_integer_time_dimension_is_counted_but_has_no_seconds_and_no_advice(collected):
+    store, snapshot = collected
+    assert samples(snapshot, "dbwatch_timescaledb_hypertable_chunks")[("tsdb", "public.ticks")] == 11
+    assert ("tsdb", "public.ticks") not in samples(snapshot, "dbwatch_timescaledb_hypertable_chunk_interval_seconds")
+    assert ("tsdb", "public.ticks", "compression") not in samples(snapshot, "dbwatch_timescaledb_policy_after_seconds")
+    assert ("tsdb", "public.ticks_sums") not in samples(snapshot, "dbwatch_timescaledb_continuous_aggregate_lag_seconds")
+    assert not [f for f in findings(store) if "ticks" in f.summary]
