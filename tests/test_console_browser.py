@@ -320,3 +320,62 @@ def test_with_basic_auth_configured_the_console_asks_for_it(tmp_path, browser):
             "the stylesheet loads with the same credentials"
     finally:
         agent.stop()
+
+
+def test_with_actions_on_a_long_statement_is_cancelled_from_the_page_after_a_confirmation(tmp_path, browser, servers):
+    live, _, _ = servers
+    import bcrypt
+
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  oncall: " + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    agent = AgentProcess(tmp_path, {
+        "targets": [{"name": "pg-live", "engine": "postgres", "dsn": live.dsn(), "interval": "1s",
+                     "collectors": {"statements": {"enabled": False}}}],
+        "server": {"web_config_file": str(web), "console": {"actions": True}}}, basic_auth=("oncall", "s3cret")).start()
+    sleeper = psycopg.connect(live.dsn(), application_name="sleeper", autocommit=True)
+    outcome: list[str] = []
+
+    def sleep() -> None:
+        try:
+            sleeper.execute("SELECT pg_sleep(60)")
+            outcome.append("finished")
+        except psycopg.errors.QueryCanceled:
+            outcome.append("cancelled")
+
+    running = threading.Thread(target=sleep, daemon=True)
+    running.start()
+    try:
+        page = agent.url("/targets/pg-live").replace("http://", "http://oncall:s3cret@")
+
+        def cancel_button():
+            browser.get(page)
+            return next((r.find_element(By.CSS_SELECTOR, "button[data-action=cancel]")
+                         for r in browser.find_elements(By.CSS_SELECTOR, "table.live tbody tr") if "pg_sleep" in r.text),
+                        None)
+
+        button = wait_for(cancel_button, 60, "the sleeping session with a Cancel button", interval=0.5)
+        assert button.get_attribute("data-pid") == str(sleeper.info.backend_pid)
+        button.click()
+        prompt = wait_for(lambda: _alert(browser), 10, "the confirmation")
+        assert f"backend {sleeper.info.backend_pid} on pg-live" in prompt.text
+        prompt.accept()
+        wait_for(lambda: outcome or _alert(browser), 30, "the statement cancelled")
+        failure = _alert(browser)
+        assert failure is None, failure.text
+        running.join(30)
+        assert outcome == ["cancelled"]
+        wait_for(lambda: "outcome=cancelled" in agent.log(), 10, "the audit line")
+        assert "user=oncall" in agent.log() and "s3cret" not in agent.log()
+    finally:
+        running.join(60)
+        sleeper.close()
+        agent.stop()
+
+
+def _alert(browser):
+    from selenium.common.exceptions import NoAlertPresentException
+
+    try:
+        return browser.switch_to.alert
+    except NoAlertPresentException:
+        return None

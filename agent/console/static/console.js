@@ -20,7 +20,9 @@ function parseMatchers(text) {
 async function api(method, url, body) {
   const init = {method, headers: {"Accept": "application/json"}, credentials: "same-origin"};
   if (body !== undefined) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(body); }
-  const response = await fetch(url, init);
+  // From the origin: a page opened as http://user:pass@host/ resolves relative URLs with the credentials in
+  // them, which fetch refuses; the browser sends the cached basic auth to its origin anyway.
+  const response = await fetch(new URL(url, location.origin), init);
   const text = await response.text();
   if (!response.ok) { throw new Error(text.trim() || response.status + " " + response.statusText); }
   return text ? JSON.parse(text) : {};
