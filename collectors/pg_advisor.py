@@ -48,6 +48,8 @@ class AdvisorOptions(StorageOptions):
     """Index advice; the storage options (bloat, BRIN and partitioning) come from pg_advisor_storage."""
 
     min_cost_reduction: Number = 0.5  # recommend when the plan's cost drops by at least this share
+    min_saving_share: Number = 0.02  # ...and it saves at least this share of all statement time (the plan's cost
+    # as the proxy): a cheap statement made cheaper is not worth an index's writes and disk
     max_statements: Count = 20  # statements costed per run, costliest first
     min_total_time_share: Number = 0.01  # ...among those with at least this share of all execution time
     min_calls: Count = 2
@@ -108,7 +110,8 @@ class AdvisorCollector(Collector[PostgresSession, AdvisorOptions]):
             min_cost_reduction=self.options.min_cost_reduction,
             unused_index_min_age=self.options.unused_index_min_age,
             hypopg=state["hypopg"], database=state["database"], observed_seconds=observed,
-            fk_min_rows=self.options.fk_min_rows, fk_min_bytes=self.options.fk_min_bytes))
+            fk_min_rows=self.options.fk_min_rows, fk_min_bytes=self.options.fk_min_bytes,
+            min_saving_share=self.options.min_saving_share))
         snapshot.put(IndexCandidates(tuple(candidates)))
         snapshot.put(*hygiene(tables, indexes, foreign_keys, sequences, observed, duplicates))
         snapshot.put(*storage)

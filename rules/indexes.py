@@ -34,6 +34,7 @@ FK_ROWS_WARNING = 100_000
 DEFAULT_FK_MIN_ROWS, DEFAULT_FK_MIN_BYTES = 10_000, 64 * 1024**2  # the advisor's fk_min_rows / fk_min_bytes
 SEQUENCE_INFO, SEQUENCE_WARNING = 0.5, 0.8
 DEFAULT_MIN_COST_REDUCTION = 0.5
+DEFAULT_MIN_SAVING_SHARE = 0.02  # the advisor's min_saving_share
 DEFAULT_UNUSED_MIN_AGE = 7 * 86400.0
 
 
@@ -86,8 +87,10 @@ def _pct(x: float) -> str:
 def recommended(view: TargetView, fact: type[FactList[Any]], settings: Any) -> list[Any]:
     """The index candidates IndexCandidateRule recommends (costed ones only past min_cost_reduction)."""
     minimum = getattr(settings, "min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)
+    saving = getattr(settings, "min_saving_share", DEFAULT_MIN_SAVING_SHARE)
     return [c for c in view.fact(fact) or () if c.method != "hypopg"
-            or max((s.cost_reduction or 0 for s in c.statements), default=0) >= minimum]
+            or (max((s.cost_reduction or 0 for s in c.statements), default=0) >= minimum
+                and (c.estimated_saving_share or 0.0) >= saving)]
 
 
 def wider_prefix(narrow: Any, wide: Any) -> bool:
@@ -169,9 +172,10 @@ class IndexCandidateRule(_AdvisorRule):
         labels = {"table": table, "columns": ",".join(c.columns)}
         if c.method == "hypopg":
             minimum = getattr(settings, "min_cost_reduction", DEFAULT_MIN_COST_REDUCTION)
-            if main.cost_reduction is None or max(s.cost_reduction or 0 for s in c.statements) < minimum:
-                return None
             saving = c.estimated_saving_share or 0.0
+            if (main.cost_reduction is None or max(s.cost_reduction or 0 for s in c.statements) < minimum
+                    or saving < getattr(settings, "min_saving_share", DEFAULT_MIN_SAVING_SHARE)):
+                return None
             evidence["estimated_saving_share"] = round(saving, 4)
             severity = Severity.WARNING if saving >= SAVING_WARNING else Severity.INFO
             summary = (f"Index {table} ({', '.join(c.columns)}): plan cost {main.cost_before:.0f} → "

@@ -26,6 +26,8 @@ class AdviceSettings:
     # bytes, or its referenced table sees deletes/updates.
     fk_min_rows: int = 10_000
     fk_min_bytes: int = 64 * 1024**2
+    # A costed index is recommended only when it saves at least this share of all statement time.
+    min_saving_share: float = 0.02
 
 
 @dataclass(frozen=True, slots=True)
