@@ -69,6 +69,15 @@ class Exposition:
         self.version = version
         self._labels: dict[str, dict[str, str]] = {}  # target -> labels put on each of its samples
         self._fragments: dict[tuple[str, str], _Fragment] = {}
+        # The text format's index, kept as collections land: per family name, each fragment's sample lines (in
+        # fragment order) and one family for the header; a scrape rebuilds only the blocks of names that
+        # changed since the last one (a fleet has ~100k (fragment, family) pairs and ~2k names).
+        self._by_name: dict[str, dict[tuple[str, str], bytes]] = {}
+        self._header_of: dict[str, MetricFamily] = {}
+        self._blocks: dict[str, bytes] = {}  # name -> "# HELP/# TYPE" and every fragment's lines
+        self._deflated: dict[str, tuple[bytes, bytes]] = {}  # name -> (the block it was made of, its deflate)
+        self._dirty: set[str] = set()
+        self._names: list[str] | None = None  # sorted names, None after a name came or went
         self._graves = Graveyard()
         self._scrapers = Scrapers()
         self._providers: list[Provider] = [self._self_metrics]
@@ -84,6 +93,7 @@ class Exposition:
         now = time.time()
         for key in [k for k in self._fragments if k[0] not in labels]:
             gone = self._fragments.pop(key)
+            self._index(key, gone, None)
             self._graves.bury(key, gone.prefix, _vanished(gone, None), now)
         for snapshot in self.store.latest_all():
             if snapshot.target in labels:
@@ -140,7 +150,7 @@ class Exposition:
             # The old body goes before the new one is joined: two whole bodies at once would be the peak.
             self._cache.pop(openmetrics, None)
             del joined
-            joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics))
+            joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics), self._deflate_parts)
         return joined
 
     def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
@@ -155,11 +165,11 @@ class Exposition:
         if scraper is not None:  # served what the store held at `now`: tombstones buried later are not in it
             self._scrapers.served(scraper, now)
         if not gzip:
-            return [joined.body, fresh]
+            return [*joined.parts, fresh]
         deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
         crc = zlib.crc32(fresh, joined.crc())
-        size = (len(joined.body) + len(fresh)) & 0xFFFFFFFF
-        return [_GZIP_HEADER, joined.deflated(),
+        size = (joined.size + len(fresh)) & 0xFFFFFFFF
+        return [_GZIP_HEADER, *joined.deflated(),
                 deflater.compress(fresh) + deflater.flush() + struct.pack("<II", crc, size)]
 
     # -- snapshots to fragments ---------------------------------------------------------------------
@@ -177,24 +187,87 @@ class Exposition:
         fragment = _Fragment(tuple(sorted(labels.items())), stamp, families)  # identity, not text order
         old = self._fragments.get(key)
         self._fragments[key] = fragment
+        self._index(key, old, fragment)
         self._graves.revive(key, fragment.prefix, {name: fam for name, (fam, _) in families.items()})
         if old is not None:
             self._graves.bury(key, old.prefix, _vanished(old, fragment), time.time())
         self._generation += 1
 
-    def _join(self, openmetrics: bool) -> bytes:
-        by_name: dict[str, list[tuple[MetricFamily, bytes]]] = {}
-        for fragment in self._fragments.values():
-            for name, entry in fragment.stamped(openmetrics).items():
-                by_name.setdefault(name, []).append(entry)
+    def _index(self, key: tuple[str, str], old: _Fragment | None, new: _Fragment | None) -> None:
+        """Keep the per-name index in step with the fragment of ``key`` going from ``old`` to ``new``."""
+        by_name = self._by_name
+        if old is not None:
+            for name in old.families.keys() - (new.families.keys() if new is not None else set()):
+                entries = by_name.get(name)
+                if entries is not None and entries.pop(key, None) is not None:
+                    self._dirty.add(name)
+                    if not entries:
+                        del by_name[name]
+                        self._header_of.pop(name, None)
+                        self._blocks.pop(name, None)
+                        self._deflated.pop(name, None)
+                        self._names = None
+        if new is not None:
+            for name, (family, body) in new.families.items():
+                entries = by_name.get(name)
+                if entries is None:
+                    entries = by_name[name] = {}
+                    self._header_of[name] = family
+                    self._names = None
+                entries[key] = body
+                self._dirty.add(name)
+
+    def _join(self, openmetrics: bool) -> list[bytes]:
+        """The snapshot part of a scrape, as blocks (one per family name, each whole) to send in order."""
+        graves: dict[str, list[tuple[MetricFamily, bytes]]] = {}
         for family, lines in self._graves.entries():
-            by_name.setdefault(family.name, []).append((family, lines.encode()))
+            graves.setdefault(family.name, []).append((family, lines.encode()))
+        if openmetrics:  # rarely asked for: joined whole from the fragments' OpenMetrics bodies
+            by_name: dict[str, list[tuple[MetricFamily, bytes]]] = {}
+            for fragment in self._fragments.values():
+                for name, entry in fragment.stamped(True).items():
+                    by_name.setdefault(name, []).append(entry)
+            for name, entries in graves.items():
+                by_name.setdefault(name, []).extend(entries)
+            return [_header(entries[0][0], True).encode() + b"".join(body for _, body in entries)
+                    for name, entries in sorted(by_name.items())]
+        if self._names is None:
+            self._names = sorted(self._by_name)
+        names = self._names if not graves else sorted(set(self._names) | graves.keys())
+        blocks, dirty = self._blocks, self._dirty
         parts = []
-        for name in sorted(by_name):
-            entries = by_name[name]
-            parts.append(_header(entries[0][0], openmetrics).encode())
-            parts.extend(body for _, body in entries)
-        return b"".join(parts)
+        for name in names:
+            block = blocks.get(name)
+            if block is None or name in dirty or name in graves:
+                entries = self._by_name.get(name, {})
+                buried = graves.get(name, [])
+                family = self._header_of[name] if name in self._header_of else buried[0][0]
+                block = b"".join([_header(family, False).encode(), *entries.values(), *(b for _, b in buried)])
+                if name in graves:
+                    blocks.pop(name, None)  # not kept: the tombstones go once every scraper saw them
+                else:
+                    blocks[name] = block
+            parts.append(block)
+        dirty.clear()
+        return parts
+
+    def _deflate_parts(self, parts: list[bytes]) -> list[bytes]:
+        """Each block's deflate (ended by a sync flush, so that they concatenate into one stream), made once
+        per block: a block that did not change since the last scrape is not compressed again."""
+        cache, out = self._deflated, []
+        blocks = self._blocks
+        for part in parts:
+            name = _name_of(part)
+            cached = cache.get(name) if name is not None else None
+            if cached is not None and cached[0] is part:
+                out.append(cached[1])
+                continue
+            deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+            packed = deflater.compress(part) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            if name is not None and blocks.get(name) is part:
+                cache[name] = (part, packed)
+            out.append(packed)
+        return out
 
     def _self_metrics(self) -> list[MetricFamily]:
         now = time.time()
@@ -248,27 +321,47 @@ class _Fragment:
 
 @dataclass(slots=True)
 class _Joined:
-    """The snapshot part of a scrape for one store generation, and its deflate computed on first need."""
+    """The snapshot part of a scrape for one store generation (its blocks, sent one after the other, never
+    copied into one body), and their deflate and CRC, computed on first need."""
 
     key: int
-    body: bytes
-    _deflated: bytes | None = None
+    parts: list[bytes]
+    deflate: Callable[[list[bytes]], list[bytes]]
+    _deflated: list[bytes] | None = None
     _crc: int | None = None
 
-    def deflated(self) -> bytes:
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.parts)
+
+    @property
+    def size(self) -> int:
+        return sum(len(part) for part in self.parts)
+
+    def deflated(self) -> list[bytes]:
         if self._deflated is None:
-            deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
-            self._deflated = deflater.compress(self.body) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            self._deflated = self.deflate(self.parts)
         return self._deflated
 
     def crc(self) -> int:
         if self._crc is None:
-            self._crc = zlib.crc32(self.body)
+            crc = 0
+            for part in self.parts:
+                crc = zlib.crc32(part, crc)
+            self._crc = crc
         return self._crc
 
     def prepare_gzip(self) -> None:
         self.deflated()
         self.crc()
+
+
+def _name_of(block: bytes) -> str | None:
+    """The family name of a text-format block (its first line is ``# HELP <name> ...``)."""
+    if not block.startswith(b"# HELP "):
+        return None
+    end = block.find(b" ", 7)
+    return block[7:end].decode() if end > 0 else None
 
 
 def _vanished(old: _Fragment, new: _Fragment | None) -> dict[str, tuple[MetricFamily, Lines]]:
