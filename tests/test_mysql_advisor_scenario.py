@@ -113,6 +113,9 @@ def test_the_bad_join_order_is_found_with_its_driving_table_and_the_statistics_f
     assert e["examined_per_call"] >= 30000 and e["calls"] == 3 and e["mean_ms"] > 0
     assert join["sql"] == "ANALYZE TABLE `sakila`.`rental` PERSISTENT FOR COLUMNS (`rental_date`) INDEXES ();"
     assert e["risk"] == "medium" and e["lock"]
+    # the costliest statement's finding ranks above every index and query finding
+    workload = [r for r in advice if r["rule"] in ("MySQLJoinOrder", "MySQLIndexCandidate", "QueryNPlusOne")]
+    assert workload[0] is join, [(r["rule"], r["evidence"]["impact"]) for r in advice]
     # the advice works: with the statistics, MariaDB starts the join from rental
     before = server.sql(f"EXPLAIN {SALES}", database="sakila").splitlines()[0].split("\t")[2]
     server.sql(join["sql"])
