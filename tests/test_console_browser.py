@@ -253,6 +253,9 @@ def test_a_silence_made_on_the_page_mutes_the_webhook_and_expiring_it_there_deli
                                    and a["labels"]["alertname"] == "TargetDown" and a["state"] == "firing"), None),
                      60, "pg-gone's TargetDown firing")
     assert alert["silenced"]
+    reload_until(browser, agent.url("/"), lambda: "1 firing" in rows(browser).get("pg-gone", ""), 30,
+                 "pg-gone's alert on the overview")
+    assert list(rows(browser))[:2] == ["pg-gone", "pg-nowhere"], "down and alerting: first"
     browser.get(agent.url("/alerts"))
     firing = browser.find_element(By.CSS_SELECTOR, "section[aria-labelledby=h-firing]").text
     assert "TargetDown" in firing and "pg-gone" in firing and "silenced" in firing
