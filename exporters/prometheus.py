@@ -223,14 +223,14 @@ class Exposition:
         for family, lines in self._graves.entries():
             graves.setdefault(family.name, []).append((family, lines.encode()))
         if openmetrics:  # rarely asked for: joined whole from the fragments' OpenMetrics bodies
-            by_name: dict[str, list[tuple[MetricFamily, bytes]]] = {}
+            stamped: dict[str, list[tuple[MetricFamily, bytes]]] = {}
             for fragment in self._fragments.values():
                 for name, entry in fragment.stamped(True).items():
-                    by_name.setdefault(name, []).append(entry)
-            for name, entries in graves.items():
-                by_name.setdefault(name, []).extend(entries)
-            return [_header(entries[0][0], True).encode() + b"".join(body for _, body in entries)
-                    for name, entries in sorted(by_name.items())]
+                    stamped.setdefault(name, []).append(entry)
+            for name, buried in graves.items():
+                stamped.setdefault(name, []).extend(buried)
+            return [_header(pairs[0][0], True).encode() + b"".join(body for _, body in pairs)
+                    for name, pairs in sorted(stamped.items())]
         if self._names is None:
             self._names = sorted(self._by_name)
         names = self._names if not graves else sorted(set(self._names) | graves.keys())
