@@ -8,8 +8,8 @@ its library is missing from ``pg_config --pkglibdir``: the build lives outside t
 a second run only installs (or, installed already, does nothing). Where ``../shared`` is absent (a user's
 checkout) it says why, and the TimescaleDB tests skip with that reason.
 
-Building takes about 3.5 minutes on two cores; two test runs at once take turns on a lock file rather than
-building twice.
+Building took 182 s on this machine's two shared cores, installing from the cache 1.2 s; two test runs at
+once take turns on a lock file rather than building twice.
 """
 
 from __future__ import annotations
