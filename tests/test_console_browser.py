@@ -134,7 +134,10 @@ def test_the_overview_lists_every_target_problems_first_and_filters_on_the_serve
     assert "15." in found["pg-live"], "the server's version"
     assert "primary" in found["pg-live"]
     shoot(browser, "overview")
-    # Keyboard: "/" jumps to the filter; the filter is a plain GET the server answers.
+    # Keyboard: the first Tab offers to skip to the content; "/" jumps to the filter, a plain GET the server answers.
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    assert browser.switch_to.active_element.text == "Skip to content"
+    assert browser.find_element(By.CSS_SELECTOR, "th[aria-sort]").text.startswith("State")
     browser.find_element(By.TAG_NAME, "body").send_keys("/")
     assert browser.switch_to.active_element.get_attribute("id") == "filter"
     browser.switch_to.active_element.send_keys("env=test", Keys.ENTER)
@@ -297,6 +300,9 @@ def test_pages_read_on_a_phone_and_in_dark_mode(agent, browser):
             overflow = browser.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 1, f"{path} scrolls sideways on a phone by {overflow}px (tables scroll in their box)"
+            ids = browser.execute_script("return [...document.querySelectorAll('[id]')].map(e => e.id)")
+            assert len(ids) == len(set(ids)), f"{path}: an id used twice"
+            assert len(browser.find_elements(By.TAG_NAME, "h1")) == 1
             shoot(browser, name)
     finally:
         browser.set_window_size(1366, 900)
