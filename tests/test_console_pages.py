@@ -171,6 +171,8 @@ async def test_the_pages_escape_what_targets_and_alerts_carry_and_the_api_pages_
         html = await overview.text()
         assert overview.status == 200 and evil not in html and "&lt;script&gt;" in html
         assert "default-src 'self'" in overview.headers["Content-Security-Policy"]
+        gzipped = await client.get("/", headers={"Accept-Encoding": "gzip"})
+        assert gzipped.headers["Content-Encoding"] == "gzip" and "<h1>Fleet</h1>" in await gzipped.text()
         target = await client.get("/targets/pg1")
         assert target.status == 200 and "SELECT 1" in await target.text()
         assert (await client.get("/targets/nope")).status == 404
