@@ -92,3 +92,22 @@ document.addEventListener("keydown", event => {
     event.preventDefault(); filter.focus(); filter.select();
   }
 });
+
+// The overview reloads itself while "refresh" is ticked (remembered in this browser), unless the filter is being typed in.
+(function autorefresh() {
+  const box = document.getElementById("autorefresh");
+  if (!box) return;
+  box.checked = localStorage.getItem("dbwatch.autorefresh") === "1";
+  let timer = null;
+  const arm = () => {
+    clearTimeout(timer);
+    if (box.checked) {
+      timer = setTimeout(() => {
+        if (document.activeElement && ["INPUT", "SELECT"].includes(document.activeElement.tagName) && document.activeElement !== box) { arm(); return; }
+        location.reload();
+      }, Number(box.dataset.seconds) * 1000);
+    }
+  };
+  box.addEventListener("change", () => { localStorage.setItem("dbwatch.autorefresh", box.checked ? "1" : "0"); arm(); });
+  arm();
+})();
