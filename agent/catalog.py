@@ -40,6 +40,12 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'unless configured longer) while its collections time out (the agent easing off an overloaded '
                'server); back as soon as one succeeds',
                ('collector',), 'agent'),
+    MetricSpec('dbwatch_server_concurrency_limit', G,
+               'collections the agent runs at once on a server (host:port of its targets) now: '
+               'collection.max_concurrent_per_server, halved each time one times out, one place back per that '
+               'many successes', ('server',), 'agent'),
+    MetricSpec('dbwatch_server_collections_in_flight', G, 'collections running on the server (host:port) now',
+               ('server',), 'agent'),
     MetricSpec('dbwatch_alerts', G,
                'pending and firing alerts',
                ('alertname', 'severity', 'state', 'target'), 'agent'),

@@ -283,6 +283,8 @@ class CollectionConfig(StrictModel):
 
     # Connection attempts in flight at once: a fleet starting (or a server coming back) is not stormed.
     max_concurrent_connects: int = Field(default=DEFAULT_CONNECT_SLOTS, ge=1)
+    # Collections in flight at once on one server (host:port), lowered while they time out (agent/pressure.py).
+    max_concurrent_per_server: int = Field(default=16, ge=1)
 
 
 class Config(StrictModel):

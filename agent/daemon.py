@@ -25,6 +25,7 @@ from dbwatch.agent.config import Config, ConfigError, load_config
 from dbwatch.agent.console.mount import mount_console
 from dbwatch.agent.http import HttpServer
 from dbwatch.agent.jobs import TargetJobs
+from dbwatch.agent.pressure import ServerGates
 from dbwatch.agent.logs import setup_logging
 from dbwatch.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
@@ -32,7 +33,9 @@ from dbwatch.agent.sharding import ShardingConfig, select_shard
 from dbwatch.agent.silences_http import add_routes as add_console_api
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.base import Session
+from dbwatch.collectors.engines import engine
 from dbwatch.collectors.session import set_connect_slots
+from dbwatch.rules.cluster import endpoint as dsn_endpoint
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
 from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
@@ -54,6 +57,8 @@ class Daemon:
         scheme = "https" if self.web_config and self.web_config.tls else "http"
         self.store = SnapshotStore()
         self.exposition = Exposition(self.store, version=__version__)
+        self.gates = ServerGates(config.collection.max_concurrent_per_server)
+        self.exposition.add_provider(self.gates.metrics)
         self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
                                targets=self.targets_info)
         self.targets: dict[str, TargetJobs] = {}
@@ -187,6 +192,8 @@ class Daemon:
         """Make the running jobs match ``config``: a changed target is restarted, others are untouched."""
         set_connect_slots(config.collection.max_concurrent_connects)
         wanted = {t.name: t for t in self.shard_targets(config)}
+        self.gates.configure(config.collection.max_concurrent_per_server,
+                             {server for t in wanted.values() if (server := _server(t)) is not None})
         for name in list(self.targets):
             if name not in wanted or wanted[name] != self.targets[name].target:
                 await self._remove(name, gone=name not in wanted)
@@ -258,7 +265,9 @@ class Daemon:
         return max([FAMILY_HORIZON_MIN, *windows]) + 120.0
 
     def _add(self, target: Target, starting: int = 1) -> None:
-        jobs = TargetJobs(target, family_horizon=self.family_horizon())
+        server = _server(target)
+        jobs = TargetJobs(target, family_horizon=self.family_horizon(),
+                          gate=self.gates.gate(server) if server is not None else None)
         self.targets[target.name] = jobs
         for name, settings in target.collectors.items():
             self.scheduler.add_job(
@@ -312,6 +321,15 @@ class Daemon:
             # re-raising into APScheduler, which logs each as an error with a traceback) ends the task all the same.
         finally:
             self._inflight.discard(task)
+
+
+def _server(target: Target) -> str | None:
+    """``host:port`` of the server a target is on (its gate, agent/pressure.py); None for a target with no
+    network server (the host engine, a Unix socket)."""
+    if not target.dsn:
+        return None
+    endpoint = dsn_endpoint(target, engine(target.engine).default_port)
+    return None if endpoint is None else f"{endpoint[0]}:{endpoint[1]}"
 
 
 def _job_id(target: str, collector: str) -> str:

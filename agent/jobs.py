@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from dbwatch.agent.logs import redact
+from dbwatch.agent.pressure import ServerGate
 from dbwatch.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
 from dbwatch.collectors.base import Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
@@ -33,9 +34,12 @@ AGING_MAX = 64  # snapshots tracked per collector at most (the store keeps 40: o
 
 
 class TargetJobs:
-    def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON) -> None:
+    def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON, gate: ServerGate | None = None
+                 ) -> None:
         spec = engine(target.engine)
         self.target = target
+        #: the server's gate (agent/pressure.py): collections of all its targets in flight at once, adaptive
+        self.gate = gate
         self.session: Session = spec.session(target)
         self.collectors: dict[str, Collector[Any, Any]] = {
             name: spec.collectors[name](target, self.session) for name in target.collectors
@@ -81,8 +85,9 @@ class TargetJobs:
         )
         began = time.monotonic()
         overloaded = False
+        holding = [False]  # whether the collection held a place at its server's gate when it ended
         try:
-            await asyncio.wait_for(collector.collect(snapshot), timeout)
+            await asyncio.wait_for(self._gated(collector, snapshot, holding), timeout)
         except TimeoutError:
             # A connection the collector was using when it was cancelled is dropped by the session before the
             # next collector gets the lock; one it was not using (it waited for its turn) stays.
@@ -96,6 +101,11 @@ class TargetJobs:
             snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
             logger.exception("collector %s failed unexpectedly", name, extra={"target": self.target.name})
         snapshot.duration = time.monotonic() - began
+        if self.gate is not None:
+            if snapshot.ok:
+                self.gate.succeeded()
+            elif overloaded and holding[0]:  # the server was asked and did not answer in time: ask it less
+                self.gate.timed_out()
         if not snapshot.ok:
             snapshot.families = collector.failed_families()
         if name == self.up_collector:
@@ -131,6 +141,15 @@ class TargetJobs:
             prior = previous.facts.get(kind)
             if prior is not None and prior is not fact and _equal(prior, fact):
                 snapshot.facts[kind] = prior
+
+    async def _gated(self, collector: Collector[Any, Any], snapshot: Snapshot, holding: list[bool]) -> None:
+        if self.gate is None:
+            holding[0] = True
+            await collector.collect(snapshot)
+            return
+        async with self.gate.place():
+            holding[0] = True
+            await collector.collect(snapshot)
 
     def _pace(self, name: str, began: float, ok: bool, overloaded: bool) -> None:
         if ok and name == self.up_collector:

@@ -1,0 +1,129 @@
+"""Fewer concurrent queries on an overloaded server: each server (host:port) has a gate whose limit on the
+collections in flight halves when one holding a place times out and grows back as they succeed
+(agent/pressure.py), shown as dbwatch_server_concurrency_limit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from dbwatch.agent.pressure import MIN_LIMIT, ServerGate, ServerGates
+from tests.agentproc import AgentProcess, sample_value
+from tests.helpers import wait_for
+from tests.redisserver import RedisServer
+
+
+def test_a_gate_lets_limit_collections_in_and_queues_the_rest_in_order() -> None:
+    async def main() -> list[str]:
+        gate = ServerGate("db:5432", limit=2)
+        order: list[str] = []
+        release = asyncio.Event()
+
+        async def holder(name: str) -> None:
+            async with gate.place():
+                order.append(name)
+                await release.wait()
+
+        tasks = [asyncio.create_task(holder(n)) for n in "abcd"]
+        await asyncio.sleep(0)  # let every task reach the gate
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert order == ["a", "b"] and gate.in_flight == 2
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        assert gate.in_flight == 0
+        return order
+
+    assert asyncio.run(main()) == ["a", "b", "c", "d"]
+
+
+def test_timeouts_halve_the_limit_and_successes_grow_it_back_one_place_at_a_time() -> None:
+    gate = ServerGate("db:5432", limit=16)
+    for expected in (8, 4, 2, 1, 1):
+        gate.timed_out()
+        assert int(gate.limit) == max(MIN_LIMIT, expected)
+    successes = 0
+    while int(gate.limit) < 4 and successes < 100:
+        gate.succeeded()
+        successes += 1
+    assert int(gate.limit) == 4 and 3 <= successes <= 10  # additive: ~limit successes per extra place
+    for _ in range(1000):
+        gate.succeeded()
+    assert gate.limit == 16  # never above the configured maximum
+
+
+def test_a_waiter_cancelled_in_the_queue_leaves_no_place_taken() -> None:
+    async def main() -> None:
+        gate = ServerGate("db:5432", limit=1)
+        inside = asyncio.Event()
+        release = asyncio.Event()
+
+        async def holder() -> None:
+            async with gate.place():
+                inside.set()
+                await release.wait()
+
+        first = asyncio.create_task(holder())
+        await inside.wait()
+        waiting = asyncio.create_task(holder())
+        await asyncio.sleep(0)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiting), 0.05)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        release.set()
+        await first
+        assert gate.in_flight == 0
+        async with gate.place():  # the place is free again
+            assert gate.in_flight == 1
+
+    asyncio.run(main())
+
+
+def test_gates_report_their_limit_and_forget_servers_no_longer_watched() -> None:
+    gates = ServerGates(limit=8)
+    gates.gate("a:6379").timed_out()
+    gates.gate("b:5432")
+    families = {f.name: f for f in gates.metrics()}
+    assert families["dbwatch_server_concurrency_limit"].value(server="a:6379") == 4
+    assert families["dbwatch_server_concurrency_limit"].value(server="b:5432") == 8
+    gates.configure(2, {"a:6379"})
+    families = {f.name: f for f in gates.metrics()}
+    assert families["dbwatch_server_concurrency_limit"].value(server="a:6379") == 2
+    assert families["dbwatch_server_concurrency_limit"].value(server="b:5432") is None
+
+
+def test_an_agent_eases_off_a_frozen_server_and_comes_back_when_it_answers(tmp_path: Path) -> None:
+    server = RedisServer().start()
+    try:
+        targets = [{"name": f"r{i}", "engine": "redis", "dsn": server.dsn(), "interval": "1s", "timeout": "1s",
+                    "collectors": {"slowlog": {"enabled": False}}} for i in range(6)]
+        agent = AgentProcess(tmp_path, {"targets": targets,
+                                        "collection": {"max_concurrent_per_server": 4}}).start()
+        endpoint = f"127.0.0.1:{server.port}"
+
+        def limit() -> float | None:
+            return sample_value(agent.metrics(), "dbwatch_server_concurrency_limit", server=endpoint)
+
+        try:
+            wait_for(lambda: limit() == 4 and sample_value(agent.metrics(), "redis_up", target="r5") == 1, 30,
+                     "every target up at the configured limit")
+            assert server.proc is not None
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            try:
+                wait_for(lambda: limit() == 1, 40, "the limit down to one while the server is frozen")
+            finally:
+                os.kill(server.proc.pid, signal.SIGCONT)
+            wait_for(lambda: all(sample_value(agent.metrics(), "redis_up", target=f"r{i}") == 1 for i in range(6)),
+                     60, "every target up again")
+            wait_for(lambda: (limit() or 0) >= 2, 60, "the limit growing back")
+            log = agent.log()
+            assert "Traceback" not in log and "internal error" not in log, log[-3000:]
+        finally:
+            assert agent.stop() == 0
+    finally:
+        server.destroy()
