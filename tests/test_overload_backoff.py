@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 from tests.agentproc import AgentProcess, sample_value
@@ -34,13 +33,21 @@ def _effective(agent: AgentProcess) -> float | None:
                         collector="postgres")
 
 
+def _stamp(agent: AgentProcess) -> float | None:
+    """When the busy target's latest postgres collection ran, by the agent's own clock: the timestamp (ms) its
+    samples carry (the middle of the collection), so that how quickly this test polls does not matter."""
+    for line in agent.metrics().splitlines():
+        if line.startswith("dbwatch_collector_effective_interval_seconds{") and 'target="busy"' in line \
+                and 'collector="postgres"' in line:
+            fields = line.split()
+            return int(fields[2]) / 1000 if len(fields) == 3 else None
+    return None
+
+
 def _next_run(agent: AgentProcess) -> float:
-    """When the busy target's postgres collector next ended a run (as seen by polling its run counter)."""
-    def runs() -> float | None:
-        return sample_value(agent.metrics(), "dbwatch_collector_runs_total", target="busy", collector="postgres")
-    before = runs()
-    wait_for(lambda: runs() != before, 20, "the next run")
-    return time.monotonic()
+    """The time (agent's clock) of the busy target's next postgres collection after the one exported now."""
+    before = _stamp(agent)
+    return wait_for(lambda: (stamp := _stamp(agent)) != before and stamp, 30, "the next run")
 
 
 def test_timeouts_lengthen_the_interval_and_an_answer_restores_it(tmp_path: Path, pg_scratch) -> None:
@@ -55,7 +62,8 @@ def test_timeouts_lengthen_the_interval_and_an_answer_restores_it(tmp_path: Path
         try:
             wait_for(lambda: _effective(agent) == 4.0, 40, "the effective interval at 4x while the server is frozen")
             assert sample_value(agent.metrics(), "dbwatch_target_up", target="busy") == 0
-            # Backed off: a run comes about 4 s after the one before, not every second.
+            # Backed off: a run comes about 4 s after the one before, not every second (the agent's timestamps
+            # say when they ran, whatever the machine's load does to this test's polling).
             first = _next_run(agent)
             second = _next_run(agent)
             assert second - first >= 2.5, f"runs {second - first:.1f}s apart"
