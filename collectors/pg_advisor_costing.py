@@ -194,21 +194,36 @@ class Costing:
     async def _consolidate(self, chosen: dict[_Key, tuple[Candidate, list[_Costed]]]) -> None:
         """One index where one serves another's statements about as well: a narrower (a) folds into (a, b), and
         (a, c) into (a, b) when (a, b) keeps at least :data:`_KEPT_SAVING` of each of (a, c)'s savings (the
-        second index would save little more, and costs writes and disk). The least busy candidates try first."""
+        second index would save little more, and costs writes and disk). When either of (a, b) and (a, c)
+        could serve the other's statements, the one kept is the one whose loss of saved time is smaller."""
         for key in sorted(chosen, key=lambda k: (len(k[1]), sum(c.time_share for _, c in chosen[k][1]))):
             if key not in chosen:
                 continue
-            entries = chosen[key][1]
             others = [k for k in chosen if k != key and k[0] == key[0] and k[1][0] == key[1][0]
                       and (len(k[1]) > len(key[1]) or len(key[1]) > 1)]
             for other in sorted(others, key=lambda k: (k[1][:len(key[1])] != key[1], -len(k[1]))):
-                costs = await self._with_index(chosen[other][0], [statement for statement, _ in entries])
-                if costs is None or not all(_serves_as_well(c, old) for c, (_, old) in zip(costs, entries)):
+                fold = await self._fold(chosen, key, other)
+                if fold is None:
                     continue
-                chosen[other][1].extend((statement, statement.cost(old.cost_before, c))
-                                        for c, (statement, old) in zip(costs, entries))
+                if other[1][:len(key[1])] != key[1]:  # siblings on one leading column: the cheaper fold wins
+                    back = await self._fold(chosen, other, key)
+                    if back is not None and back[0] < fold[0]:
+                        key, other, fold = other, key, back
+                chosen[other][1].extend(fold[1])
                 del chosen[key]
                 break
+
+    async def _fold(self, chosen: dict[_Key, tuple[Candidate, list[_Costed]]], source: _Key, target: _Key
+                    ) -> tuple[float, list[_Costed]] | None:
+        """``source``'s statements costed with ``target``'s index, and the share of all statement time their
+        saving loses that way; None unless it serves each of them as well (:func:`_serves_as_well`)."""
+        entries = chosen[source][1]
+        costs = await self._with_index(chosen[target][0], [statement for statement, _ in entries])
+        if costs is None or not all(_serves_as_well(c, old) for c, (_, old) in zip(costs, entries)):
+            return None
+        lost = sum(old.time_share * (c - (old.cost_after or 0)) / old.cost_before
+                   for c, (_, old) in zip(costs, entries) if c is not None and old.cost_before > 0)
+        return lost, [(statement, statement.cost(old.cost_before, c)) for c, (statement, old) in zip(costs, entries)]
 
     async def _heuristic(self, statement: Statement, options: list[Candidate]) -> tuple[Candidate, StatementCost] | None:
         plan = await self._explain(statement)

@@ -179,7 +179,10 @@ def test_the_indexes_an_expert_asks_for_are_recommended_with_the_right_leading_c
     indexes = _indexes(advice)
     assert [c[0] for c in indexes.get("public.customer", [])] == ["email"], indexes
     rental = indexes.get("public.rental", [])
-    assert rental and rental[0][0] == "customer_id", indexes
+    # one index for the rental page and the open rentals, the one that loses least of their saving: the page's
+    # (customer_id, rental_date) also serves `customer_id = $1 AND return_date IS NULL` (about ten rows a
+    # customer, filtered), while (customer_id, return_date) would sort every page
+    assert rental == [["customer_id", "rental_date"]], indexes
     # the column order was chosen by HypoPG cost among the plausible orders, each order's cost shown
     [rental_finding] = [r for r in _rule(advice, "PgIndexCandidate") if r["evidence"]["table"] == "public.rental"]
     orders = rental_finding["evidence"]["column_orders"]
