@@ -100,6 +100,25 @@ class RedisSession(DriverSession[aioredis.Redis]):
             raise CollectorError(f"{args[0]} failed on {self.endpoint}: {error}")
         return result
 
+    async def try_many(self, *commands: tuple[Any, ...]) -> list[tuple[Any, str | None]]:
+        """:meth:`try_run` for several commands sent at once (one round trip, one wake-up of the agent instead
+        of one per command): per command ``(result, None)`` or ``(None, error)``, in order."""
+        client = await self.connection()
+        conn = client.connection  # single_connection_client: the session's one connection
+        if conn is None:
+            return [await self.try_run(*command) for command in commands]
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands))
+            out: list[tuple[Any, str | None]] = []
+            for command in commands:  # every reply is read, an error reply too: the next one follows it
+                try:
+                    out.append((await client.parse_response(conn, command[0]), None))
+                except ResponseError as exc:
+                    out.append((None, self.safe(_describe(exc))))
+            return out
+        except (RedisError, OSError) as exc:
+            raise self.lost(exc) from None
+
     async def try_run(self, *args: Any) -> tuple[Any, str | None]:
         """Run a command the server may refuse (renamed, denied by ACL): ``(result, None)`` or
         ``(None, error)``. A lost connection still raises, and is dropped to be reopened next time."""
@@ -135,10 +154,12 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
     async def collect(self, snapshot: Snapshot) -> None:
         session = self.session
         async with session.lock:
-            raw = await session.run("INFO")
-            config_raw, config_error = await session.try_run("CONFIG", "GET", "*")
-            commands, _ = await session.try_run("INFO", "commandstats")  # not in INFO's default sections
-            latency, _ = await session.try_run("INFO", "latencystats")  # neither (Redis >= 7; empty before)
+            # One round trip: INFO commandstats and latencystats are not in INFO's default sections
+            # (latencystats: Redis >= 7, empty before).
+            (raw, info_error), (config_raw, config_error), (commands, _), (latency, _) = await session.try_many(
+                ("INFO",), ("CONFIG", "GET", "*"), ("INFO", "commandstats"), ("INFO", "latencystats"))
+        if info_error is not None:
+            raise CollectorError(f"INFO failed on {session.endpoint}: {info_error}")
         if not isinstance(raw, dict):
             raise CollectorError(f"INFO on {session.endpoint} gave an unexpected reply")
         config = _pairs(config_raw) if config_error is None else None
