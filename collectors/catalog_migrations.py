@@ -66,6 +66,19 @@ FAMILIES: tuple[MetricSpec, ...] = (
                "Age of gh-ost's heartbeat in its `_<table>_ghc` changelog table: on a replica, the replication lag "
                'gh-ost throttles on; growing on the primary, a stalled or abandoned run.',
                ('tool', 'relation'), 'migrations'),
+    MetricSpec('dbwatch_migration_osc_stalled_seconds', G,
+               'Seconds since the rows copied by a gh-ost or pt-online-schema-change run last grew (0 while they '
+               'grow): a pause, throttled (pt-osc --max-lag/--max-load pauses show only here) or stuck.',
+               ('tool', 'relation'), 'migrations'),
+    MetricSpec('dbwatch_migration_osc_throttled', G,
+               "1 while gh-ost's changelog (`throttle` hint) says it throttles, `reason` the kind (`lag`, "
+               '`replica-lag`, `max-load`, `critical-load`, `commanded by user`, ...); 0 with `reason=""` while it '
+               'copies.',
+               ('tool', 'relation', 'reason'), 'migrations'),
+    MetricSpec('dbwatch_migration_osc_throttle_lag_seconds', G,
+               "The replication lag gh-ost is throttled on, from the figure in its changelog's throttle reason "
+               '(`lag=…s`, `replica-lag=…s`).',
+               ('tool', 'relation'), 'migrations'),
     MetricSpec('dbwatch_schema_migration_info', G,
                "The migration a schema is at, from a migration tool's version table (1): Flyway's and "
                "Liquibase's last applied, every Alembic head, Django's newest per app (`app.name`), Rails' and "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import time
 from typing import Any, Iterator
@@ -20,6 +21,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.mysql import MySQLSession
 from dbwatch.collectors.migrations_common import DdlLock, blocking_families, statement_label
 from dbwatch.collectors.mysql_migrations import MySQLMigrationsCollector, ddl_table
+from dbwatch.collectors.mysql_osc import throttle_kind
 from dbwatch.collectors.pg_migrations import PgMigrationsCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import Snapshot
@@ -309,6 +311,109 @@ async def test_mariadb_gh_ost_and_pt_online_schema_change_runs_are_seen_with_the
         == {"shop.items": 0.25, "shop.orders": 0.5}
     [(labels, age)] = samples(snapshot, "dbwatch_migration_osc_heartbeat_age_seconds")
     assert labels == {"tool": "gh-ost", "relation": "shop.items"} and 0 <= age < 60
+
+
+GHOST_CHANGELOG_WRITE = """
+INSERT /* gh-ost */ INTO shop._items_ghc (id, hint, value) VALUES (NULLIF(%d, 0), '%s', '%s')
+  ON DUPLICATE KEY UPDATE last_update = NOW(), value = VALUES(value);
+"""
+
+
+def ghost_changelog(hint: str, value: str) -> str:
+    """gh-ost's Applier.WriteAndLogChangelog: the hint's own row (fixed id), and a logged copy of it."""
+    fixed = {"heartbeat": 1, "state": 2, "throttle": 3}[hint]
+    return (GHOST_CHANGELOG_WRITE % (fixed, hint, value)
+            + GHOST_CHANGELOG_WRITE % (0, f"{hint} at {time.time_ns()}", value))
+
+
+async def test_mariadb_gh_ost_throttling_is_read_from_its_changelog_table(maria):
+    maria.sql("""
+        CREATE TABLE shop.items (id int PRIMARY KEY, name text);
+        INSERT INTO shop.items SELECT seq, 'x' FROM seq_1_to_50;
+        CREATE TABLE shop._items_gho LIKE shop.items;
+        CREATE TABLE shop._items_ghc (
+          id bigint unsigned auto_increment,
+          last_update timestamp not null DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP,
+          hint varchar(64) charset ascii not null,
+          value varchar(4096) charset ascii not null,
+          primary key(id),
+          unique key hint_uidx(hint)
+        ) auto_increment=256;
+    """ + ghost_changelog("heartbeat", "2026-12-04T20:00:00.123456789Z")
+        + ghost_changelog("throttle", "127.0.0.1:3307 replica-lag=3.500000s"), database="shop")
+    collector, session = maria_collector(maria)
+    try:
+        throttled = await collect(collector)
+        maria.sql(ghost_changelog("throttle", "max-load Threads_running=31 >= 30"), database="shop")
+        loaded = await collect(collector)
+        maria.sql(ghost_changelog("throttle", "done throttling"), database="shop")
+        copying = await collect(collector)
+    finally:
+        await session.close()
+        maria.sql("DROP TABLE shop.items, shop._items_gho, shop._items_ghc")
+    run = {"tool": "gh-ost", "relation": "shop.items"}
+    assert samples(throttled, "dbwatch_migration_osc_throttled") == [({**run, "reason": "replica-lag"}, 1.0)]
+    assert samples(throttled, "dbwatch_migration_osc_throttle_lag_seconds") == [(run, 3.5)]
+    assert samples(loaded, "dbwatch_migration_osc_throttled") == [({**run, "reason": "max-load"}, 1.0)]
+    assert samples(loaded, "dbwatch_migration_osc_throttle_lag_seconds") == []
+    assert samples(copying, "dbwatch_migration_osc_throttled") == [({**run, "reason": ""}, 0.0)]
+    assert samples(copying, "dbwatch_migration_osc_throttle_lag_seconds") == []
+
+
+@pytest.mark.parametrize("reason, kind", [
+    ("lag=2.504120s", "lag"), ("127.0.0.1:3307 replica-lag=12.000000s", "replica-lag"),
+    ("max-load Threads_running=31 >= 30", "max-load"), ("commanded by user", "commanded by user"),
+    ("critical-load-hibernate until 2026-12-04 20:00:00 +0000 UTC", "critical-load-hibernate until"),
+    ("flag-file /tmp/ghost.throttle", "flag-file"), ("http=429", "http"), ("127.0.0.1:3307 timeout", "other"),
+])
+def test_gh_ost_throttle_reasons_become_kinds_without_their_figures(reason, kind):
+    assert throttle_kind(reason) == kind
+
+
+PT_OSC = shutil.which("pt-online-schema-change") or "/usr/bin/pt-online-schema-change"
+
+
+async def test_mariadb_a_real_pt_online_schema_change_paused_by_max_load_shows_its_progress_stalled(
+        maria, maria_sessions, tmp_path):
+    # percona-toolkit's pt-online-schema-change against the throwaway server: 3,000 rows in chunks of 100;
+    # three sleeping sessions keep Threads_running past --max-load, so it pauses after its first chunk, for real.
+    maria.sql("CREATE TABLE shop.big (id int PRIMARY KEY, name varchar(20));"
+              "INSERT INTO shop.big SELECT seq, 'x' FROM seq_1_to_3000; ANALYZE TABLE shop.big;", database="shop")
+    for _ in range(3):
+        maria_sessions("SELECT SLEEP(600);")
+    wait_for(lambda: maria.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'")
+             == "3", 20, "the three sleeping sessions")
+    log = tmp_path / "pt-osc.log"
+    with log.open("w") as out:
+        tool = subprocess.Popen(
+            [PT_OSC, "--alter", "ADD COLUMN note varchar(10)", "--execute", "--chunk-size", "100", "--chunk-time", "0",
+             "--sleep", "0.1", "--progress", "time,1", "--recursion-method", "none", "--max-load", "Threads_running=3",
+             "--critical-load", "Threads_running=1000", f"h=127.0.0.1,P={maria.port},u=root,D=shop,t=big"],
+            stdout=out, stderr=subprocess.STDOUT)
+    collector, session = maria_collector(maria)
+    try:
+        snapshot = await collect_until(
+            collector, lambda s: any(v >= 2.0 for _, v in samples(s, "dbwatch_migration_osc_stalled_seconds")),
+            60, "the copy to stall for 2 s")
+        run = {"tool": "pt-online-schema-change", "relation": "shop.big"}
+        rows = dict((labels["kind"], v) for labels, v in samples(snapshot, "dbwatch_migration_osc_rows"))
+        assert 100 <= rows["copied"] < rows["total"] == 3000
+        [(labels, ratio)] = samples(snapshot, "dbwatch_migration_osc_progress_ratio")
+        assert labels == run and 0 < ratio < 1
+        assert samples(snapshot, "dbwatch_migration_osc_throttled") == []  # pt-osc writes no throttle hint
+        for pid in maria.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'").split():
+            maria.sql(f"KILL {pid}")
+        assert tool.wait(timeout=120) == 0, log.read_text()
+        assert "Pausing because Threads_running=" in log.read_text()
+        done = await collect(collector)
+        assert samples(done, "dbwatch_migration_osc_rows") == []  # swapped, triggers dropped: no run
+    finally:
+        await session.close()
+        if tool.poll() is None:
+            tool.kill()
+            tool.wait(timeout=10)
+        maria.sql("DROP TRIGGER IF EXISTS shop.pt_osc_shop_big_ins; DROP TRIGGER IF EXISTS shop.pt_osc_shop_big_upd;"
+                  "DROP TRIGGER IF EXISTS shop.pt_osc_shop_big_del; DROP TABLE IF EXISTS shop._big_new, shop.big")
 
 
 @pytest.mark.parametrize("statement, mysql, label", [
