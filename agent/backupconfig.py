@@ -39,8 +39,8 @@ DEFAULT_BACKUP_TIMEOUT = 60.0
 # The keys that only some types take, and which.
 _DIRECTORIES = ("pg_basebackup", "mariabackup")  # sources whose backups are directories, with their own archive
 _ONLY_FOR = {"path": ("files", *_DIRECTORIES), "stanza": ("pgbackrest",), "repo": ("pgbackrest",),
-             "server": ("barman",), "env_file": ("walg",), "config": ("pgbackrest", "walg"), "archive": _DIRECTORIES,
-             "verify_every": ("pgbackrest",), "verify_timeout": ("pgbackrest",)}
+             "server": ("barman",), "env_file": ("walg",), "config": ("pgbackrest", "walg", "barman"),
+             "archive": _DIRECTORIES, "verify_every": ("pgbackrest",), "verify_timeout": ("pgbackrest",)}
 _REQUIRED = {"files": "path", "pgbackrest": "stanza", "barman": "server", "pg_basebackup": "path",
              "mariabackup": "path"}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?")
@@ -117,7 +117,7 @@ class BackupConfig(StrictModel):
     name: str | None = None  # the `source` label; defaults to the type (plus the stanza or server)
     path: str | None = None  # files: a glob; the newest non-empty match counts
     stanza: str | None = None  # pgbackrest
-    config: str | None = None  # pgbackrest --config, wal-g --config
+    config: str | None = None  # pgbackrest --config, wal-g --config, barman -c
     repo: int | None = Field(default=None, ge=1, le=256)  # pgbackrest --repo
     server: str | None = None  # barman
     env_file: str | None = None  # walg: KEY=VALUE lines (WALG_*, AWS_*, PG*) passed as the environment

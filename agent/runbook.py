@@ -27,6 +27,7 @@ from dbwatch.agent.logs import setup_logging
 from dbwatch.agent.runbook_backups import restore_commands_dirs
 from dbwatch.collectors.backup_sources import SourceError, read_source
 from dbwatch.collectors.pitr import read_window
+from dbwatch.collectors.pitr_barman import read_barman
 from dbwatch.collectors.pitr_dirs import read_dir_window
 from dbwatch.collectors.restore_drill import last_result
 from dbwatch.model import BackupSpec, Target
@@ -214,8 +215,12 @@ async def _backup(target: Target, spec: BackupSpec) -> BackupFacts:
         good = sorted((e for e in result.entries if e.ok), key=lambda e: e.finished_at)
         if good:
             facts.newest, facts.newest_at = good[-1].label, good[-1].finished_at
+        window = None
         if spec.type == "pgbackrest" or spec.archive:
             window = await (read_window(spec, result) if spec.type == "pgbackrest" else read_dir_window(spec, result))
+        elif spec.type == "barman" and (state := await read_barman(spec, result)) is not None:
+            window = state.window
+        if window is not None:
             facts.pitr_earliest, facts.pitr_latest, facts.wal_missing = window.earliest, window.latest, window.missing
     except (SourceError, TimeoutError, OSError) as exc:
         facts.error = str(exc)
@@ -335,7 +340,11 @@ def _restore_commands(spec: BackupSpec, newest: str | None = None) -> list[str]:
     if spec.type == "walg":
         return ["wal-g backup-fetch $PGDATA LATEST", "touch $PGDATA/recovery.signal   # restore_command = 'wal-g wal-fetch %f %p'"]
     if spec.type == "barman":
-        return [f"barman recover {spec.server or 'SERVER'} latest /var/lib/postgresql/15/main --remote-ssh-command 'ssh postgres@HOST'"]
+        barman = "barman" + (f" -c {shlex.quote(spec.config)}" if spec.config else "")
+        recover = f"{barman} recover {spec.server or 'SERVER'} latest /var/lib/postgresql/15/main"
+        return [f"{recover} --remote-ssh-command 'ssh postgres@HOST'",
+                "# or to a point in time inside the window above",
+                f"{recover} --target-time 'YYYY-MM-DD HH:MM:SS+00' --remote-ssh-command 'ssh postgres@HOST'"]
     return [f"# the newest file matching {spec.path}:",
             "pg_restore -d DATABASE --exit-on-error FILE      # PostgreSQL custom format (plain: psql -f FILE)",
             "mariadb < FILE                                   # MySQL/MariaDB dump",

@@ -16,10 +16,11 @@ import time
 from dataclasses import replace
 
 from dbwatch.model import BackupSpec, MetricFamily, Snapshot, Target, gauge
-from dbwatch.collectors.backup_sources import SourceError, read_source
+from dbwatch.collectors.backup_sources import SourceError, SourceResult, read_source
 from dbwatch.collectors.backup_verify import Verifier, VerifyOutcome
 from dbwatch.collectors.base import Collector, Session
 from dbwatch.collectors.pitr import MAX_LISTED, ArchiveWindow, read_window
+from dbwatch.collectors.pitr_barman import read_barman
 from dbwatch.collectors.pitr_dirs import read_dir_window
 from dbwatch.model.options import CollectorOptions
 from dbwatch.model.facts.backup import ANY_TYPE, BackupEntry, BackupSourceStatus, BackupStatuses
@@ -37,6 +38,7 @@ class BackupCollector(Collector[Session, CollectorOptions]):
     def __init__(self, target: Target, session: Session) -> None:
         super().__init__(target, session)
         self._last_good: dict[str, BackupSourceStatus] = {}
+        self._checks: dict[str, tuple[str, ...]] = {}  # barman check: the failing checks of each source
         self._verifiers = {s.name: Verifier(s) for s in target.backups if s.type == "pgbackrest" and s.verify_every}
 
     async def collect(self, snapshot: Snapshot) -> None:
@@ -45,6 +47,13 @@ class BackupCollector(Collector[Session, CollectorOptions]):
         statuses = await asyncio.gather(*(self._read(spec) for spec in self.target.backups))
         verified = {name: v.last for name, v in self._verifiers.items() if v.last is not None}
         snapshot.families.extend(_families(statuses, _windowed(self.target.backups), verified))
+        checks = gauge("dbwatch_backup_check_failures",
+                       "Barman: the checks `barman check` reports FAILED for the source's server.", ("source",))
+        for name, failing in sorted(self._checks.items()):
+            checks.add((name,), len(failing))
+            if failing:
+                snapshot.notes.append(f"backup source {name}: barman check: {'; '.join(failing)}")
+        snapshot.families.append(checks)
         for name, outcome in sorted(verified.items()):
             if outcome.error:
                 snapshot.notes.append(f"backup source {name}: pgbackrest verify failed: {outcome.error}")
@@ -88,9 +97,9 @@ class BackupCollector(Collector[Session, CollectorOptions]):
         if good:
             last[ANY_TYPE] = good[0].finished_at
         window, archive_error = None, None
-        if spec.type == "pgbackrest" or spec.archive:
+        if spec.name in _windowed((spec,)):
             try:
-                window = await (read_window(spec, result) if spec.type == "pgbackrest" else read_dir_window(spec, result))
+                window = await self._window(spec, result)
             except (SourceError, TimeoutError, OSError) as exc:
                 archive_error = f"listing the {'binary logs' if spec.type == 'mariabackup' else 'WAL archive'}: {exc}"
             verifier = self._verifiers.get(spec.name)
@@ -105,6 +114,15 @@ class BackupCollector(Collector[Session, CollectorOptions]):
         )
         self._last_good[spec.name] = status
         return status
+
+    async def _window(self, spec: BackupSpec, result: SourceResult) -> ArchiveWindow | None:
+        if spec.type == "pgbackrest":
+            return await read_window(spec, result)
+        if spec.type == "barman":
+            state = await read_barman(spec, result)
+            self._checks[spec.name] = state.failing_checks if state else ()
+            return state.window if state else None
+        return await read_dir_window(spec, result)
 
 
 def _summary(status: BackupSourceStatus) -> str:
@@ -132,7 +150,8 @@ def _with_verify(window: ArchiveWindow, outcome: VerifyOutcome) -> ArchiveWindow
 
 def _windowed(specs: tuple[BackupSpec, ...]) -> set[str]:
     """The sources with an archive whose continuity is checked (so a 0 means "no gap", not "not looked")."""
-    return {s.name for s in specs if s.type == "pgbackrest" or s.archive}
+    return {s.name for s in specs if s.type == "pgbackrest" or s.archive
+            or (s.type == "barman" and not s.command and s.server not in (None, "all"))}
 
 
 def _families(statuses: list[BackupSourceStatus], windowed: set[str],

@@ -22,7 +22,7 @@ from typing import IO, Any
 from dbwatch.model import BackupSpec
 from dbwatch.model.facts.backup import BackupEntry
 
-__all__ = ["SourceError", "SourceResult", "default_command", "read_source", "run_command", "static_prefix"]
+__all__ = ["SourceError", "SourceResult", "barman_base", "default_command", "read_source", "run_command", "static_prefix"]
 
 MAX_OUTPUT = 32 * 1024 * 1024  # bytes of stdout read from a command; more is an error, not a memory leak
 STDERR_TAIL = 300  # characters of stderr kept in an error message
@@ -55,10 +55,14 @@ def default_command(spec: BackupSpec) -> list[str]:
             argv.append(f"--repo={spec.repo}")
         return [*argv, "info"]
     if spec.type == "barman":
-        return ["barman", "-f", "json", "list-backups", spec.server or "all"]
+        return [*barman_base(spec), "-f", "json", "list-backups", spec.server or "all"]
     if spec.type == "walg":
         return ["wal-g", *(["--config", spec.config] if spec.config else []), "backup-list", "--json", "--detail"]
     raise ValueError(f"{spec.type} sources run no command")
+
+
+def barman_base(spec: BackupSpec) -> list[str]:
+    return ["barman", *(["-c", spec.config] if spec.config else [])]
 
 
 async def read_source(spec: BackupSpec) -> SourceResult:
@@ -80,7 +84,7 @@ async def read_source(spec: BackupSpec) -> SourceResult:
 
 
 async def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = None,
-                      stdin: IO[bytes] | None = None) -> bytes:
+                      stdin: IO[bytes] | None = None, ok_codes: tuple[int, ...] = (0,)) -> bytes:
     """Run ``argv`` in its own process group (``stdin``: an open file it reads, else nothing); its stdout, or
     SourceError. On a timeout (or when the collection is cancelled) the whole group is killed, so a hung
     command leaves nothing behind."""
@@ -103,7 +107,7 @@ async def run_command(argv: list[str], timeout: float, env: dict[str, str] | Non
                 await asyncio.wait_for(proc.wait(), 5.0)
             except TimeoutError:
                 pass
-    if code != 0:
+    if code not in ok_codes:
         said = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace").strip()
         tail = said[-STDERR_TAIL:] or "no output"
         raise SourceError(f"{argv[0]} exited with status {code}: {tail}")

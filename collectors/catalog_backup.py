@@ -65,6 +65,9 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'pgBackRest: files the last verify found invalid (checksum, size, unreadable), by `kind` '
                '(`wal`, `backup`).',
                ('source', 'kind'), 'backup'),
+    MetricSpec('dbwatch_backup_check_failures', G,
+               'Barman (one `server`): the checks `barman check` reports FAILED (named, with their hints, in a note).',
+               ('source',), 'backup'),
     MetricSpec('dbwatch_restore_test_success', G,
                'Whether the last restore drill succeeded (1) or failed (0).',
                ('source',), 'restore_drill'),
