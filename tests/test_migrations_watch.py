@@ -16,6 +16,8 @@ import time
 from typing import Any, Iterator
 
 import pytest
+import yaml
+from pydantic import ValidationError
 
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.mysql import MySQLSession
@@ -26,7 +28,8 @@ from dbwatch.collectors.pg_migrations import PgMigrationsCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import Snapshot
 from dbwatch.rules.engine import RuleEngine, TargetView
-from dbwatch.rules.spec import shipped_rules
+from dbwatch.rules.promexport import export_prometheus_rules
+from dbwatch.rules.spec import ThresholdRule, shipped_rules
 from tests.auditutil import target
 from tests.helpers import collect, collect_until, wait_for
 from tests.mariadbserver import CLIENT, MariaDBServer
@@ -451,3 +454,63 @@ def test_a_queue_is_one_series_per_relation_and_its_ddl_an_info_series_of_the_mo
 ])
 def test_ddl_statements_name_their_table(statement, table):
     assert ddl_table(statement, "shop") == table
+
+
+# -- the alert's info join, in dbwatch and in the exported Prometheus rule -----------------------------
+
+
+def queue_snapshot(target_name: str, relation: str, queued: float, ddl: list[tuple[str, ...]]) -> Snapshot:
+    snapshot = Snapshot(target=target_name, engine="postgres", collector="migrations", started_at=time.time())
+    locks = [DdlLock(relation, int(pid), state == "waiting", statement, 3.0, int(queued))
+             for pid, state, statement in ddl]
+    snapshot.families.extend(blocking_families(locks, 200))
+    return snapshot
+
+
+def test_the_ddl_info_shows_in_the_annotations_only_and_prometheus_renders_the_same_text(tmp_path):
+    [rule] = [r for r in shipped_rules() if r.alert == "MigrationBlockingQueries"]
+    snapshot = queue_snapshot("db1", "public.orders", 3, [("4242", "waiting", "ALTER TABLE orders ADD x text")])
+    [alert] = migration_alerts(snapshot, "postgres")
+    assert alert.labels == {"relation": "public.orders"} and alert.value == 3
+    assert 'Session 4242 runs "ALTER TABLE orders ADD x text" (its lock on public.orders: waiting)' \
+        in alert.description
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed (apt-get install prometheus)")
+    rules_file = tmp_path / "rules.yml"
+    rules_file.write_text(export_prometheus_rules([rule]))
+    series = [{"series": 'dbwatch_migration_blocking_queries{target="db1",relation="public.orders"}',
+               "values": "3x5"},
+              {"series": 'dbwatch_migration_ddl_info{target="db1",relation="public.orders",pid="4242",'
+                         'state="waiting",statement="ALTER TABLE orders ADD x text"}', "values": "1x5"},
+              {"series": 'dbwatch_migration_ddl_info{target="db2",relation="public.orders",pid="7",'
+                         'state="holding",statement="VACUUM FULL orders"}', "values": "1x5"}]
+    tests = {"rule_files": [str(rules_file)], "evaluation_interval": "15s", "tests": [{
+        "interval": "15s", "input_series": series,
+        "alert_rule_test": [{"eval_time": "1m", "alertname": rule.alert, "exp_alerts": [{
+            "exp_labels": {"severity": "critical", "target": "db1", "relation": "public.orders"},
+            "exp_annotations": {"summary": alert.summary, "description": alert.description}}]}]}]}
+    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run([promtool, "test", "rules", str(tmp_path / "tests.yml")], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_without_its_info_series_the_alert_still_fires_with_the_ddl_left_blank():
+    snapshot = queue_snapshot("db1", "public.orders", 2, [("9", "holding", "VACUUM FULL orders")])
+    snapshot.families[:] = [f for f in snapshot.families if f.name != "dbwatch_migration_ddl_info"]
+    [alert] = migration_alerts(snapshot, "postgres")
+    assert alert.value == 2 and 'Session  runs ""' in alert.description
+
+
+@pytest.mark.parametrize("info, problem", [
+    ({"metric": "m", "join": ["relation"], "labels": []}, "labels"),
+    ({"metric": "m", "join": ["target"], "labels": ["pid"]}, "join"),
+    ({"metric": "not a metric", "labels": ["pid"]}, "metric"),
+    ({"metric": "m", "on": ["relation"], "labels": ["pid"]}, "on"),
+])
+def test_a_rule_info_join_is_checked_with_the_field_named(info, problem):
+    with pytest.raises(ValidationError) as error:
+        ThresholdRule.model_validate({"alert": "A", "metric": "x", "op": ">", "threshold": 0, "summary": "s",
+                                      "info": info})
+    assert any(err["loc"][:2] == ("info", problem) for err in error.value.errors())
