@@ -382,6 +382,7 @@ targets:
     collectors:
       advisor:
         min_total_time_share: 0
+        min_saving_share: 0  # the fixture's million-row load dominates the server's statement time
 """)
     dbwatch = Path(sys.executable).parent / "dbwatch"
     result = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--format", "json"],
@@ -391,7 +392,8 @@ targets:
     assert rows and all(set(r) >= {"rule", "target", "severity", "summary", "evidence", "sql"} for r in rows)
     region = [r for r in rows
               if r["rule"] == "PgIndexCandidate" and r["evidence"]["columns"] == ["region", "created_at"]]
-    assert region and region[0]["target"] == "pg" and region[0]["sql"].startswith("CREATE INDEX CONCURRENTLY")
+    assert region and region[0]["target"] == "pg" and region[0]["sql"].startswith("CREATE INDEX CONCURRENTLY"), \
+        [(r["summary"], r["evidence"].get("estimated_saving_share")) for r in rows if r["rule"] == "PgIndexCandidate"]
     # Ranked by measured impact across every kind of finding: the index that saves statement time comes
     # before the audit's SSL and pg_hba findings on this loopback-only server, and opens "do these first".
     impacts = [r["evidence"]["impact"] for r in rows]
