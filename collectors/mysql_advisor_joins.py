@@ -44,7 +44,8 @@ def join_order(digest: dict[str, Any], found: StatementUses[TableKey], plan: dic
         use = found.tables.get(key)
         filters = tuple(dict.fromkeys([*use.equality, *use.range, *use.null, *use.not_null])) if use else ()
         steps.append(JoinStep(alias=alias, table=".".join(key), access_type=str(node.get("access_type", "")),
-                              rows=int(node.get("rows", 0) or 0), filtered=float(node.get("filtered", 100) or 100),
+                              rows=int(node.get("rows_examined_per_scan", node.get("rows", 0)) or 0),  # MySQL, MariaDB
+                              filtered=float(node.get("filtered", 100) or 100),  # MySQL 8 writes "100.00"
                               filter_columns=filters))
     if steps[0].filter_columns:
         return None  # the driving table is filtered: the order follows the statement's own predicate

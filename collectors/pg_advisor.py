@@ -9,7 +9,8 @@ sort on. The work is split by job:
 - :mod:`pg_advisor_costing`: HypoPG costing (generic plans for ``$n`` statements, the column orders
   compared, the size of each winner), one index for statements a wider one serves as well;
 - :mod:`pg_advisor_hygiene` and :mod:`pg_advisor_storage`: the catalog checks and storage advice;
-- :mod:`pg_advisor_samples`: the slow log's samples matched with pg_stat_statements.
+- :mod:`pg_advisor_samples`: the slow log's samples matched with pg_stat_statements;
+- :mod:`pg_advisor_workload`: statement totals since the reset, for the N+1 check of one-shot advice.
 
 Never ``EXPLAIN ANALYZE``, never a real index: nothing a statement would do is executed, nothing is
 written. hypopg_create_index() keeps the index in the backend's own memory (no catalog write, so it works
