@@ -75,9 +75,9 @@ DECOY = "SELECT customer_id, last_name FROM customer WHERE store_id = 2 AND last
 
 
 def _workload() -> str:
-    out = [SALES + ";"] * 3
+    out = [SALES + ";"] * 5  # the report, the costliest statement by far
     for n in range(1, 41):
-        out += [LOGIN.format(n=n * 397), PAYMENTS.format(n=n * 397)]
+        out += [LOGIN.format(n=n * 397)] + ([PAYMENTS.format(n=n * 397)] if n % 4 == 0 else [])
     for _ in range(5):  # a store's list, then one film per inventory row (the N+1), and a decoy as large
         out += [STORE_LIST] + [FILM.format(n=1 + (k * 2) % 300) for k in range(300)] + [DECOY]
     return "\n".join(out)
@@ -110,7 +110,7 @@ def test_the_bad_join_order_is_found_with_its_driving_table_and_the_statistics_f
     e = join["evidence"]
     assert e["driving_table"] == "sakila.category" and e["driving_rows"] == 16
     assert e["filtered_table"] == "sakila.rental" and e["filter_columns"] == ["rental_date"]
-    assert e["examined_per_call"] >= 30000 and e["calls"] == 3 and e["mean_ms"] > 0
+    assert e["examined_per_call"] >= 30000 and e["calls"] == 5 and e["mean_ms"] > 0
     assert join["sql"] == "ANALYZE TABLE `sakila`.`rental` PERSISTENT FOR COLUMNS (`rental_date`) INDEXES ();"
     assert e["risk"] == "medium" and e["lock"]
     # the costliest statement's finding ranks above every index and query finding
