@@ -420,6 +420,8 @@ def _openmetrics_name_and_type(family: MetricFamily) -> tuple[str, MetricType]:
 
 #: label names -> label values -> their rendered pairs (``a="1",b="2"``), shared by the families of a collection
 _PairsCache = dict[tuple[str, ...], dict[LabelValues, str]]
+#: the key under which a collection's _PairsCache also keeps its label prefixes (label names -> prefix)
+_PREFIX: tuple[str, ...] = ("\x00prefix",)
 
 
 def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache: _PairsCache | None = None,
@@ -431,7 +433,11 @@ def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache
     name = family.name
     names = family.labelnames
     # A sample's own label wins over a target label of the same name (it says more about the series).
-    prefix = _label_prefix({k: v for k, v in labels.items() if k not in names})
+    # Rendered once per label-name set of a collection (most of a collection's families have the same one).
+    prefixes = pairs_cache.setdefault(_PREFIX, {}) if pairs_cache is not None else {}
+    prefix = prefixes.get(names)
+    if prefix is None:
+        prefix = prefixes[names] = _label_prefix({k: v for k, v in labels.items() if k not in names})
     # One comprehension per family and the number written inline: this loop renders tens of thousands of
     # per-table samples per collection, where a function call per sample is most of the cost.
     special = _SPECIAL_VALUES
