@@ -54,6 +54,10 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
     name = "tables"
     options_model = TablesOptions
 
+    #: the label tuples of the last collection, handed out again for the same table: the exposition then
+    #: sees an unchanged set of series by identity, and a table's strings are not kept twice meanwhile
+    _labels: dict[tuple[str, ...], tuple[str, ...]] = {}
+
     async def collect(self, snapshot: Snapshot) -> None:
         options, session = self.options, self.session
         own, databases = await discover(session, options)
@@ -62,7 +66,7 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
             snapshot.notes.append(f"{len(left)} database(s) beyond max_databases ({options.max_databases}) "
                                   f"not visited: {', '.join(left)}")
             databases = databases[: options.max_databases]
-        out = _Families(options)
+        out = _Families(options, self._labels)
         for database in databases:
             try:
                 async with per_database(session, own, database) as db:
@@ -78,6 +82,7 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
                 out.add_indexes(database, indexes)
         snapshot.families.extend(out.families())
         snapshot.keep_history = False  # tens of thousands of samples; no rule reads them over time
+        self._labels = out.labels
 
 
 def _table_name(view: str, column: str, statio_names: str) -> str:
@@ -89,8 +94,13 @@ def _table_name(view: str, column: str, statio_names: str) -> str:
 class _Families:
     """The families of one collection, filled database by database with pre-shaped sample tuples."""
 
-    def __init__(self, options: TablesOptions) -> None:
+    def __init__(self, options: TablesOptions, previous: dict[tuple[str, ...], tuple[str, ...]]) -> None:
         self.options = options
+        self.previous = previous
+        self.labels: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # One float object per distinct value of the collection (most per-table counters are 0 or alike):
+        # 60,000 samples would otherwise each hold a float of their own.
+        self.values: dict[float, float] = {}
         columns = [c for c in sql.TABLE_COLUMNS if options.statio or c[0] == "stat"]
         labels = ("datname", "schemaname", "relname")
         self.kinds = [kind for _, _, kind, _ in columns]
@@ -110,7 +120,7 @@ class _Families:
         kept, folded = _fold(rows, self.options.max_tables, self.options.top_n,
                              size=lambda r: r[21] + r[22], activity=lambda r: r[2] + r[4] + r[6] + r[7] + r[8])
         families = self.tables
-        _extend(families, [(datname, row[0], row[1]) for row in kept], kept, first=2)
+        _extend(families, self._intern([(datname, row[0], row[1]) for row in kept]), kept, 2, self.values)
         if folded:
             other = (datname, "", FOLDED_NAME)
             for i, (family, kind) in enumerate(zip(families, self.kinds), start=2):
@@ -121,24 +131,32 @@ class _Families:
         kept, folded = _fold(rows, self.options.max_indexes, self.options.top_n,
                              size=lambda r: r[8], activity=lambda r: r[3])
         families = self.indexes
-        _extend(families, [(datname, row[0], row[1], row[2]) for row in kept], kept, first=3)
+        _extend(families, self._intern([(datname, row[0], row[1], row[2]) for row in kept]), kept, 3, self.values)
         if folded:
             other = (datname, "", "", FOLDED_NAME)
             for i, family in enumerate(families, start=3):
                 family.samples.append((other, sum(row[i] for row in folded)))
         self.indexes_folded.samples.append(((datname,), float(len(folded))))
 
+    def _intern(self, labels: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
+        previous, seen = self.previous, self.labels
+        out = [previous.get(t, t) for t in labels]
+        seen.update(zip(out, out))
+        return out
+
     def families(self) -> list[MetricFamily]:
         indexes = [*self.indexes, self.indexes_folded] if self.options.indexes else []
         return [*self.tables, self.tables_folded, *indexes]
 
 
-def _extend(families: Sequence[MetricFamily], labels: list[tuple[str, ...]], rows: Sequence[Row], first: int) -> None:
+def _extend(families: Sequence[MetricFamily], labels: list[tuple[str, ...]], rows: Sequence[Row], first: int,
+            values: dict[float, float]) -> None:
     """Append each row's values from column ``first`` on to the families in column order: one pass per
-    column over the transposed rows, so 60,000 samples cost a few C-level loops rather than a Python one each."""
+    column over the transposed rows, so 60,000 samples cost a few C-level loops rather than a Python one each.
+    Equal values share one float (``values``)."""
     columns = list(zip(*rows))[first:]
     for family, column in zip(families, columns):
-        family.samples.extend(zip(labels, column))
+        family.samples.extend(zip(labels, map(values.setdefault, column, column)))
 
 
 def _fold(rows: Sequence[Row], limit: int, top_n: int, size: Callable[[Row], float],
