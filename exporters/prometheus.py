@@ -23,6 +23,7 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -93,8 +94,8 @@ class Exposition:
         now = time.time()
         for key in [k for k in self._fragments if k[0] not in labels]:
             gone = self._fragments.pop(key)
-            self._index(key, gone, None)
-            self._graves.bury(key, gone.prefix, _vanished(gone, None), now)
+            self._index(key, gone.families.keys(), None)
+            self._graves.bury(key, gone.prefix, _vanished(gone, None, None), now)
         for snapshot in self.store.latest_all():
             if snapshot.target in labels:
                 self._on_snapshot(snapshot)
@@ -182,22 +183,43 @@ class Exposition:
         # Each sample line ends with the timestamp; bodies are kept as bytes, so that a scrape joins them
         # without a second, text copy of the whole exposition.
         end = f" {stamp}\n"
-        families = {family.name: (family, _render_samples(family, labels, pairs, end).encode())
-                    for family in snapshot.families}
-        fragment = _Fragment(tuple(sorted(labels.items())), stamp, families)  # identity, not text order
-        old = self._fragments.get(key)
-        self._fragments[key] = fragment
-        self._index(key, old, fragment)
-        self._graves.revive(key, fragment.prefix, {name: fam for name, (fam, _) in families.items()})
+        prefix = tuple(sorted(labels.items()))  # identity, not text order
+        latest = {family.name: family for family in snapshot.families}
+        # The old fragment's lines go before the new ones are rendered (what vanished is taken out first):
+        # two renderings of a large collection at once would be the peak of memory.
+        old = self._fragments.pop(key, None)
+        vanished: dict[str, tuple[MetricFamily, Lines]] = {}
+        old_names: tuple[str, ...] = ()
         if old is not None:
-            self._graves.bury(key, old.prefix, _vanished(old, fragment), time.time())
+            vanished, old_names = _vanished(old, prefix, latest), tuple(old.families)
+            self._release(key, old)
+        families = {name: (family, _render_samples(family, labels, pairs, end).encode())
+                    for name, family in latest.items()}
+        fragment = _Fragment(prefix, stamp, families)
+        self._fragments[key] = fragment
+        self._index(key, old_names, fragment)
+        self._graves.revive(key, fragment.prefix, latest)
+        if old is not None:
+            self._graves.bury(key, old.prefix, vanished, time.time())
         self._generation += 1
 
-    def _index(self, key: tuple[str, str], old: _Fragment | None, new: _Fragment | None) -> None:
-        """Keep the per-name index in step with the fragment of ``key`` going from ``old`` to ``new``."""
+    def _release(self, key: tuple[str, str], old: _Fragment) -> None:
+        """Let go of ``old``'s sample lines (and of the blocks joined from them, rebuilt at the next scrape)."""
+        by_name, blocks, deflated = self._by_name, self._blocks, self._deflated
+        for name in old.families:
+            entries = by_name.get(name)
+            if entries is not None and key in entries:
+                entries[key] = b""
+            blocks.pop(name, None)
+            deflated.pop(name, None)
+        old.families = {name: (family, b"") for name, (family, _) in old.families.items()}
+        old._openmetrics = None
+
+    def _index(self, key: tuple[str, str], old: Iterable[str], new: _Fragment | None) -> None:
+        """Keep the per-name index in step with the fragment of ``key`` going from the names ``old`` to ``new``."""
         by_name = self._by_name
-        if old is not None:
-            for name in old.families.keys() - (new.families.keys() if new is not None else set()):
+        if old:
+            for name in set(old) - (new.families.keys() if new is not None else set()):
                 entries = by_name.get(name)
                 if entries is not None and entries.pop(key, None) is not None:
                     self._dirty.add(name)
@@ -364,14 +386,19 @@ def _name_of(block: bytes) -> str | None:
     return block[7:end].decode() if end > 0 else None
 
 
-def _vanished(old: _Fragment, new: _Fragment | None) -> dict[str, tuple[MetricFamily, Lines]]:
-    """The series of ``old`` that ``new`` no longer has (all of them when it has another label prefix)."""
+def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
+              latest: Mapping[str, MetricFamily] | None) -> dict[str, tuple[MetricFamily, Lines]]:
+    """The series of ``old`` that the ``latest`` families (rendered with ``prefix``) no longer have (all of
+    them when they come with another label prefix)."""
     out: dict[str, tuple[MetricFamily, Lines]] = {}
-    same_prefix = new is not None and new.prefix == old.prefix
+    same_prefix = latest is not None and prefix == old.prefix
     for name, (family, body) in old.families.items():
-        kept = new.families.get(name) if new is not None and same_prefix else None
-        if kept is not None and kept[0].labelnames == family.labelnames:
-            present = {labelvalues for labelvalues, _ in kept[0].samples}
+        kept = latest.get(name) if latest is not None and same_prefix else None
+        if kept is not None and kept.labelnames == family.labelnames:
+            now = list(map(_first, kept.samples))
+            if now == list(map(_first, family.samples)):  # the usual case, and cheap when the tuples are the same
+                continue
+            present = set(now)
             gone = [i for i, (labelvalues, _) in enumerate(family.samples) if labelvalues not in present]
         else:
             gone = list(range(len(family.samples)))
@@ -440,17 +467,19 @@ def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache
         prefix = prefixes[names] = _label_prefix({k: v for k, v in labels.items() if k not in names})
     # One comprehension per family and the number written inline: this loop renders tens of thousands of
     # per-table samples per collection, where a function call per sample is most of the cost.
+    # Each distinct value is written once (repr of a float is most of a line's cost; a family of per-table
+    # counters holds few distinct values).
     special = _SPECIAL_VALUES
+    text = {v: special.get(r, r) for v in set(map(_second, samples)) for r in (repr(float(v)),)}
     if not names:
         head = f"{name}{{{prefix}}} " if prefix else f"{name} "
-        return "".join([f"{head}{special.get(r, r)}{end}" for r in [repr(float(v)) for _, v in samples]])
+        return "".join([f"{head}{text[v]}{end}" for _, v in samples])
     rendered = (pairs_cache if pairs_cache is not None else {}).setdefault(names, {})
     for values, _ in samples:
         if values not in rendered:
             rendered[values] = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(names, values))
     head = f"{name}{{{prefix}," if prefix else f"{name}{{"
-    return "".join([f"{head}{rendered[values]}}} {special.get(r, r)}{end}"
-                    for values, r in [(values, repr(float(v))) for values, v in samples]])
+    return "".join([f"{head}{rendered[values]}}} {text[v]}{end}" for values, v in samples])
 
 
 def _label_prefix(labels: Mapping[str, str]) -> str:
@@ -462,6 +491,8 @@ def _escape(value: str) -> str:
         return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return value
 
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 #: repr() of the special floats -> as prometheus-client writes them (other values: repr, integers as "1.0")
 _SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
