@@ -28,6 +28,8 @@ UNION
 _SINCE = "SELECT TIMESTAMPDIFF(SECOND, MIN(FIRST_SEEN), NOW()) AS since FROM performance_schema.events_statements_summary_by_digest"
 _LINKS = """SELECT LOWER(TABLE_NAME) AS child, LOWER(REFERENCED_TABLE_NAME) AS parent
 FROM information_schema.REFERENTIAL_CONSTRAINTS LIMIT 5000"""
+_TABLES = f"""SELECT DISTINCT LOWER(TABLE_NAME) AS name FROM information_schema.TABLES
+WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN {_SYSTEM!r} LIMIT 20000"""
 
 
 async def workload_totals(session: Any, uptime: float) -> WorkloadTotals:
@@ -35,12 +37,13 @@ async def workload_totals(session: Any, uptime: float) -> WorkloadTotals:
     rows = await session.run(_TOTALS, (LIMIT, LIMIT))
     [since] = await session.run(_SINCE)
     links = tuple((str(r["child"]), str(r["parent"])) for r in await session.run(_LINKS))
+    tables = tuple(str(r["name"]) for r in await session.run(_TABLES))
     seconds = float(since["since"] or 0) or uptime
     return WorkloadTotals(tuple(
         StatementTotal(queryid=str(r["digest"]), datname=str(r["db"] or ""), query=_text(r["text"]) or None,
                        calls=int(r["calls"] or 0), rows=int(r["rows_"] or 0), seconds=float(r["seconds"] or 0),
                        blocks=int(r["examined"] or 0))
-        for r in rows), since_seconds=min(seconds, uptime) if uptime > 0 else seconds, links=links)
+        for r in rows), since_seconds=min(seconds, uptime) if uptime > 0 else seconds, links=links, tables=tables)
 
 
 def _text(value: Any) -> str:

@@ -34,6 +34,11 @@ SELECT lower(c.relname) AS child, lower(p.relname) AS parent
 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
 WHERE k.contype = 'f' LIMIT 5000
 """
+_TABLES = """
+SELECT DISTINCT lower(c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname !~ '^pg_toast' LIMIT 20000
+"""
 
 
 async def workload_totals(session: Any, database: str, extversion: tuple[int, ...], observed: float) -> WorkloadTotals:
@@ -47,7 +52,8 @@ async def workload_totals(session: Any, database: str, extversion: tuple[int, ..
         except CollectorError:
             pass
     links = tuple((r["child"], r["parent"]) for r in await session.run(_LINKS))
+    tables = tuple(r["name"] for r in await session.run(_TABLES))
     return WorkloadTotals(tuple(
         StatementTotal(queryid=str(r["queryid"]), datname=database, query=r["query"], calls=int(r["calls"]),
                        rows=int(r["rows"]), seconds=float(r["total_ms"] or 0) / 1000, blocks=int(r["blocks"] or 0))
-        for r in rows), since_seconds=since, links=links)
+        for r in rows), since_seconds=since, links=links, tables=tables)

@@ -2,7 +2,8 @@
 
 A single-table lookup by key, about one row per call, called at least ``NPLUSONE_MIN_CALLS`` times and
 ``NPLUSONE_FANOUT`` times more often than the median of its neighbours (the other statements of the same
-database that touch an application table). The daemon reads the statements' change over the snapshots it
+database that touch an application table: one the advisor listed when it ran, so dbwatch's own catalog
+reads through CTEs and extension views such as pg_stat_statements are not neighbours). The daemon reads the statements' change over the snapshots it
 keeps; ``dbwatch advise`` reads the totals since the statistics' reset
 (:class:`~dbwatch.model.facts.workload.WorkloadTotals`), so the same loop is found by one collection.
 
@@ -34,18 +35,27 @@ _WORD = re.compile(r"\w+")
 
 
 def n_plus_one(view: TargetView, stats: Mapping[Any, Any], shapes: Mapping[Any, Shape | None],
-               links: tuple[tuple[str, str], ...] | None, measured: Any) -> Iterable[Finding]:
+               links: tuple[tuple[str, str], ...] | None, measured: Any, tables: tuple[str, ...] = ()
+               ) -> Iterable[Finding]:
     """``stats`` holds per statement ``queryid, datname, query, calls, rows, seconds``; ``measured(agg, total)``
-    gives mean_ms and time_share; ``links`` the foreign keys (None when unknown)."""
+    gives mean_ms and time_share; ``links`` the foreign keys (None when unknown); ``tables`` the application's
+    tables (empty when unknown: then any statement naming a table outside the catalogs counts)."""
     total = sum(a.seconds for a in stats.values())
+    known = frozenset(tables)
+
+    def application(shape: Shape | None) -> bool:
+        if shape is None:
+            return False
+        return any(_bare(t) in known for t in shape.tables) if known else shape.application
+
     for k, child in stats.items():
         shape = shapes[k]
-        if (shape is None or shape.kind != "select" or not shape.single_table or not shape.key_lookup
+        if (shape is None or not application(shape) or shape.kind != "select" or not shape.single_table
+                or not shape.key_lookup
                 or shape.aggregate or child.calls < NPLUSONE_MIN_CALLS
                 or child.rows > NPLUSONE_MAX_ROWS_PER_CALL * child.calls):
             continue
-        neighbours = [a for j, a in stats.items() if j != k and a.datname == child.datname
-                      and (shape_j := shapes[j]) is not None and shape_j.application]
+        neighbours = [a for j, a in stats.items() if j != k and a.datname == child.datname and application(shapes[j])]
         if not neighbours:
             continue
         median = statistics.median(a.calls for a in neighbours)

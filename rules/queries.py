@@ -113,9 +113,9 @@ class QueryRules:
             since = {k: _Agg(t.queryid, "", t.datname, t.query, t.calls, t.rows, t.seconds, t.blocks)
                      for t in totals for k in [(t.queryid, "", t.datname)]}
             shapes = {k: self._shape(view.engine, a.queryid, a.query) for k, a in since.items()}
-            return list(n_plus_one(view, since, shapes, links, _measured))
+            return list(n_plus_one(view, since, shapes, links, _measured, totals.tables))
         shapes = {k: self._shape(view.engine, a.queryid, a.query) for k, a in stats.items()}
-        out = list(n_plus_one(view, stats, shapes, links, _measured))
+        out = list(n_plus_one(view, stats, shapes, links, _measured, totals.tables if totals is not None else ()))
         total = _total_seconds(stats)
         for k, agg in stats.items():
             shape = shapes[k]

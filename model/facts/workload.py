@@ -37,3 +37,6 @@ class WorkloadTotals(FactList[StatementTotal]):
     since_seconds: float = 0.0
     #: foreign keys as (referencing table, referenced table), bare lower-case names
     links: tuple[tuple[str, str], ...] = ()
+    #: the application's tables (bare lower-case names): a statement naming none of them is not the
+    #: application's (dbwatch's own catalog reads through CTEs and extension views, an admin's)
+    tables: tuple[str, ...] = ()
