@@ -48,7 +48,7 @@ _SIZE_UNITS = {None: 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10*
                "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
 # the types a drill can restore (files: a pg_dump / mariadb-dump file or a Redis RDB, by the target's engine)
 _COMMANDS = ("pgbackrest", "barman", "walg")  # the types whose default command `command:` replaces
-_DRILLABLE = ("pgbackrest", "files", *_DIRECTORIES)
+_DRILLABLE = ("pgbackrest", "files", *_DIRECTORIES, "barman")
 
 
 def _size(value: Any) -> Any:
@@ -158,6 +158,8 @@ class BackupConfig(StrictModel):
         required = _REQUIRED.get(self.type)
         if required and getattr(self, required) is None and not (self.command and self.type in _COMMANDS):
             raise ValueError(f"{required}: required for type {self.type}")
+        if self.restore_test is not None and self.type == "barman" and (self.server in (None, "all") or self.command):
+            raise ValueError("restore_test: a Barman drill recovers one server's backup: set server:, without command:")
         if self.restore_test is not None and self.type not in _DRILLABLE:
             raise ValueError(f"restore_test: drills restore {', '.join(_DRILLABLE[:-1])} or {_DRILLABLE[-1]} sources, "
                              f"not {self.type}")

@@ -84,7 +84,8 @@ async def read_source(spec: BackupSpec) -> SourceResult:
 
 
 async def run_command(argv: list[str], timeout: float, env: dict[str, str] | None = None,
-                      stdin: IO[bytes] | None = None, ok_codes: tuple[int, ...] = (0,)) -> bytes:
+                      stdin: IO[bytes] | None = None, ok_codes: tuple[int, ...] = (0,),
+                      stderr_tail: int = STDERR_TAIL) -> bytes:
     """Run ``argv`` in its own process group (``stdin``: an open file it reads, else nothing); its stdout, or
     SourceError. On a timeout (or when the collection is cancelled) the whole group is killed, so a hung
     command leaves nothing behind."""
@@ -109,7 +110,7 @@ async def run_command(argv: list[str], timeout: float, env: dict[str, str] | Non
                 pass
     if code not in ok_codes:
         said = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace").strip()
-        tail = said[-STDERR_TAIL:] or "no output"
+        tail = said[-stderr_tail:] or "no output"
         raise SourceError(f"{argv[0]} exited with status {code}: {tail}")
     return stdout
 

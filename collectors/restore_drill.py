@@ -3,7 +3,7 @@
 :func:`run_drill` is the one entry point (the scheduled job in :mod:`restore_job` and
 ``dbwatch backup restore-test`` both call it). It picks the kind of restore from the source and the target's
 engine, and hands a :class:`Drill` to that kind's module (:mod:`restore_pg`, :mod:`restore_basebackup`,
-:mod:`restore_mariadb`, :mod:`restore_mariabackup`, :mod:`restore_redis`), which runs its steps through :meth:`Drill.step` so that every step is timed and named.
+:mod:`restore_barman`, :mod:`restore_mariadb`, :mod:`restore_mariabackup`, :mod:`restore_redis`), which runs its steps through :meth:`Drill.step` so that every step is timed and named.
 
 Safety, whatever the kind:
 
@@ -58,11 +58,12 @@ class DrillError(Exception):
 
 
 def drill_kind(target: Target, spec: BackupSpec) -> str:
-    """What a drill of this source restores: pgbackrest, pg_basebackup, pg_dump, mariabackup, mariadb_dump or
-    redis_rdb."""
+    """What a drill of this source restores: pgbackrest, pg_basebackup, barman, pg_dump, mariabackup,
+    mariadb_dump or redis_rdb."""
     if spec.type == "pgbackrest":
         return "pgbackrest"
-    directories = {("pg_basebackup", "postgres"): "pg_basebackup", ("mariabackup", "mysql"): "mariabackup"}
+    directories = {("pg_basebackup", "postgres"): "pg_basebackup", ("mariabackup", "mysql"): "mariabackup",
+                   ("barman", "postgres"): "barman"}
     if (spec.type, target.engine) in directories:
         return directories[(spec.type, target.engine)]
     if spec.type == "files":
@@ -174,7 +175,7 @@ class Drill:
         self._take_lock()
         module = {"pgbackrest": "restore_pg", "pg_dump": "restore_pg", "mariadb_dump": "restore_mariadb",
                   "redis_rdb": "restore_redis", "pg_basebackup": "restore_basebackup",
-                  "mariabackup": "restore_mariabackup"}[kind]
+                  "mariabackup": "restore_mariabackup", "barman": "restore_barman"}[kind]
         await importlib.import_module(f"dbwatch.collectors.{module}").restore(self, kind)
 
     def make_directory(self, owner: str | None) -> str:

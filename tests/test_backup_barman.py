@@ -70,13 +70,10 @@ def barman() -> Iterator[dict[str, Any]]:
         wait_for(lambda: server.psql("SELECT count(*) FROM pg_stat_replication") == "1", 60, "receive-wal streaming")
         run("switch-wal", "--force", "--archive", "--archive-timeout", "60", "pg")
         run("backup", "--wait", "pg")
-        streaming = root / "home" / "pg" / "streaming"
-        for _ in range(2):  # two more segments after the backup, streamed, then archived by Barman
-            segment = server.psql("CREATE TABLE IF NOT EXISTS t (i int); INSERT INTO t SELECT generate_series(1, 100); "
-                                  "SELECT pg_walfile_name(pg_current_wal_lsn())")
-            server.psql("SELECT pg_switch_wal()")
-            wait_for(lambda: (streaming / segment).exists(), 60, f"{segment} streamed")
-            run("archive-wal", "pg")
+        for _ in range(2):  # two segments of 100 rows each after the backup
+            server.psql("CREATE TABLE IF NOT EXISTS t (i int); INSERT INTO t SELECT generate_series(1, 100); "
+                        "SELECT pg_switch_wal()")
+        run("switch-wal", "--force", "--archive", "--archive-timeout", "60", "pg")  # waits until Barman has it all
         yield {"server": server, "conf": conf, "root": root, "receiver": receiver}
     finally:
         if receiver is not None and receiver.poll() is None:
@@ -139,6 +136,44 @@ async def test_barmans_backups_window_and_checks_are_read(barman: dict[str, Any]
     assert "WalArchiveGap" not in _rules(target, snapshot)
 
 
+def _drill_target(env: dict[str, Any], workdir: str, extra: str = "") -> Target:
+    return parse_config(textwrap.dedent(f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: "{env['server'].dsn()}"
+            backups:
+              - type: barman
+                server: pg
+                config: {env['conf']}
+                restore_test: {{rto: 10m, workdir: {workdir}, verify: ["SELECT count(*) FROM t"]{extra}}}
+        """)).resolved_targets()[0]
+
+
+@pytest.fixture
+def workdir() -> Iterator[str]:
+    path = tempfile.mkdtemp(prefix="dbwatch-restore-work-")
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+async def test_a_barman_backup_is_recovered_replayed_and_verified_by_a_drill(barman: dict[str, Any],
+                                                                            workdir: str) -> None:
+    from dbwatch.collectors.restore_drill import run_drill
+    target = _drill_target(barman, workdir)
+    lines: list[str] = []
+    drill = await run_drill(target, target.backups[0], lines.append)
+    assert drill.ok, (drill.error, lines)
+    assert drill.kind == "barman"
+    # the table was created and filled after the backup: its 200 rows came from the WAL Barman copied
+    assert [(v.statement, v.result) for v in drill.verified] == [("SELECT count(*) FROM t", "200")]
+    assert [s.name for s in drill.steps] == ["check_space", "restore", "start", "recover", "verify", "compare",
+                                             "cleanup"]
+    assert [name for name in os.listdir(workdir) if not name.startswith(".")] == []
+    assert barman["server"].psql("SELECT count(*) FROM t") == "200"  # the live server untouched
+
+
 async def test_a_wal_file_deleted_behind_barmans_back_is_a_gap_and_a_failing_check_is_reported(
         barman: dict[str, Any]) -> None:
     """Runs last: it deletes a WAL file and stops receive-wal."""
@@ -146,6 +181,7 @@ async def test_a_wal_file_deleted_behind_barmans_back_is_a_gap_and_a_failing_che
                   and len(p.name) == 24)
     removed = wals[-2]  # after the backup's first segment, before the newest
     removed.unlink()
+    barman["removed"] = removed.name
     barman["receiver"].terminate()
     barman["receiver"].wait(30)
     target = _target(barman)
@@ -157,3 +193,14 @@ async def test_a_wal_file_deleted_behind_barmans_back_is_a_gap_and_a_failing_che
     assert "WalArchiveGap" in _rules(target, snapshot)
     assert _samples(snapshot, "dbwatch_backup_check_failures")[source] >= 1
     assert any("barman check: " in note and "receive_wal_running" in note for note in snapshot.notes), snapshot.notes
+
+
+async def test_a_barman_drill_fails_when_a_wal_file_it_needs_is_gone(barman: dict[str, Any], workdir: str) -> None:
+    """After the test above deleted a WAL file from Barman's storage."""
+    from dbwatch.collectors.restore_drill import run_drill
+    target = _drill_target(barman, workdir)
+    drill = await run_drill(target, target.backups[0])
+    assert not drill.ok and drill.error is not None, drill
+    assert drill.error.startswith("barman recover failed: ERROR: Failure copying WAL files"), drill.error
+    assert f'{barman["removed"]}" failed: No such file or directory' in drill.error, drill.error
+    assert [name for name in os.listdir(workdir) if not name.startswith(".")] == []

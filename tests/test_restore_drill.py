@@ -492,13 +492,13 @@ def test_restore_test_settings_are_checked_with_errors_naming_their_path() -> No
                 dsn: postgresql://postgres@127.0.0.1:5432/postgres
                 backups:
                   - {type: pgbackrest, stanza: a, restore_test: {rto: 15m, workdir: relative/dir}}
-                  - {type: barman, server: b, restore_test: {rto: 15m, workdir: /tmp}}
+                  - {type: walg, restore_test: {rto: 15m, workdir: /tmp}}
                   - {type: files, path: "/tmp/*.dump", restore_test: {rto: 15m, workdir: /tmp, max_disk: lots}}
                   - {type: files, path: "/tmp/*.sql", restore_test: {workdir: /tmp}}
             """))
     problems = "\n".join(err.value.problems)
     assert "targets[0].backups[0].restore_test.workdir: " in problems and "absolute" in problems
-    assert "targets[0].backups[1].restore_test: drills restore pgbackrest, files, pg_basebackup or mariabackup sources, not barman" in problems
+    assert "targets[0].backups[1].restore_test: drills restore pgbackrest, files, pg_basebackup, mariabackup or barman sources, not walg" in problems
     assert "targets[0].backups[2].restore_test.max_disk: " in problems and "expected a size like 50GiB" in problems
     assert "targets[0].backups[3].restore_test.rto: " in problems
     ok = _target("""
