@@ -12,7 +12,7 @@ __all__ = ["DrillStep", "RestoreDrill", "RestoreDrills", "VerifyResult"]
 
 @dataclass(frozen=True, slots=True)
 class DrillStep:
-    name: str  # check_space | restore | start | recover | verify | compare | cleanup
+    name: str  # check_space | initdb | restore | check_backup | prepare | start | recover | verify | compare | cleanup
     seconds: float
     ok: bool
     detail: str = ""
@@ -30,7 +30,7 @@ class RestoreDrill:
     """One finished drill of one backup source."""
 
     source: str
-    kind: str  # pgbackrest | pg_dump | mariadb_dump | redis_rdb
+    kind: str  # pgbackrest | pg_basebackup | barman | pg_dump | mariabackup | mariadb_dump | redis_rdb
     started_at: float
     finished_at: float
     ok: bool
