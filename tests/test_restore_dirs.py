@@ -410,3 +410,68 @@ async def test_a_truncated_binary_log_or_backup_file_fails_the_drill_with_its_re
 
 def _drill_args(target: Target) -> tuple[Target, Any]:
     return target, target.backups[0]
+
+
+# -- configuration and unfinished backups ------------------------------------------------------------
+
+
+def test_the_new_source_keys_are_checked_with_errors_naming_their_path() -> None:
+    from dbwatch.agent.config import ConfigError
+    with pytest.raises(ConfigError) as err:
+        parse_config(textwrap.dedent("""
+            targets:
+              - name: pg
+                engine: postgres
+                dsn: postgresql://postgres@127.0.0.1:5432/postgres
+                backups:
+                  - {type: pg_basebackup, path: "/b/*", archive: relative/wal}
+                  - {type: pg_basebackup, archive: /wal}
+                  - {type: files, path: "/d/*", archive: /wal}
+                  - {type: files, path: "/e/*", verify_every: 1d}
+                  - {type: pgbackrest, stanza: s, restore_test: {rto: 5m, workdir: /tmp, recover_to: yesterday}}
+                  - {type: barman, server: all, restore_test: {rto: 5m, workdir: /tmp}}
+            """))
+    problems = "\n".join(err.value.problems)
+    assert "targets[0].backups[0].archive: " in problems and "expected an absolute directory" in problems
+    assert "targets[0].backups[1].path: required for type pg_basebackup" in problems
+    assert "archive: only for type pg_basebackup or mariabackup, not files" in problems
+    assert "verify_every: only for type pgbackrest, not files" in problems
+    assert "targets[0].backups[4].restore_test.recover_to: " in problems and "'yesterday'" in problems
+    assert "a Barman drill recovers one server's backup" in problems
+    ok = _target("""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: postgresql://postgres@127.0.0.1:5432/postgres
+            backups:
+              - {type: pgbackrest, stanza: s, verify_every: 12h, restore_test: {rto: 5m, workdir: /tmp, recover_to: 2h}}
+              - {type: pg_basebackup, path: "/b/*", archive: /wal,
+                 restore_test: {rto: 5m, workdir: /tmp, recover_to: "2026-12-04T18:00:00Z"}}
+        """)
+    first, second = ok.backups
+    assert first.verify_every == 43200 and first.verify_timeout == 3600
+    assert first.restore_test is not None and first.restore_test.recover_before == 7200
+    assert second.archive == "/wal" and second.restore_test is not None
+    assert second.restore_test.recover_to == 1796407200.0 and second.restore_test.recover_before is None
+
+
+async def test_an_unfinished_base_backup_directory_counts_as_failed(tmp_path: Path) -> None:
+    (tmp_path / "base-1").mkdir()  # pg_basebackup still running (or failed): no backup_manifest yet
+    (tmp_path / "base-1" / "base.tar").write_bytes(b"x" * 100)
+    target = _target(f"""
+        targets:
+          - name: pg
+            engine: postgres
+            dsn: postgresql://postgres@127.0.0.1:5432/postgres
+            backups:
+              - {{type: pg_basebackup, path: "{tmp_path}/base-*"}}
+        """)
+    snapshot = await _collect_backup(target)
+    assert dict(snapshot.family("dbwatch_backup_failed_count").samples) == {("pg_basebackup",): 1}  # type: ignore[union-attr]
+    assert dict(snapshot.family("dbwatch_backup_count").samples) == {}  # type: ignore[union-attr]
+    from dbwatch.rules.backups import BackupTooOld
+    store = SnapshotStore()
+    store.put(snapshot)
+    view = TargetView(store, target.name, target.engine, target.labels, now=time.time())
+    [finding] = BackupTooOld().evaluate(view)  # readable, and no good backup at all
+    assert finding.summary == "pg_basebackup on pg holds no good backup"
