@@ -117,6 +117,7 @@ def _postgres() -> Engine:
             "slowlog": "slowlog:SlowLogCollector",
             "advisor": "pg_advisor:AdvisorCollector",
             "audit": "pg_audit:PgAuditCollector",
+            "schema_design": "pg_schema_design:PgSchemaDesignCollector",
             "tables": "pg_tables:TablesCollector",
             "settings": "pg_settings:SettingsCollector",
             "stats": "pg_stats_more:MoreStatsCollector",
@@ -146,6 +147,8 @@ def _postgres() -> Engine:
             "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
             # Roles, pg_hba, settings and schema change with deployments: hourly (catalogs only), when enabled.
             "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
+            # The schema designer (rules/schema_design.py): catalog, pg_stats and bounded checks; on demand.
+            "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
         },
     )
 
@@ -254,9 +257,29 @@ def _mongodb() -> Engine:
     )
 
 
+def _neo4j() -> Engine:
+    return Engine(
+        name="neo4j",
+        default_port=7687,
+        main_collector="neo4j",
+        schemes=("bolt", "neo4j", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc"),
+        validate=_neo4j_problems,
+        session=LazySession("neo4j:Neo4jSession"),
+        collectors=LazyClasses({"neo4j": "neo4j:Neo4jCollector"}),
+        defaults={"neo4j": CollectorDefaults(interval=15.0, timeout=10.0)},
+    )
+
+
+def _neo4j_problems(target: TargetFields) -> list[str]:
+    if target.sslmode:
+        return ["sslmode is for postgres; for TLS to neo4j use a bolt+s:// or neo4j+s:// dsn"]
+    return []
+
+
 _FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host, "redis": _redis, "mysql": _mysql,
                                                "pgbouncer": _pgbouncer,
-                                               "mongodb": _mongodb}
+                                               "mongodb": _mongodb,
+                                               "neo4j": _neo4j}
 _cache: dict[str, Engine] = {}
 
 ENGINE_NAMES: tuple[str, ...] = tuple(_FACTORIES)
