@@ -5,7 +5,8 @@ usually mean.
 - ``SchemaWideTable``: a table of more columns than the collector's ``wide_table_columns`` (50).
 - ``SchemaRepeatedColumns``: ``phone1, phone2, phone3``: a repeating group that wants a child table.
 - ``SchemaTypedAsText``: a column named like a timestamp stored as text, or an amount stored as text or
-  floating point (rounding errors on money).
+  floating point (rounding errors on money; left to the schema designer's ``FloatForMoney`` when its
+  collector ran too).
 - ``SchemaJsonWithoutGin``: a JSON column filtered by key (``->>``, ``->``, ``@>``, ``?`` in
   pg_stat_statements) with no GIN or expression index on it.
 """
@@ -16,6 +17,7 @@ from typing import Any, Iterable
 
 from dbwatch.model import Finding, Severity
 from dbwatch.model.facts.audit import SchemaFacts
+from dbwatch.model.facts.schema_design import SchemaDesignFacts
 from dbwatch.rules.advice_common import quote_ident, recommend
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
@@ -40,6 +42,8 @@ class SchemaHints:
         if facts is None:
             return []
         out = []
+        # The schema designer (rules/schema_design.py) says FloatForMoney for a float amount, with its statement.
+        designed = view.fact(SchemaDesignFacts) is not None
 
         def hint(kind: str, summary: str, description: str, table: str, column: str, evidence: dict[str, Any],
                  sql: str | None, impact: float) -> None:
@@ -63,6 +67,8 @@ class SchemaHints:
                  f"NOT NULL,  -- references {name}'s key\n  position int NOT NULL,\n  value text,\n"
                  f"  PRIMARY KEY ({quote_ident(r.table)}_id, position)\n);", 0.05)
         for c in facts.typed_columns:
+            if designed and c.kind == "amount" and c.data_type in ("real", "double precision"):
+                continue
             name, col = _table(c.schema, c.table), quote_ident(c.column)
             if c.kind == "timestamp":
                 target, why = "timestamptz", ("a timestamp stored as text cannot be compared, ranged or indexed as "
