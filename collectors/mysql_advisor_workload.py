@@ -14,7 +14,7 @@ from dbwatch.model.facts.workload import StatementTotal, WorkloadTotals
 
 __all__ = ["LIMIT", "workload_totals"]
 
-LIMIT = 300
+LIMIT = 200
 _SYSTEM = ("mysql", "information_schema", "performance_schema", "sys")
 _COLUMNS = """SCHEMA_NAME AS db, DIGEST AS digest, DIGEST_TEXT AS text, COUNT_STAR AS calls,
   SUM_ROWS_SENT + SUM_ROWS_AFFECTED AS rows_, SUM_TIMER_WAIT / 1e12 AS seconds, SUM_ROWS_EXAMINED AS examined"""

@@ -2,7 +2,8 @@
 needs calls and rows per statement, and a single collection has no interval to take a difference over.
 
 Entries of one normalised text are summed across queryids (the driver's int2/int4 split is one statement);
-the busiest by calls and by time are kept (:data:`LIMIT` each). ``since`` is pg_stat_statements_info's
+the busiest by calls and by time are kept (:data:`LIMIT` each, texts cut at 2,000 characters: the daemon
+keeps a day or two of advisor snapshots). ``since`` is pg_stat_statements_info's
 reset time (PostgreSQL 14+), else the database statistics' age. The foreign keys between tables go along:
 the evidence an N+1 parent must show.
 """
@@ -16,7 +17,7 @@ from dbwatch.model.facts.workload import StatementTotal, WorkloadTotals
 
 __all__ = ["LIMIT", "workload_totals"]
 
-LIMIT = 300
+LIMIT = 200
 _TOTALS = """
 WITH s AS (
     SELECT min(queryid)::text AS queryid, query, sum(calls)::bigint AS calls, sum(rows)::bigint AS rows,
@@ -26,7 +27,8 @@ WITH s AS (
       AND query !~* '^\\s*explain\\y'
     GROUP BY query
 )
-(SELECT * FROM s ORDER BY calls DESC LIMIT $1) UNION (SELECT * FROM s ORDER BY total_ms DESC LIMIT $1)
+SELECT queryid, left(query, 2000) AS query, calls, rows, total_ms, blocks
+FROM ((SELECT * FROM s ORDER BY calls DESC LIMIT $1) UNION (SELECT * FROM s ORDER BY total_ms DESC LIMIT $1)) AS busiest
 """
 _SINCE = "SELECT extract(epoch FROM now() - stats_reset)::float8 AS since FROM pg_stat_statements_info"
 _LINKS = """
