@@ -24,7 +24,8 @@ FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbw
                                "dbwatch.rules.schema:make_rules",
                                "dbwatch.rules.schema_drift:make_rules",
                                "dbwatch.rules.pg_storage:make_rules", "dbwatch.rules.timescale:make_rules",
-                               "dbwatch.rules.mysql_indexes:make_rules", "dbwatch.rules.mongo_indexes:make_rules")
+                               "dbwatch.rules.mysql_indexes:make_rules", "dbwatch.rules.mongo_indexes:make_rules",
+                               "dbwatch.rules.neo4j_indexes:make_rules")
 
 
 def python_rules(config: RulesConfig | None = None) -> list[PythonRule]:
