@@ -47,7 +47,7 @@ class ServerGate:
             except BaseException:
                 if waiter.done() and not waiter.cancelled():
                     self._release()  # handed a place just as we were cancelled: pass it on
-                else:
+                elif waiter in self._waiters:  # (a cancelled waiter may already have been skipped by _wake)
                     self._waiters.remove(waiter)
                 raise
         else:

@@ -127,3 +127,29 @@ def test_an_agent_eases_off_a_frozen_server_and_comes_back_when_it_answers(tmp_p
             assert agent.stop() == 0
     finally:
         server.destroy()
+
+
+def test_a_waiter_cancelled_after_a_place_freed_up_is_skipped_without_error() -> None:
+    async def main() -> None:
+        gate = ServerGate("db:5432", limit=1)
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with gate.place():
+                inside.set()
+                await release.wait()
+
+        first = asyncio.create_task(holder())
+        await inside.wait()
+        # Timed out while queued (the daemon's wait_for), in the same loop turn as the holder leaving: the
+        # gate skips the cancelled waiter before the waiter's task sees its cancellation.
+        queued = asyncio.create_task(holder())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        release.set()  # the holder's wake-up is queued first...
+        queued.cancel()  # ...and the queued waiter's future is cancelled before either runs
+        results = await asyncio.gather(first, queued, return_exceptions=True)
+        assert results[0] is None and isinstance(results[1], asyncio.CancelledError), results
+        assert gate.in_flight == 0 and not gate._waiters
+
+    asyncio.run(main())
