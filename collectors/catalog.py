@@ -10,7 +10,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Iterable
 
-from dbwatch.collectors import (catalog_backup, catalog_host, catalog_migrations, catalog_mongodb, catalog_mysql,
+from dbwatch.collectors import (catalog_backup, catalog_cassandra, catalog_host, catalog_migrations, catalog_mongodb,
+                                catalog_mysql,
                                 catalog_pgbouncer, catalog_postgres, catalog_postgres_parity, catalog_redis,
                                 catalog_slowlog, catalog_sqlshape, catalog_timescale)
 from dbwatch.collectors import catalog_neo4j
@@ -20,7 +21,8 @@ from dbwatch.model.catalog import MetricSpec, find
 #: in the order docs/metrics.md shows them
 SECTIONS: tuple[ModuleType, ...] = (catalog_postgres, catalog_postgres_parity, catalog_timescale, catalog_mysql,
                                     catalog_migrations, catalog_slowlog, catalog_sqlshape, catalog_redis,
-                                    catalog_pgbouncer, catalog_mongodb, catalog_neo4j, catalog_host, catalog_backup)
+                                    catalog_pgbouncer, catalog_mongodb, catalog_neo4j, catalog_cassandra, catalog_host,
+                                    catalog_backup)
 
 
 def families(engine: str, collector: str) -> list[MetricSpec]:
