@@ -295,25 +295,6 @@ def _cassandra_problems(target: TargetFields) -> list[str]:
     return []
 
 
-def _cassandra() -> Engine:
-    return Engine(
-        name="cassandra",
-        default_port=9042,
-        main_collector="cassandra",
-        schemes=("cassandra",),
-        validate=_cassandra_problems,
-        session=LazySession("cassandra:CassandraSession"),
-        collectors=LazyClasses({"cassandra": "cassandra:CassandraCollector"}),
-        defaults={"cassandra": CollectorDefaults(interval=15.0, timeout=10.0)},
-    )
-
-
-def _cassandra_problems(target: TargetFields) -> list[str]:
-    if target.sslmode:
-        return ["sslmode is for postgres; dbwatch connects to cassandra without TLS"]
-    return []
-
-
 _FACTORIES: dict[str, Callable[[], Engine]] = {"postgres": _postgres, "host": _host, "redis": _redis, "mysql": _mysql,
                                                "pgbouncer": _pgbouncer,
                                                "mongodb": _mongodb,
