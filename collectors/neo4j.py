@@ -73,7 +73,6 @@ class Neo4jSession(DriverSession["AsyncDriver"]):
             self.uri, auth=(self.user, password or ""), user_agent=USER_AGENT,
             connection_timeout=self.timeout, connection_acquisition_timeout=self.timeout,
             max_connection_pool_size=2, max_transaction_retry_time=0,
-            notifications_min_severity="OFF", warn_notification_severity=None,
         )
 
     async def prepare(self, driver: "AsyncDriver") -> None:

@@ -298,8 +298,8 @@ class BoltWireServer:
                     continue  # a NOOP chunk
                 writer.write(b"".join(chunked(reply) for reply in conversation.answer(message)))
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass  # the driver hung up, or the server is stopping
         finally:
             self._writers.discard(writer)
             writer.close()
