@@ -115,8 +115,8 @@ class SchemaDesign:
             sql = (f"ALTER TABLE {table} ALTER COLUMN {col} TYPE numeric(14,2) USING round({col}::numeric, 2);"
                    if engine == "postgres" else f"ALTER TABLE {table} MODIFY {col} DECIMAL(14,2);")
             add("FloatForMoney", Severity.WARNING, f"{table}.{c.column} stores money as {c.data_type}",
-                f"{c.data_type} is binary floating point: 0.1 + 0.2 <> 0.3, sums drift by cents and equality on amounts "
-                "fails. numeric/DECIMAL stores amounts exactly (or store integer cents). Check the scale the currency "
+                f"{c.data_type} is binary floating point: 0.1 + 0.2 <> 0.3, sums drift by cents and equality on "
+                "amounts fails. numeric/DECIMAL stores amounts exactly (or store integer cents). Check the scale the currency "
                 "needs before running it. Wrong when the column is a ratio or a measurement and only named like money.",
                 c, table, {}, sql, _REWRITE, "high", 0.3)
 
