@@ -118,6 +118,7 @@ def _postgres() -> Engine:
             "advisor": "pg_advisor:AdvisorCollector",
             "audit": "pg_audit:PgAuditCollector",
             "schema_design": "pg_schema_design:PgSchemaDesignCollector",
+            "ha": "pg_ha_review:PgHaReviewCollector",
             "tables": "pg_tables:TablesCollector",
             "settings": "pg_settings:SettingsCollector",
             "stats": "pg_stats_more:MoreStatsCollector",
@@ -149,6 +150,8 @@ def _postgres() -> Engine:
             "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
             # The schema designer (rules/schema_design.py): catalog, pg_stats and bounded checks; on demand.
             "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
+            # The replication and HA review's settings (rules/ha_review.py): one catalog query; on demand.
+            "ha": CollectorDefaults(interval=3600.0, timeout=10.0, enabled=False),
         },
     )
 
@@ -169,6 +172,7 @@ def _mysql() -> Engine:
             "advisor": "mysql_advisor:MySQLAdvisorCollector",
             "migrations": "mysql_migrations:MySQLMigrationsCollector",
             "schema": "mysql_schema:MySQLSchemaCollector",
+            "ha": "mysql_ha_review:MySQLHaReviewCollector",
         }),
         defaults={
             "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -181,6 +185,8 @@ def _mysql() -> Engine:
             "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
             # On for a target with a schema_group (SchemaDrift), off otherwise (agent/config.py).
             "schema": CollectorDefaults(interval=300.0, timeout=30.0, enabled=False),
+            # The replication and HA review's settings (rules/ha_review.py); on demand.
+            "ha": CollectorDefaults(interval=3600.0, timeout=10.0, enabled=False),
         },
     )
 
