@@ -20,8 +20,9 @@ agent starts as fast without Neo4j targets (tests/test_startup.py).
 
 from __future__ import annotations
 
+import re
 import urllib.parse
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dbwatch.model import Snapshot, Target
 from dbwatch.collectors.base import Collector
@@ -110,12 +111,20 @@ def _message(exc: Any) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+_REASON = re.compile(r"\(reason (.+?)\)\s*$", re.MULTILINE)
+_ADDRESS = re.compile(r"\s*\(?(?:Resolved)?IPv[46]Address\(\(.*?\)\)\)?")
+
+
 def describe(exc: BaseException) -> str:
     """One line: the server's message and code, or the driver's first line."""
     code = getattr(exc, "code", None)
     if isinstance(code, str) and code.startswith("Neo."):
         return f"{_message(exc)} ({code})"
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    full = str(exc).strip() or type(exc).__name__
+    reason = _REASON.search(full)
+    if reason:  # "Couldn't connect to h:p (resolved to ...):\nFailed to establish ... (reason [Errno 111] ...)"
+        return reason.group(1)
+    text = _ADDRESS.sub("", full.splitlines()[0]).rstrip(" :")
     if "handshake" in text.lower() or "protocol version" in text.lower():
         text += " (is this port a Neo4j Bolt server?)"
     return text
@@ -203,7 +212,7 @@ class Neo4jCollector(Collector[Neo4jSession, Neo4jOptions]):
         snapshot.put(Summary(summary))
 
 
-def _kernel(rows: list[Mapping[str, Any]]) -> tuple[str, str]:
+def _kernel(rows: Rows) -> tuple[str, str]:
     for row in rows:
         if row.get("name") == "Neo4j Kernel":
             versions = row.get("versions") or [""]

@@ -62,9 +62,9 @@ def lookups(query: str) -> list[tuple[str, str]]:
         if m["map"]:
             found += [(label, _bare(k["key"])) for k in _MAP_KEY.finditer(m["map"][1:-1])]
     for m in _PREDICATE.finditer(query):
-        label = bound.get(_bare(m["var"]))
-        if label is not None:
-            found.append((label, _bare(m["prop"])))
+        bound_label = bound.get(_bare(m["var"]))
+        if bound_label is not None:
+            found.append((bound_label, _bare(m["prop"])))
     return list(dict.fromkeys(found))
 
 
