@@ -24,7 +24,7 @@ from dbwatch.rules.engine import RuleEngine, TargetView
 __all__ = ["ADVISOR", "advise", "advice_target"]
 
 ADVISOR = "advisor"
-ON_DEMAND = (ADVISOR, "audit")
+ON_DEMAND = (ADVISOR, "audit", "workload", "schema_design", "ha")
 SKIPPED = frozenset({"slowlog"})
 
 
@@ -48,11 +48,11 @@ def advice_target(config: TargetConfig) -> Target:
     return dataclasses.replace(target, collectors=collectors)
 
 
-async def advise(config: Config, target: str | None = None) -> list[TargetAdvice]:
+async def advise(config: Config, target: str | None = None, section: str | None = None) -> list[TargetAdvice]:
     chosen = [t for t in config.targets if target is None or t.name == target]
     if not chosen:
         raise UnknownTarget(f"no target named {target!r} in the configuration")
-    rules = RuleEngine([], python_rules(config.rules))
+    rules = RuleEngine([], python_rules(config.rules, section))
     return list(await asyncio.gather(*(_advise_one(advice_target(t), rules) for t in chosen)))
 
 

@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     advise.add_argument("-c", "--config", required=True, help="configuration file (YAML)")
     advise.add_argument("--target", metavar="NAME", help="only this target")
     advise.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+    from dbwatch.rules.catalog import SECTIONS
+    advise.add_argument("--section", choices=sorted(SECTIONS), help="only this section's advice")
     advise.set_defaults(handler=_advise)
     _add_slowlog(sub)
     _add_migrate(sub)
@@ -133,7 +135,7 @@ def _advise(args: argparse.Namespace) -> int:
     from dbwatch.exporters.report import render
 
     try:
-        advice = asyncio.run(advise(config, args.target))
+        advice = asyncio.run(advise(config, args.target, args.section))
     except UnknownTarget as exc:
         print(f"{args.config}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -117,6 +117,7 @@ def _postgres() -> Engine:
             "slowlog": "slowlog:SlowLogCollector",
             "advisor": "pg_advisor:AdvisorCollector",
             "audit": "pg_audit:PgAuditCollector",
+            "workload": "pg_workload:PgWorkloadCollector",
             "schema_design": "pg_schema_design:PgSchemaDesignCollector",
             "ha": "pg_ha_review:PgHaReviewCollector",
             "tables": "pg_tables:TablesCollector",
@@ -148,6 +149,8 @@ def _postgres() -> Engine:
             "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
             # Roles, pg_hba, settings and schema change with deployments: hourly (catalogs only), when enabled.
             "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
+            # The workload profile for the strategy advice (rules/strategy*.py): statistics views; on demand.
+            "workload": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
             # The schema designer (rules/schema_design.py): catalog, pg_stats and bounded checks; on demand.
             "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
             # The replication and HA review's settings (rules/ha_review.py): one catalog query; on demand.

@@ -14,7 +14,7 @@ from typing import Iterable
 from dbwatch.rules.engine import PythonRule
 from dbwatch.rules.spec import RulesConfig
 
-__all__ = ["FAMILIES", "python_rules"]
+__all__ = ["FAMILIES", "SECTIONS", "python_rules"]
 
 #: ``"package.module:factory"``; each factory is ``(RulesConfig) -> Iterable[PythonRule]``
 FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbwatch.rules.backups:backup_rules",
@@ -25,13 +25,25 @@ FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbw
                                "dbwatch.rules.schema_drift:make_rules",
                                "dbwatch.rules.pg_storage:make_rules", "dbwatch.rules.timescale:make_rules",
                                "dbwatch.rules.mysql_indexes:make_rules", "dbwatch.rules.mongo_indexes:make_rules",
-                               "dbwatch.rules.neo4j_indexes:make_rules")
+                               "dbwatch.rules.neo4j_indexes:make_rules",
+                               "dbwatch.rules.cassandra:make_rules")
+
+#: ``dbwatch advise --section NAME``: the families one section of the advice is made of (a family may also
+#: be in FAMILIES or not; a section's families run only when the section is asked for or no section is)
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "strategy": ("dbwatch.rules.strategy:make_rules",),
+    "schema": ("dbwatch.rules.schema:make_rules", "dbwatch.rules.schema_design:make_rules"),
+    "ha": ("dbwatch.rules.ha_review:make_rules",),
+}
 
 
-def python_rules(config: RulesConfig | None = None) -> list[PythonRule]:
+def python_rules(config: RulesConfig | None = None, section: str | None = None) -> list[PythonRule]:
+    """All families (FAMILIES and every section's), or only ``section``'s."""
     config = config or RulesConfig()
     rules: list[PythonRule] = []
-    for family in FAMILIES:
+    families = SECTIONS[section] if section is not None else (
+        *FAMILIES, *(f for fs in SECTIONS.values() for f in fs if f not in FAMILIES))
+    for family in families:
         module, _, factory = family.partition(":")
         make = getattr(importlib.import_module(module), factory)
         built: Iterable[PythonRule] = make(config)

@@ -1,0 +1,77 @@
+"""What the strategy rules share: the base that reads the workload profile, and how a strategy finding is
+written (what was observed, what to do, what it costs, when it would be wrong, a confidence)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Mapping
+
+from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.workload_profile import StatementShape, TableActivity, WorkloadProfile
+from dbwatch.rules.advice_common import recommend
+from dbwatch.rules.engine import TargetView
+from dbwatch.rules.statement_risk import classify
+
+__all__ = ["StrategyRule", "strategy_finding", "per_second", "human_bytes", "table_of", "growth_per_day"]
+
+
+class StrategyRule:
+    """A rule on the workload profile; subclasses set ``name`` and implement :meth:`judge`."""
+
+    name = ""
+    engines: tuple[str, ...] = ("postgres", "mysql")
+
+    def evaluate(self, view: TargetView) -> Iterable[Finding]:
+        profile = view.fact(WorkloadProfile)
+        if profile is None:
+            return []
+        return list(self.judge(view, profile))
+
+    def judge(self, view: TargetView, profile: WorkloadProfile) -> Iterable[Finding]:
+        raise NotImplementedError
+
+
+def strategy_finding(rule: str, view: TargetView, summary: str, *, observed: str, action: str, cost: str,
+                     wrong_when: str, confidence: float, labels: Mapping[str, str], evidence: Mapping[str, Any],
+                     sql: str | None = None, impact: float = 0.1) -> Finding:
+    """One strategy finding. ``sql`` (when given) carries its lock and risk; a strategy with nothing safe to run
+    (a migration to plan) says so in ``lock``."""
+    lock, risk = classify(sql) if sql else ("none (nothing to run: a change to plan)", "low")
+    confidence = round(max(0.0, min(1.0, confidence)), 2)
+    label = "high" if confidence >= 0.75 else "medium" if confidence >= 0.5 else "low"
+    description = (f"Observed: {observed} Do: {action} Costs: {cost} Wrong when: {wrong_when} "
+                   f"Confidence: {label} ({confidence}).")
+    return recommend(rule, view, Severity.INFO, summary, description, labels,
+                     {**evidence, "observed": observed, "action": action, "cost": cost, "wrong_when": wrong_when,
+                      "confidence": confidence, "confidence_label": label, "lock": lock, "risk": risk},
+                     sql, impact)
+
+
+def per_second(count: float, profile: WorkloadProfile, statements: bool = False) -> float:
+    """A counter as a rate: table and database counters over ``since_seconds``, statement counters
+    (``statements=True``) over ``statements_since_seconds``."""
+    since = profile.statements_since_seconds if statements else profile.since_seconds
+    return count / since if since > 0 else 0.0
+
+
+def human_bytes(n: float) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(value) < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def table_of(profile: WorkloadProfile, statement: StatementShape) -> TableActivity | None:
+    """The one table a statement names, when it names exactly one the profile knows."""
+    if len(statement.tables) != 1:
+        return None
+    return next((t for t in profile.tables if t.table.lower() == statement.tables[0]), None)
+
+
+def growth_per_day(table: TableActivity, profile: WorkloadProfile) -> float | None:
+    """Estimated bytes per day: rows inserted minus deleted per second since the reset times the row size."""
+    if profile.since_seconds < 60 or table.rows <= 0:
+        return None
+    return (table.inserts - table.deletes) / profile.since_seconds * 86400 * table.size_bytes / table.rows
