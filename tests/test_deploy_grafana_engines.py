@@ -29,6 +29,7 @@ from bson.timestamp import Timestamp
 from tests.agentproc import AgentProcess
 from tests.mariadbserver import mariadb_primary  # noqa: F401  (fixture)
 from tests.mongowire import UTC, Member, MongoWireServer, Scenario
+from tests import boltwire
 from tests.pgbouncerserver import PASSWORDS, PgBouncerServer
 from tests.redisserver import RedisServer
 from tests.test_deploy_grafana import DASHBOARDS, dashboard_queries
@@ -137,6 +138,10 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
         )
         mongo = MongoWireServer(scenario).start()
         started.append(mongo)
+        # the Bolt test server (not Neo4j): one open transaction, the page cache and store size beans
+        graph = boltwire.BoltWireServer(boltwire.Scenario(jmx=boltwire.default_jmx(), transactions=[
+            boltwire.Transaction("neo4j", 7, "MATCH (n:Person {name: $name}) RETURN n", 12.0)])).start()
+        started.append(graph)
         mariadb_primary.sql(f"SET GLOBAL slow_query_log_file = '{slow_log}'; SET GLOBAL long_query_time = 0; "
                             "SET GLOBAL slow_query_log = ON")
         backups = tmp_path / "backups"
@@ -159,6 +164,7 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
              "password_env": PGBOUNCER_PASSWORD_ENV, "labels": {"cluster": "c1"}},
             {"name": "rs0-a", "engine": "mongodb", "dsn": mongo.dsn(), "interval": "1s", "labels": {"cluster": "rs0"},
              "collectors": {"profiler": fast, "indexstats": fast}},
+            {"name": "graph", "engine": "neo4j", "dsn": graph.dsn(), "interval": "1s", "labels": {"cluster": "g1"}},
         ]}, env={PGBOUNCER_PASSWORD_ENV: PASSWORDS["dbwatch"]}).start()
         port = free_port()
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
@@ -219,12 +225,13 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
             raise AssertionError(f"{exc}; still without data: {without_data}\n{agent.log()[-3000:]}") from None
 
         # The variables offered what each dashboard is about: its engine's clusters and targets, and All.
-        assert variables["overview.json"]["$target"] == "(bouncer|cache|host|maria|pg|rs0-a)"
-        assert variables["overview.json"]["$cluster"] == "(c1|c2|c3|rs0)"
+        assert variables["overview.json"]["$target"] == "(bouncer|cache|graph|host|maria|pg|rs0-a)"
+        assert variables["overview.json"]["$cluster"] == "(c1|c2|c3|g1|rs0)"
         assert variables["mysql.json"]["$target"] == "(maria)" and variables["mysql.json"]["$cluster"] == "(c2)"
         assert variables["redis.json"]["$target"] == "(cache)"
         assert variables["pgbouncer.json"]["$target"] == "(bouncer)"
         assert variables["mongodb.json"]["$target"] == "(rs0-a)" and variables["mongodb.json"]["$cluster"] == "(rs0)"
+        assert variables["neo4j.json"]["$target"] == "(graph)" and variables["neo4j.json"]["$cluster"] == "(g1)"
         # The top-query-class tables name real classes.
         assert any("information_schema" in s["metric"].get("digest_text", "").lower() for s in api.query(
             'mysql_perf_schema_events_statements_total{target="maria"}'))
@@ -240,4 +247,4 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
                             f"SET GLOBAL long_query_time = {mariadb_settings[1]}; "
                             f"SET GLOBAL slow_query_log_file = '{mariadb_settings[2]}'")
         for server in reversed(started):
-            server.stop() if isinstance(server, MongoWireServer) else server.destroy()
+            server.stop() if isinstance(server, (MongoWireServer, boltwire.BoltWireServer)) else server.destroy()
