@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 5.0  # seconds in-flight collections get to finish before they are cancelled
 JITTER = 0.1  # fraction of the interval
 GC_THRESHOLDS = (20_000, 20, 50)  # Python's defaults: (700, 10, 10)
+#: families the Python rules read from older snapshots (rules/backups.py: rows written since the last backup)
+PYTHON_RULES_HISTORY = ("pg_stat_database_tup_inserted", "pg_stat_database_tup_updated",
+                        "pg_stat_database_tup_deleted", "dbwatch_target_up")
 FAMILY_HORIZON_MIN = 300.0  # families stay at least this long in the history (the default rules' windows)
 FIRST_RUNS_PER_SECOND = 50.0  # targets starting at once are spread so that about this many start each second
 
@@ -69,6 +72,7 @@ class Daemon:
         self._up: dict[str, bool] = {}  # target -> whether its main collector last succeeded (tried ones only)
         self.alerting = Alerting(config, self.store, targets=self.target_map, sessions=self.session_of,
                                  external_url=f"{scheme}://{config.server.listen}")
+        self._history_metrics = self.history_metrics()
         self.exposition.add_provider(self.alerting.metrics)
         self.exposition.add_provider(lambda: pg_exporter_families(self.store))  # pg_exporter_* for its rules
         self.http.degraded_state = self.alerting.degraded_state
@@ -164,9 +168,10 @@ class Daemon:
         self.config = config
         await self.apply(config)
         await self.alerting.reconfigure(config)
-        horizon = self.family_horizon()  # the reloaded rules' windows
+        horizon = self.family_horizon()  # the reloaded rules' windows and metrics
+        self._history_metrics = self.history_metrics()
         for jobs in self.targets.values():
-            jobs.family_horizon = horizon
+            jobs.family_horizon, jobs.history_metrics = horizon, self._history_metrics
         logger.info("reloaded: %d target(s)", len(self.targets))
 
     def _update_status(self) -> None:
@@ -262,15 +267,28 @@ class Daemon:
 
     def family_horizon(self) -> float:
         """How long collected families stay in the store's history: the longest window a threshold rule reads
-        (rules over facts keep the whole history), and two minutes of slack for slow collectors."""
+        (rules over facts keep the whole history), and a minute of slack for slow collectors."""
         windows = [selector.effective_window for rule in self.alerting.rules.rules
                    for selector in (rule, rule.divide_by) if selector is not None]
-        return max([FAMILY_HORIZON_MIN, *windows]) + 120.0
+        return max([FAMILY_HORIZON_MIN, *windows]) + 60.0
+
+    def history_metrics(self) -> frozenset[str]:
+        """The families a rule reads over time (the metrics of the threshold rules, the write counters the
+        backup rules compare, rules/backups.py): older snapshots in the history keep only these."""
+        names = set(PYTHON_RULES_HISTORY)
+        for rule in self.alerting.rules.rules:
+            names.add(rule.metric)
+            if rule.divide_by is not None:
+                names.add(rule.divide_by.metric)
+            if rule.info is not None:
+                names.add(rule.info.metric)
+        return frozenset(names)
 
     def _add(self, target: Target, starting: int = 1) -> None:
         server = _server(target)
         jobs = TargetJobs(target, family_horizon=self.family_horizon(),
-                          gate=self.gates.gate(server) if server is not None else None)
+                          gate=self.gates.gate(server) if server is not None else None,
+                          history_metrics=self._history_metrics)
         self.targets[target.name] = jobs
         for name, settings in target.collectors.items():
             self.scheduler.add_job(

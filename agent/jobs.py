@@ -34,8 +34,8 @@ AGING_MAX = 64  # snapshots tracked per collector at most (the store keeps 40: o
 
 
 class TargetJobs:
-    def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON, gate: ServerGate | None = None
-                 ) -> None:
+    def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON, gate: ServerGate | None = None,
+                 history_metrics: frozenset[str] | None = None) -> None:
         spec = engine(target.engine)
         self.target = target
         #: the server's gate (agent/pressure.py): collections of all its targets in flight at once, adaptive
@@ -54,6 +54,8 @@ class TargetJobs:
         self._previous: dict[str, Snapshot] = {}
         # Snapshots (per collector, oldest first) whose families are kept until they are older than the horizon.
         self.family_horizon = family_horizon
+        #: the families rules read over time (None: all): older snapshots than the newest two keep only these
+        self.history_metrics = history_metrics
         self._aging: dict[str, collections.deque[Snapshot]] = {}
 
     def effective_interval(self, name: str) -> float:
@@ -124,11 +126,13 @@ class TargetJobs:
             return
         aging = self._aging.setdefault(name, collections.deque())
         aging.append(snapshot)
+        keep = self.history_metrics
+        if keep is not None and len(aging) > 2:  # the one that just became third newest
+            older = aging[-3]
+            _set_families(older, [family for family in older.families if family.name in keep])
         horizon = snapshot.started_at - self.family_horizon
         while len(aging) > 2 and (aging[0].started_at < horizon or len(aging) > AGING_MAX):
-            old = aging.popleft()
-            old.families = []
-            old._index = None  # the lookup cache of families it no longer has (model/snapshot.py)
+            _set_families(aging.popleft(), [])
         if not snapshot.ok:
             return
         previous = self._previous.get(name)
@@ -225,6 +229,12 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
                 shared.append((kept[0], sample[1]))
         family.samples = shared
     return same
+
+
+def _set_families(snapshot: Snapshot, families: list[MetricFamily]) -> None:
+    """Thin a snapshot of the history (a new list: a later snapshot may share the old one)."""
+    snapshot.families = families
+    snapshot._index = None  # the lookup cache of families it may no longer have (model/snapshot.py)
 
 
 def _equal(a: object, b: object) -> bool:
