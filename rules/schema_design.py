@@ -23,6 +23,7 @@ __all__ = ["make_rules", "SchemaDesign"]
 
 _REWRITE = ("ACCESS EXCLUSIVE for a full table rewrite: reads and writes wait until it commits; needs the table's "
             "size again in free disk")
+_COPY = "a table copy (ALGORITHM=COPY): writes wait until it finishes; needs the table's size again in free disk"
 _NOT_VALID = ("SHARE ROW EXCLUSIVE, brief, for ADD ... NOT VALID (no scan); VALIDATE takes SHARE UPDATE EXCLUSIVE "
               "and scans while reads and writes go on")
 
@@ -51,6 +52,7 @@ class SchemaDesign:
             return []
         out: list[Finding] = []
         engine = facts.engine
+        rewrite = _REWRITE if engine == "postgres" else _COPY
 
         def add(rule: str, severity: Severity, summary: str, description: str, ref: ColumnRef | None,
                 table: str, evidence: dict[str, Any], sql: str | None, lock: str, risk: str, impact: float) -> None:
@@ -74,11 +76,12 @@ class SchemaDesign:
                 sql, lock, risk = (f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({col}) REFERENCES "
                                    f"{ref} ({quote_ident(g.ref_column)}) NOT VALID;\n"
                                    f"ALTER TABLE {table} VALIDATE CONSTRAINT {name};"), _NOT_VALID, "low"
-            elif g.orphans == 0:
-                sql, lock, risk = (f"ALTER TABLE {table} ADD CONSTRAINT {name} FOREIGN KEY ({col}) REFERENCES "
-                                   f"{ref} (`{g.ref_column}`), ALGORITHM=INPLACE, LOCK=NONE;  -- with "
-                                   "foreign_key_checks=0 for INPLACE; the rows were checked: no orphans"), (
-                    "online DDL: reads and writes go on (a brief metadata lock at the start and the end)"), "medium"
+            elif g.orphans == 0:  # INPLACE needs foreign_key_checks off: the rows were checked, no orphans
+                sql, lock, risk = (f"SET SESSION foreign_key_checks = 0;\nALTER TABLE {table} ADD CONSTRAINT {name} "
+                                   f"FOREIGN KEY ({col}) REFERENCES {ref} (`{g.ref_column}`), ALGORITHM=INPLACE, "
+                                   "LOCK=NONE;\nSET SESSION foreign_key_checks = 1;"), (
+                    "online DDL: reads and writes go on (a brief metadata lock at the start and the end); rows "
+                    "written between the orphan count and the ALTER are not checked"), "medium"
             else:
                 sql, lock, risk = orphan_query, "none (read only)", "low"
             checked = ("no row lacks its parent, so the constraint validates" if g.orphans == 0 else
@@ -97,28 +100,37 @@ class SchemaDesign:
             c = n.column
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)
             check = _c(f"{c.table}_{c.column}_not_null"[:63], engine)
-            sql = (f"ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID;\n"
-                   f"ALTER TABLE {table} VALIDATE CONSTRAINT {check};\n"
-                   f"ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL;  -- PostgreSQL 12+: no scan, the valid "
-                   f"CHECK proves it\nALTER TABLE {table} DROP CONSTRAINT {check};") if n.checked else None
+            if engine == "mysql":
+                sql = f"ALTER TABLE {table} MODIFY {col} {c.data_type} NOT NULL;" if n.checked and c.plain else None
+                lock, seen = ("a table copy (COPY algorithm or INPLACE with a rebuild): writes wait on MySQL < 8.0 "
+                              "and MariaDB", f"A scan of the table ({c.rows} rows) found no NULL in {c.column}")
+            else:
+                sql = (f"ALTER TABLE {table} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID;\n"
+                       f"ALTER TABLE {table} VALIDATE CONSTRAINT {check};\n"
+                       f"ALTER TABLE {table} ALTER COLUMN {col} SET NOT NULL;  -- PostgreSQL 12+: no scan, the "
+                       f"valid CHECK proves it\nALTER TABLE {table} DROP CONSTRAINT {check};") if n.checked else None
+                lock = ("SHARE ROW EXCLUSIVE, brief, for the NOT VALID CHECK; VALIDATE scans under SHARE UPDATE "
+                        "EXCLUSIVE (writes go on); SET NOT NULL and DROP CONSTRAINT take ACCESS EXCLUSIVE briefly "
+                        "(no scan)")
+                seen = (f"pg_stats saw no NULL in {c.column} on an analyzed table of {c.rows} rows"
+                        + (", and a scan of the table found none" if n.checked else
+                           ", and the table was too large to scan"))
             add("ColumnNeverNull", Severity.INFO, f"{table}.{c.column} is nullable but holds no NULL",
-                f"pg_stats saw no NULL in {c.column} on an analyzed table of {c.rows} rows"
-                + (", and a scan of the table found none" if n.checked else ", and the table was too large to scan")
+                seen
                 + ". If the application never writes NULL, NOT NULL documents it, lets the planner rely on it and "
                 "stops the first bad write. Wrong when NULL means something the application just has not needed yet.",
-                c, table, {"checked": n.checked}, sql,
-                "SHARE ROW EXCLUSIVE, brief, for the NOT VALID CHECK; VALIDATE scans under SHARE UPDATE EXCLUSIVE "
-                "(writes go on); SET NOT NULL and DROP CONSTRAINT take ACCESS EXCLUSIVE briefly (no scan)", "low", 0.1)
+                c, table, {"checked": n.checked}, sql, lock, "low" if engine == "postgres" else "high", 0.1)
 
         for c in facts.float_money:
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)
             sql = (f"ALTER TABLE {table} ALTER COLUMN {col} TYPE numeric(14,2) USING round({col}::numeric, 2);"
-                   if engine == "postgres" else f"ALTER TABLE {table} MODIFY {col} DECIMAL(14,2);")
+                   if engine == "postgres" else f"ALTER TABLE {table} MODIFY {col} DECIMAL(14,2)"
+                   f"{'' if c.nullable else ' NOT NULL'};" if c.plain else None)
             add("FloatForMoney", Severity.WARNING, f"{table}.{c.column} stores money as {c.data_type}",
                 f"{c.data_type} is binary floating point: 0.1 + 0.2 <> 0.3, sums drift by cents and equality on "
-                "amounts fails. numeric/DECIMAL stores amounts exactly (or store integer cents). Check the scale the currency "
-                "needs before running it. Wrong when the column is a ratio or a measurement and only named like money.",
-                c, table, {}, sql, _REWRITE, "high", 0.3)
+                "amounts fails. numeric/DECIMAL stores amounts exactly (or store integer cents). Check the scale the "
+                "currency needs before running it. Wrong when the column is a ratio or a measurement and only named "
+                "like money.", c, table, {}, sql, rewrite, "high", 0.3)
 
         for c in facts.naive_timestamps:
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)
@@ -208,8 +220,9 @@ class SchemaDesign:
                 {"sequence": k.sequence, "last_value": k.last_value, "max_value": k.max_value,
                  "used": round(k.used, 4)},
                 f"ALTER TABLE {table} ALTER COLUMN {col} TYPE bigint;" if engine == "postgres"
-                else f"ALTER TABLE {table} MODIFY {col} BIGINT NOT NULL AUTO_INCREMENT;",
-                _REWRITE, "high", 0.2 + 0.6 * k.used)
+                else f"ALTER TABLE {table} MODIFY {col} BIGINT{' UNSIGNED' if 'unsigned' in c.data_type else ''} "
+                "NOT NULL AUTO_INCREMENT;" if c.plain else None,
+                rewrite, "high", 0.2 + 0.6 * k.used)
 
         for m in facts.collation_mixes:
             c, r = m.column, m.ref

@@ -19,6 +19,10 @@ class ColumnRef:
     column: str
     data_type: str
     rows: int  # the table's estimated rows (reltuples / TABLE_ROWS)
+    nullable: bool = True
+    #: MySQL/MariaDB: no default, comment or extra beyond auto_increment, so ``MODIFY col <type>`` (which
+    #: restates the whole definition) loses nothing; a rule offers MODIFY only then
+    plain: bool = True
 
 
 @dataclass(frozen=True, slots=True)
