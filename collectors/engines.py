@@ -176,6 +176,7 @@ def _mysql() -> Engine:
             "migrations": "mysql_migrations:MySQLMigrationsCollector",
             "schema": "mysql_schema:MySQLSchemaCollector",
             "ha": "mysql_ha_review:MySQLHaReviewCollector",
+            "schema_design": "mysql_schema_design:MySQLSchemaDesignCollector",
         }),
         defaults={
             "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -190,6 +191,8 @@ def _mysql() -> Engine:
             "schema": CollectorDefaults(interval=300.0, timeout=30.0, enabled=False),
             # The replication and HA review's settings (rules/ha_review.py); on demand.
             "ha": CollectorDefaults(interval=3600.0, timeout=10.0, enabled=False),
+            # The schema designer (rules/schema_design.py): information_schema and bounded checks; on demand.
+            "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
         },
     )
 
