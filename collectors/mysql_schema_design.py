@@ -128,7 +128,8 @@ class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOption
         def ref(c: Any) -> ColumnRef:
             extra = (c["extra"] or "").lower().replace("auto_increment", "").strip()
             return ColumnRef(c["db"], c["tbl"], c["col"], c["column_type"], int(c["table_rows"]),
-                             nullable=bool(c["nullable"]), plain=_no_default(c["dflt"]) and not c["comment"] and not extra)
+                             nullable=bool(c["nullable"]),
+                             plain=_no_default(c["dflt"]) and not c["comment"] and not extra)
 
         for fk in fks:  # declared foreign keys between string columns of different collations
             child, parent = by_col.get((fk["db"], fk["tbl"], fk["col"])), \
