@@ -67,7 +67,8 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 def test_the_dashboards_are_the_fleet_overview_and_one_per_engine():
-    assert [p.name for p in DASHBOARDS] == ["mongodb.json", "mysql.json", "neo4j.json", "overview.json", "pgbouncer.json",
+    assert [p.name for p in DASHBOARDS] == ["cassandra.json", "mongodb.json", "mysql.json", "neo4j.json", "overview.json",
+                                            "pgbouncer.json",
                                             "postgres.json", "redis.json", "timescaledb.json"]
 
 
