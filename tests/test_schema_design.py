@@ -3,6 +3,11 @@ stays silent on its near miss, and every statement it offers runs on the server 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import asyncpg
 import pytest
 
@@ -55,6 +60,8 @@ CREATE TABLE events (id serial PRIMARY KEY);                                -- n
 SELECT setval('events_id_seq', 1000);
 ANALYZE;
 """
+
+SCHEMA_RULES = {"MissingForeignKey", "ColumnNeverNull", "FloatForMoney", "TimestampWithoutTimeZone"}
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +146,20 @@ async def test_a_table_over_the_check_limit_gets_findings_but_no_unchecked_state
     [wh] = [f for f in by_rule(findings, "MissingForeignKey") if f.labels["column"] == "warehouse_id"]
     assert wh.evidence["orphans"] is None and wh.evidence["sql"].startswith("SELECT")
     assert all(f.evidence["sql"] is None for f in by_rule(findings, "ColumnNeverNull"))
+
+
+def test_advise_sections_select_the_schema_designer_or_the_ha_review(planted, tmp_path):
+    """``dbwatch advise --section schema`` runs the schema_design collector on demand and shows only the schema
+    families; ``--section ha`` only the HA review (this standalone server has no WAL archive)."""
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text(f"targets:\n  - name: design\n    engine: postgres\n    dsn: {planted.dsn(database='design')}\n")
+    dbwatch = Path(sys.executable).parent / "dbwatch"
+    sections = {}
+    for section in ("schema", "ha"):
+        result = subprocess.run([str(dbwatch), "advise", "-c", str(config), "--section", section, "--format", "json"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        sections[section] = {r["rule"] for r in json.loads(result.stdout)}
+    assert {"MissingForeignKey", "FloatForMoney", "SchemaKeyOverflow", "ColumnNeverNull"} <= sections["schema"]
+    assert all(r.startswith("Schema") or r in SCHEMA_RULES for r in sections["schema"]), sections["schema"]
+    assert sections["ha"] == {"HaNoPitr"}
