@@ -7,12 +7,14 @@ it needs into ``DRILL/data/barman_wal`` and writes the ``restore_command`` readi
 drill's directory belongs to that user. Then the copy is handed to ``postgres`` and the throwaway server
 (:func:`restore_pg.start`) replays to the end (or ``recover_to``) and promotes; a replay stopping before the
 newest segment Barman lists met a missing one and fails the drill naming it. Nothing is written to Barman's
-storage: ``recover`` only reads it.
+storage: ``recover`` only reads it. A backup with tablespaces is refused (Barman would recover them into
+their original directories).
 """
 
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 
@@ -20,6 +22,7 @@ from dbwatch.collectors.backup_sources import SourceError, barman_base, read_sou
 from dbwatch.collectors.restore_drill import Drill, DrillError, low_priority, run_as, wait_until
 from dbwatch.collectors.restore_pg import (USER, check_gap, compare, dsn_database, last_transaction, promoted, psql,
                                            start, target_time)
+from dbwatch.model import BackupSpec
 
 __all__ = ["restore"]
 
@@ -38,6 +41,7 @@ async def restore(drill: Drill, kind: str) -> None:
         newest = good[-1]
         drill.backup, drill.backup_finished_at, drill.restored_to = newest.label, newest.finished_at, newest.finished_at
         drill.check_space(newest.size_bytes)
+        await _refuse_tablespaces(spec, server, newest.label)
     directory = drill.make_directory(None)
     data = os.path.join(directory, "data")
     writer = _barman_user(spec.config)
@@ -73,6 +77,18 @@ async def restore(drill: Drill, kind: str) -> None:
     if drill.test.compare_tables:
         async with drill.step("compare", "row counts of the largest tables against the live target"):
             await compare(drill, directory, port, database)
+
+
+async def _refuse_tablespaces(spec: BackupSpec, server: str, backup: str) -> None:
+    """Barman recovers tablespaces to their original directories (the live server's, if on this host)."""
+    try:
+        out = await run_command([*barman_base(spec), "-f", "json", "show-backup", server, backup], spec.timeout)
+        shown = json.loads(out)[server]
+    except (SourceError, ValueError, KeyError, TypeError) as exc:
+        raise DrillError(f"barman show-backup {server} {backup}: {exc}") from None
+    if shown.get("tablespaces"):
+        raise DrillError(f"backup {backup} has tablespaces: barman recover would write them into their original "
+                         "directories, so it is not drilled")
 
 
 async def _newest_wal(drill: Drill, server: str, backup: str) -> str | None:

@@ -6,7 +6,8 @@ backup's ``backup_manifest`` (checksums, sizes, and the WAL it needs), so a trun
 the drill before any server starts. Then ``recovery.signal`` and a ``restore_command`` reading the source's
 ``archive:`` directory (plain or gzip-compressed segments) are written, and the server (see
 :func:`restore_pg.start`) replays the archive to its end, or to ``recover_to``, and promotes. A replay that
-stops before the archive's newest segment met a missing one: the drill fails naming it.
+stops before the archive's newest segment met a missing one: the drill fails naming it. A backup with
+tablespaces is refused: its tablespace links name the live server's directories.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ async def _copy(drill: Drill, source: str, data: str, tar: str | None, user: str
         wal = _tar(source, "pg_wal")
         if wal is not None:
             await drill.command(["tar", "-x", "-f", wal, "-C", os.path.join(data, "pg_wal")])
+    links = os.path.join(data, "pg_tblspc")
+    mapped = os.path.join(data, "tablespace_map")  # tar format: written even when empty
+    if (os.path.isfile(mapped) and os.path.getsize(mapped) > 0) or (os.path.isdir(links) and os.listdir(links)):
+        raise DrillError(f"{source} has tablespaces: a restored server would use their original directories "
+                         "(the live server's, on this host), so it is not drilled")
     for leftover in ("standby.signal", "recovery.signal", "postmaster.pid"):
         path = os.path.join(data, leftover)
         if os.path.exists(path):

@@ -195,7 +195,10 @@ async def start(drill: Drill, directory: str, data: str) -> int:
     if user:
         os.chmod(hba, 0o644)
         shutil.chown(conf, user, user)
-    settings = {"port": str(port), "listen_addresses": "127.0.0.1", "unix_socket_directories": directory,
+    # data_directory: a postgresql.conf restored with the data (Debian's names /var/lib/...) must not point the
+    # throwaway server at the live data directory
+    settings = {"data_directory": data, "port": str(port), "listen_addresses": "127.0.0.1",
+                "unix_socket_directories": directory,
                 "hba_file": hba, "archive_mode": "off", "ssl": "off", "shared_preload_libraries": "",
                 "logging_collector": "off", "cluster_name": "dbwatch-restore-drill", "shared_buffers": "128MB",
                 "hot_standby": "on"}  # max_connections & co stay the backup's: recovery refuses lower values

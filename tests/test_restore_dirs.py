@@ -209,6 +209,23 @@ async def test_a_truncated_file_in_a_base_backup_fails_the_drill_before_any_serv
         shutil.rmtree(broken, ignore_errors=True)
 
 
+async def test_a_base_backup_with_tablespaces_is_refused_before_any_server_starts(
+        basebackups: dict[str, Any], workdir: str) -> None:
+    linked = basebackups["root"] / "linked"
+    shutil.copytree(basebackups["plain"], linked, symlinks=True)
+    try:  # a tablespace link names a directory outside the backup: the live server's own, on its host
+        os.symlink("/var/lib/postgresql/tablespaces/fast", linked / "base-plain" / "pg_tblspc" / "16400")
+        target = _basebackup_target(basebackups, workdir, pattern=f"{linked}/base-*")
+        drill = await run_drill(target, target.backups[0])
+        assert not drill.ok and drill.error == (f"{linked}/base-plain has tablespaces: a restored server would use "
+                                                "their original directories (the live server's, on this host), so "
+                                                "it is not drilled")
+        assert [s.name for s in drill.steps] == ["check_space", "restore", "cleanup"]
+        assert _left_behind(workdir) == []
+    finally:
+        shutil.rmtree(linked, ignore_errors=True)
+
+
 def test_the_runbook_writes_the_base_backup_restore_commands_and_window(basebackups: dict[str, Any], workdir: str,
                                                                          tmp_path: Path) -> None:
     book = _runbook(tmp_path, f"""
