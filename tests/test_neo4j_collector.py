@@ -11,6 +11,8 @@ not a real server's behaviour.
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import textwrap
 import time
 
@@ -28,8 +30,9 @@ from dbwatch.model.facts.neo4j import (
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.neo4j_indexes import Neo4jIndexCandidate, lookups
 from dbwatch.rules.spec import shipped_rules
+from tests.agentproc import AgentProcess, sample_value
 from tests.boltwire import BoltWireServer, Database, Index, Scenario, Transaction, default_jmx
-from tests.helpers import collect, free_port
+from tests.helpers import collect, free_port, wait_for
 
 SLOW_LOOKUP = "MATCH (p:Person {email: 'ann@example.com'})-[:BOUGHT]->(o:Order) WHERE o.total > 100 RETURN o"
 
@@ -285,3 +288,42 @@ def test_a_neo4j_target_takes_a_bolt_or_neo4j_dsn_and_gets_the_neo4j_collector()
     with pytest.raises(ConfigError) as err:
         parse_config("targets: [{name: g, engine: neo4j, host: 127.0.0.1, sslmode: require}]")
     assert "sslmode is for postgres; for TLS to neo4j use a bolt+s://" in "\n".join(err.value.problems)
+
+
+# -- the daemon ---------------------------------------------------------------------------------------------
+
+
+def test_a_running_agent_fires_nothing_while_healthy_then_holds_the_target_down_and_lives_on(servers, tmp_path):
+    """One Bolt test server with a database offline, and a real `dbwatch run` process; the server is then
+    stopped under the agent."""
+    server = servers(Scenario(databases=[Database("neo4j"), Database("sales", current="offline")]))
+    proc = AgentProcess(tmp_path, {"targets": [{"name": "graph", "engine": "neo4j", "dsn": server.dsn(),
+                                                "interval": "1s"}]}).start()
+    try:
+        wait_for(lambda: 'neo4j_up{target="graph"} 1' in proc.metrics(), 30, "neo4j_up 1 on /metrics")
+        assert sample_value(proc.metrics(), "dbwatch_neo4j_database_unavailable", target="graph",
+                            database="sales", address="localhost:7687") == 1
+
+        def pending():
+            return [a for a in proc.get("/api/v1/alerts") if a["labels"]["alertname"] == "Neo4jDatabaseUnavailable"]
+        [alert] = wait_for(pending, 30, "Neo4jDatabaseUnavailable pending")
+        assert alert["labels"]["database"] == "sales"
+
+        server.stop()
+        wait_for(lambda: 'neo4j_up{target="graph"} 0' in proc.metrics(), 30, "neo4j_up 0 after the server went")
+        target = proc.targets()["graph"]
+        assert target["up"] is False and server.address in target["last_error"], target
+        assert "\n" not in target["last_error"]
+        assert proc.get("/healthz", check=False) == 200  # the daemon lives on
+    finally:
+        assert proc.stop() == 0, proc.log()
+    assert "Traceback" not in proc.log()
+
+
+def test_the_driver_is_imported_only_when_a_neo4j_target_connects():
+    code = ("import sys; from dbwatch.collectors.engines import engine; import dbwatch.agent.cli; "
+            "spec = engine('neo4j'); assert 'neo4j' in spec.collectors; "
+            "import dbwatch.collectors.catalog; print('neo4j' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
