@@ -250,8 +250,8 @@ class BoltWireServer:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def dsn(self, user: str | None = None) -> str:
-        return f"bolt://{user + '@' if user else ''}{self.address}"
+    def dsn(self, user: str | None = None, scheme: str = "bolt") -> str:
+        return f"{scheme}://{user + '@' if user else ''}{self.address}"
 
     def start(self) -> "BoltWireServer":
         self._thread.start()
@@ -378,8 +378,11 @@ class _Conversation:
         if tag == COMMIT:
             self.tx_database = None
             return [_success({"bookmark": "FB:kcwQ"})]
-        if tag == ROUTE:
-            return [_failure("Neo.ClientError.Procedure.ProcedureNotFound", "routing is not enabled")]
+        if tag == ROUTE:  # a one-server cluster: this server routes, reads and writes
+            address = self.server.address
+            servers = [{"addresses": [address], "role": role} for role in ("ROUTE", "READ", "WRITE")]
+            extra = fields[2] if len(fields) > 2 and isinstance(fields[2], dict) else {}
+            return [_success({"rt": {"ttl": 300, "db": extra.get("db") or "neo4j", "servers": servers}})]
         if tag == RUN:
             return self._run(fields)
         if tag in (PULL, DISCARD):

@@ -22,6 +22,7 @@ from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.collectors.neo4j import Neo4jCollector, Neo4jOptions
 from dbwatch.collectors.neo4j_cypher import normalize_query
+from dbwatch.exporters.prometheus import render_families
 from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.neo4j import (
@@ -120,6 +121,23 @@ async def test_a_4_4_server_speaks_bolt_4_4_has_no_show_servers_and_that_is_no_n
     assert snapshot.family("dbwatch_neo4j_database_info").value(database="neo4j") == 1
     assert snapshot.fact(Neo4jDatabases)[0].role == "leader"
     assert "LOGON" not in server.messages  # Bolt 4.4 authenticates in HELLO
+
+
+async def test_a_neo4j_scheme_dsn_routes_through_the_servers_routing_table(servers, session_for):
+    server = servers(Scenario())
+    session = session_for(make_target(server.dsn(scheme="neo4j")))
+    snapshot = await collect(Neo4jCollector(session.target, session))
+    assert snapshot.ok, snapshot.error
+    assert "ROUTE" in server.messages and ("system", "SHOW DATABASES") in server.queries
+
+
+async def test_the_exposition_passes_promtool_check_metrics(servers, session_for):
+    server = servers(Scenario(jmx=default_jmx(), transactions=[Transaction("neo4j", 1, SLOW_LOOKUP, 90.0)]))
+    session = session_for(make_target(server.dsn()))
+    snapshot = await collect(Neo4jCollector(session.target, session))
+    text = render_families(snapshot.families, labels={"target": "graph"})
+    result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 # -- rules --------------------------------------------------------------------------------------------------
