@@ -45,7 +45,8 @@ async def restore(drill: Drill, kind: str) -> None:
             raise DrillError(f"no finished full mariabackup directory matches {spec.path}")
         newest = full[-1]
         drill.backup, drill.backup_finished_at, drill.restored_to = newest.label, newest.finished_at, newest.finished_at
-        drill.check_space(2 * (newest.size_bytes or 0) if spec.archive else newest.size_bytes)
+        size = newest.size_bytes
+        drill.check_space(2 * size if spec.archive and size is not None else size)
         binlogs = _binlogs(spec.archive, newest.label) if spec.archive else []
     user = run_as(USER)
     directory = drill.make_directory(user)
@@ -56,7 +57,7 @@ async def restore(drill: Drill, kind: str) -> None:
             await drill.command(["chown", "-R", f"{user}:{user}", data])
     async with drill.step("prepare", "mariabackup --prepare"):
         try:
-            await drill.command([MARIABACKUP, "--prepare", f"--target-dir={data}"], user)
+            await drill.command([MARIABACKUP, "--no-defaults", "--prepare", f"--target-dir={data}"], user)
         except DrillError as exc:
             raise DrillError(f"the backup {newest.label} could not be prepared: {exc}") from None
     sock = os.path.join(directory, "mysqld.sock")
