@@ -1,16 +1,19 @@
 """Neo4j: the session (one driver of the official ``neo4j`` package's async API per target) and the collector.
 
-One collection runs, each as an auto-commit read:
+One collection runs, each as an auto-commit read on the ``system`` database (online whenever the server is,
+whichever user database is not):
 
 - ``CALL dbms.components()``: version and edition;
-- ``SHOW DATABASES`` (on ``system``): every database's role, requested and current status;
-- ``SHOW SERVERS`` (on ``system``, Neo4j 5): each server's state and health; a 4.x server has no such
-  command, which is a note, not an error;
-- ``SHOW TRANSACTIONS``: open transactions, their elapsed time, status and query (normalized, no literals);
+- ``SHOW DATABASES``: every database's role, requested and current status;
+- ``SHOW SERVERS`` (Neo4j 5): each server's state and health; a 4.x server has no such command, which is
+  not even a note;
+- ``SHOW TRANSACTIONS``: open transactions of every database, their elapsed time, status and query
+  (normalized, no literals);
 - ``CALL dbms.queryJmx('neo4j.metrics:*')``: the page cache (hits, faults, evictions, hit and usage ratio)
   and store sizes, read from the metrics beans a server with ``metrics.jmx.enabled`` (Enterprise, on by
   default there) publishes; refused or empty, it is a note and the rest is collected;
-- ``SHOW INDEXES`` in each database a long transaction runs in, for the rules' index advice.
+- ``SHOW INDEXES`` in each database a long transaction runs in (run in that database), for the rules'
+  index advice.
 
 The query log (``db.logs.query``, a file on the server) is not read.
 
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from neo4j import AsyncDriver
 
 SHOW_TRANSACTIONS = "SHOW TRANSACTIONS"
+SYSTEM = "system"
 JMX = "CALL dbms.queryJmx('neo4j.metrics:*')"
 USER_AGENT = "dbwatch"
 Rows = list[dict[str, Any]]
@@ -98,10 +102,8 @@ class Neo4jSession(DriverSession["AsyncDriver"]):
             async with driver.session(database=database, default_access_mode=READ_ACCESS) as session:
                 result = await session.run(query)
                 return [dict(record) async for record in result], None
-        except Neo4jError as exc:
-            if exc.code and exc.code.startswith("Neo.ClientError."):
-                return None, ServerRefusal(exc.code, _message(exc))
-            raise self.lost(exc) from None
+        except Neo4jError as exc:  # the server answered with a FAILURE: the connection is fine
+            return None, ServerRefusal(exc.code or "", _message(exc))
         except (DriverError, OSError) as exc:
             raise self.lost(exc) from None
 
@@ -153,11 +155,12 @@ class Neo4jCollector(Collector[Neo4jSession, Neo4jOptions]):
     async def collect(self, snapshot: Snapshot) -> None:
         session, options = self.session, self.options
         async with session.lock:
-            components, _ = await session.rows("CALL dbms.components()")
-            db_rows, db_error = await session.rows("SHOW DATABASES", "system")
-            server_rows, server_error = await session.rows("SHOW SERVERS", "system")
-            tx_rows, tx_error = await session.rows(SHOW_TRANSACTIONS)
-            jmx_rows, jmx_error = await session.rows(JMX)
+            # on system: it is online whenever the server is, whichever user database is not
+            components, _ = await session.rows("CALL dbms.components()", SYSTEM)
+            db_rows, db_error = await session.rows("SHOW DATABASES", SYSTEM)
+            server_rows, server_error = await session.rows("SHOW SERVERS", SYSTEM)
+            tx_rows, tx_error = await session.rows(SHOW_TRANSACTIONS, SYSTEM)  # every database's
+            jmx_rows, jmx_error = await session.rows(JMX, SYSTEM)
             all_tx = transactions(tx_rows or [], SHOW_TRANSACTIONS)
             long_tx = [t for t in all_tx if t.elapsed_seconds >= options.long_tx_seconds]
             wanted = list(dict.fromkeys(t.database for t in long_tx if t.database))[:options.max_index_databases]

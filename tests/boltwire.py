@@ -439,6 +439,10 @@ def _result(scenario: Scenario, version: tuple[int, int], database: str,
             query: str) -> tuple[list[str], list[list[Any]]]:
     words = " ".join(query.split()).upper()
     five = version[0] >= 5
+    status = next((d.current for d in scenario.databases if d.name == database), "online")
+    if status != "online":  # what Neo4j answers a query to a database that is not online
+        raise _QueryFailure("Neo.TransientError.General.DatabaseUnavailable",
+                            f"Database '{database}' is unavailable.")
     if words.startswith("SHOW DATABASES"):
         if five:  # the 5.x default columns
             columns = ["name", "type", "aliases", "access", "address", "role", "writer", "requestedStatus",

@@ -156,6 +156,21 @@ async def test_a_database_requested_online_but_offline_fires_and_a_stopped_one_d
     assert "unavailable: sales" in snapshot.fact(Summary)["databases"]
 
 
+async def test_an_offline_default_database_still_lets_everything_else_be_collected(servers, session_for):
+    """Neo4j refuses queries to a database that is not online; dbwatch asks the system database."""
+    server = servers(Scenario(databases=[Database("neo4j", current="offline", default=True), Database("system")],
+                              transactions=[Transaction("neo4j", 4, "MATCH (n:Person {name: $n}) RETURN n", 90.0)]))
+    session = session_for(make_target(server.dsn()))
+    snapshot = await collect(Neo4jCollector(session.target, session))
+    assert snapshot.ok and snapshot.version == "5.26.0"
+    [finding] = alerts("Neo4jDatabaseUnavailable", snapshot)
+    assert finding.labels["database"] == "neo4j"
+    # its indexes cannot be read: a note, and no advice on a guess
+    assert ("SHOW INDEXES failed (Database 'neo4j' is unavailable. (Neo.TransientError.General.DatabaseUnavailable)): "
+            "the indexes of neo4j are not collected") in snapshot.notes
+    assert evaluate(Neo4jIndexCandidate(), snapshot) == []
+
+
 async def test_a_long_transaction_fires_a_299_second_one_does_not_and_its_query_keeps_no_literals(servers,
                                                                                                session_for):
     server = servers(Scenario(
