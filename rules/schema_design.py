@@ -17,6 +17,7 @@ from dbwatch.model import Finding, Severity
 from dbwatch.model.facts.schema_design import ColumnRef, SchemaDesignFacts
 from dbwatch.rules.advice_common import quote_ident, quote_literal, recommend
 from dbwatch.rules.engine import PythonRule, TargetView
+from dbwatch.rules.schema_design_mongo import mongo_findings
 from dbwatch.rules.spec import RulesConfig
 
 __all__ = ["make_rules", "SchemaDesign"]
@@ -44,7 +45,7 @@ def _c(name: str, engine: str) -> str:
 
 class SchemaDesign:
     name = "SchemaDesign"
-    engines = ("postgres", "mysql")
+    engines = ("postgres", "mysql", "mongodb")
 
     def evaluate(self, view: TargetView) -> Iterable[Finding]:
         facts = view.fact(SchemaDesignFacts)
@@ -52,6 +53,14 @@ class SchemaDesign:
             return []
         out: list[Finding] = []
         engine = facts.engine
+        if engine == "mongodb":
+            def add_mongo(rule: str, severity: Severity, summary: str, description: str, labels: dict[str, str],
+                          evidence: dict[str, Any], sql: str | None, lock: str, risk: str, impact: float) -> None:
+                out.append(recommend(rule, view, severity, summary, description, labels,
+                                     {**evidence, "lock": lock if sql else "none (nothing to run)",
+                                      "risk": risk if sql else "low"}, sql, impact))
+            mongo_findings(facts, add_mongo)
+            return out
         rewrite = _REWRITE if engine == "postgres" else _COPY
 
         def add(rule: str, severity: Severity, summary: str, description: str, ref: ColumnRef | None,

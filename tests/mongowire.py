@@ -121,6 +121,10 @@ class Scenario:
     #: "db.collection" -> $indexStats documents
     index_stats: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     current_ops: list[dict[str, Any]] = field(default_factory=list)
+    #: "db.collection" -> its documents (listCollections lists them; $sample returns the first ``size``)
+    collections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: "db.collection" -> its validator (listCollections' options.validator)
+    validators: dict[str, dict[str, Any]] = field(default_factory=dict)
     oplog: tuple[Timestamp, Timestamp] | None = None  # first, last entry's ts
     #: (user, password) to require SCRAM-SHA-256 authentication against the admin database
     auth: tuple[str, str] | None = None
@@ -329,7 +333,8 @@ class MongoWireServer:
         }
 
     def _cmd_listDatabases(self, command: dict[str, Any]) -> dict[str, Any]:
-        names = ["admin", "config", "local", *sorted(self.scenario.profiling)]
+        names = ["admin", "config", "local", *sorted(set(self.scenario.profiling)
+                                                     | {ns.split(".", 1)[0] for ns in self.scenario.collections})]
         return {"databases": [{"name": n, "sizeOnDisk": bson.Int64(8192), "empty": False} for n in names],
                 "totalSize": bson.Int64(8192 * len(names)), "totalSizeMb": bson.Int64(0), "ok": 1.0}
 
@@ -339,10 +344,13 @@ class MongoWireServer:
 
     def _cmd_listCollections(self, command: dict[str, Any]) -> dict[str, Any]:
         db = command["$db"]
-        names = sorted({ns.split(".", 1)[1] for ns in self.scenario.index_stats if ns.split(".", 1)[0] == db})
+        names = sorted({ns.split(".", 1)[1] for ns in [*self.scenario.index_stats, *self.scenario.collections]
+                        if ns.split(".", 1)[0] == db})
         if db in self.scenario.profile:
             names.append("system.profile")
-        docs = [{"name": n, "type": "collection"} for n in names]
+        docs = [{"name": n, "type": "collection",
+                 "options": {"validator": self.scenario.validators[f"{db}.{n}"]}
+                 if f"{db}.{n}" in self.scenario.validators else {}} for n in names]
         return self._cursor(f"{db}.$cmd.listCollections", docs, command)
 
     def _cmd_find(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -376,6 +384,9 @@ class MongoWireServer:
                 return _error((73, "InvalidNamespace"), "$currentOp must be run against the 'admin' database "
                                                        "with {aggregate: 1}")
             docs = [dict(d) for d in self.scenario.current_ops]
+        elif first == "$sample":
+            docs = [dict(d) for d in self.scenario.collections.get(f"{db}.{command['aggregate']}", [])]
+            docs = docs[:int(pipeline[0]["$sample"]["size"])]
         else:
             return _error((40324, "Location40324"), f"Unrecognized pipeline stage name: '{first}'")
         for stage in pipeline[1:]:

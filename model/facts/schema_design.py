@@ -113,6 +113,32 @@ class CollationMix:
 
 
 @dataclass(frozen=True, slots=True)
+class FieldTypes:
+    """One top-level field of a sampled MongoDB collection: how many sampled documents had it as each type
+    (``number`` for int, long, double and decimal; ``null`` kept apart)."""
+
+    name: str
+    types: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionShape:
+    """A MongoDB collection: its ``$jsonSchema`` validator (if any) and the fields of a ``$sample``."""
+
+    database: str
+    collection: str
+    validator: bool  # a validator with $jsonSchema (or any query-operator validator) is set
+    validation_action: str | None  # error / warn, when a validator is set
+    sampled: int
+    fields: tuple[FieldTypes, ...]
+
+    @property
+    def drift(self) -> list[FieldTypes]:
+        """Fields seen with two or more non-null types across the sample."""
+        return [f for f in self.fields if len([t for t in f.types if t != "null"]) >= 2]
+
+
+@dataclass(frozen=True, slots=True)
 class SchemaDesignFacts:
     """What the schema designer found in the current database (``engine``: postgres or mysql)."""
 
@@ -129,4 +155,5 @@ class SchemaDesignFacts:
     eav_tables: list[EavTable] = field(default_factory=list)
     key_overflow: list[KeyOverflow] = field(default_factory=list)
     collation_mixes: list[CollationMix] = field(default_factory=list)
+    collections: list[CollectionShape] = field(default_factory=list)  # MongoDB
     check_rows_limit: int = 0  # the largest table the collector scanned to check a statement
