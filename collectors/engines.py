@@ -260,11 +260,14 @@ def _mongodb() -> Engine:
             "mongodb": "mongodb:MongoCollector",
             "profiler": "mongodb_profiler:ProfilerCollector",
             "indexstats": "mongodb_profiler:IndexStatsCollector",
+            "schema_design": "mongo_schema_design:MongoSchemaDesignCollector",
         }),
         defaults={
             "mongodb": CollectorDefaults(interval=15.0, timeout=10.0),
             "profiler": CollectorDefaults(interval=60.0, timeout=20.0),
             "indexstats": CollectorDefaults(interval=300.0, timeout=30.0),
+            # The schema designer (validators, shape drift of a $sample per collection); on demand.
+            "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
         },
     )
 
