@@ -29,7 +29,7 @@ from dbwatch.rules.strategy_load import ConnectionPoolerRule, ReadReplicasRule
 __all__ = ["make_rules", "WorkloadProfileRule", "CacheCandidateRule", "TimeSeriesLayoutRule"]
 
 HOT_UPDATES_PER_ROW = 100.0  # updates per live row since the reset: the table's rows are hot
-APPEND_ONLY_MAX_CHANGE = 0.01  # updates + deletes per insert
+APPEND_ONLY_MAX_UPDATES = 0.01  # updates per insert (deletes are retention, reported beside)
 
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
@@ -63,7 +63,7 @@ class WorkloadProfileRule(StrategyRule):
                 entry["statements"] += 1
                 entry["calls"] += s.calls
         append_only = [t.name for t in profile.tables
-                       if t.inserts >= 1000 and t.updates + t.deletes <= APPEND_ONLY_MAX_CHANGE * t.inserts]
+                       if t.inserts >= 1000 and t.updates <= APPEND_ONLY_MAX_UPDATES * t.inserts]
         hot = sorted(profile.tables, key=lambda t: t.updates, reverse=True)
         hot_rows = [{"table": t.name, "updates": t.updates, "rows": t.rows,
                      "updates_per_row": round(t.updates / max(t.rows, 1), 1)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from dbwatch.model import Finding
-from dbwatch.model.facts.workload_profile import WorkloadProfile
+from dbwatch.model.facts.workload_profile import OTHER, WorkloadProfile
 from dbwatch.rules.engine import TargetView
 from dbwatch.rules.strategy_common import StrategyRule, per_second, strategy_finding
 
@@ -23,8 +23,11 @@ class ReadReplicasRule(StrategyRule):
     def judge(self, view: TargetView, profile: WorkloadProfile) -> Iterable[Finding]:
         if profile.read_only_replica or not len(profile) or profile.statements_since_seconds <= 0:
             return
-        seconds = sum(s.seconds for s in profile)
-        movable = [s for s in profile if s.reads and not _PRIMARY_ONLY.intersection(s.features)]
+        # the application's reads and writes: maintenance (VACUUM, DDL) and statements on no table of the
+        # application's (dbwatch's own catalog reads, an admin's) would not move to a replica either way
+        mine = [s for s in profile if s.tables and s.kind != OTHER]
+        seconds = sum(s.seconds for s in mine)
+        movable = [s for s in mine if s.reads and not _PRIMARY_ONLY.intersection(s.features)]
         read_seconds = sum(s.seconds for s in movable)
         share = read_seconds / seconds if seconds > 0 else 0.0
         busy = seconds / profile.statements_since_seconds
@@ -38,7 +41,7 @@ class ReadReplicasRule(StrategyRule):
                     "replicas_now": profile.replicas,
                     "replica_statements": [{"query": s.query, "calls": s.calls, "seconds": round(s.seconds, 3)}
                                            for s in top],
-                    "primary_only_reads": [s.query for s in profile if s.reads
+                    "primary_only_reads": [s.query for s in mine if s.reads
                                            and _PRIMARY_ONLY.intersection(s.features)][:10]}
         yield strategy_finding(
             self.name, view, f"{share:.0%} of statement time is reads that a replica could serve, "
