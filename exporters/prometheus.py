@@ -82,6 +82,8 @@ class Exposition:
         self._graves = Graveyard()
         self._scrapers = Scrapers()
         self._providers: list[Provider] = [self._self_metrics]
+        #: (target, collector) -> (its figures, their sample lines, its age line's start), see _job_metrics
+        self._job_lines: dict[tuple[str, str], tuple[tuple[object, ...], tuple[str, ...], str]] = {}
         self._cache: dict[bool, _Joined] = {}
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
@@ -156,7 +158,7 @@ class Exposition:
 
     def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
                  ) -> list[bytes]:
-        live = render_families(
+        live = self._job_metrics(openmetrics, now) + render_families(
             [fam for provider in self._providers for fam in provider()], openmetrics
         ).encode()
         process = (generate_latest_openmetrics if openmetrics else generate_latest)(self._process)
@@ -292,29 +294,40 @@ class Exposition:
         return out
 
     def _self_metrics(self) -> list[MetricFamily]:
-        now = time.time()
         build = MetricFamily("dbwatch_build_info", MetricType.GAUGE, "dbwatch's version and Python's.",
                              ("version", "python"))
         build.add((self.version, platform.python_version()), 1)
-        job = ("target", "collector")
-        duration = MetricFamily("dbwatch_collector_duration_seconds", MetricType.GAUGE,
-                                "How long the last collection took.", job)
-        runs = MetricFamily("dbwatch_collector_runs_total", MetricType.COUNTER, "Collections run.", job)
-        errors = MetricFamily("dbwatch_collector_errors_total", MetricType.COUNTER, "Collections that failed.", job)
-        success = MetricFamily("dbwatch_collector_last_success_timestamp_seconds", MetricType.GAUGE,
-                               "When the last successful collection ended (Unix time).", job)
-        age = MetricFamily("dbwatch_collect_age_seconds", MetricType.GAUGE,
-                           "Seconds since the last collection ended, successful or not.", job)
+        return [build]
+
+    def _job_metrics(self, openmetrics: bool, now: float) -> bytes:
+        """The per-job figures (duration, runs, errors, last success, age) of every (target, collector): true
+        at scrape time, so rendered per scrape, but each job's lines only when its figures changed (a fleet
+        has thousands of jobs; building them as families each scrape was most of a scrape's time)."""
+        cache, seen = self._job_lines, set()
+        columns: list[list[str]] = [[], [], [], [], []]
+        latest = self.store.latest
         for stats in self.store.stats():
-            labels = (stats.target, stats.collector)
-            duration.add(labels, stats.last_duration)
-            runs.add(labels, stats.runs)
-            errors.add(labels, stats.errors)
-            success.add(labels, stats.last_success)
-            latest = self.store.latest(stats.target, stats.collector)
-            if latest is not None:
-                age.add(labels, max(0.0, now - latest.started_at - latest.duration))
-        return [build, duration, runs, errors, success, age]
+            key = (stats.target, stats.collector)
+            seen.add(key)
+            figures = (stats.runs, stats.errors, stats.last_duration, stats.last_success)
+            cached = cache.get(key)
+            if cached is None or cached[0] != figures:
+                pairs = f'target="{_escape(stats.target)}",collector="{_escape(stats.collector)}"'
+                lines = tuple("" if value is None else f"{name}{{{pairs}}} {_number(value)}\n"
+                              for name, value in zip(_JOB_NAMES, (stats.last_duration, stats.runs, stats.errors,
+                                                                   stats.last_success)))
+                cached = cache[key] = (figures, lines, f"dbwatch_collect_age_seconds{{{pairs}}} ")
+            for column, line in zip(columns, cached[1]):
+                column.append(line)
+            snapshot = latest(stats.target, stats.collector)
+            if snapshot is not None:
+                age = max(0.0, now - snapshot.started_at - snapshot.duration)
+                columns[4].append(f"{cached[2]}{_number(age)}\n")
+        if len(cache) > len(seen):
+            for key in [k for k in cache if k not in seen]:
+                del cache[key]
+        return "".join(_header(family, openmetrics) + "".join(column)
+                       for family, column in zip(_JOB_FAMILIES, columns) if column).encode()
 
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
@@ -493,6 +506,25 @@ def _escape(value: str) -> str:
 
 
 _first, _second = itemgetter(0), itemgetter(1)
+
+def _number(value: float) -> str:
+    """A sample value as _render_samples writes it."""
+    text = repr(float(value))
+    return _SPECIAL_VALUES.get(text, text)
+
+
+_JOB = ("target", "collector")
+#: the per-job families of _job_metrics, in their order (age last)
+_JOB_FAMILIES = (
+    MetricFamily("dbwatch_collector_duration_seconds", MetricType.GAUGE, "How long the last collection took.", _JOB),
+    MetricFamily("dbwatch_collector_runs_total", MetricType.COUNTER, "Collections run.", _JOB),
+    MetricFamily("dbwatch_collector_errors_total", MetricType.COUNTER, "Collections that failed.", _JOB),
+    MetricFamily("dbwatch_collector_last_success_timestamp_seconds", MetricType.GAUGE,
+                 "When the last successful collection ended (Unix time).", _JOB),
+    MetricFamily("dbwatch_collect_age_seconds", MetricType.GAUGE,
+                 "Seconds since the last collection ended, successful or not.", _JOB),
+)
+_JOB_NAMES = tuple(family.name for family in _JOB_FAMILIES[:4])
 
 #: repr() of the special floats -> as prometheus-client writes them (other values: repr, integers as "1.0")
 _SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
