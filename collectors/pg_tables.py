@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Literal
 
 from dbwatch.collectors import pg_tables_sql as sql
@@ -54,9 +56,8 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
     name = "tables"
     options_model = TablesOptions
 
-    #: the label tuples of the last collection, handed out again for the same table: the exposition then
-    #: sees an unchanged set of series by identity, and a table's strings are not kept twice meanwhile
-    _labels: dict[tuple[str, ...], tuple[str, ...]] = {}
+    #: what the last collection made, handed out again where nothing changed (see _Last)
+    _last: _Last | None = None
 
     async def collect(self, snapshot: Snapshot) -> None:
         options, session = self.options, self.session
@@ -66,7 +67,7 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
             snapshot.notes.append(f"{len(left)} database(s) beyond max_databases ({options.max_databases}) "
                                   f"not visited: {', '.join(left)}")
             databases = databases[: options.max_databases]
-        out = _Families(options, self._labels)
+        out = _Families(options, self._last or _Last({}, {}))
         for database in databases:
             try:
                 async with per_database(session, own, database) as db:
@@ -82,7 +83,7 @@ class TablesCollector(Collector[PostgresSession, TablesOptions]):
                 out.add_indexes(database, indexes)
         snapshot.families.extend(out.families())
         snapshot.keep_history = False  # tens of thousands of samples; no rule reads them over time
-        self._labels = out.labels
+        self._last = out.made
 
 
 def _table_name(view: str, column: str, statio_names: str) -> str:
@@ -94,10 +95,10 @@ def _table_name(view: str, column: str, statio_names: str) -> str:
 class _Families:
     """The families of one collection, filled database by database with pre-shaped sample tuples."""
 
-    def __init__(self, options: TablesOptions, previous: dict[tuple[str, ...], tuple[str, ...]]) -> None:
+    def __init__(self, options: TablesOptions, previous: _Last) -> None:
         self.options = options
         self.previous = previous
-        self.labels: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.made = _Last({}, {})
         # One float object per distinct value of the collection (most per-table counters are 0 or alike):
         # 60,000 samples would otherwise each hold a float of their own.
         self.values: dict[float, float] = {}
@@ -120,7 +121,7 @@ class _Families:
         kept, folded = _fold(rows, self.options.max_tables, self.options.top_n,
                              size=lambda r: r[21] + r[22], activity=lambda r: r[2] + r[4] + r[6] + r[7] + r[8])
         families = self.tables
-        _extend(families, self._intern([(datname, row[0], row[1]) for row in kept]), kept, 2, self.values)
+        self._extend(families, datname, self._intern([(datname, row[0], row[1]) for row in kept]), kept, 2)
         if folded:
             other = (datname, "", FOLDED_NAME)
             for i, (family, kind) in enumerate(zip(families, self.kinds), start=2):
@@ -131,7 +132,7 @@ class _Families:
         kept, folded = _fold(rows, self.options.max_indexes, self.options.top_n,
                              size=lambda r: r[8], activity=lambda r: r[3])
         families = self.indexes
-        _extend(families, self._intern([(datname, row[0], row[1], row[2]) for row in kept]), kept, 3, self.values)
+        self._extend(families, datname, self._intern([(datname, row[0], row[1], row[2]) for row in kept]), kept, 3)
         if folded:
             other = (datname, "", "", FOLDED_NAME)
             for i, family in enumerate(families, start=3):
@@ -139,24 +140,43 @@ class _Families:
         self.indexes_folded.samples.append(((datname,), float(len(folded))))
 
     def _intern(self, labels: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-        previous, seen = self.previous, self.labels
+        previous, seen = self.previous.labels, self.made.labels
         out = [previous.get(t, t) for t in labels]
         seen.update(zip(out, out))
         return out
+
+    def _extend(self, families: Sequence[MetricFamily], datname: str, labels: list[tuple[str, ...]],
+                rows: Sequence[Row], first: int) -> None:
+        """Append each row's values from column ``first`` on to the families in column order: one pass per
+        column over the transposed rows, so 60,000 samples cost a few C-level loops rather than a Python one
+        each. A column equal to the last collection's (same tables, same values) gets that collection's
+        samples again; a new one shares one float per distinct value."""
+        columns = list(zip(*rows))[first:]
+        values, previous, made = self.values, self.previous.samples, self.made.samples
+        for family, column in zip(families, columns):
+            key = (datname, family.name)
+            samples = previous.get(key)
+            if samples is None or tuple(map(_second, samples)) != column or list(map(_first, samples)) != labels:
+                samples = list(zip(labels, map(values.setdefault, column, column)))
+            made[key] = samples
+            family.samples.extend(samples)
 
     def families(self) -> list[MetricFamily]:
         indexes = [*self.indexes, self.indexes_folded] if self.options.indexes else []
         return [*self.tables, self.tables_folded, *indexes]
 
 
-def _extend(families: Sequence[MetricFamily], labels: list[tuple[str, ...]], rows: Sequence[Row], first: int,
-            values: dict[float, float]) -> None:
-    """Append each row's values from column ``first`` on to the families in column order: one pass per
-    column over the transposed rows, so 60,000 samples cost a few C-level loops rather than a Python one each.
-    Equal values share one float (``values``)."""
-    columns = list(zip(*rows))[first:]
-    for family, column in zip(families, columns):
-        family.samples.extend(zip(labels, map(values.setdefault, column, column)))
+@dataclass(slots=True)
+class _Last:
+    """What one collection made: each table's label tuple (handed out again for the same table, so that the
+    exposition sees an unchanged set of series by identity and a table's strings are not held twice), and
+    the samples of each (database, family)."""
+
+    labels: dict[tuple[str, ...], tuple[str, ...]]
+    samples: dict[tuple[str, str], list[tuple[tuple[str, ...], float]]]
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _fold(rows: Sequence[Row], limit: int, top_n: int, size: Callable[[Row], float],

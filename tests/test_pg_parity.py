@@ -92,6 +92,27 @@ async def test_every_database_tables_and_indexes_come_with_postgres_exporter_nam
     assert types["pg_stat_user_tables_seq_scan"] == "counter" and types["pg_stat_user_tables_n_dead_tup"] == "gauge"
 
 
+async def test_a_table_whose_statistics_changed_is_read_anew_and_unchanged_columns_are_handed_out_again(
+        parity_pg, session_for):
+    """parity_pg: a scratch database whose one table gets rows between two collections by the same collector."""
+    parity_pg.psql("CREATE DATABASE scratch")
+    parity_pg.psql("CREATE TABLE c (id int); CREATE TABLE idle (id int)", database="scratch")
+    session = session_for(target(parity_pg, "tables", include_databases=["scratch"], indexes=False))
+    collector = TablesCollector(session.target, session)
+    try:
+        first = await collect(collector)
+        parity_pg.psql("INSERT INTO c SELECT generate_series(1, 5)", database="scratch")  # counted when psql ends
+        second = await collect(collector)
+    finally:
+        await session.close()
+        parity_pg.psql("DROP DATABASE scratch")  # the other tests count the databases
+    inserted = samples(second, "pg_stat_user_tables_n_tup_ins")
+    assert inserted[("scratch", "public", "c")] == 5 and inserted[("scratch", "public", "idle")] == 0
+    [before] = [f for f in first.families if f.name == "pg_stat_user_tables_last_autoanalyze"]
+    [after] = [f for f in second.families if f.name == "pg_stat_user_tables_last_autoanalyze"]
+    assert after.samples == before.samples and all(a is b for a, b in zip(after.samples, before.samples))
+
+
 async def test_include_list_limits_the_databases_visited(parity_pg, session_for):
     """parity_pg: only ``skipped`` is included (the target's own database, postgres, is then not visited)."""
     session = session_for(target(parity_pg, "tables", include_databases=["skipped"], statio_names="blks"))
