@@ -77,6 +77,7 @@ class Exposition:
         self._header_of: dict[str, MetricFamily] = {}
         self._blocks: dict[str, bytes] = {}  # name -> "# HELP/# TYPE" and every fragment's lines
         self._deflated: dict[str, tuple[bytes, bytes]] = {}  # name -> (the block it was made of, its deflate)
+        self._deflated_lines: dict[int, tuple[bytes, bytes]] = {}  # id -> (a collection's lines, their deflate)
         self._dirty: set[str] = set()
         self._names: list[str] | None = None  # sorted names, None after a name came or went
         self._graves = Graveyard()
@@ -88,6 +89,7 @@ class Exposition:
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
+        _fixed_mmap_threshold()
         store.subscribe(self._on_snapshot)
 
     def set_target_labels(self, labels: Mapping[str, Mapping[str, str]]) -> None:
@@ -208,12 +210,13 @@ class Exposition:
     def _release(self, key: tuple[str, str], old: _Fragment) -> None:
         """Let go of ``old``'s sample lines (and of the blocks joined from them, rebuilt at the next scrape)."""
         by_name, blocks, deflated = self._by_name, self._blocks, self._deflated
-        for name in old.families:
+        for name, (_, body) in old.families.items():
             entries = by_name.get(name)
             if entries is not None and key in entries:
                 entries[key] = b""
             blocks.pop(name, None)
             deflated.pop(name, None)
+            self._deflated_lines.pop(id(body), None)
         old.families = {name: (family, b"") for name, (family, _) in old.families.items()}
         old._openmetrics = None
 
@@ -266,6 +269,14 @@ class Exposition:
                 entries = self._by_name.get(name, {})
                 buried = graves.get(name, [])
                 family = self._header_of[name] if name in self._header_of else buried[0][0]
+                if len(entries) == 1 and not buried:
+                    # One collection has the name (a large one, often): its lines go as they are, after the
+                    # header, rather than copied into a block of their own.
+                    blocks.pop(name, None)
+                    self._deflated.pop(name, None)
+                    parts.append(_header(family, False).encode())
+                    parts.extend(entries.values())
+                    continue
                 block = b"".join([_header(family, False).encode(), *entries.values(), *(b for _, b in buried)])
                 if name in graves:
                     blocks.pop(name, None)  # not kept: the tombstones go once every scraper saw them
@@ -280,14 +291,20 @@ class Exposition:
         per block: a block that did not change since the last scrape is not compressed again."""
         cache, out = self._deflated, []
         blocks = self._blocks
+        lines, self._deflated_lines = self._deflated_lines, {}
         for part in parts:
             name = _name_of(part)
+            if name is None:  # a collection's own lines (see _join): deflated once while they are served
+                hit = lines.get(id(part))
+                packed = hit[1] if hit is not None and hit[0] is part else _deflate(part)
+                self._deflated_lines[id(part)] = (part, packed)
+                out.append(packed)
+                continue
             cached = cache.get(name) if name is not None else None
             if cached is not None and cached[0] is part:
                 out.append(cached[1])
                 continue
-            deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
-            packed = deflater.compress(part) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            packed = _deflate(part)
             if name is not None and blocks.get(name) is part:
                 cache[name] = (part, packed)
             out.append(packed)
@@ -389,6 +406,27 @@ class _Joined:
     def prepare_gzip(self) -> None:
         self.deflated()
         self.crc()
+
+
+def _fixed_mmap_threshold() -> None:
+    """Keep glibc's malloc giving buffers of 128 KiB and more their own mappings, returned when freed.
+
+    Each collection renders family bodies of a few hundred KiB (and their text before it is encoded); glibc
+    raises its mmap threshold to the largest buffer freed so far, after which such bodies come from the heap
+    and fragment it with every collection (bench/pg_cycle.py: 4 MiB of peak RSS). Setting the threshold turns
+    that adjustment off. Elsewhere (musl, macOS) nothing is done."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (AttributeError, OSError):
+        pass
+
+
+def _deflate(part: bytes) -> bytes:
+    """``part`` as raw deflate ended by a sync flush, so that such pieces concatenate into one stream."""
+    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return deflater.compress(part) + deflater.flush(zlib.Z_SYNC_FLUSH)
 
 
 def _name_of(block: bytes) -> str | None:
