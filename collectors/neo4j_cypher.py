@@ -158,7 +158,9 @@ _PAGE_CACHE = (
     ("hit_ratio", "neo4j_dbms_page_cache_hit_ratio", False, "Ratio of hits to hits + faults (Neo4j's window)."),
     ("usage_ratio", "neo4j_dbms_page_cache_usage_ratio", False, "Ratio of used pages to the page cache's pages."),
 )
-_STORE = re.compile(r"^neo4j\.(?:database\.)?(?P<db>.+)\.store\.size\.(?P<kind>total|database)$")
+# Names are <prefix>.dbms.<metric> and <prefix>.database.<db>.<metric> (5.x, metrics.namespaces), or
+# <prefix>.<metric> and <prefix>.<db>.<metric> (4.x); the prefix (server.metrics.prefix) is "neo4j" by default.
+_STORE = re.compile(r"^(?:database\.)?(?P<db>.+)\.store\.size\.(?P<kind>total|database)$")
 
 
 def jmx_families(rows: Iterable[Mapping[str, Any]]) -> tuple[list[MetricFamily], dict[str, float]]:
@@ -167,7 +169,7 @@ def jmx_families(rows: Iterable[Mapping[str, Any]]) -> tuple[list[MetricFamily],
     values: dict[str, float] = {}
     stores: dict[tuple[str, str], float] = {}
     for row in rows:
-        name = _text(row, "name").partition("name=")[2]
+        name = _text(row, "name").partition("name=")[2].partition(".")[2]  # without the prefix
         attrs = row.get("attributes") or {}
         value = None
         for attr in ("Count", "Value", "Number"):
@@ -182,7 +184,7 @@ def jmx_families(rows: Iterable[Mapping[str, Any]]) -> tuple[list[MetricFamily],
         if store:
             stores[(store["db"], store["kind"])] = value
         else:
-            values[name.removeprefix("neo4j.").removeprefix("dbms.")] = value
+            values[name.removeprefix("dbms.")] = value
     families: list[MetricFamily] = []
     for key, metric, is_counter, help in _PAGE_CACHE:
         found = values.get(f"page_cache.{key}")

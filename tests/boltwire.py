@@ -220,16 +220,19 @@ class Scenario:
 
 
 def default_jmx(version: str = "5") -> dict[str, dict[str, Any]]:
-    """The metrics beans (metrics.jmx.enabled) a 5.x server shows for the page cache and the store size."""
+    """The metrics beans (metrics.jmx.enabled) for the page cache and the store size, named as the Operations
+    manual's metrics reference gives them: 5.x <prefix>.dbms.<metric> and <prefix>.database.<db>.<metric>,
+    4.x <prefix>.<metric> and <prefix>.<db>.<metric> (prefix ``neo4j``)."""
     prefix = "neo4j.dbms." if version.startswith("5") else "neo4j."
+    store = "neo4j.database.neo4j." if version.startswith("5") else "neo4j.neo4j."
     return {
         f"neo4j.metrics:name={prefix}page_cache.hits": {"Count": 98000},
         f"neo4j.metrics:name={prefix}page_cache.page_faults": {"Count": 2000},
         f"neo4j.metrics:name={prefix}page_cache.evictions": {"Count": 150},
         f"neo4j.metrics:name={prefix}page_cache.hit_ratio": {"Value": 0.98},
         f"neo4j.metrics:name={prefix}page_cache.usage_ratio": {"Value": 0.61},
-        "neo4j.metrics:name=neo4j.database.neo4j.store.size.total": {"Value": 734003200},
-        "neo4j.metrics:name=neo4j.database.neo4j.store.size.database": {"Value": 524288000},
+        f"neo4j.metrics:name={store}store.size.total": {"Value": 734003200},
+        f"neo4j.metrics:name={store}store.size.database": {"Value": 524288000},
     }
 
 

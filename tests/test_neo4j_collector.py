@@ -108,16 +108,17 @@ async def test_a_healthy_neo4j_5_server_reports_databases_servers_page_cache_and
 
 
 async def test_a_4_4_server_speaks_bolt_4_4_has_no_show_servers_and_that_is_no_note(servers, session_for):
-    server = servers(Scenario(version="4.4.40", bolt=((4, 4),), servers=None,
+    server = servers(Scenario(version="4.4.40", bolt=((4, 4),), servers=None, jmx=default_jmx("4"),
                               databases=[Database("neo4j", role="leader")]))
     session = session_for(make_target(server.dsn()))
     snapshot = await collect(Neo4jCollector(session.target, session))
 
     assert snapshot.ok and snapshot.version == "4.4.40"
     assert snapshot.fact(Neo4jServers) is None and snapshot.family("dbwatch_neo4j_server_available") is None
-    # no SHOW SERVERS on 4.4 is no note; a queryJmx with no metrics beans (metrics.jmx.enabled off) is one
-    assert snapshot.notes == ["dbms.queryJmx shows no neo4j.metrics beans (metrics.jmx.enabled is off, or Community "
-                              "edition): page cache and store sizes are not collected"]
+    assert snapshot.notes == []  # no SHOW SERVERS on 4.4 is not even a note
+    # 4.x names its beans without the dbms. / database. namespaces
+    assert snapshot.family("neo4j_dbms_page_cache_hits_total").value() == 98000
+    assert samples(snapshot, "dbwatch_neo4j_store_size_bytes")[("neo4j", "total")] == 734003200
     assert snapshot.family("dbwatch_neo4j_database_info").value(database="neo4j") == 1
     assert snapshot.fact(Neo4jDatabases)[0].role == "leader"
     assert "LOGON" not in server.messages  # Bolt 4.4 authenticates in HELLO
@@ -224,6 +225,15 @@ def test_lookups_read_property_maps_and_predicates_on_bound_variables_only():
 
 
 # -- failures -----------------------------------------------------------------------------------------------
+
+
+async def test_no_metrics_beans_is_a_note_naming_the_setting(servers, session_for):
+    server = servers(Scenario(jmx={}))
+    session = session_for(make_target(server.dsn()))
+    snapshot = await collect(Neo4jCollector(session.target, session))
+    assert snapshot.ok and snapshot.notes == [
+        "dbms.queryJmx shows no neo4j.metrics beans (metrics.jmx.enabled is off, or Community edition): page cache "
+        "and store sizes are not collected"]
 
 
 async def test_a_refused_jmx_procedure_is_a_note_and_the_rest_is_collected(servers, session_for):
