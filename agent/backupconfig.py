@@ -158,6 +158,8 @@ class BackupConfig(StrictModel):
         required = _REQUIRED.get(self.type)
         if required and getattr(self, required) is None and not (self.command and self.type in _COMMANDS):
             raise ValueError(f"{required}: required for type {self.type}")
+        if self.verify_every is not None and self.command:
+            raise ValueError("verify_every: runs pgbackrest verify with the stanza's options; not with command:")
         if self.restore_test is not None and self.type == "barman" and (self.server in (None, "all") or self.command):
             raise ValueError("restore_test: a Barman drill recovers one server's backup: set server:, without command:")
         if self.restore_test is not None and self.type not in _DRILLABLE:

@@ -39,7 +39,8 @@ class BackupCollector(Collector[Session, CollectorOptions]):
         super().__init__(target, session)
         self._last_good: dict[str, BackupSourceStatus] = {}
         self._checks: dict[str, tuple[str, ...]] = {}  # barman check: the failing checks of each source
-        self._verifiers = {s.name: Verifier(s) for s in target.backups if s.type == "pgbackrest" and s.verify_every}
+        self._verifiers = {s.name: Verifier(s) for s in target.backups
+                           if s.type == "pgbackrest" and s.verify_every and not s.command}
 
     async def collect(self, snapshot: Snapshot) -> None:
         for verifier in self._verifiers.values():
