@@ -118,8 +118,7 @@ class Neo4jIndexCandidate:
             "method": "heuristic", "database": c.database, "label": c.label, "property": c.prop,
             "transactions": c.transactions, "longest_seconds": round(c.longest, 1), "query": c.query,
             "lock": LOCK,
-            "risk": "low: IF NOT EXISTS makes it a no-op where an index of that name or schema exists; check with "
-                    "EXPLAIN that the planner then uses NodeIndexSeek instead of NodeByLabelScan",
+            "risk": "low",
         }
         return recommend(
             self.name, view, severity,
@@ -129,8 +128,10 @@ class Neo4jIndexCandidate:
                          f"finds :{c.label} nodes by {c.prop} ({c.query}), and SHOW INDEXES lists no RANGE or TEXT "
                          f"index on :{c.label}({c.prop}): Neo4j scans every {c.label} node and filters. Run the "
                          f"statement in database {c.database}; it returns at once and the index populates in "
-                         f"the background (SHOW INDEXES: state ONLINE, populationPercent 100). Read from the "
-                         f"query text, not its plan: confirm with EXPLAIN."),
+                         f"the background (SHOW INDEXES: state ONLINE, populationPercent 100); IF NOT EXISTS "
+                         f"makes it a no-op where an index of that name or schema exists. Read from the query "
+                         f"text, not its plan: EXPLAIN shows NodeIndexSeek instead of NodeByLabelScan once the "
+                         f"index is used."),
             labels={"database": c.database, "label": c.label, "property": c.prop},
             evidence=evidence, sql=sql, impact=min(0.5, c.longest / 3600),
         )

@@ -198,7 +198,7 @@ async def test_a_long_transaction_fires_a_299_second_one_does_not_and_its_query_
     [advice] = evaluate(Neo4jIndexCandidate(), snapshot)
     assert advice.labels == {"database": "shop", "label": "Person", "property": "email"}
     assert advice.evidence["sql"] == "CREATE INDEX dbwatch_person_email IF NOT EXISTS FOR (n:Person) ON (n.email)"
-    assert "population is online" in advice.evidence["lock"] and advice.evidence["risk"].startswith("low")
+    assert "population is online" in advice.evidence["lock"] and advice.evidence["risk"] == "low"
     assert advice.severity == "warning"
 
 
@@ -370,3 +370,24 @@ def test_the_driver_is_imported_only_when_a_neo4j_target_connects():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_dbwatch_check_prints_the_summary_and_advise_offers_the_index(servers, tmp_path):
+    """One Bolt test server with a 400 s transaction finding :Person nodes by email; both commands as processes."""
+    server = servers(Scenario(jmx=default_jmx(), databases=[Database("neo4j"), Database("shop"), Database("system")],
+                              transactions=[Transaction("shop", 17, SLOW_LOOKUP, 400.0)]))
+    config = tmp_path / "dbwatch.yaml"
+    config.write_text(f"targets: [{{name: graph, engine: neo4j, dsn: '{server.dsn()}'}}]\n")
+
+    def run(*command: str) -> str:
+        result = subprocess.run([sys.executable, "-m", "dbwatch.agent.cli", *command, "-c", str(config)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    checked = run("check")
+    assert "graph (neo4j): UP, version 5.26.0" in checked and "transactions: 1 open, 1 long" in checked
+    assert "page cache hit ratio: 0.98" in checked and "1/1 target(s) up" in checked
+    advised = run("advise")
+    assert "CREATE INDEX dbwatch_person_email IF NOT EXISTS FOR (n:Person) ON (n.email)" in advised
+    assert "ann@example.com" not in checked + advised
