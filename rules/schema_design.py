@@ -43,6 +43,22 @@ def _c(name: str, engine: str) -> str:
     return f"`{name}`" if engine == "mysql" else quote_ident(name)
 
 
+def _key_growth(view: TargetView) -> dict[str, float]:
+    """Values a day each key's sequence advanced, from the oldest to the newest snapshot that show it."""
+    history = [s for s in view.history_with(SchemaDesignFacts) if s.ok and s.has(SchemaDesignFacts)]
+    if len(history) < 2:
+        return {}
+    newest = history[-1]
+    latest = {k.sequence: k.last_value for k in newest.need(SchemaDesignFacts).key_overflow}
+    out: dict[str, float] = {}
+    for old in history[:-1]:
+        elapsed = newest.started_at - old.started_at
+        for k in old.need(SchemaDesignFacts).key_overflow:
+            if k.sequence in latest and k.sequence not in out and elapsed > 0 and latest[k.sequence] > k.last_value:
+                out[k.sequence] = (latest[k.sequence] - k.last_value) / elapsed * 86400
+    return out
+
+
 class SchemaDesign:
     name = "SchemaDesign"
     engines = ("postgres", "mysql", "mongodb")
@@ -216,22 +232,30 @@ class SchemaDesign:
                 {"entity": e.entity, "attribute": e.attribute, "value": e.value, "table_rows": e.rows},
                 None, "", "low", 0.1)
 
+        growth = _key_growth(view)
         for k in facts.key_overflow:
             c = k.column
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)
-            severity = Severity.WARNING if k.used >= 0.8 else Severity.INFO
+            per_day = growth.get(k.sequence)
+            days_left = (k.max_value - k.last_value) / per_day if per_day else None
+            soon = days_left is not None and days_left < 90
+            severity = Severity.WARNING if k.used >= 0.8 or soon else Severity.INFO
+            pace = (f" At the observed {per_day:.0f} a day it runs out in {days_left:.0f} days." if days_left
+                    is not None else " No growth observed yet (one reading, or none since the last).")
             add("SchemaKeyOverflow", severity,
-                f"{table}.{c.column} ({c.data_type}) has used {k.used:.0%} of its range",
+                f"{table}.{c.column} ({c.data_type}) has used {k.used:.0%} of its range"
+                + (f", about {days_left:.0f} days left" if days_left is not None else ""),
                 f"The sequence {k.sequence} is at {k.last_value} of {c.data_type}'s {k.max_value}: when it reaches "
-                "the end every insert fails. Move to bigint before then; on a large table do it online (a new bigint "
-                "column filled in batches, then swapped) rather than with the rewrite below. Referencing columns "
-                "need the same change.", c, table,
+                f"the end every insert fails.{pace} Move to bigint before then; on a large table do it online (a new "
+                "bigint column filled in batches, then swapped) rather than with the rewrite below. Referencing "
+                "columns need the same change.", c, table,
                 {"sequence": k.sequence, "last_value": k.last_value, "max_value": k.max_value,
-                 "used": round(k.used, 4)},
+                 "used": round(k.used, 4), "per_day": round(per_day, 3) if per_day else None,
+                 "days_left": round(days_left, 1) if days_left is not None else None},
                 f"ALTER TABLE {table} ALTER COLUMN {col} TYPE bigint;" if engine == "postgres"
                 else f"ALTER TABLE {table} MODIFY {col} BIGINT{' UNSIGNED' if 'unsigned' in c.data_type else ''} "
                 "NOT NULL AUTO_INCREMENT;" if c.plain else None,
-                rewrite, "high", 0.2 + 0.6 * k.used)
+                rewrite, "high", min(1.0, 0.2 + 0.6 * k.used + (0.2 if soon else 0.0)))
 
         for m in facts.collation_mixes:
             c, r = m.column, m.ref

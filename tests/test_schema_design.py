@@ -15,7 +15,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_schema_design import PgSchemaDesignCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model.facts.schema_design import SchemaDesignFacts
-from tests.auditutil import by_rule, evaluate, target
+from tests.auditutil import by_rule, collect_once, evaluate, target
 from tests.helpers import collect
 from tests.pgcluster import PostgresServer
 
@@ -163,3 +163,19 @@ def test_advise_sections_select_the_schema_designer_or_the_ha_review(planted, tm
     assert {"MissingForeignKey", "FloatForMoney", "SchemaKeyOverflow", "ColumnNeverNull"} <= sections["schema"]
     assert all(r.startswith("Schema") or r in SCHEMA_RULES for r in sections["schema"]), sections["schema"]
     assert sections["ha"] == {"HaNoPitr"}
+
+
+async def test_key_overflow_says_how_many_days_are_left_at_the_observed_growth(planted):
+    t = target("postgres", planted.dsn(database="design"), {"schema_design": {}})
+    store = SnapshotStore()
+    first = await collect_once(store, PgSchemaDesignCollector, PostgresSession, t)
+    [once] = by_rule(evaluate(store, "postgres", "schema_design"), "SchemaKeyOverflow")
+    assert once.evidence["days_left"] is None and "No growth observed yet" in once.description
+    before = int(planted.psql("SELECT last_value FROM tickets_id_seq", database="design"))
+    planted.psql(f"SELECT setval('tickets_id_seq', {before + 50_000_000})", database="design")
+    second = await collect_once(store, PgSchemaDesignCollector, PostgresSession, t)
+    [overflow] = by_rule(evaluate(store, "postgres", "schema_design"), "SchemaKeyOverflow")
+    per_day = 50_000_000 / (second.started_at - first.started_at) * 86400
+    assert overflow.evidence["per_day"] == pytest.approx(per_day, rel=1e-6)
+    assert overflow.evidence["days_left"] == pytest.approx((2147483647 - before - 50_000_000) / per_day, abs=0.1)
+    assert overflow.severity == "warning" and "days left" in overflow.summary
