@@ -22,7 +22,7 @@ def families(node: CassandraNode, peers: list[CassandraPeer], pools: list[Cassan
     up = gauge("dbwatch_cassandra_up", "Whether the last collection could reach the node (1 = yes).")
     up.add((), 1)
     about = info("dbwatch_cassandra_node_info", "The node's version, cluster, datacenter, rack (always 1).",
-                 ("release_version", "cluster", "datacenter", "rack"))
+                 ("release_version", "cassandra_cluster", "datacenter", "rack"))
     about.add((node.release_version, node.cluster_name, node.datacenter, node.rack), 1)
     count = gauge("dbwatch_cassandra_peers", "Other nodes of the cluster this node knows (system.peers_v2).")
     count.add((), node.peers)

@@ -24,8 +24,9 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_cassandra_up', G, 'Whether the last collection could reach the node (1 = yes).',
                (), 'cassandra'),
     MetricSpec('dbwatch_cassandra_node_info', I,
-               "The node's release version, cluster name, datacenter and rack (system.local; always 1).",
-               ('release_version', 'cluster', 'datacenter', 'rack'), 'cassandra'),
+               "The node's release version, cluster name (`cassandra_cluster`: `cluster` is dbwatch's target "
+               'label), datacenter and rack (system.local; always 1).',
+               ('release_version', 'cassandra_cluster', 'datacenter', 'rack'), 'cassandra'),
     MetricSpec('dbwatch_cassandra_peers', G, 'Other nodes of the cluster this node knows (system.peers_v2).',
                (), 'cassandra'),
     MetricSpec('dbwatch_cassandra_peer_up', G,

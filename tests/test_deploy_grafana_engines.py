@@ -31,6 +31,8 @@ from tests.mariadbserver import mariadb_primary  # noqa: F401  (fixture)
 from tests.mongowire import UTC, Member, MongoWireServer, Scenario
 from tests import boltwire
 from tests.pgbouncerserver import PASSWORDS, PgBouncerServer
+from tests.cqlwire import CqlWireServer, Peer, Scenario as CqlScenario
+from tests.test_cassandra_collector import busy_tables
 from tests.redisserver import RedisServer
 from tests.test_deploy_grafana import DASHBOARDS, dashboard_queries
 from tests.test_deploy_grafana import EMPTY_WHILE_HEALTHY as POSTGRES_EMPTY_WHILE_HEALTHY
@@ -52,6 +54,7 @@ EMPTY_WHILE_HEALTHY = {
     ("redis.json", "Replica lag (primary side)"): "the Redis has no replicas",
     ("redis.json", "Replica link up (replica side)"): "the Redis is a primary",
     ("redis.json", "Latency spikes (LATENCY LATEST)"): "no latency spike is recorded on an idle server",
+    ("cassandra.json", "Pending tasks"): "no thread pool has a queue on the idle test node",
     # PostgreSQL's (tests/test_deploy_grafana.py gives the reasons: a lone primary without archiving)
     **{panel: "see tests/test_deploy_grafana.py" for panel in POSTGRES_EMPTY_WHILE_HEALTHY
        if panel[0] == "postgres.json"},
@@ -142,6 +145,13 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
         graph = boltwire.BoltWireServer(boltwire.Scenario(jmx=boltwire.default_jmx(), transactions=[
             boltwire.Transaction("neo4j", 7, "MATCH (n:Person {name: $name}) RETURN n", 12.0)])).start()
         started.append(graph)
+        # the CQL test server (not Cassandra): a 4.1 node with a live peer and one busy user table
+        cql = CqlWireServer(CqlScenario(peers=[Peer("127.0.0.2")], tables={
+            **busy_tables(), "system_views.coordinator_write_latency": [
+                {"keyspace_name": "shop", "table_name": "orders", "count": 900, "max_ms": 9.0, "median_ms": 0.5,
+                 "per_second": 1.0, "p99th_ms": 4.0}]}))
+        cql.start()
+        started.append(cql)
         mariadb_primary.sql(f"SET GLOBAL slow_query_log_file = '{slow_log}'; SET GLOBAL long_query_time = 0; "
                             "SET GLOBAL slow_query_log = ON")
         backups = tmp_path / "backups"
@@ -165,6 +175,8 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
             {"name": "rs0-a", "engine": "mongodb", "dsn": mongo.dsn(), "interval": "1s", "labels": {"cluster": "rs0"},
              "collectors": {"profiler": fast, "indexstats": fast}},
             {"name": "graph", "engine": "neo4j", "dsn": graph.dsn(), "interval": "1s", "labels": {"cluster": "g1"}},
+            {"name": "ring-a", "engine": "cassandra", "dsn": f"cassandra://127.0.0.1:{cql.port}/", "interval": "1s",
+             "labels": {"cluster": "ring"}},
         ]}, env={PGBOUNCER_PASSWORD_ENV: PASSWORDS["dbwatch"]}).start()
         port = free_port()
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
@@ -225,13 +237,15 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
             raise AssertionError(f"{exc}; still without data: {without_data}\n{agent.log()[-3000:]}") from None
 
         # The variables offered what each dashboard is about: its engine's clusters and targets, and All.
-        assert variables["overview.json"]["$target"] == "(bouncer|cache|graph|host|maria|pg|rs0-a)"
-        assert variables["overview.json"]["$cluster"] == "(c1|c2|c3|g1|rs0)"
+        assert variables["overview.json"]["$target"] == "(bouncer|cache|graph|host|maria|pg|ring-a|rs0-a)"
+        assert variables["overview.json"]["$cluster"] == "(c1|c2|c3|g1|ring|rs0)"
         assert variables["mysql.json"]["$target"] == "(maria)" and variables["mysql.json"]["$cluster"] == "(c2)"
         assert variables["redis.json"]["$target"] == "(cache)"
         assert variables["pgbouncer.json"]["$target"] == "(bouncer)"
         assert variables["mongodb.json"]["$target"] == "(rs0-a)" and variables["mongodb.json"]["$cluster"] == "(rs0)"
         assert variables["neo4j.json"]["$target"] == "(graph)" and variables["neo4j.json"]["$cluster"] == "(g1)"
+        assert variables["cassandra.json"]["$target"] == "(ring-a)"
+        assert variables["cassandra.json"]["$cluster"] == "(ring)"
         # The top-query-class tables name real classes.
         assert any("information_schema" in s["metric"].get("digest_text", "").lower() for s in api.query(
             'mysql_perf_schema_events_statements_total{target="maria"}'))
@@ -247,4 +261,5 @@ def test_every_dashboard_query_returns_data_from_a_real_prometheus_scraping_an_a
                             f"SET GLOBAL long_query_time = {mariadb_settings[1]}; "
                             f"SET GLOBAL slow_query_log_file = '{mariadb_settings[2]}'")
         for server in reversed(started):
-            server.stop() if isinstance(server, (MongoWireServer, boltwire.BoltWireServer)) else server.destroy()
+            server.stop() if isinstance(server, (MongoWireServer, boltwire.BoltWireServer, CqlWireServer)) \
+                else server.destroy()
