@@ -261,6 +261,7 @@ def _mongodb() -> Engine:
             "profiler": "mongodb_profiler:ProfilerCollector",
             "indexstats": "mongodb_profiler:IndexStatsCollector",
             "schema_design": "mongo_schema_design:MongoSchemaDesignCollector",
+            "ha": "mongo_ha_review:MongoHaReviewCollector",
         }),
         defaults={
             "mongodb": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -268,6 +269,8 @@ def _mongodb() -> Engine:
             "indexstats": CollectorDefaults(interval=300.0, timeout=30.0),
             # The schema designer (validators, shape drift of a $sample per collection); on demand.
             "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
+            # The HA review's votes, arbiters and default write concern; on demand.
+            "ha": CollectorDefaults(interval=3600.0, timeout=10.0, enabled=False),
         },
     )
 

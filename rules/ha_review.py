@@ -208,14 +208,38 @@ def _mongodb(view: TargetView, add: Any) -> None:
     rs = view.fact(MongoReplSet)
     if rs is None or not rs.members:
         return
-    voting = rs.members  # replSetGetStatus does not show votes: every member is taken to vote (the default)
-    if len(voting) % 2 == 0:
-        majority = len(voting) // 2 + 1
+    ha = view.fact(HaSettings)
+    configured = ha is not None and ha.get("voting_members") != ""
+    voting = int(ha.get("voting_members")) if ha is not None and configured else len(rs.members)
+    arbiters = int(ha.get("arbiters") or 0) if ha is not None else 0
+    if voting % 2 == 0:
+        majority = voting // 2 + 1
         add("HaMongoEvenMembers", Severity.INFO,
-            f"replica set {rs.set_name} has {len(voting)} members, an even number",
-            f"A majority of {len(voting)} is {majority}, so it survives only {len(voting) - majority} failure(s), "
-            f"no more than {len(voting) - 1} members would; and a network split into two halves leaves neither "
-            "with a majority: no primary, writes unavailable on both sides. Add a member (or an arbiter, which "
-            "costs a vote without data) or remove one.",
-            {"replica_set": rs.set_name}, {"members": [m.name for m in voting], "majority": majority},
-            None, "", "low", 0.3)
+            f"replica set {rs.set_name} has {voting} voting members, an even number",
+            f"A majority of {voting} is {majority}, so it survives only {voting - majority} failure(s), no more "
+            f"than {voting - 1} members would; and a network split into two halves leaves neither with a majority: "
+            "no primary, writes unavailable on both sides. Add a voting member or remove one (an arbiter adds a "
+            "vote without data, but weakens majority writes)."
+            + ("" if configured else " (replSetGetConfig was not read: every member is taken to vote.)"),
+            {"replica_set": rs.set_name}, {"members": [m.name for m in rs.members], "voting_members": voting,
+                                           "majority": majority, "votes_from": "replSetGetConfig" if configured
+                                           else "assumed"}, None, "", "low", 0.3)
+    if ha is None or ha.get("default_w_source") == "":
+        return
+    w, source = ha.get("default_w"), ha.get("default_w_source")
+    effective = w or ("1" if arbiters else "majority")  # 5.0+: implicit majority, but w:1 with an arbiter (PSA)
+    if effective not in ("0", "1"):
+        return
+    sql = None if arbiters else ('db.adminCommand({setDefaultRWConcern: 1, defaultWriteConcern: {w: "majority"}})')
+    add("HaMongoWeakWriteConcern", Severity.WARNING,
+        f"replica set {rs.set_name}: the default write concern is w:{effective}"
+        + (" (implicit, because of an arbiter)" if not w else ""),
+        f"A write acknowledged with w:{effective} is on the primary alone. If the primary fails before a secondary "
+        "has replicated it, the new primary does not have it and the old one rolls it back when it rejoins: the "
+        "client saw it succeed and it is gone. w:\"majority\" acknowledges only what survives a failover. "
+        + ("With an arbiter, majority writes stall whenever the data-bearing secondary is down, so none is "
+           "offered: replace the arbiter with a data-bearing member first." if arbiters else
+           "Applications that set their own write concern keep it."),
+        {"replica_set": rs.set_name}, {"default_w": effective, "source": source, "arbiters": arbiters}, sql,
+        "none; writes then wait for a majority's acknowledgement (the latency of the nearest majority)", "medium",
+        0.4)

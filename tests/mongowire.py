@@ -51,6 +51,7 @@ class Member:
     optime: dt.datetime
     health: int = 1
     self_: bool = False
+    votes: int = 1
 
     STATES = {0: "STARTUP", 1: "PRIMARY", 2: "SECONDARY", 3: "RECOVERING", 5: "STARTUP2", 6: "UNKNOWN",
               7: "ARBITER", 8: "DOWN", 9: "ROLLBACK", 10: "REMOVED"}
@@ -123,6 +124,8 @@ class Scenario:
     current_ops: list[dict[str, Any]] = field(default_factory=list)
     #: "db.collection" -> its documents (listCollections lists them; $sample returns the first ``size``)
     collections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: getDefaultRWConcern's defaultWriteConcern (None: none set, the server's implicit default applies)
+    default_write_concern: dict[str, Any] | None = None
     #: "db.collection" -> its validator (listCollections' options.validator)
     validators: dict[str, dict[str, Any]] = field(default_factory=dict)
     oplog: tuple[Timestamp, Timestamp] | None = None  # first, last entry's ts
@@ -331,6 +334,23 @@ class MongoWireServer:
             "members": [m.document(i, s.now) for i, m in enumerate(s.members)],
             "ok": 1.0,
         }
+
+    def _cmd_replSetGetConfig(self, command: dict[str, Any]) -> dict[str, Any]:
+        s = self.scenario
+        if not s.set_name or not s.members:
+            return _error(NO_REPLICATION, "not running with --replSet")
+        members = [{"_id": i, "host": m.name, "arbiterOnly": m.state == 7, "votes": m.votes,
+                    "priority": 0.0 if m.state == 7 or not m.votes else 1.0, "hidden": False}
+                   for i, m in enumerate(s.members)]
+        return {"config": {"_id": s.set_name, "version": 5, "term": 3, "members": members}, "ok": 1.0}
+
+    def _cmd_getDefaultRWConcern(self, command: dict[str, Any]) -> dict[str, Any]:
+        doc: dict[str, Any] = {"defaultReadConcernSource": "implicit", "ok": 1.0,
+                               "defaultWriteConcernSource": "global" if self.scenario.default_write_concern
+                               else "implicit"}
+        if self.scenario.default_write_concern:
+            doc["defaultWriteConcern"] = self.scenario.default_write_concern
+        return doc
 
     def _cmd_listDatabases(self, command: dict[str, Any]) -> dict[str, Any]:
         names = ["admin", "config", "local", *sorted(set(self.scenario.profiling)

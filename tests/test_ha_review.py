@@ -10,6 +10,7 @@ import datetime as dt
 import redis
 
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.mongo_ha_review import MongoHaReviewCollector
 from dbwatch.collectors.mongodb import MongoCollector, MongoSession
 from dbwatch.collectors.mysql import MySQLCollector, MySQLSession
 from dbwatch.collectors.mysql_ha_review import MySQLHaReviewCollector
@@ -146,20 +147,32 @@ async def test_redis_primary_with_a_replica_and_no_persistence_until_aof_is_on()
         primary.destroy()
 
 
-async def _mongo(members: list[Member]):
-    server = MongoWireServer(Scenario(members=members)).start()
+async def _mongo(members: list[Member], write_concern: dict | None = None):
+    server = MongoWireServer(Scenario(members=members, default_write_concern=write_concern)).start()
     try:
-        t = target("mongodb", server.dsn(), {"mongodb": {}})
+        t = target("mongodb", server.dsn(), {"mongodb": {}, "ha": {}})
         store = SnapshotStore()
         await collect_once(store, MongoCollector, MongoSession, t)
+        await collect_once(store, MongoHaReviewCollector, MongoSession, t)
         return evaluate(store, "mongodb", "ha_review")
     finally:
         server.stop()
 
 
-async def test_mongodb_even_member_count_and_the_odd_near_miss():
+async def test_mongodb_even_voting_members_and_weak_write_concern_with_their_near_misses():
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     members = [Member("a:27017", 1, now, self_=True), Member("b:27017", 2, now), Member("c:27017", 2, now)]
-    assert _rules(await _mongo(members)) == set()
+    assert _rules(await _mongo(members)) == set()  # three voters, the implicit w:"majority"
     [even] = await _mongo([*members, Member("d:27017", 2, now)])
     assert even.rule == "HaMongoEvenMembers" and even.evidence["majority"] == 3
+    assert even.evidence["votes_from"] == "replSetGetConfig"
+    # A fourth member without a vote: three voters, not even.
+    assert _rules(await _mongo([*members, Member("d:27017", 2, now, votes=0)])) == set()
+    [weak] = await _mongo(members, write_concern={"w": 1})
+    assert weak.rule == "HaMongoWeakWriteConcern" and weak.evidence["default_w"] == "1"
+    assert "setDefaultRWConcern" in weak.evidence["sql"] and weak.evidence["risk"] == "medium"
+    # Primary, secondary, arbiter: the implicit default is w:1, and majority writes would stall with the
+    # secondary down, so nothing is offered.
+    [psa] = await _mongo([members[0], members[1], Member("c:27017", 7, now)])
+    assert psa.rule == "HaMongoWeakWriteConcern" and psa.evidence["sql"] is None
+    assert psa.evidence["arbiters"] == 1 and "implicit" in psa.summary
