@@ -40,6 +40,8 @@ class TargetJobs:
         self.target = target
         #: the server's gate (agent/pressure.py): collections of all its targets in flight at once, adaptive
         self.gate = gate
+        self._place: asyncio.Future[None] | None = None  # the target's place at the gate, taken or being taken
+        self._place_users = 0  # collections of the target using it
         self.session: Session = spec.session(target)
         self.collectors: dict[str, Collector[Any, Any]] = {
             name: spec.collectors[name](target, self.session) for name in target.collectors
@@ -151,9 +153,35 @@ class TargetJobs:
             holding[0] = True
             await collector.collect(snapshot)
             return
-        async with self.gate.place():
+        await self._enter()
+        try:
             holding[0] = True
             await collector.collect(snapshot)
+        finally:
+            self._leave()
+
+    async def _enter(self) -> None:
+        """Share the target's place at its server's gate: the first collection in takes it, the others of the
+        target in flight meanwhile use the same one (they take turns on the session anyway)."""
+        assert self.gate is not None
+        self._place_users += 1
+        try:
+            if self._place is None:
+                self._place = asyncio.ensure_future(self.gate.acquire())
+            await asyncio.shield(self._place)
+        except BaseException:
+            self._leave()
+            raise
+
+    def _leave(self) -> None:
+        self._place_users -= 1
+        if self._place_users or self._place is None:
+            return
+        place, self._place = self._place, None
+        if not place.done():
+            place.cancel()  # nobody waits for it any more (the gate hands on a place granted meanwhile)
+        elif not place.cancelled() and place.exception() is None and self.gate is not None:
+            self.gate.release()
 
     def _pace(self, name: str, began: float, ok: bool, overloaded: bool) -> None:
         if ok and name == self.up_collector:

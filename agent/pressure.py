@@ -8,6 +8,10 @@ server is overloaded: it gets fewer concurrent queries, on top of each collector
 agent/jobs.py), and grows back by one place per ``limit`` successful collections (additive increase,
 multiplicative decrease, as TCP does). ``dbwatch_server_concurrency_limit{server}`` shows it.
 
+A place is a target's, not a collection's: the collectors of one target take turns on its one connection
+anyway, so they share the place the first of them took (agent/jobs.py). Were each to take its own, most
+places would be held by collections waiting for their target's turn (a PostgreSQL target has seven
+collectors), and a server's few places would serve two or three targets at a time.
 Waiting for a place counts in the collection's timeout, so a collection that cannot get one in time fails as
 timed out (and its collector eases off) without having asked the server anything.
 """
@@ -36,26 +40,34 @@ class ServerGate:
         self.timeouts = 0  # collections holding a place that timed out, since the start
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
+    async def acquire(self) -> None:
+        """Take one of the server's places (waiting in FIFO order for one); :meth:`release` gives it back."""
+        if self.in_flight < int(self.limit) and not self._waiters:
+            self.in_flight += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a place just as we were cancelled: pass it on
+            elif waiter in self._waiters:  # (a cancelled waiter may already have been skipped by _wake)
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
     @asynccontextmanager
     async def place(self) -> AsyncIterator[None]:
-        """Hold one of the server's places while the body runs (waiting in FIFO order for one)."""
-        if self.in_flight >= int(self.limit) or self._waiters:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except BaseException:
-                if waiter.done() and not waiter.cancelled():
-                    self._release()  # handed a place just as we were cancelled: pass it on
-                elif waiter in self._waiters:  # (a cancelled waiter may already have been skipped by _wake)
-                    self._waiters.remove(waiter)
-                raise
-        else:
-            self.in_flight += 1
+        """Hold one of the server's places while the body runs."""
+        await self.acquire()
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
     def succeeded(self) -> None:
         self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
@@ -64,10 +76,6 @@ class ServerGate:
     def timed_out(self) -> None:
         self.timeouts += 1
         self.limit = max(float(MIN_LIMIT), self.limit / 2)
-
-    def _release(self) -> None:
-        self.in_flight -= 1
-        self._wake()
 
     def _wake(self) -> None:
         while self._waiters and self.in_flight < int(self.limit):

@@ -153,3 +153,36 @@ def test_a_waiter_cancelled_after_a_place_freed_up_is_skipped_without_error() ->
         assert gate.in_flight == 0 and not gate._waiters
 
     asyncio.run(main())
+
+
+def test_the_collections_of_one_target_share_one_place() -> None:
+    """A gate of one place, two targets with two collections each: the collections of a target share the
+    target's place (they take turns on its session anyway), everything completes and the place is free."""
+    from dbwatch.agent.jobs import TargetJobs
+
+    async def main() -> list[str]:
+        gate = ServerGate("db:6379", limit=1)
+        done: list[str] = []
+
+        class Jobs(TargetJobs):
+            def __init__(self, name: str) -> None:  # only what _gated needs: no session, no collectors
+                self.gate, self._place, self._place_users, self.name = gate, None, 0, name
+                self.lock = asyncio.Lock()
+
+        class Collector:
+            def __init__(self, jobs: Jobs, label: str) -> None:
+                self.jobs, self.label = jobs, label
+
+            async def collect(self, snapshot: object) -> None:
+                async with self.jobs.lock:  # the target's session turn
+                    await asyncio.sleep(0.01)
+                    done.append(self.label)
+
+        a, b = Jobs("a"), Jobs("b")
+        runs = [jobs._gated(Collector(jobs, f"{jobs.name}{i}"), None, [False])  # type: ignore[arg-type]
+                for jobs in (a, b) for i in (1, 2)]
+        await asyncio.wait_for(asyncio.gather(*runs), 10)
+        assert gate.in_flight == 0 and a._place is None and b._place is None
+        return done
+
+    assert sorted(asyncio.run(main())) == ["a1", "a2", "b1", "b2"]
