@@ -75,7 +75,7 @@ class CassandraSession(DriverSession["CqlConnection"]):
         cluster = Cluster(
             contact_points=[self.host], port=self.port, protocol_version=4, auth_provider=auth,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-            reconnection_policy=ConstantReconnectionPolicy(max(1.0, self.timeout), max_attempts=0),
+            reconnection_policy=ConstantReconnectionPolicy(max(1.0, self.timeout), max_attempts=1),
             schema_metadata_enabled=False, token_metadata_enabled=False, executor_threads=1,
             connect_timeout=self.timeout, control_connection_timeout=self.timeout)
         try:

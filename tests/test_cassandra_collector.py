@@ -11,6 +11,8 @@ Cassandra's behaviour.
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 import textwrap
 import time
 
@@ -19,13 +21,15 @@ import pytest
 from dbwatch.agent.config import ConfigError, parse_config
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.collectors.cassandra import CassandraCollector, CassandraOptions
+from dbwatch.exporters.prometheus import render_families
 from dbwatch.model import CollectorSettings, Snapshot, Target
 from dbwatch.model.facts.cassandra import CassandraNode, CassandraPeers, CassandraSettings, CassandraTables
 from dbwatch.model.facts.common import Summary
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import shipped_rules
 from tests.cqlwire import CqlWireServer, Peer, Scenario, thread_pools
-from tests.helpers import collect, wait_until
+from tests.agentproc import AgentProcess
+from tests.helpers import collect, wait_for, wait_until
 
 
 def make_target(port: int, user: str = "", timeout: float = 5, password_env: str | None = None,
@@ -287,3 +291,43 @@ def test_a_cassandra_target_takes_a_cassandra_dsn_and_its_options():
     with pytest.raises(ConfigError) as err:
         parse_config("targets: [{name: c, engine: cassandra, dsn: 'mongodb://127.0.0.1/'}]")
     assert "dsn scheme 'mongodb' does not match engine 'cassandra'" in "\n".join(err.value.problems)
+
+
+def test_a_running_agent_exports_the_node_holds_node_down_pending_and_outlives_the_server(tmp_path):
+    """One test server (a peer that gossiped shutdown) and a real `dbwatch run` process; the server is then
+    stopped: the target goes down, the agent keeps serving."""
+    server = CqlWireServer(Scenario(peers=[Peer("127.0.0.2", status="shutdown")]))
+    server.start()
+    proc = AgentProcess(tmp_path, {"targets": [{"name": "ring-a", "engine": "cassandra", "interval": "1s",
+                                                "dsn": f"cassandra://127.0.0.1:{server.port}/"}]}).start()
+    try:
+        peer = 'dbwatch_cassandra_peer_up{target="ring-a",peer="127.0.0.2",datacenter="dc1",rack="rack1"} 0'
+        wait_for(lambda: peer in proc.metrics(), 30, "the down peer on /metrics")
+
+        def pending():
+            return [a for a in proc.get("/api/v1/alerts") if a["labels"]["alertname"] == "CassandraNodeDown"]
+        [alert] = wait_for(pending, 30, "CassandraNodeDown pending")
+        assert alert["state"] == "pending" and alert["labels"]["peer"] == "127.0.0.2"
+        assert alert["annotations"]["summary"] == "Cassandra node 127.0.0.2 (dc1/rack1) is down as ring-a sees it"
+
+        server.stop()
+        wait_for(lambda: 'dbwatch_target_up{target="ring-a"} 0' in proc.metrics(), 60, "the target down")
+        [target] = proc.get("/api/v1/targets")
+        assert target["up"] is False and "\n" not in (target.get("last_error") or "")
+        assert 'dbwatch_cassandra_up{target="ring-a"} 0' in proc.metrics()
+    finally:
+        server.stop()
+        assert proc.stop() == 0, proc.log()
+
+
+async def test_promtool_finds_no_format_error_in_the_cassandra_families(session_for):
+    """One test server with every table filled in; Debian's promtool lints the exposition."""
+    with CqlWireServer(Scenario(peers=[Peer("127.0.0.2")], tables=busy_tables())) as server:
+        session = session_for(make_target(server.port))
+        snapshot = await collect(CassandraCollector(session.target, session))
+    body = render_families(snapshot.families, labels={"target": "c"})
+    result = subprocess.run([shutil.which("promtool") or "promtool", "check", "metrics"], input=body,
+                            capture_output=True, text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert not [p for p in problems if "error while linting" in p or "parsing error" in p], problems
+    assert "cassandra_thread_pool_pending_tasks" in body and "dbwatch_cassandra_dropped_messages_total" in body
