@@ -40,7 +40,7 @@ DEFAULT_BACKUP_TIMEOUT = 60.0
 _DIRECTORIES = ("pg_basebackup", "mariabackup")  # sources whose backups are directories, with their own archive
 _ONLY_FOR = {"path": ("files", *_DIRECTORIES), "stanza": ("pgbackrest",), "repo": ("pgbackrest",),
              "server": ("barman",), "env_file": ("walg",), "config": ("pgbackrest", "walg", "barman"),
-             "archive": _DIRECTORIES, "verify_every": ("pgbackrest",), "verify_timeout": ("pgbackrest",)}
+             "archive": (*_DIRECTORIES, "files"), "verify_every": ("pgbackrest",), "verify_timeout": ("pgbackrest",)}
 _REQUIRED = {"files": "path", "pgbackrest": "stanza", "barman": "server", "pg_basebackup": "path",
              "mariabackup": "path"}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)?")

@@ -16,6 +16,7 @@ The finish time is the mtime of the file each tool writes last; the size is the 
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import os
 import re
@@ -24,9 +25,13 @@ from dataclasses import dataclass
 from dbwatch.collectors.backup_sources import SourceError, static_prefix
 from dbwatch.model.facts.backup import BackupEntry
 
-__all__ = ["DirBackup", "MARIABACKUP_FILES", "binlog_position", "scan_basebackups", "scan_mariabackups"]
+__all__ = ["DirBackup", "MARIABACKUP_FILES", "binlog_position", "dump_binlog_position", "scan_basebackups",
+           "scan_mariabackups"]
 
 _LSN = re.compile(r"([0-9A-Fa-f]+)/([0-9A-Fa-f]+)")
+_CHANGE_MASTER = re.compile(r"CHANGE (?:MASTER|REPLICATION SOURCE) TO (?:MASTER|SOURCE)_LOG_FILE='([^']+)',\s*"
+                            r"(?:MASTER|SOURCE)_LOG_POS=(\d+)")
+HEAD_BYTES = 64 * 1024  # a dump's CHANGE MASTER line is in its header
 MARIABACKUP_FILES = {"checkpoints": ("xtrabackup_checkpoints", "mariadb_backup_checkpoints"),
                      "info": ("xtrabackup_info", "mariadb_backup_info"),
                      "binlog": ("xtrabackup_binlog_info", "mariadb_backup_binlog_info")}
@@ -109,6 +114,19 @@ def binlog_position(path: str) -> tuple[str, int] | None:
     if len(fields) < 2 or not fields[1].isdigit():
         return None
     return fields[0], int(fields[1])
+
+
+def dump_binlog_position(path: str) -> tuple[str, int] | None:
+    """The binary log file and position a mariadb-dump/mysqldump file was taken at: its ``CHANGE MASTER TO``
+    line (``--master-data``/``--source-data``), plain or gzip-compressed; None without one."""
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            head = fh.read(HEAD_BYTES).decode(errors="replace")
+    except (OSError, EOFError):
+        return None
+    found = _CHANGE_MASTER.search(head)
+    return (found.group(1), int(found.group(2))) if found else None
 
 
 def _first_file(path: str, what: str) -> str | None:

@@ -67,7 +67,13 @@ def barman_base(spec: BackupSpec) -> list[str]:
 
 async def read_source(spec: BackupSpec) -> SourceResult:
     if spec.type == "files":
-        return SourceResult(await asyncio.wait_for(asyncio.to_thread(_scan_files, spec.path or ""), spec.timeout))
+        entries = await asyncio.wait_for(asyncio.to_thread(_scan_files, spec.path or ""), spec.timeout)
+        if not spec.archive:
+            return SourceResult(entries)
+        from dbwatch.collectors import backup_dirs  # it imports this module
+        good = sorted((e for e in entries if e.ok), key=lambda e: e.finished_at)
+        position = await asyncio.to_thread(backup_dirs.dump_binlog_position, good[0].label) if good else None
+        return SourceResult(entries, oldest_backup_wal=position[0] if position else None)
     if spec.type in ("pg_basebackup", "mariabackup"):
         from dbwatch.collectors import backup_dirs  # it imports this module
         scan = backup_dirs.scan_basebackups if spec.type == "pg_basebackup" else backup_dirs.scan_mariabackups

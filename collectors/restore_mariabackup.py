@@ -26,7 +26,7 @@ from dbwatch.collectors.restore_drill import Drill, DrillError, run_as, tail, wa
 from dbwatch.collectors.restore_mariadb import CLIENT, MARIADBD, START_TIMEOUT, USER, compare_tables, dsn_database
 from dbwatch.collectors.restore_pg import target_time
 
-__all__ = ["restore"]
+__all__ = ["binlogs_after", "replay", "restore"]
 
 MARIABACKUP = shutil.which("mariabackup") or shutil.which("mariadb-backup") or "/usr/bin/mariabackup"
 MARIADB_BINLOG = shutil.which("mariadb-binlog") or shutil.which("mysqlbinlog") or "/usr/bin/mariadb-binlog"
@@ -47,7 +47,7 @@ async def restore(drill: Drill, kind: str) -> None:
         drill.backup, drill.backup_finished_at, drill.restored_to = newest.label, newest.finished_at, newest.finished_at
         size = newest.size_bytes
         drill.check_space(2 * size if spec.archive and size is not None else size)
-        binlogs = _binlogs(spec.archive, newest.label) if spec.archive else []
+        binlogs = binlogs_after(spec.archive, binlog_position(newest.label), newest.label) if spec.archive else []
     user = run_as(USER)
     directory = drill.make_directory(user)
     data = os.path.join(directory, "data")
@@ -65,7 +65,7 @@ async def restore(drill: Drill, kind: str) -> None:
     client = [CLIENT, "--no-defaults", f"--socket={sock}", "-u", me, "--batch", "--skip-column-names"]
     await _start(drill, directory, data, sock, client, user, me)
     if binlogs:
-        await _replay(drill, directory, binlogs, client)
+        await replay(drill, directory, binlogs, client)
     database = dsn_database(drill.target.dsn)
     await drill.verify_all(lambda statement: drill.command([*client, *([database] if database else []),
                                                             "-e", statement]))
@@ -74,12 +74,12 @@ async def restore(drill: Drill, kind: str) -> None:
             await compare_tables(drill, client)
 
 
-def _binlogs(archive: str, backup: str) -> list[tuple[str, int]]:
-    """The binary logs to replay after ``backup``: (path, start position), checked for gaps and damage."""
-    position = binlog_position(backup)
+def binlogs_after(archive: str, position: tuple[str, int] | None, backup: str) -> list[tuple[str, int]]:
+    """The binary logs to replay after ``backup`` taken at ``position``: (path, start position), checked for gaps
+    and damage."""
     if position is None:
-        raise DrillError(f"{backup} has no xtrabackup_binlog_info (the binary log was off when it was taken), "
-                         "so no binary log can be replayed after it")
+        raise DrillError(f"{backup} records no binary log position (no xtrabackup_binlog_info; a dump without "
+                         "--master-data), so no binary log can be replayed after it")
     first, offset = position
     base, number = first.rsplit(".", 1)
     files = binlog_files(archive, base)
@@ -130,7 +130,7 @@ async def _start(drill: Drill, directory: str, data: str, sock: str, client: lis
         await wait_until(up, "the restored MariaDB did not accept connections", START_TIMEOUT, 0.3)
 
 
-async def _replay(drill: Drill, directory: str, binlogs: list[tuple[str, int]], client: list[str]) -> None:
+async def replay(drill: Drill, directory: str, binlogs: list[tuple[str, int]], client: list[str]) -> None:
     target = target_time(drill)
     names = f"{os.path.basename(binlogs[0][0])}..{os.path.basename(binlogs[-1][0])}"
     async with drill.step("recover", f"replaying binary logs {names} from position {binlogs[0][1]}"):

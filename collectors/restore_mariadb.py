@@ -2,7 +2,9 @@
 
 The server gets a fresh data directory in the drill's directory (``mariadb-install-db``), runs as ``mysql``
 on a free loopback port and its own socket, with the binary log off and a small buffer pool. A dump must end
-with the dump tool's ``-- Dump completed`` line: a truncated file is refused before anything is loaded.
+with the dump tool's ``-- Dump completed`` line: a truncated file is refused before anything is loaded. With
+``archive:`` (the binary-log directory) and a dump taken with ``--master-data``/``--source-data``, the binary
+logs from the dump's position on are replayed after it (see :mod:`restore_mariabackup`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ async def restore(drill: Drill, kind: str) -> None:
         drill.backup, drill.backup_finished_at, drill.restored_to = path, finished, finished
         _check_complete(path)
         drill.check_space(size)
+        binlogs: list[tuple[str, int]] = []
+        if drill.spec.archive:  # the binary logs after the dump are replayed: a point-in-time recovery
+            from dbwatch.collectors.backup_dirs import dump_binlog_position
+            from dbwatch.collectors.restore_mariabackup import binlogs_after
+            binlogs = binlogs_after(drill.spec.archive, dump_binlog_position(path), path)
     user = run_as(USER)
     directory = drill.make_directory(user)
     data, sock = os.path.join(directory, "data"), os.path.join(directory, "mysqld.sock")
@@ -60,6 +67,9 @@ async def restore(drill: Drill, kind: str) -> None:
         await wait_until(up, "the throwaway MariaDB did not accept connections", START_TIMEOUT, 0.3)
     async with drill.step("restore", f"mariadb < {path}"):
         await drill.command(client, stdin_path=path)
+    if binlogs:
+        from dbwatch.collectors.restore_mariabackup import replay
+        await replay(drill, directory, binlogs, client)
     database = dsn_database(drill.target.dsn)
     await drill.verify_all(lambda statement: drill.command([*client, *([database] if database else []),
                                                             "-e", statement]))

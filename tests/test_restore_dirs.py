@@ -292,6 +292,11 @@ def mariabackups() -> Iterator[dict[str, Any]]:
                                f"--socket={server.socket}", "-u", "root", f"--datadir={server.data}"],
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
+        (root / "dumps").mkdir()
+        with open(root / "dumps" / "shop.sql", "w") as dump:  # a dump at the same point, with its binlog position
+            subprocess.run([shutil.which("mariadb-dump") or "mariadb-dump", "--no-defaults", f"--socket={server.socket}",
+                            "-u", "root", "--master-data=2", "--single-transaction", "--databases", "shop"],
+                           stdout=dump, check=True, timeout=120)
         server.sql("INSERT INTO shop.orders SELECT seq, 'late' FROM mysql.seq_301_to_500; FLUSH BINARY LOGS")
         time.sleep(1.1)  # the recovery target falls strictly between the two batches' event times
         between = time.time()
@@ -397,6 +402,43 @@ def test_the_runbook_writes_the_mariabackup_restore_commands_and_binlog_replay(m
     first, offset = (mariabackups["backups"] / "full-1" / "xtrabackup_binlog_info").read_text().split()[:2]
     assert f"mariadb-binlog --start-position={offset} $(ls {mariabackups['archive']}/mysql-bin.[0-9]*" in book
     assert f"# replay the binary logs after the backup ({first} at {offset})" in book
+
+
+async def test_a_dump_with_its_binlog_position_is_loaded_then_the_binary_logs_after_it_replayed(
+        mariabackups: dict[str, Any], workdir: str) -> None:
+    def target(archive: Path) -> Target:
+        return _target(f"""
+            targets:
+              - name: db
+                engine: mysql
+                dsn: "{mariabackups['server'].dsn()}"
+                backups:
+                  - type: files
+                    path: "{mariabackups['root']}/dumps/*.sql"
+                    archive: {archive}
+                    restore_test: {{rto: 10m, workdir: {workdir}, verify: ["SELECT count(*) FROM shop.orders"]}}
+            """)
+    good = target(mariabackups["archive"])
+    drill = await run_drill(good, good.backups[0])
+    assert drill.ok, drill.error
+    assert drill.kind == "mariadb_dump" and drill.verified[0].result == "600"  # 300 dumped, 300 replayed
+    assert [s.name for s in drill.steps] == ["check_space", "initdb", "start", "restore", "recover", "verify",
+                                             "compare", "cleanup"]
+    snapshot = await _collect_backup(good)
+    assert _missing(snapshot) == {("files",): 0}
+
+    gappy = mariabackups["root"] / "gappy-dump"
+    shutil.copytree(mariabackups["archive"], gappy)
+    removed = sorted(p.name for p in gappy.iterdir())[-2]
+    (gappy / removed).unlink()
+    broken = target(gappy)
+    snapshot = await _collect_backup(broken)
+    assert _missing(snapshot) == {("files",): 1}
+    assert "WalArchiveGap" in _rules(broken, snapshot)
+    drill = await run_drill(broken, broken.backups[0])
+    assert not drill.ok and drill.error is not None
+    assert drill.error.startswith(f"binary log {removed} is missing from {gappy} (a gap)"), drill.error
+    assert _left_behind(workdir) == []
 
 
 async def test_a_truncated_binary_log_or_backup_file_fails_the_drill_with_its_reason(
