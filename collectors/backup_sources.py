@@ -71,8 +71,8 @@ async def read_source(spec: BackupSpec) -> SourceResult:
         if not spec.archive:
             return SourceResult(entries)
         from dbwatch.collectors import backup_dirs  # it imports this module
-        good = sorted((e for e in entries if e.ok), key=lambda e: e.finished_at)
-        position = await asyncio.to_thread(backup_dirs.dump_binlog_position, good[0].label) if good else None
+        dumps = sorted((e for e in entries if e.ok), key=lambda e: e.finished_at)
+        position = await asyncio.to_thread(backup_dirs.dump_binlog_position, dumps[0].label) if dumps else None
         return SourceResult(entries, oldest_backup_wal=position[0] if position else None)
     if spec.type in ("pg_basebackup", "mariabackup"):
         from dbwatch.collectors import backup_dirs  # it imports this module
