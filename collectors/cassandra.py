@@ -97,6 +97,13 @@ class CassandraSession(DriverSession["CqlConnection"]):
     def describe(self, exc: BaseException) -> str:
         return describe(exc)
 
+    def connect_reason(self, exc: BaseException, password: str | None) -> str:
+        reason = self.safe(describe(exc), password)
+        if "does not support protocol version" in reason or "Unexpected response" in reason:
+            # the first bytes of another service's reply, read as a frame header
+            reason += " (is this port a Cassandra native transport, 9042 by default?)"
+        return reason
+
     async def rows(self, query: str) -> tuple[list[dict[str, Any]] | None, str | None]:
         """``(rows, None)``, or ``(None, the server's refusal)`` for a query the node rejects (no such table,
         no permission); a lost connection raises a CollectorError and the cluster is dropped."""

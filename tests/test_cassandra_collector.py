@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import subprocess
+import threading
 import textwrap
 import time
 
@@ -242,6 +244,33 @@ async def test_password_authentication_collects_and_a_wrong_password_is_one_clea
     assert "\n" not in snapshot.error
     assert "wr0ng-batt3ry" not in caplog.text and "c0rrect-h0rse" not in caplog.text
     assert snapshot.family("dbwatch_cassandra_up").value() == 0
+
+
+async def test_a_port_that_is_not_cassandra_fails_with_one_line_that_says_so():
+    """A TCP service on a free loopback port that answers with HTTP (here: a plain socket in a thread)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+    threading.Thread(target=serve, daemon=True).start()
+    jobs = TargetJobs(make_target(port))
+    try:
+        snapshot = await jobs.collect("cassandra")
+    finally:
+        await jobs.close()
+        listener.close()
+    assert not snapshot.ok
+    assert snapshot.error.startswith(f"cannot connect to 127.0.0.1:{port}: ")
+    assert snapshot.error.endswith("(is this port a Cassandra native transport, 9042 by default?)")
+    assert "\n" not in snapshot.error
 
 
 async def test_a_server_that_goes_away_is_a_down_target_and_the_session_recovers(servers):
