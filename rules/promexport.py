@@ -86,7 +86,8 @@ def _selector(selector: Selector) -> str:
     expr = selector.metric + (f"{{{', '.join(matchers)}}}" if matchers else "")
     if selector.function != "value":
         window = format_duration(selector.effective_window)
-        expr = f"{_OVER_TIME.get(selector.function, selector.function)}({expr}[{window}])"
+        horizon = f", {selector.horizon:g}" if selector.function == "predict_linear" and selector.horizon else ""
+        expr = f"{_OVER_TIME.get(selector.function, selector.function)}({expr}[{window}]{horizon})"
     if selector.aggregate is not None:
         expr = f"{selector.aggregate} by ({_join(selector)}) ({expr})"
     return expr

@@ -43,12 +43,12 @@ __all__ = [
     "shipped_rules",
 ]
 
-Function = Literal["value", "rate", "increase", "delta", "max", "min", "avg"]
+Function = Literal["value", "rate", "increase", "delta", "max", "min", "avg", "predict_linear"]
 Aggregate = Literal["sum", "max", "min", "avg", "count"]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
 SeverityName = Literal["info", "warning", "critical"]
 
-WINDOW_FUNCTIONS = {"rate", "increase", "delta", "max", "min", "avg"}
+WINDOW_FUNCTIONS = {"rate", "increase", "delta", "max", "min", "avg", "predict_linear"}
 DEFAULT_WINDOW = 300.0
 
 _METRIC = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -84,6 +84,8 @@ class Selector(StrictModel):
     window: Duration | None = Field(default=None, gt=0)
     aggregate: Aggregate | None = None
     by: tuple[str, ...] = ()
+    #: predict_linear: how far ahead the least-squares line over the window is read (PromQL's predict_linear)
+    horizon: Duration | None = Field(default=None, gt=0)
 
     @field_validator("metric")
     @classmethod
@@ -116,6 +118,8 @@ class Selector(StrictModel):
             raise ValueError(f"window: only used with one of {', '.join(sorted(WINDOW_FUNCTIONS))}")
         if self.by and self.aggregate is None:
             raise ValueError("by: only used with aggregate")
+        if (self.horizon is not None) != (self.function == "predict_linear"):
+            raise ValueError("horizon: given with function predict_linear, and only with it")
         return self
 
     @property
@@ -218,6 +222,7 @@ class RuleOverride(StrictModel):
     for_: Duration | None = Field(default=None, alias="for")
     keep_firing_for: Duration | None = None
     window: Duration | None = Field(default=None, gt=0)
+    horizon: Duration | None = Field(default=None, gt=0)  # predict_linear rules (DiskWillFillIn)
     severity: SeverityName | None = None
     labels: dict[str, str] | None = None
     summary: str | None = None

@@ -78,7 +78,8 @@ def _select(selector: Selector, history: MetricHistory, now: float) -> dict[Labe
                     points.setdefault(key, []).append((at, value))
         values = {}
         for key, series in points.items():
-            result = _over_time(selector.function, series)
+            result = (_predict(series, now + (selector.horizon or 0.0)) if selector.function == "predict_linear"
+                      else _over_time(selector.function, series))
             if result is not None:
                 values[key] = result
     if selector.aggregate is not None:
@@ -105,6 +106,20 @@ def _samples(family: MetricFamily) -> Iterable[tuple[LabelKey, float]]:
     names = family.labelnames
     for labelvalues, value in family.samples:
         yield tuple(zip(names, labelvalues)), value
+
+
+def _predict(points: list[tuple[float, float]], at: float) -> float | None:
+    """The least-squares line through the window's samples, read at ``at`` (PromQL's predict_linear)."""
+    if len(points) < 2:
+        return None
+    n = len(points)
+    mean_t = sum(t for t, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if spread <= 0:
+        return None
+    slope = sum((t - mean_t) * (v - mean_v) for t, v in points) / spread
+    return mean_v + slope * (at - mean_t)
 
 
 def _over_time(function: str, points: list[tuple[float, float]]) -> float | None:
