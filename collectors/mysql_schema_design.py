@@ -14,7 +14,7 @@ from typing import Any
 from dbwatch.model import Snapshot
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.schema_design import (
-    CollationMix, ColumnRef, EavTable, ForeignKeyGap, KeyOverflow, NeverNull, SchemaDesignFacts,
+    CollationMix, ColumnRef, EavTable, ForeignKeyGap, KeyOverflow, MoneyColumn, NeverNull, SchemaDesignFacts,
 )
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.mysql import MySQLSession
@@ -97,8 +97,14 @@ class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOption
                                          f"{q(c.schema)}.{q(c.table)} WHERE {q(c.column)} IS NULL LIMIT 1) o")
                 if found == 0:  # without statistics only a scan can say "never null"
                     never.append(NeverNull(c, True))
+            money = []
+            for m in facts.float_money:  # DECIMAL(14,2) rounds what has more decimals: count before offering it
+                c = m.column
+                money.append(MoneyColumn(c, await self._scan(
+                    session, budget, c, f"SELECT COUNT(*) AS n FROM {q(c.schema)}.{q(c.table)} WHERE "
+                    f"{q(c.column)} <> ROUND({q(c.column)}, 2) OR ABS({q(c.column)}) >= 1e12")))
         facts = SchemaDesignFacts(**{**{f: getattr(facts, f) for f in facts.__dataclass_fields__},
-                                     "missing_fks": gaps, "never_null": never})
+                                     "missing_fks": gaps, "never_null": never, "float_money": money})
         snapshot.put(facts, Summary({"missing_fks": len(facts.missing_fks), "never_null": len(facts.never_null)}))
 
     async def _scan(self, session: MySQLSession, budget: list[int], ref: ColumnRef, query: str) -> int | None:
@@ -141,7 +147,7 @@ class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOption
         for c in columns:
             r, name, data_type = ref(c), c["col"].lower(), c["data_type"].lower()
             if data_type in ("float", "double", "real") and AMOUNT_NAME.search(name):
-                facts.float_money.append(r)
+                facts.float_money.append(MoneyColumn(r))
             if r.nullable and r.rows >= opts.min_rows and c["ckey"] != "PRI":
                 facts.never_null.append(NeverNull(r, None))
             if c["auto_increment"] and "auto_increment" in (c["extra"] or "").lower() and data_type in _INT_MAX:

@@ -22,8 +22,8 @@ from typing import Any
 from dbwatch.model import Snapshot
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.schema_design import (
-    ColumnRef, DelimitedList, EavTable, ForeignKeyGap, KeyOverflow, LowCardinality, NeverNull, SchemaDesignFacts,
-    TextUuid,
+    ColumnRef, DelimitedList, EavTable, ForeignKeyGap, KeyOverflow, LowCardinality, MoneyColumn, NeverNull,
+    SchemaDesignFacts, TextUuid,
 )
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.postgres import PostgresSession
@@ -129,7 +129,7 @@ class PgSchemaDesignCollector(Collector[PostgresSession, PgSchemaDesignOptions])
             name, data_type = c["column"].lower(), c["type"]
             stats = c["null_frac"] is not None and bool(c["analyzed"]) and ref.rows >= opts.min_rows
             if data_type in ("real", "double precision") and AMOUNT_NAME.search(name):
-                facts.float_money.append(ref)
+                facts.float_money.append(MoneyColumn(ref))
             if data_type == "timestamp without time zone" and INSTANT_NAME.search(name):
                 facts.naive_timestamps.append(ref)
             if data_type == "json":

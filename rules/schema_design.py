@@ -146,16 +146,25 @@ class SchemaDesign:
                 "stops the first bad write. Wrong when NULL means something the application just has not needed yet.",
                 c, table, {"checked": n.checked}, sql, lock, "low" if engine == "postgres" else "high", 0.1)
 
-        for c in facts.float_money:
+        for money in facts.float_money:
+            c = money.column
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)
-            sql = (f"ALTER TABLE {table} ALTER COLUMN {col} TYPE numeric(14,2) USING round({col}::numeric, 2);"
-                   if engine == "postgres" else f"ALTER TABLE {table} MODIFY {col} DECIMAL(14,2)"
-                   f"{'' if c.nullable else ' NOT NULL'};" if c.plain else None)
+            if engine == "postgres":  # numeric without a scale keeps every value as the float prints it
+                sql = f"ALTER TABLE {table} ALTER COLUMN {col} TYPE numeric USING {col}::numeric;"
+            else:  # DECIMAL needs a scale: offered only when a scan found no value it would round
+                sql = (f"ALTER TABLE {table} MODIFY {col} DECIMAL(14,2){'' if c.nullable else ' NOT NULL'};"
+                       if c.plain and money.lossy == 0 else None)
             add("FloatForMoney", Severity.WARNING, f"{table}.{c.column} stores money as {c.data_type}",
                 f"{c.data_type} is binary floating point: 0.1 + 0.2 <> 0.3, sums drift by cents and equality on "
-                "amounts fails. numeric/DECIMAL stores amounts exactly (or store integer cents). Check the scale the "
-                "currency needs before running it. Wrong when the column is a ratio or a measurement and only named "
-                "like money.", c, table, {}, sql, rewrite, "high", 0.3)
+                "amounts fails. numeric/DECIMAL stores amounts exactly (or store integer cents). "
+                + ("The conversion keeps every value as it prints; give it the currency's scale once the values are "
+                   "clean. " if engine == "postgres" else
+                   "DECIMAL(14,2) is offered only when a scan found no value with more decimals or beyond its range. "
+                   if money.lossy == 0 else f"{money.lossy} value(s) have more than two decimals or exceed "
+                   "DECIMAL(14,2), so no conversion is offered. " if money.lossy else
+                   "The table was too large to check every value, so no conversion is offered. ")
+                + "Wrong when the column is a ratio or a measurement and only named like money.", c, table,
+                {"lossy_values": money.lossy}, sql, rewrite, "high", 0.3)
 
         for c in facts.naive_timestamps:
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)

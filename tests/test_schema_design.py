@@ -130,13 +130,17 @@ async def test_each_finding_fires_on_its_pattern_and_not_on_its_near_miss(plante
 async def test_offered_statements_run_as_offered_and_then_the_finding_goes(planted):
     _, findings = await _advise(planted)
     for rule, column in (("MissingForeignKey", "customer_id"), ("ColumnNeverNull", "note"),
-                         ("SchemaLowCardinalityText", "status"), ("SchemaUuidAsText", "ext_ref")):
+                         ("SchemaLowCardinalityText", "status"), ("SchemaUuidAsText", "ext_ref"),
+                         ("FloatForMoney", "total_amount")):
         [finding] = [f for f in by_rule(findings, rule) if f.labels["column"] == column]
         await _run(planted, finding.evidence["sql"])
     _, after = await _advise(planted)
     assert "customer_id" not in _columns(after, "MissingForeignKey")
     assert "note" not in _columns(after, "ColumnNeverNull")
     assert "ext_ref" not in _columns(after, "SchemaUuidAsText")
+    assert not by_rule(after, "FloatForMoney")
+    # numeric without a scale kept every value: g * 1.5 for g in 1..2000
+    assert planted.psql("SELECT sum(total_amount) FROM orders", database="design") == str(1.5 * 2000 * 2001 / 2)
     assert planted.psql("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'orders'::regclass AND "
                         "attname = 'note'", database="design") == "t"
 
@@ -160,7 +164,8 @@ def test_advise_sections_select_the_schema_designer_or_the_ha_review(planted, tm
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr
         sections[section] = {r["rule"] for r in json.loads(result.stdout)}
-    assert {"MissingForeignKey", "FloatForMoney", "SchemaKeyOverflow", "ColumnNeverNull"} <= sections["schema"]
+    assert {"MissingForeignKey", "TimestampWithoutTimeZone", "SchemaKeyOverflow", "ColumnNeverNull"} \
+        <= sections["schema"]
     assert all(r.startswith("Schema") or r in SCHEMA_RULES for r in sections["schema"]), sections["schema"]
     assert sections["ha"] == {"HaNoPitr"}
 

@@ -34,12 +34,13 @@ CREATE TABLE orders (
   note VARCHAR(20),
   comment VARCHAR(20),
   total_amount DOUBLE,
-  latitude DOUBLE
+  latitude DOUBLE,
+  fee DOUBLE
 ) ENGINE=InnoDB;
 INSERT INTO orders (customer_id, product_id, warehouse_id, partner_id, country_id, note, comment, total_amount,
-                    latitude)
+                    latitude, fee)
 SELECT 1 + seq % 300, 1 + seq % 50, 1 + seq % 7, seq, 'de', CONCAT('n', seq), IF(seq % 3 = 0, NULL, 'x'),
-       seq * 1.5, seq * 0.01 FROM seq_1_to_2000;
+       seq * 1.5, seq * 0.01, seq * 0.333 FROM seq_1_to_2000;
 CREATE TABLE tickets (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(10)) ENGINE=InnoDB AUTO_INCREMENT=1800000000;
 INSERT INTO tickets (title) VALUES ('t');
 CREATE TABLE item_attributes (entity_id INT, attribute VARCHAR(20), value VARCHAR(20)) ENGINE=InnoDB;
@@ -77,7 +78,12 @@ async def test_each_finding_fires_on_its_pattern_and_not_on_its_near_miss(plante
     assert fks["warehouse_id"].evidence["sql"].startswith("SELECT")
     never = _columns(findings, "ColumnNeverNull")
     assert "note" in never and "comment" not in never
-    assert _columns(findings, "FloatForMoney") == {"total_amount"}
+    assert _columns(findings, "FloatForMoney") == {"total_amount", "fee"}
+    money = {f.labels["column"]: f for f in by_rule(findings, "FloatForMoney")}
+    assert money["total_amount"].evidence["lossy_values"] == 0
+    assert "DECIMAL(14,2)" in money["total_amount"].evidence["sql"]
+    # fee has three decimals: DECIMAL(14,2) would round most of it, so nothing is offered.
+    assert money["fee"].evidence["lossy_values"] > 0 and money["fee"].evidence["sql"] is None
     assert _columns(findings, "SchemaKeyOverflow") == {"id"}
     [overflow] = by_rule(findings, "SchemaKeyOverflow")
     assert overflow.labels["table"] == "`design`.`tickets`" and overflow.evidence["used"] > 0.8
@@ -97,5 +103,5 @@ async def test_offered_statements_run_as_offered_and_then_the_finding_goes(plant
     after = await _advise(planted)
     assert "customer_id" not in _columns(after, "MissingForeignKey")
     assert "note" not in _columns(after, "ColumnNeverNull")
-    assert not by_rule(after, "FloatForMoney") and not by_rule(after, "SchemaCollationMix")
+    assert _columns(after, "FloatForMoney") == {"fee"} and not by_rule(after, "SchemaCollationMix")
     assert "country_id" in _columns(after, "MissingForeignKey")  # now that the collations agree

@@ -47,6 +47,15 @@ class NeverNull:
 
 
 @dataclass(frozen=True, slots=True)
+class MoneyColumn:
+    """A float column named like money; ``lossy``: values ``DECIMAL(14,2)`` would change (more than two
+    decimals, or 10^12 and over), counted where the conversion needs a scale (MySQL; ``None``: not counted)."""
+
+    column: ColumnRef
+    lossy: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LowCardinality:
     """A text column whose statistics say it holds a handful of values (all of them in most_common_vals)."""
 
@@ -146,7 +155,7 @@ class SchemaDesignFacts:
     database: str
     missing_fks: list[ForeignKeyGap] = field(default_factory=list)
     never_null: list[NeverNull] = field(default_factory=list)
-    float_money: list[ColumnRef] = field(default_factory=list)
+    float_money: list[MoneyColumn] = field(default_factory=list)
     naive_timestamps: list[ColumnRef] = field(default_factory=list)
     low_cardinality: list[LowCardinality] = field(default_factory=list)
     delimited: list[DelimitedList] = field(default_factory=list)
