@@ -103,6 +103,9 @@ class Agent:
     def internal_errors(self) -> int:
         text = self.log_path.read_text(errors="replace")
         in_log = text.count("internal error")
+        first = next((line for line in text.splitlines() if "internal error" in line), None)
+        if first:
+            print(f"  first internal error: {first[:300]}", file=sys.stderr)
         in_api = sum(1 for t in self.targets() for c in t["collectors"].values()
                      if (c["last_error"] or "").startswith("internal error"))
         return max(in_log, in_api)
@@ -189,11 +192,16 @@ def _ticks(began: float, window: float, every: float) -> Iterator[int]:
 
 def _cleanup(*groups: list[Any]) -> None:
     """Stop everything started, each on its own (one that fails, or a ^C, does not leave the others running)."""
+    interrupted: BaseException | None = None
     for stop in (s for group in groups for s in group):
         try:
             stop()
         except BaseException as exc:  # noqa: BLE001 - report and go on stopping the rest
             print(f"cleanup: {exc!r}", file=sys.stderr)
+            if not isinstance(exc, Exception):
+                interrupted = exc
+    if interrupted is not None:  # a ^C during the cleanup still stops the bench once all is stopped
+        raise interrupted
 
 
 def start_pg(root: Path, name: str, max_connections: int) -> PostgresServer:
