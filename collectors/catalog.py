@@ -14,12 +14,13 @@ from dbwatch.collectors import (catalog_backup, catalog_cassandra, catalog_host,
                                 catalog_mysql,
                                 catalog_pgbouncer, catalog_postgres, catalog_postgres_parity, catalog_redis,
                                 catalog_slowlog, catalog_sqlshape, catalog_timescale)
-from dbwatch.collectors import catalog_neo4j
+from dbwatch.collectors import catalog_custom, catalog_neo4j
 from dbwatch.model import MetricFamily
 from dbwatch.model.catalog import MetricSpec, find
 
 #: in the order docs/metrics.md shows them
 SECTIONS: tuple[ModuleType, ...] = (catalog_postgres, catalog_postgres_parity, catalog_timescale, catalog_mysql,
+                                    catalog_custom,
                                     catalog_migrations, catalog_slowlog, catalog_sqlshape, catalog_redis,
                                     catalog_pgbouncer, catalog_mongodb, catalog_neo4j, catalog_cassandra, catalog_host,
                                     catalog_backup)

@@ -124,6 +124,7 @@ def _postgres() -> Engine:
             "settings": "pg_settings:SettingsCollector",
             "stats": "pg_stats_more:MoreStatsCollector",
             "custom": "pg_custom:CustomQueriesCollector",
+            "queries": "pg_queries:PgQueriesCollector",
             "migrations": "pg_migrations:PgMigrationsCollector",
             "schema": "pg_schema:PgSchemaCollector",
             "timescaledb": "timescale:TimescaleCollector",
@@ -138,6 +139,8 @@ def _postgres() -> Engine:
             "stats": CollectorDefaults(interval=15.0, timeout=10.0),
             # A postgres_exporter queries.yaml: on when enabled with a queries_file.
             "custom": CollectorDefaults(interval=15.0, timeout=10.0, enabled=False),
+            # dbwatch's own custom queries (collectors/custom_queries.py): on when enabled with queries.
+            "queries": CollectorDefaults(interval=60.0, timeout=10.0, enabled=False),
             # Schema changes while they run: lock queues behind DDL, index builds, invalid indexes.
             "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
             "statements": CollectorDefaults(interval=60.0, timeout=20.0),
@@ -177,6 +180,7 @@ def _mysql() -> Engine:
             "schema": "mysql_schema:MySQLSchemaCollector",
             "ha": "mysql_ha_review:MySQLHaReviewCollector",
             "schema_design": "mysql_schema_design:MySQLSchemaDesignCollector",
+            "queries": "mysql_custom:MySQLQueriesCollector",
         }),
         defaults={
             "mysql": CollectorDefaults(interval=15.0, timeout=10.0),
@@ -193,6 +197,8 @@ def _mysql() -> Engine:
             "ha": CollectorDefaults(interval=3600.0, timeout=10.0, enabled=False),
             # The schema designer (rules/schema_design.py): information_schema and bounded checks; on demand.
             "schema_design": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
+            # dbwatch's own custom queries (collectors/custom_queries.py): on when enabled with queries.
+            "queries": CollectorDefaults(interval=60.0, timeout=10.0, enabled=False),
         },
     )
 

@@ -21,21 +21,18 @@ on other server versions. A query that fails is reported in the snapshot's notes
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import re
 import time
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
-from dbwatch.collectors import catalog
 from dbwatch.collectors.base import Collector, CollectorError
-from dbwatch.collectors.pg_custom_parse import Column, CustomQuery, QueryFileError, load_queries
+from dbwatch.collectors.custom_queries import not_built_in
+from dbwatch.collectors.pg_custom_parse import Column, CustomQuery, QueryFileError, load_queries, sample_value
 from dbwatch.collectors.pg_databases import DatabaseScope, describe_failure, discover, per_database
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, MetricType, Snapshot, gauge
-from dbwatch.model.catalog import find as catalog_find
 from dbwatch.model.options import Flag, Text
 
 __all__ = ["CustomOptions", "CustomQueriesCollector"]
@@ -108,7 +105,7 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
                     snapshot.notes.append(f"custom query {query.namespace} on {database}: {cached[1]}")
                     continue
                 out.add(query, cached[1], database if len(databases) > 1 and not query.master else None)
-        families, shadowed = self._not_built_in(out.families())
+        families, shadowed = not_built_in(self.target, self.name, out.families())
         if shadowed:
             snapshot.notes.append(f"custom queries: {', '.join(shadowed)} left out: dbwatch's own collectors of this "
                                   "target export these names (disable them to export the file's instead)")
@@ -131,18 +128,6 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
                 raise CollectorError(f"queries_file {exc}") from None
             self._cache.clear()
         return self._file[1]
-
-    def _not_built_in(self, families: list[MetricFamily]) -> tuple[list[MetricFamily], list[str]]:
-        """The families no other enabled collector of the target exports (by the metric catalog), and the names
-        of the others: one series twice in a scrape is an error (a queries.yaml written for the exporter often
-        holds the per-table queries the tables collector now runs)."""
-        specs = [spec for name in self.target.collectors if name != self.name
-                 for spec in catalog.families(self.target.engine, name)]
-        kept: list[MetricFamily] = []
-        shadowed: list[MetricFamily] = []
-        for family in families:
-            (shadowed if catalog_find(specs, family.name) is not None else kept).append(family)
-        return kept, [family.name for family in shadowed]
 
     def _stale(self, query: CustomQuery, database: str, now: float) -> bool:
         cached = self._cache.get((query.namespace, database))
@@ -191,7 +176,7 @@ class _Families:
                 if column is None:
                     if column_name in histograms:
                         continue
-                    value = _number(raw)
+                    value = sample_value(raw)
                     if value is not None:
                         self._family(f"{ns}_{column_name}", MetricType.UNTYPED, f"Unknown metric from {ns}",
                                      labels).samples.append((key, value))
@@ -202,7 +187,7 @@ class _Families:
                 key: tuple[str, ...]) -> None:
         name, help = f"{ns}_{column.name}", column.description or f"{ns}.{column.name}"
         if column.usage in ("COUNTER", "GAUGE"):
-            value = _number(raw)
+            value = sample_value(raw)
             if value is not None:
                 kind = MetricType.COUNTER if column.usage == "COUNTER" else MetricType.GAUGE
                 self._family(name, kind, help, labels).samples.append((key, value))
@@ -223,10 +208,10 @@ class _Families:
         bucket = self._family(f"{name}_bucket", MetricType.COUNTER, help, (*labels, "le"))
         for bound, count in zip(bounds, counts):
             bucket.samples.append(((*key, _le(float(bound))), float(count)))
-        total = _number(row.get(f"{column}_count"))
+        total = sample_value(row.get(f"{column}_count"))
         bucket.samples.append(((*key, "+Inf"), total if total is not None else float(sum(counts))))
         for suffix in ("_sum", "_count"):
-            value = _number(row.get(f"{column}{suffix}"))
+            value = sample_value(row.get(f"{column}{suffix}"))
             if value is not None:
                 self._family(f"{name}{suffix}", MetricType.COUNTER, help, labels).samples.append((key, value))
 
@@ -236,26 +221,6 @@ class _Families:
 
 def _le(bound: float) -> str:
     return str(int(bound)) if bound.is_integer() else repr(bound)
-
-
-def _number(raw: Any) -> float | None:
-    """The exporter's conversion of a column to a sample value; None when it is not a number."""
-    if raw is None:
-        return math.nan
-    if isinstance(raw, bool):
-        return float(raw)
-    if isinstance(raw, (int, float, Decimal)):
-        return float(raw)
-    if isinstance(raw, datetime.datetime):
-        return raw.timestamp()
-    if isinstance(raw, datetime.timedelta):
-        return raw.total_seconds()
-    if isinstance(raw, (str, bytes)):
-        try:
-            return float(raw)
-        except ValueError:
-            return None
-    return None
 
 
 _GO_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

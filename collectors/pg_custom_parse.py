@@ -19,14 +19,18 @@ them at once, so ``dbwatch validate`` can list them.
 
 from __future__ import annotations
 
+import datetime
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import yaml
 
-__all__ = ["USAGES", "Column", "CustomQuery", "QueryFileError", "VersionRange", "load_queries", "parse_queries"]
+__all__ = ["USAGES", "Column", "CustomQuery", "QueryFileError", "VersionRange", "load_queries", "parse_queries",
+           "read_yaml", "sample_value"]
 
 USAGES = ("LABEL", "COUNTER", "GAUGE", "MAPPEDMETRIC", "DURATION", "HISTOGRAM", "DISCARD")
 _NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -77,14 +81,7 @@ class CustomQuery:
 
 def load_queries(path: str) -> tuple[CustomQuery, ...]:
     """The queries of the file at ``path``; raises :class:`QueryFileError` listing every problem."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise QueryFileError(path, [f"cannot read the file: {exc.strerror}"]) from None
-    except UnicodeDecodeError:
-        raise QueryFileError(path, ["not UTF-8 text"]) from None
-    queries, problems = parse_queries(text)
+    queries, problems = _queries(read_yaml(path))
     if problems:
         raise QueryFileError(path, problems)
     return queries
@@ -93,11 +90,38 @@ def load_queries(path: str) -> tuple[CustomQuery, ...]:
 def parse_queries(text: str) -> tuple[tuple[CustomQuery, ...], list[str]]:
     """The queries of a queries.yaml text, and the problems found (one line each)."""
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml_text(text)
+    except QueryFileError as exc:
+        return (), exc.problems
+    return _queries(raw)
+
+
+def read_yaml(path: str) -> Any:
+    """The parsed YAML of the file at ``path`` (any queries file); raises :class:`QueryFileError` with one
+    line when the file cannot be read or is not YAML."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise QueryFileError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise QueryFileError(path, ["not UTF-8 text"]) from None
+    try:
+        return yaml_text(text)
+    except QueryFileError as exc:
+        raise QueryFileError(path, exc.problems) from None
+
+
+def yaml_text(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
-        return (), [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]
+        raise QueryFileError("", [f"{where}not valid YAML ({getattr(exc, 'problem', None) or exc})"]) from None
+
+
+def _queries(raw: Any) -> tuple[tuple[CustomQuery, ...], list[str]]:
     if raw is None:
         return (), []
     if not isinstance(raw, dict):
@@ -176,6 +200,27 @@ def _columns(namespace: str, metrics: Any, problems: list[str]) -> tuple[Column,
         columns.append(Column(name=name, usage=usage, description=str(description or ""),
                               mapping={str(k): float(v) for k, v in mapping.items()}))
     return tuple(columns)
+
+
+def sample_value(raw: Any) -> float | None:
+    """postgres_exporter's conversion of a column to a sample value (NULL is NaN); None when it is not a
+    number. dbwatch's own format (:mod:`.custom_queries`) uses it too, skipping NULL first."""
+    if raw is None:
+        return math.nan
+    if isinstance(raw, bool):
+        return float(raw)
+    if isinstance(raw, (int, float, Decimal)):
+        return float(raw)
+    if isinstance(raw, datetime.datetime):
+        return raw.timestamp()
+    if isinstance(raw, datetime.timedelta):
+        return raw.total_seconds()
+    if isinstance(raw, (str, bytes)):
+        try:
+            return float(raw)
+        except ValueError:
+            return None
+    return None
 
 
 def _version_range(namespace: str, text: Any, problems: list[str]) -> VersionRange:
