@@ -253,7 +253,8 @@ class CassandraCollector(Collector[CassandraSession, CassandraOptions]):
             g = by_address.get(address)
             status, state, stale = "", "unknown", None
             if g is not None:
-                status = str(g.get("status") or "").partition(",")[0]
+                # STATUS, or STATUS_WITH_PORT (4.0+ gossips both; a later version may drop the old one)
+                status = str(g.get("status") or g.get("status_with_port") or "").partition(",")[0]
                 beat = (int(g.get("generation") or 0), int(g.get("heartbeat") or 0))
                 seen = self._beats.get(address)
                 since = seen[2] if seen is not None and seen[:2] == beat else now
@@ -306,7 +307,7 @@ def _tables(views: dict[str, list[dict[str, Any]]], limit: int) -> list[Cassandr
         t = tombstones.get(key)
         out.append(CassandraTableStats(
             keyspace=key[0], table=key[1],
-            tombstones_per_read_p99=float(t["p99th"]) if t and t.get("p99th") is not None else None,
+            tombstones_per_read_p99=float(t["99th"]) if t and t.get("99th") is not None else None,
             tombstones_per_read_max=float(t["max"]) if t and t.get("max") is not None else None,
             reads=_int(t.get("count")) if t else None,
             max_partition_bytes=_int(largest[key].get("mebibytes")) * mib if key in largest else None,

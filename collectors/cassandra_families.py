@@ -167,7 +167,7 @@ def _latency(views: dict[str, list[dict[str, Any]]], kept: set[tuple[str, str]])
             key = (str(r.get("keyspace_name")), str(r.get("table_name")))
             if key not in kept:
                 continue
-            for quantile, column in (("0.5", "median_ms"), ("0.99", "p99th_ms")):
+            for quantile, column in (("0.5", "50th_ms"), ("0.99", "99th_ms")):
                 value = _num(r.get(column))
                 if value is not None:
                     seconds.add((*key, operation, quantile), value / 1000)

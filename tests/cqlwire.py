@@ -7,13 +7,14 @@ the 9-byte frame header, OPTIONS/SUPPORTED, STARTUP/READY, AUTHENTICATE with
 ``org.apache.cassandra.auth.PasswordAuthenticator`` and SASL PLAIN in AUTH_RESPONSE, REGISTER, QUERY answered
 by RESULT Rows with full column metadata, ERROR with its codes) and answers ``SELECT`` on the tables the driver
 reads when it connects (``system.local``, ``system.peers_v2``, ``system.peers``) and on Cassandra 4.x's
-virtual tables in ``system_views``. The tables' columns and CQL types are those of Cassandra 4.1's
-``DESCRIBE TABLE`` output (SystemKeyspace.java, and the virtual tables of doc/modules/cassandra/pages/
-managing/operating/virtualtables.adoc: thread_pools, caches, clients, settings, disk_usage, max_partition_size,
-sstable_tasks, the latency and per-read histogram tables of TableMetricTables, internode_inbound/outbound and
-gossip_info); the rows are whatever the test's :class:`Scenario` says. A protocol v5 STARTUP is refused with
-the protocol error Cassandra sends to a client asking for a version it does not speak, which makes the driver
-settle on v4 (the collector asks for v4 anyway).
+virtual tables in ``system_views``. The tables' columns and CQL types are Cassandra's own (SystemKeyspace.java
+for system.*, and src/java/org/apache/cassandra/db/virtual/: ThreadPoolsTable, CachesTable, ClientsTable,
+SettingsTable, SSTableTasksTable, InternodeInboundTable, InternodeOutboundTable, GossipInfoTable (4.1), and
+TableMetricTables for disk_usage, max_partition_size, tombstones_per_read and the coordinator latency tables,
+whose columns are ``count``, ``50th``/``99th``/``max`` with an ``_ms`` suffix for latencies, and
+``per_second`` for Timers); the rows are whatever the test's :class:`Scenario` says. A frame of another
+protocol version is refused with the protocol error Cassandra sends to a client asking for a version it does
+not speak, which makes the driver settle on v4 (the collector asks for v4 anyway).
 
 Queries are matched, not parsed: ``SELECT <columns|*> FROM <keyspace>.<table> [WHERE ...]``; WHERE is
 ignored (the driver's ``WHERE key='local'`` selects the only row there is).
@@ -49,10 +50,11 @@ def _columns(spec: str) -> list[tuple[str, str]]:
     return [tuple(part.split()) for part in spec.split(",")]  # type: ignore[misc]
 
 
-_LATENCY = "keyspace_name text, table_name text, count bigint, max_ms double, median_ms double, per_second double, " \
-           "p99th_ms double"
-_PER_READ = "keyspace_name text, table_name text, count bigint, max double, median double, per_second double, " \
-            "p99th double"
+# TableMetricTables.java: a Timer gets count, 50th/99th/max in ms and the five-minute rate; a Histogram (tombstones
+# per read) the same without the rate and without the unit suffix
+_LATENCY = "keyspace_name text, table_name text, count bigint, 50th_ms double, 99th_ms double, max_ms double, " \
+           "per_second double"
+_PER_READ = "keyspace_name text, table_name text, count bigint, 50th double, 99th double, max double"
 #: ``keyspace.table`` -> its columns and their CQL types, as Cassandra 4.1 declares them
 SCHEMAS: dict[str, list[tuple[str, str]]] = {
     "system.local": _columns(
@@ -81,7 +83,8 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
     "system_views.disk_usage": _columns("keyspace_name text, table_name text, mebibytes bigint"),
     "system_views.max_partition_size": _columns("keyspace_name text, table_name text, mebibytes bigint"),
     "system_views.sstable_tasks": _columns(
-        "keyspace_name text, table_name text, task_id uuid, kind text, progress bigint, total bigint, unit text"),
+        "keyspace_name text, table_name text, task_id uuid, completion_ratio double, kind text, progress bigint, "
+        "total bigint, unit text"),
     "system_views.coordinator_read_latency": _columns(_LATENCY),
     "system_views.coordinator_write_latency": _columns(_LATENCY),
     "system_views.tombstones_per_read": _columns(_PER_READ),
@@ -95,10 +98,12 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
         "address inet, port int, dc text, rack text, active_connections bigint, connection_attempts bigint, "
         "error_bytes bigint, error_count bigint, expired_bytes bigint, expired_count bigint, overload_bytes bigint, "
         "overload_count bigint, pending_bytes bigint, pending_count bigint, sent_bytes bigint, sent_count bigint, "
-        "successful_connection_attempts bigint"),
+        "successful_connection_attempts bigint, using_bytes bigint, using_reserve_bytes bigint"),
+    # GossipInfoTable.java: one text column per ApplicationState (lower case; TOKENS left out) and one int
+    # column <state>_version each; the few read or shown here
     "system_views.gossip_info": _columns(
         "address inet, port int, hostname text, generation int, heartbeat int, dc text, rack text, status text, "
-        "load text, release_version text, host_id text"),
+        "status_with_port text, load text, release_version text, host_id text, status_version int"),
 }
 #: virtual tables a Cassandra 4.0 lacks (gossip_info came with 4.1)
 SINCE_41 = {"system_views.gossip_info"}
@@ -152,7 +157,7 @@ class Scenario:
             {"name": "compaction_large_partition_warning_threshold", "value": "100MiB"},
             {"name": "concurrent_compactors", "value": "2"}])
         self.tables.setdefault("system_views.caches", [
-            {"name": "key", "capacity_bytes": 104857600, "entry_count": 500, "hit_count": 900, "hit_ratio": 0.9,
+            {"name": "keys", "capacity_bytes": 104857600, "entry_count": 500, "hit_count": 900, "hit_ratio": 0.9,
              "recent_hit_rate_per_second": 9, "recent_request_rate_per_second": 10, "request_count": 1000,
              "size_bytes": 40000}])
 
@@ -175,7 +180,7 @@ class Scenario:
             beat = 100 + int((time.monotonic() - self.started) * 10)  # Gossiper beats once a second; faster here
             return [{"address": p.address, "port": 7000, "hostname": p.address, "generation": 1700000000,
                      "heartbeat": beat if p.alive else 42, "dc": p.datacenter, "rack": p.rack,
-                     "status": f"{p.status},-{i}", "load": "1.0E9", "release_version": self.release_version,
+                     "status": f"{p.status},-{i}", "status_with_port": f"{p.status},-{i}", "load": "1.0E9", "release_version": self.release_version,
                      "host_id": p.host_id} for i, p in enumerate(self.peers)]
         return self.tables.get(table, [] if table in SCHEMAS else None)
 

@@ -69,10 +69,10 @@ def busy_tables() -> dict[str, list[dict]]:
                                     {"keyspace_name": "system", "table_name": "local", "mebibytes": 1}],
         "system_views.max_partition_size": [{"keyspace_name": "shop", "table_name": "orders", "mebibytes": 12}],
         "system_views.tombstones_per_read": [{"keyspace_name": "shop", "table_name": "orders", "count": 5000,
-                                              "max": 900.0, "median": 3.0, "per_second": 2.5, "p99th": 120.0}],
+                                              "50th": 3.0, "99th": 120.0, "max": 900.0}],
         "system_views.coordinator_read_latency": [{"keyspace_name": "shop", "table_name": "orders", "count": 5000,
-                                                   "max_ms": 80.0, "median_ms": 1.5, "per_second": 2.5,
-                                                   "p99th_ms": 25.0}],
+                                                   "50th_ms": 1.5, "99th_ms": 25.0, "max_ms": 80.0,
+                                                   "per_second": 2.5}],
         "system_views.clients": [{"address": "10.0.0.9", "port": 40000, "connection_stage": "ready",
                                   "driver_name": "DataStax Java Driver", "driver_version": "4.17.0",
                                   "hostname": "app1", "protocol_version": 5, "request_count": 10,
@@ -113,8 +113,8 @@ async def test_a_healthy_node_reports_its_topology_pools_caches_tables_and_laten
     assert snapshot.family("dbwatch_cassandra_peers_down").value() == 0
     assert samples(snapshot, "cassandra_thread_pool_pending_tasks")[("MutationStage",)] == 0
     assert samples(snapshot, "cassandra_thread_pool_completed_tasks_total")[("ReadStage",)] == 1000
-    assert samples(snapshot, "cassandra_cache_hits_total") == {("key",): 900}
-    assert samples(snapshot, "dbwatch_cassandra_cache_hit_ratio") == {("key",): 0.9}
+    assert samples(snapshot, "cassandra_cache_hits_total") == {("keys",): 900}
+    assert samples(snapshot, "dbwatch_cassandra_cache_hit_ratio") == {("keys",): 0.9}
     assert samples(snapshot, "dbwatch_cassandra_clients") == {("app", "DataStax Java Driver"): 1}
     assert samples(snapshot, "dbwatch_cassandra_sstable_tasks") == {("compaction",): 1}
     # user tables only: system.local's disk usage is not a series
