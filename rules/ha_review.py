@@ -131,7 +131,8 @@ def _postgres(view: TargetView, add: Any) -> None:
             "SELECT pg_reload_conf();", _RELOAD + "; a consumer further behind loses its slot", "medium", 0.4)
     archive_mode = ha.get("archive_mode")
     archiver = view.fact(Archiver)
-    command = ha.get("archive_command").strip() or ha.get("archive_library").strip()
+    command = "" if ha.get("archive_command").strip() in ("", "(disabled)") else ha.get("archive_command").strip()
+    command = command or ha.get("archive_library").strip()
     if archive_mode == "off" or not command:
         add("HaNoPitr", Severity.INFO, "no WAL archive: no point-in-time recovery",
             f"archive_mode = {archive_mode}" + ("" if command else ", no archive_command or archive_library")
