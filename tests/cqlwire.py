@@ -64,7 +64,8 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
         "rpc_address inet, rpc_port int, schema_version uuid, tokens set<text>"),
     "system.peers_v2": _columns(
         "peer inet, peer_port int, data_center text, host_id uuid, native_address inet, native_port int, "
-        "preferred_ip inet, preferred_port int, rack text, release_version text, schema_version uuid, tokens set<text>"),
+        "preferred_ip inet, preferred_port int, rack text, release_version text, schema_version uuid, "
+        "tokens set<text>"),
     "system.peers": _columns(
         "peer inet, data_center text, host_id uuid, preferred_ip inet, rack text, release_version text, "
         "rpc_address inet, schema_version uuid, tokens set<text>"),
@@ -180,7 +181,8 @@ class Scenario:
             beat = 100 + int((time.monotonic() - self.started) * 10)  # Gossiper beats once a second; faster here
             return [{"address": p.address, "port": 7000, "hostname": p.address, "generation": 1700000000,
                      "heartbeat": beat if p.alive else 42, "dc": p.datacenter, "rack": p.rack,
-                     "status": f"{p.status},-{i}", "status_with_port": f"{p.status},-{i}", "load": "1.0E9", "release_version": self.release_version,
+                     "status": f"{p.status},-{i}", "status_with_port": f"{p.status},-{i}", "load": "1.0E9",
+                     "release_version": self.release_version,
                      "host_id": p.host_id} for i, p in enumerate(self.peers)]
         return self.tables.get(table, [] if table in SCHEMAS else None)
 
