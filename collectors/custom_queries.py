@@ -18,8 +18,8 @@ import os
 import time
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
 
 from dbwatch.collectors import catalog
 from dbwatch.collectors.base import Collector, CollectorError, Session
@@ -29,10 +29,11 @@ from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, counter, g
 from dbwatch.model.catalog import find as catalog_find
 from dbwatch.model.options import CollectorOptions, Text
 
-__all__ = ["QueriesCollector", "QueriesOptions", "not_built_in"]
+__all__ = ["QueriesCollector", "QueriesOptions", "QueryFile", "not_built_in"]
 
 Row = Mapping[str, Any]
 S = TypeVar("S", bound=Session)
+T = TypeVar("T")
 
 
 class QueriesOptions(CollectorOptions):
@@ -60,7 +61,7 @@ class QueriesCollector(Collector[S, QueriesOptions]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._file: tuple[float, tuple[QuerySpec, ...]] | None = None  # (mtime, queries)
+        self._file = QueryFile(load_query_file)
         self._rows: dict[str, tuple[float, Sequence[Row]]] = {}  # query -> (when it ran, its rows)
         self._errors: Counter[str] = Counter()
         self._skipped: Counter[tuple[str, str]] = Counter()
@@ -111,21 +112,10 @@ class QueriesCollector(Collector[S, QueriesOptions]):
         snapshot.keep_history = False  # the user's series; no rule reads them over time
 
     def _file_queries(self) -> tuple[QuerySpec, ...]:
-        """The file's queries, re-read when it changes; a file gone bad fails the collection, plainly."""
-        path = self.options.queries_file
-        if not path:
-            return ()
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError as exc:
-            raise CollectorError(f"queries_file {path}: {exc.strerror}") from None
-        if self._file is None or self._file[0] != mtime:
-            try:
-                self._file = (mtime, load_query_file(path))
-            except QueryFileError as exc:
-                raise CollectorError(f"queries_file {exc}") from None
+        queries, changed = self._file.read(self.options.queries_file)
+        if changed:
             self._rows.clear()
-        return self._file[1]
+        return queries or ()
 
     def _export(self, query: str, metric: MetricSpec, rows: Sequence[Row], out: dict[str, MetricFamily]) -> None:
         family = out.get(metric.name)
@@ -145,6 +135,30 @@ class QueriesCollector(Collector[S, QueriesOptions]):
             family.samples.append((labels, value))
         if bad:
             self._skipped[(query, metric.name)] += bad
+
+
+class QueryFile(Generic[T]):
+    """A queries file, re-read when it changes; a file gone bad fails the collection, plainly."""
+
+    def __init__(self, load: Callable[[str], T]) -> None:
+        self._load = load
+        self._read: tuple[str, float, T] | None = None  # (path, mtime, what it holds)
+
+    def read(self, path: str) -> tuple[T | None, bool]:
+        """What the file at ``path`` holds (None: no path), and whether that changed since the last read."""
+        if not path:
+            return None, False
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError as exc:
+            raise CollectorError(f"queries_file {path}: {exc.strerror}") from None
+        if self._read is not None and self._read[:2] == (path, mtime):
+            return self._read[2], False
+        try:
+            self._read = (path, mtime, self._load(path))
+        except QueryFileError as exc:
+            raise CollectorError(f"queries_file {exc}") from None
+        return self._read[2], True
 
 
 def not_built_in(target: Target, own: str, families: list[MetricFamily]) -> tuple[list[MetricFamily], list[str]]:

@@ -21,14 +21,13 @@ on other server versions. A query that fails is reported in the snapshot's notes
 from __future__ import annotations
 
 import datetime
-import os
 import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from dbwatch.collectors.base import Collector, CollectorError
-from dbwatch.collectors.custom_queries import not_built_in
+from dbwatch.collectors.custom_queries import QueryFile, not_built_in
 from dbwatch.collectors.pg_custom_parse import Column, CustomQuery, QueryFileError, load_queries, sample_value
 from dbwatch.collectors.pg_databases import DatabaseScope, describe_failure, discover, per_database
 from dbwatch.collectors.postgres import PostgresSession
@@ -64,7 +63,7 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._file: tuple[float, tuple[CustomQuery, ...]] | None = None  # (mtime, queries)
+        self._file = QueryFile(load_queries)
         # (namespace, database) -> (when, rows or the error's text)
         self._cache: dict[tuple[str, str], tuple[float, list[Any] | str]] = {}
 
@@ -113,21 +112,10 @@ class CustomQueriesCollector(Collector[PostgresSession, CustomOptions]):
         snapshot.keep_history = False  # the user's series, as many as the queries return; no rule reads them
 
     def _queries(self) -> tuple[CustomQuery, ...]:
-        """The file's queries, re-read when it changes; a file gone bad keeps failing, plainly."""
-        path = self.options.queries_file
-        if not path:
-            return ()
-        try:
-            mtime = os.stat(path).st_mtime
-        except OSError as exc:
-            raise CollectorError(f"queries_file {path}: {exc.strerror}") from None
-        if self._file is None or self._file[0] != mtime:
-            try:
-                self._file = (mtime, load_queries(path))
-            except QueryFileError as exc:
-                raise CollectorError(f"queries_file {exc}") from None
+        queries, changed = self._file.read(self.options.queries_file)
+        if changed:
             self._cache.clear()
-        return self._file[1]
+        return queries or ()
 
     def _stale(self, query: CustomQuery, database: str, now: float) -> bool:
         cached = self._cache.get((query.namespace, database))

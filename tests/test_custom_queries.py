@@ -6,6 +6,7 @@ Real servers: the session's PostgreSQL 15 primary (``pg_primary``), and a throwa
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +193,18 @@ def test_validate_reports_inline_and_file_problems_with_their_config_paths(tmp_p
         f"targets[0].collectors.queries.queries_file: {shared}: q.metrics[0].value: required: the column holding "
         "the number, got None",
     ]
+
+
+async def test_a_queries_file_is_read_again_when_it_changes(pg_orders, session_for, tmp_path: Path):
+    """pg_orders: the file first declares x_one, then (rewritten, with a newer mtime) x_two instead."""
+    path = tmp_path / "queries.yaml"
+    path.write_text("- {name: q, query: SELECT 1 AS v, metrics: [{name: x_one, value: v}]}\n")
+    session = session_for(Target(name="t", engine="postgres", dsn=pg_orders.dsn(database="cq"), labels={},
+                                 collectors={"queries": CollectorSettings(60, 10, {"queries_file": str(path)})}))
+    collector = PgQueriesCollector(session.target, session)
+    first = await collect(collector)
+    path.write_text("queries:\n  - {name: q, query: SELECT 2 AS v, metrics: [{name: x_two, value: v}]}\n")
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    second = await collect(collector)
+    assert samples(first, "x_one") == {(): 1} and samples(second, "x_two") == {(): 2}
+    assert "x_one" not in {f.name for f in second.families}
