@@ -179,7 +179,7 @@ def _latency(views: dict[str, list[dict[str, Any]]], kept: set[tuple[str, str]])
 
 def _dropped(views: dict[str, list[dict[str, Any]]]) -> list[MetricFamily]:
     """Messages to and from each peer that expired before they were processed or sent, or that overflowed the
-    outbound queue: the messages nodetool tpstats counts as dropped."""
+    outbound queue: close to what nodetool tpstats counts as dropped (by verb there, by peer here)."""
     if "internode_inbound" not in views and "internode_outbound" not in views:
         return []
     fam = counter("dbwatch_cassandra_dropped_messages_total", "Internode messages dropped: expired before they "
