@@ -6,8 +6,9 @@ topology; Cassandra 4.x's virtual tables in ``system_views`` give the rest, all 
 ``max_partition_size``, ``sstable_tasks`` (running compactions), the per-table histograms
 ``coordinator_read_latency``/``coordinator_write_latency`` and ``tombstones_per_read``, the internode
 message counters ``internode_inbound``/``internode_outbound`` (messages that expired or overflowed, by peer:
-close to what tpstats counts as dropped, by verb), and, from 4.1, ``gossip_info`` (the STATUS and heartbeat of every peer). A table
-the node lacks (an older version) or the user may not read is a note; the collection carries on.
+close to what tpstats counts as dropped, by verb), and, from 4.1, ``gossip_info`` (the STATUS and heartbeat
+of every peer). A table the node lacks (an older version) or the user may not read is a note; the collection
+carries on.
 
 The driver is used from asyncio without blocking the loop: its own I/O thread (libev) runs the requests,
 and each ResponseFuture's callbacks hand the rows to the loop with ``call_soon_threadsafe``; connecting and
