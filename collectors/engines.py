@@ -176,6 +176,7 @@ def _mysql() -> Engine:
             "slowlog": "slowlog:SlowLogCollector",
             "audit": "mysql_audit:MySQLAuditCollector",
             "advisor": "mysql_advisor:MySQLAdvisorCollector",
+            "workload": "mysql_workload:MySQLWorkloadCollector",
             "migrations": "mysql_migrations:MySQLMigrationsCollector",
             "schema": "mysql_schema:MySQLSchemaCollector",
             "ha": "mysql_ha_review:MySQLHaReviewCollector",
@@ -189,6 +190,8 @@ def _mysql() -> Engine:
             "audit": CollectorDefaults(interval=3600.0, timeout=30.0, enabled=False),
             # Off in the daemon unless enabled, like PostgreSQL's: it EXPLAINs the application's statements.
             "advisor": CollectorDefaults(interval=3600.0, timeout=120.0, enabled=False),
+            # The workload profile for the strategy advice (rules/strategy*.py): performance_schema; on demand.
+            "workload": CollectorDefaults(interval=3600.0, timeout=60.0, enabled=False),
             # Metadata-lock queues behind DDL, gh-ost and pt-online-schema-change runs.
             "migrations": CollectorDefaults(interval=15.0, timeout=10.0),
             # On for a target with a schema_group (SchemaDrift), off otherwise (agent/config.py).
