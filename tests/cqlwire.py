@@ -315,7 +315,7 @@ class CqlWireServer:
                 if version & 0x7F != 4:  # what Cassandra answers a version it does not speak, in the client's
                     self._send(writer, version & 0x7F, stream, ERROR, error_body(
                         PROTOCOL_ERROR, f"Invalid or unsupported protocol version ({version & 0x7F}); "
-                                        f"supported versions are (3/v3, 4/v4, 5/v5-beta)"))
+                                        f"supported versions are (3/v3, 4/v4)"))
                     continue
                 kind, reply = self._answer(opcode, body, authenticated)
                 if kind == AUTH_SUCCESS:
@@ -335,7 +335,7 @@ class CqlWireServer:
     def _answer(self, opcode: int, body: bytes, authenticated: bool) -> tuple[int, bytes]:
         s = self.scenario
         if opcode == OPTIONS:
-            multimap = {"CQL_VERSION": ["3.4.6"], "COMPRESSION": [], "PROTOCOL_VERSIONS": ["3/v3", "4/v4", "5/v5"]}
+            multimap = {"CQL_VERSION": ["3.4.6"], "COMPRESSION": [], "PROTOCOL_VERSIONS": ["3/v3", "4/v4"]}
             out = struct.pack(">H", len(multimap))
             for key, values in multimap.items():
                 out += _string(key) + struct.pack(">H", len(values)) + b"".join(_string(v) for v in values)
