@@ -88,8 +88,11 @@ def _postgres(view: TargetView, add: Any) -> None:
             "transactions are lost although their clients saw them commit. "
             + ("ANY 1 over the standbys makes each commit wait for one of them (a round trip to the nearest), and "
                "writes go on while at least one is up." if sql else
-               "With a single standby, synchronous replication would stop every commit while that standby is down, "
-               "so none is offered: add a second standby first, or accept the loss window."),
+               ("With a single standby, synchronous replication would stop every commit while that standby is "
+                "down, so none is offered: add a second standby first, or accept the loss window."
+                if len(streaming) < 2 else
+                f"The standbys do not have distinct application_name values ({', '.join(names) or 'none'}): give "
+                "each its own in primary_conninfo first, so that synchronous_standby_names can name them.")),
             {}, {"standbys": len(streaming), "application_names": names, "max_replay_lag_bytes": lag,
                  "synchronous_commit": commit},
             sql, _RELOAD + "; each commit then waits for one standby's flush", "medium", 0.3)
@@ -176,8 +179,12 @@ def _mysql(view: TargetView, add: Any) -> None:
             "its timeout, so writes never stop for long); the replicas must enable their side too."
             + ("" if mariadb else " On MySQL the semisync plugins must be installed first."),
             {}, {"replicas_connected": ha.replicas_connected, "semi_sync": False},
-            "SET GLOBAL rpl_semi_sync_master_enabled = ON;  -- and rpl_semi_sync_slave_enabled = ON on each replica"
-            if mariadb else None, "none (new commits wait for one replica's receipt, up to the timeout)", "low", 0.3)
+            "-- first on each replica: SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; "
+            "START SLAVE IO_THREAD;\nSET GLOBAL rpl_semi_sync_master_enabled = ON;"
+            if mariadb else None, "none; new commits wait for one replica's receipt, and with no semi-sync replica "
+            "connected the first commit waits rpl_semi_sync_master_timeout "
+            f"({ha.get('rpl_semi_sync_master_timeout') or '10000'} ms) before falling back to asynchronous",
+            "low", 0.3)
     if ha.replicas_connected > 0 or channels:
         weak = {k: ha.get(k) for k in ("sync_binlog", "innodb_flush_log_at_trx_commit") if ha.get(k) not in ("1", "")}
         if weak:

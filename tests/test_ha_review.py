@@ -57,34 +57,44 @@ async def test_postgres_async_standby_unbounded_slot_no_archive_and_standby_feed
 
 
 async def test_postgres_near_misses_then_a_synchronous_standby_that_is_missing_or_defeated():
-    """A primary of its own with a slot limit and an archive, and a standby with hot_standby_feedback on."""
+    """A primary of its own with a slot limit and an archive, and two standbys (cluster_name s1, s2: their
+    application_name) with hot_standby_feedback on."""
     primary = PostgresServer(settings={"max_slot_wal_keep_size": "1GB", "archive_mode": "on",
                                        "synchronous_commit": "on", "archive_command": "'/bin/true'"}).start()
+    standbys: list[PostgresServer] = []
     try:
-        standby = PostgresServer(settings={**primary.settings, "hot_standby_feedback": "on"}, primary=primary).start()
-        try:
-            wait_for(lambda: primary.psql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
-                     == "1", 60, "the standby streaming")
-            assert _rules(await _pg(standby)) == set()
-            assert _rules(await _pg(primary)) == {"HaAsyncReplication"}
-            name = primary.psql("SELECT application_name FROM pg_stat_replication")
-            primary.psql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'; SELECT pg_reload_conf()")
-            wait_for(lambda: primary.psql("SHOW synchronous_standby_names") == "nobody", 20, "the reload")
-            missing = await _pg(primary)
-            assert _rules(missing) == {"HaSyncStandbyMissing"}
-            assert by_rule(missing, "HaSyncStandbyMissing")[0].severity == "critical"
-            primary.psql(f"ALTER SYSTEM SET synchronous_standby_names = '\"{name}\"'; "
-                         "ALTER SYSTEM SET synchronous_commit = 'local'; SELECT pg_reload_conf()")
-            wait_for(lambda: primary.psql("SELECT sync_state FROM pg_stat_replication") == "sync", 30,
-                     "the standby synchronous")
-            defeated = await _pg(primary)
-            assert _rules(defeated) == {"HaSyncCommitLocal"}
-            primary.psql(by_rule(defeated, "HaSyncCommitLocal")[0].evidence["sql"])
-            wait_for(lambda: primary.psql("SHOW synchronous_commit") == "on", 20, "the reload")
-            assert _rules(await _pg(primary)) == set()
-        finally:
-            standby.destroy()
+        for name in ("s1", "s2"):
+            standbys.append(PostgresServer(settings={**primary.settings, "hot_standby_feedback": "on",
+                                                     "cluster_name": f"'{name}'"}, primary=primary).start())
+        streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+        wait_for(lambda: primary.psql(streaming) == "2", 60, "both standbys streaming")
+        assert _rules(await _pg(standbys[0])) == set()
+        [async_] = await _pg(primary)
+        assert async_.rule == "HaAsyncReplication" and async_.evidence["application_names"] == ["s1", "s2"]
+        assert async_.evidence["sql"].startswith(
+            """ALTER SYSTEM SET synchronous_standby_names = 'ANY 1 ("s1", "s2")'""")
+        primary.psql(async_.evidence["sql"])  # as offered: commits wait for either standby
+        wait_for(lambda: primary.psql("SELECT string_agg(sync_state, ',') FROM pg_stat_replication")
+                 == "quorum,quorum", 30, "both standbys in the quorum")
+        primary.psql("CREATE TABLE written (x int); INSERT INTO written VALUES (1)")  # a commit goes through
+        assert _rules(await _pg(primary)) == set()
+        primary.psql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'; SELECT pg_reload_conf()")
+        wait_for(lambda: primary.psql("SHOW synchronous_standby_names") == "nobody", 20, "the reload")
+        missing = await _pg(primary)
+        assert _rules(missing) == {"HaSyncStandbyMissing"}
+        assert by_rule(missing, "HaSyncStandbyMissing")[0].severity == "critical"
+        primary.psql("ALTER SYSTEM SET synchronous_standby_names = 's1'; "
+                     "ALTER SYSTEM SET synchronous_commit = 'local'; SELECT pg_reload_conf()")
+        wait_for(lambda: primary.psql("SELECT sync_state FROM pg_stat_replication WHERE application_name = 's1'")
+                 == "sync", 30, "s1 synchronous")
+        defeated = await _pg(primary)
+        assert _rules(defeated) == {"HaSyncCommitLocal"}
+        primary.psql(by_rule(defeated, "HaSyncCommitLocal")[0].evidence["sql"])
+        wait_for(lambda: primary.psql("SHOW synchronous_commit") == "on", 20, "the reload")
+        assert _rules(await _pg(primary)) == set()
     finally:
+        for standby in standbys:
+            standby.destroy()
         primary.destroy()
 
 
@@ -106,7 +116,8 @@ async def test_mariadb_async_replica_binlog_durability_and_a_replica_without_gti
             assert {"HaAsyncReplication", "HaBinlogNotDurable"} <= _rules(found)
             [async_] = by_rule(found, "HaAsyncReplication")
             assert async_.evidence["replicas_connected"] == 1
-            assert async_.evidence["sql"].startswith("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+            assert async_.evidence["sql"].startswith("-- first on each replica: SET GLOBAL rpl_semi_sync_slave_enabled")
+            assert async_.evidence["sql"].endswith("SET GLOBAL rpl_semi_sync_master_enabled = ON;")
             # The replica follows GTIDs (MASTER_USE_GTID=slave_pos): the near miss.
             assert "HaReplicaWithoutGtid" not in _rules(await _maria(replica))
             replica.sql("STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=no; START SLAVE")
@@ -114,7 +125,8 @@ async def test_mariadb_async_replica_binlog_durability_and_a_replica_without_gti
             assert no_gtid.evidence["using_gtid"].lower() == "no"
             durable = by_rule(found, "HaBinlogNotDurable")[0]
             primary.sql(durable.evidence["sql"].replace("\n", " "))
-            primary.sql("SET GLOBAL rpl_semi_sync_master_enabled = ON")
+            replica.sql("SET GLOBAL rpl_semi_sync_slave_enabled = ON; STOP SLAVE IO_THREAD; START SLAVE IO_THREAD")
+            primary.sql(async_.evidence["sql"].splitlines()[-1])
             assert not {"HaAsyncReplication", "HaBinlogNotDurable"} & _rules(await _maria(primary))
         finally:
             replica.destroy()
