@@ -19,7 +19,7 @@ from dbwatch.model.facts.schema_design import (
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.mysql import MySQLSession
 from dbwatch.collectors.schema_design_common import AMOUNT_NAME, eav_columns, fk_targets
-from dbwatch.model.options import CollectorOptions, Count
+from dbwatch.model.options import CollectorOptions, Count, Number
 
 __all__ = ["MySQLSchemaDesignOptions", "MySQLSchemaDesignCollector"]
 
@@ -67,7 +67,7 @@ class MySQLSchemaDesignOptions(CollectorOptions):
     check_rows_limit: Count = 1_000_000
     max_checks: Count = 40
     min_rows: Count = 100
-    overflow_share: float = 0.5
+    overflow_share: Number = 0.5
 
 
 class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOptions]):

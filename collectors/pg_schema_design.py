@@ -30,7 +30,7 @@ from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.schema_design_common import (
     AMOUNT_NAME, INSTANT_NAME, delimited, eav_columns, fk_targets, low_cardinality, looks_uuid,
 )
-from dbwatch.model.options import CollectorOptions, Count
+from dbwatch.model.options import CollectorOptions, Count, Number
 
 __all__ = ["PgSchemaDesignOptions", "PgSchemaDesignCollector"]
 
@@ -39,7 +39,7 @@ class PgSchemaDesignOptions(CollectorOptions):
     check_rows_limit: Count = 1_000_000  # the largest table a check scans (estimated rows)
     max_checks: Count = 40  # scans per collection at most
     min_rows: Count = 100  # statistics-based findings need at least this many rows
-    overflow_share: float = 0.5  # an integer key's sequence past this share of the type's range
+    overflow_share: Number = 0.5  # an integer key's sequence past this share of the type's range
 
 
 _USER = """n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
