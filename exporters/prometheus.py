@@ -209,6 +209,7 @@ class Exposition:
 
     def _release(self, key: tuple[str, str], old: _Fragment) -> None:
         """Let go of ``old``'s sample lines (and of the blocks joined from them, rebuilt at the next scrape)."""
+        self._cache.clear()  # the joined scrape holds them too, and is stale from now on
         by_name, blocks, deflated = self._by_name, self._blocks, self._deflated
         for name, (_, body) in old.families.items():
             entries = by_name.get(name)
