@@ -16,7 +16,8 @@ from dbwatch.collectors.pg_schema_design import PgSchemaDesignCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model.facts.schema_design import SchemaDesignFacts
 from tests.auditutil import by_rule, collect_once, evaluate, target
-from tests.helpers import collect
+from tests.agentproc import AgentProcess
+from tests.helpers import collect, wait_for
 from tests.pgcluster import PostgresServer
 
 PLANTED = """
@@ -184,3 +185,17 @@ async def test_key_overflow_says_how_many_days_are_left_at_the_observed_growth(p
     assert overflow.evidence["per_day"] == pytest.approx(per_day, rel=1e-6)
     assert overflow.evidence["days_left"] == pytest.approx((2147483647 - before - 50_000_000) / per_day, abs=0.1)
     assert overflow.severity == "warning" and "days left" in overflow.summary
+
+
+def test_the_daemon_with_the_designer_and_ha_review_enabled_serves_their_recommendations(planted, tmp_path):
+    """The planted database watched by a real `dbwatch run` with schema_design and ha enabled."""
+    config = {"targets": [{"name": "designed", "engine": "postgres", "dsn": planted.dsn(database="design"),
+                           "collectors": {"statements": {"enabled": False}, "schema_design": {"enabled": True},
+                                          "ha": {"enabled": True}}}]}
+    agent = AgentProcess(tmp_path, config).start()
+    try:
+        wanted = {"SchemaKeyOverflow", "TimestampWithoutTimeZone", "HaNoPitr"}
+        wait_for(lambda: {r["rule"] for r in agent.get("/api/v1/recommendations")} >= wanted, 60,
+                 "the designer's and the HA review's recommendations")
+    finally:
+        agent.stop()
