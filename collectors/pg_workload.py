@@ -10,6 +10,7 @@ reads statistics views and catalogs, bounded by LIMITs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -40,6 +41,8 @@ class WorkloadOptions(CollectorOptions):
     pooler_min_sessions_per_second: Number = 1.0
     pooler_max_session_seconds: Number = 60.0
     pooler_min_idle_share: Number = 0.5  # idle connections as a share of max_connections
+    shard_min_table_bytes: Count = 10 * 1024**3  # ShardKeyCandidate: tables at least this large
+    shard_min_filter_share: Number = 0.8  # of the calls naming the table, those filtering on the column
 
     def thresholds(self) -> tuple[tuple[str, float], ...]:
         return tuple((k, float(v)) for k, v in self.model_dump().items() if k not in ("max_statements", "max_tables"))
@@ -109,6 +112,13 @@ SELECT i.indrelid AS oid, am.amname AS method, pg_get_indexdef(i.indexrelid) AS 
 FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_am am ON am.oid = ic.relam
 WHERE i.indrelid = ANY($1::oid[]) AND (am.amname <> 'btree' OR i.indexprs IS NOT NULL)"""
 
+KEY_STATS = """
+SELECT n.nspname AS schema, c.relname AS table, s.attname AS column, s.n_distinct::float8 AS distinct,
+       coalesce(s.most_common_freqs[1], 0)::float8 AS top
+FROM pg_stats s JOIN pg_namespace n ON n.nspname = s.schemaname
+JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename
+WHERE c.oid = ANY($1::oid[]) AND s.attname = ANY($2::text[])"""
+
 SELF_REFERENCES = """
 SELECT k.conrelid AS oid, a.attname AS column
 FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1]
@@ -155,8 +165,11 @@ class PgWorkloadCollector(Collector[PostgresSession, WorkloadOptions]):
                 snapshot.notes.append(
                     f"pg_stat_statements is not installed in database {state['database']}: the workload profile "
                     "has tables and connections but no statements (reads vs writes, lookups, search, JSON)")
-        activities = _tables(tables, columns, indexes, selfrefs)
-        known = [t.table.lower() for t in activities]
+            activities = _tables(tables, columns, indexes, selfrefs)
+            known = [t.table.lower() for t in activities]
+            shapes = [shape(r["query"], int(r["calls"]), int(r["rows"]), float(r["total_ms"] or 0) / 1000,
+                            int(r["blocks"] or 0), known) for r in statements]
+            activities = await _with_key_stats(session, activities, tables, shapes, self.options.shard_min_table_bytes)
         since = float(state["since"] or 0.0)
         sessions = state["sessions"]
         connections = Connections(
@@ -168,8 +181,7 @@ class PgWorkloadCollector(Collector[PostgresSession, WorkloadOptions]):
         growth = _growth(activities, since)
         commits = int(state["xact_commit"] or 0)
         snapshot.put(WorkloadProfile(
-            tuple(shape(r["query"], int(r["calls"]), int(r["rows"]), float(r["total_ms"] or 0) / 1000,
-                        int(r["blocks"] or 0), known) for r in statements),
+            tuple(shapes),
             database=state["database"], since_seconds=since, statements_since_seconds=statements_since or since, tables=tuple(activities), connections=connections,
             database_bytes=int(state["bytes"]), growth_bytes_per_day=growth,
             growth_basis=("estimated: rows inserted minus deleted since the statistics began, times each table's "
@@ -215,6 +227,20 @@ def _tables(tables: list[Any], columns: list[Any], indexes: list[Any], selfrefs:
             json_indexes=json_defs, json_plain=tuple(c["column"] for c in jsons[oid] if c["type"] == "json"), search_indexed=search, text_columns=tuple(texts[oid]), self_reference=selfrefs.get(oid),
             partitioned=bool(r["partitioned"])))
     return out
+
+
+async def _with_key_stats(session: Any, activities: list[TableActivity], tables: list[Any], shapes: list[Any],
+                          min_bytes: int) -> list[TableActivity]:
+    """The large tables with pg_stats of the columns their statements filter on by equality."""
+    large = {t.table.lower(): (t, r["oid"]) for t, r in zip(activities, tables) if t.size_bytes >= min_bytes}
+    keys = sorted({s.key_column for s in shapes if s.key_column and large.keys() & set(s.tables)})
+    if not large or not keys:
+        return activities
+    stats: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    for r in await session.run(KEY_STATS, [oid for _, oid in large.values()], keys):
+        stats[f"{r['schema']}.{r['table']}"].append((r["column"], float(r["distinct"]), float(r["top"])))
+    return [dataclasses.replace(t, column_stats=tuple(stats[t.name])) if stats.get(t.name) else t
+            for t in activities]
 
 
 def _search_columns(definition: str) -> list[str]:

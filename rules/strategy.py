@@ -6,7 +6,7 @@ collector) and maps it to the design's decision matrix (docs/architecture-advice
   and hot tables, growth, connections, transaction sizes, JSON, search and recursive statements);
 - ``CacheCandidate`` and ``TimeSeriesLayout`` (here), ``ReadReplicasAdvised`` and ``ConnectionPoolerAdvised``
   (:mod:`strategy_load`), ``SearchIndexCandidate``, ``DocumentModelCandidate`` and ``GraphQueryCandidate``
-  (:mod:`strategy_access`).
+  (:mod:`strategy_access`), ``ShardKeyCandidate`` (:mod:`strategy_shard`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dbwatch.rules.strategy_common import (
     StrategyRule, growth_per_day, human_bytes, per_second, strategy_finding, table_of,
 )
 from dbwatch.rules.strategy_load import ConnectionPoolerRule, ReadReplicasRule
+from dbwatch.rules.strategy_shard import ShardKeyRule
 
 __all__ = ["make_rules", "WorkloadProfileRule", "CacheCandidateRule", "TimeSeriesLayoutRule"]
 
@@ -34,7 +35,7 @@ APPEND_ONLY_MAX_UPDATES = 0.01  # updates per insert (deletes are retention, rep
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
     return [WorkloadProfileRule(), CacheCandidateRule(), TimeSeriesLayoutRule(), ReadReplicasRule(),
-            ConnectionPoolerRule(), SearchIndexRule(), DocumentModelRule(), GraphQueryRule()]
+            ConnectionPoolerRule(), SearchIndexRule(), DocumentModelRule(), GraphQueryRule(), ShardKeyRule()]
 
 
 def _share(part: float, whole: float) -> float:

@@ -47,6 +47,13 @@ INSERT INTO docs_indexed SELECT * FROM docs;
 CREATE INDEX docs_indexed_data ON docs_indexed USING gin (data jsonb_path_ops);
 CREATE TABLE categories (id int PRIMARY KEY, parent_id int REFERENCES categories);
 INSERT INTO categories SELECT g, CASE WHEN g > 1 THEN g / 2 END FROM generate_series(1, 500) g;
+CREATE TABLE orders (id int PRIMARY KEY, customer_id int NOT NULL, total int NOT NULL);
+INSERT INTO orders SELECT g, g % 5000, g FROM generate_series(1, 100000) g;
+CREATE INDEX orders_customer ON orders (customer_id);
+CREATE TABLE logs (id int PRIMARY KEY, level int NOT NULL, host int NOT NULL);
+INSERT INTO logs SELECT g, g % 5, g % 3000 FROM generate_series(1, 100000) g;
+CREATE INDEX logs_level ON logs (level);
+CREATE INDEX logs_host ON logs (host);
 CREATE TABLE flat (id int PRIMARY KEY, parent_id int);
 INSERT INTO flat SELECT g, CASE WHEN g > 1 THEN g / 2 END FROM generate_series(1, 500) g;
 VACUUM ANALYZE;
@@ -97,6 +104,10 @@ async def _strategy_workload(dsn: str) -> None:
         for table in ("categories", "flat"):
             for _ in range(5):
                 await conn.fetchval(RECURSIVE.format(table), 1)
+        for i in range(200):  # orders: every call by customer_id; logs: half by host, half by level
+            await conn.fetch("SELECT id, total FROM orders WHERE customer_id = $1", i)
+            await conn.fetch("SELECT id FROM logs WHERE host = $1", i)
+            await conn.fetch("SELECT id FROM logs WHERE level = $1 LIMIT 5", i % 5)
     finally:
         await conn.close()
     for _ in range(120):  # connection churn: short sessions, one query each
@@ -159,6 +170,17 @@ def _advise(pg: PostgresServer, database: str, **options: Any) -> tuple[Workload
 @pytest.fixture(scope="module")
 def strategy(server: PostgresServer) -> tuple[WorkloadProfile, list[Finding]]:
     return _advise(server, "strategy")
+
+
+def test_shard_key_fires_on_the_column_every_call_filters_on_not_on_a_table_filtered_two_ways(server):
+    # the size floor is lowered: the test tables are megabytes, not the default 10 GiB
+    _, findings = _advise(server, "strategy", shard_min_table_bytes=1024 * 1024)
+    assert _tables(findings, "ShardKeyCandidate") == {"public.orders"}
+    [f] = by_rule(findings, "ShardKeyCandidate")
+    assert f.evidence["column"] == "customer_id" and f.evidence["filter_call_share"] >= 0.99  # the load INSERT
+    assert 4000 <= f.evidence["distinct_values"] <= 6000 and not f.evidence["skewed"] and f.evidence["sql"] is None
+    _, default = _advise(server, "strategy")
+    assert by_rule(default, "ShardKeyCandidate") == []
 
 
 def _tables(findings: list[Finding], rule: str) -> set[str]:

@@ -50,6 +50,9 @@ class TableActivity:
     #: a foreign key to the table itself (parent_id -> id), its column
     self_reference: str | None = None
     partitioned: bool = False
+    #: pg_stats of the columns hot statements filter on by equality (column, distinct values, share of the
+    #: most common value), for ShardKeyCandidate; distinct values negative as in pg_stats (a share of the rows)
+    column_stats: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def name(self) -> str:
