@@ -15,10 +15,11 @@ from dbwatch.model import Snapshot
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.schema_design import (
     CollationMix, ColumnRef, EavTable, ForeignKeyGap, KeyOverflow, MoneyColumn, NeverNull, SchemaDesignFacts,
+    TextUuid,
 )
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.mysql import MySQLSession
-from dbwatch.collectors.schema_design_common import AMOUNT_NAME, eav_columns, fk_targets
+from dbwatch.collectors.schema_design_common import AMOUNT_NAME, eav_columns, fk_targets, looks_uuid
 from dbwatch.model.options import CollectorOptions, Count, Number
 
 __all__ = ["MySQLSchemaDesignOptions", "MySQLSchemaDesignCollector"]
@@ -28,7 +29,8 @@ _SYSTEM = "('mysql', 'performance_schema', 'information_schema', 'sys')"
 COLUMNS = """
 SELECT c.TABLE_SCHEMA AS db, c.TABLE_NAME AS tbl, c.COLUMN_NAME AS col, c.DATA_TYPE AS data_type,
        c.COLUMN_TYPE AS column_type, c.IS_NULLABLE = 'YES' AS nullable, c.COLUMN_DEFAULT AS dflt,
-       c.COLUMN_COMMENT AS comment, c.EXTRA AS extra, c.COLLATION_NAME AS collation, c.COLUMN_KEY AS ckey,
+       c.COLUMN_COMMENT AS comment, c.EXTRA AS extra, c.CHARACTER_MAXIMUM_LENGTH AS char_length,
+       c.COLLATION_NAME AS collation, c.COLUMN_KEY AS ckey,
        COALESCE(t.TABLE_ROWS, 0) AS table_rows, t.AUTO_INCREMENT AS auto_increment,
        EXISTS (SELECT 1 FROM information_schema.KEY_COLUMN_USAGE k WHERE k.TABLE_SCHEMA = c.TABLE_SCHEMA
                AND k.TABLE_NAME = c.TABLE_NAME AND k.COLUMN_NAME = c.COLUMN_NAME
@@ -59,6 +61,14 @@ def _no_default(value: Any) -> bool:
     return value is None or str(value).upper() == "NULL"
 
 
+def _native_uuid(version: str) -> bool:
+    """MariaDB 10.7 added the UUID column type."""
+    if "mariadb" not in version.lower():
+        return False
+    parts = version.split("-")[0].split(".")
+    return tuple(int(p) for p in parts[:2] if p.isdigit()) >= (10, 7)
+
+
 def q(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
@@ -77,13 +87,16 @@ class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOption
     async def collect(self, snapshot: Snapshot) -> None:
         session, opts = self.session, self.options
         async with session.lock:
-            [db] = await session.run("SELECT DATABASE() AS name")
+            [db] = await session.run("SELECT DATABASE() AS name, VERSION() AS version")
             where, args = ("= %s", (db["name"],)) if db["name"] else (f"NOT IN {_SYSTEM}", None)
             columns = await session.run(COLUMNS.format(where=where), args)
             unique = await session.run(UNIQUE.format(where=where), args)
             fks = await session.run(FOREIGN_KEYS.format(where=where), args)
             facts = self._facts(db["name"] or "", columns, unique, fks)
             budget = [opts.max_checks]
+            uuids = []
+            for c in self._uuid_candidates(columns):
+                uuids.extend(await self._uuid(session, budget, c))
             gaps = [ForeignKeyGap(g.column, g.ref_schema, g.ref_table, g.ref_column, await self._scan(
                 session, budget, g.column,
                 f"SELECT COUNT(*) AS n FROM (SELECT 1 FROM {q(g.column.schema)}.{q(g.column.table)} c WHERE "
@@ -104,7 +117,8 @@ class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOption
                     session, budget, c, f"SELECT COUNT(*) AS n FROM {q(c.schema)}.{q(c.table)} WHERE "
                     f"{q(c.column)} <> ROUND({q(c.column)}, 2) OR ABS({q(c.column)}) >= 1e12")))
         facts = SchemaDesignFacts(**{**{f: getattr(facts, f) for f in facts.__dataclass_fields__},
-                                     "missing_fks": gaps, "never_null": never, "float_money": money})
+                                     "missing_fks": gaps, "never_null": never, "float_money": money,
+                                     "text_uuids": uuids, "native_uuid": _native_uuid(str(db["version"]))})
         snapshot.put(facts, Summary({"missing_fks": len(facts.missing_fks), "never_null": len(facts.never_null)}))
 
     async def _scan(self, session: MySQLSession, budget: list[int], ref: ColumnRef, query: str) -> int | None:
@@ -116,6 +130,31 @@ class MySQLSchemaDesignCollector(Collector[MySQLSession, MySQLSchemaDesignOption
         except CollectorError:
             return None
         return int(row["n"])
+
+    def _uuid_candidates(self, columns: list[Any]) -> list[ColumnRef]:
+        return [ColumnRef(c["db"], c["tbl"], c["col"], c["column_type"], int(c["table_rows"]),
+                          nullable=bool(c["nullable"]), plain=_no_default(c["dflt"]) and not c["comment"]
+                          and not c["extra"])
+                for c in columns if c["data_type"].lower() in _TEXT and c["char_length"] in (32, 36)
+                and not c["has_fk"] and int(c["table_rows"]) >= self.options.min_rows]
+
+    async def _uuid(self, session: MySQLSession, budget: list[int], c: ColumnRef) -> list[TextUuid]:
+        """Sampled values all UUIDs (the first 50 that are not NULL), then the values that are not counted."""
+        table = f"{q(c.schema)}.{q(c.table)}"
+        if budget[0] <= 0:
+            return []
+        budget[0] -= 1
+        try:
+            sample = [r["v"] for r in await session.run(
+                f"SELECT {q(c.column)} AS v FROM {table} WHERE {q(c.column)} IS NOT NULL LIMIT 50")]
+        except CollectorError:
+            return []
+        if len(sample) < 5 or not all(looks_uuid(str(v)) for v in sample):
+            return []
+        bad = await self._scan(session, budget, c, f"SELECT COUNT(*) AS n FROM {table} WHERE {q(c.column)} NOT "
+                               "REGEXP '^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?"
+                               "[0-9a-fA-F]{12}$'")
+        return [TextUuid(c, bad)]
 
     def _facts(self, database: str, columns: list[Any], unique: list[Any], fks: list[Any]) -> SchemaDesignFacts:
         opts = self.options

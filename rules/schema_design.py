@@ -191,18 +191,23 @@ class SchemaDesign:
         for u in facts.text_uuids:
             c = u.column
             table, col = _t(c.schema, c.table, engine), _c(c.column, engine)
-            pg = engine == "postgres"
-            sql = (f"ALTER TABLE {table} ALTER COLUMN {col} TYPE uuid USING {col}::uuid;" if pg else
-                   f"ALTER TABLE {table} MODIFY {col} BINARY(16);  -- convert with UUID_TO_BIN/UNHEX first") \
-                if u.bad == 0 else None
+            if u.bad != 0:
+                sql = None
+            elif engine == "postgres":
+                sql = f"ALTER TABLE {table} ALTER COLUMN {col} TYPE uuid USING {col}::uuid;"
+            elif facts.native_uuid and c.plain:  # MariaDB 10.7+: the UUID type converts the text itself
+                sql = f"ALTER TABLE {table} MODIFY {col} UUID{'' if c.nullable else ' NOT NULL'};"
+            else:  # MySQL: BINARY(16) needs UUID_TO_BIN in a new column; a MODIFY would truncate the text
+                sql = None
             add("SchemaUuidAsText", Severity.INFO, f"{table}.{c.column} stores UUIDs as {c.data_type}",
                 f"Every sampled value of {c.column} is a UUID"
                 + (" and a scan found no other" if u.bad == 0 else
                    f"; {u.bad} value(s) in the table are not, so no conversion is offered" if u.bad else
                    "; the table was too large to scan every value")
                 + ". As text a UUID takes 37 bytes and more in every index, compares as a string and accepts any "
-                "text; uuid takes 16 bytes and rejects malformed values.", c, table, {"bad_values": u.bad}, sql,
-                _REWRITE, "high", 0.1)
+                "text; uuid takes 16 bytes and rejects malformed values."
+                + ("" if engine == "postgres" or facts.native_uuid else " On MySQL, add a BINARY(16) column filled "
+                   "with UUID_TO_BIN(), then swap it in."), c, table, {"bad_values": u.bad}, sql, rewrite, "high", 0.1)
 
         for lc in facts.low_cardinality:
             c = lc.column

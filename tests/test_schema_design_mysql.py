@@ -35,12 +35,14 @@ CREATE TABLE orders (
   comment VARCHAR(20),
   total_amount DOUBLE,
   latitude DOUBLE,
-  fee DOUBLE
+  fee DOUBLE,
+  ext_ref CHAR(36),
+  code CHAR(36)
 ) ENGINE=InnoDB;
 INSERT INTO orders (customer_id, product_id, warehouse_id, partner_id, country_id, note, comment, total_amount,
-                    latitude, fee)
+                    latitude, fee, ext_ref, code)
 SELECT 1 + seq % 300, 1 + seq % 50, 1 + seq % 7, seq, 'de', CONCAT('n', seq), IF(seq % 3 = 0, NULL, 'x'),
-       seq * 1.5, seq * 0.01, seq * 0.333 FROM seq_1_to_2000;
+       seq * 1.5, seq * 0.01, seq * 0.333, UUID(), CONCAT('code-', seq) FROM seq_1_to_2000;
 CREATE TABLE tickets (id INT AUTO_INCREMENT PRIMARY KEY, title VARCHAR(10)) ENGINE=InnoDB AUTO_INCREMENT=1800000000;
 INSERT INTO tickets (title) VALUES ('t');
 CREATE TABLE item_attributes (entity_id INT, attribute VARCHAR(20), value VARCHAR(20)) ENGINE=InnoDB;
@@ -90,13 +92,18 @@ async def test_each_finding_fires_on_its_pattern_and_not_on_its_near_miss(plante
     [mix] = by_rule(findings, "SchemaCollationMix")
     assert mix.labels["column"] == "country_id" and mix.evidence["ref_collation"] == "utf8mb4_bin"
     assert _columns(findings, "SchemaEntityAttributeValue") == {"`design`.`item_attributes`"}
+    # ext_ref holds UUID() text; code is CHAR(36) too but not UUIDs (the near miss). MariaDB 10.7+ converts.
+    [uuid] = by_rule(findings, "SchemaUuidAsText")
+    assert uuid.labels["column"] == "ext_ref" and uuid.evidence["bad_values"] == 0
+    assert uuid.evidence["sql"] == "ALTER TABLE `design`.`orders` MODIFY `ext_ref` UUID;"
     assert all(f.evidence["lock"] and f.evidence["risk"] in ("low", "medium", "high") for f in findings)
 
 
 async def test_offered_statements_run_as_offered_and_then_the_finding_goes(planted):
     findings = await _advise(planted)
     for rule, column in (("MissingForeignKey", "customer_id"), ("ColumnNeverNull", "note"),
-                         ("FloatForMoney", "total_amount"), ("SchemaCollationMix", "country_id")):
+                         ("FloatForMoney", "total_amount"), ("SchemaCollationMix", "country_id"),
+                         ("SchemaUuidAsText", "ext_ref")):
         [finding] = [f for f in by_rule(findings, rule) if f.labels["column"] == column]
         assert finding.evidence["sql"], finding
         planted.sql(finding.evidence["sql"], database="design")
@@ -105,3 +112,5 @@ async def test_offered_statements_run_as_offered_and_then_the_finding_goes(plant
     assert "note" not in _columns(after, "ColumnNeverNull")
     assert _columns(after, "FloatForMoney") == {"fee"} and not by_rule(after, "SchemaCollationMix")
     assert "country_id" in _columns(after, "MissingForeignKey")  # now that the collations agree
+    assert not by_rule(after, "SchemaUuidAsText")
+    assert planted.sql("SELECT COUNT(DISTINCT ext_ref) FROM orders", database="design") == "2000"

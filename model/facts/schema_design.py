@@ -166,3 +166,4 @@ class SchemaDesignFacts:
     collation_mixes: list[CollationMix] = field(default_factory=list)
     collections: list[CollectionShape] = field(default_factory=list)  # MongoDB
     check_rows_limit: int = 0  # the largest table the collector scanned to check a statement
+    native_uuid: bool = False  # MySQL/MariaDB: the server has a UUID column type (MariaDB 10.7+)
