@@ -22,7 +22,7 @@ from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 from dbwatch.rules.strategy_access import DocumentModelRule, GraphQueryRule, SearchIndexRule
 from dbwatch.rules.strategy_common import (
-    StrategyRule, growth_per_day, human_bytes, per_second, strategy_finding, table_of,
+    StrategyRule, growth_per_day, human_bytes, measured_growth, per_second, strategy_finding, table_of,
 )
 from dbwatch.rules.strategy_load import ConnectionPoolerRule, ReadReplicasRule
 from dbwatch.rules.strategy_shard import ShardKeyRule
@@ -71,6 +71,12 @@ class WorkloadProfileRule(StrategyRule):
                     for t in hot if t.updates >= 1000 and t.updates / max(t.rows, 1) >= HOT_UPDATES_PER_ROW][:10]
         busiest = sorted(profile.tables, key=lambda t: t.seq_scans + t.idx_scans + t.writes, reverse=True)[:10]
         growth = {t.name: round(g) for t in profile.tables if (g := growth_per_day(t, profile)) is not None and g > 0}
+        database_growth, basis = profile.growth_bytes_per_day, profile.growth_basis
+        measured = measured_growth(view)
+        if measured is not None:  # sizes seen twice by this agent beat an estimate from counters
+            database_growth, tables_measured, span = measured
+            growth = {name: round(g) for name, g in tables_measured.items() if g > 0}
+            basis = f"measured: size change over the last {span / 3600:.1f} h of this agent's history"
         c = profile.connections
         connections = None if c is None else {
             "total": c.total, "active": c.active, "idle": c.idle, "idle_in_transaction": c.idle_in_transaction,
@@ -88,13 +94,13 @@ class WorkloadProfileRule(StrategyRule):
             "hot_tables": [{"table": t.name, "scans": t.seq_scans + t.idx_scans, "writes": t.writes}
                            for t in busiest if t.seq_scans + t.idx_scans + t.writes > 0],
             "database_bytes": profile.database_bytes,
-            "growth_bytes_per_day": round(profile.growth_bytes_per_day) if profile.growth_bytes_per_day is not None
-            else None, "growth_basis": profile.growth_basis, "table_growth_bytes_per_day": growth,
+            "growth_bytes_per_day": round(database_growth) if database_growth is not None else None,
+            "growth_basis": basis, "table_growth_bytes_per_day": growth,
             "rows_written_per_transaction": round(profile.rows_per_transaction, 2)
             if profile.rows_per_transaction is not None else None,
             "connections": connections, "replica": profile.read_only_replica, "replicas": profile.replicas}
-        growth_text = (f"about {human_bytes(profile.growth_bytes_per_day)}/day ({profile.growth_basis})"
-                       if profile.growth_bytes_per_day is not None else "growth unknown (counters too young)")
+        growth_text = (f"about {human_bytes(database_growth)}/day ({basis})"
+                       if database_growth is not None else f"growth unknown ({basis})")
         summary = (f"Workload of {profile.database}: {evidence['read_call_share']:.0%} of calls read, "
                    f"{len(append_only)} append-only table(s), {len(hot_rows)} with hot rows; "
                    f"{human_bytes(profile.database_bytes)}, {growth_text}")

@@ -12,7 +12,11 @@ from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import TargetView
 from dbwatch.rules.statement_risk import classify
 
-__all__ = ["StrategyRule", "strategy_finding", "per_second", "human_bytes", "table_of", "growth_per_day"]
+__all__ = ["StrategyRule", "strategy_finding", "per_second", "human_bytes", "table_of", "growth_per_day",
+           "measured_growth", "MIN_MEASURED_SECONDS"]
+
+#: the daemon's history must span this long before sizes measured twice replace the counters' estimate
+MIN_MEASURED_SECONDS = 3600.0
 
 
 class StrategyRule:
@@ -75,3 +79,21 @@ def growth_per_day(table: TableActivity, profile: WorkloadProfile) -> float | No
     if profile.since_seconds < 60 or table.rows <= 0:
         return None
     return (table.inserts - table.deletes) / profile.since_seconds * 86400 * table.size_bytes / table.rows
+
+
+def measured_growth(view: TargetView) -> tuple[float, dict[str, float], float] | None:
+    """Growth per day measured from sizes in the agent's history (the daemon with the workload collector on):
+    (database bytes/day, table name -> bytes/day, seconds spanned), or None when the history spans less than
+    :data:`MIN_MEASURED_SECONDS` (one-shot advice never does)."""
+    profiles = [(s.started_at, p) for s in view.history_with(WorkloadProfile)
+                if (p := s.fact(WorkloadProfile)) is not None]
+    if len(profiles) < 2:
+        return None
+    (t0, first), (t1, last) = profiles[0], profiles[-1]
+    span = t1 - t0
+    if span < MIN_MEASURED_SECONDS or first.database != last.database:
+        return None
+    per_day = 86400 / span
+    before = {t.name: t.size_bytes for t in first.tables}
+    tables = {t.name: (t.size_bytes - before[t.name]) * per_day for t in last.tables if t.name in before}
+    return (last.database_bytes - first.database_bytes) * per_day, tables, span
