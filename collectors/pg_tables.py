@@ -149,15 +149,18 @@ class _Families:
                 rows: Sequence[Row], first: int) -> None:
         """Append each row's values from column ``first`` on to the families in column order: one pass per
         column over the transposed rows, so 60,000 samples cost a few C-level loops rather than a Python one
-        each. A column equal to the last collection's (same tables, same values) gets that collection's
-        samples again; a new one shares one float per distinct value."""
+        each. Where the tables are the last collection's (in the same order), a column's samples are that
+        collection's again, new only for the values that changed; new values share one float per value."""
         columns = list(zip(*rows))[first:]
         values, previous, made = self.values, self.previous.samples, self.made.samples
         for family, column in zip(families, columns):
             key = (datname, family.name)
             samples = previous.get(key)
-            if samples is None or tuple(map(_second, samples)) != column or list(map(_first, samples)) != labels:
+            if samples is None or list(map(_first, samples)) != labels:
                 samples = list(zip(labels, map(values.setdefault, column, column)))
+            elif tuple(map(_second, samples)) != column:  # the same tables, some values changed: only theirs
+                samples = [old if old[1] == v else (old[0], values.setdefault(v, v))
+                           for old, v in zip(samples, column)]
             made[key] = samples
             family.samples.extend(samples)
 
