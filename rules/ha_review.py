@@ -168,6 +168,14 @@ def _mysql(view: TargetView, add: Any) -> None:
                 None, "", "low", 0.2)
     if ha is None:
         return
+    if channels and ha.get("read_only").upper() in ("OFF", "0"):
+        add("HaReplicaWritable", Severity.WARNING, "a replica that accepts writes (read_only = OFF)",
+            "Writes made here directly are not on its source: the replica drifts, replication can stop on a "
+            "duplicate key, and a failover to it (or from it) carries or loses those rows. read_only keeps "
+            "ordinary users out (replication and SUPER/READ_ONLY ADMIN users still write).",
+            {}, {"read_only": ha.get("read_only"), "sources": [f"{c.master_host}:{c.master_port}" for c in channels]},
+            "SET GLOBAL read_only = ON;  -- persist it in the option file",
+            "none; sessions writing to this replica get an error from then on", "medium", 0.4)
     semi_on = _on(ha.get("rpl_semi_sync_master_enabled")) or _on(ha.get("rpl_semi_sync_source_enabled"))
     if ha.replicas_connected > 0 and not semi_on:
         mariadb = "rpl_semi_sync_master_enabled" in ha.settings

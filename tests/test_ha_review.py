@@ -118,8 +118,12 @@ async def test_mariadb_async_replica_binlog_durability_and_a_replica_without_gti
             assert async_.evidence["replicas_connected"] == 1
             assert async_.evidence["sql"].startswith("-- first on each replica: SET GLOBAL rpl_semi_sync_slave_enabled")
             assert async_.evidence["sql"].endswith("SET GLOBAL rpl_semi_sync_master_enabled = ON;")
-            # The replica follows GTIDs (MASTER_USE_GTID=slave_pos): the near miss.
-            assert "HaReplicaWithoutGtid" not in _rules(await _maria(replica))
+            # The replica follows GTIDs (MASTER_USE_GTID=slave_pos) and is read-only: the near misses.
+            assert not {"HaReplicaWithoutGtid", "HaReplicaWritable"} & _rules(await _maria(replica))
+            replica.sql("SET GLOBAL read_only = OFF")
+            [writable] = by_rule(await _maria(replica), "HaReplicaWritable")
+            replica.sql(writable.evidence["sql"])
+            assert "HaReplicaWritable" not in _rules(await _maria(replica))
             replica.sql("STOP SLAVE; CHANGE MASTER TO MASTER_USE_GTID=no; START SLAVE")
             [no_gtid] = by_rule(await _maria(replica), "HaReplicaWithoutGtid")
             assert no_gtid.evidence["using_gtid"].lower() == "no"
