@@ -101,7 +101,9 @@ class WorkloadProfileRule(StrategyRule):
             "connections": connections, "replica": profile.read_only_replica, "replicas": profile.replicas}
         growth_text = (f"about {human_bytes(database_growth)}/day ({basis})"
                        if database_growth is not None else f"growth unknown ({basis})")
-        summary = (f"Workload of {profile.database}: {evidence['read_call_share']:.0%} of calls read, "
+        reads_text = (f"{evidence['read_call_share']:.0%} of calls read" if profile.statements_available and calls
+                      else "no statement statistics")
+        summary = (f"Workload of {profile.database}: {reads_text}, "
                    f"{len(append_only)} append-only table(s), {len(hot_rows)} with hot rows; "
                    f"{human_bytes(profile.database_bytes)}, {growth_text}")
         yield strategy_finding(
