@@ -84,7 +84,11 @@ class SearchIndexRule(StrategyRule):
             "cheaper) or shorter than three characters (trigrams cannot narrow them).",
             confidence=0.75 if "like" not in kinds or len(kinds) > 1 else 0.6,
             labels={"table": t.name, "column": column}, evidence=evidence, sql=sql,
-            impact=min(0.5, s.seconds / max(profile.statements_since_seconds, 1.0)))
+            impact=min(0.5, s.seconds / max(profile.statements_since_seconds, 1.0)),
+            lock=None if installed or not available else (
+                "CREATE EXTENSION: no lock on the application's tables (needs CREATE on the database; pg_trgm is "
+                "trusted, so a database owner may, PostgreSQL 13+); the index: SHARE UPDATE EXCLUSIVE, reads and "
+                "writes go on, run it outside a transaction block", "low"))
 
 
 class DocumentModelRule(StrategyRule):

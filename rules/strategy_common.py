@@ -37,17 +37,18 @@ class StrategyRule:
 
 def strategy_finding(rule: str, view: TargetView, summary: str, *, observed: str, action: str, cost: str,
                      wrong_when: str, confidence: float, labels: Mapping[str, str], evidence: Mapping[str, Any],
-                     sql: str | None = None, impact: float = 0.1) -> Finding:
-    """One strategy finding. ``sql`` (when given) carries its lock and risk; a strategy with nothing safe to run
-    (a migration to plan) says so in ``lock``."""
-    lock, risk = classify(sql) if sql else ("none (nothing to run: a change to plan)", "low")
+                     sql: str | None = None, impact: float = 0.1,
+                     lock: tuple[str, str] | None = None) -> Finding:
+    """One strategy finding. ``sql`` (when given) carries its lock and risk (rules/statement_risk.py's, unless
+    ``lock`` gives them as (lock, risk)); a strategy with nothing safe to run (a migration to plan) says so."""
+    lock_text, risk = lock or (classify(sql) if sql else ("none (nothing to run: a change to plan)", "low"))
     confidence = round(max(0.0, min(1.0, confidence)), 2)
     label = "high" if confidence >= 0.75 else "medium" if confidence >= 0.5 else "low"
     description = (f"Observed: {observed} Do: {action} Costs: {cost} Wrong when: {wrong_when} "
                    f"Confidence: {label} ({confidence}).")
     return recommend(rule, view, Severity.INFO, summary, description, labels,
                      {**evidence, "observed": observed, "action": action, "cost": cost, "wrong_when": wrong_when,
-                      "confidence": confidence, "confidence_label": label, "lock": lock, "risk": risk},
+                      "confidence": confidence, "confidence_label": label, "lock": lock_text, "risk": risk},
                      sql, impact)
 
 

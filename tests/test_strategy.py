@@ -64,7 +64,10 @@ READS = """
 CREATE EXTENSION pg_stat_statements;
 CREATE TABLE events (id int PRIMARY KEY, kind int NOT NULL, v int NOT NULL);
 INSERT INTO events SELECT g, g % 10, g % 1000 FROM generate_series(1, 100000) g;
+CREATE TABLE titles (id int PRIMARY KEY, t text NOT NULL);
+INSERT INTO titles SELECT g, md5(g::text) FROM generate_series(1, 30000) g;
 VACUUM ANALYZE events;
+VACUUM ANALYZE titles;
 -- the statistics of this database start after the load (its INSERT would otherwise weigh as the app's writes)
 SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0);
 """
@@ -127,6 +130,8 @@ async def _reads_workload(dsn: str) -> None:
     await asyncio.gather(*(reader() for _ in range(4)))
     conn = await asyncpg.connect(dsn)
     try:
+        for _ in range(3):  # pg_trgm not created in this database: the advice creates it first
+            await conn.fetch("SELECT id FROM titles WHERE t ILIKE $1", "%ab%")
         await conn.execute("UPDATE events SET v = v + 1 WHERE id = $1", 1)
     finally:
         await conn.close()
@@ -257,6 +262,9 @@ def test_read_replicas_fire_on_a_read_mostly_database_not_on_an_update_heavy_one
     assert any("sum(v)" in s["query"] for s in f.evidence["replica_statements"])
     _, writes = _advise(server, "writes", replica_min_busy=0.0)
     assert by_rule(writes, "ReadReplicasAdvised") == []
+    [search] = by_rule(reads, "SearchIndexCandidate")
+    assert search.evidence["pg_trgm"] == "available" and search.evidence["risk"] == "low"
+    assert search.evidence["sql"].startswith("CREATE EXTENSION IF NOT EXISTS pg_trgm;\nCREATE INDEX CONCURRENTLY")
 
 
 def test_advise_section_strategy_end_to_end(server, tmp_path: Path):
