@@ -96,7 +96,8 @@ class ConnectionPoolerRule(StrategyRule):
                     if profile.rows_per_transaction is not None else None}
         pooler = "PgBouncer" if view.engine == "postgres" else "ProxySQL"
         yield strategy_finding(
-            self.name, view, f"{'connection churn' if churn else 'idle connections'}: a pooler ({pooler}, "
+            self.name, view, f"{' and '.join(w for w, on in (('connection churn', churn), ('idle connections', idle)) if on)}"
+            f": a pooler ({pooler}, "
             f"pool_mode={mode}) in front",
             observed="; ".join(reason) + ".",
             action=f"put {pooler} between the application and the server with pool_mode={mode}"

@@ -149,7 +149,7 @@ async def _writes_workload(dsn: str) -> None:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[PostgresServer]:
-    pg = PostgresServer()
+    pg = PostgresServer(settings={"max_connections": "40"})  # 25 idle connections are then most of them
     try:
         pg.start()
         for name, schema, workload in (("strategy", SCHEMA, _strategy_workload), ("reads", READS, _reads_workload),
@@ -250,6 +250,19 @@ def test_pooler_fires_on_connection_churn_not_on_one_long_session(server, strate
     assert f.evidence["sessions"] >= 120 and f.evidence["pool_mode"] == "transaction"
     _, quiet = _advise(server, "writes")
     assert by_rule(quiet, "ConnectionPoolerAdvised") == []
+
+
+def test_pooler_fires_on_many_idle_connections(server):
+    async def hold() -> tuple[WorkloadProfile, list[Finding]]:
+        idle = [await asyncpg.connect(server.dsn(database="writes")) for _ in range(25)]
+        try:
+            return await asyncio.to_thread(_advise, server, "writes")
+        finally:
+            await asyncio.gather(*(c.close() for c in idle))
+    _, findings = asyncio.run(hold())
+    [f] = by_rule(findings, "ConnectionPoolerAdvised")
+    assert f.evidence["idle"] >= 25 and f.evidence["max_connections"] == 40
+    assert "idle connections" in f.summary and f"{f.evidence['idle']} idle" in f.evidence["observed"]
 
 
 def test_read_replicas_fire_on_a_read_mostly_database_not_on_an_update_heavy_one(server):
