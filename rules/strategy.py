@@ -48,17 +48,19 @@ class WorkloadProfileRule(StrategyRule):
     name = "WorkloadProfile"
 
     def judge(self, view: TargetView, profile: WorkloadProfile) -> Iterable[Finding]:
+        # the application's statements: those naming its tables (not dbwatch's catalog reads, an admin's SET)
+        mine = [s for s in profile if s.tables]
         by_kind: dict[str, list[StatementShape]] = defaultdict(list)
-        for s in profile:
+        for s in mine:
             by_kind[s.kind].append(s)
-        calls = sum(s.calls for s in profile)
-        seconds = sum(s.seconds for s in profile)
-        reads = [s for s in profile if s.reads]
+        calls = sum(s.calls for s in mine)
+        seconds = sum(s.seconds for s in mine)
+        reads = [s for s in mine if s.reads]
         kinds = {k: {"statements": len(v), "calls": sum(s.calls for s in v),
                      "call_share": _share(sum(s.calls for s in v), calls),
                      "time_share": _share(sum(s.seconds for s in v), seconds)} for k, v in sorted(by_kind.items())}
         features: dict[str, dict[str, Any]] = {}
-        for s in profile:
+        for s in mine:
             for f in s.features:
                 entry = features.setdefault(f, {"statements": 0, "calls": 0})
                 entry["statements"] += 1
@@ -87,7 +89,8 @@ class WorkloadProfileRule(StrategyRule):
         evidence = {
             "database": profile.database, "since_seconds": round(profile.since_seconds),
             "statements_available": profile.statements_available,
-            "statements": len(profile), "calls": calls, "statement_seconds": round(seconds, 3),
+            "statements": len(mine), "other_statements": len(profile) - len(mine), "calls": calls,
+            "statement_seconds": round(seconds, 3),
             "read_call_share": _share(sum(s.calls for s in reads), calls),
             "read_time_share": _share(sum(s.seconds for s in reads), seconds),
             "kinds": kinds, "features": features, "append_only_tables": append_only[:20], "hot_rows": hot_rows,
