@@ -15,11 +15,10 @@ Imports only ``dbwatch.model``: collectors and rules import this package, never 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Protocol
+import importlib
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 from dbwatch.sqlshape.failures import METRIC, ParseFailures
-from dbwatch.sqlshape.mysql import MySQLAnalyser
-from dbwatch.sqlshape.postgres import PostgresAnalyser
 from dbwatch.sqlshape.statement import (
     ColumnUse, ExpressionUse, Shape, Skipped, StatementUses, TableKey, TableRef, USE_KINDS,
 )
@@ -28,6 +27,20 @@ __all__ = [
     "ANALYSERS", "Analyser", "ColumnUse", "ExpressionUse", "METRIC", "MySQLAnalyser", "ParseFailures",
     "PostgresAnalyser", "Shape", "Skipped", "StatementUses", "TableKey", "TableRef", "USE_KINDS", "analyser",
 ]
+
+if TYPE_CHECKING:
+    from dbwatch.sqlshape.mysql import MySQLAnalyser
+    from dbwatch.sqlshape.postgres import PostgresAnalyser
+
+#: the analysers' modules, imported with the first use (pglast and sqlglot are heavy: ``dbwatch validate``
+#: and ``--version`` import neither)
+_LAZY = {"PostgresAnalyser": "dbwatch.sqlshape.postgres", "MySQLAnalyser": "dbwatch.sqlshape.mysql"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Analyser(Protocol):
@@ -42,7 +55,10 @@ class Analyser(Protocol):
 
 
 #: dialect name -> its analyser; a new dialect is one module and one entry here
-ANALYSERS: Mapping[str, Callable[[ParseFailures | None], Analyser]] = {"postgres": PostgresAnalyser, "mysql": MySQLAnalyser}
+ANALYSERS: Mapping[str, Callable[[ParseFailures | None], Analyser]] = {
+    "postgres": lambda failures: __getattr__("PostgresAnalyser")(failures),
+    "mysql": lambda failures: __getattr__("MySQLAnalyser")(failures),
+}
 
 
 def analyser(dialect: str, failures: ParseFailures | None = None) -> Analyser:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("aiohttp", "asyncpg", "aiomysql", "redis", "pymongo", "pglast", "sqlglot")
+HEAVY = ("aiohttp", "asyncpg", "aiomysql", "redis", "pymongo", "pglast", "sqlglot", "cassandra", "neo4j", "jinja2")
 
 
 def _imported(*args: str) -> tuple[set[str], subprocess.CompletedProcess[str]]:
@@ -37,6 +37,8 @@ targets:
   - {name: mysql, engine: mysql, dsn: "mysql://dbwatch@127.0.0.1:3306/"}
   - {name: bouncer, engine: pgbouncer, dsn: "postgresql://dbwatch@127.0.0.1:6432/pgbouncer"}
   - {name: mongo, engine: mongodb, dsn: "mongodb://127.0.0.1:27017/"}
+  - {name: ring, engine: cassandra, dsn: "cassandra://127.0.0.1:9042/"}
+  - {name: graph, engine: neo4j, dsn: "bolt://127.0.0.1:7687"}
 """
 
 
