@@ -485,7 +485,7 @@ def test_the_new_source_keys_are_checked_with_errors_naming_their_path() -> None
                 backups:
                   - {type: pg_basebackup, path: "/b/*", archive: relative/wal}
                   - {type: pg_basebackup, archive: /wal}
-                  - {type: files, path: "/d/*", archive: /wal}
+                  - {type: pgbackrest, stanza: t, archive: /wal}
                   - {type: files, path: "/e/*", verify_every: 1d}
                   - {type: pgbackrest, stanza: s, restore_test: {rto: 5m, workdir: /tmp, recover_to: yesterday}}
                   - {type: barman, server: all, restore_test: {rto: 5m, workdir: /tmp}}
@@ -493,7 +493,8 @@ def test_the_new_source_keys_are_checked_with_errors_naming_their_path() -> None
     problems = "\n".join(err.value.problems)
     assert "targets[0].backups[0].archive: " in problems and "expected an absolute directory" in problems
     assert "targets[0].backups[1].path: required for type pg_basebackup" in problems
-    assert "archive: only for type pg_basebackup or mariabackup, not files" in problems
+    # a dump file may have an archive (the binary logs after a mariadb-dump --master-data), pgBackRest may not
+    assert "archive: only for type pg_basebackup or mariabackup or files, not pgbackrest" in problems
     assert "verify_every: only for type pgbackrest, not files" in problems
     assert "targets[0].backups[4].restore_test.recover_to: " in problems and "'yesterday'" in problems
     assert "a Barman drill recovers one server's backup" in problems
