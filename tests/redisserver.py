@@ -81,10 +81,14 @@ class RedisServer:
         return f"redis://{who}127.0.0.1:{self.port}/{db}"
 
     def client(self, db: int = 0, password: str | None = None, username: str | None = None) -> redis.Redis:
-        """A plain client for the test's own commands (no HELLO, no CLIENT SETINFO: the slow log holds only them)."""
+        """A plain client for the test's own commands (no HELLO, no CLIENT SETINFO: the slow log holds only them).
+
+        Over TLS the client keeps CLIENT SETINFO: without a first command redis-py 8 finds the TLS 1.3 session
+        tickets still unread on a new connection and refuses it as "not ready"."""
+        quiet = {} if self.tls else {"driver_info": None}
         return redis.Redis(host="127.0.0.1", port=self.port, db=db, password=password, username=username,
-                           decode_responses=True, driver_info=None, protocol=2, socket_timeout=10,
-                           ssl=self.tls, ssl_ca_certs=str(self.ca) if self.tls else None)
+                           decode_responses=True, protocol=2, socket_timeout=10,
+                           ssl=self.tls, ssl_ca_certs=str(self.ca) if self.tls else None, **quiet)
 
     def log_tail(self, lines: int = 20) -> str:
         path = self.root / "redis.log"
