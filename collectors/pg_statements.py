@@ -160,9 +160,9 @@ class StatementsCollector(Collector[PostgresSession, StatementsOptions]):
             hit.add(key, v[_HIT])
             read.add(key, v[_READ])
             temp.add(key, v[_TMPW])
-        for key in top:
-            if key[0] in self._texts:
-                text.add((key[0], self._texts[key[0]]), 1)
+        for queryid in dict.fromkeys(key[0] for key in top):  # one text per queryid: the same statement
+            if queryid in self._texts:                          # run in two databases or by two roles shares it
+                text.add((queryid, self._texts[queryid]), 1)
         count = gauge("dbwatch_pg_stat_statements_entries", "Entries in pg_stat_statements.")
         count.add((), entries)
         families = [calls, seconds, rows, blk_read, blk_write, hit, read, temp, text, count]

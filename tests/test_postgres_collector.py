@@ -317,3 +317,20 @@ async def test_statements_blocked_by_a_lock_fail_fast_with_the_lock_timeout(pg_p
         holder.kill()
         holder.wait()
     assert (await collect(collector)).ok  # the same connection carries on once the lock is gone
+
+
+async def test_one_statement_run_by_two_roles_has_one_text_series(pg_scratch, session_for):
+    """pg_scratch: the same statement run by two roles is two pg_stat_statements rows with one queryid; the
+    text series is keyed by queryid alone, so it is exported once (twice breaks OpenMetrics' grouping)."""
+    pg_scratch.psql("CREATE EXTENSION pg_stat_statements; CREATE TABLE shared_t (x int);"
+                    "CREATE ROLE other_role LOGIN; GRANT SELECT ON shared_t TO other_role")
+    probe = "SELECT count(*) FROM shared_t;\n"
+    pg_scratch.psql(probe * 3)
+    pg_scratch.psql(probe * 3, user="other_role")
+    session = session_for(make_target(pg_scratch.dsn()))
+    snapshot = await collect(StatementsCollector(session.target, session))
+    queryid = str(queryid_of(pg_scratch, "FROM shared_t"))
+    calls = [labels for labels, _ in snapshot.family("pg_stat_statements_calls_total").samples if labels[0] == queryid]
+    assert len(calls) == 2  # one series per role
+    texts = [labels for labels, _ in snapshot.family("pg_stat_statements_query_id").samples if labels[0] == queryid]
+    assert len(texts) == 1 and "shared_t" in texts[0][1]
