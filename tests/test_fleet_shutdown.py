@@ -57,8 +57,10 @@ def test_sigterm_with_collections_in_flight_ends_quietly(tmp_path: Path, pg_prim
             for i in range(SILENT_TARGETS)]
     real = [{"name": f"real{i}", "engine": "postgres", "interval": "1s", "timeout": "5s", "dsn": pg_primary.dsn()}
             for i in range(3)]
-    # Slots for every attempt: with the default 32, silent targets can hold them all and starve the real ones.
-    config = {"collection": {"max_concurrent_connects": 100}, "targets": real + hung}
+    # Slots for every attempt: with the default 32 connects, silent targets can hold them all and starve the
+    # real ones; with the default 16 places per server, only 16 of the silent targets would be connecting.
+    config = {"collection": {"max_concurrent_connects": 100, "max_concurrent_per_server": 100},
+              "targets": real + hung}
     agent = AgentProcess(tmp_path, config).start()
     try:
         wait_for(lambda: all(t["up"] for n, t in agent.targets().items() if n.startswith("real")), 30,
