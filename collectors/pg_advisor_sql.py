@@ -7,6 +7,8 @@ Row counts are capped so a database with a hundred thousand relations stays boun
 
 from __future__ import annotations
 
+from dbwatch.collectors.pg_scope import USER_SCHEMA, not_extension_member
+
 MAX_ROWS = 5000
 
 # Statistics count since the database's stats_reset; PostgreSQL 15 keeps them over a clean restart, so
@@ -67,7 +69,7 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
 WHERE c.relkind IN ('r', 'p', 'm')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND {USER_SCHEMA} AND {not_extension_member("c")}
   AND NOT c.relispartition
 ORDER BY c.reltuples DESC
 LIMIT {MAX_ROWS}
@@ -114,7 +116,7 @@ JOIN pg_class t ON t.oid = i.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 JOIN pg_am am ON am.oid = c.relam
 LEFT JOIN pg_stat_user_indexes s ON s.indexrelid = i.indexrelid
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+WHERE {USER_SCHEMA} AND {not_extension_member("t")}
   AND t.relkind IN ('r', 'm', 'p')
   AND i.indexrelid NOT IN (SELECT index_relid FROM pg_stat_progress_create_index WHERE index_relid IS NOT NULL)
 ORDER BY pg_relation_size(i.indexrelid) DESC
@@ -131,13 +133,13 @@ SELECT k.conrelid AS table_oid, k.conname AS name, k.conkey::int2[] AS keys,
 FROM pg_constraint k
 JOIN pg_class c ON c.oid = k.conrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE k.contype = 'f' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE k.contype = 'f' AND {USER_SCHEMA} AND {not_extension_member("c")}
 LIMIT {MAX_ROWS}
 """
 
 # Sequences owned by a column (serial, identity, OWNED BY). last_value is NULL when the role may not read
 # the sequence (pg_monitor does not grant it) or when it was never used. Descending sequences are skipped.
-SEQUENCES = """
+SEQUENCES = f"""
 SELECT n.nspname AS schema, c.relname AS sequence, quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS qualified,
        quote_ident(tn.nspname) || '.' || quote_ident(t.relname) AS table, a.attname AS column,
        quote_ident(a.attname) AS quoted_column, format_type(a.atttypid, a.atttypmod) AS column_type,
@@ -153,7 +155,7 @@ JOIN pg_class t ON t.oid = d.refobjid
 JOIN pg_namespace tn ON tn.oid = t.relnamespace
 JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
 JOIN pg_sequences ps ON ps.schemaname = n.nspname AND ps.sequencename = c.relname
-WHERE s.seqincrement > 0 AND ps.last_value IS NOT NULL
+WHERE s.seqincrement > 0 AND ps.last_value IS NOT NULL AND {USER_SCHEMA} AND {not_extension_member("t")}
 ORDER BY ps.last_value::float8 / least(s.seqmax,
            CASE a.atttypid WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647
                            ELSE 9223372036854775807 END)::float8 DESC

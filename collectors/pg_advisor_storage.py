@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from dbwatch.collectors import pg_advisor_sql as advisor_sql
 from dbwatch.collectors.pg_advisor_hygiene import index_name
+from dbwatch.collectors.pg_scope import USER_SCHEMA, not_extension_member
 from dbwatch.model.options import CollectorOptions, Count, Number
 from dbwatch.model.facts.pg_storage import (
     BrinCandidate, BrinCandidates, IndexBloat, IndexBloats, PartitionCandidate, PartitionCandidates, RangeStatement,
@@ -98,7 +99,7 @@ WITH rel AS (
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'm') AND c.reltuples >= 0
       AND c.relpages::bigint * current_setting('block_size')::bigint >= $1
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+      AND {USER_SCHEMA} AND {not_extension_member("c")}
 )
 SELECT r.oid, r.schema, r.name, r.qualified, r.reltuples, r.pages, r.fillfactor, r.columns,
        count(s.attname) AS with_stats, coalesce(sum((1 - s.null_frac) * s.avg_width), 0)::float8 AS data_bytes,
@@ -132,7 +133,7 @@ LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = t.relname AND
                     AND NOT s.inherited
 WHERE am.amname = 'btree' AND i.indisvalid AND i.indexprs IS NULL AND c.reltuples >= 0
   AND c.relpages::bigint * current_setting('block_size')::bigint >= $1
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+  AND {USER_SCHEMA} AND {not_extension_member("t")}
 GROUP BY i.indexrelid, n.nspname, t.relname, c.relname, c.reltuples, c.relpages, c.reloptions, i.indnatts
 ORDER BY c.relpages DESC
 LIMIT {MAX_ROWS}

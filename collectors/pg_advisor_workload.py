@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from dbwatch.collectors.base import CollectorError
+from dbwatch.collectors.pg_scope import USER_SCHEMA, not_extension_member
 from dbwatch.model.facts.workload import StatementTotal, WorkloadTotals
 
 __all__ = ["LIMIT", "workload_totals"]
@@ -36,10 +37,9 @@ SELECT lower(c.relname) AS child, lower(p.relname) AS parent
 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_class p ON p.oid = k.confrelid
 WHERE k.contype = 'f' LIMIT 5000
 """
-_TABLES = """
+_TABLES = f"""
 SELECT DISTINCT lower(c.relname) AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname !~ '^pg_toast' LIMIT 20000
+WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMA} AND {not_extension_member("c")} LIMIT 20000
 """
 
 

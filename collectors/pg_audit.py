@@ -23,6 +23,7 @@ from dbwatch.model.facts.audit import (
 from dbwatch.collectors.audit_host import host_facts, is_local
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.options import AuditHostOptions
+from dbwatch.collectors.pg_scope import USER_SCHEMA, not_extension_member
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model.options import Count, Texts
 
@@ -67,10 +68,10 @@ WHERE name = ANY($1::text[]) OR name IN ('ssl', 'password_encryption', 'data_dir
 CHECKPOINTS = "SELECT checkpoints_timed AS timed, checkpoints_req AS requested FROM pg_stat_bgwriter"
 CHECKPOINTS_17 = "SELECT num_timed AS timed, num_requested AS requested FROM pg_stat_checkpointer"
 
-_USER_TABLES = """
+_USER_TABLES = f"""
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'"""
+  AND {USER_SCHEMA} AND {not_extension_member("c")}"""
 
 WIDE = f"""
 SELECT n.nspname AS schema, c.relname AS table, count(*) AS columns {_USER_TABLES}

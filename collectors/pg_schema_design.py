@@ -26,6 +26,7 @@ from dbwatch.model.facts.schema_design import (
     SchemaDesignFacts, TextUuid,
 )
 from dbwatch.collectors.base import Collector, CollectorError
+from dbwatch.collectors.pg_scope import USER_SCHEMA, not_extension_member
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.schema_design_common import (
     AMOUNT_NAME, INSTANT_NAME, delimited, eav_columns, fk_targets, low_cardinality, looks_uuid,
@@ -42,8 +43,7 @@ class PgSchemaDesignOptions(CollectorOptions):
     overflow_share: Number = 0.5  # an integer key's sequence past this share of the type's range
 
 
-_USER = """n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'
-  AND n.nspname !~ '^_timescaledb'"""
+_USER = f"{USER_SCHEMA} AND {not_extension_member('c')}"
 
 COLUMNS = f"""
 SELECT n.nspname AS schema, c.relname AS table, a.attname AS column, format_type(a.atttypid, a.atttypmod) AS type,

@@ -33,6 +33,8 @@ from typing import Any, Iterator
 import pytest
 
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.collectors.pg_advisor import AdvisorCollector
+from dbwatch.collectors.pg_schema_design import PgSchemaDesignCollector
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.timescale import TimescaleCollector, TimescaleOptions
 from dbwatch.model import CollectorSettings, Finding, Snapshot, Target
@@ -40,7 +42,7 @@ from dbwatch.model.facts.timescale import ContinuousAggregates, Hypertables, Job
 from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.spec import RulesConfig, shipped_rules
 from dbwatch.rules.timescale import make_rules
-from tests import timescaleserver
+from tests import auditutil, timescaleserver
 from tests.helpers import collect, collect_until, wait_for
 from tests.pgcluster import PostgresServer
 
@@ -428,3 +430,21 @@ def test_an_integer_time_dimension_is_counted_but_has_no_seconds_and_no_advice(c
     lags = samples(snapshot, "dbwatch_timescaledb_continuous_aggregate_lag_seconds")
     assert ("tsdb", "public.ticks_sums") not in lags
     assert not [f for f in findings(store) if "ticks" in f.summary]
+
+
+def test_the_index_storage_and_schema_advice_leaves_timescaledb_internals_alone(server):
+    """TimescaleDB's catalog (_timescaledb_catalog, extension-owned, some tables without a primary key) and
+    its chunks (_timescaledb_internal) are the extension's: advice to drop, add or rebuild anything there
+    would fight the extension. The hypertables and plain tables are the application's and are advised."""
+    store = SnapshotStore()
+    dsn = server.dsn(database="tsdb")
+    advisor = auditutil.target("postgres", dsn, {"advisor": {"min_total_time_share": 0.0}})
+    design = auditutil.target("postgres", dsn, {"schema_design": {"min_rows": 1}})
+    asyncio.run(auditutil.collect_once(store, AdvisorCollector, PostgresSession, advisor))
+    asyncio.run(auditutil.collect_once(store, PgSchemaDesignCollector, PostgresSession, design))
+    found = auditutil.evaluate(store, "postgres", "indexes", "pg_storage", "schema_design")
+    internal = [f"{f.rule}: {f.summary}" for f in found
+                if "timescaledb" in f"{f.summary} {dict(f.labels)} {dict(f.evidence)}".lower()]
+    assert not internal, internal
+    assert {"PgTableWithoutPrimaryKey"} <= {f.rule for f in found if "log_lines" in f.summary}, \
+        [f"{f.rule}: {f.summary}" for f in found]
