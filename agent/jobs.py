@@ -89,6 +89,7 @@ class TargetJobs:
         )
         began = time.monotonic()
         overloaded = False
+        asked = True  # whether the server was asked (a reconnect backoff refuses without asking)
         holding = [False]  # whether the collection held a place at its server's gate when it ended
         try:
             await asyncio.wait_for(self._gated(collector, snapshot, holding), timeout)
@@ -101,6 +102,7 @@ class TargetJobs:
             snapshot.ok, snapshot.error = False, redact(str(exc))
             # A handshake that timed out, or PostgreSQL cancelling the query at 80 % of the timeout.
             overloaded = getattr(exc, "overloaded", False) or "statement timeout" in snapshot.error
+            asked = getattr(exc, "asked", True)
         except Exception as exc:  # a bug in a collector must not stop the daemon
             snapshot.ok, snapshot.error = False, redact(f"internal error: {type(exc).__name__}: {exc}")
             logger.exception("collector %s failed unexpectedly", name, extra={"target": self.target.name})
@@ -108,7 +110,7 @@ class TargetJobs:
         if self.gate is not None:
             if snapshot.ok:
                 self.gate.succeeded()
-            elif overloaded and holding[0]:  # the server was asked and did not answer in time: ask it less
+            elif overloaded and asked and holding[0]:  # the server was asked and did not answer in time: ask it less
                 self.gate.timed_out()
         if not snapshot.ok:
             snapshot.families = collector.failed_families()

@@ -26,12 +26,15 @@ logger = logging.getLogger(__name__)
 class CollectorError(Exception):
     """A collection failed for a reason worth showing to the user as is (no traceback, no secrets).
 
-    ``overloaded``: the server did not answer in time (a connection attempt that timed out), which the
-    daemon answers by asking it less often, as it does for a collection that timed out."""
+    ``overloaded``: the server did not answer in time (a connection attempt that timed out, or the reconnect
+    backoff that followed one), which the daemon answers by asking it less often, as it does for a collection
+    that timed out. ``asked``: the server was asked at all (a reconnect backoff refuses without asking, so it
+    lengthens the collector's interval but does not count against the server's gate, agent/pressure.py)."""
 
-    def __init__(self, message: str, overloaded: bool = False) -> None:
+    def __init__(self, message: str, overloaded: bool = False, asked: bool = True) -> None:
         super().__init__(message)
         self.overloaded = overloaded
+        self.asked = asked
 
 
 @dataclass(frozen=True, slots=True)

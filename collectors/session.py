@@ -62,6 +62,7 @@ class DriverSession(Session, Generic[ConnT]):
         self._conn: ConnT | None = None
         self._closed = False
         self._last_error = ""
+        self._last_timed_out = False  # whether the last failed attempt timed out (an overloaded server)
         self._failures = 0
         self._next_attempt = 0.0
         self._closing: set[asyncio.Task[None]] = set()
@@ -177,7 +178,10 @@ class DriverSession(Session, Generic[ConnT]):
         """Refuse to reconnect before the backoff has passed (the server is not hammered while down)."""
         wait = self.backoff_remaining(now)
         if wait > 0:
-            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {last_error})")
+            # Backing off from a server that did not answer in time is easing off an overloaded server: the
+            # collectors refused meanwhile lengthen their intervals too, not only the one whose attempt timed out.
+            raise CollectorError(f"reconnect backoff: next attempt in {wait:.1f}s (last error: {last_error})",
+                                 overloaded=self._last_timed_out, asked=False)
 
     def safe(self, text: str, password: str | None = None) -> str:
         return scrub(text, self.target.dsn, self.endpoint, password)
@@ -202,7 +206,7 @@ class DriverSession(Session, Generic[ConnT]):
             self.record_success()
             return conn
         self.record_failure(time.monotonic())
-        self._last_error = reason
+        self._last_error, self._last_timed_out = reason, timed_out
         raise CollectorError(f"cannot connect to {self.endpoint}: {reason}", overloaded=timed_out)
 
     def _drop(self) -> None:

@@ -253,3 +253,41 @@ async def test_servers_that_never_answer_do_not_starve_a_healthy_target_of_conne
         server.close()
         for session in [*hung, healthy]:
             await session.close()
+
+
+async def test_the_backoff_after_a_timed_out_attempt_eases_off_without_blaming_the_server_again():
+    """A connection attempt that timed out (a server that accepts and never answers) is an overloaded
+    server; the reconnect backoff that follows says so too (every collector of the target lengthens its
+    interval, not only the one whose attempt timed out) but it asked nothing, so it does not count against
+    the server's gate. After a refused connection the backoff is not an overload."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hung = PostgresSession(make_target(f"postgresql://dbwatch@127.0.0.1:{port}/postgres", statements_timeout=0.5))
+    try:
+        errors = []
+        for _ in range(2):
+            async with hung.lock:
+                with pytest.raises(CollectorError) as caught:
+                    await hung.connection()
+            errors.append(caught.value)
+        assert (errors[0].overloaded, errors[0].asked) == (True, True), errors[0]
+        assert "reconnect backoff" in str(errors[1]) and (errors[1].overloaded, errors[1].asked) == (True, False)
+    finally:
+        await hung.close()
+        server.close()
+        for writer in held:
+            writer.close()
+    refused = PostgresSession(make_target(f"postgresql://dbwatch@127.0.0.1:{port}/postgres"))  # closed now
+    try:
+        for expected in ("cannot connect", "reconnect backoff"):
+            async with refused.lock:
+                with pytest.raises(CollectorError, match=expected) as caught:
+                    await refused.connection()
+            assert not caught.value.overloaded
+    finally:
+        await refused.close()
