@@ -16,7 +16,7 @@ from typing import Any, Callable
 from dbwatch.agent.alerts import AlertTracker
 from dbwatch.agent.clusters import Clusters
 from dbwatch.agent.config import Config
-from dbwatch.model import AlertState, Finding, FindingKind, MetricFamily, Snapshot, Target, info
+from dbwatch.model import Finding, FindingKind, MetricFamily, Snapshot, Target, info
 from dbwatch.agent.notify import Notifier
 from dbwatch.agent.silences import SilenceStore
 from dbwatch.agent.statefile import StateFile, degraded_files, state_metrics
@@ -92,18 +92,16 @@ class Alerting:
             return
         now = self.clock()
         view = TargetView(self.store, name, target.engine, target.labels, now)
-        if view.latest(TARGET_UP) is None and self._has_open_alerts(name):
+        if view.latest(TARGET_UP) is None:
             # Nothing says yet whether the target is up (its main collector has not reported since the start):
             # judging it now would resolve an alert restored from the state file because another of its
-            # collectors happened to report first.
+            # collectors happened to report first, and rules would look for the main collector's facts in
+            # another collector's snapshot (a rule error). Its first report comes within one interval.
             return
         findings = self.rules.evaluate(view) + self.clusters.findings(name)
         self._recommendations[name] = [f for f in findings if f.kind == FindingKind.RECOMMENDATION]
         self.tracker.update(name, findings, self.rules.rule_durations, now)
         self.notifier.update(self.tracker.alerts(), now)
-
-    def _has_open_alerts(self, target: str) -> bool:
-        return any(a.labels.get("target") == target and a.state != AlertState.RESOLVED for a in self.tracker.alerts())
 
     def metrics(self) -> list[MetricFamily]:
         return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics(), *self.silences.metrics(),
