@@ -20,7 +20,7 @@ from typing import Any
 
 from bson.timestamp import Timestamp
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
+from pymongo.errors import ConfigurationError, NetworkTimeout, OperationFailure, PyMongoError
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
@@ -55,6 +55,7 @@ class MongoSession(DriverSession[Client]):
 
     default_port = 27017
     connect_errors = (PyMongoError, OSError, ValueError, TypeError)
+    timeout_errors = (TimeoutError, NetworkTimeout)  # a socket timeout, not a server that cannot be found
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)

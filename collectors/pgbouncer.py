@@ -46,6 +46,7 @@ class PgBouncerSession(DriverSession[psycopg.AsyncConnection]):
 
     default_port = 6432
     connect_errors = (psycopg.Error, OSError, ValueError, TypeError)
+    timeout_errors = (TimeoutError, psycopg.errors.ConnectionTimeout)
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError, TimeoutError as RedisTimeout
 from redis.asyncio.retry import Retry  # the asyncio client warns about (and mishandles) a synchronous Retry
 
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, counter, gauge, info
@@ -40,6 +40,7 @@ class RedisSession(DriverSession[aioredis.Redis]):
 
     default_port = 6379
     connect_errors = (RedisError, OSError, ValueError, TypeError)
+    timeout_errors = (TimeoutError, RedisTimeout)  # redis-py's socket timeouts, set below the collectors'
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)

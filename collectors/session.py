@@ -56,6 +56,9 @@ class DriverSession(Session, Generic[ConnT]):
     max_backoff: ClassVar[float] = 60.0
     #: the driver's errors that mean a connection could not be opened (anything else is a bug, and raised)
     connect_errors: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
+    #: the driver's errors that mean the server did not answer in time (an overloaded server: the daemon eases
+    #: off, agent/pressure.py), beside asyncio's
+    timeout_errors: ClassVar[tuple[type[BaseException], ...]] = (TimeoutError,)
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
@@ -138,7 +141,8 @@ class DriverSession(Session, Generic[ConnT]):
     def lost(self, exc: BaseException) -> CollectorError:
         """The connection broke under its holder: drop it (the next use reconnects) and say so plainly."""
         self._drop()
-        return CollectorError(f"connection to {self.endpoint} lost: {self.safe(self.describe(exc))}")
+        return CollectorError(f"connection to {self.endpoint} lost: {self.safe(self.describe(exc))}",
+                              overloaded=isinstance(exc, self.timeout_errors))
 
     async def invalidate(self) -> None:
         if self.lock.held():
@@ -201,7 +205,7 @@ class DriverSession(Session, Generic[ConnT]):
             reason = str(exc)
         except self.connect_errors as exc:
             reason = self.connect_reason(exc, password)
-            timed_out = isinstance(exc, TimeoutError)
+            timed_out = isinstance(exc, self.timeout_errors)
         else:
             self.record_success()
             return conn
