@@ -44,6 +44,7 @@ class Clusters:
         self._upstreams: dict[str, tuple[str, int]] = {}
         self._ports = {name: engine(name).default_port for name in ENGINE_NAMES}
         self._members: dict[str, list[str]] = {}
+        self._grouped: tuple[dict[str, Target], dict[str, tuple[str, int]]] | None = None  # what _members is of
         self._findings: dict[str, list[Finding]] = {}
         self._views: dict[str, ClusterView] = {}
 
@@ -57,8 +58,12 @@ class Clusters:
     def evaluate(self, rules: RuleEngine, dirty: set[str]) -> set[str]:
         """Evaluate every cluster with a member in ``dirty``; returns the members of those clusters."""
         targets = self.targets()
-        self._learn(targets, rules)
-        self._members = discover_clusters(targets, self._upstreams, self._ports)
+        self._learn(targets, rules, dirty)
+        # Grouping looks at every target: redone only when the targets or a replication link changed (each
+        # pass of a fleet's agent has a few dirty targets, and was spending most of its time here).
+        if self._grouped is None or self._grouped[0] is not targets or self._grouped[1] != self._upstreams:
+            self._members = discover_clusters(targets, self._upstreams, self._ports)
+            self._grouped = (targets, dict(self._upstreams))
         for gone in set(self._views) - set(self._members):
             del self._views[gone]
         in_cluster = {m for members in self._members.values() for m in members}
@@ -105,10 +110,12 @@ class Clusters:
     async def stop(self) -> None:
         await self.controller.stop()
 
-    def _learn(self, targets: dict[str, Target], rules: RuleEngine) -> None:
+    def _learn(self, targets: dict[str, Target], rules: RuleEngine, dirty: set[str]) -> None:
+        """Remember the replication links of the targets with new snapshots (``dirty``): the others' did not
+        change since they were last looked at."""
         for name in set(self._upstreams) - set(targets):
             del self._upstreams[name]
-        for name in targets:
+        for name in dirty & targets.keys():
             for collector in self.store.collectors(name):
                 snapshot = self.store.latest(name, collector)
                 if snapshot is None or not snapshot.ok or snapshot.family("dbwatch_target_up") is None:
