@@ -54,6 +54,8 @@ class Alerting:
         self.clusters = Clusters(config.clusters, store, targets, state, clock, sessions)
         self._recommendations: dict[str, list[Finding]] = {}
         self._dirty: set[str] = set()
+        self._evaluated: dict[str, float] = {}  # target -> when (monotonic) its rules were last evaluated
+        self._ticked = time.monotonic()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         store.subscribe(self._on_snapshot)
@@ -84,6 +86,7 @@ class Alerting:
         self.tracker.forget_target(name)
         self.clusters.forget_target(name)
         self._recommendations.pop(name, None)
+        self._evaluated.pop(name, None)
         self.notifier.update(self.tracker.alerts())
 
     def evaluate(self, name: str) -> None:
@@ -145,15 +148,22 @@ class Alerting:
             try:
                 await asyncio.wait_for(self._wake.wait(), TICK)
             except TimeoutError:
-                self._dirty.update(self.targets())
+                pass
             self._wake.clear()
             began = time.monotonic()
+            if began - self._ticked >= TICK:
+                # Every target is judged at least every TICK, new snapshots or not (a pending alert fires on
+                # time): in a fleet, snapshots land all the time and the wait above never times out.
+                self._ticked = began
+                evaluated = self._evaluated
+                self._dirty.update(t for t in self.targets() if began - evaluated.get(t, -TICK) >= TICK)
             targets, self._dirty = self._dirty, set()
             try:
                 targets |= self.clusters.evaluate(self.rules, targets)
             except Exception:  # a cluster's evaluation must never stop the targets'
                 logger.exception("evaluating clusters failed")
             for target in sorted(targets):
+                self._evaluated[target] = began
                 try:
                     self.evaluate(target)
                 except Exception:  # one target's evaluation must never stop the others

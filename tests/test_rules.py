@@ -7,6 +7,7 @@ behaviour under test. The rules firing on real PostgreSQL servers are in test_al
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import textwrap
@@ -20,7 +21,7 @@ from dbwatch.rules.engine import RuleEngine, TargetView
 from dbwatch.rules.promexport import export_prometheus_rules
 from dbwatch.rules.spec import RulesConfig, ThresholdRule, load_rules, shipped_rules
 from dbwatch.rules.thresholds import render_template
-from tests.helpers import declared
+from tests.helpers import declared, wait_until
 
 SHIPPED = ("TargetDown", "ReplicationLagHigh", "ConnectionsNearMax", "SlowStatements", "DiskAlmostFull", "CpuHigh",
            "DeadlocksIncreasing", "LongTransaction", "ArchivingFailing", "ReplicationSlotInactive", "WraparoundNear")
@@ -376,8 +377,9 @@ async def test_python_rules_from_the_catalog_become_recommendations_on_metrics_a
     store = SnapshotStore()
     targets = {"db1": Target("db1", "postgres", "postgresql://x@127.0.0.1/db", {}, {})}
     alerting = Alerting(config, store, lambda: targets, clock=lambda: T0)
+    # the main collector's snapshot: it says whether the target is up (until it has, nothing is judged)
     store.put(Snapshot(target="db1", engine="postgres", collector="postgres", started_at=T0,
-                       families=[fam("lag", value=3)]))
+                       families=[fam("lag", value=3), fam("dbwatch_target_up", value=1)]))
     alerting.evaluate("db1")
     [advice] = alerting.recommendations_json()
     assert advice["rule"] == "AdviseVacuum" and advice["kind"] == "recommendation" and advice["evidence"] == {"lag": 3}
@@ -387,3 +389,43 @@ async def test_python_rules_from_the_catalog_become_recommendations_on_metrics_a
     alerting.forget_target("db1")
     assert alerting.recommendations() == []
     await alerting.stop(0.1)
+
+
+async def test_a_target_is_judged_when_its_main_collector_has_reported_and_at_least_every_tick(tmp_path, monkeypatch):
+    """Before the main collector's first report another collector's snapshot does not stand in for it (rules
+    would look for its facts there); once it has, the target is judged at least every TICK even while other
+    targets' snapshots keep the loop busy (a fleet's), so that a pending alert fires on time."""
+    from dbwatch.agent import alerting as alerting_module
+    from dbwatch.agent.alerting import Alerting
+    from dbwatch.agent.store import SnapshotStore
+    from dbwatch.model import Target
+    from dbwatch.rules import catalog
+
+    monkeypatch.setattr(catalog, "FAMILIES", ("tests.test_rules:make_advisors",))
+    monkeypatch.setattr(alerting_module, "TICK", 0.3)
+    config = parse_config(f"state_dir: {tmp_path}\n")
+    store = SnapshotStore()
+    targets = {name: Target(name, "postgres", "postgresql://x@127.0.0.1/db", {}, {}) for name in ("quiet", "busy")}
+    alerting = Alerting(config, store, lambda: targets, clock=lambda: T0)
+    store.put(Snapshot(target="quiet", engine="postgres", collector="statements", started_at=T0,
+                       families=[fam("lag", value=3)]))
+    alerting.evaluate("quiet")
+    assert alerting.recommendations("quiet") == [], "judged before the main collector reported"
+    store.put(Snapshot(target="quiet", engine="postgres", collector="postgres", started_at=T0,
+                       families=[fam("dbwatch_target_up", value=1)]))
+    judged: list[str] = []
+    evaluate = alerting.evaluate
+    monkeypatch.setattr(alerting, "evaluate", lambda name: (judged.append(name), evaluate(name)))
+    await alerting.start()
+    try:
+        async def busy() -> None:
+            while True:  # the other target's snapshots keep waking the loop
+                store.put(Snapshot(target="busy", engine="postgres", collector="statements", started_at=T0))
+                await asyncio.sleep(0.01)
+
+        feeder = asyncio.ensure_future(busy())
+        await wait_until(lambda: judged.count("quiet") >= 2, 5, "the quiet target judged by the tick twice")
+        feeder.cancel()
+        assert [f.rule for f in alerting.recommendations("quiet")] == ["AdviseVacuum"]
+    finally:
+        await alerting.stop(0.1)
