@@ -16,7 +16,7 @@ from typing import Any
 from dbwatch.agent.logs import redact
 from dbwatch.agent.pressure import ServerGate
 from dbwatch.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
-from dbwatch.collectors.base import Collector, CollectorError, Session
+from dbwatch.collectors.base import FIRST_IN_TURN, Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class TargetJobs:
         asked = True  # whether the server was asked (a reconnect backoff refuses without asking)
         holding = [False]  # whether the collection held a place at its server's gate when it ended
         try:
-            await asyncio.wait_for(self._gated(collector, snapshot, holding), timeout)
+            await asyncio.wait_for(self._gated(collector, snapshot, holding, name == self.up_collector), timeout)
         except TimeoutError:
             # A connection the collector was using when it was cancelled is dropped by the session before the
             # next collector gets the lock; one it was not using (it waited for its turn) stays.
@@ -111,7 +111,7 @@ class TargetJobs:
             if snapshot.ok:
                 self.gate.succeeded()
             elif overloaded and asked and holding[0]:  # the server was asked and did not answer in time: ask it less
-                self.gate.timed_out()
+                self.gate.timed_out(began)
         if not snapshot.ok:
             snapshot.families = collector.failed_families()
         if name == self.up_collector:
@@ -150,26 +150,31 @@ class TargetJobs:
             if prior is not None and prior is not fact and _equal(prior, fact):
                 snapshot.facts[kind] = prior
 
-    async def _gated(self, collector: Collector[Any, Any], snapshot: Snapshot, holding: list[bool]) -> None:
+    async def _gated(self, collector: Collector[Any, Any], snapshot: Snapshot, holding: list[bool],
+                     urgent: bool) -> None:
+        FIRST_IN_TURN.set(urgent)  # this task's own context (wait_for runs it as a task of its own)
         if self.gate is None:
             holding[0] = True
             await collector.collect(snapshot)
             return
-        await self._enter()
+        await self._enter(urgent)
         try:
             holding[0] = True
             await collector.collect(snapshot)
         finally:
             self._leave()
 
-    async def _enter(self) -> None:
-        """Share the target's place at its server's gate: the first collection in takes it, the others of the
-        target in flight meanwhile use the same one (they take turns on the session anyway)."""
+    async def _enter(self, urgent: bool) -> None:
+        """Share the target's place at its server's gate: the first collection in asks for it, the others of
+        the target in flight meanwhile use the same one (they take turns on the session anyway). The main
+        collector's request is urgent (agent/pressure.py), also when it finds another one's waiting."""
         assert self.gate is not None
         self._place_users += 1
         try:
             if self._place is None:
-                self._place = asyncio.ensure_future(self.gate.acquire())
+                self._place = self.gate.request(urgent)
+            elif urgent and not self._place.done():
+                self.gate.promote(self._place)
             await asyncio.shield(self._place)
         except BaseException:
             self._leave()
@@ -180,10 +185,8 @@ class TargetJobs:
         if self._place_users or self._place is None:
             return
         place, self._place = self._place, None
-        if not place.done():
-            place.cancel()  # nobody waits for it any more (the gate hands on a place granted meanwhile)
-        elif not place.cancelled() and place.exception() is None and self.gate is not None:
-            self.gate.release()
+        if self.gate is not None:
+            self.gate.withdraw(place)  # given back when granted, out of the queue when not
 
     def _pace(self, name: str, began: float, ok: bool, overloaded: bool) -> None:
         if ok and name == self.up_collector:

@@ -12,14 +12,21 @@ A place is a target's, not a collection's: the collectors of one target take tur
 anyway, so they share the place the first of them took (agent/jobs.py). Were each to take its own, most
 places would be held by collections waiting for their target's turn (a PostgreSQL target has seven
 collectors), and a server's few places would serve two or three targets at a time.
-Waiting for a place counts in the collection's timeout, so a collection that cannot get one in time fails as
-timed out (and its collector eases off) without having asked the server anything.
+A target's main collector (the one its ``up`` comes from) is served before the others, so that a congested
+server still says which targets are up while their other collections wait. Waiting for a place counts in the
+collection's timeout, so a collection that cannot get one in time fails as timed out (and its collector eases
+off, which unloads the queue) without having asked the server anything.
+
+The limit is halved once per congestion event, as TCP does once per window: the collections that time out
+together were all in flight under the old limit, and halving for each of them (a few hundred targets on one
+busy server) pinned the limit at one place, where nothing got through in time and nothing could succeed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from typing import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -39,21 +46,43 @@ class ServerGate:
         self.in_flight = 0
         self.timeouts = 0  # collections holding a place that timed out, since the start
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()  # served first
+        self._decreased_at = float("-inf")  # when (monotonic) the limit was last halved
 
-    async def acquire(self) -> None:
-        """Take one of the server's places (waiting in FIFO order for one); :meth:`release` gives it back."""
-        if self.in_flight < int(self.limit) and not self._waiters:
+    def request(self, urgent: bool = False) -> asyncio.Future[None]:
+        """Ask for one of the server's places: the future is done when it is granted (at once when one is
+        free). Urgent requests are served before the others. Every request ends with :meth:`withdraw`."""
+        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.in_flight < int(self.limit) and not self._waiters and not self._urgent:
             self.in_flight += 1
+            place.set_result(None)
+        else:
+            (self._urgent if urgent else self._waiters).append(place)
+        return place
+
+    def promote(self, place: asyncio.Future[None]) -> None:
+        """Make a waiting request urgent."""
+        if place in self._waiters:
+            self._waiters.remove(place)
+            self._urgent.append(place)
+
+    def withdraw(self, place: asyncio.Future[None]) -> None:
+        """The requester is done: a granted place is given back, a waiting request leaves the queue."""
+        if place.done() and not place.cancelled():
+            self.release()
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
+        for queue in (self._waiters, self._urgent):
+            if place in queue:
+                queue.remove(place)
+        place.cancel()
+
+    async def acquire(self, urgent: bool = False) -> None:
+        """Take one of the server's places (waiting in turn for one); :meth:`release` gives it back."""
+        place = self.request(urgent)
         try:
-            await waiter
+            await place
         except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed a place just as we were cancelled: pass it on
-            elif waiter in self._waiters:  # (a cancelled waiter may already have been skipped by _wake)
-                self._waiters.remove(waiter)
+            self.withdraw(place)  # (handed a place just as we were cancelled: it is passed on)
             raise
 
     def release(self) -> None:
@@ -61,9 +90,9 @@ class ServerGate:
         self._wake()
 
     @asynccontextmanager
-    async def place(self) -> AsyncIterator[None]:
+    async def place(self, urgent: bool = False) -> AsyncIterator[None]:
         """Hold one of the server's places while the body runs."""
-        await self.acquire()
+        await self.acquire(urgent)
         try:
             yield
         finally:
@@ -73,13 +102,18 @@ class ServerGate:
         self.limit = min(float(self.max_limit), self.limit + 1.0 / self.limit)
         self._wake()
 
-    def timed_out(self) -> None:
+    def timed_out(self, began: float | None = None) -> None:
+        """A collection holding a place timed out. ``began`` (monotonic): when it started; one that started
+        before the last halving belongs to the congestion that halving answered, and does not halve again."""
         self.timeouts += 1
+        if began is not None and began < self._decreased_at:
+            return
+        self._decreased_at = time.monotonic()
         self.limit = max(float(MIN_LIMIT), self.limit / 2)
 
     def _wake(self) -> None:
-        while self._waiters and self.in_flight < int(self.limit):
-            waiter = self._waiters.popleft()
+        while (self._urgent or self._waiters) and self.in_flight < int(self.limit):
+            waiter = (self._urgent or self._waiters).popleft()
             if not waiter.done():
                 self.in_flight += 1  # the place passes to the waiter directly: nobody can jump the queue
                 waiter.set_result(None)

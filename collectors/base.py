@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
+import contextvars
 import logging
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,6 +23,10 @@ from dbwatch.model import MetricFamily, Snapshot, Target, gauge
 from dbwatch.model.options import CollectorOptions
 
 logger = logging.getLogger(__name__)
+
+#: Set (by the daemon, agent/jobs.py) in the task of a target's main collector: the one its ``up`` comes from
+#: gets the session's next turn before the other collectors waiting for it.
+FIRST_IN_TURN: contextvars.ContextVar[bool] = contextvars.ContextVar("dbwatch_first_in_turn", default=False)
 
 
 class CollectorError(Exception):
@@ -104,17 +110,35 @@ class SessionLock:
     Knowing the holder lets the session refuse its connection to anyone else, and lets a holder that leaves
     abnormally (cancelled by the daemon's timeout, or a bug) have its connection dropped *before* the next
     collector gets in: a connection abandoned mid-reply is never handed on.
+
+    Turns are taken in order, except that a task with :data:`FIRST_IN_TURN` set (the target's main collector)
+    goes before the others waiting: on a congested server, whether the target is up is known first.
     """
 
     def __init__(self, on_release: Callable[[type[BaseException] | None], None]) -> None:
-        self._lock = asyncio.Lock()
+        self._busy = False
+        self._turns: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._first: collections.deque[asyncio.Future[None]] = collections.deque()
         self._holder: asyncio.Task[Any] | None = None
         self._on_release = on_release
 
     async def __aenter__(self) -> None:
         if self.held():
             raise RuntimeError("a session's lock is not re-entrant: its holder already has the connection")
-        await self._lock.acquire()
+        if self._busy or self._turns or self._first:
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            queue = self._first if FIRST_IN_TURN.get() else self._turns
+            queue.append(turn)
+            try:
+                await turn
+            except BaseException:
+                if turn.done() and not turn.cancelled():
+                    self._hand_on()  # handed the turn just as we were cancelled: pass it on
+                elif turn in queue:
+                    queue.remove(turn)
+                raise
+        else:
+            self._busy = True
         self._holder = asyncio.current_task()
 
     async def __aexit__(self, error: type[BaseException] | None, exc: BaseException | None,
@@ -123,14 +147,23 @@ class SessionLock:
             self._on_release(error)
         finally:
             self._holder = None
-            self._lock.release()
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """The turn passes to the next waiter directly (nobody can jump in between), or the lock is free."""
+        while self._first or self._turns:
+            turn = (self._first or self._turns).popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._busy = False
 
     def held(self) -> bool:
         """Whether the running task holds the lock."""
         return self._holder is not None and self._holder is asyncio.current_task()
 
     def locked(self) -> bool:
-        return self._lock.locked()
+        return self._busy
 
 
 S = TypeVar("S", bound=Session)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,40 @@ def test_timeouts_halve_the_limit_and_successes_grow_it_back_one_place_at_a_time
     for _ in range(1000):
         gate.succeeded()
     assert gate.limit == 16  # never above the configured maximum
+
+
+def test_timeouts_of_one_congestion_halve_the_limit_once() -> None:
+    """Collections that were in flight when the limit was halved time out together: that is one congestion
+    event, answered by one halving (as TCP halves once per window), not one per collection."""
+    gate = ServerGate("db:5432", limit=16)
+    before = time.monotonic()
+    for _ in range(50):  # a busy server's targets, all started before the first timeout
+        gate.timed_out(began=before)
+    assert int(gate.limit) == 8 and gate.timeouts == 50
+    gate.timed_out(began=time.monotonic())  # one that started under the new limit: congestion again
+    assert int(gate.limit) == 4
+
+
+def test_the_main_collectors_request_is_served_before_the_others() -> None:
+    """Urgent requests (a target's main collector: its up) go first, a promoted one too (the main collector
+    found another collector of its target already waiting); the rest in order."""
+    async def main() -> None:
+        gate = ServerGate("db:5432", limit=1)
+        holder = gate.request()
+        assert holder.done()
+        a, b, c = gate.request(), gate.request(), gate.request()
+        urgent = gate.request(urgent=True)
+        gate.promote(c)
+        granted: list[asyncio.Future[None]] = []
+        for _ in range(4):
+            gate.withdraw(holder)
+            [holder] = [f for f in (a, b, c, urgent) if f.done() and f not in granted]
+            granted.append(holder)
+        assert granted == [urgent, c, a, b]
+        gate.withdraw(holder)
+        assert gate.in_flight == 0
+
+    asyncio.run(main())
 
 
 def test_a_waiter_cancelled_in_the_queue_leaves_no_place_taken() -> None:
@@ -179,7 +214,7 @@ def test_the_collections_of_one_target_share_one_place() -> None:
                     done.append(self.label)
 
         a, b = Jobs("a"), Jobs("b")
-        runs = [jobs._gated(Collector(jobs, f"{jobs.name}{i}"), None, [False])  # type: ignore[arg-type]
+        runs = [jobs._gated(Collector(jobs, f"{jobs.name}{i}"), None, [False], i == 1)  # type: ignore[arg-type]
                 for jobs in (a, b) for i in (1, 2)]
         await asyncio.wait_for(asyncio.gather(*runs), 10)
         assert gate.in_flight == 0 and a._place is None and b._place is None
