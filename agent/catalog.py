@@ -42,8 +42,8 @@ FAMILIES: tuple[MetricSpec, ...] = (
                ('collector',), 'agent'),
     MetricSpec('dbwatch_server_concurrency_limit', G,
                'collections the agent runs at once on a server (host:port of its targets) now: '
-               'collection.max_concurrent_per_server, halved each time one times out, one place back per that '
-               'many successes', ('server',), 'agent'),
+               'collection.max_concurrent_per_server, halved when collections time out (once per congestion), '
+               'one place back per that many successes', ('server',), 'agent'),
     MetricSpec('dbwatch_server_collections_in_flight', G, 'collections running on the server (host:port) now',
                ('server',), 'agent'),
     MetricSpec('dbwatch_alerts', G,
