@@ -218,7 +218,7 @@ def _add_slowlog(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     slowlog_sub = slowlog.add_subparsers(dest="slowlog_command", metavar="SUBCOMMAND", required=True)
     analyze = slowlog_sub.add_parser("analyze", help="report the query classes of slow logs, costliest first")
     analyze.add_argument("files", nargs="+", metavar="FILE", help="MySQL/MariaDB slow logs or PostgreSQL logs")
-    analyze.add_argument("--type", choices=("auto", "mysql", "postgres"), default="auto")
+    analyze.add_argument("--type", choices=("auto", "mysql", "postgres", "neo4j"), default="auto")
     analyze.add_argument("--format", choices=("text", "json"), default="text")
     analyze.add_argument("--limit", type=_non_negative, default=20, metavar="N",
                          help="classes shown (default 20; 0 for all)")

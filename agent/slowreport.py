@@ -27,7 +27,7 @@ from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser, sniff
 __all__ = ["TYPES", "JSON_KEYS", "Report", "InputError", "analyze_files", "text_chunks", "json_chunks", "render_text",
            "render_json", "Progress", "wants_progress", "unrecognised_lines"]
 
-TYPES = ("auto", "mysql", "postgres")
+TYPES = ("auto", "mysql", "postgres", "neo4j")
 JSON_KEYS = ("rank", "class_id", "fingerprint", "count", "query_time_total", "query_time_mean", "query_time_p95",
              "query_time_max", "lock_time_total", "rows_examined_total", "rows_sent_total", "rows_affected_total",
              "db", "user", "first_seen", "last_seen", "sample")
@@ -106,7 +106,7 @@ def analyze_files(paths: Iterable[str], kind: str = "auto", sample_length: int =
 def unrecognised_lines(report: Report) -> list[str]:
     """One line per file that held bytes but no event: what it was read as, and how many lines matched none."""
     return [f"{path}: no slow query event in {lines:,} line(s) read as {report.formats.get(path, '?')}: every line "
-            f"matched no event (not a slow log, or another --type: auto, mysql, postgres)"
+            f"matched no event (not a slow log, or another --type: auto, mysql, postgres, neo4j)"
             for path, lines in report.unrecognised.items()]
 
 
@@ -241,7 +241,8 @@ def wants_progress(paths: list[str], stream: TextIO = sys.stderr) -> int:
 
 
 _FORMAT_NAMES = {"MySQLSlowLogParser": "mysql", "PostgresStderrParser": "postgres-stderr",
-                 "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json"}
+                 "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json",
+                 "Neo4jQueryLogParser": "neo4j"}
 
 
 def _check_readable(path: str) -> None:
@@ -258,8 +259,8 @@ def _check_readable(path: str) -> None:
 
 def _format(path: str, kind: str) -> str:
     """The parser for a file: ``mysql`` as is; ``postgres`` as stderr, csvlog or jsonlog from its first lines."""
-    if kind == "mysql":
-        return "mysql"
+    if kind in ("mysql", "neo4j"):
+        return kind
     with open(path, "rb") as fh:
         head = fh.read(SNIFF_BYTES).decode("utf-8", "replace")
     sniffed = sniff(head)

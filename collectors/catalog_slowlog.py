@@ -9,10 +9,10 @@ from __future__ import annotations
 from dbwatch.model.catalog import C, G, I, MetricSpec
 
 TITLE = 'Slow query logs'
-ENGINES: tuple[str, ...] = ('mysql', 'postgres')
+ENGINES: tuple[str, ...] = ('mysql', 'postgres', 'neo4j')
 INTRO = """\
-The `slowlog` collector of `mysql` and `postgres` targets, which follows a slow query log file
-([Slow query logs](slowlog.md)). On `redis` targets, `slowlog` is a different collector, which reads
+The `slowlog` collector of `mysql`, `postgres` and `neo4j` targets, which follows a slow query log file (Neo4j's
+`query.log`; [Slow query logs](slowlog.md)). On `redis` targets, `slowlog` is a different collector, which reads
 `SLOWLOG` (above).
 """
 NOTES = ""

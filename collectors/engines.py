@@ -292,8 +292,10 @@ def _neo4j() -> Engine:
         schemes=("bolt", "neo4j", "bolt+s", "bolt+ssc", "neo4j+s", "neo4j+ssc"),
         validate=_neo4j_problems,
         session=LazySession("neo4j:Neo4jSession"),
-        collectors=LazyClasses({"neo4j": "neo4j:Neo4jCollector"}),
-        defaults={"neo4j": CollectorDefaults(interval=15.0, timeout=10.0)},
+        collectors=LazyClasses({"neo4j": "neo4j:Neo4jCollector", "slowlog": "slowlog:SlowLogCollector"}),
+        defaults={"neo4j": CollectorDefaults(interval=15.0, timeout=10.0),
+                  # query.log, when the agent can read it (docs/neo4j.md)
+                  "slowlog": CollectorDefaults(interval=60.0, timeout=30.0, enabled=False)},
     )
 
 

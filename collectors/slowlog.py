@@ -45,7 +45,7 @@ __all__ = ["SlowLogCollector", "SlowLogOptions", "Aggregator", "analyze"]
 
 class SlowLogOptions(CollectorOptions):
     path: Text = ""  # required: the slow log file to follow
-    # auto | mysql | postgres-stderr | postgres-csv | postgres-json; checked when collecting (see below)
+    # auto | mysql | postgres-stderr | postgres-csv | postgres-json | neo4j; checked when collecting (see below)
     format: Text = "auto"
     state_dir: Text = ""  # where the read offset is kept across restarts; empty: not kept
     top_n: Count = 50  # query classes with their own series
@@ -305,7 +305,8 @@ def _format_name(parser: Any) -> str:
     """The format being read: the one ``auto`` recognised, or ``auto`` while the file is still empty."""
     parser = getattr(parser, "chosen", None) or parser
     names = {"MySQLSlowLogParser": "mysql", "PostgresStderrParser": "postgres-stderr",
-             "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json"}
+             "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json",
+             "Neo4jQueryLogParser": "neo4j"}
     return names.get(type(parser).__name__, "auto")
 
 

@@ -17,12 +17,13 @@ from typing import Callable
 
 from dbwatch.collectors.logtail import MAX_RECORD
 from dbwatch.collectors.slowlog_event import SlowEvent, SlowParser, _new_event, _valid
+from dbwatch.collectors.slowlog_neo4j import Neo4jQueryLogParser, looks_like_neo4j
 from dbwatch.collectors.slowlog_pg import PostgresCsvParser, PostgresJsonParser, PostgresStderrParser
 
 __all__ = ["SlowEvent", "MySQLSlowLogParser", "PostgresStderrParser", "PostgresCsvParser",
            "PostgresJsonParser", "AutoParser", "FORMATS", "make_parser", "sniff"]
 
-FORMATS = ("auto", "mysql", "postgres-stderr", "postgres-csv", "postgres-json")
+FORMATS = ("auto", "mysql", "postgres-stderr", "postgres-csv", "postgres-json", "neo4j")
 
 
 def make_parser(fmt: str, max_record: int = MAX_RECORD) -> SlowParser:
@@ -30,7 +31,7 @@ def make_parser(fmt: str, max_record: int = MAX_RECORD) -> SlowParser:
         raise ValueError(f"expected a format among {', '.join(FORMATS)}, got {fmt!r}")
     parsers: dict[str, Callable[[int], SlowParser]] = {
         "auto": AutoParser, "mysql": MySQLSlowLogParser, "postgres-stderr": PostgresStderrParser,
-        "postgres-csv": PostgresCsvParser, "postgres-json": PostgresJsonParser}
+        "postgres-csv": PostgresCsvParser, "postgres-json": PostgresJsonParser, "neo4j": Neo4jQueryLogParser}
     return parsers[fmt](max_record)
 
 
@@ -295,6 +296,8 @@ def sniff(text: str) -> str | None:
     stripped = text.lstrip()
     if not stripped:
         return None
+    if looks_like_neo4j(stripped.split("\n", 1)[0]):
+        return "neo4j"
     if stripped[0] == "{":
         return "postgres-json"
     if "# User@Host: " in text or text.startswith("# Time: ") or _SERVER_HEADER.match(stripped.split("\n", 1)[0]) \
