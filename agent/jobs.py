@@ -152,7 +152,7 @@ class TargetJobs:
 
     async def _gated(self, collector: Collector[Any, Any], snapshot: Snapshot, holding: list[bool],
                      urgent: bool) -> None:
-        FIRST_IN_TURN.set(urgent)  # this task's own context (wait_for runs it as a task of its own)
+        FIRST_IN_TURN.set(urgent)  # set at every run, in the task that runs this collection
         if self.gate is None:
             holding[0] = True
             await collector.collect(snapshot)
