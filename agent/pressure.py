@@ -25,11 +25,11 @@ busy server) pinned the limit at one place, where nothing got through in time an
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from typing import AsyncIterator
 from contextlib import asynccontextmanager
 
+from dbwatch.collectors.turns import Turns
 from dbwatch.model import MetricFamily, gauge
 
 __all__ = ["MAX_LIMIT", "MIN_LIMIT", "ServerGate", "ServerGates"]
@@ -45,35 +45,29 @@ class ServerGate:
         self.limit = float(self.max_limit)
         self.in_flight = 0
         self.timeouts = 0  # collections holding a place that timed out, since the start
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._urgent: collections.deque[asyncio.Future[None]] = collections.deque()  # served first
+        self._turns = Turns()
         self._decreased_at = float("-inf")  # when (monotonic) the limit was last halved
 
     def request(self, urgent: bool = False) -> asyncio.Future[None]:
         """Ask for one of the server's places: the future is done when it is granted (at once when one is
         free). Urgent requests are served before the others. Every request ends with :meth:`withdraw`."""
-        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.in_flight < int(self.limit) and not self._waiters and not self._urgent:
+        if self.in_flight < int(self.limit) and not self._turns:
             self.in_flight += 1
+            place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             place.set_result(None)
-        else:
-            (self._urgent if urgent else self._waiters).append(place)
-        return place
+            return place
+        return self._turns.wait(urgent)
 
     def promote(self, place: asyncio.Future[None]) -> None:
         """Make a waiting request urgent."""
-        if place in self._waiters:
-            self._waiters.remove(place)
-            self._urgent.append(place)
+        self._turns.promote(place)
 
     def withdraw(self, place: asyncio.Future[None]) -> None:
         """The requester is done: a granted place is given back, a waiting request leaves the queue."""
         if place.done() and not place.cancelled():
             self.release()
             return
-        for queue in (self._waiters, self._urgent):
-            if place in queue:
-                queue.remove(place)
+        self._turns.remove(place)
         place.cancel()
 
     async def acquire(self, urgent: bool = False) -> None:
@@ -112,11 +106,9 @@ class ServerGate:
         self.limit = max(float(MIN_LIMIT), self.limit / 2)
 
     def _wake(self) -> None:
-        while (self._urgent or self._waiters) and self.in_flight < int(self.limit):
-            waiter = (self._urgent or self._waiters).popleft()
-            if not waiter.done():
-                self.in_flight += 1  # the place passes to the waiter directly: nobody can jump the queue
-                waiter.set_result(None)
+        # the place passes to the next waiter directly: nobody can jump the queue
+        while self.in_flight < int(self.limit) and self._turns.grant_next():
+            self.in_flight += 1
 
 
 class ServerGates:

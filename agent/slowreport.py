@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Iterator, TextIO
 from dbwatch.collectors.logtail import LogFollower
 from dbwatch.collectors.slowlog import Aggregator
 from dbwatch.model.facts.slowlog import SlowClass
-from dbwatch.collectors.slowlog_formats import SlowEvent, make_parser, sniff
+from dbwatch.collectors.slowlog_formats import SlowEvent, format_name, make_parser, sniff
 
 __all__ = ["TYPES", "JSON_KEYS", "Report", "InputError", "analyze_files", "text_chunks", "json_chunks", "render_text",
            "render_json", "Progress", "wants_progress", "unrecognised_lines"]
@@ -92,8 +92,7 @@ def analyze_files(paths: Iterable[str], kind: str = "auto", sample_length: int =
         done += follower.stats.bytes_read
         report.parse_errors += parser.skipped
         report.lines_skipped += parser.skipped_lines
-        chosen = getattr(parser, "chosen", None)
-        report.formats[path] = _FORMAT_NAMES.get(type(chosen or parser).__name__, fmt)
+        report.formats[path] = format_name(parser)
         if aggregator.events == events_before and follower.stats.bytes_read:
             report.unrecognised[path] = _count_lines(path)  # only then: a second read of a file read in vain
     report.classes = aggregator.close_interval()
@@ -238,11 +237,6 @@ def wants_progress(paths: list[str], stream: TextIO = sys.stderr) -> int:
     except (OSError, ValueError):
         return 0
     return total if total >= PROGRESS_MIN_BYTES else 0
-
-
-_FORMAT_NAMES = {"MySQLSlowLogParser": "mysql", "PostgresStderrParser": "postgres-stderr",
-                 "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json",
-                 "Neo4jQueryLogParser": "neo4j"}
 
 
 def _check_readable(path: str) -> None:

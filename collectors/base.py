@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import collections
 import contextvars
 import logging
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Callable, ClassVar, Generic, TypeVar
 
+from dbwatch.collectors.turns import Turns
 from dbwatch.model import MetricFamily, Snapshot, Target, gauge
 from dbwatch.model.options import CollectorOptions
 
@@ -117,25 +117,22 @@ class SessionLock:
 
     def __init__(self, on_release: Callable[[type[BaseException] | None], None]) -> None:
         self._busy = False
-        self._turns: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._first: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._turns = Turns()
         self._holder: asyncio.Task[Any] | None = None
         self._on_release = on_release
 
     async def __aenter__(self) -> None:
         if self.held():
             raise RuntimeError("a session's lock is not re-entrant: its holder already has the connection")
-        if self._busy or self._turns or self._first:
-            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            queue = self._first if FIRST_IN_TURN.get() else self._turns
-            queue.append(turn)
+        if self._busy or self._turns:
+            turn = self._turns.wait(FIRST_IN_TURN.get())
             try:
                 await turn
             except BaseException:
                 if turn.done() and not turn.cancelled():
                     self._hand_on()  # handed the turn just as we were cancelled: pass it on
-                elif turn in queue:
-                    queue.remove(turn)
+                else:
+                    self._turns.remove(turn)
                 raise
         else:
             self._busy = True
@@ -151,12 +148,7 @@ class SessionLock:
 
     def _hand_on(self) -> None:
         """The turn passes to the next waiter directly (nobody can jump in between), or the lock is free."""
-        while self._first or self._turns:
-            turn = (self._first or self._turns).popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._busy = False
+        self._busy = self._turns.grant_next()
 
     def held(self) -> bool:
         """Whether the running task holds the lock."""

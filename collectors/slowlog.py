@@ -36,7 +36,7 @@ from dbwatch.model import MetricFamily, Snapshot, counter, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError, Session, SlowSample
 from dbwatch.collectors.fingerprint import ShapeCache, class_id
 from dbwatch.collectors.logtail import LogFollower
-from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, make_parser
+from dbwatch.collectors.slowlog_formats import FORMATS, SlowEvent, format_name, make_parser
 from dbwatch.model.facts.slowlog import SlowClass, SlowClasses, SlowLogPosition
 from dbwatch.model.options import CollectorOptions, Count, Flag, Text
 
@@ -243,7 +243,7 @@ class SlowLogCollector(Collector[Session, SlowLogOptions]):
             snapshot.families.extend(self._families({row.class_id: row.query_time_max for row in classes}))
             offset = self.follower.offset
         snapshot.put(SlowClasses(tuple(classes[: self.options.top_n])), SlowLogPosition(
-            path=self.options.path, format=_format_name(self.parser), offset=offset,
+            path=self.options.path, format=format_name(self.parser), offset=offset,
             classes_in_interval=len(classes), events_in_interval=sum(r.count for r in classes)))
         if not Path(self.options.path).exists():
             snapshot.notes.append(f"the slow log {self.options.path} does not exist (yet); check the server's "
@@ -299,15 +299,6 @@ class SlowLogCollector(Collector[Session, SlowLogOptions]):
         classes = gauge("dbwatch_slowlog_classes", "Query classes with their own cumulative counters.")
         classes.add((), len(agg.totals))
         return [queries, seconds, maximum, text, events, skipped, errors, read, rotations, classes]
-
-
-def _format_name(parser: Any) -> str:
-    """The format being read: the one ``auto`` recognised, or ``auto`` while the file is still empty."""
-    parser = getattr(parser, "chosen", None) or parser
-    names = {"MySQLSlowLogParser": "mysql", "PostgresStderrParser": "postgres-stderr",
-             "PostgresCsvParser": "postgres-csv", "PostgresJsonParser": "postgres-json",
-             "Neo4jQueryLogParser": "neo4j"}
-    return names.get(type(parser).__name__, "auto")
 
 
 def analyze(paths: Iterable[str], fmt: str = "auto", sample_length: int = 1000

@@ -48,5 +48,13 @@ class SlowParser(LineParser[SlowEvent]):
     def pending(self) -> str:
         return self._pending
 
+    def _keep(self, pending: str) -> None:
+        """Keep ``pending`` (an unfinished record) for the next read; one already larger than ``max_record``
+        is dropped and counted in ``skipped``."""
+        if len(pending) > self.max_record:
+            pending = ""
+            self.skipped += 1
+        self._pending = pending
+
     def discard_pending(self) -> None:
         self._pending = ""

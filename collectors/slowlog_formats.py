@@ -21,18 +21,26 @@ from dbwatch.collectors.slowlog_neo4j import Neo4jQueryLogParser, looks_like_neo
 from dbwatch.collectors.slowlog_pg import PostgresCsvParser, PostgresJsonParser, PostgresStderrParser
 
 __all__ = ["SlowEvent", "MySQLSlowLogParser", "PostgresStderrParser", "PostgresCsvParser",
-           "PostgresJsonParser", "AutoParser", "FORMATS", "make_parser", "sniff"]
+           "PostgresJsonParser", "AutoParser", "FORMATS", "make_parser", "format_name", "sniff"]
 
 FORMATS = ("auto", "mysql", "postgres-stderr", "postgres-csv", "postgres-json", "neo4j")
+
+
+def _parsers() -> dict[str, Callable[[int], SlowParser]]:
+    return {"auto": AutoParser, "mysql": MySQLSlowLogParser, "postgres-stderr": PostgresStderrParser,
+            "postgres-csv": PostgresCsvParser, "postgres-json": PostgresJsonParser, "neo4j": Neo4jQueryLogParser}
 
 
 def make_parser(fmt: str, max_record: int = MAX_RECORD) -> SlowParser:
     if fmt not in FORMATS:
         raise ValueError(f"expected a format among {', '.join(FORMATS)}, got {fmt!r}")
-    parsers: dict[str, Callable[[int], SlowParser]] = {
-        "auto": AutoParser, "mysql": MySQLSlowLogParser, "postgres-stderr": PostgresStderrParser,
-        "postgres-csv": PostgresCsvParser, "postgres-json": PostgresJsonParser, "neo4j": Neo4jQueryLogParser}
-    return parsers[fmt](max_record)
+    return _parsers()[fmt](max_record)
+
+
+def format_name(parser: SlowParser) -> str:
+    """The format a parser reads: for ``auto``, the one it recognised (``auto`` until it has)."""
+    parser = getattr(parser, "chosen", None) or parser
+    return next((name for name, cls in _parsers().items() if type(parser) is cls), "auto")
 
 
 # -- MySQL / MariaDB ----------------------------------------------------------------------------------------

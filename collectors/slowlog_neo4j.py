@@ -57,10 +57,10 @@ class Neo4jQueryLogParser(SlowParser):
             self.skipped_lines += buf.count("\n", 0, starts[0])
         for begin, end in zip(starts, starts[1:]):
             self._text(buf[begin:end].rstrip("\n"), events)
-        self._pending = buf[starts[-1]:] if starts else ("" if len(buf) > self.max_record else buf)
-        if len(self._pending) > self.max_record:
-            self._pending = ""
-            self.skipped += 1
+        if starts or len(buf) <= self.max_record:
+            self._keep(buf[starts[-1]:] if starts else buf)
+        else:
+            self._pending = ""  # no record starts in it: not a record to count
         return events
 
     def flush(self) -> list[SlowEvent]:

@@ -73,7 +73,7 @@ class PostgresStderrParser(SlowParser):
             for line in buf[:last].split("\n"):
                 if "duration: " in line:
                     record(line, events)
-            self._pending = buf[last:]
+            pending = buf[last:]
         else:
             record_start = 0
             find = buf.find
@@ -83,10 +83,8 @@ class PostgresStderrParser(SlowParser):
                     self._record(buf[record_start:pos], events)
                     record_start = pos + 1
                 pos = find("\n", pos + 1)
-            self._pending = buf[record_start:]
-        if len(self._pending) > self.max_record:
-            self._pending = ""
-            self.skipped += 1
+            pending = buf[record_start:]
+        self._keep(pending)
         return events
 
     def flush(self) -> list[SlowEvent]:
@@ -131,10 +129,7 @@ class PostgresCsvParser(SlowParser):
         if complete:
             for row in csv.reader(lines[:complete]):
                 self._row(row, events)
-        self._pending = "".join(lines[complete:])
-        if len(self._pending) > self.max_record:
-            self._pending = ""
-            self.skipped += 1
+        self._keep("".join(lines[complete:]))
         return events
 
     def flush(self) -> list[SlowEvent]:

@@ -185,7 +185,7 @@ def test_a_waiter_cancelled_after_a_place_freed_up_is_skipped_without_error() ->
         queued.cancel()  # ...and the queued waiter's future is cancelled before either runs
         results = await asyncio.gather(first, queued, return_exceptions=True)
         assert results[0] is None and isinstance(results[1], asyncio.CancelledError), results
-        assert gate.in_flight == 0 and not gate._waiters
+        assert gate.in_flight == 0 and not gate._turns
 
     asyncio.run(main())
 
