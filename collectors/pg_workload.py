@@ -10,12 +10,14 @@ reads statistics views and catalogs, bounded by LIMITs.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import defaultdict
 from typing import Any
 
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.postgres import PostgresSession
+from dbwatch.collectors.server_process import read_server
 from dbwatch.collectors.workload_common import shape
 from dbwatch.model import Snapshot
 from dbwatch.model.facts.common import Summary
@@ -23,6 +25,8 @@ from dbwatch.model.facts.workload_profile import Connections, TableActivity, Wor
 from dbwatch.model.options import CollectorOptions, Count, Number
 
 __all__ = ["PgWorkloadCollector", "WorkloadOptions"]
+
+POSTMASTER = ("postgres", "postmaster")  # the server's program, as the process table names it
 
 
 class WorkloadOptions(CollectorOptions):
@@ -38,6 +42,8 @@ class WorkloadOptions(CollectorOptions):
     timeseries_min_correlation: Number = 0.9
     replica_min_read_share: Number = 0.8  # of statement time
     replica_min_busy: Number = 0.5  # statement seconds per wall second (busy backends on average)
+    replica_min_cpu: Number = 0.5  # the server's CPU share (when local) that raises the replica advice's confidence
+    replica_idle_cpu: Number = 0.2  # ... and below which it is lowered (the reads wait on I/O or locks)
     pooler_min_sessions_per_second: Number = 1.0
     pooler_max_session_seconds: Number = 60.0
     pooler_min_idle_share: Number = 0.5  # idle connections as a share of max_connections
@@ -59,7 +65,10 @@ SELECT current_database() AS database, pg_is_in_recovery() AS replica,
        (SELECT extversion FROM pg_extension WHERE extname = 'pg_stat_statements') AS statements,
        ARRAY(SELECT extname::text FROM pg_extension) AS extensions,
        ARRAY(SELECT name::text FROM pg_available_extensions
-             WHERE name IN ('pg_trgm', 'ltree', 'timescaledb', 'btree_gin')) AS available
+             WHERE name IN ('pg_trgm', 'ltree', 'timescaledb', 'btree_gin')) AS available,
+       pg_backend_pid() AS pid, extract(epoch FROM pg_postmaster_start_time())::float8 AS started,
+       CASE WHEN pg_has_role(current_user, 'pg_read_all_settings', 'USAGE')
+            THEN current_setting('data_directory') END AS data_directory
 FROM pg_stat_database d WHERE d.datname = current_database()"""
 
 ACTIVITY = """
@@ -170,6 +179,11 @@ class PgWorkloadCollector(Collector[PostgresSession, WorkloadOptions]):
             shapes = [shape(r["query"], int(r["calls"]), int(r["rows"]), float(r["total_ms"] or 0) / 1000,
                             int(r["blocks"] or 0), known) for r in statements]
             activities = await _with_key_stats(session, activities, tables, shapes, self.options.shard_min_table_bytes)
+        # the postmaster (the backend's parent) when it runs on this machine: its CPU and data filesystem
+        resources = await asyncio.to_thread(read_server, int(state["pid"]), float(state["started"]), POSTMASTER,
+                                            parent=True, data_path=state["data_directory"])
+        if resources is not None:
+            snapshot.put(resources)
         since = float(state["since"] or 0.0)
         sessions = state["sessions"]
         connections = Connections(

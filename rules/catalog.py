@@ -26,7 +26,7 @@ FAMILIES: tuple[str, ...] = ("dbwatch.rules.replication:replication_rules", "dbw
                                "dbwatch.rules.pg_storage:make_rules", "dbwatch.rules.timescale:make_rules",
                                "dbwatch.rules.mysql_indexes:make_rules", "dbwatch.rules.mongo_indexes:make_rules",
                                "dbwatch.rules.neo4j_indexes:make_rules",
-                               "dbwatch.rules.cassandra:make_rules")
+                               "dbwatch.rules.cassandra:make_rules", "dbwatch.rules.capacity:make_rules")
 
 #: ``dbwatch advise --section NAME``: the families one section of the advice is made of (a family may also
 #: be in FAMILIES or not; a section's families run only when the section is asked for or no section is)

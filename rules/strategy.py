@@ -16,13 +16,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from dbwatch.model import Finding
+from dbwatch.model.facts.server_resources import ServerResources
 from dbwatch.model.facts.workload_profile import AGGREGATE, POINT, SCAN, StatementShape, WorkloadProfile
 from dbwatch.rules.advice_common import quote_ident
 from dbwatch.rules.engine import PythonRule, TargetView
 from dbwatch.rules.spec import RulesConfig
 from dbwatch.rules.strategy_access import DocumentModelRule, GraphQueryRule, SearchIndexRule
 from dbwatch.rules.strategy_common import (
-    StrategyRule, growth_per_day, human_bytes, measured_growth, per_second, strategy_finding, table_of,
+    StrategyRule, days_until_full, growth_per_day, human_bytes, measured_growth, per_second, server_cpu,
+    strategy_finding, table_of,
 )
 from dbwatch.rules.strategy_load import ConnectionPoolerRule, ReadReplicasRule
 from dbwatch.rules.strategy_shard import ShardKeyRule
@@ -101,7 +103,8 @@ class WorkloadProfileRule(StrategyRule):
             "growth_basis": basis, "table_growth_bytes_per_day": growth,
             "rows_written_per_transaction": round(profile.rows_per_transaction, 2)
             if profile.rows_per_transaction is not None else None,
-            "connections": connections, "replica": profile.read_only_replica, "replicas": profile.replicas}
+            "connections": connections, "replica": profile.read_only_replica, "replicas": profile.replicas,
+            "capacity": _capacity(view, database_growth)}
         growth_text = (f"about {human_bytes(database_growth)}/day ({basis})"
                        if database_growth is not None else f"growth unknown ({basis})")
         reads_text = (f"{evidence['read_call_share']:.0%} of calls read" if profile.statements_available and calls
@@ -117,6 +120,20 @@ class WorkloadProfileRule(StrategyRule):
             "(a batch job, a holiday): the profile is only as representative as the time it covers.",
             confidence=min(1.0, profile.since_seconds / 86400 / 7) if profile.since_seconds else 0.0,
             labels={"database": profile.database}, evidence=evidence, impact=0.0)
+
+
+def _capacity(view: TargetView, growth: float | None) -> dict[str, Any] | None:
+    """The data directory's filesystem and the days its free space lasts at the database's growth, when the
+    server runs beside the agent (ServerResources); None otherwise."""
+    r = view.fact(ServerResources)
+    if r is None:
+        return None
+    days = days_until_full(r.filesystem_avail_bytes, growth)
+    cpu = server_cpu(view)
+    return {"data_path": r.data_path, "filesystem_avail_bytes": r.filesystem_avail_bytes,
+            "filesystem_bytes": r.filesystem_bytes, "days_until_full": round(days, 1) if days is not None else None,
+            "server_cpu_share": round(cpu[0], 4) if cpu else None, "cpus": r.cpus,
+            "cpu_basis": cpu[2] if cpu else None}
 
 
 class CacheCandidateRule(StrategyRule):

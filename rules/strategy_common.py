@@ -7,13 +7,14 @@ from collections.abc import Iterable
 from typing import Any, Mapping
 
 from dbwatch.model import Finding, Severity
+from dbwatch.model.facts.server_resources import ServerResources
 from dbwatch.model.facts.workload_profile import StatementShape, TableActivity, WorkloadProfile
 from dbwatch.rules.advice_common import recommend
 from dbwatch.rules.engine import TargetView
 from dbwatch.rules.statement_risk import classify
 
 __all__ = ["StrategyRule", "strategy_finding", "per_second", "human_bytes", "table_of", "growth_per_day",
-           "measured_growth", "MIN_MEASURED_SECONDS"]
+           "measured_growth", "server_cpu", "days_until_full", "MIN_MEASURED_SECONDS"]
 
 #: the daemon's history must span this long before sizes measured twice replace the counters' estimate
 MIN_MEASURED_SECONDS = 3600.0
@@ -98,3 +99,24 @@ def measured_growth(view: TargetView) -> tuple[float, dict[str, float], float] |
     before = {t.name: t.size_bytes for t in first.tables}
     tables = {t.name: (t.size_bytes - before[t.name]) * per_day for t in last.tables if t.name in before}
     return (last.database_bytes - first.database_bytes) * per_day, tables, span
+
+
+def server_cpu(view: TargetView) -> tuple[float, int, str] | None:
+    """The server process's CPU share of the machine (ServerResources, when it runs beside the agent): between
+    the two newest readings of the same process in the agent's history, else since the server started; as
+    (share, CPUs, what it covers). None when the server is not local."""
+    readings = [r for s in view.history_with(ServerResources) if (r := s.fact(ServerResources)) is not None]
+    if not readings:
+        return None
+    newest = readings[-1]
+    if len(readings) >= 2 and (share := newest.cpu_share_since(readings[-2])) is not None:
+        return share, newest.cpus, f"over the last {(newest.read_at - readings[-2].read_at) / 3600:.1f} h"
+    share = newest.cpu_share
+    return None if share is None else (share, newest.cpus, "since the server started")
+
+
+def days_until_full(avail_bytes: int | None, growth_per_day: float | None) -> float | None:
+    """Days until ``avail_bytes`` are used up at ``growth_per_day``; None when either is unknown or not growing."""
+    if avail_bytes is None or growth_per_day is None or growth_per_day <= 0:
+        return None
+    return avail_bytes / growth_per_day

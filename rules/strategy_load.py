@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dbwatch.model import Finding
 from dbwatch.model.facts.workload_profile import OTHER, WorkloadProfile
 from dbwatch.rules.engine import TargetView
-from dbwatch.rules.strategy_common import StrategyRule, per_second, strategy_finding
+from dbwatch.rules.strategy_common import StrategyRule, per_second, server_cpu, strategy_finding
 
 __all__ = ["ReadReplicasRule", "ConnectionPoolerRule"]
 
@@ -36,9 +36,19 @@ class ReadReplicasRule(StrategyRule):
         if share < min_share or busy < min_busy:
             return
         top = sorted(movable, key=lambda s: -s.seconds)[:10]
+        # the server's CPU, when it runs beside the agent: busy backends on a busy CPU is load a replica takes;
+        # on an idle CPU they wait on I/O or locks, which a replica relieves less surely than an index or a cache
+        cpu = server_cpu(view)
+        cpu_busy = cpu is not None and cpu[0] >= profile.threshold("replica_min_cpu", 0.5)
+        cpu_idle = cpu is not None and cpu[0] < profile.threshold("replica_idle_cpu", 0.2)
+        cpu_text = "" if cpu is None else (
+            f" The server's processes used {cpu[0]:.0%} of the machine's {cpu[1]} CPUs ({cpu[2]})"
+            + (": the reads wait on I/O or locks more than on CPU." if cpu_idle else "."))
         evidence = {"read_time_share": round(share, 4), "busy_backends": round(busy, 3),
                     "statement_seconds": round(seconds, 3), "since_seconds": round(profile.statements_since_seconds),
                     "replicas_now": profile.replicas,
+                    "server_cpu_share": round(cpu[0], 4) if cpu else None, "cpus": cpu[1] if cpu else None,
+                    "cpu_basis": cpu[2] if cpu else "unknown: the server does not run beside the agent",
                     "replica_statements": [{"query": s.query, "calls": s.calls, "seconds": round(s.seconds, 3)}
                                            for s in top],
                     "primary_only_reads": [s.query for s in mine if s.reads
@@ -48,7 +58,7 @@ class ReadReplicasRule(StrategyRule):
             f"{busy:.2f} backends busy on average",
             observed=f"read statements without row locks or session state took {read_seconds:.1f} s of "
             f"{seconds:.1f} s of statement time ({share:.0%}) over {profile.statements_since_seconds:.0f} s, "
-            f"{busy:.2f} statements running on average; {profile.replicas} replica(s) attached now.",
+            f"{busy:.2f} statements running on average; {profile.replicas} replica(s) attached now.{cpu_text}",
             action=("send the listed statements to a streaming replica (a read-only connection string or a "
                     "router such as pgpool/ProxySQL), keeping writes and read-your-writes paths on the primary."
                     if profile.replicas == 0 else
@@ -57,7 +67,8 @@ class ReadReplicasRule(StrategyRule):
             "application; long reads on a replica conflict with vacuum (hot_standby_feedback or cancellations).",
             wrong_when="the busy time is one slow query that an index fixes (see the index advice first), or "
             "readers must see their own writes at once.",
-            confidence=0.7 if busy >= 2 * min_busy else 0.55, labels={}, evidence=evidence,
+            confidence=(0.7 if busy >= 2 * min_busy else 0.55) + (0.1 if cpu_busy else -0.15 if cpu_idle else 0.0),
+            labels={}, evidence=evidence,
             impact=min(0.5, busy / 10))
 
 

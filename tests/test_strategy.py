@@ -272,6 +272,9 @@ def test_read_replicas_fire_on_a_read_mostly_database_not_on_an_update_heavy_one
     assert len(found) == 1, [(s.kind, s.calls, s.seconds, s.tables) for s in profile]
     [f] = found
     assert f.evidence["read_time_share"] >= 0.8
+    # the server runs beside the test: its CPU is evidence, with what it covers
+    assert f.evidence["server_cpu_share"] is not None and f.evidence["cpu_basis"] == "since the server started"
+    assert f"of the machine's {f.evidence['cpus']} CPUs" in f.evidence["observed"]
     assert any("sum(v)" in s["query"] for s in f.evidence["replica_statements"])
     _, writes = _advise(server, "writes", replica_min_busy=0.0)
     assert by_rule(writes, "ReadReplicasAdvised") == []
