@@ -6,8 +6,10 @@ off, a database the user may not read, a collection that vanished in between are
 
 The profiler collector keeps, per database, the time of the newest entry already counted and asks only for
 newer ones, so each entry is counted once; the first collection is the baseline (entries already there are
-not counted). Entries become facts for the index rules (namespace, plan, keys and documents examined, the
-filter and sort with their values replaced by 1) and counters by namespace, operation and plan.
+not counted in the counters nor by the index rule; they are kept as a backlog fact, a sample of the workload
+for the strategy rule that judges shares). Entries become facts for the rules (namespace, command, plan, keys
+and documents examined, the filter and sort with their values replaced by 1, an aggregation's join stages)
+and counters by namespace, operation and plan.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from typing import Any
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mongodb import APP_NAME, Client, MongoSession, refusal_note
-from dbwatch.model.options import CollectorOptions, Count, Texts
+from dbwatch.model.options import CollectorOptions, Count, Number, Texts
 from dbwatch.model.facts.mongodb import (
-    MongoIndexUsage, MongoIndexUsages, MongoProfiler, MongoSlowOp, MongoSlowOps,
+    MongoIndexUsage, MongoIndexUsages, MongoLookup, MongoProfileBacklog, MongoProfiler, MongoSlowOp, MongoSlowOps,
 )
 
 #: databases that hold no application data (admin, config) or only replication state (local)
@@ -46,6 +48,8 @@ class ProfilerOptions(CollectorOptions):
     databases: Texts = ()  # the databases to read; empty: every database but admin, config and local
     max_entries: Count = 1000  # new profiler entries read per database at each collection
     max_series: Count = 200  # (ns, op, plan) series exported; later newcomers are summed as "other"
+    lookup_min_ops: Count = 20  # DocumentModelCandidate: profiled aggregates with $lookup on one collection
+    lookup_min_share: Number = 0.5  # ... and their share of that collection's profiled reads
 
 
 class IndexStatsOptions(CollectorOptions):
@@ -54,8 +58,8 @@ class IndexStatsOptions(CollectorOptions):
 
 
 class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
-    """Facts: :class:`MongoSlowOps` (the entries new since the previous collection, oldest first) and
-    :class:`MongoProfiler`."""
+    """Facts: :class:`MongoSlowOps` (the entries new since the previous collection, oldest first),
+    :class:`MongoProfileBacklog` (the entries there before the first collection) and :class:`MongoProfiler`."""
 
     name = "profiler"
     up_metric = None
@@ -89,10 +93,8 @@ class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
                         f"slow operations only with db.getSiblingDB(\"{db}\").setProfilingLevel(1, "
                         f"{{slowms: 100}})")
                     continue
-                # The baseline needs only the newest entry; later collections one more than they keep, to
-                # know whether entries were left out.
-                want = limit + 1 if self._baselined else 1
-                docs, error = await session.query(lambda c, db=db, want=want: self._read(c, db, want))
+                # One more than kept, to know whether entries were left out.
+                docs, error = await session.query(lambda c, db=db, want=limit + 1: self._read(c, db, want))
                 if error is not None:
                     snapshot.notes.append(refusal_note(f"find on {db}.system.profile", error,
                                                        "its slow operations are", READ_GRANT))
@@ -106,14 +108,17 @@ class ProfilerCollector(Collector[MongoSession, ProfilerOptions]):
                                and not str(doc.get("ns", "")).endswith(".system.profile"))
         baseline = not self._baselined
         self._baselined = True
-        if baseline:
-            entries, truncated = [], False
         entries.sort(key=lambda e: e.ts)
+        backlog: list[MongoSlowOp] = []
+        if baseline:
+            backlog, entries, truncated = entries, [], False
         if truncated:
             snapshot.notes.append(f"more than {limit} new profiler entries since the previous collection: the oldest "
                                   f"were left out (raise max_entries or shorten the interval)")
-        snapshot.put(MongoSlowOps(tuple(entries)))
-        snapshot.put(MongoProfiler(baseline=baseline, levels=levels, slowms=slowms, truncated=truncated))
+        snapshot.put(MongoSlowOps(tuple(entries)), MongoProfileBacklog(tuple(backlog)))
+        snapshot.put(MongoProfiler(baseline=baseline, levels=levels, slowms=slowms, truncated=truncated,
+                                   lookup_min_ops=self.options.lookup_min_ops,
+                                   lookup_min_share=self.options.lookup_min_share))
         snapshot.families.extend(self._families(entries, levels))
 
     async def _read(self, client: Client, db: str, limit: int) -> list[dict[str, Any]]:
@@ -174,6 +179,8 @@ def _slow_op(db: str, doc: dict[str, Any]) -> MongoSlowOp:
         filter_shape=shape_json(filter_),
         sort_shape=shape_json(sort),
         app_name=str(doc.get("appName", "")),
+        command=next(iter(command), ""),
+        lookups=_lookups(command.get("pipeline")),
     )
 
 
@@ -190,6 +197,33 @@ def _filter_and_sort(command: dict[str, Any]) -> tuple[Any, Any]:
         if sort is None and isinstance(stage.get("$sort"), dict):
             sort = stage["$sort"]
     return filter_, sort
+
+
+def _lookups(pipeline: Any) -> tuple[MongoLookup, ...]:
+    """The join stages of a pipeline, those nested in ``$facet``, ``$unionWith`` and a ``$lookup``'s own
+    pipeline included; a ``$lookup`` without ``from`` (a pipeline over ``$documents``) joins no collection."""
+    found: list[MongoLookup] = []
+    for stage in pipeline if isinstance(pipeline, list) else []:
+        for name, value in _mapping(stage).items():
+            spec = _mapping(value)
+            if name in ("$lookup", "$graphLookup") and spec.get("from"):
+                local, foreign = ("localField", "foreignField") if name == "$lookup" else \
+                    ("connectFromField", "connectToField")
+                found.append(MongoLookup(name, _collection(spec["from"]), str(spec.get(local) or ""),
+                                         str(spec.get(foreign) or "")))
+            if name in ("$lookup", "$unionWith"):
+                found.extend(_lookups(spec.get("pipeline")))
+            elif name == "$facet":
+                for branch in spec.values():
+                    found.extend(_lookups(branch))
+    return tuple(found)
+
+
+def _collection(source: Any) -> str:
+    """A ``from``: a collection of the same database, or ``{db, coll}`` (another database, 5.1+ in places)."""
+    if isinstance(source, dict):
+        return f"{source.get('db', '')}.{source.get('coll', '')}"
+    return str(source)
 
 
 def shape(value: Any) -> Any:

@@ -95,6 +95,22 @@ class MongoOperation:
     description: str
 
 
+#: commands that read their collection (the profiler records them as op "command"; a find is op "query")
+READ_COMMANDS = ("aggregate", "count", "distinct")
+
+
+@dataclass(frozen=True, slots=True)
+class MongoLookup:
+    """One join stage of an aggregation pipeline (nested ones included: inside ``$facet``, ``$unionWith`` or
+    a ``$lookup``'s own pipeline): ``$lookup`` with ``from``, ``localField``, ``foreignField``, or
+    ``$graphLookup`` with ``from``, ``connectFromField``, ``connectToField``."""
+
+    stage: str  # "$lookup" or "$graphLookup"
+    source: str  # the looked-up collection ("from"), in the operation's database; "db.collection" for another
+    local_field: str  # "" when a $lookup joins by its own pipeline (let + $expr) instead of the two fields
+    foreign_field: str
+
+
 @dataclass(frozen=True, slots=True)
 class MongoSlowOp:
     """One ``system.profile`` entry (an operation slower than ``slowms``), newer than the previous collection.
@@ -116,6 +132,18 @@ class MongoSlowOp:
     filter_shape: str
     sort_shape: str
     app_name: str
+    command: str = ""  # the command's name (find, aggregate, count, update, ...); "" in entries before 3.6
+    lookups: tuple[MongoLookup, ...] = ()  # the join stages of an aggregation's pipeline
+
+    @property
+    def is_read(self) -> bool:
+        """A read of its collection: a find, or an aggregate, count or distinct command (not a getMore, which
+        continues a read already counted)."""
+        return self.op == "query" or (self.op == "command" and self.command in READ_COMMANDS)
+
+    @property
+    def is_write(self) -> bool:
+        return self.op in ("insert", "update", "remove") or self.command.lower() == "findandmodify"
 
     @property
     def collscan(self) -> bool:
@@ -135,6 +163,10 @@ class MongoProfiler:
     levels: dict[str, int] = field(default_factory=dict)  # database -> profiling level (0 off, 1 slow, 2 all)
     slowms: dict[str, int] = field(default_factory=dict)  # database -> slowms
     truncated: bool = False  # more new entries than max_entries: the oldest were left out
+    #: DocumentModelCandidate's thresholds (the collector's options): aggregates with a join stage on one
+    #: collection, and their share of the collection's profiled reads
+    lookup_min_ops: int = 20
+    lookup_min_share: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +189,13 @@ class MongoLongOps(FactList[MongoOperation]):
 @dataclass(frozen=True, slots=True)
 class MongoSlowOps(FactList[MongoSlowOp]):
     """The profiler's entries newer than the previous collection (the profiler collector)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MongoProfileBacklog(FactList[MongoSlowOp]):
+    """The entries already in ``system.profile`` at the profiler collector's first collection (its baseline),
+    newest ``max_entries`` per database: not counted (counters, index advice), but a sample of the workload for
+    the rules that judge shares (DocumentModelCandidate), so that a one-shot ``dbwatch advise`` has one."""
 
 
 @dataclass(frozen=True, slots=True)
