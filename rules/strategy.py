@@ -1,12 +1,15 @@
 """The strategy engine (``dbwatch advise --section strategy``): what the observed workload says about the
 architecture. Reads :class:`~dbwatch.model.facts.workload_profile.WorkloadProfile` (the ``workload``
-collector) and maps it to the design's decision matrix (docs/architecture-advice.md):
+collector of PostgreSQL and MySQL/MariaDB; on MongoDB the profiler's entries) and maps it to the design's
+decision matrix (docs/architecture-advice.md):
 
 - ``WorkloadProfile``: the numbers themselves (reads vs writes, lookups vs scans vs aggregates, append-only
   and hot tables, growth, connections, transaction sizes, JSON, search and recursive statements);
 - ``CacheCandidate`` and ``TimeSeriesLayout`` (here), ``ReadReplicasAdvised`` and ``ConnectionPoolerAdvised``
   (:mod:`strategy_load`), ``SearchIndexCandidate``, ``DocumentModelCandidate`` and ``GraphQueryCandidate``
-  (:mod:`strategy_access`), ``ShardKeyCandidate`` (:mod:`strategy_shard`).
+  (:mod:`strategy_access`), ``ShardKeyCandidate`` (:mod:`strategy_shard`);
+- on MongoDB, ``DocumentModelCandidate`` the other way round: collections read mostly through ``$lookup``
+  (:mod:`strategy_mongo`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from dbwatch.rules.strategy_common import (
     strategy_finding, table_of,
 )
 from dbwatch.rules.strategy_load import ConnectionPoolerRule, ReadReplicasRule
+from dbwatch.rules.strategy_mongo import MongoLookupRule
 from dbwatch.rules.strategy_shard import ShardKeyRule
 
 __all__ = ["make_rules", "WorkloadProfileRule", "CacheCandidateRule", "TimeSeriesLayoutRule"]
@@ -37,7 +41,8 @@ APPEND_ONLY_MAX_UPDATES = 0.01  # updates per insert (deletes are retention, rep
 
 def make_rules(config: RulesConfig) -> list[PythonRule]:
     return [WorkloadProfileRule(), CacheCandidateRule(), TimeSeriesLayoutRule(), ReadReplicasRule(),
-            ConnectionPoolerRule(), SearchIndexRule(), DocumentModelRule(), GraphQueryRule(), ShardKeyRule()]
+            ConnectionPoolerRule(), SearchIndexRule(), DocumentModelRule(), GraphQueryRule(), ShardKeyRule(),
+            MongoLookupRule()]
 
 
 def _share(part: float, whole: float) -> float:
