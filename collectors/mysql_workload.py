@@ -5,17 +5,23 @@ full-scan fetches from table_io_waits_summary_by_index_usage (INDEX_NAME NULL), 
 foreign keys from information_schema, and connections from the global status (Connections over Uptime;
 the average session length by Little's law: connected threads over the arrival rate).
 
-What MySQL/MariaDB cannot give: time-column correlation (no pg_stats), so TimeSeriesLayout stays a
-PostgreSQL finding; a note says when performance_schema is off.
+The catalog facts the search, JSON, time-series and shard findings need (JSON columns, how a time column
+follows the primary key, key cardinality and skew) come from collectors/mysql_workload_catalog.py. A note
+says when performance_schema is off.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.mysql import MySQLSession, QueryError
+from dbwatch.collectors.mysql_workload_catalog import (
+    SYSTEM_SCHEMAS as _SYSTEM, TIME_TYPES, json_checked_columns, json_indexes, primary_keys, text as _text,
+    with_key_stats, with_time_order,
+)
 from dbwatch.collectors.pg_workload import WorkloadOptions
 from dbwatch.collectors.workload_common import shape
 from dbwatch.model import Snapshot
@@ -24,7 +30,6 @@ from dbwatch.model.facts.workload_profile import Connections, TableActivity, Wor
 
 __all__ = ["MySQLWorkloadCollector"]
 
-_SYSTEM = ("mysql", "information_schema", "performance_schema", "sys")
 _COLUMNS = """DIGEST_TEXT AS text, COUNT_STAR AS calls, SUM_ROWS_SENT + SUM_ROWS_AFFECTED AS rows_,
   SUM_TIMER_WAIT / 1e12 AS seconds, SUM_ROWS_EXAMINED AS examined"""
 _WHERE = f"DIGEST_TEXT IS NOT NULL AND SCHEMA_NAME IS NOT NULL AND SCHEMA_NAME NOT IN {_SYSTEM!r}"
@@ -41,7 +46,8 @@ STATUS = """SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', 'Connections', 
 VARIABLES = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', 'read_only', 'performance_schema')"
 TABLES = f"""
 SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COALESCE(TABLE_ROWS, 0) AS rows_,
-       COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS bytes_
+       COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS bytes_, COALESCE(ENGINE, '') AS engine,
+       COALESCE(CREATE_OPTIONS, '') LIKE '%%partitioned%%' AS partitioned
 FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN {_SYSTEM!r}
 ORDER BY DATA_LENGTH + INDEX_LENGTH DESC LIMIT %s"""
 TABLE_IO = f"""
@@ -54,7 +60,8 @@ FROM performance_schema.table_io_waits_summary_by_index_usage WHERE OBJECT_SCHEM
 COLUMNS = f"""
 SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c, DATA_TYPE AS type_
 FROM information_schema.COLUMNS WHERE TABLE_SCHEMA NOT IN {_SYSTEM!r}
-  AND DATA_TYPE IN ('json', 'text', 'varchar', 'char', 'mediumtext', 'longtext', 'tinytext')"""
+  AND (DATA_TYPE IN ('json', 'text', 'varchar', 'char', 'mediumtext', 'longtext', 'tinytext')
+       OR DATA_TYPE IN {TIME_TYPES!r})"""
 SELF_REFERENCES = f"""
 SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.KEY_COLUMN_USAGE
 WHERE REFERENCED_TABLE_NAME = TABLE_NAME AND REFERENCED_TABLE_SCHEMA = TABLE_SCHEMA
@@ -62,10 +69,6 @@ WHERE REFERENCED_TABLE_NAME = TABLE_NAME AND REFERENCED_TABLE_SCHEMA = TABLE_SCH
 FULLTEXT = f"""
 SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COLUMN_NAME AS c FROM information_schema.STATISTICS
 WHERE INDEX_TYPE = 'FULLTEXT' AND TABLE_SCHEMA NOT IN {_SYSTEM!r}"""
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, (bytes, bytearray)) else str(value or "")
 
 
 class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
@@ -85,6 +88,8 @@ class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
             columns = await session.run(COLUMNS)
             selfrefs = {(_text(r["s"]), _text(r["t"])): _text(r["c"]) for r in await session.run(SELF_REFERENCES)}
             fulltext = await session.run(FULLTEXT)
+            catalog = _Catalog(columns, selfrefs, fulltext, await json_checked_columns(session, server.mariadb),
+                               await json_indexes(session))
             digests: list[Any] = []
             io: list[Any] = []
             index_io: list[Any] = []
@@ -103,9 +108,16 @@ class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
             else:
                 snapshot.notes.append("performance_schema is off: the workload profile has tables and connections "
                                       "but no statements; set performance_schema = ON in the server's configuration")
+            activities, times = _tables(tables, io, index_io, catalog)
+            known = [t.table.lower() for t in activities]
+            shapes = [shape(_text(r["text"]), int(r["calls"] or 0), int(r["rows_"] or 0), float(r["seconds"] or 0),
+                            int(r["examined"] or 0), known) for r in digests]
+            options = self.options
+            activities = await with_time_order(session, activities, times, await primary_keys(session),
+                                               options.timeseries_min_inserts, options.timeseries_max_update_ratio)
+            activities = await with_key_stats(session, activities, shapes, options.shard_min_table_bytes,
+                                              server.mariadb)
         uptime = status.get("uptime", 0.0)
-        activities = _tables(tables, io, index_io, columns, selfrefs, fulltext)
-        known = [t.table.lower() for t in activities]
         connections_total = int(status.get("connections", 0))
         connected = int(status.get("threads_connected", 0))
         running = int(status.get("threads_running", 0))
@@ -113,8 +125,7 @@ class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
         commits = int(status.get("com_commit", 0))
         written = status.get("handler_write", 0) + status.get("handler_update", 0) + status.get("handler_delete", 0)
         snapshot.put(WorkloadProfile(
-            tuple(shape(_text(r["text"]), int(r["calls"] or 0), int(r["rows_"] or 0), float(r["seconds"] or 0),
-                        int(r["examined"] or 0), known) for r in digests),
+            tuple(shapes),
             database=",".join(sorted({t.schema for t in activities})) or "(none)", since_seconds=uptime,
             statements_since_seconds=min(since_digests, uptime) if since_digests > 0 else uptime,
             tables=tuple(activities),
@@ -130,18 +141,33 @@ class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
         snapshot.put(Summary({"workload statements": len(digests), "workload tables": len(activities)}))
 
 
-def _tables(tables: list[Any], io: list[Any], index_io: list[Any], columns: list[Any],
-            selfrefs: dict[tuple[str, str], str], fulltext: list[Any]) -> list[TableActivity]:
+@dataclass(frozen=True)
+class _Catalog:
+    """The catalog rows a table's activity is built from, besides its counters."""
+
+    columns: list[Any]
+    selfrefs: dict[tuple[str, str], str]
+    fulltext: list[Any]
+    json_checked: dict[tuple[str, str], list[str]]  # MariaDB: LONGTEXT columns with a json_valid() check
+    json_indexes: dict[tuple[str, str], list[str]]
+
+
+def _tables(tables: list[Any], io: list[Any], index_io: list[Any],
+            catalog: _Catalog) -> tuple[list[TableActivity], dict[tuple[str, str], list[str]]]:
+    """The tables' activities, and each table's date/datetime/timestamp columns (sampled afterwards)."""
     ops = {(_text(r["s"]), _text(r["t"])): r for r in io}
     scans: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # full-scan fetches, index fetches
     for r in index_io:
         scans[(_text(r["s"]), _text(r["t"]))][0 if r["full_scan"] else 1] += int(r["fetches"] or 0)
     texts: dict[tuple[str, str], list[str]] = defaultdict(list)
     jsons: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for c in columns:
-        (jsons if _text(c["type_"]).lower() == "json" else texts)[(_text(c["s"]), _text(c["t"]))].append(_text(c["c"]))
+    times: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for c in catalog.columns:
+        key, name, kind = (_text(c["s"]), _text(c["t"])), _text(c["c"]), _text(c["type_"]).lower()
+        json = kind == "json" or name in catalog.json_checked.get(key, ())
+        (jsons if json else times if kind in TIME_TYPES else texts)[key].append(name)
     searched: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for f in fulltext:
+    for f in catalog.fulltext:
         searched[(_text(f["s"]), _text(f["t"]))].append(_text(f["c"]))
     out = []
     for r in tables:
@@ -154,5 +180,7 @@ def _tables(tables: list[Any], io: list[Any], index_io: list[Any], columns: list
             seq_scans=0, seq_rows=full, idx_scans=indexed,
             inserts=int(o["inserts"] or 0) if o else 0, updates=int(o["updates"] or 0) if o else 0,
             deletes=int(o["deletes"] or 0) if o else 0, json_columns=tuple(jsons[key]),
-            text_columns=tuple(texts[key]), search_indexed=tuple(searched[key]), self_reference=selfrefs.get(key)))
-    return out
+            json_indexes=tuple(catalog.json_indexes.get(key, ())), text_columns=tuple(texts[key]),
+            search_indexed=tuple(searched[key]), self_reference=catalog.selfrefs.get(key),
+            partitioned=bool(r["partitioned"]), storage_engine=_text(r["engine"])))
+    return out, times

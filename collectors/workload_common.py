@@ -27,8 +27,10 @@ _FEATURES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("like", re.compile(r"(?<!i)\blike\b", re.I)),
     ("regex", re.compile(r"(?<![<>@#-])!?~\*?(?![>=])|\bsimilar\s+to\b|\bregexp(_like|_matches)?\b|\brlike\b", re.I)),
     ("fulltext", re.compile(r"@@|\bto_tsvector\b|\bto_tsquery\b|\bmatch\s*\(.*\)\s*against\b", re.I | re.S)),
-    ("json_key", re.compile(r"->>?|#>>?|\bjson_extract\b|\bjson_value\b|\bjsonb?_extract_path", re.I)),
-    ("json_contains", re.compile(r"@>|\?\||\?&|\bjsonb_path_\w+|\bjson_contains\b", re.I)),
+    # MySQL/MariaDB spell these as functions: JSON_EXTRACT/JSON_VALUE/JSON_QUERY/JSON_EXISTS, JSON_CONTAINS
+    ("json_key", re.compile(r"->>?|#>>?|\bjson_(extract|value|query|exists|contains_path)\b|\bjsonb?_extract_path",
+                            re.I)),
+    ("json_contains", re.compile(r"@>|\?\||\?&|\bjsonb_path_\w+|\bjson_(contains|overlaps)\b", re.I)),
     ("recursive", re.compile(r"\bwith\s+recursive\b", re.I)),
     ("for_update", re.compile(r"\bfor\s+(no\s+key\s+)?(update|share)\b", re.I)),
     ("session_state", re.compile(r"^\s*(set\s+(?!local\b)(session\s+)?\w+|listen\b|prepare\b|declare\b)|"

@@ -35,8 +35,13 @@ class TableActivity:
     deletes: int
     hot_updates: int = 0
     #: a timestamp/date column (the one best correlated with the physical order) and pg_stats' correlation
+    #: (MySQL/MariaDB: Spearman's rank correlation with the primary key over a sample of rows, see below)
     time_column: str | None = None
     time_correlation: float | None = None
+    #: MySQL/MariaDB: the integer primary key rows were sampled along, and how many rows the sample had
+    #: (None and 0 on PostgreSQL, where the correlation is pg_stats')
+    time_sampled_by: str | None = None
+    time_sampled_rows: int = 0
     #: the access methods of indexes whose first key is the time column (btree, brin, ...)
     time_indexes: tuple[str, ...] = ()
     json_columns: tuple[str, ...] = ()
@@ -51,8 +56,11 @@ class TableActivity:
     self_reference: str | None = None
     partitioned: bool = False
     #: pg_stats of the columns hot statements filter on by equality (column, distinct values, share of the
-    #: most common value), for ShardKeyCandidate; distinct values negative as in pg_stats (a share of the rows)
-    column_stats: tuple[tuple[str, float, float], ...] = ()
+    #: most common value), for ShardKeyCandidate; distinct values negative as in pg_stats (a share of the rows).
+    #: MySQL/MariaDB: index cardinality or MariaDB's mysql.column_stats; the share None when unknown
+    column_stats: tuple[tuple[str, float, float | None], ...] = ()
+    #: MySQL/MariaDB's storage engine (InnoDB, Aria, ...); empty on PostgreSQL
+    storage_engine: str = ""
 
     @property
     def name(self) -> str:
