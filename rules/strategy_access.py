@@ -12,12 +12,16 @@ from dbwatch.model.facts.workload_profile import StatementShape, TableActivity, 
 from dbwatch.rules.advice_common import quote_ident
 from dbwatch.rules.engine import TargetView
 from dbwatch.rules.strategy_common import StrategyRule, human_bytes, strategy_finding
+from dbwatch.rules.strategy_mysql import document_finding, search_finding
 
 __all__ = ["SearchIndexRule", "DocumentModelRule", "GraphQueryRule"]
 
 _PATTERN_COLUMN = re.compile(r"(?:[\w\"`]+\.)?[\"`]?(\w+)[\"`]?\s+(?:not\s+)?(?:i?like|~~?\*?|!~\*?|similar\s+to|rlike|"
                              r"regexp)\b|(?:[\w\"`]+\.)?[\"`]?(\w+)[\"`]?\s*!?~\*?\s", re.I)
 _JSON_COLUMN = re.compile(r"(?:[\w\"`]+\.)?[\"`]?(\w+)[\"`]?\s*(?:->>?|#>>?|@>|\?\||\?&)", re.I)
+#: MySQL/MariaDB's JSON functions on a column (a digest writes ``JSON_VALUE` ( `doc` , ? )``); a function's
+#: first argument that is another JSON function (JSON_UNQUOTE(JSON_EXTRACT(...))) is looked into instead
+_JSON_FUNCTION_COLUMN = re.compile(r"\bjson_\w+`?\s*\(\s*(?:[\w\"`]+\.)?[\"`]?(?!json_)(\w+)", re.I)
 _PAGE = 8192
 
 
@@ -25,9 +29,19 @@ def _tables_named(profile: WorkloadProfile, s: StatementShape) -> list[TableActi
     return [t for t in profile.tables if t.table.lower() in s.tables]
 
 
-def _scans_table(s: StatementShape, t: TableActivity) -> bool:
-    """Each call touched at least a quarter of the table's pages: the filter is not served by an index."""
-    return s.calls > 0 and s.blocks / s.calls >= 0.25 * max(1, t.size_bytes // _PAGE)
+def _scans_table(s: StatementShape, t: TableActivity, engine: str) -> bool:
+    """Each call read at least a quarter of the table, so the filter is not served by an index: PostgreSQL's
+    blocks touched against the table's pages, MySQL/MariaDB's rows examined against its rows."""
+    whole = t.rows if engine == "mysql" else t.size_bytes // _PAGE
+    return s.calls > 0 and s.blocks / s.calls >= 0.25 * max(1, whole)
+
+
+def _column(name: str, columns: tuple[str, ...], engine: str) -> str | None:
+    """The catalog's spelling of a column a statement names; MySQL's names are case-insensitive (its digests
+    upper-case some: ``ID``, ``BODY``)."""
+    if engine != "mysql":
+        return name if name in columns else None
+    return next((c for c in columns if c.lower() == name.lower()), None)
 
 
 def _target(t: TableActivity) -> str:
@@ -38,7 +52,6 @@ class SearchIndexRule(StrategyRule):
     """LIKE/ILIKE/regex filters that scan a large table: a trigram index, full-text search or a search engine."""
 
     name = "SearchIndexCandidate"
-    engines = ("postgres",)
 
     def judge(self, view: TargetView, profile: WorkloadProfile) -> Iterable[Finding]:
         min_rows = profile.threshold("min_table_rows", 10000)
@@ -47,14 +60,18 @@ class SearchIndexRule(StrategyRule):
             kinds: list[str] = [f for f in ("ilike", "regex", "like") if f in s.features]
             if not kinds or not s.reads:
                 continue
-            columns = [a or b for a, b in _PATTERN_COLUMN.findall(s.query)]
+            names = [a or b for a, b in _PATTERN_COLUMN.findall(s.query)]
             for t in _tables_named(profile, s):
-                for column in columns:
-                    if (column not in t.text_columns or column in t.search_indexed or t.rows < min_rows
-                            or not _scans_table(s, t) or (t.name, column) in seen):
+                for name in names:
+                    column = _column(name, t.text_columns, view.engine)
+                    if (column is None or column in t.search_indexed or t.rows < min_rows
+                            or not _scans_table(s, t, view.engine) or (t.name, column) in seen):
                         continue
                     seen.add((t.name, column))
-                    yield self._finding(view, profile, s, t, column, kinds)
+                    if view.engine == "mysql":
+                        yield search_finding(self.name, view, profile, s, t, column, kinds)
+                    else:
+                        yield self._finding(view, profile, s, t, column, kinds)
 
     def _finding(self, view: TargetView, profile: WorkloadProfile, s: StatementShape, t: TableActivity,
                  column: str, kinds: list[str]) -> Finding:
@@ -95,7 +112,6 @@ class DocumentModelRule(StrategyRule):
     """JSON columns filtered by key or containment without an index on them."""
 
     name = "DocumentModelCandidate"
-    engines = ("postgres",)
 
     def judge(self, view: TargetView, profile: WorkloadProfile) -> Iterable[Finding]:
         min_rows = profile.threshold("min_table_rows", 10000)
@@ -103,14 +119,20 @@ class DocumentModelRule(StrategyRule):
         for s in profile:
             if not {"json_key", "json_contains"}.intersection(s.features) or not s.reads:
                 continue
-            columns = _JSON_COLUMN.findall(s.query)
+            names = _JSON_COLUMN.findall(s.query)
+            if view.engine == "mysql":
+                names += _JSON_FUNCTION_COLUMN.findall(s.query)
             for t in _tables_named(profile, s):
-                for column in columns:
-                    if (column not in t.json_columns or any(column in d for d in t.json_indexes)
-                            or t.rows < min_rows or not _scans_table(s, t) or (t.name, column) in seen):
+                for name in names:
+                    column = _column(name, t.json_columns, view.engine)
+                    if (column is None or any(column in d for d in t.json_indexes) or t.rows < min_rows
+                            or not _scans_table(s, t, view.engine) or (t.name, column) in seen):
                         continue
                     seen.add((t.name, column))
-                    yield self._finding(view, profile, s, t, column)
+                    if view.engine == "mysql":
+                        yield document_finding(self.name, view, profile, s, t, column)
+                    else:
+                        yield self._finding(view, profile, s, t, column)
 
     def _finding(self, view: TargetView, profile: WorkloadProfile, s: StatementShape, t: TableActivity,
                  column: str) -> Finding:
