@@ -31,6 +31,7 @@ from dbwatch.rules.strategy_common import (
 )
 from dbwatch.rules.strategy_load import ConnectionPoolerRule, ReadReplicasRule
 from dbwatch.rules.strategy_mongo import MongoLookupRule
+from dbwatch.rules.strategy_mysql import time_series_finding
 from dbwatch.rules.strategy_shard import ShardKeyRule
 
 __all__ = ["make_rules", "WorkloadProfileRule", "CacheCandidateRule", "TimeSeriesLayoutRule"]
@@ -196,7 +197,6 @@ class TimeSeriesLayoutRule(StrategyRule):
     """Append-only tables whose rows follow a time column: partition by time, BRIN, retention by dropping."""
 
     name = "TimeSeriesLayout"
-    engines = ("postgres",)
 
     def judge(self, view: TargetView, profile: WorkloadProfile) -> Iterable[Finding]:
         min_inserts = profile.threshold("timeseries_min_inserts", 10000)
@@ -214,6 +214,9 @@ class TimeSeriesLayoutRule(StrategyRule):
             sql = None if brin else (f"CREATE INDEX CONCURRENTLY {quote_ident(t.table + '_' + t.time_column + '_brin')}"
                                      f" ON {quote_ident(t.schema)}.{quote_ident(t.table)} USING brin ({col});")
             scans = [s for s in profile if t.table.lower() in s.tables and s.kind in (SCAN, AGGREGATE)]
+            if view.engine == "mysql":  # no BRIN, no TimescaleDB: partitioning to plan (rules/strategy_mysql.py)
+                yield time_series_finding(self.name, view, t, growth, [s.query for s in scans[:5]])
+                continue
             evidence = {"table": t.name, "time_column": t.time_column, "correlation": round(t.time_correlation, 4),
                         "inserts": t.inserts, "updates": t.updates, "deletes": t.deletes, "rows": t.rows,
                         "table_bytes": t.size_bytes, "growth_bytes_per_day": round(growth) if growth else None,
