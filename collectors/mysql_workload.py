@@ -12,6 +12,8 @@ says when performance_schema is off.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +25,15 @@ from dbwatch.collectors.mysql_workload_catalog import (
     with_key_stats, with_time_order,
 )
 from dbwatch.collectors.pg_workload import WorkloadOptions
+from dbwatch.collectors.server_process import local_server
 from dbwatch.collectors.workload_common import shape
 from dbwatch.model import Snapshot
 from dbwatch.model.facts.common import Summary
 from dbwatch.model.facts.workload_profile import Connections, TableActivity, WorkloadProfile
 
-__all__ = ["MySQLWorkloadCollector"]
+__all__ = ["MySQLWorkloadCollector", "MYSQLD"]
+
+MYSQLD = ("mariadbd", "mysqld")  # the server's program, as the process table names it
 
 _COLUMNS = """DIGEST_TEXT AS text, COUNT_STAR AS calls, SUM_ROWS_SENT + SUM_ROWS_AFFECTED AS rows_,
   SUM_TIMER_WAIT / 1e12 AS seconds, SUM_ROWS_EXAMINED AS examined"""
@@ -43,7 +48,8 @@ DIGESTS_SINCE = ("SELECT TIMESTAMPDIFF(SECOND, MIN(FIRST_SEEN), NOW()) AS since 
                  "FROM performance_schema.events_statements_summary_by_digest")
 STATUS = """SHOW GLOBAL STATUS WHERE Variable_name IN ('Uptime', 'Connections', 'Threads_connected',
   'Threads_running', 'Com_commit', 'Com_rollback', 'Handler_write', 'Handler_update', 'Handler_delete')"""
-VARIABLES = "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', 'read_only', 'performance_schema')"
+VARIABLES = ("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('max_connections', 'read_only', 'performance_schema', "
+             "'datadir')")
 TABLES = f"""
 SELECT TABLE_SCHEMA AS s, TABLE_NAME AS t, COALESCE(TABLE_ROWS, 0) AS rows_,
        COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS bytes_, COALESCE(ENGINE, '') AS engine,
@@ -83,6 +89,7 @@ class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
             server = await session.connected_server()
             snapshot.version = server.version
             status = {_text(r[0]).lower(): float(r[1] or 0) for r in await session.run(STATUS, tuples=True)}
+            started = time.time() - status.get("uptime", 0.0)  # the server's start, for server_process
             variables = {_text(r[0]).lower(): _text(r[1]) for r in await session.run(VARIABLES, tuples=True)}
             tables = await session.run(TABLES, (self.options.max_tables,))
             columns = await session.run(COLUMNS)
@@ -117,6 +124,10 @@ class MySQLWorkloadCollector(Collector[MySQLSession, WorkloadOptions]):
                                                options.timeseries_min_inserts, options.timeseries_max_update_ratio)
             activities = await with_key_stats(session, activities, shapes, options.shard_min_table_bytes,
                                               server.mariadb)
+        # mysqld/mariadbd when it runs on this machine: its CPU and data filesystem
+        resources = await asyncio.to_thread(local_server, MYSQLD, started, variables.get("datadir") or None)
+        if resources is not None:
+            snapshot.put(resources)
         uptime = status.get("uptime", 0.0)
         connections_total = int(status.get("connections", 0))
         connected = int(status.get("threads_connected", 0))

@@ -17,10 +17,20 @@ import psutil
 
 from dbwatch.model.facts.server_resources import ServerResources
 
-__all__ = ["read_server"]
+__all__ = ["find_server", "local_server", "read_server"]
 
 #: how far the process's start may be from the server's own account of it (clock ticks, rounding)
 START_TOLERANCE = 2.0
+
+
+def find_server(names: tuple[str, ...], started_at: float) -> int | None:
+    """The one local process running one of ``names`` that started at ``started_at`` (epoch), for servers that
+    say when they started but not their process id to an unprivileged client (MySQL/MariaDB: ``Uptime``;
+    the pid file is often readable by its group only). None when none, or more than one, fits."""
+    found = [p.pid for p in psutil.process_iter(["name", "create_time"])
+             if p.info["name"] in names and p.info["create_time"] is not None
+             and abs(p.info["create_time"] - started_at) <= START_TOLERANCE]
+    return found[0] if len(found) == 1 else None
 
 
 def read_server(pid: int, started_at: float, names: tuple[str, ...], *, parent: bool = False,
@@ -63,3 +73,9 @@ def read_server(pid: int, started_at: float, names: tuple[str, ...], *, parent: 
     return ServerResources(pid=process.pid, started_at=process.create_time(), cpu_seconds=cpu,
                            cpus=psutil.cpu_count() or 1, read_at=time.time(), data_path=path,
                            filesystem_avail_bytes=avail, filesystem_bytes=total)
+
+
+def local_server(names: tuple[str, ...], started_at: float, data_path: str | None) -> ServerResources | None:
+    """:func:`read_server` of the process :func:`find_server` finds, if any."""
+    pid = find_server(names, started_at)
+    return None if pid is None else read_server(pid, started_at, names, data_path=data_path)

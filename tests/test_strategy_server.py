@@ -14,7 +14,9 @@ import psutil
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_workload import POSTMASTER, PgWorkloadCollector
 from dbwatch.collectors.postgres import PostgresSession
-from dbwatch.collectors.server_process import read_server
+from dbwatch.collectors.mysql import MySQLSession
+from dbwatch.collectors.mysql_workload import MYSQLD, MySQLWorkloadCollector
+from dbwatch.collectors.server_process import find_server, read_server
 from dbwatch.model import Snapshot
 from dbwatch.model.facts.server_resources import ServerResources
 from dbwatch.model.facts.workload_profile import WorkloadProfile
@@ -23,6 +25,7 @@ from dbwatch.rules.engine import TargetView
 from dbwatch.rules.spec import RulesConfig
 from dbwatch.rules.strategy_common import server_cpu
 from tests.auditutil import collect_once, target
+from tests.mariadbserver import MariaDBServer, mariadb_primary  # noqa: F401 (fixture)
 from tests.pgcluster import PostgresServer
 
 MB = 1024 * 1024
@@ -113,3 +116,17 @@ def test_cpu_between_two_readings_of_the_same_server_beats_the_average_since_sta
     # a restarted server (another process) between the readings: only the average since its start is known
     restarted = dataclasses.replace(busy, pid=busy.pid + 1, started_at=busy.started_at + 1800)
     assert restarted.cpu_share_since(first) is None
+
+
+def test_the_mysql_workload_collector_finds_the_local_mariadbd_by_its_start(mariadb_primary: MariaDBServer):  # noqa: F811
+    store = SnapshotStore(history_size=2)
+    t = target("mysql", mariadb_primary.dsn(), {"workload": {}})
+    snapshot = asyncio.run(collect_once(store, MySQLWorkloadCollector, MySQLSession, t))
+    assert snapshot.error is None, snapshot.error
+    resources = snapshot.fact(ServerResources)
+    # two mariadbd run here (the machine's and this test's): the one whose start matches Uptime is chosen
+    assert resources is not None and mariadb_primary.process is not None
+    assert resources.pid == mariadb_primary.process.pid
+    assert os.path.realpath(resources.data_path or "") == os.path.realpath(mariadb_primary.data)
+    assert resources.cpu_seconds > 0 and resources.filesystem_avail_bytes
+    assert find_server(MYSQLD, resources.started_at - 10**6) is None  # no mariadbd started 11 days earlier
