@@ -1,6 +1,8 @@
-"""The HTTP endpoints: /metrics, /healthz, /readyz, /api/v1/targets (aiohttp).
+"""The HTTP endpoints: /metrics, /healthz, /readyz, /api/v1/targets, /api/v1/sd (aiohttp).
 
-Nothing here computes: /metrics serves the exposition's cached body, the JSON endpoints read the store.
+Nothing here computes: /metrics serves the exposition's cached body (``?target=NAME``: one target's,
+``?collected=false``: the agent's own metrics only), the JSON endpoints read the store, /api/v1/sd lists the
+targets for Prometheus' HTTP service discovery.
 
 With ``server.web_config_file`` (agent/webconfig.py) the listener speaks TLS and every path but
 ``/healthz`` needs basic auth. ``/healthz`` stays open so that liveness probes and the container's
@@ -19,6 +21,7 @@ from dbwatch.agent.httpconn import REQUEST_LOGGER, CappedSite, ConnectionCap, Ha
 from dbwatch.agent.webconfig import BasicAuth, WebConfig, load_web_config
 
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.exporters.target_exposition import TargetScrapes
 from dbwatch.model import MetricFamily
 from dbwatch.exporters.prometheus import (
     OPENMETRICS_CONTENT_TYPE,
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 JobList = Callable[[], list[tuple[str, str]]]
 TargetInfo = Callable[[], list[dict[str, Any]]]
 OPEN_PATHS = frozenset({"/healthz"})  # served without basic auth
+_LISTED = ("/metrics", "/healthz", "/readyz", "/api/v1/targets", "/api/v1/sd")  # on the index page
 #: bytes of /metrics handed to the socket at a time (each write waits until the socket drained the last)
 _SEND_SLICE = 256 * 1024
 
@@ -49,11 +53,13 @@ class HttpServer:
         self.store = store
         self.expected_jobs = expected_jobs
         self.targets_info = targets
+        self.targets = TargetScrapes(exposition)
         self.app = web.Application()
         self.app.add_routes([
             web.get("/metrics", self._metrics),
             web.get("/healthz", self._healthz),
             web.get("/readyz", self._readyz),
+            web.get("/api/v1/sd", self._service_discovery),
         ])
         self._runner: web.AppRunner | None = None
         self.address = ""
@@ -130,7 +136,7 @@ class HttpServer:
             self._runner = None
 
     async def _index(self, request: web.Request) -> web.Response:
-        links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in ("/metrics", "/healthz", "/readyz", "/api/v1/targets"))
+        links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in _LISTED)
         return web.Response(text=f"<html><body><h1>dbwatch</h1><ul>{links}</ul></body></html>",
                             content_type="text/html")
 
@@ -141,7 +147,20 @@ class HttpServer:
         # every active scraper has fetched them once (exporters/staleness.py).
         peer = request.transport.get_extra_info("peername") if request.transport else None
         scraper = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
-        chunks = await self.exposition.scrape_chunks(openmetrics, gzip=gzip, scraper=scraper)
+        query = request.query
+        if "target" in query:  # one target's series: the multi-target pattern (exporters/target_exposition.py)
+            names = query.getall("target")
+            if len(names) != 1:
+                return web.Response(status=400, text=f"target= given {len(names)} times: give one target's name\n")
+            target = names[0]
+            if not self.exposition.has_target(target):
+                return web.Response(status=404, text=f"target={target!r}: no target of that name in the "
+                                    "configuration\n")
+            chunks = [await self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper)]
+        elif query.get("collected") == "false":  # the agent's own metrics only
+            chunks = [self.exposition.scrape_agent(openmetrics, gzip=gzip)]
+        else:
+            chunks = await self.exposition.scrape_chunks(openmetrics, gzip=gzip, scraper=scraper)
         response = web.StreamResponse()
         response.content_length = sum(len(chunk) for chunk in chunks)
         response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
@@ -157,6 +176,12 @@ class HttpServer:
                 await response.write(view[start:start + _SEND_SLICE])
         await response.write_eof()
         return response
+
+    async def _service_discovery(self, request: web.Request) -> web.Response:
+        """Prometheus' HTTP service discovery (``http_sd_configs``): one scrape target per watched target,
+        each this agent's address as Prometheus reached it with ``?target=NAME`` (deploy/prometheus/)."""
+        return web.json_response([{"targets": [request.host], "labels": {"__param_target": name, "instance": name}}
+                                  for name in self.exposition.target_names()])
 
     async def _healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok\n")

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import fleet_peers  # noqa: E402
+from bench.fleet_scrape import PerTargetScrapes  # noqa: E402
 from bench.measure import cpu_seconds, peak_rss_mib  # noqa: E402
 from tests.helpers import free_port, wait_for  # noqa: E402
 from tests.pgcluster import BIN, PostgresServer  # noqa: E402
@@ -131,6 +132,11 @@ class FleetFigures:
     metrics_kib: dict[str, float] = field(default_factory=dict)
     internal_errors: int = 0
     window_s: float = 0.0
+    #: scraped per target (deploy/prometheus/prometheus.yml's dbwatch-targets job) instead of whole
+    per_target_cpu_ms: float = 0.0
+    per_target_ms: list[float] = field(default_factory=list)
+    per_target_kib: float = 0.0
+    per_target_failures: int = 0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -169,11 +175,32 @@ def measure_fleet(agent: Agent, targets: int, window: float, latency_scrapes: in
         out.scrape_ms[kind].append(seconds * 1000)
         out.metrics_kib[kind] = size / 1024
         time.sleep(0.5)
+    measure_per_target(agent, out, window)
     out.up = agent.up()
     out.peak_rss_mib = peak_rss_mib(agent.proc.pid)
     out.rss_mib = agent.rss_mib()
     out.internal_errors = agent.internal_errors()
     return out
+
+
+def measure_per_target(agent: Agent, out: FleetFigures, window: float) -> None:
+    """The same agent scraped as the per-target job does: every target on its own once per interval."""
+    names = [t["name"] for t in agent.targets()]
+    print(f"measuring CPU over {window:g}s, scraping each of {len(names)} targets on its own every "
+          f"{INTERVAL:g}s…", file=sys.stderr)
+    scrapes = PerTargetScrapes(agent.port, names, INTERVAL).start()
+    try:
+        time.sleep(INTERVAL)  # one round first: every target's body cached once, as in a steady state
+        cpu0, began = agent.cpu(), time.monotonic()
+        skip = len(scrapes.latencies_ms)
+        time.sleep(window)
+        seconds = time.monotonic() - began
+        out.per_target_cpu_ms = (agent.cpu() - cpu0) * 1000 / (out.targets * seconds / INTERVAL)
+    finally:
+        scrapes.stop()
+    out.per_target_ms = scrapes.latencies_ms[skip:]
+    out.per_target_kib = statistics.mean(scrapes.sizes) / 1024 if scrapes.sizes else 0.0
+    out.per_target_failures = scrapes.failures
 
 
 def _ticks(began: float, window: float, every: float) -> Iterator[int]:
@@ -323,6 +350,13 @@ def report(args: argparse.Namespace, ours: FleetFigures, peers: dict[str, list[f
         values = ours.scrape_ms.get(kind, [])
         rows.append((f"/metrics {kind} p50 / p99 ms", f"{pct(values, 0.5):.1f} / {pct(values, 0.99):.1f}",
                      f"{len(values)} scrapes, {ours.metrics_kib.get(kind, 0):.0f} KiB (target p99 <= 50 ms)"))
+    per_ratio = ours.per_target_cpu_ms / reference if reference else float("nan")
+    rows += [("scraped per target: CPU ms per target-cycle", f"{ours.per_target_cpu_ms:.2f}",
+              f"ratio {per_ratio:.2f}x; each target scraped on its own every {INTERVAL:g}s (gzip)"),
+             ("  per-target /metrics p50 / p99 ms",
+              f"{pct(ours.per_target_ms, 0.5):.1f} / {pct(ours.per_target_ms, 0.99):.1f}",
+              f"{len(ours.per_target_ms)} scrapes, {ours.per_target_kib:.1f} KiB on average, "
+              f"{ours.per_target_failures} failed (target p99 <= 50 ms)")]
     rows.append(("internal errors", str(ours.internal_errors), "target 0"))
     width = max(len(r[0]) for r in rows)
     for label, value, note in rows:

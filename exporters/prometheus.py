@@ -23,14 +23,16 @@ import struct
 import time
 import zlib
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
-from dbwatch.model import LabelValues, MetricFamily, MetricType, Snapshot
+from dbwatch.exporters.text_format import (
+    PairsCache, escape, first, header, number, render_families, render_samples,
+)
+from dbwatch.model import MetricFamily, MetricType, Snapshot
 
 __all__ = ["Exposition", "TEXT_CONTENT_TYPE", "OPENMETRICS_CONTENT_TYPE", "wants_openmetrics", "render_families"]
 
@@ -82,6 +84,13 @@ class Exposition:
         self._names: list[str] | None = None  # sorted names, None after a name came or went
         self._graves = Graveyard()
         self._scrapers = Scrapers()
+        #: per target: its (target, collector) keys, and a number bumped whenever its part of the exposition
+        #: (fragments, tombstones) changes, for per-target scrapes (exporters/target_exposition.py)
+        self._keys_of: dict[str, set[tuple[str, str]]] = {}
+        self.target_generation: dict[str, int] = {}
+        #: the per-target scrapers of a target, when it is scraped on its own (see Graveyard.retire)
+        self.target_scrapers: Callable[[str], Scrapers | None] = lambda target: None
+        self.on_targets: list[Callable[[set[str]], None]] = []  # told the configured targets' names
         self._providers: list[Provider] = [self._self_metrics]
         #: (target, collector) -> (its figures, their sample lines, its age line's start), see _job_metrics
         self._job_lines: dict[tuple[str, str], tuple[tuple[object, ...], tuple[str, ...], str]] = {}
@@ -92,12 +101,23 @@ class Exposition:
         _fixed_mmap_threshold()
         store.subscribe(self._on_snapshot)
 
+    def target_names(self) -> list[str]:
+        """The configured targets' names, sorted."""
+        return sorted(self._labels)
+
+    def has_target(self, name: str) -> bool:
+        """Whether ``name`` is a configured target."""
+        return name in self._labels
+
     def set_target_labels(self, labels: Mapping[str, Mapping[str, str]]) -> None:
         """The targets' configured labels; targets no longer present lose their fragments."""
         self._labels = {name: {"target": name, **own} for name, own in labels.items()}
+        for forget in self.on_targets:
+            forget(set(labels))
         now = time.time()
         for key in [k for k in self._fragments if k[0] not in labels]:
             gone = self._fragments.pop(key)
+            self._forget(key)
             self._index(key, gone.families.keys(), None)
             self._graves.bury(key, gone.prefix, _vanished(gone, None, None), now)
         for snapshot in self.store.latest_all():
@@ -147,7 +167,7 @@ class Exposition:
     # -- one scrape ---------------------------------------------------------------------------------
 
     def _joined(self, openmetrics: bool, now: float) -> _Joined:
-        if self._graves.retire(self._scrapers, now):
+        if self.retire_graves(now):
             self._generation += 1
         key = self.store.generation + self._generation
         joined = self._cache.get(openmetrics)
@@ -158,15 +178,24 @@ class Exposition:
             joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics), self._deflate_parts)
         return joined
 
-    def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
-                 ) -> list[bytes]:
+    def scrape_agent(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
+        """The agent's own part only (``GET /metrics?collected=false``): self-metrics, per-job figures, alerts,
+        the process; for a Prometheus that scrapes each target on its own (exporters/target_exposition.py)."""
+        fresh = self._fresh(openmetrics, time.time())
+        return zlib.compress(fresh, 6, 31) if gzip else fresh
+
+    def _fresh(self, openmetrics: bool, now: float) -> bytes:
         live = self._job_metrics(openmetrics, now) + render_families(
             [fam for provider in self._providers for fam in provider()], openmetrics
         ).encode()
         process = (generate_latest_openmetrics if openmetrics else generate_latest)(self._process)
         if openmetrics:
             process = process.removesuffix(b"# EOF\n")
-        fresh = live + process + (b"# EOF\n" if openmetrics else b"")
+        return live + process + (b"# EOF\n" if openmetrics else b"")
+
+    def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
+                 ) -> list[bytes]:
+        fresh = self._fresh(openmetrics, now)
         if scraper is not None:  # served what the store held at `now`: tombstones buried later are not in it
             self._scrapers.served(scraper, now)
         if not gzip:
@@ -182,7 +211,7 @@ class Exposition:
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         labels = self._labels.get(snapshot.target) or {"target": snapshot.target}
         key = (snapshot.target, snapshot.collector)
-        pairs: _PairsCache = {}  # families of one collection share label sets (a table's 29 families)
+        pairs: PairsCache = {}  # families of one collection share label sets (a table's 29 families)
         stamp = round((snapshot.started_at + snapshot.duration / 2) * 1000)
         # Each sample line ends with the timestamp; bodies are kept as bytes, so that a scrape joins them
         # without a second, text copy of the whole exposition.
@@ -197,15 +226,43 @@ class Exposition:
         if old is not None:
             vanished, old_names = _vanished(old, prefix, latest), tuple(old.families)
             self._release(key, old)
-        families = {name: (family, _render_samples(family, labels, pairs, end).encode())
+        families = {name: (family, render_samples(family, labels, pairs, end).encode())
                     for name, family in latest.items()}
         fragment = _Fragment(prefix, stamp, families)
         self._fragments[key] = fragment
+        self._keys_of.setdefault(snapshot.target, set()).add(key)
+        self._touch(snapshot.target)
         self._index(key, old_names, fragment)
         self._graves.revive(key, fragment.prefix, latest)
         if old is not None:
             self._graves.bury(key, old.prefix, vanished, time.time())
         self._generation += 1
+
+    def retire_graves(self, now: float) -> bool:
+        """Forget the tombstones every scraper that should see them has fetched; True if any went."""
+        gone = self._graves.retire(self._scrapers, now, self.target_scrapers)
+        for target in gone:
+            self._touch(target)
+        return bool(gone)
+
+    def target_part(self, target: str, openmetrics: bool = False
+                    ) -> tuple[list[tuple[MetricFamily, bytes]], list[tuple[MetricFamily, str]]]:
+        """One target's part of the exposition: each family's sample lines per collector, its tombstones."""
+        fragments = self._fragments
+        lines = [entry for key in sorted(self._keys_of.get(target, ())) if (f := fragments.get(key)) is not None
+                 for entry in f.stamped(openmetrics).values()]
+        return lines, list(self._graves.entries_of(target))
+
+    def _touch(self, target: str) -> None:
+        self.target_generation[target] = self.target_generation.get(target, 0) + 1
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        keys = self._keys_of.get(key[0])
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._keys_of[key[0]]
+        self._touch(key[0])
 
     def _release(self, key: tuple[str, str], old: _Fragment) -> None:
         """Let go of ``old``'s sample lines (and of the blocks joined from them, rebuilt at the next scrape)."""
@@ -257,7 +314,7 @@ class Exposition:
                     stamped.setdefault(name, []).append(entry)
             for name, buried in graves.items():
                 stamped.setdefault(name, []).extend(buried)
-            return [_header(pairs[0][0], True).encode() + b"".join(body for _, body in pairs)
+            return [header(pairs[0][0], True).encode() + b"".join(body for _, body in pairs)
                     for name, pairs in sorted(stamped.items())]
         if self._names is None:
             self._names = sorted(self._by_name)
@@ -275,10 +332,10 @@ class Exposition:
                     # header, rather than copied into a block of their own.
                     blocks.pop(name, None)
                     self._deflated.pop(name, None)
-                    parts.append(_header(family, False).encode())
+                    parts.append(header(family, False).encode())
                     parts.extend(entries.values())
                     continue
-                block = b"".join([_header(family, False).encode(), *entries.values(), *(b for _, b in buried)])
+                block = b"".join([header(family, False).encode(), *entries.values(), *(b for _, b in buried)])
                 if name in graves:
                     blocks.pop(name, None)  # not kept: the tombstones go once every scraper saw them
                 else:
@@ -330,8 +387,8 @@ class Exposition:
             figures = (stats.runs, stats.errors, stats.last_duration, stats.last_success)
             cached = cache.get(key)
             if cached is None or cached[0] != figures:
-                pairs = f'target="{_escape(stats.target)}",collector="{_escape(stats.collector)}"'
-                lines = tuple("" if value is None else f"{name}{{{pairs}}} {_number(value)}\n"
+                pairs = f'target="{escape(stats.target)}",collector="{escape(stats.collector)}"'
+                lines = tuple("" if value is None else f"{name}{{{pairs}}} {number(value)}\n"
                               for name, value in zip(_JOB_NAMES, (stats.last_duration, stats.runs, stats.errors,
                                                                    stats.last_success)))
                 cached = cache[key] = (figures, lines, f"dbwatch_collect_age_seconds{{{pairs}}} ")
@@ -340,11 +397,11 @@ class Exposition:
             snapshot = latest(stats.target, stats.collector)
             if snapshot is not None:
                 age = max(0.0, now - snapshot.started_at - snapshot.duration)
-                columns[4].append(f"{cached[2]}{_number(age)}\n")
+                columns[4].append(f"{cached[2]}{number(age)}\n")
         if len(cache) > len(seen):
             for key in [k for k in cache if k not in seen]:
                 del cache[key]
-        return "".join(_header(family, openmetrics) + "".join(column)
+        return "".join(header(family, openmetrics) + "".join(column)
                        for family, column in zip(_JOB_FAMILIES, columns) if column).encode()
 
 
@@ -447,8 +504,8 @@ def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
     for name, (family, body) in old.families.items():
         kept = latest.get(name) if latest is not None and same_prefix else None
         if kept is not None and kept.labelnames == family.labelnames:
-            now = list(map(_first, kept.samples))
-            if now == list(map(_first, family.samples)):  # the usual case, and cheap when the tuples are the same
+            now = list(map(first, kept.samples))
+            if now == list(map(first, family.samples)):  # the usual case, and cheap when the tuples are the same
                 continue
             present = set(now)
             gone = [i for i, (labelvalues, _) in enumerate(family.samples) if labelvalues not in present]
@@ -459,97 +516,6 @@ def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
             cut = -len(f" {old.stamp_ms}")  # a tombstone goes without a timestamp
             out[name] = (family, {family.samples[i][0]: lines[i][:cut] for i in gone})
     return out
-
-
-def render_families(
-    families: Iterable[MetricFamily], openmetrics: bool = False, labels: Mapping[str, str] | None = None
-) -> str:
-    """Families to exposition text (each family whole: header, then samples)."""
-    return "".join(_header(f, openmetrics) + _render_samples(f, labels or {}) for f in families)
-
-
-def _header(family: MetricFamily, openmetrics: bool) -> str:
-    name, kind = family.name, family.type
-    if openmetrics:
-        name, kind = _openmetrics_name_and_type(family)
-    elif kind is MetricType.INFO:
-        kind = MetricType.GAUGE
-    text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
-    return f"# HELP {name} {text}\n# TYPE {name} {kind.value if kind is not MetricType.UNTYPED else _untyped(openmetrics)}\n"
-
-
-def _untyped(openmetrics: bool) -> str:
-    return "unknown" if openmetrics else "untyped"
-
-
-def _openmetrics_name_and_type(family: MetricFamily) -> tuple[str, MetricType]:
-    # OpenMetrics wants counter samples to end in _total and info samples in _info. Names kept for
-    # compatibility with the exporters (counters without _total) are declared `unknown` so that the
-    # sample names stay exactly what dashboards query.
-    if family.type is MetricType.COUNTER:
-        if family.name.endswith("_total"):
-            return family.name[: -len("_total")], MetricType.COUNTER
-        return family.name, MetricType.UNTYPED
-    if family.type is MetricType.INFO:
-        if family.name.endswith("_info"):
-            return family.name[: -len("_info")], MetricType.INFO
-        return family.name, MetricType.GAUGE
-    return family.name, family.type
-
-
-#: label names -> label values -> their rendered pairs (``a="1",b="2"``), shared by the families of a collection
-_PairsCache = dict[tuple[str, ...], dict[LabelValues, str]]
-#: the key under which a collection's _PairsCache also keeps its label prefixes (label names -> prefix)
-_PREFIX: tuple[str, ...] = ("\x00prefix",)
-
-
-def _render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache: _PairsCache | None = None,
-                    end: str = "\n") -> str:
-    """The sample lines of ``family``, each ended by ``end`` (a timestamp and the newline, or the newline)."""
-    samples = family.samples
-    if not samples:
-        return ""
-    name = family.name
-    names = family.labelnames
-    # A sample's own label wins over a target label of the same name (it says more about the series).
-    # Rendered once per label-name set of a collection (most of a collection's families have the same one).
-    prefixes = pairs_cache.setdefault(_PREFIX, {}) if pairs_cache is not None else {}
-    prefix = prefixes.get(names)
-    if prefix is None:
-        prefix = prefixes[names] = _label_prefix({k: v for k, v in labels.items() if k not in names})
-    # One comprehension per family and the number written inline: this loop renders tens of thousands of
-    # per-table samples per collection, where a function call per sample is most of the cost.
-    # Each distinct value is written once (repr of a float is most of a line's cost; a family of per-table
-    # counters holds few distinct values).
-    special = _SPECIAL_VALUES
-    text = {v: special.get(r, r) for v in set(map(_second, samples)) for r in (repr(float(v)),)}
-    if not names:
-        head = f"{name}{{{prefix}}} " if prefix else f"{name} "
-        return "".join([f"{head}{text[v]}{end}" for _, v in samples])
-    rendered = (pairs_cache if pairs_cache is not None else {}).setdefault(names, {})
-    for values, _ in samples:
-        if values not in rendered:
-            rendered[values] = ",".join(f'{k}="{_escape(v)}"' for k, v in zip(names, values))
-    head = f"{name}{{{prefix}," if prefix else f"{name}{{"
-    return "".join([f"{head}{rendered[values]}}} {text[v]}{end}" for values, v in samples])
-
-
-def _label_prefix(labels: Mapping[str, str]) -> str:
-    return ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-
-
-def _escape(value: str) -> str:
-    if "\\" in value or '"' in value or "\n" in value:
-        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return value
-
-
-_first, _second = itemgetter(0), itemgetter(1)
-
-def _number(value: float) -> str:
-    """A sample value as _render_samples writes it."""
-    text = repr(float(value))
-    return _SPECIAL_VALUES.get(text, text)
 
 
 _JOB = ("target", "collector")
@@ -564,6 +530,3 @@ _JOB_FAMILIES = (
                  "Seconds since the last collection ended, successful or not.", _JOB),
 )
 _JOB_NAMES = tuple(family.name for family in _JOB_FAMILIES[:4])
-
-#: repr() of the special floats -> as prometheus-client writes them (other values: repr, integers as "1.0")
-_SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}

@@ -19,7 +19,7 @@ expired from queries anyway.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Callable, Iterator, Mapping
 
 from dbwatch.model import LabelValues, MetricFamily
 
@@ -39,13 +39,14 @@ Lines = dict[LabelValues, str]
 class Scrapers:
     """Who scrapes /metrics, how often, and when each was last served."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_SCRAPERS) -> None:
         self._seen: dict[str, _Scraper] = {}
+        self._limit = limit
 
     def served(self, who: str, now: float) -> None:
         scraper = self._seen.get(who)
         if scraper is None:
-            if len(self._seen) >= MAX_SCRAPERS:  # the oldest one-off client goes first, a scrape loop last
+            if len(self._seen) >= self._limit:  # the oldest one-off client goes first, a scrape loop last
                 del self._seen[min(self._seen, key=lambda k: (self._seen[k].interval is not None,
                                                               self._seen[k].last))]
             self._seen[who] = _Scraper(now)
@@ -90,13 +91,32 @@ class Graveyard:
             self._graves = [grave for grave in self._graves if grave.families]
         return changed
 
-    def retire(self, scrapers: Scrapers, now: float) -> bool:
-        """Forget the tombstones every active scraper has fetched (or that outlived the lookback)."""
-        kept = [grave for grave in self._graves
-                if now - grave.created <= LOOKBACK and not scrapers.all_served_since(grave.created, now)]
-        changed = len(kept) != len(self._graves)
+    def retire(self, scrapers: Scrapers, now: float,
+               of_target: Callable[[str], Scrapers | None] | None = None) -> set[str]:
+        """Forget the tombstones every active scraper has fetched (or that outlived the lookback): the scrapers
+        of the whole exposition and, with ``of_target``, those of the tombstone's own target (its per-target
+        scrapes, exporters/target_exposition.py). The targets whose tombstones went."""
+        def seen(grave: _Tombstone) -> bool:
+            if not scrapers.all_served_since(grave.created, now):
+                return False
+            own = of_target(grave.key[0]) if of_target is not None else None
+            return own is None or own.all_served_since(grave.created, now)
+        kept: list[_Tombstone] = []
+        gone: set[str] = set()
+        for grave in self._graves:
+            if now - grave.created <= LOOKBACK and not seen(grave):
+                kept.append(grave)
+            else:
+                gone.add(grave.key[0])
         self._graves = kept
-        return changed
+        return gone
+
+    def entries_of(self, target: str) -> Iterator[tuple[MetricFamily, str]]:
+        """:meth:`entries` of one target's tombstones."""
+        for grave in self._graves:
+            if grave.key[0] == target:
+                for family, lines in grave.families.values():
+                    yield family, "".join(line + "\n" for line in lines.values())
 
     def entries(self) -> Iterator[tuple[MetricFamily, str]]:
         """(family, body of its untimestamped lines) of every tombstone."""
