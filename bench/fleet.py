@@ -22,6 +22,7 @@ Run: `.venv/bin/python bench/fleet.py` (about 5 minutes; --redis/--postgres/--wi
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -176,7 +177,12 @@ def measure_fleet(agent: Agent, targets: int, window: float, latency_scrapes: in
         out.metrics_kib[kind] = size / 1024
         time.sleep(0.5)
     measure_per_target(agent, out, window)
-    out.up = agent.up()
+    listed = agent.targets()
+    out.up = sum(1 for t in listed if t["up"])
+    reasons = collections.Counter(f'{t["engine"]}: {(t.get("last_error") or "no error recorded")[:120]}'
+                                  for t in listed if not t["up"])
+    for reason, count in reasons.most_common(5):  # why the others are down, so the next fix is aimed
+        print(f"  down: {count} x {reason}", file=sys.stderr)
     out.peak_rss_mib = peak_rss_mib(agent.proc.pid)
     out.rss_mib = agent.rss_mib()
     out.internal_errors = agent.internal_errors()
