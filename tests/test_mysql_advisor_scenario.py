@@ -113,9 +113,13 @@ def test_the_bad_join_order_is_found_with_its_driving_table_and_the_statistics_f
     assert e["examined_per_call"] >= 30000 and e["calls"] == 5 and e["mean_ms"] > 0
     assert join["sql"] == "ANALYZE TABLE `sakila`.`rental` PERSISTENT FOR COLUMNS (`rental_date`) INDEXES ();"
     assert e["risk"] == "medium" and e["lock"]
-    # the costliest statement's finding ranks above every index and query finding
-    workload = [r for r in advice if r["rule"] in ("MySQLJoinOrder", "MySQLIndexCandidate", "QueryNPlusOne")]
+    # the costliest statement's finding ranks above every index finding, and the report is ranked by impact
+    # (the N+1 loop's place beside it follows the measured time shares, which a loaded machine moves: half the
+    # join's share against the whole of the loop's, ~0.22 vs ~0.19 on a quiet one)
+    workload = [r for r in advice if r["rule"] in ("MySQLJoinOrder", "MySQLIndexCandidate")]
     assert workload[0] is join, [(r["rule"], r["evidence"]["impact"]) for r in advice]
+    impacts = [r["evidence"]["impact"] for r in advice]
+    assert impacts == sorted(impacts, reverse=True)
     # the advice works: with the statistics, MariaDB starts the join from rental
     before = server.sql(f"EXPLAIN {SALES}", database="sakila").splitlines()[0].split("\t")[2]
     server.sql(join["sql"])
