@@ -28,6 +28,7 @@ from typing import Any
 
 from dbwatch.collectors.base import Collector
 from dbwatch.collectors.migrations_common import DdlLock, blocking_families
+from dbwatch.collectors.pg_batch import fetch_batch
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.collectors.schema_versions import PG_DISCOVER, read_versions, version_families
 from dbwatch.model import MetricFamily, Snapshot, gauge
@@ -114,11 +115,13 @@ class PgMigrationsCollector(Collector[PostgresSession, PgMigrationsOptions]):
     async def collect(self, snapshot: Snapshot) -> None:
         async with self.session.lock:
             version = (await self.session.connected_server()).version_num
-            locks = await self.session.run(BLOCKING_DDL, list(STRONG_MODES))
-            progress = await self.session.run(PROGRESS_12) if version >= 120000 else []
-            cluster = await self.session.run(CLUSTER_PROGRESS) if version >= 120000 else []
-            invalid = await self.session.run(INVALID_INDEXES)
-            versions, notes = await read_versions(self.session.run, PG_DISCOVER, _quote)
+            queries = {"locks": BLOCKING_DDL, **({"progress": PROGRESS_12, "cluster": CLUSTER_PROGRESS}
+                                                 if version >= 120000 else {}),
+                       "invalid": INVALID_INDEXES, "tables": PG_DISCOVER}
+            rows = await fetch_batch(self.session, queries, list(STRONG_MODES))  # one round trip
+            locks, progress, cluster = rows["locks"], rows.get("progress", []), rows.get("cluster", [])
+            invalid = rows["invalid"]
+            versions, notes = await read_versions(self.session.run, rows["tables"], _quote)
         snapshot.families.extend(self._blocking(locks))
         snapshot.families.extend(_progress(progress, cluster))
         family = gauge("dbwatch_migration_invalid_index",

@@ -23,6 +23,7 @@ from typing import Any
 
 from dbwatch.collectors import pg_stats_more_sql as sql
 from dbwatch.collectors.base import Collector
+from dbwatch.collectors.pg_batch import fetch_batch
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, MetricType, Snapshot
 from dbwatch.model.options import CollectorOptions
@@ -126,6 +127,15 @@ PHASE = ("pg_stat_progress_vacuum_phase", "Current vacuum phase (1 = active, 0 =
          "human-readable.")
 WAL_STATUS = ("pg_replication_slot_wal_status", "availability of WAL files claimed by this slot")
 
+#: the batch's queries (pg_stats_more_sql.stats_batch) in the order their families are exported: name, labels, spec
+_TABLES: tuple[tuple[str, tuple[str, ...], Spec], ...] = (
+    ("database_extra", _DB, DATABASE_EXTRA), ("conflicts", _DB, CONFLICTS), ("bgwriter_reset", (), BGWRITER_RESET),
+    ("checkpointer", (), CHECKPOINTER), ("stat_wal", (), STAT_WAL), ("io", ("backend_type", "object", "context"), IO),
+    ("vacuum", ("datname", "relname"), VACUUM), ("create_index", ("datname", "relname", "command", "phase"), CREATE_INDEX),
+    ("analyze", ("datname", "relname", "phase"), ANALYZE), ("slots", ("slot_name", "slot_type"), SLOTS),
+    ("wal_position", (), WAL), ("wal_files", (), WAL),
+)
+
 
 class MoreStatsCollector(Collector[PostgresSession, CollectorOptions]):
     """pg_stat_database's later columns, conflicts, checkpointer, WAL, I/O, progress, slots, WAL files."""
@@ -137,29 +147,14 @@ class MoreStatsCollector(Collector[PostgresSession, CollectorOptions]):
         session = self.session
         async with session.lock:
             version = (await session.connected_server()).version_num
-            run = session.run
-            out = _Families()
-            out.table(await run(sql.database_extra_sql(version)), _DB, DATABASE_EXTRA)
-            out.table(await run(sql.conflicts_sql(version)), _DB, CONFLICTS)
-            out.table(await run(sql.BGWRITER_RESET), (), BGWRITER_RESET)
-            if version >= 170000:
-                out.table(await run(sql.CHECKPOINTER_17), (), CHECKPOINTER)
-            if (wal_sql := sql.stat_wal_sql(version)) is not None:
-                out.table(await run(wal_sql), (), STAT_WAL)
-            if version >= 160000:
-                out.table(await run(sql.IO_16), ("backend_type", "object", "context"), IO)
-            vacuums = await run(sql.vacuum_progress_sql(version))
-            out.table(vacuums, ("datname", "relname"), VACUUM)
-            if version >= 120000:
-                out.table(await run(sql.CREATE_INDEX_PROGRESS), ("datname", "relname", "command", "phase"),
-                          CREATE_INDEX)
-            if version >= 130000:
-                out.table(await run(sql.ANALYZE_PROGRESS), ("datname", "relname", "phase"), ANALYZE)
-            slots = await run(sql.slots_sql(version))
-            out.table(slots, ("slot_name", "slot_type"), SLOTS)
-            out.table(await run(sql.WAL_POSITION), (), WAL)
-            if (await run(sql.WAL_FILES_ALLOWED))[0]["allowed"]:
-                out.table(await run(sql.WAL_FILES), (), WAL)
+            rows = await fetch_batch(session, sql.stats_batch(version))  # one round trip (collectors/pg_batch.py)
+            if rows["wal_files_allowed"][0]["allowed"]:
+                rows["wal_files"] = [dict(row) for row in await session.run(sql.WAL_FILES)]
+        out = _Families()
+        for name, labels, spec in _TABLES:
+            if name in rows:
+                out.table(rows[name], labels, spec)
+        vacuums, slots = rows["vacuum"], rows["slots"]
         out.one_hot(vacuums, ("datname", "relname"), "phase", VACUUM_PHASES, *PHASE)
         out.labelled(slots, ("slot_name", "slot_type"), "wal_status", *WAL_STATUS)
         snapshot.families.extend(out.families())
@@ -185,7 +180,7 @@ class _Families:
                 # The exporter reports a slot's confirmed flush position only while the slot is active.
                 if value is None or (column == "confirmed_flush_lsn" and not row.get("active")):
                     continue
-                self.family(name, kind, help, labels).samples.append((key, value))
+                self.family(name, kind, help, labels).samples.append((key, float(value)))  # JSON: "NaN" too
 
     def one_hot(self, rows: Iterable[Mapping[str, Any]], labels: Sequence[str], column: str,
                 values: Sequence[str], name: str, help: str) -> None:

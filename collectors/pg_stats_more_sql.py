@@ -141,3 +141,23 @@ FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'
 """
 
 WAL_FILES_ALLOWED = "SELECT has_function_privilege('pg_ls_waldir()', 'EXECUTE') AS allowed"
+
+
+def stats_batch(version_num: int) -> dict[str, str]:
+    """The collector's queries for this server version, batched into one statement (collectors/pg_batch.py);
+    the WAL directory is listed after, by itself, when ``wal_files_allowed`` says the role may."""
+    queries = {"database_extra": database_extra_sql(version_num), "conflicts": conflicts_sql(version_num),
+               "bgwriter_reset": BGWRITER_RESET}
+    if version_num >= 170000:
+        queries["checkpointer"] = CHECKPOINTER_17
+    if (wal := stat_wal_sql(version_num)) is not None:
+        queries["stat_wal"] = wal
+    if version_num >= 160000:
+        queries["io"] = IO_16
+    queries["vacuum"] = vacuum_progress_sql(version_num)
+    if version_num >= 120000:
+        queries["create_index"] = CREATE_INDEX_PROGRESS
+    if version_num >= 130000:
+        queries["analyze"] = ANALYZE_PROGRESS
+    queries |= {"slots": slots_sql(version_num), "wal_position": WAL_POSITION, "wal_files_allowed": WAL_FILES_ALLOWED}
+    return queries

@@ -169,6 +169,16 @@ def bgwriter_sql(version_num: int) -> str:
     return BGWRITER_17 if version_num >= 170000 else BGWRITER_BEFORE_17
 
 
+def server_batch(version_num: int, in_recovery: bool) -> dict[str, str]:
+    """The server-wide collector's queries, batched into one statement (collectors/pg_batch.py; the settings'
+    names are its $1). Replication is read as a primary or as a standby: each set raises on the other role."""
+    return {
+        "recovery": IN_RECOVERY, "settings": SETTINGS, "activity": ACTIVITY, "locks": LOCKS, "databases": DATABASES,
+        "slots": SLOTS, "archiver": ARCHIVER, "bgwriter": bgwriter_sql(version_num),
+        **({"standby": STANDBY} if in_recovery else {"replication": REPLICATION}),
+    }
+
+
 # -- pg_stat_statements ----------------------------------------------------------------------------
 
 # shared_preload_libraries is readable only with pg_read_all_settings (pg_monitor has it); without, the

@@ -73,11 +73,13 @@ class Version:
 Run = Callable[[str], Awaitable[Sequence[Any]]]
 
 
-async def read_versions(run: Run, discover: str, quote: Callable[[str], str]) -> tuple[list[Version], list[str]]:
-    """Every version table's versions, and a note per table that could not be read (the others still are)."""
+async def read_versions(run: Run, discover: str | Sequence[Mapping[str, Any]], quote: Callable[[str], str]
+                        ) -> tuple[list[Version], list[str]]:
+    """Every version table's versions, and a note per table that could not be read (the others still are).
+    ``discover`` is the query finding them, or its rows when the caller read them already (in a batch)."""
     versions: list[Version] = []
     notes: list[str] = []
-    for table in await run(discover):
+    for table in await run(discover) if isinstance(discover, str) else discover:
         schema, name = str(table["schema"]), str(table["name"])
         tool = _tool(name.lower(), schema, bool(table["dirty"]))
         if tool is None:

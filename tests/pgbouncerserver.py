@@ -30,7 +30,7 @@ class PgBouncerServer:
     """``databases`` maps a PgBouncer database name to ``(postgres port, pool_size or None)``."""
 
     def __init__(self, databases: dict[str, tuple[int, int | None]], default_pool_size: int = 20,
-                 max_client_conn: int = 100, pool_mode: str = "session") -> None:
+                 max_client_conn: int = 100, pool_mode: str = "session", extra: tuple[str, ...] = ()) -> None:
         if not os.path.exists(PGBOUNCER):
             raise RuntimeError("pgbouncer not found (apt-get install pgbouncer)")
         self.root = Path(tempfile.mkdtemp(prefix="dbwatch-pgbouncer-"))
@@ -39,6 +39,7 @@ class PgBouncerServer:
         self.default_pool_size = default_pool_size
         self.max_client_conn = max_client_conn
         self.pool_mode = pool_mode
+        self.extra = extra  # more [pgbouncer] settings, "name = value"
         self.proc: subprocess.Popen | None = None
         self._write_config()
 
@@ -62,6 +63,7 @@ class PgBouncerServer:
             f"logfile = {self.root / 'pgbouncer.log'}",
             f"pidfile = {self.root / 'pgbouncer.pid'}",
             "ignore_startup_parameters = extra_float_digits",
+            *self.extra,
         ]
         (self.root / "pgbouncer.ini").write_text("\n".join(lines) + "\n")
         (self.root / "userlist.txt").write_text("".join(f'"{u}" "{p}"\n' for u, p in PASSWORDS.items()))
