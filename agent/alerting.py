@@ -8,6 +8,7 @@ target collects rarely, and the Alertmanager receiver re-posts firing alerts bef
 from __future__ import annotations
 
 import asyncio
+import math
 import logging
 import time
 from pathlib import Path
@@ -28,7 +29,14 @@ from dbwatch.rules.spec import RulesConfig, load_rules
 
 logger = logging.getLogger(__name__)
 
-TICK = 5.0  # seconds between evaluations of every target
+TICK = 5.0  # seconds between evaluations of a target with an alert pending or firing (it changes with time)
+#: ... and of every other target, whose judgement changes with its snapshots (each one is judged as it lands);
+#: the few rules that read the clock rather than a snapshot (backup ages) are late by at most this
+IDLE_TICK = 30.0
+#: a target's collections of one cycle run one after the other on its session (agent/daemon.py gives them one
+#: phase): judged once they stopped landing for SETTLE seconds, or SETTLE_MAX after the first, not each on its own
+SETTLE = 0.2
+SETTLE_MAX = 1.0
 PASS_SPACING = 4.0  # after a pass, wait this many times its duration before the next (rules take <= 1/5 of a core)
 PASS_SPACING_MAX = 1.0  # ... but never longer than this (an alert with for: 0s fires within a second)
 
@@ -53,7 +61,9 @@ class Alerting:
         self.notifier.silenced_by = self.silences.silenced_by
         self.clusters = Clusters(config.clusters, store, targets, state, clock, sessions)
         self._recommendations: dict[str, list[Finding]] = {}
-        self._dirty: set[str] = set()
+        #: targets to judge -> (first, last) time a snapshot of theirs landed since their last judgement; -inf:
+        #: judged in the next pass, without settling (the tick, a reload)
+        self._dirty: dict[str, tuple[float, float]] = {}
         self._evaluated: dict[str, float] = {}  # target -> when (monotonic) its rules were last evaluated
         self._ticked = time.monotonic()
         self._wake = asyncio.Event()
@@ -78,7 +88,7 @@ class Alerting:
         self.rules = _engine(config.rules)
         self.clusters.reconfigure(config.clusters)
         await self.notifier.reconfigure(config.receivers)
-        self._dirty.update(self.targets())
+        self._dirty.update(dict.fromkeys(self.targets(), _NOW))
         self._wake.set()
 
     def forget_target(self, name: str) -> None:
@@ -140,24 +150,38 @@ class Alerting:
         return family
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
-        self._dirty.add(snapshot.target)
+        now = time.monotonic()
+        first = self._dirty.get(snapshot.target, (now, now))[0]
+        self._dirty[snapshot.target] = (first, now)
         self._wake.set()
+
+    def _settled(self, now: float) -> set[str]:
+        """The dirty targets to judge now (taken out of the dirty ones)."""
+        ready = {t for t, (first, last) in self._dirty.items() if now - last >= SETTLE or now - first >= SETTLE_MAX}
+        for target in ready:
+            del self._dirty[target]
+        return ready
 
     async def _loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), TICK)
+                await asyncio.wait_for(self._wake.wait(), SETTLE if self._dirty else TICK)
             except TimeoutError:
                 pass
             self._wake.clear()
             began = time.monotonic()
             if began - self._ticked >= TICK:
-                # Every target is judged at least every TICK, new snapshots or not (a pending alert fires on
-                # time): in a fleet, snapshots land all the time and the wait above never times out.
+                # Judged at least every TICK while an alert is in flight, new snapshots or not (a pending alert
+                # fires on time): in a fleet, snapshots land all the time and the wait above never times out.
                 self._ticked = began
-                evaluated = self._evaluated
-                self._dirty.update(t for t in self.targets() if began - evaluated.get(t, -TICK) >= TICK)
-            targets, self._dirty = self._dirty, set()
+                evaluated, timed = self._evaluated, self.tracker.targets()
+                self._dirty.update((t, _NOW) for t in self.targets()
+                                   if began - evaluated.get(t, -IDLE_TICK) >= (TICK if t in timed else IDLE_TICK))
+            targets = self._settled(began)
+            if not targets:  # collections still landing: back when the first of them has settled
+                await asyncio.sleep(max(0.0, min((min(last + SETTLE, first + SETTLE_MAX) for first, last
+                                                  in self._dirty.values()), default=began + SETTLE) - began))
+                continue
             try:
                 targets |= self.clusters.evaluate(self.rules, targets)
             except Exception:  # a cluster's evaluation must never stop the targets'
@@ -172,6 +196,9 @@ class Alerting:
             # the number of targets that changed: snapshots landing meanwhile are batched into the next pass, so
             # that a fleet's ~100 collections a second do not each pay for it. A small agent waits a few ms.
             await asyncio.sleep(min(PASS_SPACING_MAX, (time.monotonic() - began) * PASS_SPACING))
+
+
+_NOW = (-math.inf, -math.inf)  # a _dirty entry judged in the next pass
 
 
 def _engine(config: RulesConfig) -> RuleEngine:

@@ -1,7 +1,9 @@
 """The daemon: wires config, collectors, store and HTTP together; schedules; handles signals and reloads.
 
 One APScheduler job per (target, collector), at the collector's interval, with no overlapping runs of
-the same job, missed runs coalesced and a little jitter so that many targets do not collect in lockstep.
+the same job and missed runs coalesced. Targets start at random phases spread over their interval, so that
+many targets do not collect in lockstep; a target's collectors share its phase, so that its collections of one
+cycle land together and the rules judge them together, once.
 SIGTERM/SIGINT stop the schedule, give in-flight collections a grace period, then cancel them, close
 every connection and return 0. SIGHUP re-reads the config; added, removed and changed targets take effect
 at once, and an invalid new config is reported while the old one keeps running.
@@ -44,7 +46,6 @@ from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0  # seconds in-flight collections get to finish before they are cancelled
-JITTER = 0.1  # fraction of the interval
 GC_THRESHOLDS = (20_000, 20, 50)  # Python's defaults: (700, 10, 10)
 #: families the Python rules read from older snapshots (rules/backups.py: rows written since the last backup)
 PYTHON_RULES_HISTORY = ("pg_stat_database_tup_inserted", "pg_stat_database_tup_updated",
@@ -290,6 +291,9 @@ class Daemon:
                           gate=self.gates.gate(server) if server is not None else None,
                           history_metrics=self._history_metrics)
         self.targets[target.name] = jobs
+        # One phase per target: collectors at the same interval (or multiples of it) run together, one after the
+        # other on the target's session, and the rules judge the cycle once instead of once per collector.
+        first = _first_run(min((s.interval for s in target.collectors.values()), default=15.0), starting)
         for name, settings in target.collectors.items():
             self.scheduler.add_job(
                 self._run_job,
@@ -298,11 +302,10 @@ class Daemon:
                 id=_job_id(target.name, name),
                 name=_job_id(target.name, name),  # APScheduler's "skipped"/"missed" lines name the job
                 seconds=settings.interval,
-                jitter=settings.interval * JITTER,
                 max_instances=1,  # no overlapping runs of one job
                 coalesce=True,  # a backlog of missed runs becomes one run
                 misfire_grace_time=max(1, int(settings.interval)),
-                next_run_time=_first_run(settings.interval, starting),
+                next_run_time=first,
             )
         logger.info("watching %s (%s): %s", target.name, target.engine, ", ".join(target.collectors),
                     extra={"target": target.name})

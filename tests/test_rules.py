@@ -8,6 +8,7 @@ behaviour under test. The rules firing on real PostgreSQL servers are in test_al
 from __future__ import annotations
 
 import asyncio
+import time
 import shutil
 import subprocess
 import textwrap
@@ -403,6 +404,7 @@ async def test_a_target_is_judged_when_its_main_collector_has_reported_and_at_le
 
     monkeypatch.setattr(catalog, "FAMILIES", ("tests.test_rules:make_advisors",))
     monkeypatch.setattr(alerting_module, "TICK", 0.3)
+    monkeypatch.setattr(alerting_module, "IDLE_TICK", 0.3)
     config = parse_config(f"state_dir: {tmp_path}\n")
     store = SnapshotStore()
     targets = {name: Target(name, "postgres", "postgresql://x@127.0.0.1/db", {}, {}) for name in ("quiet", "busy")}
@@ -427,5 +429,67 @@ async def test_a_target_is_judged_when_its_main_collector_has_reported_and_at_le
         await wait_until(lambda: judged.count("quiet") >= 2, 5, "the quiet target judged by the tick twice")
         feeder.cancel()
         assert [f.rule for f in alerting.recommendations("quiet")] == ["AdviseVacuum"]
+    finally:
+        await alerting.stop(0.1)
+
+
+async def test_the_tick_judges_targets_with_alerts_in_flight_often_and_the_others_only_as_their_snapshots_land(
+        tmp_path, monkeypatch):
+    """A pending or firing alert changes with time (it fires after its for:, resolves after keep_firing_for), so
+    its target is judged every TICK; a target with none changes only when a snapshot of it lands (judged then),
+    and the tick judges it every IDLE_TICK only, for the rules that read the clock."""
+    from dbwatch.agent import alerting as alerting_module
+    from dbwatch.agent.alerting import Alerting
+    from dbwatch.agent.store import SnapshotStore
+    from dbwatch.model import Target
+
+    monkeypatch.setattr(alerting_module, "TICK", 0.1)
+    monkeypatch.setattr(alerting_module, "IDLE_TICK", 60.0)
+    store = SnapshotStore()
+    targets = {name: Target(name, "postgres", "postgresql://x@127.0.0.1/db", {}, {}) for name in ("hot", "calm")}
+    alerting = Alerting(parse_config(f"state_dir: {tmp_path}\n"), store, lambda: targets, clock=lambda: T0)
+    monkeypatch.setattr(alerting.tracker, "targets", lambda: {"hot"})  # what has an alert pending or firing
+    judged: list[str] = []
+    monkeypatch.setattr(alerting, "evaluate", judged.append)
+    await alerting.start()
+    try:
+        await wait_until(lambda: judged.count("hot") >= 5, 5, "the target with an alert judged by the tick")
+        assert judged.count("calm") == 1, "judged once at the start, then left alone while nothing landed"
+        store.put(Snapshot(target="calm", engine="postgres", collector="postgres", started_at=T0))
+        await wait_until(lambda: judged.count("calm") == 2, 5, "the calm target judged when its snapshot landed")
+    finally:
+        await alerting.stop(0.1)
+
+
+async def test_a_targets_collections_landing_one_after_the_other_are_judged_once_together(tmp_path, monkeypatch):
+    """A target's collectors share a phase and run one after the other on its session: their snapshots of one
+    cycle are judged in one evaluation, once they stopped landing for SETTLE; a snapshot landing after that
+    is judged again."""
+    from dbwatch.agent import alerting as alerting_module
+    from dbwatch.agent.alerting import Alerting
+    from dbwatch.agent.store import SnapshotStore
+    from dbwatch.model import Target
+
+    monkeypatch.setattr(alerting_module, "SETTLE", 0.3)
+    monkeypatch.setattr(alerting_module, "SETTLE_MAX", 5.0)
+    store = SnapshotStore()
+    targets = {"db": Target("db", "postgres", "postgresql://x@127.0.0.1/db", {}, {})}
+    alerting = Alerting(parse_config(f"state_dir: {tmp_path}\n"), store, lambda: targets, clock=lambda: T0)
+    judged: list[float] = []
+    monkeypatch.setattr(alerting, "evaluate", lambda name: judged.append(time.monotonic()))
+    await alerting.start()
+    try:
+        await wait_until(lambda: len(judged) == 1, 5, "the start's judgement")
+        landed = []
+        for collector in ("postgres", "stats", "migrations"):
+            store.put(Snapshot(target="db", engine="postgres", collector=collector, started_at=T0))
+            landed.append(time.monotonic())
+            await asyncio.sleep(0.05)
+        await wait_until(lambda: len(judged) == 2, 5, "the cycle judged")
+        assert judged[1] - landed[-1] >= 0.3, "judged before the collections stopped landing"
+        await asyncio.sleep(0.5)
+        assert len(judged) == 2, "three collections of one cycle judged more than once"
+        store.put(Snapshot(target="db", engine="postgres", collector="postgres", started_at=T0 + 15))
+        await wait_until(lambda: len(judged) == 3, 5, "the next cycle judged")
     finally:
         await alerting.stop(0.1)

@@ -184,6 +184,26 @@ def test_first_collections_of_a_fleet_are_spread_over_the_interval_and_a_few_tar
     assert max(few) <= 1.5
 
 
+async def test_a_targets_collectors_share_its_phase_and_targets_have_their_own(tmp_path):
+    """Collectors of one target start together (they take turns on its session and are judged once per cycle);
+    the targets of a fleet start at phases of their own. Nothing is collected: the scheduler is not started."""
+    from dbwatch.agent.daemon import Daemon
+
+    lines = [f"state_dir: {tmp_path}", "targets:"]
+    lines += [f"  - {{name: t{i}, engine: postgres, dsn: 'postgresql://u@127.0.0.1:1/db'}}" for i in range(40)]
+    config = tmp_path / "c.yaml"
+    config.write_text("\n".join(lines) + "\n")
+    daemon = Daemon(config, parse_config(config.read_text()))
+    for target in daemon.shard_targets(daemon.config):
+        daemon._add(target, starting=2000)  # a fleet: spread over the whole interval
+    phases: dict[str, set[datetime.datetime]] = {}
+    assert len(daemon.scheduler.get_jobs()) >= 40 * 4  # postgres, stats, tables, settings, migrations, ...
+    for job in daemon.scheduler.get_jobs():
+        phases.setdefault(job.id.split("/")[0], set()).add(job.next_run_time)
+    assert len(phases) == 40 and all(len(runs) == 1 for runs in phases.values()), phases
+    assert len({runs.pop() for runs in phases.values()}) > 30, "targets do not start at phases of their own"
+
+
 async def test_closing_a_session_in_use_never_breaks_the_query_under_way(pg_primary):
     """pg_primary: a target removed by a reload while one of its collectors runs a query: the close does not
     wait for that collector, the query finishes, the collector's next query is refused cleanly, and the
