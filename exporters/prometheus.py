@@ -223,10 +223,18 @@ class Exposition:
         old = self._fragments.pop(key, None)
         vanished: dict[str, tuple[MetricFamily, Lines]] = {}
         old_names: tuple[str, ...] = ()
+        kept: dict[str, bytes] = {}
         if old is not None:
             vanished, old_names = _vanished(old, prefix, latest), tuple(old.families)
+            if old.prefix == prefix:
+                # A family the collection left as it was (agent/jobs.py shares it: the same object) keeps its
+                # lines with the new timestamp put in. " <ms>\n" ends a line only: a value is never written as
+                # bare digits ("1.0", "1e+20") and an escaped label value holds no newline.
+                was, now = f" {old.stamp_ms}\n".encode(), end.encode()
+                kept = {name: body.replace(was, now) for name, (family, body) in old.families.items()
+                        if latest.get(name) is family}
             self._release(key, old)
-        families = {name: (family, render_samples(family, labels, pairs, end).encode())
+        families = {name: (family, kept[name] if name in kept else render_samples(family, labels, pairs, end).encode())
                     for name, family in latest.items()}
         fragment = _Fragment(prefix, stamp, families)
         self._fragments[key] = fragment
@@ -503,6 +511,8 @@ def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
     same_prefix = latest is not None and prefix == old.prefix
     for name, (family, body) in old.families.items():
         kept = latest.get(name) if latest is not None and same_prefix else None
+        if kept is family:  # shared by the new collection (agent/jobs.py): nothing of it vanished
+            continue
         if kept is not None and kept.labelnames == family.labelnames:
             now = list(map(first, kept.samples))
             if now == list(map(first, family.samples)):  # the usual case, and cheap when the tuples are the same

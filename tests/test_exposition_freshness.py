@@ -165,3 +165,21 @@ async def test_scrape_async_deflates_in_a_thread_and_serves_the_same_single_memb
     packed = await exp.scrape_async(gzip=True, scraper="p")
     assert lines(gzip.decompress(packed), "pg_") == lines(exp.render(), "pg_")
     assert exp._cache[False]._deflated is not None and exp._cache[False]._crc is not None
+
+
+def test_a_family_shared_by_the_next_collection_is_served_with_the_new_timestamp_as_if_rendered_again():
+    store, exp = exposition()
+    first = snapshot(["app", "a\nb 1700000000125"], STARTED)
+    store.put(first)
+    exp.render()
+    second = snapshot(["app", "a\nb 1700000000125"], STARTED + 15)
+    second.families[0] = first.families[0]  # unchanged: the store's history shares the same object
+    store.put(second)
+    reused = exp.render()
+    _, fresh = exposition()
+    fresh.store.put(second)  # type: ignore[attr-defined]
+    rendered = fresh.render()
+    assert lines(reused, "pg_stat_database_xact_commit") == lines(rendered, "pg_stat_database_xact_commit") == [
+        'pg_stat_database_xact_commit{target="db",cluster="c1",datname="app"} 100.0 1700000015125',
+        'pg_stat_database_xact_commit{target="db",cluster="c1",datname="a\\nb 1700000000125"} 101.0 1700000015125']
+    assert lines(reused, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000015125']

@@ -82,8 +82,9 @@ def test_an_agent_serves_each_target_and_itself_on_their_own(tmp_path: Path):
     agent = AgentProcess(tmp_path, {"targets": [{"name": f"cache{i}", "engine": "redis", "dsn": s.dsn(),
                                                  "interval": "1s"} for i, s in enumerate(servers)]}).start()
     try:
-        wait_for(lambda: b'redis_up{target="cache1"} 1' in _get(agent, "/metrics?target=cache1")[1], 30,
-                 "cache1's own scrape")
+        # First collections are spread over the interval: both targets reported before anything is asserted.
+        wait_for(lambda: all(f'redis_up{{target="cache{i}"}} 1'.encode() in _get(agent, f"/metrics?target=cache{i}")[1]
+                             for i in (0, 1)), 30, "both targets' own scrapes")
         status, one = _get(agent, "/metrics?target=cache1", encoding="gzip")
         assert status == 200 and b'target="cache0"' not in one and b"dbwatch_build_info" not in one
         names = [f.name for f in parse_text(one.decode())]
