@@ -181,12 +181,23 @@ class PostgresCollector(Collector[PostgresSession, CollectorOptions]):
             # seen; a server promoted (or re-made a standby) since is read again in its new role.
             for _ in range(2):
                 server = session.server
-                results = await fetch_batch(session, sql.server_batch(server.version_num, server.in_recovery),
-                                            list(sql.EXPORTED_SETTINGS))
-                in_recovery = results["recovery"][0]["in_recovery"]
+                try:
+                    results = await fetch_batch(session, sql.server_batch(server.version_num, server.in_recovery),
+                                                list(sql.EXPORTED_SETTINGS))
+                    in_recovery = results["recovery"][0]["in_recovery"]
+                except CollectorError:
+                    # The role's queries raise in the other role (pg_is_wal_replay_paused() on a primary): a
+                    # promotion fails the batch before it can tell. Asked alone; the same role: a real failure.
+                    if not session.connected:  # the connection broke: that is the failure to report
+                        raise
+                    in_recovery = (await session.run(sql.IN_RECOVERY))[0]["in_recovery"]
+                    if in_recovery == server.in_recovery:
+                        raise
                 if in_recovery == server.in_recovery:
                     break
                 session.server = dataclasses.replace(server, in_recovery=in_recovery)
+            else:
+                raise CollectorError(f"{self.target.name} changed role twice during one collection; trying again")
             snapshot.version = server.version
         settings_families, settings = _settings(results["settings"])
         activity_families, activity = _activity(results["activity"])

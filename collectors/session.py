@@ -138,6 +138,11 @@ class DriverSession(Session, Generic[ConnT]):
         self._conn = opened
         return opened
 
+    @property
+    def connected(self) -> bool:
+        """Whether the session holds a connection now (a lost one is dropped at once)."""
+        return self._conn is not None
+
     def lost(self, exc: BaseException) -> CollectorError:
         """The connection broke under its holder: drop it (the next use reconnects) and say so plainly."""
         self._drop()
