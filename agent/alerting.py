@@ -78,8 +78,11 @@ class Alerting:
 
     async def stop(self, grace: float) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            for _ in range(10):  # bounded: a cancellation swallowed once is asked again
+                self._task.cancel()
+                done, _ = await asyncio.wait({self._task}, timeout=0.5)
+                if done:
+                    break
         await self.clusters.stop()
         await self.notifier.stop(grace)
         self.tracker.close()
@@ -165,7 +168,10 @@ class Alerting:
     async def _loop(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), SETTLE if self._dirty else TICK)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation that comes as
+                # its timeout fires, and stop() would then wait on this loop for ever.
+                async with asyncio.timeout(SETTLE if self._dirty else TICK):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
