@@ -8,8 +8,8 @@ target collects rarely, and the Alertmanager receiver re-posts firing alerts bef
 from __future__ import annotations
 
 import asyncio
-import math
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -160,7 +160,7 @@ class Alerting:
 
     def _settled(self, now: float) -> set[str]:
         """The dirty targets to judge now (taken out of the dirty ones)."""
-        ready = {t for t, (first, last) in self._dirty.items() if now - last >= SETTLE or now - first >= SETTLE_MAX}
+        ready = {t for t, entry in self._dirty.items() if _ready_at(entry) <= now}
         for target in ready:
             del self._dirty[target]
         return ready
@@ -185,8 +185,7 @@ class Alerting:
                                    if began - evaluated.get(t, -IDLE_TICK) >= (TICK if t in timed else IDLE_TICK))
             targets = self._settled(began)
             if not targets:  # collections still landing: back when the first of them has settled
-                await asyncio.sleep(max(0.0, min((min(last + SETTLE, first + SETTLE_MAX) for first, last
-                                                  in self._dirty.values()), default=began + SETTLE) - began))
+                await asyncio.sleep(max(0.0, min(map(_ready_at, self._dirty.values()), default=began + SETTLE) - began))
                 continue
             try:
                 targets |= self.clusters.evaluate(self.rules, targets)
@@ -205,6 +204,12 @@ class Alerting:
 
 
 _NOW = (-math.inf, -math.inf)  # a _dirty entry judged in the next pass
+
+
+def _ready_at(entry: tuple[float, float]) -> float:
+    """When a dirty target's collections have settled: SETTLE after the last landed, SETTLE_MAX after the first."""
+    first, last = entry
+    return min(last + SETTLE, first + SETTLE_MAX)
 
 
 def _engine(config: RulesConfig) -> RuleEngine:
