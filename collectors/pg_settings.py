@@ -15,6 +15,7 @@ values, not the server's. ``extra_float_digits`` is the client driver's, here as
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -49,23 +50,35 @@ _NAME = re.compile(r"[.\-]")
 
 def setting_metric(name: str, setting: str, unit: str, vartype: str) -> tuple[str, str, float] | None:
     """``(metric name, help, value)`` for one pg_settings row, or None when the value is not a number."""
-    metric, help = f"pg_settings_{_NAME.sub('_', name)}", f"Server Parameter: {name}"
     if vartype == "bool":
-        return metric, help, 1.0 if setting == "on" else 0.0
+        naming = _naming(name, "")
+        assert naming is not None  # never None without a unit
+        return naming[0], naming[1], 1.0 if setting == "on" else 0.0
     try:
         value = float(setting)
     except ValueError:
         return None
+    naming = _naming(name, unit)
+    if naming is None:
+        return None  # a unit the exporter does not know either: it skips the setting
+    metric, help, factor = naming
+    return metric, help, value if value == -1 or factor == 1 else value * factor
+
+
+@functools.lru_cache(maxsize=4096)
+def _naming(name: str, unit: str) -> tuple[str, str, float] | None:
+    """``(metric name, help, factor)`` of a setting with its unit. Cached: the names are the same on every
+    server, so a fleet's targets (~250 settings each) share one string of each instead of holding their own."""
+    metric, help = f"pg_settings_{_NAME.sub('_', name)}", f"Server Parameter: {name}"
     if not unit:
-        return metric, help, value
+        return metric, help, 1
     if unit in _TIME:
         factor, suffix = _TIME[unit], "seconds"
     elif (size := _SIZE.match(unit)) is not None:
         factor, suffix = int(size.group(1) or 1) * _SIZE_FACTOR[size.group(2)], "bytes"
     else:
-        return None  # a unit the exporter does not know either: it skips the setting
-    return (f"{metric}_{suffix}", f"{help} [Units converted to {suffix}.]",
-            value if value == -1 else value * factor)
+        return None
+    return f"{metric}_{suffix}", f"{help} [Units converted to {suffix}.]", factor
 
 
 class SettingsCollector(Collector[PostgresSession, CollectorOptions]):

@@ -20,7 +20,7 @@ from dbwatch.agent.config import ConfigError, load_config
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.pg_custom import CustomQueriesCollector
 from dbwatch.collectors.pg_custom_parse import parse_queries
-from dbwatch.collectors.pg_settings import SESSION_SETTINGS, SettingsCollector
+from dbwatch.collectors.pg_settings import SESSION_SETTINGS, SettingsCollector, setting_metric
 from dbwatch.collectors.pg_stats_more import MoreStatsCollector
 from dbwatch.collectors.pg_tables import TablesCollector
 from dbwatch.collectors.postgres import PostgresCollector
@@ -436,3 +436,18 @@ async def test_the_other_statistics_and_tables_are_read_on_a_standby_too(pg_stan
     assert samples(stats, "dbwatch_pg_wal_position_bytes")[()] > 0
     tables = await collect(TablesCollector(session.target, session))
     assert ("postgres",) in samples(tables, "dbwatch_pg_tables_folded")
+
+
+def test_settings_of_many_targets_share_their_names() -> None:
+    """A fleet's targets report the same ~250 settings: each name and help is one string, not one per target
+    and collection (agent memory, issue 14); the values stay each row's own, converted as the exporter does."""
+    first = setting_metric("work_mem", "4096", "kB", "integer")
+    second = setting_metric("work_mem", "8192", "kB", "integer")
+    assert first is not None and second is not None
+    assert first[0] is second[0] and first[1] is second[1]
+    assert (first[2], second[2]) == (4096 * 1024, 8192 * 1024)
+    assert setting_metric("statement_timeout", "-1", "ms", "integer") == (
+        "pg_settings_statement_timeout_seconds", "Server Parameter: statement_timeout [Units converted to seconds.]",
+        -1)
+    assert setting_metric("fsync", "off", "", "bool") == ("pg_settings_fsync", "Server Parameter: fsync", 0.0)
+    assert setting_metric("odd", "3", "furlongs", "integer") is None
