@@ -50,19 +50,17 @@ _NAME = re.compile(r"[.\-]")
 
 def setting_metric(name: str, setting: str, unit: str, vartype: str) -> tuple[str, str, float] | None:
     """``(metric name, help, value)`` for one pg_settings row, or None when the value is not a number."""
+    naming = _naming(name, "" if vartype == "bool" else unit)
+    if naming is None:
+        return None  # a unit the exporter does not know either: it skips the setting
+    metric, help, factor = naming
     if vartype == "bool":
-        naming = _naming(name, "")
-        assert naming is not None  # never None without a unit
-        return naming[0], naming[1], 1.0 if setting == "on" else 0.0
+        return metric, help, 1.0 if setting == "on" else 0.0
     try:
         value = float(setting)
     except ValueError:
         return None
-    naming = _naming(name, unit)
-    if naming is None:
-        return None  # a unit the exporter does not know either: it skips the setting
-    metric, help, factor = naming
-    return metric, help, value if value == -1 or factor == 1 else value * factor
+    return metric, help, value if value == -1 else value * factor
 
 
 @functools.lru_cache(maxsize=4096)
@@ -71,7 +69,7 @@ def _naming(name: str, unit: str) -> tuple[str, str, float] | None:
     server, so a fleet's targets (~250 settings each) share one string of each instead of holding their own."""
     metric, help = f"pg_settings_{_NAME.sub('_', name)}", f"Server Parameter: {name}"
     if not unit:
-        return metric, help, 1
+        return metric, help, 1.0
     if unit in _TIME:
         factor, suffix = _TIME[unit], "seconds"
     elif (size := _SIZE.match(unit)) is not None:
