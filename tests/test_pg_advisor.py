@@ -160,8 +160,11 @@ def advise(pg: PostgresServer, database: str, leftover: list[int] | None = None,
 
 @pytest.fixture(scope="module")
 def main_advice(server: PostgresServer) -> tuple[Snapshot, list[Finding]]:
+    # the fixture's million-row load and its index builds dominate the server's statement time, and each
+    # workload statement runs three times: its share sits near the 2 % floor and moves with the machine's
+    # load, so the floor is lifted here (it has its own test: ..._less_than_min_saving_share_...)
     leftover: list[int] = []
-    snapshot, findings = advise(server, "postgres", leftover)
+    snapshot, findings = advise(server, "postgres", leftover, min_saving_share=0.0)
     assert leftover == [0], "hypopg_reset() after the run"
     return snapshot, findings
 
