@@ -13,7 +13,7 @@ certificates (a rotated cert_file) and users apply to new connections without a 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
@@ -148,6 +148,7 @@ class HttpServer:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         scraper = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
         query = request.query
+        chunks: Iterable[bytes]
         if "target" in query:  # one target's series: the multi-target pattern (exporters/target_exposition.py)
             names = query.getall("target")
             if len(names) != 1:
@@ -156,20 +157,22 @@ class HttpServer:
             if not self.exposition.has_target(target):
                 return web.Response(status=404, text=f"target={target!r}: no target of that name in the "
                                     "configuration\n")
-            chunks = [await self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper)]
+            body = await self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper)
+            length, chunks = len(body), [body]
         elif query.get("collected") == "false":  # the agent's own metrics only
-            chunks = [self.exposition.scrape_agent(openmetrics, gzip=gzip)]
+            body = self.exposition.scrape_agent(openmetrics, gzip=gzip)
+            length, chunks = len(body), [body]
         else:
-            chunks = await self.exposition.scrape_chunks(openmetrics, gzip=gzip, scraper=scraper)
+            length, chunks = await self.exposition.scrape_chunks(openmetrics, gzip=gzip, scraper=scraper)
         response = web.StreamResponse()
-        response.content_length = sum(len(chunk) for chunk in chunks)
+        response.content_length = length
         response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         response.headers["Vary"] = "Accept-Encoding"
         if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape
             response.headers["Content-Encoding"] = "gzip"
         await response.prepare(request)
-        # The cached body goes out in slices of itself: written whole, the socket's send buffer would
-        # take a copy of the megabytes it cannot send at once, per scrape.
+        # The body goes out in slices: written whole, the socket's send buffer would take a copy of the
+        # megabytes it cannot send at once, per scrape.
         for chunk in chunks:
             view = memoryview(chunk)
             for start in range(0, len(view), _SEND_SLICE):

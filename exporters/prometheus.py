@@ -18,8 +18,8 @@ docs/metrics-freshness.md tells the whole story.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import platform
-import struct
 import time
 import zlib
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
+from dbwatch.exporters.joined import GZIP_HEADER, DeflateCache, Group, Joined, gzip_tail
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
 from dbwatch.exporters.text_format import (
     PairsCache, escape, first, header, number, render_families, render_samples,
@@ -72,15 +73,15 @@ class Exposition:
         self.version = version
         self._labels: dict[str, dict[str, str]] = {}  # target -> labels put on each of its samples
         self._fragments: dict[tuple[str, str], _Fragment] = {}
-        # The text format's index, kept as collections land: per family name, each fragment's sample lines (in
-        # fragment order) and one family for the header; a scrape rebuilds only the blocks of names that
-        # changed since the last one (a fleet has ~100k (fragment, family) pairs and ~2k names).
+        # The text format's index, kept as collections land: per family name, each fragment's sample lines (the
+        # fragment's own bytes, in fragment order), one family for the header, and an edition bumped whenever
+        # the name's lines change, which says when its cached deflate is still good (exporters/joined.py;
+        # a fleet has ~100k (fragment, family) pairs and ~2k names).
         self._by_name: dict[str, dict[tuple[str, str], bytes]] = {}
         self._header_of: dict[str, MetricFamily] = {}
-        self._blocks: dict[str, bytes] = {}  # name -> "# HELP/# TYPE" and every fragment's lines
-        self._deflated: dict[str, tuple[bytes, bytes]] = {}  # name -> (the block it was made of, its deflate)
-        self._deflated_lines: dict[int, tuple[bytes, bytes]] = {}  # id -> (a collection's lines, their deflate)
-        self._dirty: set[str] = set()
+        self._edition: dict[str, int] = {}
+        self._edits = 0
+        self._deflates = DeflateCache()
         self._names: list[str] | None = None  # sorted names, None after a name came or went
         self._graves = Graveyard()
         self._scrapers = Scrapers()
@@ -94,7 +95,7 @@ class Exposition:
         self._providers: list[Provider] = [self._self_metrics]
         #: (target, collector) -> (its figures, their sample lines, its age line's start), see _job_metrics
         self._job_lines: dict[tuple[str, str], tuple[tuple[object, ...], tuple[str, ...], str]] = {}
-        self._cache: dict[bool, _Joined] = {}
+        self._cache: dict[bool, Joined] = {}
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
@@ -141,19 +142,19 @@ class Exposition:
         part (ended by a sync flush), the deflate of the fresh part, one CRC over both.
         """
         now = time.time()
-        return b"".join(self._respond(self._joined(openmetrics, now), openmetrics, gzip, scraper, now))
+        return b"".join(self._respond(self._joined(openmetrics, now), openmetrics, gzip, scraper, now)[1])
 
     async def scrape_async(self, openmetrics: bool = False, gzip: bool = False, scraper: str | None = None
                            ) -> bytes:
         """:meth:`scrape`, compressing the snapshot part in a worker thread (see :meth:`scrape_chunks`)."""
-        return b"".join(await self.scrape_chunks(openmetrics, gzip, scraper))
+        return b"".join((await self.scrape_chunks(openmetrics, gzip, scraper))[1])
 
     async def scrape_chunks(self, openmetrics: bool = False, gzip: bool = False, scraper: str | None = None
-                            ) -> list[bytes]:
-        """:meth:`scrape`'s body as the pieces to send one after the other: the cached snapshot part is
-        served as it is, never copied into a body of its own per scrape. Its deflate runs in a worker
-        thread (zlib lets go of the GIL), so that the event loop keeps collecting while a large body is
-        compressed. A collection that ends meanwhile is in the next scrape."""
+                            ) -> tuple[int, Iterable[bytes]]:
+        """:meth:`scrape`'s body as its length and the pieces to send one after the other: the collections'
+        lines are served as they are, never copied into a body of their own (exporters/joined.py). The
+        deflate runs in a worker thread (zlib lets go of the GIL), so that the event loop keeps collecting
+        while a large body is compressed. A collection that ends meanwhile is in the next scrape."""
         now = time.time()
         joined = self._joined(openmetrics, now)
         if gzip:
@@ -166,7 +167,7 @@ class Exposition:
 
     # -- one scrape ---------------------------------------------------------------------------------
 
-    def _joined(self, openmetrics: bool, now: float) -> _Joined:
+    def _joined(self, openmetrics: bool, now: float) -> Joined:
         if self.retire_graves(now):
             self._generation += 1
         key = self.store.generation + self._generation
@@ -175,7 +176,7 @@ class Exposition:
             # The old body goes before the new one is joined: two whole bodies at once would be the peak.
             self._cache.pop(openmetrics, None)
             del joined
-            joined = self._cache[openmetrics] = _Joined(key, self._join(openmetrics), self._deflate_parts)
+            joined = self._cache[openmetrics] = Joined(key, self._join(openmetrics), self._deflates)
         return joined
 
     def scrape_agent(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
@@ -193,18 +194,15 @@ class Exposition:
             process = process.removesuffix(b"# EOF\n")
         return live + process + (b"# EOF\n" if openmetrics else b"")
 
-    def _respond(self, joined: _Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
-                 ) -> list[bytes]:
+    def _respond(self, joined: Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
+                 ) -> tuple[int, Iterable[bytes]]:
         fresh = self._fresh(openmetrics, now)
         if scraper is not None:  # served what the store held at `now`: tombstones buried later are not in it
             self._scrapers.served(scraper, now)
         if not gzip:
-            return [*joined.parts, fresh]
-        deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
-        crc = zlib.crc32(fresh, joined.crc())
-        size = (joined.size + len(fresh)) & 0xFFFFFFFF
-        return [_GZIP_HEADER, *joined.deflated(),
-                deflater.compress(fresh) + deflater.flush() + struct.pack("<II", crc, size)]
+            return joined.size + len(fresh), itertools.chain(joined.pieces(), (fresh,))
+        parts = [GZIP_HEADER, *joined.deflated(), gzip_tail(fresh, joined.crc(), joined.size)]
+        return sum(map(len, parts)), parts
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 
@@ -273,32 +271,29 @@ class Exposition:
         self._touch(key[0])
 
     def _release(self, key: tuple[str, str], old: _Fragment) -> None:
-        """Let go of ``old``'s sample lines (and of the blocks joined from them, rebuilt at the next scrape)."""
+        """Let go of ``old``'s sample lines (the caller indexes the new fragment's, which changes the names)."""
         self._cache.clear()  # the joined scrape holds them too, and is stale from now on
-        by_name, blocks, deflated = self._by_name, self._blocks, self._deflated
-        for name, (_, body) in old.families.items():
+        by_name = self._by_name
+        for name in old.families:
             entries = by_name.get(name)
             if entries is not None and key in entries:
                 entries[key] = b""
-            blocks.pop(name, None)
-            deflated.pop(name, None)
-            self._deflated_lines.pop(id(body), None)
         old.families = {name: (family, b"") for name, (family, _) in old.families.items()}
         old._openmetrics = None
 
     def _index(self, key: tuple[str, str], old: Iterable[str], new: _Fragment | None) -> None:
         """Keep the per-name index in step with the fragment of ``key`` going from the names ``old`` to ``new``."""
-        by_name = self._by_name
+        by_name, edition = self._by_name, self._edition
+        self._edits += 1
         if old:
             for name in set(old) - (new.families.keys() if new is not None else set()):
                 entries = by_name.get(name)
                 if entries is not None and entries.pop(key, None) is not None:
-                    self._dirty.add(name)
+                    edition[name] = self._edits
                     if not entries:
-                        del by_name[name]
+                        del by_name[name], edition[name]
                         self._header_of.pop(name, None)
-                        self._blocks.pop(name, None)
-                        self._deflated.pop(name, None)
+                        self._deflates.forget(name)
                         self._names = None
         if new is not None:
             for name, (family, body) in new.families.items():
@@ -308,73 +303,41 @@ class Exposition:
                     self._header_of[name] = family
                     self._names = None
                 entries[key] = body
-                self._dirty.add(name)
+                edition[name] = self._edits
 
-    def _join(self, openmetrics: bool) -> list[bytes]:
-        """The snapshot part of a scrape, as blocks (one per family name, each whole) to send in order."""
+    def _join(self, openmetrics: bool) -> list[Group]:
+        """The snapshot part of a scrape: per family name, in order, its header and every collection's lines
+        for it (references to the fragments' bytes, never joined into a copy: exporters/joined.py)."""
         graves: dict[str, list[tuple[MetricFamily, bytes]]] = {}
         for family, lines in self._graves.entries():
             graves.setdefault(family.name, []).append((family, lines.encode()))
-        if openmetrics:  # rarely asked for: joined whole from the fragments' OpenMetrics bodies
+        if openmetrics:  # rarely asked for: from the fragments' OpenMetrics bodies, compressed on every scrape
             stamped: dict[str, list[tuple[MetricFamily, bytes]]] = {}
             for fragment in self._fragments.values():
                 for name, entry in fragment.stamped(True).items():
                     stamped.setdefault(name, []).append(entry)
             for name, buried in graves.items():
                 stamped.setdefault(name, []).extend(buried)
-            return [header(pairs[0][0], True).encode() + b"".join(body for _, body in pairs)
+            return [Group(None, 0, [header(pairs[0][0], True).encode(), *(body for _, body in pairs)])
                     for name, pairs in sorted(stamped.items())]
         if self._names is None:
             self._names = sorted(self._by_name)
         names = self._names if not graves else sorted(set(self._names) | graves.keys())
-        blocks, dirty = self._blocks, self._dirty
-        parts = []
+        by_name, header_of, edition = self._by_name, self._header_of, self._edition
+        groups = []
         for name in names:
-            block = blocks.get(name)
-            if block is None or name in dirty or name in graves:
-                entries = self._by_name.get(name, {})
-                buried = graves.get(name, [])
-                family = self._header_of[name] if name in self._header_of else buried[0][0]
-                if len(entries) == 1 and not buried:
-                    # One collection has the name (a large one, often): its lines go as they are, after the
-                    # header, rather than copied into a block of their own.
-                    blocks.pop(name, None)
-                    self._deflated.pop(name, None)
-                    parts.append(header(family, False).encode())
-                    parts.extend(entries.values())
-                    continue
-                block = b"".join([header(family, False).encode(), *entries.values(), *(b for _, b in buried)])
-                if name in graves:
-                    blocks.pop(name, None)  # not kept: the tombstones go once every scraper saw them
-                else:
-                    blocks[name] = block
-            parts.append(block)
-        dirty.clear()
-        return parts
-
-    def _deflate_parts(self, parts: list[bytes]) -> list[bytes]:
-        """Each block's deflate (ended by a sync flush, so that they concatenate into one stream), made once
-        per block: a block that did not change since the last scrape is not compressed again."""
-        cache, out = self._deflated, []
-        blocks = self._blocks
-        lines, self._deflated_lines = self._deflated_lines, {}
-        for part in parts:
-            name = _name_of(part)
-            if name is None:  # a collection's own lines (see _join): deflated once while they are served
-                hit = lines.get(id(part))
-                packed = hit[1] if hit is not None and hit[0] is part else _deflate(part)
-                self._deflated_lines[id(part)] = (part, packed)
-                out.append(packed)
-                continue
-            cached = cache.get(name) if name is not None else None
-            if cached is not None and cached[0] is part:
-                out.append(cached[1])
-                continue
-            packed = _deflate(part)
-            if name is not None and blocks.get(name) is part:
-                cache[name] = (part, packed)
-            out.append(packed)
-        return out
+            entries = by_name.get(name)
+            buried = graves.get(name, [])
+            family = header_of[name] if name in header_of else buried[0][0]
+            parts = [header(family, False).encode()]
+            if entries:
+                parts.extend(entries.values())
+            if not buried:
+                groups.append(Group(name, edition[name], parts))
+            else:  # not cached: the tombstones go once every scraper saw them
+                parts.extend(body for _, body in buried)
+                groups.append(Group(None, 0, parts))
+        return groups
 
     def _self_metrics(self) -> list[MetricFamily]:
         build = MetricFamily("dbwatch_build_info", MetricType.GAUGE, "dbwatch's version and Python's.",
@@ -413,9 +376,6 @@ class Exposition:
                        for family, column in zip(_JOB_FAMILIES, columns) if column).encode()
 
 
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
-
-
 @dataclass(slots=True)
 class _Fragment:
     """One (target, collector)'s latest collection: per family, its sample lines in the text format."""
@@ -437,43 +397,6 @@ class _Fragment:
         return self._openmetrics
 
 
-@dataclass(slots=True)
-class _Joined:
-    """The snapshot part of a scrape for one store generation (its blocks, sent one after the other, never
-    copied into one body), and their deflate and CRC, computed on first need."""
-
-    key: int
-    parts: list[bytes]
-    deflate: Callable[[list[bytes]], list[bytes]]
-    _deflated: list[bytes] | None = None
-    _crc: int | None = None
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.parts)
-
-    @property
-    def size(self) -> int:
-        return sum(len(part) for part in self.parts)
-
-    def deflated(self) -> list[bytes]:
-        if self._deflated is None:
-            self._deflated = self.deflate(self.parts)
-        return self._deflated
-
-    def crc(self) -> int:
-        if self._crc is None:
-            crc = 0
-            for part in self.parts:
-                crc = zlib.crc32(part, crc)
-            self._crc = crc
-        return self._crc
-
-    def prepare_gzip(self) -> None:
-        self.deflated()
-        self.crc()
-
-
 def _fixed_mmap_threshold() -> None:
     """Keep glibc's malloc giving buffers of 128 KiB and more their own mappings, returned when freed.
 
@@ -487,20 +410,6 @@ def _fixed_mmap_threshold() -> None:
         ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
     except (AttributeError, OSError):
         pass
-
-
-def _deflate(part: bytes) -> bytes:
-    """``part`` as raw deflate ended by a sync flush, so that such pieces concatenate into one stream."""
-    deflater = zlib.compressobj(6, zlib.DEFLATED, -15)
-    return deflater.compress(part) + deflater.flush(zlib.Z_SYNC_FLUSH)
-
-
-def _name_of(block: bytes) -> str | None:
-    """The family name of a text-format block (its first line is ``# HELP <name> ...``)."""
-    if not block.startswith(b"# HELP "):
-        return None
-    end = block.find(b" ", 7)
-    return block[7:end].decode() if end > 0 else None
 
 
 def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,

@@ -35,7 +35,7 @@ _SCRAPERS_PER_TARGET = 8
 @dataclass(slots=True)
 class _Body:
     generation: int
-    text: bytes
+    text: bytes | None = None
     gzipped: bytes | None = None
 
 
@@ -59,18 +59,23 @@ class TargetScrapes:
         key = (target, openmetrics)
         body = self._bodies.get(key)
         if body is None or body.generation != generation:
-            body = self._bodies[key] = _Body(generation, self._render(target, openmetrics))
+            body = self._bodies[key] = _Body(generation)
         if scraper is not None:
             scrapers = self._scrapers.get(target)
             if scrapers is None:
                 scrapers = self._scrapers[target] = Scrapers(_SCRAPERS_PER_TARGET)
             scrapers.served(scraper, now)
         if not gzip:
+            if body.text is None:
+                body.text = self._render(target, openmetrics)
             return body.text
         if body.gzipped is None:
-            # in a worker thread even for small bodies: zlib lets go of the GIL, so a fleet's ~100 compressions
-            # a second run beside the event loop instead of delaying every collection's round trips
-            packed = await asyncio.to_thread(_gzip, body.text)
+            # Only the compressed body is kept (Prometheus asks for gzip): kept as text too, a fleet scraped per
+            # target would hold a second copy of its whole exposition. In a worker thread even for small
+            # bodies: zlib lets go of the GIL, so a fleet's ~100 compressions a second run beside the event
+            # loop instead of delaying every collection's round trips.
+            text = body.text if body.text is not None else self._render(target, openmetrics)
+            packed = await asyncio.to_thread(_gzip, text)
             if body.gzipped is None:
                 body.gzipped = packed
         return body.gzipped

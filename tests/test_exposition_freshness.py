@@ -81,6 +81,35 @@ def test_gzip_is_one_member_whose_snapshot_part_is_compressed_once_per_change():
     assert gzip.decompress(exp.scrape(openmetrics=True, gzip=True)).endswith(b"# EOF\n")
 
 
+def test_a_scrape_holds_no_copy_of_the_collections_lines_and_recompresses_only_the_names_that_changed():
+    def collection(target: str, started: float, value: int) -> Snapshot:
+        snap = Snapshot(target=target, engine="redis", collector=f"only_{target}", started_at=started, duration=0.25)
+        own = gauge(f"own_{target}", "A family of one target.", ("k",))
+        for i in range(200):
+            own.add((str(i),), value + i)
+        snap.families = [own]
+        return snap
+
+    store, exp = exposition({"a": {}, "b": {}})
+    store.put(collection("a", STARTED, 0))
+    store.put(collection("b", STARTED, 0))
+    first = gzip.decompress(exp.scrape(gzip=True))
+    lines_of = {name: body for fragment in exp._fragments.values() for name, (_, body) in fragment.families.items()}
+    joined = exp._cache[False]
+    served = {id(part) for group in joined.groups for part in group.parts}
+    assert {id(body) for body in lines_of.values()} <= served  # the fragments' own bytes, not copies
+    packed_b = dict(zip([g.name for g in joined.groups], joined.deflated()))["own_b"]
+    store.put(collection("a", STARTED + 15, 1))  # only a's name changes
+    second = gzip.decompress(exp.scrape(gzip=True))
+    again = dict(zip([g.name for g in exp._cache[False].groups], exp._cache[False].deflated()))
+    assert again["own_b"] is packed_b and again["own_a"] is not None
+    assert lines(second, "own_b") == lines(first, "own_b") and lines(second, "own_a") != lines(first, "own_a")
+    assert lines(second, "own_") == lines(exp.render(), "own_")  # the gzip body is the plain one
+    length, pieces = exp._respond(exp._cache[False], False, False, None, STARTED)
+    body = b"".join(pieces)
+    assert len(body) == length and lines(body, "own_") == lines(second, "own_")
+
+
 def test_a_vanished_label_set_is_served_untimestamped_until_every_active_scraper_fetched_it():
     store, exp = exposition()
     store.put(snapshot(["app", "gone"], STARTED))
