@@ -38,6 +38,7 @@ from dbwatch.agent.store import SnapshotStore
 from dbwatch.collectors.base import Session
 from dbwatch.collectors.engines import engine
 from dbwatch.collectors.session import set_connect_slots
+from dbwatch.rules.engine import FACTS_OVER_HISTORY
 from dbwatch.rules.cluster import endpoint as dsn_endpoint
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
@@ -289,7 +290,7 @@ class Daemon:
         server = _server(target)
         jobs = TargetJobs(target, family_horizon=self.family_horizon(),
                           gate=self.gates.gate(server) if server is not None else None,
-                          history_metrics=self._history_metrics)
+                          history_metrics=self._history_metrics, history_facts=FACTS_OVER_HISTORY)
         self.targets[target.name] = jobs
         # One phase per target: collectors at the same interval (or multiples of it) run together, one after the
         # other on the target's session, and the rules judge the cycle once instead of once per collector.

@@ -35,7 +35,8 @@ AGING_MAX = 64  # snapshots tracked per collector at most (the store keeps 40: o
 
 class TargetJobs:
     def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON, gate: ServerGate | None = None,
-                 history_metrics: frozenset[str] | None = None) -> None:
+                 history_metrics: frozenset[str] | None = None, history_facts: frozenset[type] | None = None
+                 ) -> None:
         spec = engine(target.engine)
         self.target = target
         #: the server's gate (agent/pressure.py): collections of all its targets in flight at once, adaptive
@@ -56,8 +57,10 @@ class TargetJobs:
         self._previous: dict[str, Snapshot] = {}
         # Snapshots (per collector, oldest first) whose families are kept until they are older than the horizon.
         self.family_horizon = family_horizon
-        #: the families rules read over time (None: all): older snapshots than the newest two keep only these
+        #: the families and fact types rules read over time (None: all): a snapshot older than a newer successful
+        #: one (or than the newest two) keeps only these; the newest successful one is where the rest is read
         self.history_metrics = history_metrics
+        self.history_facts = history_facts
         self._aging: dict[str, collections.deque[Snapshot]] = {}
 
     def effective_interval(self, name: str) -> float:
@@ -123,17 +126,15 @@ class TargetJobs:
         return snapshot
 
     def _share(self, name: str, snapshot: Snapshot) -> None:
-        """Keep the history the store holds small: families shared with the previous collection, and dropped
-        from collections older than any rule's window (a fleet's 40 snapshots per collector were most of the
-        agent's memory)."""
+        """Keep the history the store holds small: families shared with the previous collection; older
+        collections keep only what rules read over time, and nothing once older than any rule's window (a
+        fleet's 40 snapshots per collector were most of the agent's memory)."""
         if not snapshot.keep_history:
             return
         aging = self._aging.setdefault(name, collections.deque())
         aging.append(snapshot)
-        keep = self.history_metrics
-        if keep is not None and len(aging) > 2:  # the one that just became third newest
-            older = aging[-3]
-            _set_families(older, [family for family in older.families if family.name in keep])
+        if len(aging) > 2:  # the one that just became third newest (its facts: if a newer one succeeded)
+            self._thin(aging[-3], aging[-1].ok or aging[-2].ok)
         horizon = snapshot.started_at - self.family_horizon
         while len(aging) > 2 and (aging[0].started_at < horizon or len(aging) > AGING_MAX):
             _set_families(aging.popleft(), [])
@@ -141,14 +142,24 @@ class TargetJobs:
             return
         previous = self._previous.get(name)
         self._previous[name] = snapshot
-        if previous is None:
-            return
-        if share_unchanged(previous.families, snapshot.families):
-            snapshot.families = previous.families  # nothing changed: not even a list of its own
-        for kind, fact in snapshot.facts.items():  # facts are frozen: an equal one is the same one
-            prior = previous.facts.get(kind)
-            if prior is not None and prior is not fact and _equal(prior, fact):
-                snapshot.facts[kind] = prior
+        if previous is not None:
+            if share_unchanged(previous.families, snapshot.families):
+                snapshot.families = previous.families  # nothing changed: not even a list of its own
+            for kind, fact in snapshot.facts.items():  # facts are frozen: an equal one is the same one
+                prior = previous.facts.get(kind)
+                if prior is not None and prior is not fact and _equal(prior, fact):
+                    snapshot.facts[kind] = prior
+        if len(aging) > 1:  # the newest successful collection is this one: the one before is history now
+            self._thin(aging[-2], True)
+
+    def _thin(self, older: Snapshot, facts: bool) -> None:
+        """``older`` keeps only the families (and, with ``facts``, the fact types) rules read over time."""
+        if self.history_metrics is not None:
+            keep = self.history_metrics
+            _set_families(older, [family for family in older.families if family.name in keep])
+        if facts and self.history_facts is not None:
+            kinds = self.history_facts
+            older.facts = {kind: fact for kind, fact in older.facts.items() if kind in kinds}
 
     async def _gated(self, collector: Collector[Any, Any], snapshot: Snapshot, holding: list[bool],
                      urgent: bool) -> None:

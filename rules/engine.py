@@ -25,13 +25,18 @@ import time
 from typing import Any, Iterable, Mapping, Protocol, Sequence, TypeVar
 
 from dbwatch.model import Finding, FindingKind, MetricFamily, Severity, Snapshot, counter, gauge
+from dbwatch.model.facts.mongodb import MongoProfiler, MongoSlowOps
+from dbwatch.model.facts.schema_design import SchemaDesignFacts
+from dbwatch.model.facts.server_resources import ServerResources
+from dbwatch.model.facts.statements import Statements
+from dbwatch.model.facts.workload_profile import WorkloadProfile
 from dbwatch.model.snapshot import FactError, FactMissing
 from dbwatch.rules.spec import ThresholdRule
 from dbwatch.rules.thresholds import evaluate_rule, info_labels, render_template
 from dbwatch.rules.statement_risk import with_risk
 from dbwatch.sqlshape import ParseFailures
 
-__all__ = ["NotCollected", "PythonRule", "RuleEngine", "SnapshotSource", "TargetView", "main_collector"]
+__all__ = ["FACTS_OVER_HISTORY", "NotCollected", "PythonRule", "RuleEngine", "SnapshotSource", "TargetView", "main_collector"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,13 @@ F = TypeVar("F")
 
 #: the family the daemon adds to each main collector's snapshots: it marks the collector that probes the target
 TARGET_UP = "dbwatch_target_up"
+
+#: the facts rules read from older snapshots too (:meth:`TargetView.history_with`), not only from the newest
+#: successful one: the older snapshots of the store's history keep only these (agent/jobs.py), as they keep only
+#: the families the threshold rules read over time
+FACTS_OVER_HISTORY: frozenset[type] = frozenset({
+    Statements, MongoSlowOps, MongoProfiler, SchemaDesignFacts, WorkloadProfile, ServerResources,
+})
 
 
 class NotCollected(Exception):
@@ -120,7 +132,12 @@ class TargetView:
         return self._with[kind]
 
     def history_with(self, kind: type) -> list[Snapshot]:
-        """The history of the collector whose newest successful snapshot carries a ``kind`` fact (oldest first)."""
+        """The history of the collector whose newest successful snapshot carries a ``kind`` fact (oldest first).
+
+        Only the kinds of :data:`FACTS_OVER_HISTORY` are kept in older snapshots: another raises, in tests
+        rather than in a rule that would silently see its fact in the newest snapshots only."""
+        if kind not in FACTS_OVER_HISTORY:
+            raise ValueError(f"{kind.__name__} is not kept over history: add it to FACTS_OVER_HISTORY")
         snapshot = self.snapshot_with(kind)
         return self.history(snapshot.collector) if snapshot is not None else []
 

@@ -20,6 +20,7 @@ from dbwatch.model.facts.common import FactList, Summary
 from dbwatch.model.facts.redis import RedisInfo
 from dbwatch.model.snapshot import FactMissing, FactWrongType
 from dbwatch.rules.backups import RedisPersistenceStale
+from dbwatch.rules import engine as rules_engine
 from dbwatch.rules.engine import RuleEngine, TargetView
 
 
@@ -83,12 +84,16 @@ def test_a_fact_stored_under_another_type_is_a_wrong_type_error():
     assert err.value.reason == "wrong_type" and "Colour" in str(err.value)
 
 
-def test_the_view_reads_a_type_from_the_collectors_newest_successful_snapshots_whichever_collector_made_it():
+def test_the_view_reads_a_type_from_the_collectors_newest_successful_snapshots_whichever_collector_made_it(
+        monkeypatch):
     store = store_of(snapshot("main", 1.0, Colour("old"), main=True), snapshot("other", 2.0, Colour("new")),
                      snapshot("other", 3.0, ok=False), snapshot("main", 4.0, Summary(), main=True))
     view = TargetView(store, "t", "redis", {}, 5.0)
     assert view.fact(Colour) == Colour("new")  # other's newest successful one; a failed collection is skipped
     assert view.snapshot_with(Colour).collector == "other" and view.fact(Colours) is None
+    with pytest.raises(ValueError, match="Colour is not kept over history"):
+        view.history_with(Colour)  # older snapshots drop it (agent/jobs.py): a rule must say it reads it over time
+    monkeypatch.setattr(rules_engine, "FACTS_OVER_HISTORY", rules_engine.FACTS_OVER_HISTORY | {Colour})
     assert [s.started_at for s in view.history_with(Colour)] == [2.0, 3.0]
 
 

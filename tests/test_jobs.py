@@ -1,6 +1,8 @@
-"""TargetJobs.collect, the one way a collection runs, on failures that are configuration problems.
+"""TargetJobs.collect, the one way a collection runs: failures that are configuration problems, and the history
+it leaves in its snapshots.
 
-Starts: nothing (the target's password cannot be read, so no connection is attempted).
+Starts: nothing for the password file (it cannot be read, so no connection is attempted); a throwaway Redis
+(tests/redisserver.py) for the history.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ import logging
 
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, Target
+from dbwatch.model.facts.common import ReplicationLink, Summary
+from dbwatch.model.facts.redis import RedisInfo
+from tests.redisserver import RedisServer
 
 
 async def test_an_unreadable_password_file_is_a_failed_collection_naming_the_file_without_a_traceback(
@@ -26,3 +31,29 @@ async def test_an_unreadable_password_file_is_a_failed_collection_naming_the_fil
     assert snapshot.error == f"cannot read password_file {missing} (No such file or directory)"
     assert snapshot.family("dbwatch_target_up").value() == 0 and snapshot.family("pg_up").value() == 0
     assert not any(r.exc_info for r in caplog.records), "a configuration problem is not an internal error"
+
+
+async def test_older_snapshots_keep_only_what_rules_read_over_time_and_the_newest_successful_one_keeps_all():
+    server = RedisServer().start()
+    target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
+                    collectors={"redis": CollectorSettings(15, 5)})
+    jobs = TargetJobs(target, history_metrics=frozenset({"redis_connected_clients"}),
+                      history_facts=frozenset({ReplicationLink}))
+    try:
+        first, second = [await jobs.collect("redis") for _ in range(2)]
+        assert first.ok and second.ok
+        everything = set(second.facts)
+        assert {RedisInfo, ReplicationLink, Summary} <= everything and len(second.families) > 50
+        # a newer successful collection: the first keeps only the fact and family read over time
+        assert set(first.facts) == {ReplicationLink}
+        assert [f.name for f in first.families] == ["redis_connected_clients"]
+        server.stop()
+        failed = [await jobs.collect("redis") for _ in range(3)]
+        assert not any(s.ok for s in failed)
+        # no successful collection newer than the second: it is where rules read the facts, all of them; its
+        # families go once it is older than the newest two (the threshold rules read only theirs over time)
+        assert set(second.facts) == everything and second.fact(RedisInfo) is not None
+        assert [f.name for f in second.families] == ["redis_connected_clients"]
+    finally:
+        await jobs.close()
+        server.destroy()
