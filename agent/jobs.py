@@ -135,6 +135,8 @@ class TargetJobs:
         aging.append(snapshot)
         if len(aging) > 2:  # the one that just became third newest (its facts: if a newer one succeeded)
             self._thin(aging[-3], aging[-1].ok or aging[-2].ok)
+            if not aging[-3].families:  # nothing left to drop at the horizon: not held here any longer
+                del aging[-3]
         horizon = snapshot.started_at - self.family_horizon
         while len(aging) > 2 and (aging[0].started_at < horizon or len(aging) > AGING_MAX):
             _set_families(aging.popleft(), [])

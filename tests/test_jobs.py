@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from dbwatch.agent.jobs import TargetJobs
+from dbwatch.agent.store import SnapshotStore
 from dbwatch.model import CollectorSettings, Target
 from dbwatch.model.facts.common import ReplicationLink, Summary
 from dbwatch.model.facts.redis import RedisInfo
@@ -54,6 +55,28 @@ async def test_older_snapshots_keep_only_what_rules_read_over_time_and_the_newes
         # families go once it is older than the newest two (the threshold rules read only theirs over time)
         assert set(second.facts) == everything and second.fact(RedisInfo) is not None
         assert [f.name for f in second.families] == ["redis_connected_clients"]
+    finally:
+        await jobs.close()
+        server.destroy()
+
+
+async def test_the_store_lets_go_of_old_collections_left_with_nothing_a_rule_reads():
+    server = RedisServer().start()
+    target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
+                    collectors={"redis": CollectorSettings(15, 5)})
+    jobs = TargetJobs(target, history_metrics=frozenset(), history_facts=frozenset())
+    store = SnapshotStore()
+    try:
+        for _ in range(5):
+            store.put(await jobs.collect("redis"))
+        history = store.history("r", "redis")
+        assert len(history) == 2 and history[-1].facts and history[-1].families  # the newest is whole
+        server.stop()
+        for _ in range(3):
+            store.put(await jobs.collect("redis"))
+        history = store.history("r", "redis")
+        # the failed collections stay, and so does the newest successful one before them
+        assert [s.ok for s in history] == [True, False, False, False] and history[0].facts
     finally:
         await jobs.close()
         server.destroy()
