@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Container, Iterable, Iterator
 
 __all__ = ["Group", "Joined", "DeflateCache", "GZIP_HEADER", "deflate", "gzip_tail"]
 
@@ -46,8 +46,10 @@ class DeflateCache:
     def __init__(self) -> None:
         self._packed: dict[str, tuple[int, bytes]] = {}
 
-    def forget(self, name: str) -> None:
-        self._packed.pop(name, None)
+    def retain(self, names: Container[str]) -> None:
+        """Forget the deflates of names no collection has any longer."""
+        for name in [n for n in self._packed if n not in names]:
+            del self._packed[name]
 
     def deflated(self, group: Group) -> bytes:
         """``group``'s raw deflate (ended by a sync flush), from the cache when the name did not change since.

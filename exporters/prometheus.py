@@ -73,16 +73,13 @@ class Exposition:
         self.version = version
         self._labels: dict[str, dict[str, str]] = {}  # target -> labels put on each of its samples
         self._fragments: dict[tuple[str, str], _Fragment] = {}
-        # The text format's index, kept as collections land: per family name, each fragment's sample lines (the
-        # fragment's own bytes, in fragment order), one family for the header, and an edition bumped whenever
-        # the name's lines change, which says when its cached deflate is still good (exporters/joined.py;
-        # a fleet has ~100k (fragment, family) pairs and ~2k names).
-        self._by_name: dict[str, dict[tuple[str, str], bytes]] = {}
-        self._header_of: dict[str, MetricFamily] = {}
+        # Per family name, an edition bumped whenever a collection's lines of that name change: it says when the
+        # name's cached deflate is still good (exporters/joined.py). A scrape groups the fragments' lines per
+        # name as it joins them (a fleet's ~100k (fragment, family) pairs in ~2k names): an index kept for it
+        # cost more memory than the grouping costs time, once per change of the store.
         self._edition: dict[str, int] = {}
         self._edits = 0
         self._deflates = DeflateCache()
-        self._names: list[str] | None = None  # sorted names, None after a name came or went
         self._graves = Graveyard()
         self._scrapers = Scrapers()
         #: per target: its (target, collector) keys, and a number bumped whenever its part of the exposition
@@ -119,7 +116,7 @@ class Exposition:
         for key in [k for k in self._fragments if k[0] not in labels]:
             gone = self._fragments.pop(key)
             self._forget(key)
-            self._index(key, gone.families.keys(), None)
+            self._changed(gone.families)
             self._graves.bury(key, gone.prefix, _vanished(gone, None, None), now)
         for snapshot in self.store.latest_all():
             if snapshot.target in labels:
@@ -231,14 +228,15 @@ class Exposition:
                 was, now = f" {old.stamp_ms}\n".encode(), end.encode()
                 kept = {name: body.replace(was, now) for name, (family, body) in old.families.items()
                         if latest.get(name) is family}
-            self._release(key, old)
+            self._release(old)
         families = {name: (family, kept[name] if name in kept else render_samples(family, labels, pairs, end).encode())
                     for name, family in latest.items()}
         fragment = _Fragment(prefix, stamp, families)
         self._fragments[key] = fragment
         self._keys_of.setdefault(snapshot.target, set()).add(key)
         self._touch(snapshot.target)
-        self._index(key, old_names, fragment)
+        self._changed(old_names)
+        self._changed(families)
         self._graves.revive(key, fragment.prefix, latest)
         if old is not None:
             self._graves.bury(key, old.prefix, vanished, time.time())
@@ -270,72 +268,42 @@ class Exposition:
                 del self._keys_of[key[0]]
         self._touch(key[0])
 
-    def _release(self, key: tuple[str, str], old: _Fragment) -> None:
-        """Let go of ``old``'s sample lines (the caller indexes the new fragment's, which changes the names)."""
+    def _release(self, old: _Fragment) -> None:
+        """Let go of ``old``'s sample lines (the caller marks its names changed)."""
         self._cache.clear()  # the joined scrape holds them too, and is stale from now on
-        by_name = self._by_name
-        for name in old.families:
-            entries = by_name.get(name)
-            if entries is not None and key in entries:
-                entries[key] = b""
         old.families = {name: (family, b"") for name, (family, _) in old.families.items()}
         old._openmetrics = None
 
-    def _index(self, key: tuple[str, str], old: Iterable[str], new: _Fragment | None) -> None:
-        """Keep the per-name index in step with the fragment of ``key`` going from the names ``old`` to ``new``."""
-        by_name, edition = self._by_name, self._edition
+    def _changed(self, names: Iterable[str]) -> None:
+        """A collection's lines of ``names`` changed (came, went or were rendered anew)."""
         self._edits += 1
-        if old:
-            for name in set(old) - (new.families.keys() if new is not None else set()):
-                entries = by_name.get(name)
-                if entries is not None and entries.pop(key, None) is not None:
-                    edition[name] = self._edits
-                    if not entries:
-                        del by_name[name], edition[name]
-                        self._header_of.pop(name, None)
-                        self._deflates.forget(name)
-                        self._names = None
-        if new is not None:
-            for name, (family, body) in new.families.items():
-                entries = by_name.get(name)
-                if entries is None:
-                    entries = by_name[name] = {}
-                    self._header_of[name] = family
-                    self._names = None
-                entries[key] = body
-                edition[name] = self._edits
+        edits, edition = self._edits, self._edition
+        for name in names:
+            edition[name] = edits
 
     def _join(self, openmetrics: bool) -> list[Group]:
         """The snapshot part of a scrape: per family name, in order, its header and every collection's lines
         for it (references to the fragments' bytes, never joined into a copy: exporters/joined.py)."""
+        by_name: dict[str, tuple[MetricFamily, list[bytes]]] = {}
+        for fragment in self._fragments.values():
+            for name, (family, body) in fragment.stamped(openmetrics).items():
+                entry = by_name.get(name)
+                if entry is None:
+                    entry = by_name[name] = (family, [])
+                entry[1].append(body)
         graves: dict[str, list[tuple[MetricFamily, bytes]]] = {}
         for family, lines in self._graves.entries():
             graves.setdefault(family.name, []).append((family, lines.encode()))
-        if openmetrics:  # rarely asked for: from the fragments' OpenMetrics bodies, compressed on every scrape
-            stamped: dict[str, list[tuple[MetricFamily, bytes]]] = {}
-            for fragment in self._fragments.values():
-                for name, entry in fragment.stamped(True).items():
-                    stamped.setdefault(name, []).append(entry)
-            for name, buried in graves.items():
-                stamped.setdefault(name, []).extend(buried)
-            return [Group(None, 0, [header(pairs[0][0], True).encode(), *(body for _, body in pairs)])
-                    for name, pairs in sorted(stamped.items())]
-        if self._names is None:
-            self._names = sorted(self._by_name)
-        names = self._names if not graves else sorted(set(self._names) | graves.keys())
-        by_name, header_of, edition = self._by_name, self._header_of, self._edition
-        groups = []
-        for name in names:
-            entries = by_name.get(name)
-            buried = graves.get(name, [])
-            family = header_of[name] if name in header_of else buried[0][0]
-            parts = [header(family, False).encode()]
-            if entries:
-                parts.extend(entries.values())
-            if not buried:
-                groups.append(Group(name, edition[name], parts))
-            else:  # not cached: the tombstones go once every scraper saw them
-                parts.extend(body for _, body in buried)
+        self._deflates.retain(by_name)
+        edition, groups = self._edition, []
+        for name in sorted(by_name.keys() | graves.keys()):
+            family, bodies = by_name[name] if name in by_name else (graves[name][0][0], [])
+            buried = graves.get(name)
+            parts = [header(family, openmetrics).encode(), *bodies]
+            if buried is None and not openmetrics:
+                groups.append(Group(name, edition.get(name, 0), parts))
+            else:  # compressed anew: tombstones go once every scraper saw them; OpenMetrics is rarely asked for
+                parts.extend(body for _, body in buried or ())
                 groups.append(Group(None, 0, parts))
         return groups
 
