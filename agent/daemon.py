@@ -268,23 +268,27 @@ class Daemon:
         return out
 
     def family_horizon(self) -> float:
-        """How long collected families stay in the store's history: the longest window a threshold rule reads
-        (rules over facts keep the whole history), and a minute of slack for slow collectors."""
-        windows = [selector.effective_window for rule in self.alerting.rules.rules
-                   for selector in (rule, rule.divide_by) if selector is not None]
-        return max([FAMILY_HORIZON_MIN, *windows]) + 60.0
+        """How long every collected family stays in the store's history: the default rules' windows and a minute
+        of slack for slow collectors. A family a rule reads over a longer window stays longer (history_metrics)."""
+        return FAMILY_HORIZON_MIN + 60.0
 
-    def history_metrics(self) -> frozenset[str]:
+    def history_metrics(self) -> dict[str, float]:
         """The families a rule reads over time (the metrics of the threshold rules, the write counters the
-        backup rules compare, rules/backups.py): older snapshots in the history keep only these."""
-        names = set(PYTHON_RULES_HISTORY)
+        backup rules compare, rules/backups.py), each with how long it stays in the store's history: the
+        longest window it is read over plus a minute, at least the family horizon. Older snapshots in the
+        history keep only these; a 6-hour window (DiskWillFillIn) keeps its metric only, not every family."""
+        horizons = dict.fromkeys(PYTHON_RULES_HISTORY, self.family_horizon())
+
+        def read(metric: str, window: float) -> None:
+            horizons[metric] = max(horizons.get(metric, 0.0), self.family_horizon(), window + 60.0)
+
         for rule in self.alerting.rules.rules:
-            names.add(rule.metric)
+            read(rule.metric, rule.effective_window)
             if rule.divide_by is not None:
-                names.add(rule.divide_by.metric)
+                read(rule.divide_by.metric, rule.divide_by.effective_window)
             if rule.info is not None:
-                names.add(rule.info.metric)
-        return frozenset(names)
+                read(rule.info.metric, rule.effective_window)
+        return horizons
 
     def _add(self, target: Target, starting: int = 1) -> None:
         server = _server(target)

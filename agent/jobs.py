@@ -11,7 +11,7 @@ import asyncio
 import collections
 import logging
 import time
-from typing import Any
+from typing import Any, Mapping
 
 from dbwatch.agent.logs import redact
 from dbwatch.agent.pressure import ServerGate
@@ -27,15 +27,15 @@ BACKOFF_CAP = 4  # a collector whose collections keep timing out runs at most th
 BACKOFF_CEILING = 120.0
 
 
-#: how long a snapshot in the store's history keeps its metric families, unless the daemon says otherwise (the
-#: longest window of its threshold rules): older snapshots keep their facts (the rules over time read those)
+#: how long a snapshot in the store's history keeps its metric families, unless the daemon says otherwise; after
+#: it, only the families whose own horizon is longer (a rule reads them over a longer window) stay
 FAMILY_HORIZON = 600.0
 AGING_MAX = 64  # snapshots tracked per collector at most (the store keeps 40: older ones are gone from it anyway)
 
 
 class TargetJobs:
     def __init__(self, target: Target, family_horizon: float = FAMILY_HORIZON, gate: ServerGate | None = None,
-                 history_metrics: frozenset[str] | None = None, history_facts: frozenset[type] | None = None
+                 history_metrics: Mapping[str, float] | None = None, history_facts: frozenset[type] | None = None
                  ) -> None:
         spec = engine(target.engine)
         self.target = target
@@ -57,11 +57,14 @@ class TargetJobs:
         self._previous: dict[str, Snapshot] = {}
         # Snapshots (per collector, oldest first) whose families are kept until they are older than the horizon.
         self.family_horizon = family_horizon
-        #: the families and fact types rules read over time (None: all): a snapshot older than a newer successful
-        #: one (or than the newest two) keeps only these; the newest successful one is where the rest is read
+        #: the families rules read over time, each with how long it is read (seconds; None: all, for the horizon),
+        #: and the fact types rules read over time (None: all): a snapshot older than a newer successful one (or
+        #: than the newest two) keeps only these; the newest successful one is where the rest is read
         self.history_metrics = history_metrics
         self.history_facts = history_facts
         self._aging: dict[str, collections.deque[Snapshot]] = {}
+        #: snapshots past the horizon that still hold a family some rule reads over a longer window
+        self._lasting: dict[str, collections.deque[Snapshot]] = {}
 
     def effective_interval(self, name: str) -> float:
         """The interval collector ``name`` runs at now: the configured one, longer while its server times out."""
@@ -137,9 +140,13 @@ class TargetJobs:
             self._thin(aging[-3], aging[-1].ok or aging[-2].ok)
             if not aging[-3].families:  # nothing left to drop at the horizon: not held here any longer
                 del aging[-3]
-        horizon = snapshot.started_at - self.family_horizon
-        while len(aging) > 2 and (aging[0].started_at < horizon or len(aging) > AGING_MAX):
-            _set_families(aging.popleft(), [])
+        now = snapshot.started_at
+        while len(aging) > 2 and (now - aging[0].started_at >= self.family_horizon or len(aging) > AGING_MAX):
+            if self._past_horizon(older := aging.popleft(), now):
+                self._lasting.setdefault(name, collections.deque()).append(older)
+        lasting = self._lasting.get(name)
+        while lasting and not self._past_horizon(lasting[0], now, drop=len(lasting) > AGING_MAX):
+            lasting.popleft()
         if not snapshot.ok:
             return
         previous = self._previous.get(name)
@@ -153,6 +160,16 @@ class TargetJobs:
                     snapshot.facts[kind] = prior
         if len(aging) > 1:  # the newest successful collection is this one: the one before is history now
             self._thin(aging[-2], True)
+
+    def _past_horizon(self, older: Snapshot, now: float, drop: bool = False) -> bool:
+        """``older`` is past the horizon: it keeps only the families a rule reads over a window it is still
+        within (none with ``drop``). Whether it kept any."""
+        keep = self.history_metrics
+        age = now - older.started_at
+        left = [] if drop or keep is None else [f for f in older.families if age < keep.get(f.name, 0.0)]
+        if len(left) != len(older.families):
+            _set_families(older, left)
+        return bool(left)
 
     def _thin(self, older: Snapshot, facts: bool) -> None:
         """``older`` keeps only the families (and, with ``facts``, the fact types) rules read over time."""

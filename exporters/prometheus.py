@@ -116,7 +116,7 @@ class Exposition:
         for key in [k for k in self._fragments if k[0] not in labels]:
             gone = self._fragments.pop(key)
             self._forget(key)
-            self._changed(gone.families)
+            self._changed(gone.names())
             self._graves.bury(key, gone.prefix, _vanished(gone, None, None), now)
         for snapshot in self.store.latest_all():
             if snapshot.target in labels:
@@ -220,23 +220,24 @@ class Exposition:
         old_names: tuple[str, ...] = ()
         kept: dict[str, bytes] = {}
         if old is not None:
-            vanished, old_names = _vanished(old, prefix, latest), tuple(old.families)
+            vanished, old_names = _vanished(old, prefix, latest), tuple(old.names())
             if old.prefix == prefix:
                 # A family the collection left as it was (agent/jobs.py shares it: the same object) keeps its
                 # lines with the new timestamp put in. " <ms>\n" ends a line only: a value is never written as
                 # bare digits ("1.0", "1e+20") and an escaped label value holds no newline.
                 was, now = f" {old.stamp_ms}\n".encode(), end.encode()
-                kept = {name: body.replace(was, now) for name, (family, body) in old.families.items()
-                        if latest.get(name) is family}
+                kept = {family.name: body.replace(was, now) for family, body in old.entries(False)
+                        if latest.get(family.name) is family}
             self._release(old)
-        families = {name: (family, kept[name] if name in kept else render_samples(family, labels, pairs, end).encode())
-                    for name, family in latest.items()}
-        fragment = _Fragment(prefix, stamp, families)
+        families = list(latest.values())
+        bodies = [kept[family.name] if family.name in kept else render_samples(family, labels, pairs, end).encode()
+                  for family in families]
+        fragment = _Fragment(prefix, stamp, families, bodies)
         self._fragments[key] = fragment
         self._keys_of.setdefault(snapshot.target, set()).add(key)
         self._touch(snapshot.target)
         self._changed(old_names)
-        self._changed(families)
+        self._changed(latest)
         self._graves.revive(key, fragment.prefix, latest)
         if old is not None:
             self._graves.bury(key, old.prefix, vanished, time.time())
@@ -254,7 +255,7 @@ class Exposition:
         """One target's part of the exposition: each family's sample lines per collector, its tombstones."""
         fragments = self._fragments
         lines = [entry for key in sorted(self._keys_of.get(target, ())) if (f := fragments.get(key)) is not None
-                 for entry in f.stamped(openmetrics).values()]
+                 for entry in f.entries(openmetrics)]
         return lines, list(self._graves.entries_of(target))
 
     def _touch(self, target: str) -> None:
@@ -271,7 +272,7 @@ class Exposition:
     def _release(self, old: _Fragment) -> None:
         """Let go of ``old``'s sample lines (the caller marks its names changed)."""
         self._cache.clear()  # the joined scrape holds them too, and is stale from now on
-        old.families = {name: (family, b"") for name, (family, _) in old.families.items()}
+        old.bodies = []
         old._openmetrics = None
 
     def _changed(self, names: Iterable[str]) -> None:
@@ -286,10 +287,10 @@ class Exposition:
         for it (references to the fragments' bytes, never joined into a copy: exporters/joined.py)."""
         by_name: dict[str, tuple[MetricFamily, list[bytes]]] = {}
         for fragment in self._fragments.values():
-            for name, (family, body) in fragment.stamped(openmetrics).items():
-                entry = by_name.get(name)
+            for family, body in fragment.entries(openmetrics):
+                entry = by_name.get(family.name)
                 if entry is None:
-                    entry = by_name[name] = (family, [])
+                    entry = by_name[family.name] = (family, [])
                 entry[1].append(body)
         graves: dict[str, list[tuple[MetricFamily, bytes]]] = {}
         for family, lines in self._graves.entries():
@@ -346,23 +347,28 @@ class Exposition:
 
 @dataclass(slots=True)
 class _Fragment:
-    """One (target, collector)'s latest collection: per family, its sample lines in the text format."""
+    """One (target, collector)'s latest collection: per family (one per name), its sample lines in the text
+    format. Two aligned lists rather than a dict of pairs: a fleet holds ~200k of them."""
 
     prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with, sorted
     stamp_ms: int  # when its values were read: the middle of the collection, in ms since the epoch
-    families: dict[str, tuple[MetricFamily, bytes]]  # each line ends with " <stamp_ms>"
-    _openmetrics: dict[str, tuple[MetricFamily, bytes]] | None = None
+    families: list[MetricFamily]
+    bodies: list[bytes]  # each line ends with " <stamp_ms>"
+    _openmetrics: list[bytes] | None = None
 
-    def stamped(self, openmetrics: bool) -> dict[str, tuple[MetricFamily, bytes]]:
-        """The bodies with the timestamp on every line: ms in the text format, seconds in OpenMetrics."""
+    def names(self) -> Iterator[str]:
+        return (family.name for family in self.families)
+
+    def entries(self, openmetrics: bool) -> Iterator[tuple[MetricFamily, bytes]]:
+        """Each family and its lines with the timestamp on every line: ms in the text format, seconds in
+        OpenMetrics (made on first need)."""
         if not openmetrics:
-            return self.families
+            return zip(self.families, self.bodies)
         if self._openmetrics is None:
             ms = self.stamp_ms
             text_end, end = f" {ms}\n".encode(), f" {ms // 1000}.{ms % 1000:03d}\n".encode()
-            self._openmetrics = {name: (family, body.replace(text_end, end))
-                                 for name, (family, body) in self.families.items()}
-        return self._openmetrics
+            self._openmetrics = [body.replace(text_end, end) for body in self.bodies]
+        return zip(self.families, self._openmetrics)
 
 
 def _fixed_mmap_threshold() -> None:
@@ -386,7 +392,8 @@ def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
     them when they come with another label prefix)."""
     out: dict[str, tuple[MetricFamily, Lines]] = {}
     same_prefix = latest is not None and prefix == old.prefix
-    for name, (family, body) in old.families.items():
+    for family, body in old.entries(False):
+        name = family.name
         kept = latest.get(name) if latest is not None and same_prefix else None
         if kept is family:  # shared by the new collection (agent/jobs.py): nothing of it vanished
             continue

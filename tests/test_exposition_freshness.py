@@ -94,7 +94,7 @@ def test_a_scrape_holds_no_copy_of_the_collections_lines_and_recompresses_only_t
     store.put(collection("a", STARTED, 0))
     store.put(collection("b", STARTED, 0))
     first = gzip.decompress(exp.scrape(gzip=True))
-    lines_of = {name: body for fragment in exp._fragments.values() for name, (_, body) in fragment.families.items()}
+    lines_of = {family.name: body for fragment in exp._fragments.values() for family, body in fragment.entries(False)}
     joined = exp._cache[False]
     served = {id(part) for group in joined.groups for part in group.parts}
     assert {id(body) for body in lines_of.values()} <= served  # the fragments' own bytes, not copies

@@ -38,7 +38,7 @@ async def test_older_snapshots_keep_only_what_rules_read_over_time_and_the_newes
     server = RedisServer().start()
     target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
                     collectors={"redis": CollectorSettings(15, 5)})
-    jobs = TargetJobs(target, history_metrics=frozenset({"redis_connected_clients"}),
+    jobs = TargetJobs(target, history_metrics={"redis_connected_clients": 600.0},
                       history_facts=frozenset({ReplicationLink}))
     try:
         first, second = [await jobs.collect("redis") for _ in range(2)]
@@ -64,7 +64,7 @@ async def test_the_store_lets_go_of_old_collections_left_with_nothing_a_rule_rea
     server = RedisServer().start()
     target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
                     collectors={"redis": CollectorSettings(15, 5)})
-    jobs = TargetJobs(target, history_metrics=frozenset(), history_facts=frozenset())
+    jobs = TargetJobs(target, history_metrics={}, history_facts=frozenset())
     store = SnapshotStore()
     try:
         for _ in range(5):
@@ -77,6 +77,25 @@ async def test_the_store_lets_go_of_old_collections_left_with_nothing_a_rule_rea
         history = store.history("r", "redis")
         # the failed collections stay, and so does the newest successful one before them
         assert [s.ok for s in history] == [True, False, False, False] and history[0].facts
+    finally:
+        await jobs.close()
+        server.destroy()
+
+
+async def test_past_the_horizon_a_collection_keeps_only_the_families_read_over_a_longer_window():
+    server = RedisServer().start()
+    target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
+                    collectors={"redis": CollectorSettings(15, 5)})
+    # every collection but the newest two is past a horizon of 0 s; one family is read over an hour
+    jobs = TargetJobs(target, family_horizon=0.0, history_facts=frozenset(),
+                      history_metrics={"redis_connected_clients": 3600.0, "redis_blocked_clients": 0.0})
+    try:
+        first, second, third = [await jobs.collect("redis") for _ in range(3)]
+        assert {"redis_connected_clients", "redis_blocked_clients"} <= {f.name for f in third.families}
+        assert [f.name for f in first.families] == ["redis_connected_clients"]
+        jobs.history_metrics = {"redis_connected_clients": 0.0}  # a reload shortened the window
+        await jobs.collect("redis")
+        assert first.families == [] and [f.name for f in second.families] == []
     finally:
         await jobs.close()
         server.destroy()
