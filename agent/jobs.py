@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from dbwatch.agent.logs import redact
 from dbwatch.agent.pressure import ServerGate
 from dbwatch.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
+from dbwatch.model.metrics import shared_labels
 from dbwatch.collectors.base import FIRST_IN_TURN, Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
 
@@ -151,7 +152,10 @@ class TargetJobs:
             return
         previous = self._previous.get(name)
         self._previous[name] = snapshot
-        if previous is not None:
+        if previous is None:
+            for family in snapshot.families:
+                _share_labels(family)
+        else:
             if share_unchanged(previous.families, snapshot.families):
                 snapshot.families = previous.families  # nothing changed: not even a list of its own
             for kind, fact in snapshot.facts.items():  # facts are frozen: an equal one is the same one
@@ -266,7 +270,8 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
 
     The store keeps ~40 snapshots per collector for the rules; most of a collection (settings, info labels,
     gauges at rest) is the same as the one before, so the history then costs little more than its latest.
-    Families are never changed once collected, which makes sharing them safe. Returns whether ``new`` is
+    Families are never changed once collected, which makes sharing them safe. Label values seen for the first
+    time become the strings other targets' equal values are (a fleet repeats them). Returns whether ``new`` is
     now made of ``old``'s families, in the same order."""
     before = {family.name: family for family in old}
     same = len(old) == len(new)
@@ -274,6 +279,7 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
         prior = before.get(family.name)
         if prior is None or prior.labelnames != family.labelnames or prior.type is not family.type:
             same = False
+            _share_labels(family)
             continue
         if prior.samples == family.samples and prior.help == family.help:
             new[i] = prior
@@ -285,13 +291,19 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
         for sample in family.samples:
             kept = samples.get(sample[0])
             if kept is None:
-                shared.append(sample)
+                shared.append((shared_labels(sample[0]), sample[1]))
             elif kept[1] == sample[1]:
                 shared.append(kept)
             else:
                 shared.append((kept[0], sample[1]))
         family.samples = shared
     return same
+
+
+def _share_labels(family: MetricFamily) -> None:
+    """The family's label values, seen for the first time, become the strings other targets' equal ones are."""
+    if family.labelnames:
+        family.samples = [(shared_labels(labels), value) for labels, value in family.samples]
 
 
 def _set_families(snapshot: Snapshot, families: list[MetricFamily]) -> None:

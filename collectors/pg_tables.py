@@ -27,6 +27,7 @@ from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.pg_databases import DatabaseScope, describe_failure, discover, per_database
 from dbwatch.collectors.postgres import PostgresSession
 from dbwatch.model import MetricFamily, Snapshot, counter, gauge
+from dbwatch.model.metrics import shared_labels
 from dbwatch.model.options import Count, Flag
 
 __all__ = ["FOLDED_NAME", "TablesCollector", "TablesOptions"]
@@ -141,7 +142,7 @@ class _Families:
 
     def _intern(self, labels: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
         previous, seen = self.previous.labels, self.made.labels
-        out = [previous.get(t, t) for t in labels]
+        out = [previous.get(t) or shared_labels(t) for t in labels]
         seen.update(zip(out, out))
         return out
 

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from dbwatch.exporters.joined import GZIP_HEADER, DeflateCache, Group, Joined, gzip_tail
+from dbwatch.exporters.joined import GZIP_HEADER, GZIP_LEVEL, DeflateCache, Group, Joined, gzip_tail
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
 from dbwatch.exporters.text_format import (
     PairsCache, escape, first, header, number, render_families, render_samples,
@@ -180,7 +180,7 @@ class Exposition:
         """The agent's own part only (``GET /metrics?collected=false``): self-metrics, per-job figures, alerts,
         the process; for a Prometheus that scrapes each target on its own (exporters/target_exposition.py)."""
         fresh = self._fresh(openmetrics, time.time())
-        return zlib.compress(fresh, 6, 31) if gzip else fresh
+        return zlib.compress(fresh, GZIP_LEVEL, 31) if gzip else fresh
 
     def _fresh(self, openmetrics: bool, now: float) -> bytes:
         live = self._job_metrics(openmetrics, now) + render_families(

@@ -16,6 +16,20 @@ class MetricType(StrEnum):
 
 LabelValues = tuple[str, ...]
 
+#: label values seen lately, each kept once: a fleet's targets repeat them (databases, schemas and tables of the
+#: same application, commands, states) and every collection reads them anew from its driver. Bounded: emptied
+#: when full, after which a value is shared again from its next sighting.
+_SHARED: dict[str, str] = {}
+SHARED_MAX = 200_000
+
+
+def shared_labels(values: LabelValues) -> LabelValues:
+    """``values`` with each string the one already held for an equal value (for label sets seen for the first
+    time: agent/jobs.py and the per-table collector keep the tuples of label sets they saw before)."""
+    if len(_SHARED) >= SHARED_MAX:
+        _SHARED.clear()
+    return tuple(map(_SHARED.setdefault, values, values))
+
 
 @dataclass(slots=True)
 class MetricFamily:

@@ -176,15 +176,22 @@ class TargetView:
 
     def _collector_of(self, metric: str) -> str | None:
         # The newest snapshot says, unless it failed: then the newest successful one does.
-        if metric not in self._owner:
-            self._owner[metric] = None
+        owner = self._owner
+        if metric not in owner:
+            owner[metric] = None
             for collector in self.collectors():
-                newest_ok = next((s for s in reversed(self.history(collector)) if s.ok), None)
-                latest = self.latest_snapshot(collector)
-                if any(s is not None and s.family(metric) is not None for s in (latest, newest_ok)):
-                    self._owner[metric] = collector
+                history = self.history(collector)
+                if not history:
+                    continue
+                latest = history[-1]
+                has = latest.family(metric) is not None
+                if not has and not latest.ok:  # else the newest successful one is the latest
+                    newest_ok = next((s for s in reversed(history) if s.ok), None)
+                    has = newest_ok is not None and newest_ok.family(metric) is not None
+                if has:
+                    owner[metric] = collector
                     break
-        return self._owner[metric]
+        return owner[metric]
 
 
 def main_collector(view: "TargetView") -> str | None:

@@ -99,3 +99,22 @@ async def test_past_the_horizon_a_collection_keeps_only_the_families_read_over_a
     finally:
         await jobs.close()
         server.destroy()
+
+
+async def test_equal_label_values_of_two_targets_are_one_string():
+    server = RedisServer().start()
+    jobs = [TargetJobs(Target(name=name, engine="redis", dsn=server.dsn(), labels={},
+                              collectors={"redis": CollectorSettings(15, 5)})) for name in ("a", "b")]
+    try:
+        first = [await j.collect("redis") for j in jobs]
+        second = [await j.collect("redis") for j in jobs]  # shared with the first collection, then across
+        for snapshots in (first, second):
+            a, b = (s.family("redis_commands_total") for s in snapshots)
+            assert a is not None and b is not None
+            labels_a = {labels[0]: labels[0] for labels, _ in a.samples}
+            common = [labels[0] for labels, _ in b.samples if labels[0] in labels_a]
+            assert common and all(labels_a[cmd] is cmd for cmd in common)
+    finally:
+        for j in jobs:
+            await j.close()
+        server.destroy()
