@@ -26,7 +26,7 @@ from dbwatch.collectors.pg_tables import TablesCollector
 from dbwatch.collectors.postgres import PostgresCollector
 from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
 from dbwatch.exporters.prometheus import render_families
-from dbwatch.model import CollectorSettings, MetricFamily, Snapshot, Target
+from dbwatch.model import CollectorSettings, MetricFamily, Snapshot, Target, gauge
 from tests.helpers import collect
 from tests.pgcluster import PostgresServer
 from tests.pgexporter import EXAMPLE_QUERIES, Family, parse_exposition, running_exporter, scrape
@@ -388,7 +388,10 @@ def test_the_store_keeps_only_the_latest_collection_of_per_table_statistics():
     """No server: 40 snapshots of history are kept for rules, but not of a collection that opts out."""
     store = SnapshotStore()
     for _ in range(3):
-        store.put(Snapshot(target="pg", engine="postgres", collector="postgres", started_at=time.time()))
+        up = gauge("pg_up", "Up.")
+        up.add((), 1)  # (a collection with nothing a rule reads goes: agent/store.py)
+        store.put(Snapshot(target="pg", engine="postgres", collector="postgres", started_at=time.time(),
+                           families=[up]))
         store.put(Snapshot(target="pg", engine="postgres", collector="tables", started_at=time.time(),
                            keep_history=False))
     assert len(store.history("pg", "postgres")) == 3 and len(store.history("pg", "tables")) == 1
