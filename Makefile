@@ -21,7 +21,7 @@ APT_PACKAGES := python3-venv postgresql-15 postgresql-contrib prometheus prometh
 	postgresql-15-hypopg pgbackrest pgbadger chromium chromium-driver postgresql-server-dev-15 cmake libssl-dev \
 	mariadb-backup barman
 
-.PHONY: setup demo test typecheck docs bench clean
+.PHONY: setup demo test typecheck docs bench bench-fleet clean
 
 setup: $(VENV)/.installed
 
@@ -62,6 +62,10 @@ bench: setup
 	$(PY) bench/rules_cycle.py
 	$(PY) bench/slowlog.py
 	$(PY) bench/slowlog_real.py
+
+# One agent and a fleet (1,000 Redis + 400 PostgreSQL targets) beside redis_exporter and postgres_exporter: ~15 min.
+bench-fleet: setup
+	$(PY) bench/fleet.py
 
 clean:
 	rm -rf $(VENV) .apt-installed .state .pytest_cache .typecheck
