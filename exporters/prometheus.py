@@ -236,8 +236,7 @@ class Exposition:
         self._fragments[key] = fragment
         self._keys_of.setdefault(snapshot.target, set()).add(key)
         self._touch(snapshot.target)
-        self._changed(old_names)
-        self._changed(latest)
+        self._changed(itertools.chain(old_names, latest))
         self._graves.revive(key, fragment.prefix, latest)
         if old is not None:
             self._graves.bury(key, old.prefix, vanished, time.time())

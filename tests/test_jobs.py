@@ -8,6 +8,10 @@ Starts: nothing for the password file (it cannot be read, so no connection is at
 from __future__ import annotations
 
 import logging
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Iterator
+
+import pytest
 
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.store import SnapshotStore
@@ -34,13 +38,29 @@ async def test_an_unreadable_password_file_is_a_failed_collection_naming_the_fil
     assert not any(r.exc_info for r in caplog.records), "a configuration problem is not an internal error"
 
 
-async def test_older_snapshots_keep_only_what_rules_read_over_time_and_the_newest_successful_one_keeps_all():
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
     server = RedisServer().start()
-    target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
-                    collectors={"redis": CollectorSettings(15, 5)})
-    jobs = TargetJobs(target, history_metrics={"redis_connected_clients": 600.0},
-                      history_facts=frozenset({ReplicationLink}))
     try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@asynccontextmanager
+async def watching(server: RedisServer, name: str = "r", **options: Any) -> AsyncIterator[TargetJobs]:
+    """The jobs of a Redis target on ``server`` with its main collector only, closed afterwards."""
+    jobs = TargetJobs(Target(name=name, engine="redis", dsn=server.dsn(), labels={},
+                             collectors={"redis": CollectorSettings(15, 5)}), **options)
+    try:
+        yield jobs
+    finally:
+        await jobs.close()
+
+
+async def test_older_snapshots_keep_only_what_rules_read_over_time_and_the_newest_successful_one_keeps_all(redis):
+    async with watching(redis, history_metrics={"redis_connected_clients": 600.0},
+                        history_facts=frozenset({ReplicationLink})) as jobs:
         first, second = [await jobs.collect("redis") for _ in range(2)]
         assert first.ok and second.ok
         everything = set(second.facts)
@@ -48,64 +68,45 @@ async def test_older_snapshots_keep_only_what_rules_read_over_time_and_the_newes
         # a newer successful collection: the first keeps only the fact and family read over time
         assert set(first.facts) == {ReplicationLink}
         assert [f.name for f in first.families] == ["redis_connected_clients"]
-        server.stop()
+        redis.stop()
         failed = [await jobs.collect("redis") for _ in range(3)]
         assert not any(s.ok for s in failed)
         # no successful collection newer than the second: it is where rules read the facts, all of them; its
         # families go once it is older than the newest two (the threshold rules read only theirs over time)
         assert set(second.facts) == everything and second.fact(RedisInfo) is not None
         assert [f.name for f in second.families] == ["redis_connected_clients"]
-    finally:
-        await jobs.close()
-        server.destroy()
 
 
-async def test_the_store_lets_go_of_old_collections_left_with_nothing_a_rule_reads():
-    server = RedisServer().start()
-    target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
-                    collectors={"redis": CollectorSettings(15, 5)})
-    jobs = TargetJobs(target, history_metrics={}, history_facts=frozenset())
+async def test_the_store_lets_go_of_old_collections_left_with_nothing_a_rule_reads(redis):
     store = SnapshotStore()
-    try:
+    async with watching(redis, history_metrics={}, history_facts=frozenset()) as jobs:
         for _ in range(5):
             store.put(await jobs.collect("redis"))
         history = store.history("r", "redis")
         assert len(history) == 2 and history[-1].facts and history[-1].families  # the newest is whole
-        server.stop()
+        redis.stop()
         for _ in range(3):
             store.put(await jobs.collect("redis"))
         history = store.history("r", "redis")
         # the failed collections stay, and so does the newest successful one before them
         assert [s.ok for s in history] == [True, False, False, False] and history[0].facts
-    finally:
-        await jobs.close()
-        server.destroy()
 
 
-async def test_past_the_horizon_a_collection_keeps_only_the_families_read_over_a_longer_window():
-    server = RedisServer().start()
-    target = Target(name="r", engine="redis", dsn=server.dsn(), labels={},
-                    collectors={"redis": CollectorSettings(15, 5)})
+async def test_past_the_horizon_a_collection_keeps_only_the_families_read_over_a_longer_window(redis):
     # every collection but the newest two is past a horizon of 0 s; one family is read over an hour
-    jobs = TargetJobs(target, family_horizon=0.0, history_facts=frozenset(),
-                      history_metrics={"redis_connected_clients": 3600.0, "redis_blocked_clients": 0.0})
-    try:
+    async with watching(redis, family_horizon=0.0, history_facts=frozenset(),
+                        history_metrics={"redis_connected_clients": 3600.0, "redis_blocked_clients": 0.0}) as jobs:
         first, second, third = [await jobs.collect("redis") for _ in range(3)]
         assert {"redis_connected_clients", "redis_blocked_clients"} <= {f.name for f in third.families}
         assert [f.name for f in first.families] == ["redis_connected_clients"]
         jobs.history_metrics = {"redis_connected_clients": 0.0}  # a reload shortened the window
         await jobs.collect("redis")
         assert first.families == [] and [f.name for f in second.families] == []
-    finally:
-        await jobs.close()
-        server.destroy()
 
 
-async def test_equal_label_values_of_two_targets_are_one_string():
-    server = RedisServer().start()
-    jobs = [TargetJobs(Target(name=name, engine="redis", dsn=server.dsn(), labels={},
-                              collectors={"redis": CollectorSettings(15, 5)})) for name in ("a", "b")]
-    try:
+async def test_equal_label_values_of_two_targets_are_one_string(redis):
+    async with watching(redis, "a") as a_jobs, watching(redis, "b") as b_jobs:
+        jobs = [a_jobs, b_jobs]
         first = [await j.collect("redis") for j in jobs]
         second = [await j.collect("redis") for j in jobs]  # shared with the first collection, then across
         for snapshots in (first, second):
@@ -114,7 +115,3 @@ async def test_equal_label_values_of_two_targets_are_one_string():
             labels_a = {labels[0]: labels[0] for labels, _ in a.samples}
             common = [labels[0] for labels, _ in b.samples if labels[0] in labels_a]
             assert common and all(labels_a[cmd] is cmd for cmd in common)
-    finally:
-        for j in jobs:
-            await j.close()
-        server.destroy()
