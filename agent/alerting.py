@@ -37,6 +37,7 @@ IDLE_TICK = 30.0
 #: phase): judged once they stopped landing for SETTLE seconds, or SETTLE_MAX after the first, not each on its own
 SETTLE = 0.2
 SETTLE_MAX = 1.0
+SLICE = 0.005  # seconds a pass runs before it lets the rest of the agent (scrapes, collections) run
 PASS_SPACING = 4.0  # after a pass, wait this many times its duration before the next (rules take <= 1/5 of a core)
 PASS_SPACING_MAX = 1.0  # ... but never longer than this (an alert with for: 0s fires within a second)
 
@@ -103,9 +104,16 @@ class Alerting:
         self.notifier.update(self.tracker.alerts())
 
     def evaluate(self, name: str) -> None:
+        """Judge one target now and tell the receivers what changed."""
+        if self._judge(name):
+            self.notifier.update(self.tracker.alerts(), self.clock())
+
+    def _judge(self, name: str) -> bool:
+        """Evaluate one target's rules and track its alerts (the receivers are told by the caller, once per
+        pass); False when there was nothing to judge."""
         target = self.targets().get(name)
         if target is None:
-            return
+            return False
         now = self.clock()
         view = TargetView(self.store, name, target.engine, target.labels, now)
         if view.latest(TARGET_UP) is None:
@@ -113,11 +121,11 @@ class Alerting:
             # judging it now would resolve an alert restored from the state file because another of its
             # collectors happened to report first, and rules would look for the main collector's facts in
             # another collector's snapshot (a rule error). Its first report comes within one interval.
-            return
+            return False
         findings = self.rules.evaluate(view) + self.clusters.findings(name)
         self._recommendations[name] = [f for f in findings if f.kind == FindingKind.RECOMMENDATION]
         self.tracker.update(name, findings, self.rules.rule_durations, now)
-        self.notifier.update(self.tracker.alerts(), now)
+        return True
 
     def metrics(self) -> list[MetricFamily]:
         return [*self.tracker.metrics(), *self.rules.metrics(), *self.notifier.metrics(), *self.silences.metrics(),
@@ -191,16 +199,28 @@ class Alerting:
                 targets |= self.clusters.evaluate(self.rules, targets)
             except Exception:  # a cluster's evaluation must never stop the targets'
                 logger.exception("evaluating clusters failed")
-            for target in sorted(targets):
-                self._evaluated[target] = began
-                try:
-                    self.evaluate(target)
-                except Exception:  # one target's evaluation must never stop the others
-                    logger.exception("evaluating rules failed", extra={"target": target})
+            await self._pass(sorted(targets), began)
             # A pass has a part that grows with the fleet (cluster membership looks at every target) whatever
             # the number of targets that changed: snapshots landing meanwhile are batched into the next pass, so
             # that a fleet's ~100 collections a second do not each pay for it. A small agent waits a few ms.
             await asyncio.sleep(min(PASS_SPACING_MAX, (time.monotonic() - began) * PASS_SPACING))
+
+
+    async def _pass(self, targets: list[str], began: float) -> None:
+        """Judge ``targets``, giving the event loop back every SLICE seconds (a fleet's pass takes longer than
+        a scrape may wait), then tell the receivers once what the whole pass changed."""
+        judged, sliced = False, time.monotonic()
+        for target in targets:
+            self._evaluated[target] = began
+            try:
+                judged = self._judge(target) or judged
+            except Exception:  # one target's evaluation must never stop the others
+                logger.exception("evaluating rules failed", extra={"target": target})
+            if time.monotonic() - sliced >= SLICE:
+                await asyncio.sleep(0)
+                sliced = time.monotonic()
+        if judged:
+            self.notifier.update(self.tracker.alerts(), self.clock())
 
 
 _NOW = (-math.inf, -math.inf)  # a _dirty entry judged in the next pass

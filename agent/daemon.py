@@ -1,7 +1,7 @@
 """The daemon: wires config, collectors, store and HTTP together; schedules; handles signals and reloads.
 
-One APScheduler job per (target, collector), at the collector's interval, with no overlapping runs of
-the same job and missed runs coalesced. Targets start at random phases spread over their interval, so that
+One job per (target, collector) on the schedule (agent/schedule.py), at the collector's interval, with no
+overlapping runs of the same job and missed runs coalesced. Targets start at random phases spread over their interval, so that
 many targets do not collect in lockstep; a target's collectors share its phase, so that its collections of one
 cycle land together and the rules judge them together, once.
 SIGTERM/SIGINT stop the schedule, give in-flight collections a grace period, then cancel them, close
@@ -12,15 +12,14 @@ at once, and an invalid new config is reported while the old one keeps running.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import functools
 import gc
 import logging
 import random
 import signal
+import time
 from pathlib import Path
 from typing import Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dbwatch.agent import __version__
 from dbwatch.agent.alerting import Alerting
@@ -29,6 +28,7 @@ from dbwatch.agent.console.mount import mount_console
 from dbwatch.agent.http import HttpServer
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.pressure import ServerGates
+from dbwatch.agent.schedule import Schedule
 from dbwatch.agent.logs import setup_logging
 from dbwatch.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
@@ -83,7 +83,7 @@ class Daemon:
         self.http.add_json("/api/v1/clusters", self.alerting.clusters.as_json)
         add_console_api(self.http.app, self)  # /api/v1/silences, the console's actions (agent/silences_http.py)
         self.console = mount_console(self)  # the web console's pages and JSON (agent/console/)
-        self.scheduler = AsyncIOScheduler()
+        self.scheduler = Schedule()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._last_status = ""
@@ -120,8 +120,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         self.systemd.stopping()
-        # Paused, not shut down, during the grace: APScheduler's shutdown cancels running jobs at once.
-        self.scheduler.pause()
+        self.scheduler.pause()  # no new runs; the ones in flight get the grace
         pending: set[asyncio.Task[None]] = set()
         if self._inflight:
             _, pending = await asyncio.wait(set(self._inflight), timeout=SHUTDOWN_GRACE)
@@ -129,7 +128,7 @@ class Daemon:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
-        self.scheduler.shutdown(wait=False)
+        await self.scheduler.stop()
         await asyncio.gather(*(jobs.close() for jobs in self.targets.values()), return_exceptions=True)
         self.targets.clear()
         await self.alerting.stop(grace=2.0)
@@ -300,18 +299,8 @@ class Daemon:
         # other on the target's session, and the rules judge the cycle once instead of once per collector.
         first = _first_run(min((s.interval for s in target.collectors.values()), default=15.0), starting)
         for name, settings in target.collectors.items():
-            self.scheduler.add_job(
-                self._run_job,
-                "interval",
-                args=(target.name, name),
-                id=_job_id(target.name, name),
-                name=_job_id(target.name, name),  # APScheduler's "skipped"/"missed" lines name the job
-                seconds=settings.interval,
-                max_instances=1,  # no overlapping runs of one job
-                coalesce=True,  # a backlog of missed runs becomes one run
-                misfire_grace_time=max(1, int(settings.interval)),
-                next_run_time=first,
-            )
+            self.scheduler.add(_job_id(target.name, name), settings.interval,
+                               functools.partial(self._run_job, target.name, name), at=first)
         logger.info("watching %s (%s): %s", target.name, target.engine, ", ".join(target.collectors),
                     extra={"target": target.name})
 
@@ -319,9 +308,7 @@ class Daemon:
         """Stop a target's jobs; when it left the config (``gone``), its alerts resolve too."""
         jobs = self.targets.pop(name)
         for collector in jobs.collectors:
-            job_id = _job_id(name, collector)
-            if self.scheduler.get_job(job_id):
-                self.scheduler.remove_job(job_id)
+            self.scheduler.remove(_job_id(name, collector))
         await jobs.close()
         self._up.pop(name, None)
         self.store.forget_target(name)
@@ -346,8 +333,7 @@ class Daemon:
         except asyncio.CancelledError:
             if not self._stopping.is_set():
                 raise
-            # Cancelled by shutdown after the grace: counted in its "stopped" line. Returning (rather than
-            # re-raising into APScheduler, which logs each as an error with a traceback) ends the task all the same.
+            # Cancelled by shutdown after the grace: counted in its "stopped" line, not one traceback each.
         finally:
             self._inflight.discard(task)
 
@@ -376,12 +362,12 @@ def _job_id(target: str, collector: str) -> str:
     return f"{target}/{collector}"
 
 
-def _first_run(interval: float, starting: int) -> dt.datetime:
-    """The first run of one of ``starting`` targets added at once: spread over a window that grows with their
-    number (:data:`FIRST_RUNS_PER_SECOND`), at least a second and at most the interval, so that a fleet
-    does not connect in one burst and a few targets still start within a second."""
+def _first_run(interval: float, starting: int) -> float:
+    """The first run (``time.monotonic()``) of one of ``starting`` targets added at once: spread over a window
+    that grows with their number (:data:`FIRST_RUNS_PER_SECOND`), at least a second and at most the interval,
+    so that a fleet does not connect in one burst and a few targets still start within a second."""
     window = min(interval, max(1.0, starting / FIRST_RUNS_PER_SECOND))
-    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=random.uniform(0, window))
+    return time.monotonic() + random.uniform(0, window)
 
 
 async def run_daemon(config_path: str | Path, config: Config, shard: ShardingConfig | None = None) -> int:

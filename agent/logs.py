@@ -66,34 +66,11 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(_RedactingFilter())
-    handler.addFilter(_EveryJobOncePerMinute())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Libraries log at INFO about things the agent reports itself (job runs, HTTP access).
-    for noisy in ("apscheduler", "aiohttp.access", "asyncio"):
+    for noisy in ("aiohttp.access", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-
-
-class _EveryJobOncePerMinute(logging.Filter):
-    """While a target hangs, APScheduler says at every interval that its job was skipped (or missed): one
-    such line per job a minute says it as well."""
-
-    EVERY = 60.0
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last: dict[str, float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        if not record.name.startswith("apscheduler") or ("skipped" not in message and "was missed by" not in message):
-            return True
-        job = str(record.args[0]) if isinstance(record.args, tuple) and record.args else message
-        key = job.split(" (trigger:", 1)[0]  # the job's name (target/collector), not its next run time
-        if record.created - self._last.get(key, float("-inf")) < self.EVERY:
-            return False
-        self._last[key] = record.created
-        return True

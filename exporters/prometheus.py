@@ -397,6 +397,8 @@ def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
         if kept is family:  # shared by the new collection (agent/jobs.py): nothing of it vanished
             continue
         if kept is not None and kept.labelnames == family.labelnames:
+            if not family.labelnames and (kept.samples or not family.samples):  # its one series is still there
+                continue
             now = list(map(first, kept.samples))
             if now == list(map(first, family.samples)):  # the usual case, and cheap when the tuples are the same
                 continue

@@ -75,6 +75,9 @@ def render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache:
     # Each distinct value is written once (repr of a float is most of a line's cost; a family of per-table
     # counters holds few distinct values).
     special = _SPECIAL_VALUES
+    if not names and len(samples) == 1:  # most of a server-wide collection: one family, one number
+        r = repr(float(samples[0][1]))
+        return f"{name}{{{prefix}}} {special.get(r, r)}{end}" if prefix else f"{name} {special.get(r, r)}{end}"
     text = {v: special.get(r, r) for v in set(map(_second, samples)) for r in (repr(float(v)),)}
     if not names:
         head = f"{name}{{{prefix}}} " if prefix else f"{name} "

@@ -49,9 +49,13 @@ class MetricFamily:
         """Append a sample; ``None`` values (a NULL from the server) are skipped, not exported as 0."""
         if value is None:
             return
-        values = tuple("" if v is None else str(v) for v in labelvalues)
+        values = labelvalues if type(labelvalues) is tuple else tuple(labelvalues)
         if len(values) != len(self.labelnames):
             raise ValueError(f"{self.name}: expected labels {self.labelnames}, got {len(values)} values")
+        for v in values:  # strings as they come (most do): no generator per sample, which was its cost
+            if type(v) is not str:
+                values = tuple("" if v is None else str(v) for v in values)
+                break
         self.samples.append((values, float(value)))
 
     def value(self, **labels: str) -> float | None:

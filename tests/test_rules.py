@@ -416,8 +416,8 @@ async def test_a_target_is_judged_when_its_main_collector_has_reported_and_at_le
     store.put(Snapshot(target="quiet", engine="postgres", collector="postgres", started_at=T0,
                        families=[fam("dbwatch_target_up", value=1)]))
     judged: list[str] = []
-    evaluate = alerting.evaluate
-    monkeypatch.setattr(alerting, "evaluate", lambda name: (judged.append(name), evaluate(name)))
+    judge = alerting._judge
+    monkeypatch.setattr(alerting, "_judge", lambda name: (judged.append(name), judge(name))[1])
     await alerting.start()
     try:
         async def busy() -> None:
@@ -450,7 +450,7 @@ async def test_the_tick_judges_targets_with_alerts_in_flight_often_and_the_other
     alerting = Alerting(parse_config(f"state_dir: {tmp_path}\n"), store, lambda: targets, clock=lambda: T0)
     monkeypatch.setattr(alerting.tracker, "targets", lambda: {"hot"})  # what has an alert pending or firing
     judged: list[str] = []
-    monkeypatch.setattr(alerting, "evaluate", judged.append)
+    monkeypatch.setattr(alerting, "_judge", lambda name: judged.append(name) or False)
     await alerting.start()
     try:
         await wait_until(lambda: judged.count("hot") >= 5, 5, "the target with an alert judged by the tick")
@@ -476,7 +476,7 @@ async def test_a_targets_collections_landing_one_after_the_other_are_judged_once
     targets = {"db": Target("db", "postgres", "postgresql://x@127.0.0.1/db", {}, {})}
     alerting = Alerting(parse_config(f"state_dir: {tmp_path}\n"), store, lambda: targets, clock=lambda: T0)
     judged: list[float] = []
-    monkeypatch.setattr(alerting, "evaluate", lambda name: judged.append(time.monotonic()))
+    monkeypatch.setattr(alerting, "_judge", lambda name: judged.append(time.monotonic()) or False)
     await alerting.start()
     try:
         await wait_until(lambda: len(judged) == 1, 5, "the start's judgement")
@@ -492,4 +492,42 @@ async def test_a_targets_collections_landing_one_after_the_other_are_judged_once
         store.put(Snapshot(target="db", engine="postgres", collector="postgres", started_at=T0 + 15))
         await wait_until(lambda: len(judged) == 3, 5, "the next cycle judged")
     finally:
+        await alerting.stop(0.1)
+
+
+async def test_a_pass_over_many_targets_lets_the_rest_of_the_agent_run_and_tells_the_receivers_once(
+        tmp_path, monkeypatch):
+    """A fleet's pass judges hundreds of targets: it gives the event loop back every SLICE (a scrape waiting on
+    it is served meanwhile), and the receivers are updated once for the whole pass, not once per target."""
+    from dbwatch.agent import alerting as alerting_module
+    from dbwatch.agent.alerting import Alerting
+    from dbwatch.agent.store import SnapshotStore
+    from dbwatch.model import Target
+
+    monkeypatch.setattr(alerting_module, "SLICE", 0.0)
+    monkeypatch.setattr(alerting_module, "TICK", 0.1)  # the first pass comes with the first tick
+    store = SnapshotStore()
+    targets = {f"db{i:03d}": Target(f"db{i:03d}", "postgres", "postgresql://x@127.0.0.1/db", {}, {})
+               for i in range(50)}
+    alerting = Alerting(parse_config(f"state_dir: {tmp_path}\n"), store, lambda: targets, clock=lambda: T0)
+    events: list[str] = []
+    monkeypatch.setattr(alerting, "_judge", lambda name: events.append("judge") or True)
+    monkeypatch.setattr(alerting.notifier, "update", lambda alerts, now=None: events.append("update"))
+
+    async def other_work() -> None:
+        while True:
+            events.append("other")
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    await alerting.start()
+    try:
+        await wait_until(lambda: "update" in events, 5, "the first pass over every target")
+        first_pass = events[:events.index("update") + 1]
+        assert first_pass.count("judge") == 50 and first_pass.count("update") == 1
+        judged = [i for i, e in enumerate(first_pass) if e == "judge"]
+        between = first_pass[judged[0]:judged[-1]]
+        assert between.count("other") >= 40, "the pass held the event loop from its first target to its last"
+    finally:
+        other.cancel()
         await alerting.stop(0.1)
