@@ -46,11 +46,11 @@ class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
         session = self.session
         limit = self.options.max_entries
         async with session.lock:
-            threshold, _ = await session.try_run("CONFIG", "GET", "slowlog-log-slower-than")
-            latency, latency_error = await session.try_run("LATENCY", "LATEST")
-            length, _ = await session.try_run("SLOWLOG", "LEN")
-            # Last, so that the entries of the commands above are read next time (and skipped as ours).
-            entries, slowlog_error = await session.try_run("SLOWLOG", "GET", limit)
+            # One round trip. SLOWLOG GET last, so that the entries of the commands before it are read next time
+            # (and skipped as ours).
+            (threshold, _), (latency, latency_error), (length, _), (entries, slowlog_error) = await session.try_many(
+                ("CONFIG", "GET", "slowlog-log-slower-than"), ("LATENCY", "LATEST"), ("SLOWLOG", "LEN"),
+                ("SLOWLOG", "GET", limit))
         if latency_error is None:
             snapshot.families.extend(self._latency(latency or [], snapshot))
         else:

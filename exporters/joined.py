@@ -23,10 +23,11 @@ __all__ = ["Group", "Joined", "DeflateCache", "GZIP_HEADER", "GZIP_LEVEL", "defl
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 
-#: the scrape bodies' compression level: level 3 takes a third of level 6's time on the text format (a PostgreSQL
-#: target's ~100 KB: 0.5 ms vs 1.5 ms here; a fleet's 68 MB: most of a second of a core per scrape at level 6)
-#: for about 13 % more bytes, and nearly every name changes between two scrapes of a fleet, so it is paid per scrape
-GZIP_LEVEL = 3
+#: the scrape bodies' compression level: level 2 takes a fifth of level 6's time on the text format (a PostgreSQL
+#: target's 180 KB: 0.33 ms vs 1.75 ms here, level 3 0.53 ms; a fleet's 68 MB: most of a second of a core per
+#: scrape at level 6) for about 15 % more bytes, and nearly every name changes between two scrapes of a fleet, so
+#: it is paid per scrape
+GZIP_LEVEL = 2
 
 #: bytes handed on at a time when a body is written (coalesced from many small parts, sliced from a large one)
 PIECE = 256 * 1024

@@ -31,7 +31,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from dbwatch.exporters.joined import GZIP_HEADER, GZIP_LEVEL, DeflateCache, Group, Joined, gzip_tail
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
 from dbwatch.exporters.text_format import (
-    PairsCache, escape, first, header, number, render_families, render_samples,
+    PairsCache, escape, first, header, header_bytes, number, render_families, render_samples,
 )
 from dbwatch.model import MetricFamily, MetricType, Snapshot
 
@@ -299,7 +299,7 @@ class Exposition:
         for name in sorted(by_name.keys() | graves.keys()):
             family, bodies = by_name[name] if name in by_name else (graves[name][0][0], [])
             buried = graves.get(name)
-            parts = [header(family, openmetrics).encode(), *bodies]
+            parts = [header_bytes(family, openmetrics), *bodies]
             if buried is None and not openmetrics:
                 groups.append(Group(name, edition.get(name, 0), parts))
             else:  # compressed anew: tombstones go once every scraper saw them; OpenMetrics is rarely asked for

@@ -4,12 +4,13 @@ exporters/target_exposition.py) and wherever families are printed."""
 
 from __future__ import annotations
 
+import functools
 from operator import itemgetter
 from typing import Iterable, Mapping
 
 from dbwatch.model import LabelValues, MetricFamily, MetricType
 
-__all__ = ["PairsCache", "escape", "first", "header", "number", "render_families", "render_samples"]
+__all__ = ["PairsCache", "escape", "first", "header", "header_bytes", "number", "render_families", "render_samples"]
 
 #: repr() of the special floats -> as prometheus-client writes them (other values: repr, integers as "1.0")
 _SPECIAL_VALUES = {"nan": "NaN", "inf": "+Inf", "-inf": "-Inf"}
@@ -29,6 +30,17 @@ def header(family: MetricFamily, openmetrics: bool) -> str:
         kind = MetricType.GAUGE
     text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
     return f"# HELP {name} {text}\n# TYPE {name} {kind.value if kind is not MetricType.UNTYPED else _untyped(openmetrics)}\n"
+
+
+def header_bytes(family: MetricFamily, openmetrics: bool) -> bytes:
+    """:func:`header` encoded, made once per family name, type and help (a scrape writes a few hundred per
+    target, the same ones every time)."""
+    return _header_bytes(family.name, family.type, family.help, openmetrics)
+
+
+@functools.lru_cache(maxsize=16384)
+def _header_bytes(name: str, kind: MetricType, help: str, openmetrics: bool) -> bytes:
+    return header(MetricFamily(name, kind, help), openmetrics).encode()
 
 
 def _untyped(openmetrics: bool) -> str:
