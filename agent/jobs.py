@@ -12,12 +12,12 @@ import collections
 import functools
 import logging
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from dbwatch.agent.logs import redact
 from dbwatch.agent.pressure import ServerGate
 from dbwatch.model import MetricFamily, SecretUnavailable, Snapshot, Target, gauge
-from dbwatch.model.metrics import shared_labels
+from dbwatch.model.metrics import LabelValues, shared_labels
 from dbwatch.collectors.base import FIRST_IN_TURN, Collector, CollectorError, Session
 from dbwatch.collectors.engines import engine
 
@@ -158,6 +158,7 @@ class TargetJobs:
         if previous is None:
             for family in snapshot.families:
                 _share_labels(family)
+                _freeze(family, family.samples)
         else:
             if share_unchanged(previous.families, snapshot.families):
                 snapshot.families = previous.families  # nothing changed: not even a list of its own
@@ -283,8 +284,10 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
         if prior is None or prior.labelnames != family.labelnames or prior.type is not family.type:
             same = False
             _share_labels(family)
+            _freeze(family, family.samples)
             continue
-        if prior.samples == family.samples and prior.help == family.help:
+        frozen = _freeze(family, family.samples)
+        if tuple(prior.samples) == frozen and prior.help == family.help:  # tuple() of a tuple: itself
             new[i] = prior
             same = same and old[i] is prior
             continue
@@ -299,8 +302,18 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
                 shared.append(kept)
             else:
                 shared.append((kept[0], sample[1]))
-        family.samples = shared
+        _freeze(family, shared)
     return same
+
+
+def _freeze(family: MetricFamily, samples: Sequence[tuple[LabelValues, float]]) -> tuple[tuple[LabelValues, float], ...]:
+    """A collected family's samples become a tuple: it is never changed once collected (what the store and the
+    exposition rely on), a tuple takes 40 bytes less than a list appended to (a fleet keeps ~300,000 families),
+    and one of label tuples and floats is not tracked by the cyclic collector, which then walks less at each
+    full collection. The family's type still says list, for the collectors that build it."""
+    frozen = samples if type(samples) is tuple else tuple(samples)
+    family.samples = frozen  # type: ignore[assignment]
+    return frozen
 
 
 def _share_labels(family: MetricFamily) -> None:
