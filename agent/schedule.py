@@ -118,6 +118,7 @@ class Schedule:
                     logger.warning('run of "%s" skipped: its previous run has not ended (said once a minute)',
                                    job.id, extra={"job": job.id})
             else:
+                logger.debug('run of "%s" started', job.id)
                 job.task = asyncio.create_task(self._run(job), name=job.id)
         # The next run at the job's phase, after now: runs missed while the loop was held become this one.
         job.due += job.interval * max(1, math.ceil((now - job.due) / job.interval + 1e-9))
