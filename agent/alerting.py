@@ -205,7 +205,6 @@ class Alerting:
             # that a fleet's ~100 collections a second do not each pay for it. A small agent waits a few ms.
             await asyncio.sleep(min(PASS_SPACING_MAX, (time.monotonic() - began) * PASS_SPACING))
 
-
     async def _pass(self, targets: list[str], began: float) -> None:
         """Judge ``targets``, giving the event loop back every SLICE seconds (a fleet's pass takes longer than
         a scrape may wait), then tell the receivers once what the whole pass changed."""

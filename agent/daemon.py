@@ -1,9 +1,9 @@
 """The daemon: wires config, collectors, store and HTTP together; schedules; handles signals and reloads.
 
 One job per (target, collector) on the schedule (agent/schedule.py), at the collector's interval, with no
-overlapping runs of the same job and missed runs coalesced. Targets start at random phases spread over their interval, so that
-many targets do not collect in lockstep; a target's collectors share its phase, so that its collections of one
-cycle land together and the rules judge them together, once.
+overlapping runs of the same job and missed runs coalesced. Targets start at random phases spread over their
+interval, so that many targets do not collect in lockstep; a target's collectors share its phase, so that its
+collections of one cycle land together and the rules judge them together, once.
 SIGTERM/SIGINT stop the schedule, give in-flight collections a grace period, then cancel them, close
 every connection and return 0. SIGHUP re-reads the config; added, removed and changed targets take effect
 at once, and an invalid new config is reported while the old one keeps running.

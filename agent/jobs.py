@@ -158,7 +158,6 @@ class TargetJobs:
         if previous is None:
             for family in snapshot.families:
                 _share_labels(family)
-                _freeze(family, family.samples)
         else:
             if share_unchanged(previous.families, snapshot.families):
                 snapshot.families = previous.families  # nothing changed: not even a list of its own
@@ -284,7 +283,6 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
         if prior is None or prior.labelnames != family.labelnames or prior.type is not family.type:
             same = False
             _share_labels(family)
-            _freeze(family, family.samples)
             continue
         frozen = _freeze(family, family.samples)
         if tuple(prior.samples) == frozen and prior.help == family.help:  # tuple() of a tuple: itself
@@ -306,7 +304,8 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
     return same
 
 
-def _freeze(family: MetricFamily, samples: Sequence[tuple[LabelValues, float]]) -> tuple[tuple[LabelValues, float], ...]:
+def _freeze(family: MetricFamily, samples: Sequence[tuple[LabelValues, float]]
+            ) -> tuple[tuple[LabelValues, float], ...]:
     """A collected family's samples become a tuple: it is never changed once collected (what the store and the
     exposition rely on), a tuple takes 40 bytes less than a list appended to (a fleet keeps ~300,000 families),
     and one of label tuples and floats is not tracked by the cyclic collector, which then walks less at each
@@ -317,9 +316,12 @@ def _freeze(family: MetricFamily, samples: Sequence[tuple[LabelValues, float]]) 
 
 
 def _share_labels(family: MetricFamily) -> None:
-    """The family's label values, seen for the first time, become the strings other targets' equal ones are."""
+    """The family's label values, seen for the first time, become the strings other targets' equal ones are;
+    its samples are frozen (:func:`_freeze`)."""
     if family.labelnames:
-        family.samples = [(shared_labels(labels), value) for labels, value in family.samples]
+        _freeze(family, [(shared_labels(labels), value) for labels, value in family.samples])
+    else:
+        _freeze(family, family.samples)
 
 
 def _set_families(snapshot: Snapshot, families: list[MetricFamily]) -> None:

@@ -86,13 +86,13 @@ def render_samples(family: MetricFamily, labels: Mapping[str, str], pairs_cache:
     # per-table samples per collection, where a function call per sample is most of the cost.
     # Each distinct value is written once (repr of a float is most of a line's cost; a family of per-table
     # counters holds few distinct values).
-    special = _SPECIAL_VALUES
-    if not names and len(samples) == 1:  # most of a server-wide collection: one family, one number
-        r = repr(float(samples[0][1]))
-        return f"{name}{{{prefix}}} {special.get(r, r)}{end}" if prefix else f"{name} {special.get(r, r)}{end}"
-    text = {v: special.get(r, r) for v in set(map(_second, samples)) for r in (repr(float(v)),)}
     if not names:
         head = f"{name}{{{prefix}}} " if prefix else f"{name} "
+        if len(samples) == 1:  # most of a server-wide collection: one family, one number
+            return f"{head}{number(samples[0][1])}{end}"
+    special = _SPECIAL_VALUES
+    text = {v: special.get(r, r) for v in set(map(_second, samples)) for r in (repr(float(v)),)}
+    if not names:
         return "".join([f"{head}{text[v]}{end}" for _, v in samples])
     rendered = (pairs_cache if pairs_cache is not None else {}).setdefault(names, {})
     for values, _ in samples:
