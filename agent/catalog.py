@@ -95,6 +95,12 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_http_connections_closed_total', C,
                'HTTP connections closed by the cap: idle_evicted (the longest idle), refused (503, all busy)',
                ('reason',), 'agent'),
+    MetricSpec('dbwatch_event_loop_lag_seconds', None,
+               "a histogram of how late a timer of the agent's event loop fired (probed every 0.25 s): the wait of "
+               'a scrape or a round trip ready then (agent/loophealth.py)', (), 'agent'),
+    MetricSpec('dbwatch_gc_pause_seconds', None,
+               "a histogram of the runs of Python's cyclic garbage collector, by generation, and how long each "
+               'held the agent', ('generation',), 'agent'),
     MetricSpec('process_*', None,
                "the agent's own CPU, memory, file descriptors (prometheus-client)",
                (), 'agent'),

@@ -99,6 +99,12 @@ class Exposition:
         _fixed_mmap_threshold()
         store.subscribe(self._on_snapshot)
 
+    @property
+    def registry(self) -> CollectorRegistry:
+        """prometheus-client's registry of what is true at scrape time and read then (process_*, the event loop's
+        lag: agent/loophealth.py); served with the agent's own metrics."""
+        return self._process
+
     def target_names(self) -> list[str]:
         """The configured targets' names, sorted."""
         return sorted(self._labels)

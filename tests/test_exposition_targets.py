@@ -93,6 +93,9 @@ def test_an_agent_serves_each_target_and_itself_on_their_own(tmp_path: Path):
         status, own = _get(agent, "/metrics?collected=false")
         assert status == 200 and b"dbwatch_build_info" in own and b"redis_up{" not in own
         assert b'dbwatch_collector_runs_total{target="cache0"' in own
+        # the agent's own latency (agent/loophealth.py): the loop probed, the young collections timed
+        assert b"dbwatch_event_loop_lag_seconds_count " in own
+        assert b'dbwatch_gc_pause_seconds_count{generation="0"}' in own
         assert _promtool_problems(own) == []
         status, text = _get(agent, "/metrics?target=nosuch")
         assert status == 404 and text == b"target='nosuch': no target of that name in the configuration\n"
