@@ -34,7 +34,7 @@ class LoopHealth:
     def __init__(self, registry: CollectorRegistry) -> None:
         # No ``*_created`` series (prometheus-client's start time of each histogram): the process' start time is in
         # process_start_time_seconds already. The switch is process-wide; nothing else of the agent uses them.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
         self.lag = Histogram("dbwatch_event_loop_lag_seconds", "how late a timer of the agent's event loop fired "
                              f"(probed every {PROBE_EVERY:g} s): the wait of anything ready then", buckets=BUCKETS,
                              registry=registry)
