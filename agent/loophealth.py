@@ -7,7 +7,7 @@ or a late collection can be told apart from a slow server:
 - ``dbwatch_event_loop_lag_seconds``: how late a timer set every :data:`PROBE_EVERY` seconds fired, the wait
   any callback had at that moment (the burst of collections starting on a tick, a large render);
 - ``dbwatch_gc_pause_seconds{generation}``: each run of the cyclic collector, which holds every thread while it
-  walks its generation (agent/daemon.py tunes it so that the young ones stay short).
+  walks its generation (agent/daemon.py says how it is tuned, and why its young runs stay long in a fleet).
 
 Both go into the process registry of the exposition, beside ``process_*``: they are true at scrape time.
 """
@@ -49,7 +49,7 @@ class LoopHealth:
         if self._timer is not None:
             return
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_at(loop.time() + PROBE_EVERY, self._probe, loop, loop.time() + PROBE_EVERY)
+        self._next_probe(loop, loop.time())
         gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
@@ -59,15 +59,18 @@ class LoopHealth:
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
 
+    def _next_probe(self, loop: asyncio.AbstractEventLoop, now: float) -> None:
+        due = now + PROBE_EVERY
+        self._timer = loop.call_at(due, self._probe, loop, due)
+
     def _probe(self, loop: asyncio.AbstractEventLoop, due: float) -> None:
         now = loop.time()
         self.lag.observe(max(0.0, now - due))
-        self._timer = loop.call_at(now + PROBE_EVERY, self._probe, loop, now + PROBE_EVERY)
+        self._next_probe(loop, now)
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._gc_started = time.perf_counter()
         elif self._gc_started:
-            generation = info.get("generation", 2)
-            self._by_generation[min(max(generation, 0), 2)].observe(time.perf_counter() - self._gc_started)
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._gc_started)
             self._gc_started = 0.0

@@ -28,7 +28,7 @@ def test_a_held_loop_and_a_collection_are_measured_until_stop():
         while _value(registry, "dbwatch_event_loop_lag_seconds_count") < 1:
             await asyncio.sleep(PROBE_EVERY / 5)
         assert _value(registry, "dbwatch_event_loop_lag_seconds_bucket", le="0.1") >= 1
-        # The loop held for 0.4 s: the next probe is late by more than 0.25 s.
+        # The loop held for 0.65 s: the next probe is late by more than 0.25 s.
         time.sleep(PROBE_EVERY + 0.4)
         while _value(registry, "dbwatch_event_loop_lag_seconds_bucket", le="+Inf") == _value(
                 registry, "dbwatch_event_loop_lag_seconds_bucket", le="0.25"):
