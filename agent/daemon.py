@@ -30,6 +30,7 @@ from dbwatch.agent.jobs import TargetJobs
 from dbwatch.agent.pressure import ServerGates
 from dbwatch.agent.schedule import Schedule
 from dbwatch.agent.logs import setup_logging
+from dbwatch.agent.gcpace import GcPacer
 from dbwatch.agent.loophealth import LoopHealth
 from dbwatch.model import Target
 from dbwatch.agent.sdnotify import SystemdNotifier
@@ -48,7 +49,6 @@ from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE = 5.0  # seconds in-flight collections get to finish before they are cancelled
-GC_THRESHOLDS = (20_000, 20, 50)  # Python's defaults: (700, 10, 10)
 #: families the Python rules read from older snapshots (rules/backups.py: rows written since the last backup)
 PYTHON_RULES_HISTORY = ("pg_stat_database_tup_inserted", "pg_stat_database_tup_updated",
                         "pg_stat_database_tup_deleted", "dbwatch_target_up")
@@ -68,6 +68,7 @@ class Daemon:
         self.gates = ServerGates(config.collection.max_concurrent_per_server)
         self.exposition.add_provider(self.gates.metrics)
         self.loop_health = LoopHealth(self.exposition.registry)
+        self.gc_pacer = GcPacer()
         self.http = HttpServer(self.exposition, self.store, expected_jobs=self.expected_jobs,
                                targets=self.targets_info)
         self.targets: dict[str, TargetJobs] = {}
@@ -105,6 +106,7 @@ class Daemon:
         self.scheduler.start()
         await self.apply(self.config)
         _tune_gc()
+        self.gc_pacer.start()
         await self.alerting.start()  # after apply: alerts of targets no longer configured resolve, the others stay
         logger.info(
             "dbwatch %s running: %d target(s), listening on %s",
@@ -137,6 +139,7 @@ class Daemon:
         await self.alerting.stop(grace=2.0)
         await self.http.stop()
         self.loop_health.stop()
+        self.gc_pacer.stop()
         await self.systemd.stop_watchdog()
         if pending:  # one line for all of them: a fleet's hung collections are not hundreds of tracebacks
             logger.info("stopped (%d collection(s) still running after %gs were cancelled)", len(pending),
@@ -343,21 +346,11 @@ class Daemon:
 
 
 def _tune_gc() -> None:
-    """Python's cyclic collector, tuned for an agent whose heap is mostly long-lived snapshots: what was loaded
-    at start-up (modules, config) is frozen out of every collection, and full collections come after many more
-    allocations. With the default thresholds a fleet's churn of snapshots (~100 a second) made the collector
-    walk the whole history every few seconds, a large share of the agent's CPU. Reference cycles are rare here
-    (snapshots and families hold none) and are still collected, later.
-
-    Young collections are not cheap either: one walks every container allocated since the last and still alive,
-    ~170,000 of a fleet's fresh snapshots' objects (0.1-0.25 s every few seconds at 1,400 targets, seen in
-    ``dbwatch_gc_pause_seconds``). Tried and measured (1,000 Redis + 400 PostgreSQL targets): a first threshold
-    of 1,000 keeps young collections under 75 ms but promotes the snapshots they find alive to the middle
-    generation, walked a second time there: three times the collector's CPU, and the event loop's lag at p99 the
-    same, as the bursts of collections on the schedule's tick set it."""
+    """What was loaded at start-up (modules, config, the first collections) is frozen out of every collection of
+    Python's cyclic collector; from then on agent/gcpace.py runs the collector, in short steps on a timer (its
+    docstring says why the collector's own thresholds held a fleet's scrapes for 0.1-0.25 s every few seconds)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _server(target: Target) -> str | None:

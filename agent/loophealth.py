@@ -7,7 +7,7 @@ or a late collection can be told apart from a slow server:
 - ``dbwatch_event_loop_lag_seconds``: how late a timer set every :data:`PROBE_EVERY` seconds fired, the wait
   any callback had at that moment (the burst of collections starting on a tick, a large render);
 - ``dbwatch_gc_pause_seconds{generation}``: each run of the cyclic collector, which holds every thread while it
-  walks its generation (agent/daemon.py says how it is tuned, and why its young runs stay long in a fleet).
+  walks its generation (agent/gcpace.py runs it in short steps on a timer, and says why).
 
 Both go into the process registry of the exposition, beside ``process_*``: they are true at scrape time.
 """
