@@ -112,6 +112,33 @@ class Agent:
                      if (c["last_error"] or "").startswith("internal error"))
         return max(in_log, in_api)
 
+    def own_latency(self) -> list[str]:
+        """The agent's loop lag and collector pauses since it started (agent/loophealth.py), one line each: runs,
+        mean, and the share over 50 ms."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        body = self._get("/metrics?collected=false")
+        out = []
+        for family in text_string_to_metric_families((body or b"").decode()):
+            if family.name not in ("dbwatch_event_loop_lag_seconds", "dbwatch_gc_pause_seconds"):
+                continue
+            series: dict[str, dict[str, float]] = {}
+            for sample in family.samples:
+                key = sample.labels.get("generation", "")
+                if sample.name.endswith("_bucket"):
+                    series.setdefault(key, {})["le" + sample.labels["le"]] = sample.value
+                elif sample.name.endswith(("_count", "_sum")):
+                    series.setdefault(key, {})[sample.name.rpartition("_")[2]] = sample.value
+            for key, figures in sorted(series.items()):
+                count = figures.get("count", 0.0)
+                if not count:
+                    continue
+                over = count - figures.get("le0.05", 0.0)
+                label = family.name + (f"{{generation={key}}}" if key else "")
+                out.append(f"{label}: {count:.0f} runs, mean {figures.get('sum', 0.0) / count * 1000:.1f} ms, "
+                           f"{over:.0f} over 50 ms, {count - figures.get('le0.1', 0.0):.0f} over 100 ms")
+        return out
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -138,6 +165,8 @@ class FleetFigures:
     per_target_ms: list[float] = field(default_factory=list)
     per_target_kib: float = 0.0
     per_target_failures: int = 0
+    #: the agent's own dbwatch_event_loop_lag_seconds and dbwatch_gc_pause_seconds at the end, summed up
+    own_latency: list[str] = field(default_factory=list)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -183,6 +212,7 @@ def measure_fleet(agent: Agent, targets: int, window: float, latency_scrapes: in
                                   for t in listed if not t["up"])
     for reason, count in reasons.most_common(5):  # why the others are down, so the next fix is aimed
         print(f"  down: {count} x {reason}", file=sys.stderr)
+    out.own_latency = agent.own_latency()
     out.peak_rss_mib = peak_rss_mib(agent.proc.pid)
     out.rss_mib = agent.rss_mib()
     out.internal_errors = agent.internal_errors()
@@ -367,6 +397,8 @@ def report(args: argparse.Namespace, ours: FleetFigures, peers: dict[str, list[f
     width = max(len(r[0]) for r in rows)
     for label, value, note in rows:
         print(f"  {label.ljust(width)}  {value:<14} {note}")
+    for line in ours.own_latency:
+        print(f"  agent's own: {line}")
     if busy is not None:
         print(f"\noverloaded: {busy.targets} PostgreSQL targets on one server under pgbench "
               f"(-c {args.pgbench_clients}: {busy.pgbench_tps} commits/s), window {args.window:g}s")
