@@ -100,6 +100,7 @@ class HttpServer:
         site = CappedSite(self._runner, host, port, cap=self._cap, ssl_context=self._ssl_context,
                           handshake_timeout=idle_timeout)
         await site.start()
+        self.exposition.ahead.start()
         bound = site.bound_port  # the port bound, when 0 was asked
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
 
@@ -131,6 +132,7 @@ class HttpServer:
         return self._cap.metrics(self._runner.server)
 
     async def stop(self) -> None:
+        await self.exposition.ahead.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

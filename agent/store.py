@@ -91,6 +91,9 @@ class SnapshotStore:
     def stats(self) -> list[JobStats]:
         return list(self._stats.values())
 
+    def job_stats(self, target: str, collector: str) -> JobStats | None:
+        return self._stats.get((target, collector))
+
     def targets(self) -> set[str]:
         return {target for target, _ in self._history}
 

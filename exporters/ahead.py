@@ -1,0 +1,166 @@
+"""Whole-exposition bodies made ready shortly before the scrape that will ask for them.
+
+A fleet's whole body is every target's lines regrouped per family name (exporters/joined.py): at 1,400 targets
+the regrouping and its deflate take about half a second, and nearly every name changes between two scrapes, so
+a scrape that makes its own body waits that long. But Prometheus scrapes at a steady interval: from the spacing
+of a scraper's last two scrapes of one kind (text or OpenMetrics, gzip or not; a scraper is a host, as Prometheus
+keeps its connection and a person with curl does not) the next is expected, and its body is joined and
+compressed (in a worker thread) that long before it, plus a margin. The scrape that comes is served it with
+the part true at scrape time (self-metrics, alerts, process) made fresh as always; one that comes while the body
+is still being made waits for it; one that comes much later than expected, or at a spacing too short to build
+ahead of, makes its own as before.
+
+Nothing is lost and the work is the same: one build per scrape, only earlier. The body is that lead (the last
+build's time plus a margin, about a second) older than the scrape, which the exposition allows for: every
+collected sample carries the time it was read, so Prometheus stores the same values at the same times; what a
+collection changed meanwhile is in the next scrape, and tombstones count as served at the build's time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from dbwatch.exporters.joined import Joined
+
+__all__ = ["Ahead", "Ready"]
+
+logger = logging.getLogger(__name__)
+
+MARGIN = 0.1  # seconds added to a build's expected time (its last time x SLACK) to make a body ahead of its scrape
+SLACK = 1.25
+LONGEST = 120.0  # seconds: scrapes spaced more than this are not anticipated
+FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotten
+
+Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
+
+
+@dataclass(slots=True)
+class Ready:
+    joined: Joined
+    at: float  # time.time() of the store it was joined from
+    made: float  # time.monotonic() when it was ready
+
+
+@dataclass(slots=True)
+class _Cadence:
+    openmetrics: bool
+    gzip: bool
+    last: float  # time.monotonic() of the last scrape
+    interval: float | None = None  # spacing of the last two scrapes
+    lead: float = 0.25  # seconds before the next scrape to start its body (then from the last build's time)
+    expected: bool = False  # a scrape came and no body was made for the next one yet
+    ready: Ready | None = None
+    building: asyncio.Future[Ready] | None = field(default=None, repr=False)
+
+    def due(self) -> float | None:
+        """When to start building for the next scrape (monotonic), None when not anticipated: no steady spacing
+        yet, a body already made or under way for it, or scrapes closer than a build takes."""
+        if not self.expected or self.interval is None or self.interval < self.lead:
+            return None
+        return self.last + self.interval - self.lead
+
+    def servable(self, ready: Ready, now: float) -> bool:
+        """Whether a body made ahead is still young enough for a scrape at ``now`` (one much later than expected
+        gets a body of its own)."""
+        return now - ready.made <= max(self.lead, (self.interval or 0.0) / 2)
+
+
+class Ahead:
+    """Anticipates whole-body scrapes and makes their bodies ahead of them (see the module docstring)."""
+
+    def __init__(self, build: Build) -> None:
+        self._build = build
+        self._cadences: dict[tuple[str, bool, bool], _Cadence] = {}
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name="exposition-ahead")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        self._cadences.clear()
+
+    async def take(self, scraper: str, openmetrics: bool, gzip: bool) -> Ready | None:
+        """A scrape by ``scraper`` (its host) has come: the body made ahead for it (waiting for one under way),
+        or None when it makes its own. Learns the scraper's spacing either way."""
+        now = time.monotonic()
+        key = (scraper, openmetrics, gzip)
+        cadence = self._cadences.get(key)
+        if cadence is None:
+            self._cadences[key] = _Cadence(openmetrics, gzip, now)
+            self._nudge()
+            return None
+        spacing, cadence.last = now - cadence.last, now
+        cadence.interval = spacing if spacing <= LONGEST else None
+        ready, cadence.ready = cadence.ready, None
+        building, cadence.building = cadence.building, None  # this scrape's: the next one gets a body of its own
+        cadence.expected = True
+        self._nudge()
+        if building is not None:
+            try:
+                return await asyncio.shield(building)
+            except Exception:  # the build failed (the task said why): this scrape makes its own
+                return None
+        return ready if ready is not None and cadence.servable(ready, now) else None
+
+    def _nudge(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            now = time.monotonic()
+            for key, cadence in list(self._cadences.items()):
+                if now - cadence.last > FORGET_AFTER * max(cadence.interval or LONGEST, 1.0):
+                    del self._cadences[key]
+                elif cadence.ready is not None and not cadence.servable(cadence.ready, now):
+                    cadence.ready = None  # its scrape did not come: it would only hold old lines in memory
+            dues = [(due, cadence) for cadence in self._cadences.values() if (due := cadence.due()) is not None]
+            if dues:
+                due, cadence = min(dues, key=lambda entry: entry[0])
+                if due <= now:
+                    await self._make(cadence)
+                    continue
+            expiries = [c.ready.made + max(c.lead, (c.interval or 0.0) / 2)
+                        for c in self._cadences.values() if c.ready is not None]
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(min([d for d, _ in dues] + expiries, default=now + LONGEST) - now + 0.001):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def _make(self, cadence: _Cadence) -> None:
+        future: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
+        cadence.building, cadence.expected = future, False
+        began = time.monotonic()
+        try:
+            at = time.time()
+            joined = await self._build(cadence.openmetrics, at)
+            if cadence.gzip:
+                await asyncio.to_thread(joined.prepare_gzip)
+            made = time.monotonic()
+            ready = Ready(joined, at, made)
+        except Exception as exc:  # never the end of the task: the scrape makes its own body
+            logger.exception("making a /metrics body ahead of its scrape failed")
+            future.set_exception(exc)
+            future.exception()  # retrieved: a scrape may not be waiting for it
+        else:
+            future.set_result(ready)
+            cadence.lead = (made - began) * SLACK + MARGIN
+            if cadence.building is future:  # no scrape took it while it was made
+                cadence.ready = ready
+        finally:
+            if cadence.building is future:
+                cadence.building = None

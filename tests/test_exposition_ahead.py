@@ -1,0 +1,96 @@
+"""Whole bodies made ahead of the scrapes expected (exporters/ahead.py), on recorded snapshots: a scraper at a steady
+spacing is served a body made before it came, which holds what the store held then (what landed after is in the
+next scrape); a scrape much later than expected, or a scraper seen once, makes its own; gzip bodies too."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+
+from dbwatch.exporters.ahead import Ahead
+from dbwatch.exporters.joined import Joined
+from tests.test_exposition_freshness import exposition, lines, snapshot
+
+SPACING = 0.4  # seconds between two scrapes of the test's "Prometheus"
+
+
+def _setup():
+    store, exp = exposition()
+    store.put(snapshot(["app"], time.time()))
+    made: list[float] = []
+    join = exp._joined_async
+
+    async def counted(openmetrics: bool, now: float) -> Joined:
+        made.append(time.monotonic())
+        return await join(openmetrics, now)
+
+    exp.ahead = Ahead(counted)
+
+    async def scrape(gzipped: bool = False, who: str = "10.0.0.9:4711") -> tuple[float, bytes]:
+        asked = time.monotonic()
+        body = b"".join((await exp.scrape_chunks(gzip=gzipped, scraper=who))[1])
+        return asked, gzip.decompress(body) if gzipped else body
+
+    return store, exp, made, scrape
+
+
+async def _until(condition, seconds: float = 10.0) -> None:
+    async with asyncio.timeout(seconds):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+def test_a_steady_scraper_is_served_a_body_made_ahead_and_a_late_one_makes_its_own():
+    store, exp, made, scrape = _setup()
+
+    async def main() -> None:
+        exp.ahead.start()
+        try:
+            await scrape()  # seen once: no spacing yet
+            await asyncio.sleep(SPACING)
+            await scrape()  # a spacing: the next is expected SPACING from now
+            assert made == []  # both made their own (through the exposition's cache, not the builder)
+            store.put(snapshot(["app", "new"], time.time()))  # lands before the next body is made
+            await asyncio.sleep(SPACING)
+            asked, body = await scrape()
+            assert len(made) == 1 and made[0] < asked  # made ahead of the scrape, not by it
+            assert any("new" in line for line in lines(body, "pg_stat_database_xact_commit"))
+            # A collection landing after the body was made is in the next scrape, not this one.
+            await _until(lambda: len(made) == 2)
+            store.put(snapshot(["app", "new", "later"], time.time()))
+            asked, body = await scrape()
+            assert made[1] < asked and len(made) == 2
+            assert not any("later" in line for line in lines(body, "pg_stat_database_xact_commit"))
+            # Much later than expected: what was made then is too old, the scrape makes its own (and sees "later").
+            await _until(lambda: len(made) == 3)
+            cadence = exp.ahead._cadences[("10.0.0.9", False, False)]
+            await _until(lambda: cadence.ready is not None)
+            await _until(lambda: cadence.ready is None)  # its scrape did not come: let go of, not kept
+            await asyncio.sleep(2 * SPACING)
+            _, body = await scrape()
+            assert any("later" in line for line in lines(body, "pg_stat_database_xact_commit"))
+        finally:
+            await exp.ahead.stop()
+
+    asyncio.run(main())
+
+
+def test_gzip_bodies_are_made_ahead_per_scraper():
+    store, exp, made, scrape = _setup()
+
+    async def main() -> None:
+        exp.ahead.start()
+        try:
+            for _ in range(2):
+                await scrape(gzipped=True, who="10.0.0.7:80")
+                await asyncio.sleep(SPACING)
+            await scrape(gzipped=False, who="10.0.0.8:80")  # another scraper: seen once, nothing made for it
+            asked, body = await scrape(gzipped=True, who="10.0.0.7:80")
+            assert len(made) == 1 and made[0] < asked
+            assert lines(body, "pg_up") and lines(body, "dbwatch_build_info") and body.endswith(b"\n")
+        finally:
+            await exp.ahead.stop()
+        assert not exp.ahead._cadences
+
+    asyncio.run(main())
