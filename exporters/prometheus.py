@@ -138,7 +138,7 @@ class Exposition:
 
         The snapshot part is joined, and compressed, once per change of the store; providers are cheap
         and always fresh. With ``gzip`` the body is one gzip member: the cached deflate of the snapshot
-        part (ended by a sync flush), the deflate of the fresh part, one CRC over both.
+        part (ended by a full flush), the deflate of the fresh part, one CRC over both.
         """
         now = time.time()
         return b"".join(self._respond(self._joined(openmetrics, now), openmetrics, gzip, scraper, now)[1])
