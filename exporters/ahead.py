@@ -66,7 +66,10 @@ class _Cadence:
     def servable(self, ready: Ready, now: float) -> bool:
         """Whether a body made ahead is still young enough for a scrape at ``now`` (one much later than expected
         gets a body of its own)."""
-        return now - ready.made <= max(self.lead, (self.interval or 0.0) / 2)
+        return now <= self.expires(ready)
+
+    def expires(self, ready: Ready) -> float:
+        return ready.made + max(self.lead, (self.interval or 0.0) / 2)
 
 
 class Ahead:
@@ -111,6 +114,10 @@ class Ahead:
                 return await asyncio.shield(building)
             except Exception:  # the build failed (the task said why): this scrape makes its own
                 return None
+            except asyncio.CancelledError:
+                if building.cancelled():  # the agent is stopping: the scrape makes its own (or is cancelled too)
+                    return None
+                raise
         return ready if ready is not None and cadence.servable(ready, now) else None
 
     def _nudge(self) -> None:
@@ -132,8 +139,7 @@ class Ahead:
                 if due <= now:
                     await self._make(cadence)
                     continue
-            expiries = [c.ready.made + max(c.lead, (c.interval or 0.0) / 2)
-                        for c in self._cadences.values() if c.ready is not None]
+            expiries = [c.expires(c.ready) for c in self._cadences.values() if c.ready is not None]
             self._wake.clear()
             try:
                 async with asyncio.timeout(min([d for d, _ in dues] + expiries, default=now + LONGEST) - now + 0.001):
@@ -162,5 +168,7 @@ class Ahead:
             if cadence.building is future:  # no scrape took it while it was made
                 cadence.ready = ready
         finally:
+            if not future.done():  # cancelled (the agent stops): a scrape waiting for it is not left waiting
+                future.cancel()
             if cadence.building is future:
                 cadence.building = None

@@ -94,3 +94,40 @@ def test_gzip_bodies_are_made_ahead_per_scraper():
         assert not exp.ahead._cadences
 
     asyncio.run(main())
+
+
+def test_a_scrape_during_its_build_waits_for_it_and_stopping_leaves_none_waiting():
+    from dbwatch.exporters.joined import DeflateCache
+
+    release = asyncio.Event()
+    started: list[float] = []
+
+    async def slow(openmetrics: bool, now: float) -> Joined:
+        started.append(now)
+        await release.wait()
+        return Joined(len(started), [], DeflateCache())
+
+    async def main() -> None:
+        ahead = Ahead(slow)
+        ahead.start()
+        assert await ahead.take("h", False, False) is None
+        await asyncio.sleep(SPACING)
+        assert await ahead.take("h", False, False) is None
+        await _until(lambda: len(started) == 1)  # the build for the next scrape is under way
+        waiting = asyncio.create_task(ahead.take("h", False, False))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        release.set()
+        ready = await waiting
+        assert ready is not None and ready.joined.key == 1 and ready.at == started[0]
+        # The next build is under way when the agent stops: a scrape waiting for it gets None, not a hang.
+        release.clear()
+        await asyncio.sleep(1.0)  # a spacing longer than the first build took (it waited on the test)
+        assert await ahead.take("h", False, False) is None
+        await _until(lambda: len(started) == 2)
+        waiting = asyncio.create_task(ahead.take("h", False, False))
+        await asyncio.sleep(0.05)
+        await ahead.stop()
+        assert await asyncio.wait_for(waiting, 2) is None
+
+    asyncio.run(main())
