@@ -12,7 +12,7 @@ what survives is frozen (``gc.freeze``: out of every later collection, as it wou
 generation; refcounting still frees it the moment it is no longer used, which is how snapshots go). A
 reference cycle among frozen objects is found by the full collection every :data:`FULL_EVERY` seconds,
 which unfreezes everything, collects it and freezes what is left: a cycle lives at most that long, and the
-full walk (the whole heap: 68-77 ms at 1,400 targets in bench/fleet.py) comes no more often than that.
+full walk (the whole heap: 44-86 ms at 1,400 targets in bench/fleet.py) comes no more often than that.
 
 ``dbwatch_gc_pause_seconds`` (agent/loophealth.py) shows each run. :meth:`GcPacer.stop` gives the collector
 back its own thresholds.
