@@ -40,6 +40,8 @@ from typing import Any, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
 from bench import fleet_peers  # noqa: E402
 from bench.fleet_scrape import PerTargetScrapes  # noqa: E402
 from bench.measure import cpu_seconds, peak_rss_mib  # noqa: E402
@@ -115,8 +117,6 @@ class Agent:
     def own_latency(self) -> list[str]:
         """The agent's loop lag and collector pauses since it started (agent/loophealth.py), one line each: runs,
         mean, and the share over 50 ms."""
-        from prometheus_client.parser import text_string_to_metric_families
-
         body = self._get("/metrics?collected=false")
         out = []
         for family in text_string_to_metric_families((body or b"").decode()):

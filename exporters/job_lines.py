@@ -49,7 +49,7 @@ class JobSource(Protocol):
 
 
 class JobLines:
-    """Each job's figure lines, kept current by :meth:`landed` and joined by :meth:`render`."""
+    """Each job's figure lines, kept current by :meth:`landed` and joined by :meth:`figures` and :meth:`ages`."""
 
     def __init__(self, store: JobSource) -> None:
         self._store = store
@@ -63,10 +63,6 @@ class JobLines:
         stats = self._store.job_stats(*key)
         if stats is not None:
             self._write(key, stats, snapshot)
-
-    def render(self, openmetrics: bool, now: float) -> bytes:
-        """The five families' text, the ages as of ``now``."""
-        return self.figures(openmetrics) + self.ages(openmetrics, now)
 
     def figures(self, openmetrics: bool) -> bytes:
         """The four families that change only when a collection lands (all but the age): as of the store now,

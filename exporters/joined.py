@@ -20,7 +20,10 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Container, Iterable, Iterator
+from typing import TYPE_CHECKING, Container, Iterable, Iterator
+
+if TYPE_CHECKING:  # zlib's compressor type exists in its stubs only
+    from zlib import _Compress as Deflater
 
 __all__ = ["Group", "Joined", "DeflateCache", "GZIP_HEADER", "GZIP_LEVEL", "deflate", "deflater", "gzip_tail"]
 
@@ -31,8 +34,6 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, n
 #: scrape at level 6) for about 15 % more bytes, and nearly every name changes between two scrapes of a fleet, so
 #: it is paid per scrape
 GZIP_LEVEL = 2
-
-Deflater = Any  # zlib's compressor object (zlib.compressobj(); its type is not importable)
 
 #: bytes handed on at a time when a body is written (coalesced from many small parts, sliced from a large one)
 PIECE = 256 * 1024
@@ -141,10 +142,10 @@ def deflater() -> Deflater:
     return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
 
 
-def deflate(parts: Iterable[bytes], with_: Deflater | None = None) -> bytes:
+def deflate(parts: Iterable[bytes], compressor: Deflater | None = None) -> bytes:
     """``parts`` as raw deflate ended by a full flush, so that such pieces concatenate into one stream: with
-    ``with_``, a compressor that may have compressed other pieces before (the flush left nothing of them)."""
-    compressor = deflater() if with_ is None else with_
+    ``compressor``, one that may have compressed other pieces before (the flush left nothing of them)."""
+    compressor = deflater() if compressor is None else compressor
     out = [compressor.compress(part) for part in parts]
     out.append(compressor.flush(zlib.Z_FULL_FLUSH))
     return b"".join(out)
@@ -153,6 +154,6 @@ def deflate(parts: Iterable[bytes], with_: Deflater | None = None) -> bytes:
 def gzip_tail(fresh: bytes, crc: int, size: int) -> bytes:
     """The last piece of a gzip member whose earlier pieces (CRC ``crc`` over ``size`` bytes) ended by a sync
     flush: ``fresh`` compressed, then the member's CRC and length."""
-    deflater = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
-    return (deflater.compress(fresh) + deflater.flush()
+    compressor = deflater()
+    return (compressor.compress(fresh) + compressor.flush()
             + struct.pack("<II", zlib.crc32(fresh, crc), (size + len(fresh)) & 0xFFFFFFFF))

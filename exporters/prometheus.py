@@ -170,38 +170,44 @@ class Exposition:
     # -- one scrape ---------------------------------------------------------------------------------
 
     def _joined(self, openmetrics: bool, now: float) -> Joined:
-        joined, parts = self._cached(openmetrics, now)
+        joined = self._cached(openmetrics, now)
         if joined is None:
-            joined = self._cache[openmetrics] = _joined_of(*parts)
+            joined = self._cache[openmetrics] = _joined_of(*self._parts(openmetrics))
         return joined
 
     async def _joined_async(self, openmetrics: bool, now: float) -> Joined:
         """:meth:`_joined`, grouping a fleet's ~100k (collection, family) parts in a worker thread: it still
         takes the interpreter's lock, but hands it back to the event loop every few milliseconds instead of
         holding it for the ~0.1 s the grouping takes at 1,400 targets."""
-        joined, parts = self._cached(openmetrics, now)
+        joined = self._cached(openmetrics, now)
         if joined is None:
-            joined = await asyncio.to_thread(_joined_of, *parts)
-            if joined.key == self.store.generation + self._generation:  # nothing landed meanwhile
+            joined = await asyncio.to_thread(_joined_of, *self._parts(openmetrics))
+            if joined.key == self._key():  # nothing landed meanwhile
                 self._cache[openmetrics] = joined
         return joined
 
-    def _cached(self, openmetrics: bool, now: float) -> tuple[Joined | None, _Parts]:
-        """The joined body for the store as it is, when cached; else what joining it takes (read now, on the
-        event loop: a collection landing later does not change it)."""
+    def _key(self) -> int:
+        """What a joined body is valid for: the store's generation and the exposition's own."""
+        return self.store.generation + self._generation
+
+    def _cached(self, openmetrics: bool, now: float) -> Joined | None:
+        """The joined body for the store as it is, when cached (else the stale one is let go of first: two
+        whole bodies at once would be the peak)."""
         if self.retire_graves(now):
             self._generation += 1
-        key = self.store.generation + self._generation
         joined = self._cache.get(openmetrics)
-        if joined is not None and joined.key == key:
-            return joined, ()  # type: ignore[return-value]
-        # The old body goes before the new one is joined: two whole bodies at once would be the peak.
+        if joined is not None and joined.key == self._key():
+            return joined
         self._cache.pop(openmetrics, None)
-        del joined
+        return None
+
+    def _parts(self, openmetrics: bool) -> _Parts:
+        """What joining the body takes, read now on the event loop (a collection landing later does not change
+        it): :func:`_joined_of`'s arguments."""
         columns = [fragment.columns(openmetrics) for fragment in self._fragments.values()]
         graves = [(family, lines.encode()) for family, lines in self._graves.entries()]
         jobs = self._jobs.figures(openmetrics)  # as of the store now, compressed with the rest
-        return None, (key, columns, graves, dict(self._edition), self._deflates, openmetrics, jobs)
+        return self._key(), columns, graves, dict(self._edition), self._deflates, openmetrics, jobs
 
     def scrape_agent(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """The agent's own part only (``GET /metrics?collected=false``): self-metrics, per-job figures, alerts,
@@ -333,24 +339,21 @@ class _Fragment:
         return (family.name for family in self.families)
 
     def columns(self, openmetrics: bool) -> tuple[list[MetricFamily], list[bytes]]:
-        """Its families and their lines, as :meth:`entries` (the lists themselves: a newer collection replaces
-        them rather than changing them)."""
-        if openmetrics:
-            self.entries(True)
-            assert self._openmetrics is not None
-            return self.families, self._openmetrics
-        return self.families, self.bodies
-
-    def entries(self, openmetrics: bool) -> Iterator[tuple[MetricFamily, bytes]]:
-        """Each family and its lines with the timestamp on every line: ms in the text format, seconds in
-        OpenMetrics (made on first need)."""
+        """Its families and their lines with the timestamp on every line: ms in the text format, seconds in
+        OpenMetrics (made on first need). The lists themselves: a newer collection replaces them rather than
+        changing them, so a worker thread may read them."""
         if not openmetrics:
-            return zip(self.families, self.bodies)
+            return self.families, self.bodies
         if self._openmetrics is None:
             ms = self.stamp_ms
             text_end, end = f" {ms}\n".encode(), f" {ms // 1000}.{ms % 1000:03d}\n".encode()
             self._openmetrics = [body.replace(text_end, end) for body in self.bodies]
-        return zip(self.families, self._openmetrics)
+        return self.families, self._openmetrics
+
+    def entries(self, openmetrics: bool) -> Iterator[tuple[MetricFamily, bytes]]:
+        """Each family and its lines, as :meth:`columns` gives them."""
+        families, bodies = self.columns(openmetrics)
+        return zip(families, bodies)
 
 
 _Parts = tuple[int, list[tuple[list[MetricFamily], list[bytes]]], list[tuple[MetricFamily, bytes]], dict[str, int],
