@@ -20,17 +20,28 @@ from dbwatch.model.facts.server_resources import ServerResources
 __all__ = ["find_server", "local_server", "read_server"]
 
 #: how far the process's start may be from the server's own account of it (clock ticks, rounding)
-START_TOLERANCE = 2.0
+START_TOLERANCE = 3.0
 
 
-def find_server(names: tuple[str, ...], started_at: float) -> int | None:
+def find_server(names: tuple[str, ...], started_at: float, data_path: str | None = None) -> int | None:
     """The one local process running one of ``names`` that started at ``started_at`` (epoch), for servers that
     say when they started but not their process id to an unprivileged client (MySQL/MariaDB: ``Uptime``;
-    the pid file is often readable by its group only). None when none, or more than one, fits."""
-    found = [p.pid for p in psutil.process_iter(["name", "create_time"])
+    the pid file is often readable by its group only). Servers started within the same second or two (a
+    primary and its replica on one machine) are told apart by their working directory, which MySQL/MariaDB
+    sets to ``data_path``. None when none, or more than one, fits."""
+    found = [p for p in psutil.process_iter(["name", "create_time"])
              if p.info["name"] in names and p.info["create_time"] is not None
              and abs(p.info["create_time"] - started_at) <= START_TOLERANCE]
-    return found[0] if len(found) == 1 else None
+    if len(found) > 1 and data_path:
+        found = [p for p in found if _runs_in(p, data_path)]
+    return found[0].pid if len(found) == 1 else None
+
+
+def _runs_in(process: psutil.Process, path: str) -> bool:
+    try:
+        return bool(os.path.realpath(process.cwd()) == os.path.realpath(path))
+    except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess, OSError):
+        return False
 
 
 def read_server(pid: int, started_at: float, names: tuple[str, ...], *, parent: bool = False,
@@ -77,5 +88,5 @@ def read_server(pid: int, started_at: float, names: tuple[str, ...], *, parent: 
 
 def local_server(names: tuple[str, ...], started_at: float, data_path: str | None) -> ServerResources | None:
     """:func:`read_server` of the process :func:`find_server` finds, if any."""
-    pid = find_server(names, started_at)
+    pid = find_server(names, started_at, data_path)
     return None if pid is None else read_server(pid, started_at, names, data_path=data_path)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import subprocess
 
 import psutil
 
@@ -130,3 +131,21 @@ def test_the_mysql_workload_collector_finds_the_local_mariadbd_by_its_start(mari
     assert os.path.realpath(resources.data_path or "") == os.path.realpath(mariadb_primary.data)
     assert resources.cpu_seconds > 0 and resources.filesystem_avail_bytes
     assert find_server(MYSQLD, resources.started_at - 10**6) is None  # no mariadbd started 11 days earlier
+
+
+def test_two_servers_started_in_the_same_second_are_told_apart_by_their_data_directory(tmp_path):
+    # a primary and its replica started together: both fit the start time; the working directory decides
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    procs = []
+    for d in dirs:
+        d.mkdir()
+        procs.append(subprocess.Popen(["sleep", "30"], cwd=d))
+    try:
+        started = psutil.Process(procs[0].pid).create_time()
+        assert find_server(("sleep",), started) is None  # two fit, no directory given: no guess
+        assert find_server(("sleep",), started, str(dirs[1])) == procs[1].pid
+        assert find_server(("sleep",), started, str(tmp_path)) is None  # neither runs there
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
