@@ -26,6 +26,7 @@ def _setup():
         return await join(openmetrics, now)
 
     exp.ahead = Ahead(counted)
+    exp.ahead.young_for = 0.0  # no stand-ins but by a test's choice: each scrape is made for, or makes its own
 
     async def scrape(gzipped: bool = False, who: str = "10.0.0.9:4711") -> tuple[float, bytes]:
         asked = time.monotonic()
@@ -109,6 +110,7 @@ def test_a_scrape_during_its_build_waits_for_it_and_stopping_leaves_none_waiting
 
     async def main() -> None:
         ahead = Ahead(slow)
+        ahead.young_for = 0.0  # the body before is never young enough to stand in: a scrape waits for its own
         ahead.start()
         assert await ahead.take("h", False, False) is None
         await asyncio.sleep(SPACING)
@@ -129,5 +131,80 @@ def test_a_scrape_during_its_build_waits_for_it_and_stopping_leaves_none_waiting
         await asyncio.sleep(0.05)
         await ahead.stop()
         assert await asyncio.wait_for(waiting, 2) is None
+
+    asyncio.run(main())
+
+
+def test_a_scrape_with_no_body_of_its_own_ready_is_served_the_newest_young_one_and_a_newer_one_is_started():
+    from dbwatch.exporters.ahead import Ready
+    from dbwatch.exporters.joined import DeflateCache
+
+    release = asyncio.Event()
+    started: list[float] = []
+
+    async def slow(openmetrics: bool, now: float) -> Joined:
+        started.append(now)
+        await release.wait()
+        return Joined(len(started), [], DeflateCache())
+
+    async def main() -> None:
+        ahead = Ahead(slow)
+        ahead.young_for = 1.0
+        ahead.start()
+        try:
+            assert await ahead.take("a", False, False) is None  # nothing made yet: it makes its own, and says so
+            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic())
+            ahead.made(False, False, own, 0.01)
+            # Another scraper, nothing made for it: the newest body stands in at once, a newer one is started.
+            assert await asyncio.wait_for(ahead.take("b", False, False), 0.5) is own
+            await _until(lambda: len(started) == 1)
+            assert await asyncio.wait_for(ahead.take("c", False, False), 0.5) is own  # one build at a time
+            assert await ahead.take("d", False, True) is None  # gzip is another kind: nothing stands in for it
+            await asyncio.sleep(0.05)
+            assert len(started) == 1
+            release.set()
+            await _until(lambda: ahead._young((False, False)) is not own)
+            newer = await ahead.take("b", False, False)
+            assert newer is not None and newer.joined.key == 1 and newer.at == started[0]
+            # Too old to stand in: the scrape makes its own, and the old body is not kept in memory meanwhile.
+            await _until(lambda: not ahead._newest, seconds=5)
+            assert await ahead.take("e", False, False) is None
+        finally:
+            await ahead.stop()
+
+    asyncio.run(main())
+
+
+def test_a_steady_scraper_whose_body_is_still_being_made_is_served_the_newest_young_one_without_waiting():
+    from dbwatch.exporters.ahead import Ready
+    from dbwatch.exporters.joined import DeflateCache
+
+    release = asyncio.Event()
+    started: list[float] = []
+
+    async def slow(openmetrics: bool, now: float) -> Joined:
+        started.append(now)
+        await release.wait()
+        return Joined(len(started), [], DeflateCache())
+
+    async def main() -> None:
+        ahead = Ahead(slow)
+        ahead.start()
+        try:
+            assert await ahead.take("h", False, False) is None
+            ahead.made(False, False, Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic()), 0.01)
+            await asyncio.sleep(SPACING)
+            await ahead.take("h", False, False)  # a spacing: the next one's body is started ahead of it
+            await _until(lambda: len(started) >= 1)
+            cadence = ahead._cadences[("h", False, False)]
+            await _until(lambda: cadence.building is not None)
+            ours = Ready(Joined(-1, [], DeflateCache()), time.time(), time.monotonic())
+            ahead.made(False, False, ours, 0.01)  # e.g. another scraper's own, made meanwhile
+            assert await asyncio.wait_for(ahead.take("h", False, False), 0.5) is ours
+            assert not cadence.building  # its build goes on for the scrapes after: the newest when done
+            release.set()
+            await _until(lambda: (young := ahead._young((False, False))) is not None and young.joined.key > 0)
+        finally:
+            await ahead.stop()
 
     asyncio.run(main())
