@@ -62,6 +62,7 @@ class Alerting:
         self.notifier.silenced_by = self.silences.silenced_by
         self.clusters = Clusters(config.clusters, store, targets, state, clock, sessions)
         self._recommendations: dict[str, list[Finding]] = {}
+        self._recommendation_cache: MetricFamily | None = None
         #: targets to judge -> (first, last) time a snapshot of theirs landed since their last judgement; -inf:
         #: judged in the next pass, without settling (the tick, a reload)
         self._dirty: dict[str, tuple[float, float]] = {}
@@ -154,10 +155,15 @@ class Alerting:
         return [finding_json(f) for f in self.recommendations()]
 
     def _recommendation_family(self) -> MetricFamily:
-        family = info("dbwatch_recommendation", "A recommendation in force (1): what a rule advises, by target.",
-                      ("rule", "target", "severity", "fingerprint", "summary"))
-        for f in self.recommendations():
-            family.add((f.rule, f.target, str(f.severity), f.fingerprint, f.summary), 1)
+        """The same object while the recommendations are the same: /metrics keeps its text (a fleet has 1,000)."""
+        found = [(f.rule, f.target, str(f.severity), f.fingerprint, f.summary) for f in self.recommendations()]
+        family = self._recommendation_cache
+        if family is None or [labels for labels, _ in family.samples] != found:
+            family = info("dbwatch_recommendation", "A recommendation in force (1): what a rule advises, by target.",
+                          ("rule", "target", "severity", "fingerprint", "summary"))
+            for labels in found:
+                family.add(labels, 1)
+            self._recommendation_cache = family
         return family
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:

@@ -62,6 +62,7 @@ class AlertTracker:
         self._stored_last_seen: dict[str, float | None] = {}
         self._unsaved: dict[str, Alert | None] = {}  # changes the file has not taken yet (None: a deletion)
         self._expired_at = float("-inf")
+        self._metrics_cache: MetricFamily | None = None  # dbwatch_alerts as last given (see metrics())
         rows: list[tuple[Any, ...]] = self.state.read(_load, [])
         for row in rows:
             alert = Alert(row[0], json.loads(row[1]), json.loads(row[2]), AlertState(row[3]), row[4],
@@ -147,15 +148,19 @@ class AlertTracker:
         return list(self._alerts.values())
 
     def metrics(self) -> list[MetricFamily]:
-        family = gauge("dbwatch_alerts", "Alerts by name, severity, state (pending or firing) and target.",
-                       ("alertname", "severity", "state", "target"))
+        """``dbwatch_alerts``: the same object while the counts are the same (/metrics keeps its text)."""
         counts: dict[tuple[str, str, str, str], int] = {}
         for alert in self._alerts.values():
             if alert.state != AlertState.RESOLVED:
                 key = (alert.name, alert.severity, str(alert.state), alert.target)
                 counts[key] = counts.get(key, 0) + 1
-        for key in sorted(counts):
-            family.add(key, counts[key])
+        family = self._metrics_cache
+        if family is None or dict(family.samples) != counts:
+            family = gauge("dbwatch_alerts", "Alerts by name, severity, state (pending or firing) and target.",
+                           ("alertname", "severity", "state", "target"))
+            for key in sorted(counts):
+                family.add(key, counts[key])
+            self._metrics_cache = family
         return [family]
 
     def as_json(self) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ from dbwatch.rules.engine import FACTS_OVER_HISTORY
 from dbwatch.rules.cluster import endpoint as dsn_endpoint
 from dbwatch.agent.webconfig import WebConfigError, load_web_config
 from dbwatch.exporters.prometheus import Exposition
-from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
+from dbwatch.exporters.pg_exporter_compat import PG_EXPORTER_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Daemon:
                                  external_url=f"{scheme}://{config.server.listen}")
         self._history_metrics = self.history_metrics()
         self.exposition.add_provider(self.alerting.metrics)
-        self.exposition.add_provider(lambda: pg_exporter_families(self.store))  # pg_exporter_* for its rules
+        self.exposition.add_job_columns(PG_EXPORTER_COLUMNS)  # pg_exporter_* for its rules
         self.http.degraded_state = self.alerting.degraded_state
         self.http.add_json("/api/v1/alerts", self.alerting.alerts_json)
         self.http.add_json("/api/v1/recommendations", self.alerting.recommendations_json)

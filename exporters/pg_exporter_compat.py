@@ -5,62 +5,53 @@ last scrape failed), ``pg_exporter_scrapes_total``, ``pg_exporter_last_scrape_du
 collector ``pg_scrape_collector_success`` / ``pg_scrape_collector_duration_seconds``. dbwatch collects on
 its own schedule, so the equivalents are its collections: for every PostgreSQL target, the main
 (``postgres``) collector stands for the exporter's scrape, and every PostgreSQL collector for one of the
-exporter's collectors. Each series carries the ``target`` label (several targets share one agent).
+exporter's collectors. Each series carries the ``target`` label (several targets share one agent). They are
+columns of the per-job figures (exporters/job_lines.py): written when a collection lands, not per scrape.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence
+from typing import Callable
 
+from dbwatch.exporters.job_lines import JobColumn, JobFigures
 from dbwatch.model import MetricFamily, MetricType, Snapshot
 
-__all__ = ["ENGINE", "MAIN_COLLECTOR", "pg_exporter_families"]
+__all__ = ["ENGINE", "MAIN_COLLECTOR", "PG_EXPORTER_COLUMNS"]
 
 ENGINE = "postgres"
 MAIN_COLLECTOR = "postgres"
 
-
-class _Job(Protocol):
-    target: str
-    collector: str
-    runs: int
-    last_duration: float | None
+Value = Callable[[JobFigures, Snapshot], float | None]
 
 
-class _Store(Protocol):
-    def latest(self, target: str, collector: str) -> Snapshot | None: ...
-    def stats(self) -> Sequence[_Job]: ...
+def _postgres(value: Value, main_only: bool = False) -> Value:
+    """``value`` for a PostgreSQL target's job (its main collector's only, with ``main_only``), else none."""
+    def of(stats: JobFigures, latest: Snapshot) -> float | None:
+        if latest.engine != ENGINE or (main_only and stats.collector != MAIN_COLLECTOR):
+            return None
+        return value(stats, latest)
+    return of
 
 
-def pg_exporter_families(store: _Store) -> list[MetricFamily]:
-    """The exporter-self families for every PostgreSQL target's collectors (empty without such targets)."""
-    error = MetricFamily("pg_exporter_last_scrape_error", MetricType.GAUGE,
-                         "Whether the last scrape of metrics from PostgreSQL resulted in an error (1 for error, "
-                         "0 for success): dbwatch's last collection by the postgres collector.", ("target",))
-    scrapes = MetricFamily("pg_exporter_scrapes_total", MetricType.COUNTER,
+PG_EXPORTER_COLUMNS = (
+    JobColumn(MetricFamily("pg_exporter_last_scrape_error", MetricType.GAUGE,
+                           "Whether the last scrape of metrics from PostgreSQL resulted in an error (1 for error, "
+                           "0 for success): dbwatch's last collection by the postgres collector.", ("target",)),
+              _postgres(lambda _, latest: int(not latest.ok), main_only=True)),
+    JobColumn(MetricFamily("pg_exporter_scrapes_total", MetricType.COUNTER,
                            "Total number of times PostgreSQL was scraped for metrics: dbwatch's collections by "
-                           "the postgres collector.", ("target",))
-    duration = MetricFamily("pg_exporter_last_scrape_duration_seconds", MetricType.GAUGE,
-                            "Duration of the last scrape of metrics from PostgreSQL: dbwatch's last collection "
-                            "by the postgres collector.", ("target",))
-    success = MetricFamily("pg_scrape_collector_success", MetricType.GAUGE,
+                           "the postgres collector.", ("target",)),
+              _postgres(lambda stats, _: stats.runs, main_only=True)),
+    JobColumn(MetricFamily("pg_exporter_last_scrape_duration_seconds", MetricType.GAUGE,
+                           "Duration of the last scrape of metrics from PostgreSQL: dbwatch's last collection "
+                           "by the postgres collector.", ("target",)),
+              _postgres(lambda stats, _: stats.last_duration, main_only=True)),
+    JobColumn(MetricFamily("pg_scrape_collector_success", MetricType.GAUGE,
                            "postgres_exporter: Whether a collector succeeded (dbwatch's collectors).",
-                           ("target", "collector"))
-    seconds = MetricFamily("pg_scrape_collector_duration_seconds", MetricType.GAUGE,
+                           ("target", "collector")),
+              _postgres(lambda _, latest: int(latest.ok))),
+    JobColumn(MetricFamily("pg_scrape_collector_duration_seconds", MetricType.GAUGE,
                            "postgres_exporter: Duration of a collector scrape (dbwatch's collectors).",
-                           ("target", "collector"))
-    for job, latest in _postgres_jobs(store):
-        success.add((job.target, job.collector), int(latest.ok))
-        seconds.add((job.target, job.collector), job.last_duration)
-        if job.collector == MAIN_COLLECTOR:
-            error.add((job.target,), int(not latest.ok))
-            scrapes.add((job.target,), job.runs)
-            duration.add((job.target,), job.last_duration)
-    return [family for family in (error, scrapes, duration, success, seconds) if family.samples]
-
-
-def _postgres_jobs(store: _Store) -> Iterator[tuple[_Job, Snapshot]]:
-    for job in store.stats():
-        latest = store.latest(job.target, job.collector)
-        if latest is not None and latest.engine == ENGINE:
-            yield job, latest
+                           ("target", "collector")),
+              _postgres(lambda stats, _: stats.last_duration)),
+)

@@ -29,8 +29,8 @@ from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from dbwatch.exporters.ahead import Ahead
-from dbwatch.exporters.job_lines import JobFigures, JobLines
+from dbwatch.exporters.ahead import Ahead, Ready
+from dbwatch.exporters.job_lines import JobColumn, JobFigures, JobLines
 from dbwatch.exporters.joined import GZIP_HEADER, GZIP_LEVEL, DeflateCache, Group, Joined, gzip_tail
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
 from dbwatch.exporters.text_format import (
@@ -85,6 +85,8 @@ class Exposition:
         self.target_scrapers: Callable[[str], Scrapers | None] = lambda target: None
         self.on_targets: list[Callable[[set[str]], None]] = []  # told the configured targets' names
         self._providers: list[Provider] = [self._self_metrics]
+        #: per (id of a family a provider gave, OpenMetrics): the family, held so that its id is its own, and its text
+        self._rendered: dict[tuple[int, bool], tuple[MetricFamily, bytes]] = {}
         self._jobs = JobLines(store)  # the per-job figures (exporters/job_lines.py)
         self._cache: dict[bool, Joined] = {}
         #: whole bodies made ahead of the scrapes expected (started and stopped with the HTTP server)
@@ -125,6 +127,10 @@ class Exposition:
                 self._on_snapshot(snapshot)
         self._generation += 1
 
+    def add_job_columns(self, columns: Iterable[JobColumn]) -> None:
+        """More families made of the per-job figures, written when a collection lands (exporters/job_lines.py)."""
+        self._jobs.add(columns)
+
     def add_provider(self, provider: Provider) -> None:
         """A source of a few families computed at scrape time (alerts, notification queues)."""
         self._providers.append(provider)
@@ -157,10 +163,12 @@ class Exposition:
         ready = await self.ahead.take((scraper or "").rpartition(":")[0], openmetrics, gzip)
         if ready is not None:  # made ahead of this scrape (exporters/ahead.py)
             return self._respond(ready.joined, openmetrics, gzip, scraper, time.time(), ready.at)
-        now = time.time()
+        began, now = time.monotonic(), time.time()
         joined = await self._joined_async(openmetrics, now)
         if gzip:
             await asyncio.to_thread(joined.prepare_gzip)
+        made = time.monotonic()
+        self.ahead.made(openmetrics, gzip, Ready(joined, now, made), made - began)  # may stand in for the next
         return self._respond(joined, openmetrics, gzip, scraper, now)
 
     def tombstones(self) -> int:
@@ -218,13 +226,26 @@ class Exposition:
     def _fresh(self, openmetrics: bool, now: float, figures: bytes = b"") -> bytes:
         """What is true at scrape time: the jobs' ages (their other ``figures`` are given by a scrape of the
         agent's own metrics; a whole body has them in its snapshot part), the providers' families, the process."""
-        live = figures + self._jobs.ages(openmetrics, now) + render_families(
-            [fam for provider in self._providers for fam in provider()], openmetrics
-        ).encode()
+        live = figures + self._jobs.ages(openmetrics, now) + self._provided(openmetrics)
         process = (generate_latest_openmetrics if openmetrics else generate_latest)(self._process)
         if openmetrics:
             process = process.removesuffix(b"# EOF\n")
         return live + process + (b"# EOF\n" if openmetrics else b"")
+
+    def _provided(self, openmetrics: bool) -> bytes:
+        """The providers' families rendered. A family a provider gives again as the same object (it did not
+        change: a fleet's 1,000 recommendations, alerts by target) keeps the text it was rendered to."""
+        kept, rendered = self._rendered, {}
+        out = []
+        for family in (fam for provider in self._providers for fam in provider()):
+            hit = kept.get((id(family), openmetrics))
+            text = hit[1] if hit is not None and hit[0] is family else render_families((family,), openmetrics).encode()
+            rendered[(id(family), openmetrics)] = (family, text)
+            out.append(text)
+        kept.update(rendered)
+        for key in [k for k in kept if k[1] == openmetrics and k not in rendered]:
+            del kept[key]  # a family given no more (its object is held until then, so its id is not reused)
+        return b"".join(out)
 
     def _respond(self, joined: Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float,
                  joined_at: float | None = None) -> tuple[int, Iterable[bytes]]:

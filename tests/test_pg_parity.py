@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from dbwatch.agent.config import ConfigError, load_config
 from dbwatch.agent.store import SnapshotStore
@@ -24,7 +25,8 @@ from dbwatch.collectors.pg_settings import SESSION_SETTINGS, SettingsCollector, 
 from dbwatch.collectors.pg_stats_more import MoreStatsCollector
 from dbwatch.collectors.pg_tables import TablesCollector
 from dbwatch.collectors.postgres import PostgresCollector
-from dbwatch.exporters.pg_exporter_compat import pg_exporter_families
+from dbwatch.exporters.job_lines import JobLines
+from dbwatch.exporters.pg_exporter_compat import PG_EXPORTER_COLUMNS
 from dbwatch.exporters.prometheus import render_families
 from dbwatch.model import CollectorSettings, MetricFamily, Snapshot, Target, gauge
 from tests.helpers import collect
@@ -370,18 +372,23 @@ def test_validate_names_each_problem_of_the_queries_file_with_the_config_path(tm
 
 
 def test_postgres_exporters_own_metrics_come_from_the_postgres_collectors_jobs():
-    """No server: a store with one good and one failed collection of a PostgreSQL target."""
+    """No server: a store with one good and one failed collection of a PostgreSQL target, and a Redis one."""
     store = SnapshotStore()
-    for collector, ok in (("postgres", False), ("tables", True)):
-        snapshot = Snapshot(target="pg", engine="postgres", collector=collector, started_at=time.time(),
-                            duration=0.25, ok=ok)
-        store.put(snapshot)
-    families = {f.name: dict(f.samples) for f in pg_exporter_families(store)}
+    lines = JobLines(store, PG_EXPORTER_COLUMNS)
+    store.subscribe(lines.landed)
+    for target, engine, collector, ok in (("pg", "postgres", "postgres", False), ("pg", "postgres", "tables", True),
+                                          ("r", "redis", "redis", True)):
+        store.put(Snapshot(target=target, engine=engine, collector=collector, started_at=time.time(),
+                           duration=0.25, ok=ok))
+    families = {f.name: {tuple(s.labels.values()): s.value for s in f.samples}
+                for f in text_string_to_metric_families(lines.figures(False).decode())}
     assert families["pg_exporter_last_scrape_error"] == {("pg",): 1}
+    assert families["pg_exporter_scrapes"] == {("pg",): 1}  # a counter: the parser names the family without _total
     assert families["pg_scrape_collector_success"] == {("pg", "postgres"): 0, ("pg", "tables"): 1}
-    assert set(families) == {"pg_exporter_last_scrape_error", "pg_exporter_scrapes_total",
-                             "pg_exporter_last_scrape_duration_seconds", "pg_scrape_collector_success",
-                             "pg_scrape_collector_duration_seconds"}
+    assert families["pg_scrape_collector_duration_seconds"] == {("pg", "postgres"): 0.25, ("pg", "tables"): 0.25}
+    assert set(families) == {"pg_exporter_last_scrape_error", "pg_exporter_scrapes",
+                             "pg_exporter_last_scrape_duration_seconds",
+                             "pg_scrape_collector_success", "pg_scrape_collector_duration_seconds"}
 
 
 def test_the_store_keeps_only_the_latest_collection_of_per_table_statistics():
