@@ -225,25 +225,33 @@ class RuleEngine:
                                           float(getattr(rule, "keep_firing_for", 0.0)))
         self._errors: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self._failing: dict[tuple[str, str], str] = {}  # (rule, target) -> the error logged when it started
+        self._by_engine: dict[str, tuple[list[ThresholdRule], list[PythonRule]]] = {}
 
     def rule_durations(self, name: str) -> tuple[float, float]:
         """``(for, keep_firing_for)`` of a rule; (0, 0) for one no longer loaded."""
         return self._durations.get(name, (0.0, 0.0))
 
+    def _for_engine(self, engine: str) -> tuple[list[ThresholdRule], list[PythonRule]]:
+        """The rules that apply to ``engine``'s targets, sorted out once per engine: a Redis target has 16 of
+        100, and going over all of them for each of a fleet's evaluations was a tenth of the rules' time."""
+        found = self._by_engine.get(engine)
+        if found is None:
+            found = self._by_engine[engine] = (
+                [r for r in self.rules if not r.engines or engine in r.engines],
+                [r for r in self.python_rules if not r.engines or engine in r.engines])
+        return found
+
     def evaluate(self, view: TargetView) -> list[Finding]:
         findings: list[Finding] = []
-        for rule in self.rules:
-            if rule.engines and view.engine not in rule.engines:
-                continue
+        rules, python_rules = self._for_engine(view.engine)
+        for rule in rules:
             try:
                 findings.extend(self._threshold(rule, view))
             except Exception as exc:  # one broken rule never stops the others
                 self.failed(rule.alert, view.target, exc)
             else:
                 self.recovered(rule.alert, view.target)
-        for prule in self.python_rules:
-            if prule.engines and view.engine not in prule.engines:
-                continue
+        for prule in python_rules:
             try:
                 # Every statement offered carries its lock and risk (rules/statement_risk.py).
                 findings.extend(with_risk(f) for f in prule.evaluate(view))
