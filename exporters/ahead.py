@@ -13,7 +13,9 @@ than a build takes, several scrapers at once) or that comes while its body is st
 newest body of its kind made for anyone, if that was joined from the store at most :data:`YOUNG` seconds
 before (three times its build's time when that is longer), and a newer one is started for the scrapes after
 it: it never waits for a build that has a young enough body to stand in. Only when there is none does it wait
-for its own, as before.
+for one. There is at most one build of a kind under way: a scrape, a refresh and a body made ahead that would
+start a second one join it instead (each build holds what it joins, and the CPU is the agent's). A gzip body
+kept keeps only its compressed pieces, not the lines they were made of.
 
 Nothing is lost and the work is the same: at most one build per scrape, only earlier. The body is that lead (the
 last build's time plus a margin, about a second), or at most :data:`YOUNG` seconds, older than the scrape, which
@@ -27,10 +29,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from dbwatch.exporters.joined import Joined
+from dbwatch.exporters.joined import Joined, Packed
 
 __all__ = ["Ahead", "Ready"]
 
@@ -47,40 +49,40 @@ FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotte
 YOUNG = 5.0
 
 Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
+Kind = tuple[bool, bool]  # (openmetrics, gzip)
 
 
 @dataclass(slots=True)
 class Ready:
-    joined: Joined
+    joined: Joined | Packed  # a gzip body: its compressed pieces only
     at: float  # time.time() of the store it was joined from
     made: float  # time.monotonic() when it was ready
+    seconds: float = 0.0  # how long it took to make
 
 
 @dataclass(slots=True)
 class _Cadence:
-    openmetrics: bool
-    gzip: bool
+    kind: Kind
     last: float  # time.monotonic() of the last scrape
     interval: float | None = None  # spacing of the last two scrapes
     lead: float = 0.25  # seconds before the next scrape to start its body (then from the last build's time)
+    jitter: float = 0.0  # how much the last spacing differed from the one before
     expected: bool = False  # a scrape came and no body was made for the next one yet
     ready: Ready | None = None
-    building: asyncio.Future[Ready] | None = field(default=None, repr=False)
+    ready_until: float = 0.0  # time.monotonic() after which ``ready`` is too late for its scrape
 
     def due(self) -> float | None:
         """When to start building for the next scrape (monotonic), None when not anticipated: no steady spacing
-        yet, a body already made or under way for it, or scrapes closer than a build takes."""
-        if not self.expected or self.interval is None or self.interval < self.lead:
+        yet, a body already made for it, or scrapes closer than a build takes."""
+        lead = self.lead + min(self.jitter, self.interval or 0.0)
+        if not self.expected or self.interval is None or self.interval < lead:
             return None
-        return self.last + self.interval - self.lead
+        return self.last + self.interval - lead
 
-    def servable(self, ready: Ready, now: float) -> bool:
-        """Whether a body made ahead is still young enough for a scrape at ``now`` (one much later than expected
-        gets a body of its own)."""
-        return now <= self.expires(ready)
-
-    def expires(self, ready: Ready) -> float:
-        return ready.made + max(self.lead, (self.interval or 0.0) / 2)
+    def servable(self, now: float) -> bool:
+        """Whether the body made ahead is still young enough for a scrape at ``now``: one much later than
+        expected (by half an interval, or the lead) gets another."""
+        return now <= self.ready_until
 
 
 class Ahead:
@@ -92,9 +94,8 @@ class Ahead:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.young_for = YOUNG
-        #: per kind (openmetrics, gzip): the newest body made, whoever it was for, and how long its build took
-        self._newest: dict[tuple[bool, bool], tuple[Ready, float]] = {}
-        self._refreshing: dict[tuple[bool, bool], asyncio.Task[None]] = {}
+        self._newest: dict[Kind, Ready] = {}  # per kind: the newest body made, whoever it was for
+        self._building: dict[Kind, asyncio.Task[Ready]] = {}  # per kind: the one build under way
 
     def start(self) -> None:
         if self._task is None:
@@ -102,7 +103,7 @@ class Ahead:
             self._task = asyncio.create_task(self._run(), name="exposition-ahead")
 
     async def stop(self) -> None:
-        tasks = [t for t in (self._task, *self._refreshing.values()) if t is not None]
+        tasks = [t for t in (self._task, *self._building.values()) if t is not None]
         self._task = None
         for task in tasks:
             task.cancel()
@@ -110,70 +111,88 @@ class Ahead:
             await asyncio.wait(tasks, timeout=1.0)
         self._cadences.clear()
         self._newest.clear()
-        self._refreshing.clear()
+        self._building.clear()
 
-    def made(self, openmetrics: bool, gzip: bool, ready: Ready, seconds: float) -> None:
-        """A body of that kind was made (by a scrape for itself, or ahead) in ``seconds``: the newest, if it is."""
-        kind = (openmetrics, gzip)
+    def made(self, kind: Kind, ready: Ready) -> None:
+        """A body of ``kind`` was made: the newest, if it is."""
         known = self._newest.get(kind)
-        if known is None or known[0].at <= ready.at:
-            self._newest[kind] = (ready, seconds)
+        if known is None or known.at <= ready.at:
+            self._newest[kind] = ready
             self._nudge()  # its expiry is one more to wake up for
-
-    def _young(self, kind: tuple[bool, bool]) -> Ready | None:
-        newest = self._newest.get(kind)
-        if newest is None or time.time() > self._stale_at(*newest):
-            return None
-        return newest[0]
-
-    def _stale_at(self, ready: Ready, seconds: float) -> float:
-        """When a body joined at ``ready.at`` in ``seconds`` is too old to stand in for another (time.time())."""
-        return ready.at + max(self.young_for, 3 * seconds)
-
-    def _refresh(self, kind: tuple[bool, bool]) -> None:
-        """A newer body of ``kind`` for the scrapes to come, unless one is under way."""
-        task = self._refreshing.get(kind)
-        if task is None or task.done():
-            self._refreshing[kind] = asyncio.create_task(self._refresh_body(*kind), name="exposition-refresh")
 
     async def take(self, scraper: str, openmetrics: bool, gzip: bool) -> Ready | None:
         """A scrape by ``scraper`` (its host) has come: the body made ahead for it, or the newest young one of its
-        kind (see the module docstring), waiting for its own under way only when there is none; None when it
-        makes its own. Learns the scraper's spacing either way."""
+        kind, or the one under way (started if none), as the module docstring says; None when the build failed
+        or the agent stops (the scrape makes its own). Learns the scraper's spacing either way."""
         now = time.monotonic()
         key, kind = (scraper, openmetrics, gzip), (openmetrics, gzip)
         cadence = self._cadences.get(key)
         if cadence is None:
-            self._cadences[key] = _Cadence(openmetrics, gzip, now)
-            self._nudge()
-            return self._stand_in(kind)
-        spacing, cadence.last = now - cadence.last, now
-        cadence.interval = spacing if spacing <= LONGEST else None
-        ready, cadence.ready = cadence.ready, None
-        building, cadence.building = cadence.building, None  # this scrape's: the next one gets a body of its own
-        cadence.expected = True
+            self._cadences[key] = _Cadence(kind, now)
+        else:
+            spacing, cadence.last = now - cadence.last, now
+            before, cadence.interval = cadence.interval, spacing if spacing <= LONGEST else None
+            # how much the spacing moves (a scraper that waits a fixed time after each scrape, not Prometheus)
+            cadence.jitter = abs(spacing - before) if before is not None and cadence.interval is not None else 0.0
+            ready, cadence.ready = cadence.ready, None
+            cadence.expected = True
+            if ready is not None and cadence.servable(now):
+                self._nudge()
+                return ready
         self._nudge()
-        if building is not None:
-            young = self._young(kind)
-            if young is not None:  # the body under way is the newest when it is done, for the next scrapes
-                return young
-            try:
-                return await asyncio.shield(building)
-            except Exception:  # the build failed (the task said why): this scrape makes its own
-                return None
-            except asyncio.CancelledError:
-                if building.cancelled():  # the agent is stopping: the scrape makes its own (or is cancelled too)
-                    return None
-                raise
-        return ready if ready is not None and cadence.servable(ready, now) else self._stand_in(kind)
-
-    def _stand_in(self, kind: tuple[bool, bool]) -> Ready | None:
-        """For a scrape nothing was made for: the newest body of its kind if young enough (and a newer one
-        started for the next scrapes), else None (it makes its own)."""
         young = self._young(kind)
         if young is not None:
-            self._refresh(kind)
-        return young
+            self.building(kind)  # a newer one for the scrapes after this one, unless under way
+            return young
+        build = self.building(kind)
+        try:
+            return await asyncio.shield(build)
+        except Exception:  # the build failed (it logged why): this scrape makes its own
+            return None
+        except asyncio.CancelledError:
+            if build.cancelled():  # the agent is stopping: the scrape makes its own (or is cancelled too)
+                return None
+            raise
+
+    def building(self, kind: Kind) -> asyncio.Task[Ready]:
+        """The build of ``kind`` under way, started if none is: its own task, so that a scrape that gives up
+        waiting does not end it for the others."""
+        task = self._building.get(kind)
+        if task is None:
+            task = self._building[kind] = asyncio.create_task(self._ready(kind), name="exposition-body")
+            task.add_done_callback(self._built)
+        return task
+
+    def _built(self, task: asyncio.Task[Ready]) -> None:
+        for kind, known in list(self._building.items()):
+            if known is task:
+                del self._building[kind]
+        if not task.cancelled():
+            task.exception()  # retrieved: it was logged, and no scrape may be waiting for it
+
+    async def _ready(self, kind: Kind) -> Ready:
+        openmetrics, gzip = kind
+        began, at = time.monotonic(), time.time()
+        try:
+            joined = await self._build(openmetrics, at)
+            body: Joined | Packed = await asyncio.to_thread(joined.packed) if gzip else joined
+        except Exception:
+            logger.exception("making a /metrics body failed")
+            raise
+        made = time.monotonic()
+        ready = Ready(body, at, made, made - began)
+        self.made(kind, ready)
+        return ready
+
+    def _young(self, kind: Kind) -> Ready | None:
+        newest = self._newest.get(kind)
+        if newest is None or time.time() > self._stale_at(newest):
+            return None
+        return newest
+
+    def _stale_at(self, ready: Ready) -> float:
+        """When a body is too old to stand in for another (time.time())."""
+        return ready.at + max(self.young_for, 3 * ready.seconds)
 
     def _nudge(self) -> None:
         if self._wake is not None:
@@ -182,15 +201,14 @@ class Ahead:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
-            now = time.monotonic()
+            now, wall = time.monotonic(), time.time()
             for key, cadence in list(self._cadences.items()):
                 if now - cadence.last > FORGET_AFTER * max(cadence.interval or LONGEST, 1.0):
                     del self._cadences[key]
-                elif cadence.ready is not None and not cadence.servable(cadence.ready, now):
+                elif cadence.ready is not None and not cadence.servable(now):
                     cadence.ready = None  # its scrape did not come: it would only hold old lines in memory
-            wall = time.time()
             for kind, newest in list(self._newest.items()):
-                if wall > self._stale_at(*newest):
+                if wall > self._stale_at(newest):
                     del self._newest[kind]  # too old to stand in for anything: only old lines held in memory
             dues = [(due, cadence) for cadence in self._cadences.values() if (due := cadence.due()) is not None]
             if dues:
@@ -198,8 +216,8 @@ class Ahead:
                 if due <= now:
                     await self._make(cadence)
                     continue
-            expiries = [c.expires(c.ready) for c in self._cadences.values() if c.ready is not None]
-            expiries += [now + self._stale_at(*newest) - wall for newest in self._newest.values()]
+            expiries = [c.ready_until for c in self._cadences.values() if c.ready is not None]
+            expiries += [now + self._stale_at(newest) - wall for newest in self._newest.values()]
             self._wake.clear()
             try:
                 async with asyncio.timeout(min([d for d, _ in dues] + expiries, default=now + LONGEST) - now + 0.001):
@@ -207,40 +225,15 @@ class Ahead:
             except TimeoutError:
                 pass
 
-    async def _ready(self, openmetrics: bool, gzip: bool) -> Ready:
-        """A body of that kind made now (the newest of its kind)."""
-        began, at = time.monotonic(), time.time()
-        joined = await self._build(openmetrics, at)
-        if gzip:
-            await asyncio.to_thread(joined.prepare_gzip)
-        ready = Ready(joined, at, time.monotonic())
-        self.made(openmetrics, gzip, ready, ready.made - began)
-        return ready
-
-    async def _refresh_body(self, openmetrics: bool, gzip: bool) -> None:
-        try:
-            await self._ready(openmetrics, gzip)
-        except Exception:  # never the end of the agent: the next scrape makes its own
-            logger.exception("making a /metrics body for the scrapes to come failed")
-
     async def _make(self, cadence: _Cadence) -> None:
-        future: asyncio.Future[Ready] = asyncio.get_running_loop().create_future()
-        cadence.building, cadence.expected = future, False
-        began = time.monotonic()
+        """The body for ``cadence``'s next scrape (the build of its kind under way, if one is)."""
+        cadence.expected = False
+        expected_at = cadence.last + (cadence.interval or 0.0)
         try:
-            ready = await self._ready(cadence.openmetrics, cadence.gzip)
-            made = ready.made
-        except Exception as exc:  # never the end of the task: the scrape makes its own body
-            logger.exception("making a /metrics body ahead of its scrape failed")
-            future.set_exception(exc)
-            future.exception()  # retrieved: a scrape may not be waiting for it
-        else:
-            future.set_result(ready)
-            cadence.lead = (made - began) * SLACK + MARGIN
-            if cadence.building is future:  # no scrape took it while it was made
-                cadence.ready = ready
-        finally:
-            if not future.done():  # cancelled (the agent stops): a scrape waiting for it is not left waiting
-                future.cancel()
-            if cadence.building is future:
-                cadence.building = None
+            ready = await asyncio.shield(self.building(cadence.kind))
+        except Exception:  # never the end of the task: the scrape makes its own body
+            return
+        cadence.lead = ready.seconds * SLACK + MARGIN
+        if not cadence.expected:  # no scrape took another body while it was made
+            cadence.ready = ready
+            cadence.ready_until = max(expected_at, ready.made) + max(cadence.lead, (cadence.interval or 0.0) / 2)

@@ -18,22 +18,14 @@ collection's lines, and:
 from __future__ import annotations
 
 import struct
-import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Container, Iterable, Iterator
+from typing import Container, Iterable, Iterator
 
-if TYPE_CHECKING:  # zlib's compressor type exists in its stubs only
-    from zlib import _Compress as Deflater
+from dbwatch.exporters.compress import FULL_FLUSH, Deflater, crc32, deflater
 
-__all__ = ["Group", "Joined", "DeflateCache", "GZIP_HEADER", "GZIP_LEVEL", "deflate", "deflater", "gzip_tail"]
+__all__ = ["Group", "Joined", "Packed", "DeflateCache", "GZIP_HEADER", "deflate", "gzip_tail"]
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
-
-#: the scrape bodies' compression level: level 2 takes a fifth of level 6's time on the text format (a PostgreSQL
-#: target's 180 KB: 0.33 ms vs 1.75 ms here, level 3 0.53 ms; a fleet's 68 MB: most of a second of a core per
-#: scrape at level 6) for about 15 % more bytes, and nearly every name changes between two scrapes of a fleet, so
-#: it is paid per scrape
-GZIP_LEVEL = 2
 
 #: bytes handed on at a time when a body is written (coalesced from many small parts, sliced from a large one)
 PIECE = 256 * 1024
@@ -128,7 +120,7 @@ class Joined:
         if self._crc is None:
             crc = 0
             for part in self.parts():
-                crc = zlib.crc32(part, crc)
+                crc = crc32(part, crc)
             self._crc = crc
         return self._crc
 
@@ -136,10 +128,28 @@ class Joined:
         self.deflated()
         self.crc()
 
+    def packed(self) -> Packed:
+        """What a gzip scrape sends of it, made now: holding that instead of the whole keeps none of the lines
+        (a body kept for later scrapes would hold every line a collection has replaced since)."""
+        self.prepare_gzip()
+        assert self._deflated is not None and self._crc is not None
+        return Packed(self.key, self.size, self._deflated, self._crc)
 
-def deflater() -> Deflater:
-    """A raw deflate compressor at :data:`GZIP_LEVEL`."""
-    return zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+
+@dataclass(slots=True)
+class Packed:
+    """A :class:`Joined`'s gzip pieces, its uncompressed size and CRC, without its lines."""
+
+    key: int
+    size: int
+    _deflated: list[bytes]
+    _crc: int
+
+    def deflated(self) -> list[bytes]:
+        return self._deflated
+
+    def crc(self) -> int:
+        return self._crc
 
 
 def deflate(parts: Iterable[bytes], compressor: Deflater | None = None) -> bytes:
@@ -147,7 +157,7 @@ def deflate(parts: Iterable[bytes], compressor: Deflater | None = None) -> bytes
     ``compressor``, one that may have compressed other pieces before (the flush left nothing of them)."""
     compressor = deflater() if compressor is None else compressor
     out = [compressor.compress(part) for part in parts]
-    out.append(compressor.flush(zlib.Z_FULL_FLUSH))
+    out.append(compressor.flush(FULL_FLUSH))
     return b"".join(out)
 
 
@@ -156,4 +166,4 @@ def gzip_tail(fresh: bytes, crc: int, size: int) -> bytes:
     flush: ``fresh`` compressed, then the member's CRC and length."""
     compressor = deflater()
     return (compressor.compress(fresh) + compressor.flush()
-            + struct.pack("<II", zlib.crc32(fresh, crc), (size + len(fresh)) & 0xFFFFFFFF))
+            + struct.pack("<II", crc32(fresh, crc), (size + len(fresh)) & 0xFFFFFFFF))

@@ -22,16 +22,16 @@ import asyncio
 import itertools
 import platform
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from dbwatch.exporters.ahead import Ahead, Ready
+from dbwatch.exporters.ahead import Ahead
 from dbwatch.exporters.job_lines import JobColumn, JobFigures, JobLines
-from dbwatch.exporters.joined import GZIP_HEADER, GZIP_LEVEL, DeflateCache, Group, Joined, gzip_tail
+from dbwatch.exporters.compress import gzip_member
+from dbwatch.exporters.joined import GZIP_HEADER, DeflateCache, Group, Joined, Packed, gzip_tail
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
 from dbwatch.exporters.text_format import (
     PairsCache, first, header_bytes, render_families, render_samples,
@@ -158,17 +158,15 @@ class Exposition:
                             ) -> tuple[int, Iterable[bytes]]:
         """:meth:`scrape`'s body as its length and the pieces to send one after the other: the collections'
         lines are served as they are, never copied into a body of their own (exporters/joined.py). The
-        deflate runs in a worker thread (zlib lets go of the GIL), so that the event loop keeps collecting
+        deflate runs in a worker thread (the compressor lets go of the GIL), so that the event loop keeps collecting
         while a large body is compressed. A collection that ends meanwhile is in the next scrape."""
         ready = await self.ahead.take((scraper or "").rpartition(":")[0], openmetrics, gzip)
         if ready is not None:  # made ahead of this scrape (exporters/ahead.py)
             return self._respond(ready.joined, openmetrics, gzip, scraper, time.time(), ready.at)
-        began, now = time.monotonic(), time.time()
+        now = time.time()  # the build failed (it was logged) or the agent stops: one of its own, without Ahead
         joined = await self._joined_async(openmetrics, now)
         if gzip:
             await asyncio.to_thread(joined.prepare_gzip)
-        made = time.monotonic()
-        self.ahead.made(openmetrics, gzip, Ready(joined, now, made), made - began)  # may stand in for the next
         return self._respond(joined, openmetrics, gzip, scraper, now)
 
     def tombstones(self) -> int:
@@ -221,7 +219,7 @@ class Exposition:
         """The agent's own part only (``GET /metrics?collected=false``): self-metrics, per-job figures, alerts,
         the process; for a Prometheus that scrapes each target on its own (exporters/target_exposition.py)."""
         fresh = self._fresh(openmetrics, time.time(), self._jobs.figures(openmetrics))
-        return zlib.compress(fresh, GZIP_LEVEL, 31) if gzip else fresh
+        return gzip_member(fresh) if gzip else fresh
 
     def _fresh(self, openmetrics: bool, now: float, figures: bytes = b"") -> bytes:
         """What is true at scrape time: the jobs' ages (their other ``figures`` are given by a scrape of the
@@ -247,12 +245,13 @@ class Exposition:
             del kept[key]  # a family given no more (its object is held until then, so its id is not reused)
         return b"".join(out)
 
-    def _respond(self, joined: Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float,
+    def _respond(self, joined: Joined | Packed, openmetrics: bool, gzip: bool, scraper: str | None, now: float,
                  joined_at: float | None = None) -> tuple[int, Iterable[bytes]]:
         fresh = self._fresh(openmetrics, now)
         if scraper is not None:  # served what the store held when joined: tombstones buried later are not in it
             self._scrapers.served(scraper, now if joined_at is None else joined_at)
         if not gzip:
+            assert isinstance(joined, Joined)  # a plain body is kept whole (Ahead packs only gzip ones)
             return joined.size + len(fresh), itertools.chain(joined.pieces(), (fresh,))
         parts = [GZIP_HEADER, *joined.deflated(), gzip_tail(fresh, joined.crc(), joined.size)]
         return sum(map(len, parts)), parts

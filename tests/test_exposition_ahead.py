@@ -8,8 +8,10 @@ import asyncio
 import gzip
 import time
 
-from dbwatch.exporters.ahead import Ahead
-from dbwatch.exporters.joined import Joined
+from typing import Awaitable, Callable
+
+from dbwatch.exporters.ahead import Ahead, Ready
+from dbwatch.exporters.joined import DeflateCache, Joined, Packed
 from tests.test_exposition_freshness import exposition, lines, snapshot
 
 SPACING = 0.4  # seconds between two scrapes of the test's "Prometheus"
@@ -51,26 +53,26 @@ def test_a_steady_scraper_is_served_a_body_made_ahead_and_a_late_one_makes_its_o
             await scrape()  # seen once: no spacing yet
             await asyncio.sleep(SPACING)
             await scrape()  # a spacing: the next is expected SPACING from now
-            assert made == []  # both made their own (through the exposition's cache, not the builder)
+            assert len(made) == 2  # both made at their scrape
             store.put(snapshot(["app", "new"], time.time()))  # lands before the next body is made
             await asyncio.sleep(SPACING)
             asked, body = await scrape()
-            assert len(made) == 1 and made[0] < asked  # made ahead of the scrape, not by it
+            assert len(made) == 3 and made[2] < asked  # made ahead of the scrape, not by it
             assert any("new" in line for line in lines(body, "pg_stat_database_xact_commit"))
             # A collection landing after the body was made is in the next scrape, not this one.
-            await _until(lambda: len(made) == 2)
+            await _until(lambda: len(made) == 4)
             store.put(snapshot(["app", "new", "later"], time.time()))
             asked, body = await scrape()
-            assert made[1] < asked and len(made) == 2
+            assert made[3] < asked and len(made) == 4
             assert not any("later" in line for line in lines(body, "pg_stat_database_xact_commit"))
             # Much later than expected: what was made then is too old, the scrape makes its own (and sees "later").
-            await _until(lambda: len(made) == 3)
+            await _until(lambda: len(made) == 5)
             cadence = exp.ahead._cadences[("10.0.0.9", False, False)]
             await _until(lambda: cadence.ready is not None)
             await _until(lambda: cadence.ready is None)  # its scrape did not come: let go of, not kept
             await asyncio.sleep(2 * SPACING)
             _, body = await scrape()
-            assert any("later" in line for line in lines(body, "pg_stat_database_xact_commit"))
+            assert len(made) == 6 and any("later" in line for line in lines(body, "pg_stat_database_xact_commit"))
         finally:
             await exp.ahead.stop()
 
@@ -86,9 +88,10 @@ def test_gzip_bodies_are_made_ahead_per_scraper():
             for _ in range(2):
                 await scrape(gzipped=True, who="10.0.0.7:80")
                 await asyncio.sleep(SPACING)
-            await scrape(gzipped=False, who="10.0.0.8:80")  # another scraper: seen once, nothing made for it
+            assert len(made) == 3  # two made at their scrapes, then the next one's ahead of it
+            await scrape(gzipped=False, who="10.0.0.8:80")  # another scraper: seen once, made at its scrape
             asked, body = await scrape(gzipped=True, who="10.0.0.7:80")
-            assert len(made) == 1 and made[0] < asked
+            assert len(made) == 4 and made[2] < asked  # the gzip scraper's made ahead of it
             assert lines(body, "pg_up") and lines(body, "dbwatch_build_info") and body.endswith(b"\n")
         finally:
             await exp.ahead.stop()
@@ -97,37 +100,40 @@ def test_gzip_bodies_are_made_ahead_per_scraper():
     asyncio.run(main())
 
 
-def test_a_scrape_during_its_build_waits_for_it_and_stopping_leaves_none_waiting():
-    from dbwatch.exporters.joined import DeflateCache
-
+def _slow_builder() -> tuple[asyncio.Event, list[float], Callable[[bool, float], Awaitable[Joined]]]:
+    """A builder that waits for the test to release it, counting the builds started."""
     release = asyncio.Event()
     started: list[float] = []
 
     async def slow(openmetrics: bool, now: float) -> Joined:
         started.append(now)
+        key = len(started)
         await release.wait()
-        return Joined(len(started), [], DeflateCache())
+        return Joined(key, [], DeflateCache())
 
+    return release, started, slow
+
+
+def test_scrapes_during_a_build_of_their_kind_wait_for_that_one_and_stopping_leaves_none_waiting():
     async def main() -> None:
+        release, started, slow = _slow_builder()
         ahead = Ahead(slow)
-        ahead.young_for = 0.0  # the body before is never young enough to stand in: a scrape waits for its own
+        ahead.young_for = 0.0  # the body before is never young enough to stand in: a scrape waits
         ahead.start()
-        assert await ahead.take("h", False, False) is None
-        await asyncio.sleep(SPACING)
-        assert await ahead.take("h", False, False) is None
-        await _until(lambda: len(started) == 1)  # the build for the next scrape is under way
-        waiting = asyncio.create_task(ahead.take("h", False, False))
+        first = asyncio.create_task(ahead.take("h", False, False))
+        second = asyncio.create_task(ahead.take("other", False, False))
+        await _until(lambda: len(started) == 1)
         await asyncio.sleep(0.05)
-        assert not waiting.done()
+        assert not first.done() and not second.done()
         release.set()
-        ready = await waiting
+        ready = await first
         assert ready is not None and ready.joined.key == 1 and ready.at == started[0]
+        assert await second is ready and len(started) == 1  # one build for both
         # The next build is under way when the agent stops: a scrape waiting for it gets None, not a hang.
         release.clear()
-        await asyncio.sleep(1.0)  # a spacing longer than the first build took (it waited on the test)
-        assert await ahead.take("h", False, False) is None
-        await _until(lambda: len(started) == 2)
+        await asyncio.sleep(0.5)  # the first body is too old now (young_for 0, three times its build)
         waiting = asyncio.create_task(ahead.take("h", False, False))
+        await _until(lambda: len(started) == 2)
         await asyncio.sleep(0.05)
         await ahead.stop()
         assert await asyncio.wait_for(waiting, 2) is None
@@ -136,74 +142,57 @@ def test_a_scrape_during_its_build_waits_for_it_and_stopping_leaves_none_waiting
 
 
 def test_a_scrape_with_no_body_of_its_own_ready_is_served_the_newest_young_one_and_a_newer_one_is_started():
-    from dbwatch.exporters.ahead import Ready
-    from dbwatch.exporters.joined import DeflateCache
-
-    release = asyncio.Event()
-    started: list[float] = []
-
-    async def slow(openmetrics: bool, now: float) -> Joined:
-        started.append(now)
-        await release.wait()
-        return Joined(len(started), [], DeflateCache())
-
     async def main() -> None:
+        release, started, slow = _slow_builder()
         ahead = Ahead(slow)
         ahead.young_for = 1.0
         ahead.start()
         try:
-            assert await ahead.take("a", False, False) is None  # nothing made yet: it makes its own, and says so
-            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic())
-            ahead.made(False, False, own, 0.01)
-            # Another scraper, nothing made for it: the newest body stands in at once, a newer one is started.
+            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 0.01)
+            ahead.made((False, False), own)  # e.g. a body made for another scraper
+            # A scraper nothing was made for: the newest body stands in at once, a newer one is started.
             assert await asyncio.wait_for(ahead.take("b", False, False), 0.5) is own
             await _until(lambda: len(started) == 1)
             assert await asyncio.wait_for(ahead.take("c", False, False), 0.5) is own  # one build at a time
-            assert await ahead.take("d", False, True) is None  # gzip is another kind: nothing stands in for it
-            await asyncio.sleep(0.05)
-            assert len(started) == 1
+            gzipped = asyncio.create_task(ahead.take("d", False, True))  # another kind: nothing stands in for it
+            await _until(lambda: len(started) == 2)
+            assert not gzipped.done()
             release.set()
+            packed = await gzipped
+            assert packed is not None and isinstance(packed.joined, Packed)  # kept without the lines
             await _until(lambda: ahead._young((False, False)) is not own)
             newer = await ahead.take("b", False, False)
             assert newer is not None and newer.joined.key == 1 and newer.at == started[0]
-            # Too old to stand in: the scrape makes its own, and the old body is not kept in memory meanwhile.
+            # Too old to stand in: not kept in memory meanwhile, and the next scrape waits for a new one.
             await _until(lambda: not ahead._newest, seconds=5)
-            assert await ahead.take("e", False, False) is None
+            latest = await ahead.take("e", False, False)
+            assert latest is not None and len(started) >= 3 and latest.at == started[-1]
         finally:
             await ahead.stop()
 
     asyncio.run(main())
 
 
-def test_a_steady_scraper_whose_body_is_still_being_made_is_served_the_newest_young_one_without_waiting():
-    from dbwatch.exporters.ahead import Ready
-    from dbwatch.exporters.joined import DeflateCache
-
-    release = asyncio.Event()
-    started: list[float] = []
-
-    async def slow(openmetrics: bool, now: float) -> Joined:
-        started.append(now)
-        await release.wait()
-        return Joined(len(started), [], DeflateCache())
-
+def test_a_steady_scrapers_body_made_ahead_joins_the_build_under_way_and_young_bodies_stand_in_meanwhile():
     async def main() -> None:
+        release, started, slow = _slow_builder()
         ahead = Ahead(slow)
         ahead.start()
         try:
-            assert await ahead.take("h", False, False) is None
-            ahead.made(False, False, Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic()), 0.01)
+            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 0.01)
+            ahead.made((False, False), own)
+            assert await ahead.take("h", False, False) is own  # a newer one started for the scrapes after
+            await _until(lambda: len(started) == 1)
             await asyncio.sleep(SPACING)
-            await ahead.take("h", False, False)  # a spacing: the next one's body is started ahead of it
-            await _until(lambda: len(started) >= 1)
+            assert await ahead.take("h", False, False) is own  # its build still under way: not waited for
             cadence = ahead._cadences[("h", False, False)]
-            await _until(lambda: cadence.building is not None)
-            ours = Ready(Joined(-1, [], DeflateCache()), time.time(), time.monotonic())
-            ahead.made(False, False, ours, 0.01)  # e.g. another scraper's own, made meanwhile
-            assert await asyncio.wait_for(ahead.take("h", False, False), 0.5) is ours
-            assert not cadence.building  # its build goes on for the scrapes after: the newest when done
+            await asyncio.sleep(SPACING)  # the body for its next scrape is due: the build under way is it
+            assert len(started) == 1 and cadence.ready is None
             release.set()
-            await _until(lambda: (young := ahead._young((False, False))) is not None and young.joined.key > 0)
+            await _until(lambda: cadence.ready is not None)
+            assert cadence.ready is not None and cadence.ready.joined.key == 1 and len(started) == 1
+            ready = cadence.ready
+            assert await ahead.take("h", False, False) is ready  # its scrape is served it
         finally:
             await ahead.stop()
 
