@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from dataclasses import dataclass
 
-from dbwatch.exporters.joined import GZIP_LEVEL
+from dbwatch.exporters.compress import gzip_member
 from dbwatch.exporters.prometheus import Exposition
 from dbwatch.exporters.text_format import header_bytes
 from dbwatch.exporters.staleness import Scrapers
@@ -75,7 +74,7 @@ class TargetScrapes:
         if body.gzipped is None:
             # Only the compressed body is kept (Prometheus asks for gzip): kept as text too, a fleet scraped per
             # target would hold a second copy of its whole exposition. A large body is compressed in a worker
-            # thread (zlib lets go of the GIL: it runs beside the event loop instead of delaying collections'
+            # thread (the compressor lets go of the GIL: it runs beside the event loop instead of delaying collections'
             # round trips); a small one (a Redis target's 30 KB: 0.06 ms) here, cheaper than the hand-off.
             text = body.text if body.text is not None else self._render(target, openmetrics)
             packed = _gzip(text) if len(text) < INLINE_GZIP else await asyncio.to_thread(_gzip, text)
@@ -108,5 +107,4 @@ class TargetScrapes:
 
 
 def _gzip(text: bytes) -> bytes:
-    deflater = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # wbits 16 + 15: a gzip member
-    return deflater.compress(text) + deflater.flush()
+    return gzip_member(text)
