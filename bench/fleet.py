@@ -156,6 +156,8 @@ class FleetFigures:
     cpu_ms_per_target_cycle: float = 0.0
     peak_rss_mib: float = 0.0
     rss_mib: float = 0.0
+    #: (phase, RSS, peak RSS) at the end of each phase: which one raised the peak
+    rss_by_phase: list[tuple[str, float, float]] = field(default_factory=list)
     scrape_ms: dict[str, list[float]] = field(default_factory=dict)
     #: the same, less the first two of each kind in each phase: a scraper's spacing is learnt from its first two
     #: scrapes, and the agent makes the body ahead of the next ones (exporters/ahead.py), as for Prometheus
@@ -199,6 +201,7 @@ def measure_fleet(agent: Agent, targets: int, window: float, latency_scrapes: in
             out.steady_ms["gzip"].append(seconds * 1000)
         out.metrics_kib["gzip"] = size / 1024
     out.window_s = time.monotonic() - began
+    out.rss_by_phase.append(("whole gzip every 15 s", agent.rss_mib(), peak_rss_mib(agent.proc.pid)))
     cycles = out.window_s / INTERVAL
     out.cpu_ms_per_target_cycle = (agent.cpu() - cpu0) * 1000 / (targets * cycles)
     print(f"scraping /metrics {latency_scrapes} more times (plain and gzip, every 0.5 s)…", file=sys.stderr)
@@ -213,7 +216,9 @@ def measure_fleet(agent: Agent, targets: int, window: float, latency_scrapes: in
             out.steady_ms[kind].append(seconds * 1000)
         out.metrics_kib[kind] = size / 1024
         time.sleep(0.5)
+    out.rss_by_phase.append(("whole plain and gzip every 0.5 s", agent.rss_mib(), peak_rss_mib(agent.proc.pid)))
     measure_per_target(agent, out, window)
+    out.rss_by_phase.append(("each target on its own", agent.rss_mib(), peak_rss_mib(agent.proc.pid)))
     listed = agent.targets()
     out.up = sum(1 for t in listed if t["up"])
     reasons = collections.Counter(f'{t["engine"]}: {(t.get("last_error") or "no error recorded")[:120]}'
@@ -389,6 +394,7 @@ def report(args: argparse.Namespace, ours: FleetFigures, peers: dict[str, list[f
         ("agent CPU, % of a core", f"{ours.cpu_ms_per_target_cycle * ours.targets / INTERVAL / 10:.0f}%", ""),
         ("RSS MiB (peak / end)", f"{ours.peak_rss_mib:.0f} / {ours.rss_mib:.0f}",
          f"budget {budget:.0f} (100 + 0.25 per target)"),
+        *((f"  after {phase}", f"{rss:.0f} / peak {peak:.0f}", "") for phase, rss, peak in ours.rss_by_phase),
     ]
     for kind in ("plain", "gzip"):
         values = ours.scrape_ms.get(kind, [])
