@@ -11,8 +11,8 @@ the part true at scrape time (self-metrics, alerts, process) made fresh as alway
 A scrape nothing was made for (the first of a scraper, one much later than expected, scrapes closer together
 than a build takes, several scrapers at once) or that comes while its body is still being made is served the
 newest body of its kind made for anyone, if that was joined from the store at most :data:`YOUNG` seconds
-before (three times its build's time when that is longer), and a newer one is started for the scrapes after
-it: it never waits for a build that has a young enough body to stand in. Only when there is none does it wait
+before and at most five times as long as it took to make (a small agent's body is made for each scrape), and a
+newer one is started for the scrapes after it: it never waits for a build that has a young enough body to stand in. Only when there is none does it wait
 for one. There is at most one build of a kind under way: a scrape, a refresh and a body made ahead that would
 start a second one join it instead (each build holds what it joins, and the CPU is the agent's). A gzip body
 kept keeps only its compressed pieces, not the lines they were made of.
@@ -42,11 +42,13 @@ MARGIN = 0.1  # seconds added to a build's expected time (its last time x SLACK)
 SLACK = 1.25
 LONGEST = 120.0  # seconds: scrapes spaced more than this are not anticipated
 FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotten
-#: seconds a body joined from the store may be old to stand in for a scrape whose own is not ready (at least:
-#: three times its build's time, as on a slow moment of the machine). A fleet's body takes about a second to
-#: make on a busy 2-core machine, so that scrapes a second apart are served bodies 1-2 s old; a steady scraper's
-#: body made ahead may be half its interval old (7.5 s at 15 s)
+#: seconds a body joined from the store may be old to stand in for a scrape whose own is not ready, at most: a
+#: fleet's body takes about a second to make on a busy 2-core machine, so that scrapes a second apart are served
+#: bodies 1-2 s old; a steady scraper's body made ahead may be half its interval old (7.5 s at 15 s)
 YOUNG = 5.0
+#: ... and at most this many times as long as it took to make: a small agent's body, made in milliseconds, is made
+#: anew for each scrape rather than served seconds old (a person or a test polling /metrics sees what landed)
+STAND_IN = 5.0
 
 Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
 Kind = tuple[bool, bool]  # (openmetrics, gzip)
@@ -192,7 +194,7 @@ class Ahead:
 
     def _stale_at(self, ready: Ready) -> float:
         """When a body is too old to stand in for another (time.time())."""
-        return ready.at + max(self.young_for, 3 * ready.seconds)
+        return ready.at + min(self.young_for, STAND_IN * ready.seconds)
 
     def _nudge(self) -> None:
         if self._wake is not None:

@@ -148,7 +148,7 @@ def test_a_scrape_with_no_body_of_its_own_ready_is_served_the_newest_young_one_a
         ahead.young_for = 1.0
         ahead.start()
         try:
-            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 0.01)
+            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 1.0)  # a fleet's 1 s build
             ahead.made((False, False), own)  # e.g. a body made for another scraper
             # A scraper nothing was made for: the newest body stands in at once, a newer one is started.
             assert await asyncio.wait_for(ahead.take("b", False, False), 0.5) is own
@@ -179,7 +179,7 @@ def test_a_steady_scrapers_body_made_ahead_joins_the_build_under_way_and_young_b
         ahead = Ahead(slow)
         ahead.start()
         try:
-            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 0.01)
+            own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 1.0)  # a fleet's 1 s build
             ahead.made((False, False), own)
             assert await ahead.take("h", False, False) is own  # a newer one started for the scrapes after
             await _until(lambda: len(started) == 1)
@@ -195,5 +195,23 @@ def test_a_steady_scrapers_body_made_ahead_joins_the_build_under_way_and_young_b
             assert await ahead.take("h", False, False) is ready  # its scrape is served it
         finally:
             await ahead.stop()
+
+    asyncio.run(main())
+
+
+def test_a_small_agents_body_is_made_for_each_scrape_not_stood_in_for_by_an_older_one():
+    store, exp, made, scrape = _setup()
+    exp.ahead.young_for = 5.0  # as in the agent: only the build's own time keeps a body from standing in
+
+    async def main() -> None:
+        exp.ahead.start()
+        try:
+            await scrape(who="10.0.0.1:1")
+            store.put(snapshot(["app", "new"], time.time()))  # lands right after: the next scrape must show it
+            await asyncio.sleep(0.05)  # longer than five times a build of a few series
+            _, body = await scrape(who="10.0.0.2:1")  # a scraper nothing was made for
+            assert any("new" in line for line in lines(body, "pg_stat_database_xact_commit"))
+        finally:
+            await exp.ahead.stop()
 
     asyncio.run(main())
