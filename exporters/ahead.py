@@ -12,10 +12,10 @@ A scrape nothing was made for (the first of a scraper, one much later than expec
 than a build takes, several scrapers at once) or that comes while its body is still being made is served the
 newest body of its kind made for anyone, if that was joined from the store at most :data:`YOUNG` seconds
 before and at most five times as long as it took to make (a small agent's body is made for each scrape), and a
-newer one is started for the scrapes after it: it never waits for a build that has a young enough body to stand in. Only when there is none does it wait
-for one. There is at most one build of a kind under way: a scrape, a refresh and a body made ahead that would
-start a second one join it instead (each build holds what it joins, and the CPU is the agent's). A gzip body
-kept keeps only its compressed pieces, not the lines they were made of.
+newer one is started for the scrapes after it: it never waits for a build that has a young enough body to stand
+in. Only when there is none does it wait for one. There is at most one build of a kind under way: a scrape,
+a refresh and a body made ahead that would start a second one join it instead (each build holds what it joins,
+and the CPU is the agent's). A gzip body kept keeps only its compressed pieces, not the lines they were made of.
 
 Nothing is lost and the work is the same: at most one build per scrape, only earlier. The body is that lead (the
 last build's time plus a margin, about a second), or at most :data:`YOUNG` seconds, older than the scrape, which
@@ -128,7 +128,7 @@ class Ahead:
         or the agent stops (the scrape makes its own). Learns the scraper's spacing either way."""
         now = time.monotonic()
         key, kind = (scraper, openmetrics, gzip), (openmetrics, gzip)
-        cadence = self._cadences.get(key)
+        cadence, ready = self._cadences.get(key), None
         if cadence is None:
             self._cadences[key] = _Cadence(kind, now)
         else:
@@ -138,10 +138,11 @@ class Ahead:
             cadence.jitter = abs(spacing - before) if before is not None and cadence.interval is not None else 0.0
             ready, cadence.ready = cadence.ready, None
             cadence.expected = True
-            if ready is not None and cadence.servable(now):
-                self._nudge()
-                return ready
+            if ready is not None and not cadence.servable(now):
+                ready = None  # much later than expected: another body
         self._nudge()
+        if ready is not None:
+            return ready
         young = self._young(kind)
         if young is not None:
             self.building(kind)  # a newer one for the scrapes after this one, unless under way

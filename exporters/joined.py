@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Container, Iterable, Iterator
+from typing import Container, Iterator
 
 from dbwatch.exporters.compress import FULL_FLUSH, Deflater, crc32, deflater
 
@@ -55,10 +55,9 @@ class DeflateCache:
         for name in [n for n in self._packed if n not in names]:
             del self._packed[name]
 
-    def deflated(self, group: Group, compressor: Deflater | None = None, text: bytes | None = None) -> bytes:
-        """``group``'s raw deflate (ended by a full flush), from the cache when the name did not change since;
-        compressed with ``compressor`` (one of :func:`deflater`) when given, from ``text`` (its parts joined)
-        when given.
+    def deflated(self, group: Group, text: bytes, compressor: Deflater | None = None) -> bytes:
+        """``group``'s raw deflate (ended by a full flush), from the cache when the name did not change since,
+        else of ``text`` (its parts joined), with ``compressor`` (one of :func:`deflater`) when given.
 
         May run in a worker thread while the event loop marks names changed: a deflate stored for an edition
         that is already old is never served, as every later scrape's group carries a newer edition."""
@@ -67,7 +66,7 @@ class DeflateCache:
             hit = self._packed.get(name)
             if hit is not None and hit[0] == group.edition:
                 return hit[1]
-        packed = deflate((text,) if text is not None else group.parts, compressor)
+        packed = deflate(text, compressor)
         if name is not None:
             self._packed[name] = (group.edition, packed)
         return packed
@@ -130,7 +129,7 @@ class Joined:
             for group in self.groups:
                 text = b"".join(group.parts)
                 crc = crc32(text, crc)
-                out.append(self.cache.deflated(group, one, text))
+                out.append(self.cache.deflated(group, text, one))
             self._deflated, self._crc = out, crc
 
     def packed(self) -> Packed:
@@ -157,11 +156,11 @@ class Packed:
         return self._crc
 
 
-def deflate(parts: Iterable[bytes], compressor: Deflater | None = None) -> bytes:
-    """``parts`` as raw deflate ended by a full flush, so that such pieces concatenate into one stream: with
+def deflate(text: bytes, compressor: Deflater | None = None) -> bytes:
+    """``text`` as raw deflate ended by a full flush, so that such pieces concatenate into one stream: with
     ``compressor``, one that may have compressed other pieces before (the flush left nothing of them)."""
     compressor = deflater() if compressor is None else compressor
-    return compressor.compress(b"".join(parts)) + compressor.flush(FULL_FLUSH)
+    return compressor.compress(text) + compressor.flush(FULL_FLUSH)
 
 
 def gzip_tail(fresh: bytes, crc: int, size: int) -> bytes:
