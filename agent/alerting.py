@@ -29,7 +29,9 @@ from dbwatch.rules.spec import RulesConfig, load_rules
 
 logger = logging.getLogger(__name__)
 
-TICK = 5.0  # seconds between evaluations of a target with an alert pending or firing (it changes with time)
+#: seconds between evaluations of a target with an alert that changes with time (pending, or firing in its
+#: keep_firing_for: AlertTracker.timed_targets)
+TICK = 5.0
 #: ... and of every other target, whose judgement changes with its snapshots (each one is judged as it lands);
 #: the few rules that read the clock rather than a snapshot (backup ages) are late by at most this
 IDLE_TICK = 30.0
@@ -74,7 +76,7 @@ class Alerting:
 
     async def start(self) -> None:
         await self.notifier.start()
-        for name in self.tracker.targets() - set(self.targets()):
+        for name in self.tracker.timed_targets() - set(self.targets()):
             self.forget_target(name)  # alerts of targets removed from the config while the agent was down
         self._task = asyncio.create_task(self._loop(), name="alerting")
 
@@ -194,7 +196,7 @@ class Alerting:
                 # Judged at least every TICK while an alert is in flight, new snapshots or not (a pending alert
                 # fires on time): in a fleet, snapshots land all the time and the wait above never times out.
                 self._ticked = began
-                evaluated, timed = self._evaluated, self.tracker.targets()
+                evaluated, timed = self._evaluated, self.tracker.timed_targets()
                 self._dirty.update((t, _NOW) for t in self.targets()
                                    if began - evaluated.get(t, -IDLE_TICK) >= (TICK if t in timed else IDLE_TICK))
             targets = self._settled(began)

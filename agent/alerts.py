@@ -62,6 +62,7 @@ class AlertTracker:
         self._stored_last_seen: dict[str, float | None] = {}
         self._unsaved: dict[str, Alert | None] = {}  # changes the file has not taken yet (None: a deletion)
         self._expired_at = float("-inf")
+        self._judged_at: dict[str, float] = {}  # each target's latest evaluation (update's now)
         self._metrics_cache: MetricFamily | None = None  # dbwatch_alerts as last given (see metrics())
         rows: list[tuple[Any, ...]] = self.state.read(_load, [])
         for row in rows:
@@ -80,6 +81,7 @@ class AlertTracker:
                now: float | None = None) -> list[Alert]:
         """Apply one evaluation of ``target``; returns the alerts that changed state."""
         now = self.clock() if now is None else now
+        self._judged_at[target] = now
         changed: list[Alert] = []
         dirty: list[Alert] = []
         seen: set[str] = set()
@@ -128,6 +130,7 @@ class AlertTracker:
     def forget_target(self, target: str, now: float | None = None) -> None:
         """The target left the config: its firing alerts resolve, its pending ones go."""
         now = self.clock() if now is None else now
+        self._judged_at.pop(target, None)
         dirty = []
         for fp in list(self._by_target.get(target, ())):
             alert = self._alerts[fp]
@@ -138,8 +141,16 @@ class AlertTracker:
                 dirty.append(alert)
         self._save(dirty)
 
-    def targets(self) -> set[str]:
-        return {alert.target for alert in self._alerts.values() if alert.state != AlertState.RESOLVED}
+    def timed_targets(self) -> set[str]:
+        """The targets whose alerts change with the clock alone: one pending (it fires once its ``for`` has
+        passed), or firing while its condition no longer held at the latest evaluation (it resolves once its
+        ``keep_firing_for`` has passed), or restored from the state file and not judged since. An alert firing
+        with its condition still holding changes only with the target's next snapshot: judging it again on a
+        timer (a fleet's long-firing alerts, every few seconds) found the same thing each time."""
+        judged = self._judged_at
+        return {alert.target for alert in self._alerts.values()
+                if alert.state == AlertState.PENDING
+                or (alert.state == AlertState.FIRING and alert.last_seen != judged.get(alert.target))}
 
     # -- what the rest of the agent reads ------------------------------------------------------------
 

@@ -87,6 +87,8 @@ class Notifier:
         """Queue what each receiver must be told about ``alerts`` (all current ones) at ``now``."""
         now = self.clock() if now is None else now
         self._last_alerts = list(alerts)
+        if not self.receivers:  # an agent only scraped (no receivers) asks no silence about its alerts
+            return
         silenced = {a.fingerprint: s for a in alerts if a.state == AlertState.FIRING
                     and (s := self.silenced_by(a.labels)) is not None}
         due = {name: batch for name, r in self.receivers.items()

@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry  # the asyncio client warns about (and mis
 from dbwatch.model import MetricFamily, MetricType, Snapshot, Target, counter, gauge, info
 from dbwatch.collectors.base import Collector, CollectorError
 from dbwatch.collectors.redis_info_more import more_families
+from dbwatch.collectors.redis_reply import parse_info
 from dbwatch.model.options import CollectorOptions
 from dbwatch.collectors.session import DriverSession
 from dbwatch.model.facts.common import PRIMARY, REPLICA, ReplicationLink, Summary
@@ -69,8 +70,13 @@ class RedisSession(DriverSession[aioredis.Redis]):
             protocol=2,
         )
         # Every client gets the same table of reply parsers (all made with protocol=2): one per client was
-        # ~6 KiB each, 6 MiB for a fleet's 1,000 targets. Nothing here registers a callback of its own.
-        client.response_callbacks = _callbacks.setdefault("resp2", client.response_callbacks)
+        # ~6 KiB each, 6 MiB for a fleet's 1,000 targets. INFO's parser is collectors/redis_reply.py's (the
+        # same dict, cheaper).
+        table = _callbacks.get("resp2")
+        if table is None:
+            table = _callbacks["resp2"] = client.response_callbacks
+            table["INFO"] = parse_info
+        client.response_callbacks = table
         try:
             await client.initialize()  # connects, AUTH, SELECT
         except BaseException:

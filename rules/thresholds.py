@@ -66,40 +66,58 @@ def info_labels(rule: ThresholdRule, labels: Mapping[str, str], history: MetricH
 
 
 def _select(selector: Selector, history: MetricHistory, now: float) -> dict[LabelKey, float]:
-    matches = _matcher(selector)
+    # Series are told apart by (label names, label values) as the families hold them: a window's families
+    # share their label-value tuples (agent/jobs.py), so no per-sample key is built; the few selected series
+    # get their LabelKey at the end.
     if selector.function == "value":
         family = history.latest(selector.metric)
-        values = {} if family is None else {key: v for key, v in _samples(family) if matches(key)}
+        values: dict[LabelKey, float] = {}
+        if family is not None:
+            names, keep = family.labelnames, _matcher(selector, family.labelnames)
+            for labelvalues, value in family.samples:
+                if keep is None or keep(labelvalues):
+                    values[tuple(zip(names, labelvalues))] = value
     else:
-        points: dict[LabelKey, list[tuple[float, float]]] = {}
+        points: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[float, float]]] = {}
         for at, family in history.window(selector.metric, selector.effective_window, now):
-            for key, value in _samples(family):
-                if matches(key):
-                    points.setdefault(key, []).append((at, value))
+            names, keep = family.labelnames, _matcher(selector, family.labelnames)
+            for labelvalues, value in family.samples:
+                if keep is None or keep(labelvalues):
+                    points.setdefault((names, labelvalues), []).append((at, value))
         values = {}
-        for key, series in points.items():
+        for (names, labelvalues), series in points.items():
             result = (_predict(series, now + (selector.horizon or 0.0)) if selector.function == "predict_linear"
                       else _over_time(selector.function, series))
             if result is not None:
-                values[key] = result
+                values[tuple(zip(names, labelvalues))] = result
     if selector.aggregate is not None:
         values = _aggregate(values, selector.aggregate, selector.by)
     return values
 
 
-def _matcher(selector: Selector) -> Callable[[LabelKey], bool]:
-    equal = dict(selector.match)
-    regexes = {name: re.compile(pattern) for name, pattern in selector.match_re.items()}
-    if not equal and not regexes:
-        return lambda key: True
+_Keep = Callable[[tuple[str, ...]], bool]
+_MATCHERS: dict[tuple[int, tuple[str, ...]], tuple[Selector, _Keep | None]] = {}
 
-    def matches(key: LabelKey) -> bool:
-        labels = dict(key)
-        if any(labels.get(name, "") != value for name, value in equal.items()):
-            return False
-        return all(rx.fullmatch(labels.get(name, "")) for name, rx in regexes.items())
 
-    return matches
+def _matcher(selector: Selector, names: tuple[str, ...]) -> _Keep | None:
+    """Whether a sample's label values (in the order of ``names``) match the selector; None: all do. Made once
+    per selector and label names (a label a family does not have is the empty string, as in PromQL)."""
+    key = (id(selector), names)
+    cached = _MATCHERS.get(key)
+    if cached is not None and cached[0] is selector:
+        return cached[1]
+    if len(_MATCHERS) > 10_000:  # reloaded rules leave theirs behind
+        _MATCHERS.clear()
+    equal = [(names.index(n) if n in names else None, v) for n, v in selector.match.items()]
+    regexes = [(names.index(n) if n in names else None, re.compile(p)) for n, p in selector.match_re.items()]
+    keep: _Keep | None = None
+    if equal or regexes:
+        def keep(values: tuple[str, ...]) -> bool:
+            if any((values[i] if i is not None else "") != v for i, v in equal):
+                return False
+            return all(rx.fullmatch(values[i] if i is not None else "") for i, rx in regexes)
+    _MATCHERS[key] = (selector, keep)
+    return keep
 
 
 def _samples(family: MetricFamily) -> Iterable[tuple[LabelKey, float]]:

@@ -82,6 +82,31 @@ def test_keep_firing_for_rides_out_a_flap_and_resolves_after_it(tmp_path):
     assert states(tracker) == {"Flappy": "resolved"}
 
 
+def test_timed_targets_are_those_whose_alerts_change_with_the_clock_alone(tmp_path):
+    """Pending (fires after for:), firing in keep_firing_for (resolves after it) and restored-not-yet-judged alerts
+    need the tick; one firing with its condition still holding changes only with the target's next snapshot."""
+    clock = Clock()
+    tracker = AlertTracker(tmp_path / "alerts.db", clock)
+    tracker.update("db1", [finding("LagHigh")], durations)
+    tracker.update("db2", [finding("Now", target="db2")], durations)
+    assert states(tracker) == {"LagHigh": "pending", "Now": "firing"}
+    assert tracker.timed_targets() == {"db1"}, "a firing alert whose condition holds needs no tick"
+    clock.advance(60)
+    tracker.update("db1", [finding("LagHigh")], durations)
+    assert tracker.timed_targets() == set(), "both fire, their conditions hold"
+    tracker.update("db3", [finding("Flappy", target="db3")], durations)
+    clock.advance(15)
+    tracker.update("db3", [], durations)  # condition gone, kept firing for keep_firing_for
+    assert tracker.timed_targets() == {"db3"}
+    tracker.close()
+    restored = AlertTracker(tmp_path / "alerts.db", clock)
+    assert restored.timed_targets() == {"db1", "db2", "db3"}, "restored alerts wait for their first judgement"
+    restored.update("db2", [finding("Now", target="db2")], durations)
+    assert restored.timed_targets() == {"db1", "db3"}
+    restored.forget_target("db1")
+    assert restored.timed_targets() == {"db3"}
+
+
 def test_series_labels_make_separate_alerts_and_targets_do_not_resolve_each_other(tmp_path):
     tracker = AlertTracker(tmp_path / "alerts.db", Clock())
     tracker.update("db1", [finding("Now", datname="a"), finding("Now", datname="b")], durations)
@@ -134,7 +159,7 @@ def test_forget_target_resolves_its_firing_alerts_only(tmp_path):
     tracker.forget_target("db1")
     assert {(a.target, a.name): str(a.state) for a in tracker.alerts()} == {
         ("db1", "Now"): "resolved", ("db2", "Now"): "firing"}
-    assert tracker.targets() == {"db2"}
+    assert {a.target for a in tracker.alerts() if a.state != AlertState.RESOLVED} == {"db2"}
 
 
 async def test_a_firing_alert_across_a_restart_is_not_renotified_before_repeat_and_resolves_once(

@@ -448,7 +448,7 @@ async def test_the_tick_judges_targets_with_alerts_in_flight_often_and_the_other
     store = SnapshotStore()
     targets = {name: Target(name, "postgres", "postgresql://x@127.0.0.1/db", {}, {}) for name in ("hot", "calm")}
     alerting = Alerting(parse_config(f"state_dir: {tmp_path}\n"), store, lambda: targets, clock=lambda: T0)
-    monkeypatch.setattr(alerting.tracker, "targets", lambda: {"hot"})  # what has an alert pending or firing
+    monkeypatch.setattr(alerting.tracker, "timed_targets", lambda: {"hot"})  # an alert pending, say
     judged: list[str] = []
     monkeypatch.setattr(alerting, "_judge", lambda name: judged.append(name) or False)
     await alerting.start()
