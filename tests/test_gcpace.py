@@ -61,3 +61,27 @@ def test_young_steps_freeze_survivors_and_a_full_collection_finds_their_cycles()
     finally:
         gc.callbacks.remove(on_gc)
         gc.enable()
+
+
+def test_free_heap_pages_are_given_back_on_the_trim_timer():
+    """malloc_trim runs every trim_every seconds of the pacer's steps (glibc here), not on each young step."""
+    async def main() -> tuple[int, int]:
+        pacer = GcPacer(young_every=0.02, full_every=3600.0, trim_every=0.2)
+        assert pacer._trim is not None, "glibc's malloc_trim was not found"
+        pacer.start()
+        try:
+            async with asyncio.timeout(10):
+                while pacer.trims < 2:
+                    await asyncio.sleep(0.02)
+            began, trims = asyncio.get_running_loop().time(), pacer.trims
+            await asyncio.sleep(0.5)
+            elapsed = asyncio.get_running_loop().time() - began
+            return pacer.trims - trims, int(elapsed / 0.2) + 1
+        finally:
+            pacer.stop()
+
+    try:
+        more, most = asyncio.run(main())
+    finally:
+        gc.enable()
+    assert 1 <= more <= most, f"{more} trims in 0.5 s at one every 0.2 s"
