@@ -228,6 +228,26 @@ def test_matchers_aggregation_and_a_ratio_of_two_metrics():
     assert {f.labels["state"] for f in fire([regex], h, T0)} == {"active", "idle"}
 
 
+def test_matchers_over_a_window_treat_a_missing_label_as_empty_and_match_regexes_whole():
+    """A label the family does not have is "" (PromQL); a regex matches the whole value; equality and regex
+    matchers hold together, over a window as on the latest value."""
+    h = History()
+    for i, values in enumerate([(1, 10, 3), (4, 10, 3), (9, 10, 30)]):
+        family = counter("conns_total", "h", ("datname", "state"))
+        for labels, value in zip([("app", "idle"), ("web", "idle"), ("apple", "active")], values):
+            family.add(labels, value)
+        h.add(T0 + 15 * i, family)
+    grew = rule(metric="conns_total", function="increase", window="1m", match_re={"datname": "app"}, threshold=0)
+    [f] = fire([grew], h, T0 + 30)
+    assert (f.labels["datname"], f.value) == ("app", 8), "app only: 'app' does not match apple whole"
+    absent = rule(metric="conns_total", function="increase", window="1m", match={"role": ""}, threshold=-1)
+    assert sorted(f.labels["datname"] for f in fire([absent], h, T0 + 30)) == ["app", "apple", "web"]
+    assert fire([rule(metric="conns_total", match={"role": "x"}, threshold=-1)], h, T0 + 30) == []
+    both = rule(metric="conns_total", match={"state": "idle"}, match_re={"datname": "a.*"}, threshold=5)
+    [f] = fire([both], h, T0 + 30)
+    assert (f.labels["datname"], f.value) == ("app", 9)
+
+
 def test_a_ratio_per_series_joins_on_the_shared_labels_and_skips_a_zero_divisor():
     h = History()
     for at, secs, calls in [(T0, {"1": 10.0, "2": 1.0, "3": 0.0}, {"1": 4, "2": 100, "3": 7}),
