@@ -76,7 +76,7 @@ class Alerting:
 
     async def start(self) -> None:
         await self.notifier.start()
-        for name in self.tracker.timed_targets() - set(self.targets()):
+        for name in self.tracker.targets() - set(self.targets()):
             self.forget_target(name)  # alerts of targets removed from the config while the agent was down
         self._task = asyncio.create_task(self._loop(), name="alerting")
 

@@ -141,6 +141,10 @@ class AlertTracker:
                 dirty.append(alert)
         self._save(dirty)
 
+    def targets(self) -> set[str]:
+        """The targets with an alert pending or firing."""
+        return {alert.target for alert in self._alerts.values() if alert.state != AlertState.RESOLVED}
+
     def timed_targets(self) -> set[str]:
         """The targets whose alerts change with the clock alone: one pending (it fires once its ``for`` has
         passed), or firing while its condition no longer held at the latest evaluation (it resolves once its
