@@ -18,7 +18,7 @@ _FLOAT_CHARS = frozenset("0123456789.-+eE_ \t")  # all a number may hold (text w
 
 
 def _value(value: str) -> Any:
-    if value.isdigit() and value.isascii():
+    if value.isdigit() and value.isascii():  # most of a reply: counters and sizes
         return int(value)
     if "," not in value and "=" not in value:
         if not _FLOAT_CHARS.issuperset(value):
@@ -58,8 +58,6 @@ def parse_info(response: Any, **options: Any) -> dict[str, Any]:
             key, _, value = line.rpartition(":")
         if key == "module":
             info.setdefault("modules", []).append(_value(value))
-        elif value.isdigit() and value.isascii():  # most of a reply: counters and sizes
-            info[key] = int(value)
         else:
             info[key] = _value(value)
     return info
