@@ -1,6 +1,6 @@
 """Redis: the session (one redis.asyncio connection per target) and the server-wide collector.
 
-Everything comes from one ``INFO`` (default sections) and one ``CONFIG GET *`` per collection, under
+Everything comes from one ``INFO`` (default sections) and one ``CONFIG GET`` per collection, under
 redis_exporter's metric names so its dashboards and alert rules work unchanged; what only dbwatch has is
 prefixed ``dbwatch_redis_``. CONFIG is often renamed away or denied by ACL on hardened servers: the collector
 then takes what INFO also says (maxclients, maxmemory, the eviction policy) and notes what is missing.
@@ -163,13 +163,19 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
     up_metric = "redis_up"
     options_model = CollectorOptions
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # CONFIG GET * until the server is known to be Redis >= 7, which takes several parameters at once: the
+        # ones read here (the 200-odd settings of ``*`` cost as much again as the INFO sections to read).
+        self._config_get: tuple[str, ...] = ("CONFIG", "GET", "*")
+
     async def collect(self, snapshot: Snapshot) -> None:
         session = self.session
         async with session.lock:
             # One round trip: INFO commandstats and latencystats are not in INFO's default sections
             # (latencystats: Redis >= 7, empty before).
             (raw, info_error), (config_raw, config_error), (commands, _), (latency, _) = await session.try_many(
-                ("INFO",), ("CONFIG", "GET", "*"), ("INFO", "commandstats"), ("INFO", "latencystats"))
+                ("INFO",), self._config_get, ("INFO", "commandstats"), ("INFO", "latencystats"))
         if info_error is not None:
             raise CollectorError(f"INFO failed on {session.endpoint}: {info_error}")
         if not isinstance(raw, dict):
@@ -183,6 +189,7 @@ class RedisCollector(Collector[RedisSession, CollectorOptions]):
                 f"ACL SETUSER <user> +config|get"
             )
         facts = _facts(raw, config)
+        self._config_get = ("CONFIG", "GET", *CONFIG_READ) if _major(facts.version) >= 7 else ("CONFIG", "GET", "*")
         snapshot.version = facts.version
         snapshot.families.extend(_families(raw, config, facts))
         snapshot.families.extend(_command_families(commands if isinstance(commands, dict) else {}))
@@ -198,6 +205,15 @@ def replication_link(info: RedisInfo) -> ReplicationLink:
     return ReplicationLink(REPLICA, link_up=info.master_link_status == "up",
                            link_state=f"master_link_status:{info.master_link_status}",
                            lag_seconds=info.master_last_io_seconds, upstream=upstream)
+
+
+#: the settings this collector reads (CONFIG GET of several parameters: Redis >= 7)
+CONFIG_READ = ("maxclients", "maxmemory", "maxmemory-policy", "save", "databases", "io-threads")
+
+
+def _major(version: str) -> int:
+    head = version.partition(".")[0]
+    return int(head) if head.isdigit() else 0
 
 
 def _pairs(reply: Any) -> dict[str, str]:

@@ -59,17 +59,32 @@ class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
         if slowlog_error is not None:
             snapshot.notes.append(f"SLOWLOG is not available ({slowlog_error}): slow commands are not collected")
             return
+        raws = list(entries or [])
         try:
-            parsed = sorted((_entry(raw) for raw in entries or []), key=lambda e: e.id)
+            parsed = sorted(map(_entry, self._to_parse(raws)), key=lambda e: e.id)
         except (TypeError, ValueError, IndexError) as exc:
             raise CollectorError(f"SLOWLOG GET gave an unexpected reply: {exc}") from None
         log_slower_than = _threshold(threshold)
+        length = length if isinstance(length, int) else len(raws)
         snapshot.families.extend(self._slowlog(parsed, length, log_slower_than, session, snapshot))
         if log_slower_than is not None and log_slower_than < 0:
             snapshot.notes.append("the slow log is off (slowlog-log-slower-than < 0): "
                                   "CONFIG SET slowlog-log-slower-than 10000 logs commands slower than 10 ms")
 
-    def _slowlog(self, entries: list[SlowEntry], length: Any, log_slower_than: float | None,
+    def _to_parse(self, raws: list[Any]) -> list[Any]:
+        """The raw entries worth parsing: all of them at the first collection and after a restart (the newest id
+        went down), else the newest one (the last id and duration) and those :meth:`_new_entries` may find new.
+        A server's slow log mostly holds entries already seen (up to slowlog-max-len, 128 by default), and
+        parsing each one every collection was most of this collector's cost in a fleet."""
+        last_id, last_started = self._last_id, self._last_started
+        if last_id is None or not raws:
+            return raws
+        newest = max(raws, key=_id)
+        if _id(newest) < last_id:
+            return raws
+        return [raw for raw in raws if raw is newest or _id(raw) > last_id or float(raw[1]) > last_started]
+
+    def _slowlog(self, entries: list[SlowEntry], length: int, log_slower_than: float | None,
                  session: RedisSession, snapshot: Snapshot) -> list[MetricFamily]:
         new, lost = self._new_entries(entries)
         if entries:
@@ -100,7 +115,7 @@ class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
             groups=sorted((SlowGroup(cmd, pattern, int(g[0]), g[1], g[2]) for (cmd, pattern), g in groups.items()),
                           key=lambda g: -g.total_seconds),
             lost=lost,
-            length=int(length) if isinstance(length, int) else len(entries),
+            length=length,
             log_slower_than_seconds=log_slower_than,
         ))
         labels = ("command", "key_pattern")
@@ -119,7 +134,7 @@ class SlowlogCollector(Collector[RedisSession, SlowlogOptions]):
         families = [count, seconds, lost_total]
         # redis_exporter's three slow log metrics.
         length_fam = gauge("redis_slowlog_length", "Total slowlog")
-        length_fam.add((), length if isinstance(length, int) else None)
+        length_fam.add((), length)
         last_id = gauge("redis_slowlog_last_id", "Last id of slowlog")
         last_duration = gauge("redis_last_slow_execution_duration_seconds",
                               "The amount of time needed for last slow execution, in seconds")
@@ -173,6 +188,10 @@ def _threshold(reply: Any) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _id(raw: Any) -> int:
+    return int(raw[0])
 
 
 def _entry(raw: Any) -> SlowEntry:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
+from dbwatch.collectors.redis import CONFIG_READ
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, Target
 from dbwatch.collectors.base import CollectorError
@@ -107,6 +108,20 @@ async def test_info_metrics_carry_redis_exporter_names_and_the_servers_values(se
     assert second.family("redis_commands_processed_total").value() > first.family(
         "redis_commands_processed_total").value() + 11
     assert second.family("redis_db_keys").value(db="db0") == 25
+
+    # From the second collection on, Redis >= 7 is asked only the settings read: a change is still seen at once.
+    db0.config_set("maxmemory", "32mb")
+    db0.config_set("save", "900 1")
+    third = await collect(collector)
+    assert third.family("redis_config_maxmemory").value() == 32 * 1024 * 1024
+    assert third.fact(RedisInfo).rdb_save_schedule == "900 1" and third.fact(RedisInfo).maxclients == 123
+    assert third.family("dbwatch_redis_rdb_snapshots_enabled").value() == 1
+    assert third.fact(RedisInfo).maxmemory_policy == "allkeys-lru" and third.notes == []
+    assert {labels[0] for labels, _ in third.family("redis_db_keys").samples} == set(keys)
+    threads = third.family("redis_config_io_threads")
+    assert threads is not None and threads.value() == first.family("redis_config_io_threads").value()
+    if int(first.version.split(".")[0]) >= 7:
+        assert collector._config_get[2:] == CONFIG_READ
 
 
 async def test_evictions_under_a_small_maxmemory_are_counted(servers, session_for):
@@ -291,6 +306,10 @@ async def test_slowlog_entries_since_the_last_collection_are_counted_once_by_com
 
     third = await collect(collector)  # nothing new but dbwatch's own commands, which are skipped
     assert third.fact(Slowlog).entries == []
+    # Only the newest of the entries already seen is parsed again, still giving the last id and the length.
+    # (the second collection's own commands were logged after it read the log: the last id moved on)
+    assert third.family("redis_slowlog_last_id").value() > second.family("redis_slowlog_last_id").value()
+    assert third.family("redis_slowlog_length").value() == third.fact(Slowlog).length >= 10
     assert third.family("dbwatch_redis_slowlog_entries_total").samples == \
         second.family("dbwatch_redis_slowlog_entries_total").samples
 
