@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from dbwatch.agent.config import ConfigError, parse_config
-from dbwatch.collectors.redis import CONFIG_READ
 from dbwatch.agent.jobs import TargetJobs
 from dbwatch.model import CollectorSettings, Target
 from dbwatch.collectors.base import CollectorError
-from dbwatch.collectors.redis import RedisCollector, RedisSession
+from dbwatch.collectors.redis import CONFIG_READ, RedisCollector, RedisSession
 from dbwatch.collectors.redis_slowlog import SlowlogCollector, SlowlogOptions, classify, key_pattern
 from dbwatch.model.facts.redis import LatencyEvents, RedisInfo, Slowlog
 from tests.redisserver import RedisServer
@@ -122,6 +121,28 @@ async def test_info_metrics_carry_redis_exporter_names_and_the_servers_values(se
     assert threads is not None and threads.value() == first.family("redis_config_io_threads").value()
     if int(first.version.split(".")[0]) >= 7:
         assert collector._config_get[2:] == CONFIG_READ
+
+
+async def test_a_server_that_stops_answering_times_out_as_overloaded_and_the_next_collection_reconnects(
+        servers, session_for):
+    """An own Redis, paused (SIGSTOP) between two collections and resumed after the timeout."""
+    server = servers()
+    session = session_for(make_target(server.dsn(), timeout=1))
+    collector = core(session)
+    assert (await collect(collector)).ok
+    server.pause()
+    try:
+        began = time.monotonic()
+        with pytest.raises(CollectorError, match=r"lost: Timeout reading from 127\.0\.0\.1:\d+$") as caught:
+            await collect(collector)
+        # the round trip's deadline, 80 % of the collector's timeout (0.5 s at least), not the collection's own
+        assert caught.value.overloaded and time.monotonic() - began < 1.0
+        assert not session.connected
+    finally:
+        server.resume()
+    session.record_success()  # no reconnect backoff: the next collection opens a new connection
+    after = await collect(collector)
+    assert after.ok and after.family("redis_up").value() == 1
 
 
 async def test_evictions_under_a_small_maxmemory_are_counted(servers, session_for):
