@@ -284,16 +284,27 @@ def share_unchanged(old: list[MetricFamily], new: list[MetricFamily]) -> bool:
             same = False
             _share_labels(family)
             continue
-        frozen = _freeze(family, family.samples)
+        samples, prior_samples = family.samples, prior.samples
+        if len(samples) == 1 and len(prior_samples) == 1 and samples[0][0] == prior_samples[0][0]:
+            # One series, as most of a server-wide collection's families are: no tuples or dicts built.
+            value = samples[0][1]
+            if value == prior_samples[0][1] and prior.help == family.help:
+                new[i] = prior
+                same = same and old[i] is prior
+            else:
+                family.samples = ((prior_samples[0][0], value),)  # type: ignore[assignment]
+                same = False
+            continue
+        frozen = _freeze(family, samples)
         if tuple(prior.samples) == frozen and prior.help == family.help:  # tuple() of a tuple: itself
             new[i] = prior
             same = same and old[i] is prior
             continue
         same = False
-        samples = {sample[0]: sample for sample in prior.samples}
+        by_labels = {sample[0]: sample for sample in prior.samples}
         shared = []
         for sample in family.samples:
-            kept = samples.get(sample[0])
+            kept = by_labels.get(sample[0])
             if kept is None:
                 shared.append((shared_labels(sample[0]), sample[1]))
             elif kept[1] == sample[1]:

@@ -13,9 +13,9 @@ from typing import Any, AsyncIterator, Iterator
 
 import pytest
 
-from dbwatch.agent.jobs import TargetJobs
+from dbwatch.agent.jobs import TargetJobs, share_unchanged
 from dbwatch.agent.store import SnapshotStore
-from dbwatch.model import CollectorSettings, Target
+from dbwatch.model import CollectorSettings, Target, gauge
 from dbwatch.model.facts.common import ReplicationLink, Summary
 from dbwatch.model.facts.redis import RedisInfo
 from tests.redisserver import RedisServer
@@ -115,3 +115,35 @@ async def test_equal_label_values_of_two_targets_are_one_string(redis):
             labels_a = {labels[0]: labels[0] for labels, _ in a.samples}
             common = [labels[0] for labels, _ in b.samples if labels[0] in labels_a]
             assert common and all(labels_a[cmd] is cmd for cmd in common)
+
+
+def test_a_collection_reuses_what_did_not_change_of_the_previous_one():
+    def families(clients: float, version: str, keys: dict[str, float], help_: str = "Clients.") -> list:
+        connected = gauge("redis_connected_clients", help_)
+        connected.add((), clients)
+        info_ = gauge("redis_instance_info", "Info.", ("redis_version",))
+        info_.add((version,), 1)
+        db_keys = gauge("redis_db_keys", "Keys.", ("db",))
+        for db, count in keys.items():
+            db_keys.add((db,), count)
+        return [connected, info_, db_keys]
+
+    old = families(3, "7.0.15", {"db0": 10, "db1": 0})
+    share_unchanged([], old)
+    assert all(type(f.samples) is tuple for f in old)
+    same = families(3, "7.0.15", {"db0": 10, "db1": 0})
+    assert share_unchanged(old, same) and all(a is b for a, b in zip(same, old))
+
+    new = families(4, "7.2.4", {"db0": 11, "db1": 0, "db2": 5})
+    assert not share_unchanged(old, new)
+    connected, info_, db_keys = new
+    assert connected is not old[0] and connected.samples == (((), 4),)
+    assert connected.samples[0][0] is old[0].samples[0][0]
+    assert info_ is not old[1] and info_.samples == ((("7.2.4",), 1),)  # one series, other labels: a new one
+    assert db_keys.samples[1] is old[2].samples[1]  # db1 unchanged: the old sample itself
+    assert db_keys.samples[0] == (("db0",), 11) and db_keys.samples[0][0] is old[2].samples[0][0]
+    assert db_keys.samples[2] == (("db2",), 5) and type(db_keys.samples) is tuple
+
+    reworded = families(3, "7.0.15", {"db0": 10, "db1": 0}, help_="Connected clients.")
+    assert not share_unchanged(old, reworded)
+    assert reworded[0] is not old[0] and reworded[0].help == "Connected clients." and reworded[1] is old[1]
