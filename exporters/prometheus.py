@@ -273,26 +273,26 @@ class Exposition:
         # two renderings of a large collection at once would be the peak of memory.
         old = self._fragments.pop(key, None)
         vanished: dict[str, tuple[MetricFamily, Lines]] = {}
-        old_names: tuple[str, ...] = ()
+        old_names: list[str] = []
         kept: dict[str, bytes] = {}
         if old is not None:
-            vanished, old_names = _vanished(old, prefix, latest), tuple(old.names())
+            vanished, old_names = _vanished(old, prefix, latest), [family.name for family in old.families]
             if old.prefix == prefix:
                 # A family the collection left as it was (agent/jobs.py shares it: the same object) keeps its
                 # lines with the new timestamp put in. " <ms>\n" ends a line only: a value is never written as
                 # bare digits ("1.0", "1e+20") and an escaped label value holds no newline.
-                was, now = f" {old.stamp_ms}\n".encode(), end.encode()
-                kept = {family.name: body.replace(was, now) for family, body in old.entries(False)
-                        if latest.get(family.name) is family}
+                was, now, get = f" {old.stamp_ms}\n".encode(), end.encode(), latest.get
+                kept = {family.name: body.replace(was, now) for family, body in zip(old.families, old.bodies)
+                        if get(family.name) is family}
             self._release(old)
         families = list(latest.values())
-        bodies = [kept[family.name] if family.name in kept else render_samples(family, labels, pairs, end).encode()
-                  for family in families]
+        bodies = [body if (body := kept.get(family.name)) is not None
+                  else render_samples(family, labels, pairs, end).encode() for family in families]
         fragment = _Fragment(prefix, stamp, families, bodies)
         self._fragments[key] = fragment
         self._keys_of.setdefault(snapshot.target, set()).add(key)
         self._touch(snapshot.target)
-        self._changed(itertools.chain(old_names, latest))
+        self._changed(old_names, latest)
         self._graves.revive(key, fragment.prefix, latest)
         if old is not None:
             self._graves.bury(key, old.prefix, vanished, time.time())
@@ -330,12 +330,11 @@ class Exposition:
         old.bodies = []
         old._openmetrics = None
 
-    def _changed(self, names: Iterable[str]) -> None:
+    def _changed(self, *names: Iterable[str]) -> None:
         """A collection's lines of ``names`` changed (came, went or were rendered anew)."""
         self._edits += 1
-        edits, edition = self._edits, self._edition
-        for name in names:
-            edition[name] = edits
+        for some in names:
+            self._edition.update(dict.fromkeys(some, self._edits))
 
     def _self_metrics(self) -> list[MetricFamily]:
         build = MetricFamily("dbwatch_build_info", MetricType.GAUGE, "dbwatch's version and Python's.",
