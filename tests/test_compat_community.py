@@ -129,10 +129,13 @@ def disagreement(name: str, theirs: Any, ours: Any) -> str | None:
     if my_labels != their_labels:
         return f"  {name}: labels {sorted(my_labels)} here, {sorted(their_labels)} with the exporter"
     mine = {tuple(kv for kv in key if kv[0] not in newer): value for key, value in mine.items()}
-    for key in mine.keys() & their.keys():
-        a, b = abs(mine[key]), abs(their[key])
-        if min(a, b) > 0 and max(a, b) / min(a, b) >= 100:
-            return f"  {name}{dict(key)}: {mine[key]} here, {their[key]} with the exporter"
+    # A unit is every series' property: one latency quantile that moved between the two scrapes (a PING's
+    # p50 at 1 ns, then 1 us) is the server changing, not a unit, so most compared series must be apart.
+    compared = [key for key in mine.keys() & their.keys() if min(abs(mine[key]), abs(their[key])) > 0]
+    apart = [key for key in compared if max(abs(mine[key]), abs(their[key])) / min(abs(mine[key]), abs(their[key])) >= 100]
+    if apart and len(apart) * 2 > len(compared):
+        key = apart[0]
+        return f"  {name}{dict(key)}: {mine[key]} here, {their[key]} with the exporter ({len(apart)} of {len(compared)} series)"
     return None
 
 
@@ -157,6 +160,12 @@ def test_a_disagreement_is_a_label_name_or_a_unit_apart_and_newer_labels_are_not
     assert "labels" in (disagreement("pg_x", exporter_, answers(({"db": "app"}, 2.0))) or "")
     assert "with the exporter" in (disagreement("pg_x", exporter_, answers(({"datname": "app"}, 2000.0))) or "")
     assert disagreement("pg_x", exporter_, answers()) is None  # one side lacks it: the share counts that
+    quantiles = answers(*[({"cmd": cmd, "quantile": "50"}, 1.0) for cmd in ("ping", "get", "set")])
+    moved = answers(({"cmd": "ping", "quantile": "50"}, 0.001), ({"cmd": "get", "quantile": "50"}, 1.0),
+                    ({"cmd": "set", "quantile": "50"}, 1.0))
+    assert disagreement("redis_x", quantiles, moved) is None  # one series moved between scrapes: not a unit
+    assert "3 of 3" in (disagreement("redis_x", quantiles, answers(*[({"cmd": c, "quantile": "50"}, 1e-6)
+                                                                       for c in ("ping", "get", "set")])) or "")
     slots = answers(({"slot_name": "s"}, 1.0))
     assert disagreement("pg_replication_slots_active", slots, answers(({"slot_name": "s", "slot_type": "p"}, 1.0))
                         ) is None
