@@ -38,6 +38,7 @@ class _Job:
     run: Callable[[], Awaitable[None]]
     due: float  # time.monotonic() of its next run
     seq: int  # its entry in the heap (older entries of a job re-added or removed are stale)
+    then: float | None = None  # its second run, when not one interval after the first (then every interval)
     task: asyncio.Task[None] | None = None
     said_skipped: float = -math.inf
 
@@ -52,12 +53,14 @@ class Schedule:
         self._driver: asyncio.Task[None] | None = None
         self._paused = False
 
-    def add(self, job_id: str, interval: float, run: Callable[[], Awaitable[None]], at: float | None = None) -> None:
-        """Run ``run()`` every ``interval`` seconds, the first time at ``at`` (``time.monotonic()``; None: now).
-        A job of the same id is replaced."""
+    def add(self, job_id: str, interval: float, run: Callable[[], Awaitable[None]], at: float | None = None,
+            then: float | None = None) -> None:
+        """Run ``run()`` every ``interval`` seconds, the first time at ``at`` (``time.monotonic()``; None: now),
+        the second at ``then`` when given (the job's phase from then on; None: ``at`` + ``interval``). A job of
+        the same id is replaced."""
         if interval <= 0:
             raise ValueError(f"job {job_id}: the interval must be positive, not {interval}")
-        job = _Job(job_id, interval, run, time.monotonic() if at is None else at, next(self._seq))
+        job = _Job(job_id, interval, run, time.monotonic() if at is None else at, next(self._seq), then)
         old = self._jobs.get(job_id)
         if old is not None:
             job.task = old.task  # a run in flight still counts: no overlap with the replaced job's run
@@ -123,8 +126,11 @@ class Schedule:
             else:
                 logger.debug('run of "%s" started', job.id)
                 job.task = asyncio.create_task(self._run(job), name=job.id)
-        # The next run at the job's phase, after now: runs missed while the loop was held become this one.
-        job.due += job.interval * max(1, math.ceil((now - job.due) / job.interval + 1e-9))
+        if job.then is not None:  # the first run: the phase starts at the second
+            job.due, job.then = job.then, None
+        if job.due <= now:
+            # The next run at the job's phase, after now: runs missed while the loop was held become this one.
+            job.due += job.interval * max(1, math.ceil((now - job.due) / job.interval + 1e-9))
         job.seq = next(self._seq)
         heapq.heappush(self._heap, (job.due, job.seq, job.id))
 

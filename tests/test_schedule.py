@@ -35,6 +35,25 @@ async def test_jobs_due_within_a_tick_start_together_and_keep_their_interval():
     assert all(0.3 <= gap <= 0.55 for gap in gaps), gaps
 
 
+async def test_a_job_given_a_second_run_keeps_that_phase_after_it():
+    schedule = Schedule(tick=0.05)
+    started: list[float] = []
+
+    async def run() -> None:
+        started.append(time.monotonic())
+
+    now = time.monotonic()
+    schedule.add("a", 0.4, run, at=now, then=now + 0.7)  # first at once, then at 0.7, 1.1, 1.5, ...
+    schedule.start()
+    try:
+        await wait_until(lambda: len(started) >= 4, 5, "four runs")
+    finally:
+        await schedule.stop()
+    assert started[1] - started[0] >= 0.65, started
+    gaps = [later - earlier for earlier, later in zip(started[1:], started[2:])]
+    assert all(0.3 <= gap <= 0.5 for gap in gaps), gaps
+
+
 async def test_a_run_still_going_is_skipped_said_once_and_missed_runs_are_coalesced(caplog):
     schedule = Schedule(tick=0.05)
     release = asyncio.Event()

@@ -177,10 +177,15 @@ def test_the_connect_bound_is_configured_under_collection_and_must_be_positive()
 
 def test_first_collections_of_a_fleet_are_spread_over_the_interval_and_a_few_targets_start_at_once():
     now = time.monotonic()
-    fleet = [_first_run(15.0, 1400) - now for _ in range(1400)]
+    fleet = [_first_run(15.0, 1400)[0] - now for _ in range(1400)]
     assert max(fleet) <= 15.5 and sum(1 for s in fleet if s > 7.5) > 400  # about half in the second half
-    few = [_first_run(15.0, 3) - now for _ in range(100)]
-    assert max(few) <= 1.5
+    few = [_first_run(15.0, 3) for _ in range(300)]
+    assert max(first for first, _ in few) - now <= 1.5
+    # ... but their phases, the runs after the first, are spread over the whole interval, never sooner than an
+    # interval after the first run
+    phases = [phase - now for _, phase in few]
+    assert max(phases) <= 15.5 and sum(1 for p in phases if p > 7.5) > 100
+    assert all(phase >= first for first, phase in few)
 
 
 async def test_a_targets_collectors_share_its_phase_and_targets_have_their_own(tmp_path):
