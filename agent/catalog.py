@@ -46,6 +46,10 @@ FAMILIES: tuple[MetricSpec, ...] = (
                'one place back per that many successes', ('server',), 'agent'),
     MetricSpec('dbwatch_server_collections_in_flight', G, 'collections running on the server (host:port) now',
                ('server',), 'agent'),
+    MetricSpec('dbwatch_server_collections_deferred_total', C,
+               "secondary collections (not a target's main collector) not run because the server's main "
+               'collections queued for places: they back off as if they had timed out, and run again once the '
+               'queue is short', ('server',), 'agent'),
     MetricSpec('dbwatch_alerts', G,
                'pending and firing alerts',
                ('alertname', 'severity', 'state', 'target'), 'agent'),

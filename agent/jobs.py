@@ -75,8 +75,18 @@ class TargetJobs:
         return max(interval, min(interval * factor, BACKOFF_CEILING))
 
     def due(self, name: str) -> bool:
-        """Whether a scheduled run of ``name`` should collect, or skip because the collector is backing off."""
-        return time.monotonic() >= self._next_due.get(name, 0.0)
+        """Whether a scheduled run of ``name`` should collect, or skip because the collector is backing off, or
+        because it is not the main collector and its server's main collections queue for places (it is deferred,
+        agent/pressure.py, and backs off as if it had timed out, without asking the server anything)."""
+        now = time.monotonic()
+        if now < self._next_due.get(name, 0.0):
+            return False
+        gate = self.gate
+        if gate is not None and name != self.up_collector and gate.congested:
+            gate.defer()
+            self._back_off(name, now, True)
+            return False
+        return True
 
     @property
     def up_collector(self) -> str:
@@ -236,13 +246,16 @@ class TargetJobs:
         elif overloaded or name in self._timeouts:
             # Another failure while backing off (the session's reconnect backoff, a refused connection) keeps
             # the pace it has: only an answer brings the interval back.
-            doublings = self._timeouts.get(name, 0)
-            if overloaded and 2 ** doublings < BACKOFF_CAP:
-                self._timeouts[name] = doublings + 1
-            interval = self.target.collectors[name].interval
-            # Half an interval of slack: the scheduler's ticks carry jitter, and the run due at the tick
-            # ``effective interval`` after this one must not be skipped for being a little early.
-            self._next_due[name] = began + self.effective_interval(name) - interval / 2
+            self._back_off(name, began, overloaded)
+
+    def _back_off(self, name: str, began: float, overloaded: bool) -> None:
+        doublings = self._timeouts.get(name, 0)
+        if overloaded and 2 ** doublings < BACKOFF_CAP:
+            self._timeouts[name] = doublings + 1
+        interval = self.target.collectors[name].interval
+        # Half an interval of slack: the scheduler's ticks carry jitter, and the run due at the tick
+        # ``effective interval`` after this one must not be skipped for being a little early.
+        self._next_due[name] = began + self.effective_interval(name) - interval / 2
 
     async def close(self) -> None:
         await self.session.close()

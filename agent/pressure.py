@@ -17,6 +17,12 @@ server still says which targets are up while their other collections wait. Waiti
 collection's timeout, so a collection that cannot get one in time fails as timed out (and its collector eases
 off, which unloads the queue) without having asked the server anything.
 
+When the server's main collections themselves queue for places (as many of them waiting as the limit lets in
+at once), a target's other collectors do not join the queue: their runs are deferred (agent/jobs.py) until
+the queue is short again, so that the places go to the collections that say whether targets are up
+(``dbwatch_server_collections_deferred_total{server}``). An overloaded server keeps its targets' ``up`` and
+loses only the secondary figures' freshness, instead of every collection timing out in turn.
+
 The limit is halved once per congestion event, as TCP does once per window: the collections that time out
 together were all in flight under the old limit, and halving for each of them (a few hundred targets on one
 busy server) pinned the limit at one place, where nothing got through in time and nothing could succeed.
@@ -25,17 +31,21 @@ busy server) pinned the limit at one place, where nothing got through in time an
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import AsyncIterator
 from contextlib import asynccontextmanager
 
 from dbwatch.collectors.turns import Turns
-from dbwatch.model import MetricFamily, gauge
+from dbwatch.model import MetricFamily, counter, gauge
 
 __all__ = ["MAX_LIMIT", "MIN_LIMIT", "ServerGate", "ServerGates"]
 
+logger = logging.getLogger(__name__)
+
 MAX_LIMIT = 16  # collections in flight on one server at most, by default
 MIN_LIMIT = 1
+SAY_DEFERRING_EVERY = 600.0  # seconds between two log lines of one server's deferring
 
 
 class ServerGate:
@@ -45,6 +55,9 @@ class ServerGate:
         self.limit = float(self.max_limit)
         self.in_flight = 0
         self.timeouts = 0  # collections holding a place that timed out, since the start
+        self.deferred = 0  # secondary collections deferred while the main ones queued, since the start
+        self._shedding = False  # whether secondary collections are being deferred now
+        self._said_at = float("-inf")  # when (monotonic) the log last said so
         self._turns = Turns()
         self._decreased_at = float("-inf")  # when (monotonic) the limit was last halved
 
@@ -57,6 +70,27 @@ class ServerGate:
             place.set_result(None)
             return place
         return self._turns.wait(urgent)
+
+    @property
+    def congested(self) -> bool:
+        """Whether the server's main collections queue for places: as many wait as the limit lets in at once."""
+        congested = self._turns.urgent_waiting >= int(self.limit)
+        if not congested and self._shedding:
+            self._shedding = False
+            logger.debug("server %s: the main collections no longer queue", self.server)
+        return congested
+
+    def defer(self) -> None:
+        """A secondary collection is not run now because the server is congested (:attr:`congested`). Said in
+        the log when it starts, at most every :data:`SAY_DEFERRING_EVERY` seconds (congestion comes and goes)."""
+        self.deferred += 1
+        if not self._shedding:
+            self._shedding = True
+            now = time.monotonic()
+            if now - self._said_at >= SAY_DEFERRING_EVERY:
+                self._said_at = now
+                logger.warning("server %s: its targets' main collections queue for places (limit %d): their "
+                               "other collections are deferred while they do", self.server, int(self.limit))
 
     def promote(self, place: asyncio.Future[None]) -> None:
         """Make a waiting request urgent."""
@@ -139,7 +173,11 @@ class ServerGates:
                       "out, back up as they succeed.", ("server",))
         in_flight = gauge("dbwatch_server_collections_in_flight", "Collections running on the server now.",
                           ("server",))
+        deferred = counter("dbwatch_server_collections_deferred_total",
+                           "Secondary collections not run because the server's main collections queued for places.",
+                           ("server",))
         for name, gate in sorted(self._gates.items()):
             limit.add((name,), int(gate.limit))
             in_flight.add((name,), gate.in_flight)
-        return [limit, in_flight]
+            deferred.add((name,), gate.deferred)
+        return [limit, in_flight, deferred]

@@ -22,6 +22,11 @@ class Turns:
     def __bool__(self) -> bool:
         return bool(self._urgent or self._others)
 
+    @property
+    def urgent_waiting(self) -> int:
+        """Urgent waiters in the queue (one given up leaves it, see :meth:`remove`)."""
+        return len(self._urgent)
+
     def wait(self, urgent: bool = False) -> asyncio.Future[None]:
         """A place in the queue: the future is done when the turn is granted (see :meth:`grant_next`)."""
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -221,3 +221,38 @@ def test_the_collections_of_one_target_share_one_place() -> None:
         return done
 
     assert sorted(asyncio.run(main())) == ["a1", "a2", "b1", "b2"]
+
+
+def test_a_server_whose_main_collections_queue_defers_the_other_collectors_never_the_main_one(caplog) -> None:
+    """As many main collections waiting for places as the limit lets in: a target's other collectors are not
+    run (counted, said once) and back off as if they had timed out; the main one always runs. Once a main
+    collection succeeds and the queue is short, they run again."""
+    from dbwatch.agent.jobs import TargetJobs
+    from dbwatch.model import CollectorSettings, Target
+
+    async def main() -> None:
+        gates = ServerGates(limit=2)
+        gate = gates.gate("db:5432")
+        target = Target(name="t", engine="postgres", dsn="postgresql://u@127.0.0.1:1/db", labels={},
+                        collectors={"postgres": CollectorSettings(15, 5.0), "stats": CollectorSettings(15, 5.0)})
+        jobs = TargetJobs(target, gate=gate)
+        assert jobs.up_collector == "postgres"
+        held = [gate.request() for _ in range(2)]  # both places taken
+        queued = [gate.request(urgent=True)]  # one main collection waiting: not yet congested
+        assert jobs.due("stats") and gate.deferred == 0
+        queued.append(gate.request(urgent=True))  # two: as many as the limit lets in at once
+        assert jobs.due("postgres")
+        assert not jobs.due("stats") and not jobs.due("stats") and gate.deferred == 1  # backing off: asked once
+        assert jobs.effective_interval("stats") == 30.0 and jobs.effective_interval("postgres") == 15.0
+        families = {f.name: f for f in gates.metrics()}
+        assert families["dbwatch_server_collections_deferred_total"].value(server="db:5432") == 1
+        for place in queued + held:
+            gate.withdraw(place)
+        jobs._pace("postgres", 0.0, True, False)  # the target's main collection succeeded
+        assert jobs.due("stats") and jobs.effective_interval("stats") == 15.0
+
+    with caplog.at_level("WARNING", logger="dbwatch.agent.pressure"):
+        asyncio.run(main())
+    assert [r.getMessage() for r in caplog.records if "deferred" in r.getMessage()] == [
+        "server db:5432: its targets' main collections queue for places (limit 2): their other collections are "
+        "deferred while they do"]
