@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Coroutine, Sequence
 
 from dbwatch.agent import __version__
 from dbwatch.agent.logs import setup_logging
@@ -192,7 +192,19 @@ def _run(args: argparse.Namespace) -> int:
     setup_logging(config.logging.level, config.logging.format)
     from dbwatch.agent.daemon import run_daemon
 
-    return asyncio.run(run_daemon(args.config, config, args.shard))
+    return _serve(run_daemon(args.config, config, args.shard))
+
+
+def _serve(main: Coroutine[Any, Any, int]) -> int:
+    """Run the daemon on uvloop's event loop (libuv, in C) where uvloop is installed, asyncio's own otherwise.
+    A fleet's agent is mostly round trips and their wake-ups: two agents of 700 targets side by side on the
+    same servers, the one on uvloop spent 7 % less CPU per target-cycle (docs/performance.md)."""
+    try:
+        import uvloop
+    except ImportError:  # a platform without it (uvloop has no Windows build): the same daemon, a little slower
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def _check(args: argparse.Namespace) -> int:
