@@ -131,11 +131,16 @@ def disagreement(name: str, theirs: Any, ours: Any) -> str | None:
     mine = {tuple(kv for kv in key if kv[0] not in newer): value for key, value in mine.items()}
     # A unit is every series' property: one latency quantile that moved between the two scrapes (a PING's
     # p50 at 1 ns, then 1 us) is the server changing, not a unit, so most compared series must be apart.
-    compared = [key for key in mine.keys() & their.keys() if min(abs(mine[key]), abs(their[key])) > 0]
-    apart = [key for key in compared if max(abs(mine[key]), abs(their[key])) / min(abs(mine[key]), abs(their[key])) >= 100]
-    if apart and len(apart) * 2 > len(compared):
+    ratios = {}
+    for key in mine.keys() & their.keys():
+        low, high = sorted((abs(mine[key]), abs(their[key])))
+        if low > 0:
+            ratios[key] = high / low
+    apart = [key for key, ratio in ratios.items() if ratio >= 100]
+    if apart and len(apart) * 2 > len(ratios):
         key = apart[0]
-        return f"  {name}{dict(key)}: {mine[key]} here, {their[key]} with the exporter ({len(apart)} of {len(compared)} series)"
+        return (f"  {name}{dict(key)}: {mine[key]} here, {their[key]} with the exporter "
+                f"({len(apart)} of {len(ratios)} series)")
     return None
 
 
