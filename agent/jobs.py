@@ -82,8 +82,7 @@ class TargetJobs:
         if now < self._next_due.get(name, 0.0):
             return False
         gate = self.gate
-        if gate is not None and name != self.up_collector and gate.congested:
-            gate.defer()
+        if gate is not None and name != self.up_collector and gate.defers():
             self._back_off(name, now, True)
             return False
         return True

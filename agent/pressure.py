@@ -71,18 +71,13 @@ class ServerGate:
             return place
         return self._turns.wait(urgent)
 
-    @property
-    def congested(self) -> bool:
-        """Whether the server's main collections queue for places: as many wait as the limit lets in at once."""
-        congested = self._turns.urgent_waiting >= int(self.limit)
-        if not congested and self._shedding:
+    def defers(self) -> bool:
+        """Whether a secondary collection (not a target's main one) is deferred now: the server's main collections
+        queue for places, as many waiting as the limit lets in at once. A deferral is counted, and said in the log
+        when deferring starts, at most every :data:`SAY_DEFERRING_EVERY` seconds (congestion comes and goes)."""
+        if self._turns.urgent_waiting < int(self.limit):
             self._shedding = False
-            logger.debug("server %s: the main collections no longer queue", self.server)
-        return congested
-
-    def defer(self) -> None:
-        """A secondary collection is not run now because the server is congested (:attr:`congested`). Said in
-        the log when it starts, at most every :data:`SAY_DEFERRING_EVERY` seconds (congestion comes and goes)."""
+            return False
         self.deferred += 1
         if not self._shedding:
             self._shedding = True
@@ -91,6 +86,7 @@ class ServerGate:
                 self._said_at = now
                 logger.warning("server %s: its targets' main collections queue for places (limit %d): their "
                                "other collections are deferred while they do", self.server, int(self.limit))
+        return True
 
     def promote(self, place: asyncio.Future[None]) -> None:
         """Make a waiting request urgent."""
