@@ -4,6 +4,9 @@ Nothing here computes: /metrics serves the exposition's cached body (``?target=N
 ``?collected=false``: the agent's own metrics only), the JSON endpoints read the store, /api/v1/sd lists the
 targets for Prometheus' HTTP service discovery.
 
+The listener runs on a thread of its own (agent/httpthread.py): a per-target scrape whose body is ready is
+answered there, every body is written from there, and every other handler runs on the agent's event loop.
+
 With ``server.web_config_file`` (agent/webconfig.py) the listener speaks TLS and every path but
 ``/healthz`` needs basic auth. ``/healthz`` stays open so that liveness probes and the container's
 HEALTHCHECK need no password; it says "ok" and nothing else. A SIGHUP reload re-reads the file: new
@@ -12,12 +15,15 @@ certificates (a rotated cert_file) and users apply to new connections without a 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 from aiohttp import web
 
 from dbwatch.agent.httpconn import REQUEST_LOGGER, CappedSite, ConnectionCap, Handler, connection_cap
+from dbwatch.agent.httpthread import ServingThread, dispatch, on_loop, on_serving_thread
 from dbwatch.agent.webconfig import BasicAuth, WebConfig, load_web_config
 
 from dbwatch.agent.store import SnapshotStore
@@ -67,6 +73,8 @@ class HttpServer:
         self._ssl_context: Any = None
         self._auth: BasicAuth | None = None
         self._cap: ConnectionCap | None = None
+        self._serving: ServingThread | None = None
+        self._main: asyncio.AbstractEventLoop | None = None
         #: the state files that cannot be written now, and why (the daemon sets it: agent/statefile.py)
         self.degraded_state: Callable[[], dict[str, str]] = dict
 
@@ -93,16 +101,29 @@ class HttpServer:
             self.scheme = "https" if self._ssl_context else "http"
         self._cap = ConnectionCap(max_connections or connection_cap(),
                                   pending_for=idle_timeout + 1.0 if self._ssl_context else 2.0)
+        self._main = asyncio.get_running_loop()
         self.app.middlewares.append(self._cap.middleware)
         self.app.middlewares.append(self._require_auth)
+        self.app.middlewares.append(dispatch(self._main))  # innermost: the handler itself on the agent's loop
+        self._serving = ServingThread("dbwatch-http", type(self._main))
+        try:
+            bound = await self._serving.run(self._listen(host, port, idle_timeout))
+        except BaseException:
+            await self._serving.stop()
+            self._serving = None
+            raise
+        self.exposition.ahead.start()
+        self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+
+    async def _listen(self, host: str, port: int, idle_timeout: float) -> int:
+        """Start listening (on the serving thread); the port bound, when 0 was asked."""
+        assert self._cap is not None
         self._runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=idle_timeout, logger=REQUEST_LOGGER)
         await self._runner.setup()
         site = CappedSite(self._runner, host, port, cap=self._cap, ssl_context=self._ssl_context,
                           handshake_timeout=idle_timeout)
         await site.start()
-        self.exposition.ahead.start()
-        bound = site.bound_port  # the port bound, when 0 was asked
-        self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
+        return site.bound_port
 
     def reload_web_config(self, path: str) -> None:
         """Re-read the web config: users and certificates change; TLS cannot be turned on or off."""
@@ -133,16 +154,24 @@ class HttpServer:
 
     async def stop(self) -> None:
         await self.exposition.ahead.stop()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._serving is not None:
+            if self._runner is not None:
+                await self._serving.run(self._runner.cleanup())
+                self._runner = None
+            await self._serving.stop()
+            self._serving = None
 
     async def _index(self, request: web.Request) -> web.Response:
         links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in _LISTED)
         return web.Response(text=f"<html><body><h1>dbwatch</h1><ul>{links}</ul></body></html>",
                             content_type="text/html")
 
+    @on_serving_thread
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
+        """On the serving thread: a ready per-target body is answered here, anything else is made on the
+        agent's loop, and the body written from here."""
+        assert self._main is not None
+        main = self._main
         openmetrics = wants_openmetrics(request.headers.get("Accept"))
         gzip = "gzip" in request.headers.get("Accept-Encoding", "")
         # Who scrapes: one connection per Prometheus scrape loop. Vanished series stay (untimestamped) until
@@ -159,13 +188,18 @@ class HttpServer:
             if not self.exposition.has_target(target):
                 return web.Response(status=404, text=f"target={target!r}: no target of that name in the "
                                     "configuration\n")
-            body = await self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper)
+            body = self.targets.ready(target, openmetrics, gzip)
+            if body is not None:  # made when its collection landed: the event loop is told, not waited for
+                main.call_soon_threadsafe(self.targets.served, target, openmetrics, gzip, scraper, time.time())
+            else:
+                body = await on_loop(main, self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper))
             length, chunks = len(body), [body]
         elif query.get("collected") == "false":  # the agent's own metrics only
-            body = self.exposition.scrape_agent(openmetrics, gzip=gzip)
+            body = await on_loop(main, self._agent_body(openmetrics, gzip))
             length, chunks = len(body), [body]
         else:
-            length, chunks = await self.exposition.scrape_chunks(openmetrics, gzip=gzip, scraper=scraper)
+            length, chunks = await on_loop(main, self.exposition.scrape_chunks(openmetrics, gzip=gzip,
+                                                                                scraper=scraper))
         response = web.StreamResponse()
         response.content_length = length
         response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
@@ -182,14 +216,18 @@ class HttpServer:
         await response.write_eof()
         return response
 
+    async def _agent_body(self, openmetrics: bool, gzip: bool) -> bytes:
+        return self.exposition.scrape_agent(openmetrics, gzip=gzip)
+
+    @on_serving_thread
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
     async def _service_discovery(self, request: web.Request) -> web.Response:
         """Prometheus' HTTP service discovery (``http_sd_configs``): one scrape target per watched target,
         each this agent's address as Prometheus reached it with ``?target=NAME`` (deploy/prometheus/)."""
         return web.json_response([{"targets": [request.host], "labels": {"__param_target": name, "instance": name}}
                                   for name in self.exposition.target_names()])
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
 
     async def _readyz(self, request: web.Request) -> web.Response:
         waiting = [f"{t}/{c}" for t, c in self.expected_jobs() if self.store.latest(t, c) is None]

@@ -84,6 +84,7 @@ class Exposition:
         #: the per-target scrapers of a target, when it is scraped on its own (see Graveyard.retire)
         self.target_scrapers: Callable[[str], Scrapers | None] = lambda target: None
         self.on_targets: list[Callable[[set[str]], None]] = []  # told the configured targets' names
+        self.on_touched: list[Callable[[str], None]] = []  # told a target whose part changed
         self._providers: list[Provider] = [self._self_metrics]
         #: per (id of a family a provider gave, OpenMetrics): the family, held so that its id is its own, and its text
         self._rendered: dict[tuple[int, bool], tuple[MetricFamily, bytes]] = {}
@@ -315,6 +316,8 @@ class Exposition:
 
     def _touch(self, target: str) -> None:
         self.target_generation[target] = self.target_generation.get(target, 0) + 1
+        for touched in self.on_touched:
+            touched(target)
 
     def _forget(self, key: tuple[str, str]) -> None:
         keys = self._keys_of.get(key[0])

@@ -12,11 +12,19 @@ header), its tombstones (exporters/staleness.py; retired once the target's own s
 exposition's active ones, have fetched them), the agent's per-target job figures left to the agent's own
 scrape (``GET /metrics?collected=false``: self-metrics, jobs, alerts, the process). Cached per target until
 its part changes, gzip too.
+
+A target that is scraped on its own at a steady spacing (Prometheus') has its body made ahead of its next
+scrape, :data:`LEAD` seconds before it, when a collection of it landed since its last scrape, in the kinds it was
+scraped in: its scrape finds the body ready and is answered on the HTTP thread (agent/httpthread.py) through
+:meth:`TargetScrapes.ready`, without waiting for the event loop. At most one body per scrape is made, as when
+each scrape made its own (made when each collection landed, the bench's per-target CPU rose by a quarter). A
+scrape that finds none ready (the first ones, or a collection landed within the lead) makes it on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -28,10 +36,37 @@ from dbwatch.model import MetricFamily
 
 __all__ = ["TargetScrapes"]
 
+logger = logging.getLogger(__name__)
+
 INLINE_GZIP = 64 * 1024  # bytes of text below which a body is compressed on the event loop
 
 #: scrapers remembered per target (Prometheus keeps one connection per scrape loop; two servers are two)
 _SCRAPERS_PER_TARGET = 8
+#: seconds before a target's expected scrape that its body is made (the event loop's lag is rarely longer)
+LEAD = 0.3
+#: scrapes spaced more than this many seconds apart are not anticipated; a kind not asked for that long is
+#: no longer made ahead
+LONGEST = 300.0
+
+Kind = tuple[bool, bool]  # (openmetrics, gzip)
+
+
+@dataclass(slots=True)
+class _Cadence:
+    """How a target scraped on its own is scraped: the kinds asked for (and when last), the last scrape's time
+    and the spacing before it (time.time()), the timer that makes its next body."""
+
+    kinds: dict[Kind, float]
+    last: float
+    interval: float | None = None
+    timer: asyncio.TimerHandle | None = None
+
+    def due(self, now: float) -> float | None:
+        """When to make the body for the next scrape (seconds from ``now``), None when not anticipated."""
+        if self.interval is None or self.interval > LONGEST:
+            return None
+        lead = self.last + self.interval - LEAD - now
+        return lead if lead > 0 else None
 
 
 @dataclass(slots=True)
@@ -48,8 +83,24 @@ class TargetScrapes:
         self._exposition = exposition
         self._bodies: dict[tuple[str, bool], _Body] = {}
         self._scrapers: dict[str, Scrapers] = {}
+        self._cadences: dict[str, _Cadence] = {}  # per target scraped on its own
         exposition.target_scrapers = self._scrapers.get
         exposition.on_targets.append(self.forget)
+        exposition.on_touched.append(self._touched)
+
+    def ready(self, target: str, openmetrics: bool = False, gzip: bool = False) -> bytes | None:
+        """The body for ``target`` when it is made for its part as it is now, else None; reads only, so that
+        the HTTP thread may call it (what it reads is replaced whole by the event loop, never changed). The
+        scrape it answers is then told to the event loop with :meth:`served`."""
+        body = self._bodies.get((target, openmetrics))
+        if body is None or body.generation != self._exposition.target_generation.get(target, 0):
+            return None
+        return body.gzipped if gzip else body.text
+
+    def served(self, target: str, openmetrics: bool, gzip: bool, scraper: str | None, now: float) -> None:
+        """A scrape of ``target`` at ``now`` was answered with :meth:`ready`'s body (on the event loop)."""
+        self._exposition.retire_graves(now)
+        self._seen(target, (openmetrics, gzip), scraper, now)
 
     async def scrape(self, target: str, openmetrics: bool = False, gzip: bool = False,
                      scraper: str | None = None) -> bytes:
@@ -57,16 +108,15 @@ class TargetScrapes:
         now = time.time()
         exposition = self._exposition
         exposition.retire_graves(now)
-        generation = exposition.target_generation.get(target, 0)
+        self._seen(target, (openmetrics, gzip), scraper, now)
+        return await self._made(target, openmetrics, gzip)
+
+    async def _made(self, target: str, openmetrics: bool, gzip: bool) -> bytes:
+        generation = self._exposition.target_generation.get(target, 0)
         key = (target, openmetrics)
         body = self._bodies.get(key)
         if body is None or body.generation != generation:
             body = self._bodies[key] = _Body(generation)
-        if scraper is not None:
-            scrapers = self._scrapers.get(target)
-            if scrapers is None:
-                scrapers = self._scrapers[target] = Scrapers(_SCRAPERS_PER_TARGET)
-            scrapers.served(scraper, now)
         if not gzip:
             if body.text is None:
                 body.text = self._render(target, openmetrics)
@@ -82,12 +132,60 @@ class TargetScrapes:
                 body.gzipped = packed
         return body.gzipped
 
+    def _seen(self, target: str, kind: Kind, scraper: str | None, now: float) -> None:
+        cadence = self._cadences.get(target)
+        if cadence is None:
+            cadence = self._cadences[target] = _Cadence({}, now)
+        elif now - cadence.last > 0.1:  # a second kind asked at once is the same scrape's
+            cadence.interval, cadence.last = now - cadence.last, now
+        cadence.kinds[kind] = now
+        if scraper is not None:
+            scrapers = self._scrapers.get(target)
+            if scrapers is None:
+                scrapers = self._scrapers[target] = Scrapers(_SCRAPERS_PER_TARGET)
+            scrapers.served(scraper, now)
+
+    def _touched(self, target: str) -> None:
+        """``target``'s part changed: its body is made before its next scrape, if it is scraped on its own."""
+        cadence = self._cadences.get(target)
+        if cadence is None or cadence.timer is not None:
+            return
+        delay = cadence.due(time.time())
+        if delay is None:  # the scrape is due within the lead (or late): it makes its own
+            return
+        try:
+            cadence.timer = asyncio.get_running_loop().call_later(delay, self._make_ahead, target)
+        except RuntimeError:  # no loop (a collection landing in a test): made when scraped
+            pass
+
+    def _make_ahead(self, target: str) -> None:
+        cadence = self._cadences.get(target)
+        if cadence is None:
+            return
+        cadence.timer = None
+        now = time.time()
+        for kind in [k for k, last in cadence.kinds.items() if now - last > LONGEST]:
+            del cadence.kinds[kind]  # not asked for so long: made when (if ever) asked again
+        if not cadence.kinds:
+            del self._cadences[target]
+            return
+        task = asyncio.ensure_future(self._make_all(target, list(cadence.kinds)))
+        task.add_done_callback(_log_failure)
+
+    async def _make_all(self, target: str, kinds: list[Kind]) -> None:
+        for openmetrics, gzip in kinds:  # a small body is made at once, a large one's gzip in a worker thread
+            await self._made(target, openmetrics, gzip)
+
     def forget(self, targets: set[str]) -> None:
         """Drop what is kept for targets no longer configured."""
         for key in [k for k in self._bodies if k[0] not in targets]:
             del self._bodies[key]
         for target in [t for t in self._scrapers if t not in targets]:
             del self._scrapers[target]
+        for target in [t for t in self._cadences if t not in targets]:
+            timer = self._cadences.pop(target).timer
+            if timer is not None:
+                timer.cancel()
 
     def _render(self, target: str, openmetrics: bool) -> bytes:
         lines, graves = self._exposition.target_part(target, openmetrics)
@@ -104,3 +202,8 @@ class TargetScrapes:
         if openmetrics:
             parts.append(b"# EOF\n")
         return b"".join(parts)
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        logger.error("making per-target /metrics bodies failed: %s", error, exc_info=error)

@@ -1,0 +1,97 @@
+"""The listener's own thread (agent/httpthread.py): a per-target scrape whose body was made when its collection
+landed is answered while the agent's event loop is held; the whole body and the JSON API are made on the
+agent's loop and still answered; a POST's body reaches its handler on the agent's loop. In-process, on a
+loopback port, with recorded snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import threading
+import urllib.error
+import urllib.request
+
+from aiohttp import web
+
+from dbwatch.agent.http import HttpServer
+from dbwatch.agent.store import SnapshotStore
+from tests.helpers import wait_until
+from tests.test_exposition_freshness import STARTED, exposition, lines, snapshot
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=30) as response:
+        return bytes(response.read())
+
+
+async def _serve(**routes: web.RouteDef) -> tuple[HttpServer, SnapshotStore]:
+    store, exp = exposition({"db": {"cluster": "c1"}, "other": {}})
+    server = HttpServer(exp, store, expected_jobs=lambda: [], targets=lambda: [{"name": "db"}])
+    server.app.add_routes(list(routes.values()))
+    await server.start("127.0.0.1:0")
+    return server, store
+
+
+async def test_a_ready_per_target_body_is_served_while_the_event_loop_is_held():
+    server, store = await _serve()
+    try:
+        store.put(snapshot(["app"], STARTED))
+        url = f"http://{server.address}/metrics?target=db"
+        first = await asyncio.to_thread(_get, url, {"Accept-Encoding": "gzip"})  # made on the loop, kind learnt
+        assert lines(gzip.decompress(first), "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
+        await asyncio.sleep(1.0)  # a scrape loop one second apart: its spacing is learnt from two scrapes
+        await asyncio.to_thread(_get, url, {"Accept-Encoding": "gzip"})
+        store.put(snapshot(["app", "b"], STARTED + 15))
+        assert server.targets.ready("db", gzip=True) is None  # what landed is not in the body yet
+        # made ahead of the next scrape expected (LEAD seconds before it), without a scrape asking
+        await wait_until(lambda: server.targets.ready("db", gzip=True) is not None, 10,
+                         "the landed collection's body made ahead")
+        answered = threading.Event()
+        got: list[bytes] = []
+
+        def scrape() -> None:
+            got.append(_get(url, {"Accept-Encoding": "gzip"}))
+            answered.set()
+
+        threading.Thread(target=scrape, daemon=True).start()
+        # The event loop is held (not awaiting) until the scrape is answered: it was answered without it.
+        assert answered.wait(20), "the per-target scrape waited for the held event loop"
+        assert len(lines(gzip.decompress(got[0]), "pg_stat_database_xact_commit")) == 2
+    finally:
+        await server.stop()
+
+
+async def test_whole_body_api_and_posted_bodies_are_made_on_the_agents_loop():
+    main = threading.get_ident()
+    seen: dict[str, object] = {}
+
+    async def echo(request: web.Request) -> web.Response:
+        seen["thread"] = threading.get_ident()
+        return web.json_response(json.loads(await request.text()))
+
+    server, store = await _serve(echo=web.post("/echo", echo))
+    try:
+        store.put(snapshot(["app"], STARTED))
+        body = await asyncio.to_thread(_get, f"http://{server.address}/metrics")
+        assert lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
+        targets = json.loads(await asyncio.to_thread(_get, f"http://{server.address}/api/v1/targets"))
+        assert targets == [{"name": "db"}]
+        request = urllib.request.Request(f"http://{server.address}/echo", data=b'{"a": [1, 2]}',
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        posted = await asyncio.to_thread(lambda: urllib.request.urlopen(request, timeout=30).read())
+        assert json.loads(posted) == {"a": [1, 2]} and seen["thread"] == main
+        missing = urllib.request.Request(f"http://{server.address}/metrics?target=nope")
+        status = await asyncio.to_thread(_status, missing)
+        assert status == 404
+    finally:
+        await server.stop()
+    assert not any(t.name == "dbwatch-http" for t in threading.enumerate())
+
+
+def _status(request: urllib.request.Request) -> int:
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
