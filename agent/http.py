@@ -168,8 +168,8 @@ class HttpServer:
 
     @on_serving_thread
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        """On the serving thread: a ready per-target body is answered here, anything else is made on the
-        agent's loop, and the body written from here."""
+        """On the serving thread: a per-target body made when its collection landed, or a whole body made ahead
+        of its scrape, is answered here; anything else is made on the agent's loop; the body is written from here."""
         assert self._main is not None
         main = self._main
         openmetrics = wants_openmetrics(request.headers.get("Accept"))
@@ -197,6 +197,9 @@ class HttpServer:
         elif query.get("collected") == "false":  # the agent's own metrics only
             body = await on_loop(main, self._agent_body(openmetrics, gzip))
             length, chunks = len(body), [body]
+        elif (prepared := self.exposition.prepared_scrape(scraper, openmetrics, gzip)) is not None:
+            length, chunks, served = prepared  # made ahead of this scrape (exporters/prepared.py)
+            main.call_soon_threadsafe(served)
         else:
             length, chunks = await on_loop(main, self.exposition.scrape_chunks(openmetrics, gzip=gzip,
                                                                                 scraper=scraper))

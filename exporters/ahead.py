@@ -52,6 +52,7 @@ STAND_IN = 5.0
 
 Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
 Kind = tuple[bool, bool]  # (openmetrics, gzip)
+Key = tuple[str, bool, bool]  # (scraper's host, openmetrics, gzip)
 
 
 @dataclass(slots=True)
@@ -98,6 +99,9 @@ class Ahead:
         self.young_for = YOUNG
         self._newest: dict[Kind, Ready] = {}  # per kind: the newest body made, whoever it was for
         self._building: dict[Kind, asyncio.Task[Ready]] = {}  # per kind: the one build under way
+        #: told of a body made for a scraper's next scrape (its key, the body, until when it serves, monotonic)
+        #: and of one that no longer stands ready (its key, None, 0)
+        self.on_ready: Callable[[Key, Ready | None, float], None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -111,6 +115,9 @@ class Ahead:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=1.0)
+        if self.on_ready is not None:
+            for key in self._cadences:
+                self.on_ready(key, None, 0.0)
         self._cadences.clear()
         self._newest.clear()
         self._building.clear()
@@ -126,21 +133,8 @@ class Ahead:
         """A scrape by ``scraper`` (its host) has come: the body made ahead for it, or the newest young one of its
         kind, or the one under way (started if none), as the module docstring says; None when the build failed
         or the agent stops (the scrape makes its own). Learns the scraper's spacing either way."""
-        now = time.monotonic()
-        key, kind = (scraper, openmetrics, gzip), (openmetrics, gzip)
-        cadence, ready = self._cadences.get(key), None
-        if cadence is None:
-            self._cadences[key] = _Cadence(kind, now)
-        else:
-            spacing, cadence.last = now - cadence.last, now
-            before, cadence.interval = cadence.interval, spacing if spacing <= LONGEST else None
-            # how much the spacing moves (a scraper that waits a fixed time after each scrape, not Prometheus)
-            cadence.jitter = abs(spacing - before) if before is not None and cadence.interval is not None else 0.0
-            ready, cadence.ready = cadence.ready, None
-            cadence.expected = True
-            if ready is not None and not cadence.servable(now):
-                ready = None  # much later than expected: another body
-        self._nudge()
+        kind = (openmetrics, gzip)
+        ready = self.took(scraper, openmetrics, gzip, time.monotonic())
         if ready is not None:
             return ready
         young = self._young(kind)
@@ -156,6 +150,28 @@ class Ahead:
             if build.cancelled():  # the agent is stopping: the scrape makes its own (or is cancelled too)
                 return None
             raise
+
+    def took(self, scraper: str, openmetrics: bool, gzip: bool, now: float) -> Ready | None:
+        """A scrape by ``scraper`` came at ``now`` (monotonic): its spacing learnt, and the body made ahead for it
+        handed over (None when none was, or it came too late for it). The HTTP thread, having served the body
+        :attr:`on_ready` was told of, tells it here (the body returned is then the one it served)."""
+        key, kind = (scraper, openmetrics, gzip), (openmetrics, gzip)
+        cadence, ready = self._cadences.get(key), None
+        if cadence is None:
+            self._cadences[key] = _Cadence(kind, now)
+        else:
+            spacing, cadence.last = now - cadence.last, now
+            before, cadence.interval = cadence.interval, spacing if spacing <= LONGEST else None
+            # how much the spacing moves (a scraper that waits a fixed time after each scrape, not Prometheus)
+            cadence.jitter = abs(spacing - before) if before is not None and cadence.interval is not None else 0.0
+            ready, cadence.ready = cadence.ready, None
+            cadence.expected = True
+            if ready is not None and not cadence.servable(now):
+                ready = None  # much later than expected: another body
+        if self.on_ready is not None:
+            self.on_ready(key, None, 0.0)
+        self._nudge()
+        return ready
 
     def building(self, kind: Kind) -> asyncio.Task[Ready]:
         """The build of ``kind`` under way, started if none is: its own task, so that a scrape that gives up
@@ -210,6 +226,10 @@ class Ahead:
                     del self._cadences[key]
                 elif cadence.ready is not None and not cadence.servable(now):
                     cadence.ready = None  # its scrape did not come: it would only hold old lines in memory
+                else:
+                    continue
+                if self.on_ready is not None:
+                    self.on_ready(key, None, 0.0)
             for kind, newest in list(self._newest.items()):
                 if wall > self._stale_at(newest):
                     del self._newest[kind]  # too old to stand in for anything: only old lines held in memory
@@ -240,3 +260,7 @@ class Ahead:
         if not cadence.expected:  # no scrape took another body while it was made
             cadence.ready = ready
             cadence.ready_until = max(expected_at, ready.made) + max(cadence.lead, (cadence.interval or 0.0) / 2)
+            if self.on_ready is not None:
+                key = next((k for k, c in self._cadences.items() if c is cadence), None)
+                if key is not None:
+                    self.on_ready(key, ready, cadence.ready_until)

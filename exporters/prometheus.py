@@ -19,10 +19,8 @@ docs/metrics-freshness.md tells the whole story.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import platform
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -31,11 +29,11 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from dbwatch.exporters.ahead import Ahead
 from dbwatch.exporters.job_lines import JobColumn, JobFigures, JobLines
 from dbwatch.exporters.compress import gzip_member
-from dbwatch.exporters.joined import GZIP_HEADER, DeflateCache, Group, Joined, Packed, gzip_tail
+from dbwatch.exporters.fragments import Fragment, Parts, joined_of, vanished_series
+from dbwatch.exporters.joined import DeflateCache, Joined, Packed
+from dbwatch.exporters.prepared import PreparedBodies, body_parts
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
-from dbwatch.exporters.text_format import (
-    PairsCache, first, header_bytes, render_families, render_samples,
-)
+from dbwatch.exporters.text_format import PairsCache, render_families, render_samples
 from dbwatch.model import MetricFamily, MetricType, Snapshot
 
 __all__ = ["Exposition", "TEXT_CONTENT_TYPE", "OPENMETRICS_CONTENT_TYPE", "wants_openmetrics", "render_families"]
@@ -67,7 +65,7 @@ class Exposition:
         self.store = store
         self.version = version
         self._labels: dict[str, dict[str, str]] = {}  # target -> labels put on each of its samples
-        self._fragments: dict[tuple[str, str], _Fragment] = {}
+        self._fragments: dict[tuple[str, str], Fragment] = {}
         # Per family name, an edition bumped whenever a collection's lines of that name change: it says when the
         # name's cached deflate is still good (exporters/joined.py). A scrape groups the fragments' lines per
         # name as it joins them (a fleet's ~100k (fragment, family) pairs in ~2k names): an index kept for it
@@ -92,6 +90,9 @@ class Exposition:
         self._cache: dict[bool, Joined] = {}
         #: whole bodies made ahead of the scrapes expected (started and stopped with the HTTP server)
         self.ahead = Ahead(self._joined_async)
+        #: ... and handed whole to the HTTP thread (exporters/prepared.py)
+        self.prepared = PreparedBodies(self._provided)
+        self.ahead.on_ready = self.prepared.ready
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
@@ -122,7 +123,7 @@ class Exposition:
             gone = self._fragments.pop(key)
             self._forget(key)
             self._changed(gone.names())
-            self._graves.bury(key, gone.prefix, _vanished(gone, None, None), now)
+            self._graves.bury(key, gone.prefix, vanished_series(gone, None, None), now)
         for snapshot in self.store.latest_all():
             if snapshot.target in labels:
                 self._on_snapshot(snapshot)
@@ -179,7 +180,7 @@ class Exposition:
     def _joined(self, openmetrics: bool, now: float) -> Joined:
         joined = self._cached(openmetrics, now)
         if joined is None:
-            joined = self._cache[openmetrics] = _joined_of(*self._parts(openmetrics))
+            joined = self._cache[openmetrics] = joined_of(*self._parts(openmetrics))
         return joined
 
     async def _joined_async(self, openmetrics: bool, now: float) -> Joined:
@@ -188,7 +189,7 @@ class Exposition:
         holding it for the ~0.1 s the grouping takes at 1,400 targets."""
         joined = self._cached(openmetrics, now)
         if joined is None:
-            joined = await asyncio.to_thread(_joined_of, *self._parts(openmetrics))
+            joined = await asyncio.to_thread(joined_of, *self._parts(openmetrics))
             if joined.key == self._key():  # nothing landed meanwhile
                 self._cache[openmetrics] = joined
         return joined
@@ -208,9 +209,9 @@ class Exposition:
         self._cache.pop(openmetrics, None)
         return None
 
-    def _parts(self, openmetrics: bool) -> _Parts:
+    def _parts(self, openmetrics: bool) -> Parts:
         """What joining the body takes, read now on the event loop (a collection landing later does not change
-        it): :func:`_joined_of`'s arguments."""
+        it): :func:`joined_of`'s arguments."""
         columns = [fragment.columns(openmetrics) for fragment in self._fragments.values()]
         graves = [(family, lines.encode()) for family, lines in self._graves.entries()]
         jobs = self._jobs.figures(openmetrics)  # as of the store now, compressed with the rest
@@ -226,10 +227,15 @@ class Exposition:
         """What is true at scrape time: the jobs' ages (their other ``figures`` are given by a scrape of the
         agent's own metrics; a whole body has them in its snapshot part), the providers' families, the process."""
         live = figures + self._jobs.ages(openmetrics, now) + self._provided(openmetrics)
+        return live + self._process_text(openmetrics)
+
+    def _process_text(self, openmetrics: bool) -> bytes:
+        """The process' metrics and the agent's loop health (prometheus-client, which locks: any thread), and
+        the OpenMetrics end."""
         process = (generate_latest_openmetrics if openmetrics else generate_latest)(self._process)
         if openmetrics:
             process = process.removesuffix(b"# EOF\n")
-        return live + process + (b"# EOF\n" if openmetrics else b"")
+        return process + (b"# EOF\n" if openmetrics else b"")
 
     def _provided(self, openmetrics: bool) -> bytes:
         """The providers' families rendered. A family a provider gives again as the same object (it did not
@@ -251,11 +257,27 @@ class Exposition:
         fresh = self._fresh(openmetrics, now)
         if scraper is not None:  # served what the store held when joined: tombstones buried later are not in it
             self._scrapers.served(scraper, now if joined_at is None else joined_at)
-        if not gzip:
-            assert isinstance(joined, Joined)  # a plain body is kept whole (Ahead packs only gzip ones)
-            return joined.size + len(fresh), itertools.chain(joined.pieces(), (fresh,))
-        parts = [GZIP_HEADER, *joined.deflated(), gzip_tail(fresh, joined.crc(), joined.size)]
-        return sum(map(len, parts)), parts
+        return body_parts(joined, fresh, gzip)
+
+    def prepared_scrape(self, scraper: str | None, openmetrics: bool, gzip: bool
+                        ) -> tuple[int, Iterable[bytes], Callable[[], None]] | None:
+        """On the HTTP thread: the whole body made ahead for ``scraper``'s scrape now, with the part true at
+        scrape time that is safe to read from there (exporters/prepared.py), and what to tell the event loop
+        once served; None when none is ready (the scrape goes through :meth:`scrape_chunks`)."""
+        host = (scraper or "").rpartition(":")[0]
+        taken_at = time.monotonic()
+        prepared = self.prepared.take((host, openmetrics, gzip), taken_at)
+        if prepared is None:
+            return None
+        ready = prepared.ready
+        fresh = self._jobs.ages(openmetrics, time.time()) + prepared.provided + self._process_text(openmetrics)
+
+        def served() -> None:  # on the event loop
+            self.ahead.took(host, openmetrics, gzip, taken_at)
+            if scraper is not None:
+                self._scrapers.served(scraper, ready.at)
+
+        return (*body_parts(ready.joined, fresh, gzip), served)
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 
@@ -277,7 +299,7 @@ class Exposition:
         old_names: list[str] = []
         kept: dict[str, bytes] = {}
         if old is not None:
-            vanished, old_names = _vanished(old, prefix, latest), [family.name for family in old.families]
+            vanished, old_names = vanished_series(old, prefix, latest), [family.name for family in old.families]
             if old.prefix == prefix:
                 # A family the collection left as it was (agent/jobs.py shares it: the same object) keeps its
                 # lines with the new timestamp put in. " <ms>\n" ends a line only: a value is never written as
@@ -289,7 +311,7 @@ class Exposition:
         families = list(latest.values())
         bodies = [body if (body := kept.get(family.name)) is not None
                   else render_samples(family, labels, pairs, end).encode() for family in families]
-        fragment = _Fragment(prefix, stamp, families, bodies)
+        fragment = Fragment(prefix, stamp, families, bodies)
         self._fragments[key] = fragment
         self._keys_of.setdefault(snapshot.target, set()).add(key)
         self._touch(snapshot.target)
@@ -327,7 +349,7 @@ class Exposition:
                 del self._keys_of[key[0]]
         self._touch(key[0])
 
-    def _release(self, old: _Fragment) -> None:
+    def _release(self, old: Fragment) -> None:
         """Let go of ``old``'s sample lines (the caller marks its names changed)."""
         self._cache.clear()  # the joined scrape holds them too, and is stale from now on
         old.bodies = []
@@ -346,74 +368,6 @@ class Exposition:
         return [build]
 
 
-@dataclass(slots=True)
-class _Fragment:
-    """One (target, collector)'s latest collection: per family (one per name), its sample lines in the text
-    format. Two aligned lists rather than a dict of pairs: a fleet holds ~200k of them."""
-
-    prefix: tuple[tuple[str, str], ...]  # the target labels it was rendered with, sorted
-    stamp_ms: int  # when its values were read: the middle of the collection, in ms since the epoch
-    families: list[MetricFamily]
-    bodies: list[bytes]  # each line ends with " <stamp_ms>"
-    _openmetrics: list[bytes] | None = None
-
-    def names(self) -> Iterator[str]:
-        return (family.name for family in self.families)
-
-    def columns(self, openmetrics: bool) -> tuple[list[MetricFamily], list[bytes]]:
-        """Its families and their lines with the timestamp on every line: ms in the text format, seconds in
-        OpenMetrics (made on first need). The lists themselves: a newer collection replaces them rather than
-        changing them, so a worker thread may read them."""
-        if not openmetrics:
-            return self.families, self.bodies
-        if self._openmetrics is None:
-            ms = self.stamp_ms
-            text_end, end = f" {ms}\n".encode(), f" {ms // 1000}.{ms % 1000:03d}\n".encode()
-            self._openmetrics = [body.replace(text_end, end) for body in self.bodies]
-        return self.families, self._openmetrics
-
-    def entries(self, openmetrics: bool) -> Iterator[tuple[MetricFamily, bytes]]:
-        """Each family and its lines, as :meth:`columns` gives them."""
-        families, bodies = self.columns(openmetrics)
-        return zip(families, bodies)
-
-
-_Parts = tuple[int, list[tuple[list[MetricFamily], list[bytes]]], list[tuple[MetricFamily, bytes]], dict[str, int],
-               DeflateCache, bool, bytes]
-
-
-def _joined_of(key: int, columns: list[tuple[list[MetricFamily], list[bytes]]],
-               graves: list[tuple[MetricFamily, bytes]], edition: dict[str, int], deflates: DeflateCache,
-               openmetrics: bool, jobs: bytes) -> Joined:
-    """The snapshot part of a scrape: per family name, in order, its header and every collection's lines for it
-    (references to the fragments' bytes, never joined into a copy: exporters/joined.py), then the ``jobs``'
-    figures. Reads only what it is given, so that it may run in a worker thread while collections land."""
-    by_name: dict[str, tuple[MetricFamily, list[bytes]]] = {}
-    for families, bodies in columns:
-        for family, body in zip(families, bodies):
-            entry = by_name.get(family.name)
-            if entry is None:
-                entry = by_name[family.name] = (family, [])
-            entry[1].append(body)
-    buried: dict[str, list[tuple[MetricFamily, bytes]]] = {}
-    for family, lines in graves:
-        buried.setdefault(family.name, []).append((family, lines))
-    deflates.retain(by_name)
-    groups = []
-    for name in sorted(by_name.keys() | buried.keys()):
-        family, bodies = by_name[name] if name in by_name else (buried[name][0][0], [])
-        tombstones = buried.get(name)
-        parts = [header_bytes(family, openmetrics), *bodies]
-        if tombstones is None and not openmetrics:
-            groups.append(Group(name, edition.get(name, 0), parts))
-        else:  # compressed anew: tombstones go once every scraper saw them; OpenMetrics is rarely asked for
-            parts.extend(body for _, body in tombstones or ())
-            groups.append(Group(None, 0, parts))
-    if jobs:
-        groups.append(Group(None, 0, [jobs]))
-    return Joined(key, groups, deflates)
-
-
 def _fixed_mmap_threshold() -> None:
     """Keep glibc's malloc giving buffers of 128 KiB and more their own mappings, returned when freed.
 
@@ -427,32 +381,3 @@ def _fixed_mmap_threshold() -> None:
         ctypes.CDLL(None).mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
     except (AttributeError, OSError):
         pass
-
-
-def _vanished(old: _Fragment, prefix: tuple[tuple[str, str], ...] | None,
-              latest: Mapping[str, MetricFamily] | None) -> dict[str, tuple[MetricFamily, Lines]]:
-    """The series of ``old`` that the ``latest`` families (rendered with ``prefix``) no longer have (all of
-    them when they come with another label prefix)."""
-    out: dict[str, tuple[MetricFamily, Lines]] = {}
-    same_prefix = latest is not None and prefix == old.prefix
-    for family, body in old.entries(False):
-        name = family.name
-        kept = latest.get(name) if latest is not None and same_prefix else None
-        if kept is family:  # shared by the new collection (agent/jobs.py): nothing of it vanished
-            continue
-        if kept is not None and kept.labelnames == family.labelnames:
-            if not family.labelnames and (kept.samples or not family.samples):  # its one series is still there
-                continue
-            now = list(map(first, kept.samples))
-            if now == list(map(first, family.samples)):  # the usual case, and cheap when the tuples are the same
-                continue
-            present = set(now)
-            gone = [i for i, (labelvalues, _) in enumerate(family.samples) if labelvalues not in present]
-        else:
-            gone = list(range(len(family.samples)))
-        if gone:
-            lines = body.decode().split("\n")  # one line per sample, in order
-            cut = -len(f" {old.stamp_ms}")  # a tombstone goes without a timestamp
-            out[name] = (family, {family.samples[i][0]: lines[i][:cut] for i in gone})
-    return out
-

@@ -95,3 +95,32 @@ def _status(request: urllib.request.Request) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return error.code
+
+
+async def test_a_whole_body_made_ahead_is_served_while_the_event_loop_is_held():
+    server, store = await _serve()
+    try:
+        store.put(snapshot(["app"], STARTED))
+        url = f"http://{server.address}/metrics"
+        for _ in range(2):  # a steady scraper (one host), one second apart: its next scrape is anticipated
+            await asyncio.to_thread(_get, url, {"Accept-Encoding": "gzip"})
+            await asyncio.sleep(1.0)
+        await wait_until(lambda: len(server.exposition.prepared) == 1, 10, "the next scrape's body made ahead")
+        answered = threading.Event()
+        got: list[bytes] = []
+
+        def scrape() -> None:
+            got.append(_get(url, {"Accept-Encoding": "gzip"}))
+            answered.set()
+
+        threading.Thread(target=scrape, daemon=True).start()
+        assert answered.wait(20), "the whole-body scrape waited for the held event loop"
+        body = gzip.decompress(got[0])
+        assert lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
+        assert lines(body, "dbwatch_collect_age_seconds{")  # true at scrape time, made on the HTTP thread
+        assert lines(body, "process_cpu_seconds_total") and lines(body, "dbwatch_build_info")
+        # the event loop was told: the spacing learnt again, the body after it made ahead too
+        await wait_until(lambda: len(server.exposition.prepared) == 1, 10, "the body after it made ahead")
+    finally:
+        await server.stop()
+    assert len(server.exposition.prepared) == 0

@@ -1,0 +1,72 @@
+"""Whole bodies made ahead for a scraper, handed whole to the HTTP thread so that its scrape never waits for the
+event loop.
+
+exporters/ahead.py makes a steady scraper's whole body shortly before its next scrape, on the event loop. The
+scrape itself then only needs the part true at scrape time and its bytes written; but a scrape that goes
+through the event loop for that waits behind whatever the loop is doing (at 1,400 targets, 20-100 ms). So when a
+body is made ahead, what the scrape needs of the loop is made with it and put here: the body (the snapshot
+part joined, a gzip one as its compressed pieces), and the providers' families rendered (alerts,
+recommendations, the agent's own counters). The HTTP thread (agent/httpthread.py) takes it when the scrape comes
+and adds what it can read safely itself at scrape time: the collections' ages (their values copied whole) and
+the process' metrics (prometheus-client's registry takes its own locks). Then it tells the event loop what it
+served (the scraper's spacing, tombstones seen).
+
+The providers' families are therefore as of the making, a fraction of a second to a second before the scrape
+(the build's time and a margin: exporters/ahead.py); every other figure is as it was at scrape time, or
+carries its own timestamp. A scrape that comes when nothing is ready here (a scraper's first, one much later
+than expected, a body still being made) goes through the event loop, as every scrape did before.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from dbwatch.exporters.ahead import Key, Ready
+from dbwatch.exporters.joined import GZIP_HEADER, Joined, Packed, gzip_tail
+
+__all__ = ["Prepared", "PreparedBodies", "body_parts"]
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    ready: Ready  # the body made ahead (exporters/ahead.py)
+    provided: bytes  # the providers' families, rendered when it was made
+    until: float  # time.monotonic() after which its scrape is too late for it
+
+
+class PreparedBodies:
+    """Per scraper and kind, the one body made ahead for its next scrape. Put and dropped by the event loop,
+    taken by the HTTP thread: each is one operation on a dict, which the interpreter's lock makes whole."""
+
+    def __init__(self, provided: Callable[[bool], bytes]) -> None:
+        self._slots: dict[Key, Prepared] = {}
+        self._provided = provided
+
+    def ready(self, key: Key, ready: Ready | None, until: float) -> None:
+        """exporters/ahead.py's ``on_ready``: a body for ``key``'s next scrape was made (on the event loop), or
+        ``None``: none stands ready for it any longer."""
+        if ready is None:
+            self._slots.pop(key, None)
+        else:
+            self._slots[key] = Prepared(ready, self._provided(key[1]), until)
+
+    def take(self, key: Key, now: float) -> Prepared | None:
+        """The body made for ``key``'s scrape coming at ``now`` (monotonic), if one is and it is not too late:
+        taken, so that no other scrape is served it."""
+        prepared = self._slots.pop(key, None)
+        return prepared if prepared is not None and now <= prepared.until else None
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+
+def body_parts(joined: Joined | Packed, fresh: bytes, gzip: bool) -> tuple[int, Iterable[bytes]]:
+    """A whole body's length and the pieces to send: the snapshot part as it is (or its deflate, for gzip), then
+    ``fresh`` (compressed, with one CRC over all, for gzip)."""
+    if not gzip:
+        assert isinstance(joined, Joined)  # a plain body is kept whole (Ahead packs only gzip ones)
+        return joined.size + len(fresh), itertools.chain(joined.pieces(), (fresh,))
+    parts = [GZIP_HEADER, *joined.deflated(), gzip_tail(fresh, joined.crc(), joined.size)]
+    return sum(map(len, parts)), parts
