@@ -6,12 +6,12 @@ Nothing is fetched from elsewhere at run time: the stylesheet and script are rea
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from dbwatch.agent.console.alertsview import alerts_page
 from dbwatch.agent.console.fleet import SORTS, fleet_page, fleet_rows, parse_query
@@ -19,6 +19,9 @@ from dbwatch.agent.console.format import FILTERS
 from dbwatch.agent.console.sources import Sources
 from dbwatch.agent.console.target import target_detail
 from dbwatch.collectors.base import CollectorError
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = ["Console", "PAGE_PARAMS"]
 
@@ -40,11 +43,19 @@ class Console:
     def __init__(self, sources: Sources, version: str = "") -> None:
         self.sources = sources
         self.version = version
-        self.env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                               trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(FILTERS)
         self.static = {name: (HERE / "static" / name).read_bytes() for name in STATIC_TYPES}
         sources.store.subscribe(sources.history.observe)
+
+    @functools.cached_property
+    def env(self) -> jinja2.Environment:
+        """The pages' templates, loaded on the first page asked for: jinja2 takes 9 MiB that an agent whose console
+        nobody opens (a fleet's, scraped by Prometheus) need not hold."""
+        import jinja2
+
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                                 autoescape=jinja2.select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True)
+        env.filters.update(FILTERS)
+        return env
 
     def routes(self) -> list[web.RouteDef]:
         return [
