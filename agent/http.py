@@ -203,12 +203,14 @@ class HttpServer:
         else:
             length, chunks = await on_loop(main, self.exposition.scrape_chunks(openmetrics, gzip=gzip,
                                                                                 scraper=scraper))
-        response = web.StreamResponse()
-        response.content_length = length
-        response.headers["Content-Type"] = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        response.headers["Vary"] = "Accept-Encoding"
+        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
+                   "Vary": "Accept-Encoding"}
         if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape
-            response.headers["Content-Encoding"] = "gzip"
+            headers["Content-Encoding"] = "gzip"
+        if isinstance(chunks, list) and len(chunks) == 1 and length <= _SEND_SLICE:
+            return web.Response(body=chunks[0], headers=headers)  # a target's body: one write
+        response = web.StreamResponse(headers=headers)
+        response.content_length = length
         await response.prepare(request)
         # The body goes out in slices: written whole, the socket's send buffer would take a copy of the
         # megabytes it cannot send at once, per scrape.

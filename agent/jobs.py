@@ -8,7 +8,6 @@ with the error kept, and the daemon carries on.
 from __future__ import annotations
 
 import asyncio
-import collections
 import functools
 import logging
 import time
@@ -64,9 +63,9 @@ class TargetJobs:
         #: than the newest two) keeps only these; the newest successful one is where the rest is read
         self.history_metrics = history_metrics
         self.history_facts = history_facts
-        self._aging: dict[str, collections.deque[Snapshot]] = {}
+        self._aging: dict[str, list[Snapshot]] = {}  # lists: they hold few (agent/store.py says why)
         #: snapshots past the horizon that still hold a family some rule reads over a longer window
-        self._lasting: dict[str, collections.deque[Snapshot]] = {}
+        self._lasting: dict[str, list[Snapshot]] = {}
 
     def effective_interval(self, name: str) -> float:
         """The interval collector ``name`` runs at now: the configured one, longer while its server times out."""
@@ -147,7 +146,7 @@ class TargetJobs:
         fleet's 40 snapshots per collector were most of the agent's memory)."""
         if not snapshot.keep_history:
             return
-        aging = self._aging.setdefault(name, collections.deque())
+        aging = self._aging.setdefault(name, [])
         aging.append(snapshot)
         if len(aging) > 2:  # the one that just became third newest (its facts: if a newer one succeeded)
             self._thin(aging[-3], aging[-1].ok or aging[-2].ok)
@@ -155,11 +154,11 @@ class TargetJobs:
                 del aging[-3]
         now = snapshot.started_at
         while len(aging) > 2 and (now - aging[0].started_at >= self.family_horizon or len(aging) > AGING_MAX):
-            if self._past_horizon(older := aging.popleft(), now):
-                self._lasting.setdefault(name, collections.deque()).append(older)
+            if self._past_horizon(older := aging.pop(0), now):
+                self._lasting.setdefault(name, []).append(older)
         lasting = self._lasting.get(name)
         while lasting and not self._past_horizon(lasting[0], now, drop=len(lasting) > AGING_MAX):
-            lasting.popleft()
+            del lasting[0]
         if not snapshot.ok:
             return
         previous = self._previous.get(name)

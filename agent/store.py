@@ -7,7 +7,6 @@ rendered exposition, rule evaluation) happens once per collection, not once per 
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -33,7 +32,9 @@ class JobStats:
 @dataclass
 class SnapshotStore:
     history_size: int = 40
-    _history: dict[tuple[str, str], collections.deque[Snapshot]] = field(default_factory=dict)
+    #: per (target, collector), oldest first: lists, as they hold few (a deque's first block is 600 bytes: 11 MiB
+    #: of a fleet's memory for its three per collector)
+    _history: dict[tuple[str, str], list[Snapshot]] = field(default_factory=dict)
     _stats: dict[tuple[str, str], JobStats] = field(default_factory=dict)
     _listeners: list[Listener] = field(default_factory=list)
     _by_target: dict[str, list[str]] = field(default_factory=dict)
@@ -47,17 +48,19 @@ class SnapshotStore:
         key = (snapshot.target, snapshot.collector)
         history = self._history.get(key)
         if history is None:
-            history = self._history[key] = collections.deque(maxlen=self.history_size)
+            history = self._history[key] = []
             self._by_target.setdefault(snapshot.target, []).append(snapshot.collector)
         if not snapshot.keep_history:
             history.clear()
+        elif history and len(history) >= self.history_size:
+            del history[0]
         history.append(snapshot)
         # The oldest successful collections left with nothing a rule reads (their families and facts thinned
         # away by agent/jobs.py) go, when a newer one succeeded too: a fleet kept ~16 such husks per collector,
         # 30 MiB at 1,400 targets. Failed ones stay: how long a target has been down is counted from them.
         while (len(history) > 2 and (oldest := history[0]).ok and history[1].ok and not oldest.families
                and not oldest.facts):
-            history.popleft()
+            del history[0]
         stats = self._stats.get(key)
         if stats is None:
             stats = self._stats[key] = JobStats(snapshot.target, snapshot.collector)
