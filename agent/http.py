@@ -190,7 +190,7 @@ class HttpServer:
                                     "configuration\n")
             body = self.targets.ready(target, openmetrics, gzip)
             if body is not None:  # made when its collection landed: the event loop is told, not waited for
-                main.call_soon_threadsafe(self.targets.served, target, openmetrics, gzip, scraper, time.time())
+                self.targets.served(target, openmetrics, gzip, scraper, time.time(), main)
             else:
                 body = await on_loop(main, self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper))
             length, chunks = len(body), [body]
