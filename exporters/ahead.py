@@ -102,6 +102,9 @@ class Ahead:
         #: told of a body made for a scraper's next scrape (its key, the body, until when it serves, monotonic)
         #: and of one that no longer stands ready (its key, None, 0)
         self.on_ready: Callable[[Key, Ready | None, float], None] | None = None
+        #: told of the newest body of a kind (the body, until when it may stand in, time.time()), and None when
+        #: there is none young enough any longer
+        self.on_newest: Callable[[Kind, Ready | None, float], None] | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -118,6 +121,9 @@ class Ahead:
         if self.on_ready is not None:
             for key in self._cadences:
                 self.on_ready(key, None, 0.0)
+        if self.on_newest is not None:
+            for kind in self._newest:
+                self.on_newest(kind, None, 0.0)
         self._cadences.clear()
         self._newest.clear()
         self._building.clear()
@@ -127,7 +133,14 @@ class Ahead:
         known = self._newest.get(kind)
         if known is None or known.at <= ready.at:
             self._newest[kind] = ready
+            if self.on_newest is not None:
+                self.on_newest(kind, ready, self._stale_at(ready))
             self._nudge()  # its expiry is one more to wake up for
+
+    def stood_in(self, kind: Kind) -> None:
+        """The newest body of ``kind`` stood in for a scrape (on the HTTP thread): a newer one is made for the
+        scrapes after it, unless one is under way, as :meth:`take` does."""
+        self.building(kind)
 
     async def take(self, scraper: str, openmetrics: bool, gzip: bool) -> Ready | None:
         """A scrape by ``scraper`` (its host) has come: the body made ahead for it, or the newest young one of its
@@ -233,6 +246,8 @@ class Ahead:
             for kind, newest in list(self._newest.items()):
                 if wall > self._stale_at(newest):
                     del self._newest[kind]  # too old to stand in for anything: only old lines held in memory
+                    if self.on_newest is not None:
+                        self.on_newest(kind, None, 0.0)
             dues = [(due, cadence) for cadence in self._cadences.values() if (due := cadence.due()) is not None]
             if dues:
                 due, cadence = min(dues, key=lambda entry: entry[0])

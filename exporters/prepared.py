@@ -13,8 +13,10 @@ served (the scraper's spacing, tombstones seen).
 
 The providers' families are therefore as of the making, a fraction of a second to a second before the scrape
 (the build's time and a margin: exporters/ahead.py); every other figure is as it was at scrape time, or
-carries its own timestamp. A scrape that comes when nothing is ready here (a scraper's first, one much later
-than expected, a body still being made) goes through the event loop, as every scrape did before.
+carries its own timestamp. A scrape nothing was made for (a scraper's first, one much later than expected, one
+whose body is still being made) is served here the newest body of its kind, with the families rendered when
+it was made, if that body may stand in (exporters/ahead.py's rule: joined at most 5 s and five builds before),
+and the event loop starts a newer one; only when none may does the scrape go through the event loop.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from dbwatch.exporters.ahead import Key, Ready
+from dbwatch.exporters.ahead import Key, Kind, Ready
 from dbwatch.exporters.joined import GZIP_HEADER, Joined, Packed, gzip_tail
 
 __all__ = ["Prepared", "PreparedBodies", "body_parts"]
@@ -33,7 +35,7 @@ __all__ = ["Prepared", "PreparedBodies", "body_parts"]
 class Prepared:
     ready: Ready  # the body made ahead (exporters/ahead.py)
     provided: bytes  # the providers' families, rendered when it was made
-    until: float  # time.monotonic() after which its scrape is too late for it
+    until: float  # after which it serves no more: time.monotonic() for a scraper's, time.time() for a stand-in
 
 
 class PreparedBodies:
@@ -42,7 +44,22 @@ class PreparedBodies:
 
     def __init__(self, provided: Callable[[bool], bytes]) -> None:
         self._slots: dict[Key, Prepared] = {}
+        self._newest: dict[Kind, Prepared] = {}  # per kind, the newest body made, until when it may stand in
         self._provided = provided
+
+    def newest(self, kind: Kind, ready: Ready | None, until: float) -> None:
+        """exporters/ahead.py's ``on_newest``: the newest body of ``kind``, which may stand in for a scrape
+        nothing was made for until ``until`` (time.time()); None: none may any longer."""
+        if ready is None:
+            self._newest.pop(kind, None)
+        else:
+            self._newest[kind] = Prepared(ready, self._provided(kind[0]), until)
+
+    def stand_in(self, kind: Kind, now: float) -> Prepared | None:
+        """The newest body of ``kind``, if it may still stand in at ``now`` (time.time()): not taken, as any
+        scrape of that kind may have it."""
+        prepared = self._newest.get(kind)
+        return prepared if prepared is not None and now <= prepared.until else None
 
     def ready(self, key: Key, ready: Ready | None, until: float) -> None:
         """exporters/ahead.py's ``on_ready``: a body for ``key``'s next scrape was made (on the event loop), or
@@ -59,6 +76,7 @@ class PreparedBodies:
         return prepared if prepared is not None and now <= prepared.until else None
 
     def __len__(self) -> int:
+        """Bodies made for a scraper's next scrape."""
         return len(self._slots)
 
 

@@ -93,6 +93,7 @@ class Exposition:
         #: ... and handed whole to the HTTP thread (exporters/prepared.py)
         self.prepared = PreparedBodies(self._provided)
         self.ahead.on_ready = self.prepared.ready
+        self.ahead.on_newest = self.prepared.newest
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self._process)
@@ -265,15 +266,21 @@ class Exposition:
         scrape time that is safe to read from there (exporters/prepared.py), and what to tell the event loop
         once served; None when none is ready (the scrape goes through :meth:`scrape_chunks`)."""
         host = (scraper or "").rpartition(":")[0]
-        taken_at = time.monotonic()
+        taken_at, now = time.monotonic(), time.time()
         prepared = self.prepared.take((host, openmetrics, gzip), taken_at)
-        if prepared is None:
-            return None
+        stand_in = prepared is None
+        if stand_in:  # nothing made for this scrape: the newest body, if young enough (exporters/ahead.py)
+            prepared = self.prepared.stand_in((openmetrics, gzip), now)
+            if prepared is None:
+                return None
+        assert prepared is not None
         ready = prepared.ready
-        fresh = self._jobs.ages(openmetrics, time.time()) + prepared.provided + self._process_text(openmetrics)
+        fresh = self._jobs.ages(openmetrics, now) + prepared.provided + self._process_text(openmetrics)
 
         def served() -> None:  # on the event loop
             self.ahead.took(host, openmetrics, gzip, taken_at)
+            if stand_in:
+                self.ahead.stood_in((openmetrics, gzip))
             if scraper is not None:
                 self._scrapers.served(scraper, ready.at)
 

@@ -1,7 +1,7 @@
-"""The listener's own thread (agent/httpthread.py): a per-target scrape whose body was made when its collection
-landed is answered while the agent's event loop is held; the whole body and the JSON API are made on the
-agent's loop and still answered; a POST's body reaches its handler on the agent's loop. In-process, on a
-loopback port, with recorded snapshots."""
+"""The listener's own thread (agent/httpthread.py): a per-target scrape whose body was made ahead of it, and a
+whole scrape whose body was (or a young one of its kind stands in), are answered while the agent's event loop is
+held; other whole bodies and the JSON API are made on the agent's loop and still answered; a POST's body reaches
+its handler on the agent's loop. In-process, on a loopback port, with recorded snapshots."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import asyncio
 import gzip
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -16,6 +17,7 @@ from aiohttp import web
 
 from dbwatch.agent.http import HttpServer
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.exporters.ahead import Ready
 from tests.helpers import wait_until
 from tests.test_exposition_freshness import STARTED, exposition, lines, snapshot
 
@@ -124,3 +126,22 @@ async def test_a_whole_body_made_ahead_is_served_while_the_event_loop_is_held():
     finally:
         await server.stop()
     assert len(server.exposition.prepared) == 0
+
+
+async def test_a_young_body_of_its_kind_stands_in_on_the_http_thread_and_a_newer_one_is_started():
+    store, exp = exposition({"db": {"cluster": "c1"}})
+    store.put(snapshot(["app"], STARTED))
+    joined = await exp._joined_async(False, time.time())
+    ready = Ready(joined, time.time(), time.monotonic(), 0.5)  # made 0.5 s long: may stand in for a while
+    exp.prepared.newest((False, False), ready, time.time() + 10)
+    answered = await asyncio.to_thread(exp.prepared_scrape, "10.0.0.7:4711", False, False)  # a new scraper
+    assert answered is not None
+    length, chunks, served = answered
+    body = b"".join(chunks)
+    assert len(body) == length and lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
+    assert lines(body, "dbwatch_collect_age_seconds{")
+    served()  # on the event loop: the scraper is learnt and a newer body is under way for the scrapes after it
+    assert ("10.0.0.7", False, False) in exp.ahead._cadences and (False, False) in exp.ahead._building
+    await exp.ahead.stop()
+    exp.prepared.newest((False, False), None, 0.0)
+    assert await asyncio.to_thread(exp.prepared_scrape, "10.0.0.7:4711", False, False) is None  # none young: the loop
