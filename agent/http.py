@@ -4,8 +4,9 @@ Nothing here computes: /metrics serves the exposition's cached body (``?target=N
 ``?collected=false``: the agent's own metrics only), the JSON endpoints read the store, /api/v1/sd lists the
 targets for Prometheus' HTTP service discovery.
 
-The listener runs on a thread of its own (agent/httpthread.py): a per-target scrape whose body is ready is
-answered there, every body is written from there, and every other handler runs on the agent's event loop.
+The listener runs on a thread of its own (agent/httpthread.py): a scrape whose body was made ahead of it (one
+target's, or the whole one) is answered there, every body is written from there, and every other handler runs
+on the agent's event loop.
 
 With ``server.web_config_file`` (agent/webconfig.py) the listener speaks TLS and every path but
 ``/healthz`` needs basic auth. ``/healthz`` stays open so that liveness probes and the container's
@@ -168,8 +169,8 @@ class HttpServer:
 
     @on_serving_thread
     async def _metrics(self, request: web.Request) -> web.StreamResponse:
-        """On the serving thread: a per-target body made when its collection landed, or a whole body made ahead
-        of its scrape, is answered here; anything else is made on the agent's loop; the body is written from here."""
+        """On the serving thread: a per-target or whole body made ahead of its scrape (or a young whole one standing
+        in) is answered here; anything else is made on the agent's loop; the body is written from here."""
         assert self._main is not None
         main = self._main
         openmetrics = wants_openmetrics(request.headers.get("Accept"))
@@ -189,7 +190,7 @@ class HttpServer:
                 return web.Response(status=404, text=f"target={target!r}: no target of that name in the "
                                     "configuration\n")
             body = self.targets.ready(target, openmetrics, gzip)
-            if body is not None:  # made when its collection landed: the event loop is told, not waited for
+            if body is not None:  # made ahead of this scrape: the event loop is told, not waited for
                 self.targets.served(target, openmetrics, gzip, scraper, time.time(), main)
             else:
                 body = await on_loop(main, self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper))
