@@ -90,10 +90,6 @@ class ServingThread:
         """Run ``coroutine`` on the thread's loop; await its result from another loop."""
         return await on_loop(self.loop, coroutine)
 
-    def call(self, callback: Callable[..., Any], *args: Any) -> None:
-        """``callback(*args)`` on the thread's loop, soon."""
-        self.loop.call_soon_threadsafe(callback, *args)
-
     async def stop(self) -> None:
         """Stop the loop (after what is scheduled on it) and wait for the thread to end."""
         if self._thread.is_alive():

@@ -248,23 +248,24 @@ class Ahead:
                     del self._newest[kind]  # too old to stand in for anything: only old lines held in memory
                     if self.on_newest is not None:
                         self.on_newest(kind, None, 0.0)
-            dues = [(due, cadence) for cadence in self._cadences.values() if (due := cadence.due()) is not None]
+            dues = [(due, key, cadence) for key, cadence in self._cadences.items()
+                    if (due := cadence.due()) is not None]
             if dues:
-                due, cadence = min(dues, key=lambda entry: entry[0])
+                due, key, cadence = min(dues, key=lambda entry: entry[0])
                 if due <= now:
-                    await self._make(cadence)
+                    await self._make(key, cadence)
                     continue
             expiries = [c.ready_until for c in self._cadences.values() if c.ready is not None]
             expiries += [now + self._stale_at(newest) - wall for newest in self._newest.values()]
             self._wake.clear()
             try:
-                async with asyncio.timeout(min([d for d, _ in dues] + expiries, default=now + LONGEST) - now + 0.001):
+                async with asyncio.timeout(min([d for d, _, _ in dues] + expiries, default=now + LONGEST) - now + 0.001):
                     await self._wake.wait()
             except TimeoutError:
                 pass
 
-    async def _make(self, cadence: _Cadence) -> None:
-        """The body for ``cadence``'s next scrape (the build of its kind under way, if one is)."""
+    async def _make(self, key: Key, cadence: _Cadence) -> None:
+        """The body for ``cadence``'s (``key``'s) next scrape (the build of its kind under way, if one is)."""
         cadence.expected = False
         expected_at = cadence.last + (cadence.interval or 0.0)
         try:
@@ -275,7 +276,5 @@ class Ahead:
         if not cadence.expected:  # no scrape took another body while it was made
             cadence.ready = ready
             cadence.ready_until = max(expected_at, ready.made) + max(cadence.lead, (cadence.interval or 0.0) / 2)
-            if self.on_ready is not None:
-                key = next((k for k, c in self._cadences.items() if c is cadence), None)
-                if key is not None:
-                    self.on_ready(key, ready, cadence.ready_until)
+            if self.on_ready is not None and self._cadences.get(key) is cadence:  # not forgotten meanwhile
+                self.on_ready(key, ready, cadence.ready_until)

@@ -66,8 +66,10 @@ class PreparedBodies:
         ``None``: none stands ready for it any longer."""
         if ready is None:
             self._slots.pop(key, None)
-        else:
-            self._slots[key] = Prepared(ready, self._provided(key[1]), until)
+            return
+        newest = self._newest.get((key[1], key[2]))  # the same body, told of as the newest when it was made
+        provided = newest.provided if newest is not None and newest.ready is ready else self._provided(key[1])
+        self._slots[key] = Prepared(ready, provided, until)
 
     def take(self, key: Key, now: float) -> Prepared | None:
         """The body made for ``key``'s scrape coming at ``now`` (monotonic), if one is and it is not too late:

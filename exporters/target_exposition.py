@@ -144,13 +144,7 @@ class TargetScrapes:
 
     async def _made(self, target: str, openmetrics: bool, gzip: bool) -> bytes:
         made = self._made_here(target, openmetrics, gzip)
-        if isinstance(made, bytes):
-            return made
-        body, text = made  # a large body's gzip: in a worker thread (the compressor lets go of the GIL, and runs
-        packed = await asyncio.to_thread(gzip_member, text)  # beside the event loop instead of delaying it)
-        if body.gzipped is None:
-            body.gzipped = packed
-        return body.gzipped
+        return made if isinstance(made, bytes) else await _packed(*made)
 
     def _made_here(self, target: str, openmetrics: bool, gzip: bool) -> bytes | tuple[_Body, bytes]:
         """The body for ``target``'s part as it is now, made on the event loop if need be; for a large body whose
@@ -213,8 +207,9 @@ class TargetScrapes:
             return
         for openmetrics, gzip in list(cadence.kinds):  # most at once; a large body's gzip in a worker thread
             try:
-                if not isinstance(self._made_here(target, openmetrics, gzip), bytes):
-                    asyncio.ensure_future(self._made(target, openmetrics, gzip)).add_done_callback(_log_failure)
+                made = self._made_here(target, openmetrics, gzip)
+                if not isinstance(made, bytes):
+                    asyncio.ensure_future(_packed(*made)).add_done_callback(_log_failure)
             except Exception:  # a bug: said, and the scrape makes the body itself
                 logger.exception("making the /metrics body of %s ahead of its scrape failed", target)
 
@@ -244,6 +239,15 @@ class TargetScrapes:
         if openmetrics:
             parts.append(b"# EOF\n")
         return b"".join(parts)
+
+
+async def _packed(body: _Body, text: bytes) -> bytes:
+    """A large body's gzip, made in a worker thread (the compressor lets go of the GIL, and runs beside the event
+    loop instead of delaying it), kept unless another was kept meanwhile."""
+    packed = await asyncio.to_thread(gzip_member, text)
+    if body.gzipped is None:
+        body.gzipped = packed
+    return body.gzipped
 
 
 def _log_failure(task: asyncio.Future[bytes]) -> None:

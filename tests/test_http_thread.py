@@ -27,6 +27,21 @@ def _get(url: str, headers: dict[str, str] | None = None) -> bytes:
         return bytes(response.read())
 
 
+def _scraped_while_the_loop_is_held(url: str, what: str) -> bytes:
+    """A gzip scrape of ``url`` from another thread, its body decompressed, while the calling event loop is held
+    (it does not await until the scrape is answered): it must be answered without that loop."""
+    answered = threading.Event()
+    got: list[bytes] = []
+
+    def scrape() -> None:
+        got.append(_get(url, {"Accept-Encoding": "gzip"}))
+        answered.set()
+
+    threading.Thread(target=scrape, daemon=True).start()
+    assert answered.wait(20), f"{what} waited for the held event loop"
+    return gzip.decompress(got[0])
+
+
 async def _serve(**routes: web.RouteDef) -> tuple[HttpServer, SnapshotStore]:
     store, exp = exposition({"db": {"cluster": "c1"}, "other": {}})
     server = HttpServer(exp, store, expected_jobs=lambda: [], targets=lambda: [{"name": "db"}])
@@ -49,17 +64,8 @@ async def test_a_ready_per_target_body_is_served_while_the_event_loop_is_held():
         # made ahead of the next scrape expected (LEAD seconds before it), without a scrape asking
         await wait_until(lambda: server.targets.ready("db", gzip=True) is not None, 10,
                          "the landed collection's body made ahead")
-        answered = threading.Event()
-        got: list[bytes] = []
-
-        def scrape() -> None:
-            got.append(_get(url, {"Accept-Encoding": "gzip"}))
-            answered.set()
-
-        threading.Thread(target=scrape, daemon=True).start()
-        # The event loop is held (not awaiting) until the scrape is answered: it was answered without it.
-        assert answered.wait(20), "the per-target scrape waited for the held event loop"
-        assert len(lines(gzip.decompress(got[0]), "pg_stat_database_xact_commit")) == 2
+        body = _scraped_while_the_loop_is_held(url, "the per-target scrape")
+        assert len(lines(body, "pg_stat_database_xact_commit")) == 2
     finally:
         await server.stop()
 
@@ -108,16 +114,7 @@ async def test_a_whole_body_made_ahead_is_served_while_the_event_loop_is_held():
             await asyncio.to_thread(_get, url, {"Accept-Encoding": "gzip"})
             await asyncio.sleep(1.0)
         await wait_until(lambda: len(server.exposition.prepared) == 1, 10, "the next scrape's body made ahead")
-        answered = threading.Event()
-        got: list[bytes] = []
-
-        def scrape() -> None:
-            got.append(_get(url, {"Accept-Encoding": "gzip"}))
-            answered.set()
-
-        threading.Thread(target=scrape, daemon=True).start()
-        assert answered.wait(20), "the whole-body scrape waited for the held event loop"
-        body = gzip.decompress(got[0])
+        body = _scraped_while_the_loop_is_held(url, "the whole-body scrape")
         assert lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
         assert lines(body, "dbwatch_collect_age_seconds{")  # true at scrape time, made on the HTTP thread
         assert lines(body, "process_cpu_seconds_total") and lines(body, "dbwatch_build_info")
