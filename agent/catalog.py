@@ -102,6 +102,10 @@ FAMILIES: tuple[MetricSpec, ...] = (
     MetricSpec('dbwatch_event_loop_lag_seconds', None,
                "a histogram of how late a timer of the agent's event loop fired (probed every 0.25 s): the wait of "
                'a scrape or a round trip ready then (agent/loophealth.py)', (), 'agent'),
+    MetricSpec('dbwatch_scrape_seconds', None,
+               'a histogram of /metrics scrapes by body (whole, target, agent) and how each was answered: ahead '
+               "(made before it came) or stand_in (a young whole body), on the listener's thread; loop (made on "
+               "the agent's event loop); encoding: gzip or identity", ('body', 'served', 'encoding'), 'agent'),
     MetricSpec('dbwatch_gc_pause_seconds', None,
                "a histogram of the runs of Python's cyclic garbage collector, by generation, and how long each "
                'held the agent', ('generation',), 'agent'),

@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from aiohttp import web
+from prometheus_client import Histogram
 
 from dbwatch.agent.httpconn import REQUEST_LOGGER, CappedSite, ConnectionCap, Handler, connection_cap
 from dbwatch.agent.httpthread import ServingThread, dispatch, on_loop, on_serving_thread
+from dbwatch.agent.loophealth import BUCKETS
 from dbwatch.agent.webconfig import BasicAuth, WebConfig, load_web_config
 
 from dbwatch.agent.store import SnapshotStore
@@ -53,6 +55,31 @@ def parse_listen(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _slices(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
+    """A body's chunks as writes of about ``_SEND_SLICE`` bytes: a large chunk in slices (written whole, the
+    socket's send buffer would take a copy of the megabytes it cannot send at once, per scrape), small ones
+    (a gzip body's deflated pieces, thousands of a few KiB) joined, one write each costing a round of the
+    listener's loop."""
+    small: list[bytes] = []
+    size = 0
+    for chunk in chunks:
+        if len(chunk) >= _SEND_SLICE:
+            if small:
+                yield b"".join(small)
+                small, size = [], 0
+            view = memoryview(chunk)
+            for start in range(0, len(view), _SEND_SLICE):
+                yield view[start:start + _SEND_SLICE]
+            continue
+        small.append(chunk)
+        size += len(chunk)
+        if size >= _SEND_SLICE:
+            yield b"".join(small)
+            small, size = [], 0
+    if small:
+        yield b"".join(small)
+
+
 class HttpServer:
     def __init__(self, exposition: Exposition, store: SnapshotStore, expected_jobs: JobList,
                  targets: TargetInfo) -> None:
@@ -78,6 +105,14 @@ class HttpServer:
         self._main: asyncio.AbstractEventLoop | None = None
         #: the state files that cannot be written now, and why (the daemon sets it: agent/statefile.py)
         self.degraded_state: Callable[[], dict[str, str]] = dict
+        # How each /metrics scrape was answered and how long it took to the last byte handed to the socket: a
+        # body made ahead of it or standing in (answered on the listener's thread), or made on the agent's loop.
+        self._scrape_seconds = Histogram(
+            "dbwatch_scrape_seconds", "/metrics scrapes by body (whole, target, agent) and how each was answered "
+            "(ahead: made before it came; stand_in: a young whole body; loop: made on the agent's event loop) and "
+            "encoding (gzip, identity), from the request read to the last byte handed to the socket",
+            ("body", "served", "encoding"), buckets=BUCKETS,
+            registry=exposition.registry)
 
     def add_json(self, path: str, provider: Callable[[], Any]) -> None:
         """Serve ``provider()`` as JSON at ``path`` (routes must be added before :meth:`start`)."""
@@ -180,6 +215,7 @@ class HttpServer:
         peer = request.transport.get_extra_info("peername") if request.transport else None
         scraper = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else None
         query = request.query
+        started = time.perf_counter()
         chunks: Iterable[bytes]
         if "target" in query:  # one target's series: the multi-target pattern (exporters/target_exposition.py)
             names = query.getall("target")
@@ -189,37 +225,38 @@ class HttpServer:
             if not self.exposition.has_target(target):
                 return web.Response(status=404, text=f"target={target!r}: no target of that name in the "
                                     "configuration\n")
-            body = self.targets.ready(target, openmetrics, gzip)
+            body, served = self.targets.ready(target, openmetrics, gzip), ("target", "ahead")
             if body is not None:  # made ahead of this scrape: the event loop is told, not waited for
                 self.targets.served(target, openmetrics, gzip, scraper, time.time(), main)
             else:
-                body = await on_loop(main, self.targets.scrape(target, openmetrics, gzip=gzip, scraper=scraper))
+                body, served = await on_loop(main, self.targets.scrape(target, openmetrics, gzip=gzip,
+                                                                     scraper=scraper)), ("target", "loop")
             length, chunks = len(body), [body]
         elif query.get("collected") == "false":  # the agent's own metrics only
-            body = await on_loop(main, self._agent_body(openmetrics, gzip))
+            body, served = await on_loop(main, self._agent_body(openmetrics, gzip)), ("agent", "loop")
             length, chunks = len(body), [body]
         elif (prepared := self.exposition.prepared_scrape(scraper, openmetrics, gzip)) is not None:
-            length, chunks, served = prepared  # made ahead of this scrape (exporters/prepared.py)
-            main.call_soon_threadsafe(served)
+            length, chunks, tell, stood_in = prepared  # made ahead of this scrape (exporters/prepared.py)
+            main.call_soon_threadsafe(tell)
+            served = ("whole", "stand_in" if stood_in else "ahead")
         else:
             length, chunks = await on_loop(main, self.exposition.scrape_chunks(openmetrics, gzip=gzip,
                                                                                 scraper=scraper))
+            served = ("whole", "loop")
         headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE,
                    "Vary": "Accept-Encoding"}
         if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape
             headers["Content-Encoding"] = "gzip"
         if isinstance(chunks, list) and len(chunks) == 1 and length <= _SEND_SLICE:
+            self._scrape_seconds.labels(*served, "gzip" if gzip else "identity").observe(time.perf_counter() - started)
             return web.Response(body=chunks[0], headers=headers)  # a target's body: one write
         response = web.StreamResponse(headers=headers)
         response.content_length = length
         await response.prepare(request)
-        # The body goes out in slices: written whole, the socket's send buffer would take a copy of the
-        # megabytes it cannot send at once, per scrape.
-        for chunk in chunks:
-            view = memoryview(chunk)
-            for start in range(0, len(view), _SEND_SLICE):
-                await response.write(view[start:start + _SEND_SLICE])
+        for piece in _slices(chunks):
+            await response.write(piece)
         await response.write_eof()
+        self._scrape_seconds.labels(*served, "gzip" if gzip else "identity").observe(time.perf_counter() - started)
         return response
 
     async def _agent_body(self, openmetrics: bool, gzip: bool) -> bytes:

@@ -114,17 +114,18 @@ class Agent:
                      if (c["last_error"] or "").startswith("internal error"))
         return max(in_log, in_api)
 
-    def own_latency(self) -> list[str]:
-        """The agent's loop lag and collector pauses since it started (agent/loophealth.py), one line each: runs,
-        mean, and the share over 50 ms."""
+    def own_latency(self, names: tuple[str, ...] = ("dbwatch_event_loop_lag_seconds", "dbwatch_gc_pause_seconds")
+                    ) -> list[str]:
+        """The agent's histograms ``names`` since it started (agent/loophealth.py, agent/http.py), one line per
+        series: runs, mean, and how many took over 50 and 100 ms."""
         body = self._get("/metrics?collected=false")
         out = []
         for family in text_string_to_metric_families((body or b"").decode()):
-            if family.name not in ("dbwatch_event_loop_lag_seconds", "dbwatch_gc_pause_seconds"):
+            if family.name not in names:
                 continue
             series: dict[str, dict[str, float]] = {}
             for sample in family.samples:
-                key = sample.labels.get("generation", "")
+                key = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()) if k != "le")
                 if sample.name.endswith("_bucket"):
                     series.setdefault(key, {})["le" + sample.labels["le"]] = sample.value
                 elif sample.name.endswith(("_count", "_sum")):
@@ -134,7 +135,7 @@ class Agent:
                 if not count:
                     continue
                 over = count - figures.get("le0.05", 0.0)
-                label = family.name + (f"{{generation={key}}}" if key else "")
+                label = family.name + (f"{{{key}}}" if key else "")
                 out.append(f"{label}: {count:.0f} runs, mean {figures.get('sum', 0.0) / count * 1000:.1f} ms, "
                            f"{over:.0f} over 50 ms, {count - figures.get('le0.1', 0.0):.0f} over 100 ms")
         return out
@@ -172,6 +173,8 @@ class FleetFigures:
     per_target_failures: int = 0
     #: the agent's own dbwatch_event_loop_lag_seconds and dbwatch_gc_pause_seconds at the end, summed up
     own_latency: list[str] = field(default_factory=list)
+    #: dbwatch_scrape_seconds after the two whole-body phases: how those scrapes were answered, and how fast
+    whole_served: list[str] = field(default_factory=list)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -217,6 +220,7 @@ def measure_fleet(agent: Agent, targets: int, window: float, latency_scrapes: in
         out.metrics_kib[kind] = size / 1024
         time.sleep(0.5)
     out.rss_by_phase.append(("whole plain and gzip every 0.5 s", agent.rss_mib(), peak_rss_mib(agent.proc.pid)))
+    out.whole_served = agent.own_latency(("dbwatch_scrape_seconds",))  # how the whole scrapes were answered
     measure_per_target(agent, out, window)
     out.rss_by_phase.append(("each target on its own", agent.rss_mib(), peak_rss_mib(agent.proc.pid)))
     listed = agent.targets()
@@ -418,6 +422,8 @@ def report(args: argparse.Namespace, ours: FleetFigures, peers: dict[str, list[f
         print(f"  {label.ljust(width)}  {value:<14} {note}")
     for line in ours.own_latency:
         print(f"  agent's own: {line}")
+    for line in ours.whole_served:
+        print(f"  whole scrapes (both phases), as the agent timed them: {line}")
     if busy is not None:
         print(f"\noverloaded: {busy.targets} PostgreSQL targets on one server under pgbench "
               f"(-c {args.pgbench_clients}: {busy.pgbench_tps} commits/s), window {args.window:g}s")

@@ -261,10 +261,11 @@ class Exposition:
         return body_parts(joined, fresh, gzip)
 
     def prepared_scrape(self, scraper: str | None, openmetrics: bool, gzip: bool
-                        ) -> tuple[int, Iterable[bytes], Callable[[], None]] | None:
+                        ) -> tuple[int, Iterable[bytes], Callable[[], None], bool] | None:
         """On the HTTP thread: the whole body made ahead for ``scraper``'s scrape now, with the part true at
-        scrape time that is safe to read from there (exporters/prepared.py), and what to tell the event loop
-        once served; None when none is ready (the scrape goes through :meth:`scrape_chunks`)."""
+        scrape time that is safe to read from there (exporters/prepared.py), what to tell the event loop once
+        served, and whether a body made for another scrape stood in; None when none is ready (the scrape goes
+        through :meth:`scrape_chunks`)."""
         host = (scraper or "").rpartition(":")[0]
         taken_at, now = time.monotonic(), time.time()
         prepared = self.prepared.take((host, openmetrics, gzip), taken_at)
@@ -284,7 +285,7 @@ class Exposition:
             if scraper is not None:
                 self._scrapers.served(scraper, ready.at)
 
-        return (*body_parts(ready.joined, fresh, gzip), served)
+        return (*body_parts(ready.joined, fresh, gzip), served, stand_in)
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 

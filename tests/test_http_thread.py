@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -15,7 +16,7 @@ import urllib.request
 
 from aiohttp import web
 
-from dbwatch.agent.http import HttpServer
+from dbwatch.agent.http import _SEND_SLICE, HttpServer, _slices
 from dbwatch.agent.store import SnapshotStore
 from dbwatch.exporters.ahead import Ready
 from tests.helpers import wait_until
@@ -97,6 +98,16 @@ async def test_whole_body_api_and_posted_bodies_are_made_on_the_agents_loop():
     assert not any(t.name == "dbwatch-http" for t in threading.enumerate())
 
 
+def _scrapes(body: bytes, kind: str, served: str = "") -> float:
+    """dbwatch_scrape_seconds' count of gzip scrapes of ``kind`` (answered ``served``, or any way) in a body."""
+    total = 0.0
+    for line in lines(body, "dbwatch_scrape_seconds_count{"):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels["body"] == kind and labels["encoding"] == "gzip" and served in ("", labels["served"]):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def _status(request: urllib.request.Request) -> int:
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
@@ -118,8 +129,12 @@ async def test_a_whole_body_made_ahead_is_served_while_the_event_loop_is_held():
         assert lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
         assert lines(body, "dbwatch_collect_age_seconds{")  # true at scrape time, made on the HTTP thread
         assert lines(body, "process_cpu_seconds_total") and lines(body, "dbwatch_build_info")
+        # each scrape counted by how it was answered: the two before it through the loop or a stand-in ...
+        assert _scrapes(body, "whole") == 2 and not _scrapes(body, "whole", "ahead")
         # the event loop was told: the spacing learnt again, the body after it made ahead too
         await wait_until(lambda: len(server.exposition.prepared) == 1, 10, "the body after it made ahead")
+        after = gzip.decompress(await asyncio.to_thread(_get, url, {"Accept-Encoding": "gzip"}))
+        assert _scrapes(after, "whole", "ahead") == 1  # ... and the held one from the body made ahead
     finally:
         await server.stop()
     assert len(server.exposition.prepared) == 0
@@ -133,7 +148,8 @@ async def test_a_young_body_of_its_kind_stands_in_on_the_http_thread_and_a_newer
     exp.prepared.newest((False, False), ready, time.time() + 10)
     answered = await asyncio.to_thread(exp.prepared_scrape, "10.0.0.7:4711", False, False)  # a new scraper
     assert answered is not None
-    length, chunks, served = answered
+    length, chunks, served, stood_in = answered
+    assert stood_in
     body = b"".join(chunks)
     assert len(body) == length and lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
     assert lines(body, "dbwatch_collect_age_seconds{")
@@ -142,3 +158,13 @@ async def test_a_young_body_of_its_kind_stands_in_on_the_http_thread_and_a_newer
     await exp.ahead.stop()
     exp.prepared.newest((False, False), None, 0.0)
     assert await asyncio.to_thread(exp.prepared_scrape, "10.0.0.7:4711", False, False) is None  # none young: the loop
+
+
+def test_a_body_goes_out_in_writes_of_about_a_slice_small_pieces_joined_large_ones_cut():
+    pieces = [bytes([i % 251]) * 3000 for i in range(2000)]  # a gzip body's deflated pieces
+    large = bytes(range(256)) * 4000  # a plain body's part of 1 MB
+    chunks = [b"\x1f\x8b", *pieces[:1000], large, *pieces[1000:], b"tail"]
+    writes = [bytes(w) for w in _slices(chunks)]
+    assert b"".join(writes) == b"".join(chunks)
+    assert all(len(w) < 2 * _SEND_SLICE for w in writes)
+    assert len(writes) <= 2 * (len(b"".join(chunks)) // _SEND_SLICE + 2)  # not one write per piece
