@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 MARGIN = 0.1  # seconds added to a build's expected time (its last time x SLACK) to make a body ahead of its scrape
 SLACK = 1.25
+FIRST_LEAD = 0.25  # seconds: the lead when no build of a kind was timed yet
 LONGEST = 120.0  # seconds: scrapes spaced more than this are not anticipated
 FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotten
 #: seconds a body joined from the store may be old to stand in for a scrape whose own is not ready, at most: a
@@ -68,16 +69,17 @@ class _Cadence:
     kind: Kind
     last: float  # time.monotonic() of the last scrape
     interval: float | None = None  # spacing of the last two scrapes
-    lead: float = 0.25  # seconds before the next scrape to start its body (then from the last build's time)
+    lead: float | None = None  # seconds before the next scrape to start its body: from the last build's time
     jitter: float = 0.0  # how much the last spacing differed from the one before
     expected: bool = False  # a scrape came and no body was made for the next one yet
     ready: Ready | None = None
     ready_until: float = 0.0  # time.monotonic() after which ``ready`` is too late for its scrape
 
-    def due(self) -> float | None:
+    def due(self, lead: float) -> float | None:
         """When to start building for the next scrape (monotonic), None when not anticipated: no steady spacing
-        yet, a body already made for it, or scrapes closer than a build takes."""
-        lead = self.lead + min(self.jitter, self.interval or 0.0)
+        yet, a body already made for it, or scrapes closer than a build takes. ``lead``: the one to use before
+        a body was made ahead for this scraper (from the last build of its kind)."""
+        lead = (self.lead if self.lead is not None else lead) + min(self.jitter, self.interval or 0.0)
         if not self.expected or self.interval is None or self.interval < lead:
             return None
         return self.last + self.interval - lead
@@ -99,6 +101,7 @@ class Ahead:
         self.young_for = YOUNG
         self._newest: dict[Kind, Ready] = {}  # per kind: the newest body made, whoever it was for
         self._building: dict[Kind, asyncio.Task[Ready]] = {}  # per kind: the one build under way
+        self._took: dict[Kind, float] = {}  # per kind: how long its last build took, seconds
         #: told of a body made for a scraper's next scrape (its key, the body, until when it serves, monotonic)
         #: and of one that no longer stands ready (its key, None, 0)
         self.on_ready: Callable[[Key, Ready | None, float], None] | None = None
@@ -213,6 +216,7 @@ class Ahead:
             raise
         made = time.monotonic()
         ready = Ready(body, at, made, made - began)
+        self._took[kind] = ready.seconds
         self.made(kind, ready)
         return ready
 
@@ -221,6 +225,12 @@ class Ahead:
         if newest is None or time.time() > self._stale_at(newest):
             return None
         return newest
+
+    def _lead(self, kind: Kind) -> float:
+        """Seconds before a scrape to start making its body, for a scraper none was made for yet: from the last
+        build of its kind (a scraper's first scrapes wait for theirs), else :data:`FIRST_LEAD`."""
+        took = self._took.get(kind)
+        return FIRST_LEAD if took is None else took * SLACK + MARGIN
 
     def _stale_at(self, ready: Ready) -> float:
         """When a body is too old to stand in for another (time.time())."""
@@ -249,7 +259,7 @@ class Ahead:
                     if self.on_newest is not None:
                         self.on_newest(kind, None, 0.0)
             dues = [(due, key, cadence) for key, cadence in self._cadences.items()
-                    if (due := cadence.due()) is not None]
+                    if (due := cadence.due(self._lead(cadence.kind))) is not None]
             if dues:
                 due, key, cadence = min(dues, key=lambda entry: entry[0])
                 if due <= now:

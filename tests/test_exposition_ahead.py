@@ -215,3 +215,35 @@ def test_a_small_agents_body_is_made_for_each_scrape_not_stood_in_for_by_an_olde
             await exp.ahead.stop()
 
     asyncio.run(main())
+
+
+def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_as_the_last_build_took():
+    store, exp, _, _ = _setup()
+    build_takes = 0.5  # a fleet's body on a busy machine: longer than the lead a first body would start with
+
+    async def slow(openmetrics: bool, now: float) -> Joined:
+        joined = await exp._joined_async(openmetrics, now)
+        await asyncio.sleep(build_takes)
+        return joined
+
+    async def main() -> None:
+        ahead = Ahead(slow)
+        ahead.young_for = 0.0
+        ahead.start()
+        try:
+            spacing = 3 * build_takes
+            assert await ahead.take("10.0.0.9", False, True) is not None  # the first two make their own
+            await asyncio.sleep(spacing - build_takes)
+            assert await ahead.take("10.0.0.9", False, True) is not None
+            cadence = ahead._cadences[("10.0.0.9", False, True)]
+            expected = cadence.last + spacing
+            await _until(lambda: cadence.ready is not None)
+            assert time.monotonic() < expected  # made before the third scrape comes, not while it waits
+            await asyncio.sleep(expected - time.monotonic())
+            asked = time.monotonic()
+            assert await ahead.take("10.0.0.9", False, True) is not None
+            assert time.monotonic() - asked < build_takes / 2  # served the body made ahead
+        finally:
+            await ahead.stop()
+
+    asyncio.run(main())
