@@ -11,7 +11,7 @@ the part true at scrape time (self-metrics, alerts, process) made fresh as alway
 A scrape nothing was made for (the first of a scraper, one much later than expected, scrapes closer together
 than a build takes, several scrapers at once) or that comes while its body is still being made is served the
 newest body of its kind made for anyone, if that was joined from the store at most :data:`YOUNG` seconds
-before and at most five times as long as it took to make (a small agent's body is made for each scrape), and a
+before and at most ten times as long as it took to make (a small agent's body is made for each scrape), and a
 newer one is started for the scrapes after it: it never waits for a build that has a young enough body to stand
 in. Only when there is none does it wait for one. There is at most one build of a kind under way: a scrape,
 a refresh and a body made ahead that would start a second one join it instead (each build holds what it joins,
@@ -49,7 +49,7 @@ FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotte
 YOUNG = 5.0
 #: ... and at most this many times as long as it took to make: a small agent's body, made in milliseconds, is made
 #: anew for each scrape rather than served seconds old (a person or a test polling /metrics sees what landed)
-STAND_IN = 5.0
+STAND_IN = 10.0
 
 Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
 Kind = tuple[bool, bool]  # (openmetrics, gzip)

@@ -15,7 +15,7 @@ The providers' families are therefore as of the making, a fraction of a second t
 (the build's time and a margin: exporters/ahead.py); every other figure is as it was at scrape time, or
 carries its own timestamp. A scrape nothing was made for (a scraper's first, one much later than expected, one
 whose body is still being made) is served here the newest body of its kind, with the families rendered when
-it was made, if that body may stand in (exporters/ahead.py's rule: joined at most 5 s and five builds before),
+it was made, if that body may stand in (exporters/ahead.py's rule: joined at most 5 s and ten builds before),
 and the event loop starts a newer one; only when none may does the scrape go through the event loop.
 """
 
