@@ -149,6 +149,7 @@ class HttpServer:
             self._serving = None
             raise
         self.exposition.ahead.start()
+        self.exposition.process.start()
         self.address = f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}"
 
     async def _listen(self, host: str, port: int, idle_timeout: float) -> int:
@@ -190,6 +191,7 @@ class HttpServer:
 
     async def stop(self) -> None:
         await self.exposition.ahead.stop()
+        self.exposition.process.stop()
         if self._serving is not None:
             if self._runner is not None:
                 await self._serving.run(self._runner.cleanup())

@@ -6,7 +6,7 @@ has one ``# HELP``/``# TYPE`` header followed by all its samples (Prometheus wan
 joined body (and its gzip form) is cached until the store changes; a scraper at a steady interval gets a body
 made shortly before it came (exporters/ahead.py), as a fleet's changes with every collection. The text is
 written by hand: prometheus-client costs about 6 µs per series, too slow to render 100k series in a scrape;
-its ProcessCollector still provides the process_* metrics, which are few.
+its ProcessCollector still provides the process_* metrics, which are few (exporters/process_metrics.py).
 
 Every collected sample carries the time of the collection that read it (the middle of it), so Prometheus
 keeps one sample per collection whatever its scrape interval: a repeated scrape of the same collection is
@@ -23,7 +23,7 @@ import platform
 import time
 from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
-from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
 from dbwatch.exporters.ahead import Ahead
@@ -32,6 +32,7 @@ from dbwatch.exporters.compress import gzip_member
 from dbwatch.exporters.fragments import Fragment, Parts, joined_of, vanished_series
 from dbwatch.exporters.joined import DeflateCache, Joined, Packed
 from dbwatch.exporters.prepared import PreparedBodies, body_parts
+from dbwatch.exporters.process_metrics import ProcessSnapshot
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
 from dbwatch.exporters.text_format import PairsCache, render_families, render_samples
 from dbwatch.model import MetricFamily, MetricType, Snapshot
@@ -96,7 +97,8 @@ class Exposition:
         self.ahead.on_newest = self.prepared.newest
         self._generation = 0
         self._process = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self._process)
+        #: process_* read on the agent's loop once a second (started and stopped with the HTTP server)
+        self.process = ProcessSnapshot(self._process)
         _fixed_mmap_threshold()
         store.subscribe(self._on_snapshot)
 

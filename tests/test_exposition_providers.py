@@ -4,10 +4,14 @@ alert tracker gives ``dbwatch_alerts`` as the same object while its counts do no
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 from dbwatch.agent.alerts import AlertTracker
 from dbwatch.model import MetricFamily, gauge
 from tests.test_alerts import durations, finding
 from tests.test_exposition_freshness import exposition, lines
+from tests.helpers import wait_until
 from tests.notifyutil import Clock
 
 
@@ -41,3 +45,26 @@ def test_the_alerts_family_is_the_same_object_until_the_counts_change(tmp_path):
     assert firing is not before and dict(firing.samples) == {("Now", "warning", "firing", "db1"): 1}
     tracker.update("db1", [finding("Now", value=12)], durations)  # the same alert again: the same counts
     assert tracker.metrics()[0] is firing
+
+
+def test_process_metrics_are_served_from_a_reading_the_agents_loop_makes_every_second():
+    _, exp = exposition()
+
+    def open_fds() -> float:
+        return float(lines(exp.scrape_agent(), "process_open_fds ")[0].split()[1])
+
+    async def main() -> None:
+        before = open_fds()  # not started: read at the scrape
+        exp.process.start()
+        pipes = [os.pipe() for _ in range(32)]
+        try:
+            assert open_fds() == before  # the reading made at start, not the files opened since
+            await wait_until(lambda: open_fds() >= before + 64, 5, "the next reading (within a second)")
+            exp.process.stop()
+        finally:
+            for read, write in pipes:
+                os.close(read)
+                os.close(write)
+        assert open_fds() == before  # stopped: read at the scrape again
+
+    asyncio.run(main())
