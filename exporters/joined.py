@@ -84,7 +84,7 @@ class Joined:
     _crc: int | None = None
 
     def __post_init__(self) -> None:
-        self.size = sum(len(part) for group in self.groups for part in group.parts)
+        self.size = sum([sum(map(len, group.parts)) for group in self.groups])  # a fleet's ~100k parts
 
     def parts(self) -> Iterator[bytes]:
         for group in self.groups:
