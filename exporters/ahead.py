@@ -17,11 +17,11 @@ in. Only when there is none does it wait for one. There is at most one build of 
 a refresh and a body made ahead that would start a second one join it instead (each build holds what it joins,
 and the CPU is the agent's). A gzip body kept keeps only its compressed pieces, not the lines they were made of.
 
-Nothing is lost and the work is the same: at most one build per scrape, only earlier. The body is that lead (the
-last build's time plus a margin, about a second), or at most :data:`YOUNG` seconds, older than the scrape, which
-the exposition allows for: every collected sample carries the time it was read, so Prometheus stores the same
-values at the same times; what a collection changed meanwhile is in the next scrape, and tombstones count as
-served at the build's time.
+Nothing is lost and the work is the same: at most one build per scrape, only earlier. The body is that lead
+(the longest of its kind's last four builds' times plus a margin, about a second), or at most :data:`YOUNG`
+seconds, older than the scrape, which the exposition allows for: every collected sample carries the time it
+was read, so Prometheus stores the same values at the same times; what a collection changed meanwhile is in the
+next scrape, and tombstones count as served at the build's time.
 """
 
 from __future__ import annotations
@@ -38,9 +38,12 @@ __all__ = ["Ahead", "Ready"]
 
 logger = logging.getLogger(__name__)
 
-MARGIN = 0.1  # seconds added to a build's expected time (its last time x SLACK) to make a body ahead of its scrape
+MARGIN = 0.1  # seconds added to a build's expected time (its longest recent x SLACK) to start a body ahead
 SLACK = 1.25
 FIRST_LEAD = 0.25  # seconds: the lead when no build of a kind was timed yet
+#: builds of a kind whose longest sets the lead: a fleet's build time varies by half from one to the next with
+#: what else the machine does, and a body started too late makes its scrape wait for it
+TIMED = 4
 LONGEST = 120.0  # seconds: scrapes spaced more than this are not anticipated
 FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotten
 #: seconds a body joined from the store may be old to stand in for a scrape whose own is not ready, at most: a
@@ -69,17 +72,16 @@ class _Cadence:
     kind: Kind
     last: float  # time.monotonic() of the last scrape
     interval: float | None = None  # spacing of the last two scrapes
-    lead: float | None = None  # seconds before the next scrape to start its body: from the last build's time
     jitter: float = 0.0  # how much the last spacing differed from the one before
     expected: bool = False  # a scrape came and no body was made for the next one yet
     ready: Ready | None = None
     ready_until: float = 0.0  # time.monotonic() after which ``ready`` is too late for its scrape
 
     def due(self, lead: float) -> float | None:
-        """When to start building for the next scrape (monotonic), None when not anticipated: no steady spacing
-        yet, a body already made for it, or scrapes closer than a build takes. ``lead``: the one to use before
-        a body was made ahead for this scraper (from the last build of its kind)."""
-        lead = (self.lead if self.lead is not None else lead) + min(self.jitter, self.interval or 0.0)
+        """When to start building for the next scrape (monotonic), ``lead`` seconds before it (and the spacing's
+        jitter), None when not anticipated: no steady spacing yet, a body already made for it, or scrapes closer
+        than a build takes."""
+        lead += min(self.jitter, self.interval or 0.0)
         if not self.expected or self.interval is None or self.interval < lead:
             return None
         return self.last + self.interval - lead
@@ -101,7 +103,7 @@ class Ahead:
         self.young_for = YOUNG
         self._newest: dict[Kind, Ready] = {}  # per kind: the newest body made, whoever it was for
         self._building: dict[Kind, asyncio.Task[Ready]] = {}  # per kind: the one build under way
-        self._took: dict[Kind, float] = {}  # per kind: how long its last build took, seconds
+        self._took: dict[Kind, list[float]] = {}  # per kind: how long its last builds took, seconds
         #: told of a body made for a scraper's next scrape (its key, the body, until when it serves, monotonic)
         #: and of one that no longer stands ready (its key, None, 0)
         self.on_ready: Callable[[Key, Ready | None, float], None] | None = None
@@ -216,7 +218,7 @@ class Ahead:
             raise
         made = time.monotonic()
         ready = Ready(body, at, made, made - began)
-        self._took[kind] = ready.seconds
+        self._took[kind] = [*self._took.get(kind, ())[1 - TIMED:], ready.seconds]
         self.made(kind, ready)
         return ready
 
@@ -227,10 +229,10 @@ class Ahead:
         return newest
 
     def _lead(self, kind: Kind) -> float:
-        """Seconds before a scrape to start making its body, for a scraper none was made for yet: from the last
-        build of its kind (a scraper's first scrapes wait for theirs), else :data:`FIRST_LEAD`."""
+        """Seconds before a scrape to start making its body: from the longest of the last :data:`TIMED` builds
+        of its kind (a scraper's first scrapes made theirs), else :data:`FIRST_LEAD`."""
         took = self._took.get(kind)
-        return FIRST_LEAD if took is None else took * SLACK + MARGIN
+        return FIRST_LEAD if not took else max(took) * SLACK + MARGIN
 
     def _stale_at(self, ready: Ready) -> float:
         """When a body is too old to stand in for another (time.time())."""
@@ -282,9 +284,9 @@ class Ahead:
             ready = await asyncio.shield(self.building(cadence.kind))
         except Exception:  # never the end of the task: the scrape makes its own body
             return
-        cadence.lead = ready.seconds * SLACK + MARGIN
         if not cadence.expected:  # no scrape took another body while it was made
             cadence.ready = ready
-            cadence.ready_until = max(expected_at, ready.made) + max(cadence.lead, (cadence.interval or 0.0) / 2)
+            late = max(self._lead(cadence.kind), (cadence.interval or 0.0) / 2)
+            cadence.ready_until = max(expected_at, ready.made) + late
             if self.on_ready is not None and self._cadences.get(key) is cadence:  # not forgotten meanwhile
                 self.on_ready(key, ready, cadence.ready_until)
