@@ -79,10 +79,12 @@ class _Cadence:
 
     def due(self, lead: float) -> float | None:
         """When to start building for the next scrape (monotonic), ``lead`` seconds before it (and the spacing's
-        jitter), None when not anticipated: no steady spacing yet, a body already made for it, or scrapes closer
-        than a build takes."""
-        lead += min(self.jitter, self.interval or 0.0)
-        if not self.expected or self.interval is None or self.interval < lead:
+        jitter), None when not anticipated: no steady spacing yet (none, or one that moved by more than half of
+        itself since the last), a body already made for it, or scrapes closer than a build takes."""
+        if not self.expected or self.interval is None or self.jitter > self.interval / 2:
+            return None  # not steady: a body made as early as its jitter would be older than its spacing
+        lead += self.jitter
+        if self.interval < lead:
             return None
         return self.last + self.interval - lead
 

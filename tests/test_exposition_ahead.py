@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
-
 from typing import Awaitable, Callable
+
+import pytest
 
 from dbwatch.exporters.ahead import Ahead, Ready
 from dbwatch.exporters.joined import DeflateCache, Joined, Packed
@@ -247,3 +248,15 @@ def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_a
             await ahead.stop()
 
     asyncio.run(main())
+
+
+def test_a_scraper_whose_spacing_jumped_is_not_anticipated_until_it_is_steady_again():
+    ahead = Ahead(lambda openmetrics, now: asyncio.sleep(0))  # type: ignore[arg-type, return-value]
+    for at in (0.0, 0.1, 0.2):  # polled every 0.1 s: steady
+        ahead.took("10.0.0.9", False, False, at)
+    cadence = ahead._cadences[("10.0.0.9", False, False)]
+    assert cadence.due(0.05) == pytest.approx(0.2 + 0.1 - 0.05)
+    ahead.took("10.0.0.9", False, False, 3.2)  # then 3 s later: a body made 3 s early would be served 3 s old
+    assert cadence.due(0.05) is None
+    ahead.took("10.0.0.9", False, False, 6.1)  # 2.9 s again: steady, its next body made just before it
+    assert cadence.due(0.05) == pytest.approx(6.1 + 2.9 - 0.05 - abs(2.9 - 3.0))
