@@ -499,7 +499,8 @@ async def test_a_targets_collections_landing_one_after_the_other_are_judged_once
     monkeypatch.setattr(alerting, "_judge", lambda name: judged.append(time.monotonic()) or False)
     await alerting.start()
     try:
-        await wait_until(lambda: len(judged) == 1, 5, "the start's judgement")
+        # the first pass comes at the loop's first tick, TICK (5 s) after the start: waited for with a margin
+        await wait_until(lambda: len(judged) == 1, alerting_module.TICK + 5, "the start's judgement")
         landed = []
         for collector in ("postgres", "stats", "migrations"):
             store.put(Snapshot(target="db", engine="postgres", collector=collector, started_at=T0))
