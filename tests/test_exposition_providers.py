@@ -54,17 +54,18 @@ def test_process_metrics_are_served_from_a_reading_the_agents_loop_makes_every_s
         return float(lines(exp.scrape_agent(), "process_open_fds ")[0].split()[1])
 
     async def main() -> None:
-        before = open_fds()  # not started: read at the scrape
         exp.process.start()
+        reading = open_fds()  # the reading made at start (other tests' files may close meanwhile: counts move)
         pipes = [os.pipe() for _ in range(32)]
         try:
-            assert open_fds() == before  # the reading made at start, not the files opened since
-            await wait_until(lambda: open_fds() >= before + 64, 5, "the next reading (within a second)")
+            assert open_fds() == reading  # served from that reading, not the 64 files opened since
+            await wait_until(lambda: open_fds() >= reading + 32, 5, "the next reading (within a second)")
             exp.process.stop()
+            assert open_fds() >= reading + 32  # stopped: read at the scrape
         finally:
             for read, write in pipes:
                 os.close(read)
                 os.close(write)
-        assert open_fds() == before  # stopped: read at the scrape again
+        assert open_fds() < reading + 32  # read at the scrape again: the pipes are gone
 
     asyncio.run(main())
