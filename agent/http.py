@@ -30,6 +30,7 @@ from dbwatch.agent.loophealth import BUCKETS
 from dbwatch.agent.webconfig import BasicAuth, WebConfig, load_web_config
 
 from dbwatch.agent.store import SnapshotStore
+from dbwatch.exporters.joined import coalesced
 from dbwatch.exporters.target_exposition import TargetScrapes
 from dbwatch.model import MetricFamily
 from dbwatch.exporters.prometheus import (
@@ -56,28 +57,16 @@ def parse_listen(address: str) -> tuple[str, int]:
 
 
 def _slices(chunks: Iterable[bytes]) -> Iterator[bytes | memoryview]:
-    """A body's chunks as writes of about ``_SEND_SLICE`` bytes: a large chunk in slices (written whole, the
-    socket's send buffer would take a copy of the megabytes it cannot send at once, per scrape), small ones
-    (a gzip body's deflated pieces, thousands of a few KiB) joined, one write each costing a round of the
-    listener's loop."""
-    small: list[bytes] = []
-    size = 0
-    for chunk in chunks:
-        if len(chunk) >= _SEND_SLICE:
-            if small:
-                yield b"".join(small)
-                small, size = [], 0
-            view = memoryview(chunk)
-            for start in range(0, len(view), _SEND_SLICE):
-                yield view[start:start + _SEND_SLICE]
+    """A body's chunks as writes of at most ``_SEND_SLICE`` bytes: small ones joined (a gzip body's deflated
+    pieces, thousands of a few KiB, each write costing a round of the listener's loop), larger ones in slices
+    (written whole, the socket's send buffer would take a copy of the megabytes it cannot send at once)."""
+    for piece in coalesced(chunks, _SEND_SLICE):
+        if len(piece) <= _SEND_SLICE:
+            yield piece
             continue
-        small.append(chunk)
-        size += len(chunk)
-        if size >= _SEND_SLICE:
-            yield b"".join(small)
-            small, size = [], 0
-    if small:
-        yield b"".join(small)
+        view = memoryview(piece)
+        for start in range(0, len(view), _SEND_SLICE):
+            yield view[start:start + _SEND_SLICE]
 
 
 class HttpServer:
@@ -249,8 +238,9 @@ class HttpServer:
                    "Vary": "Accept-Encoding"}
         if gzip:  # compressed by the exposition, its snapshot part once per change, not per scrape
             headers["Content-Encoding"] = "gzip"
+        timed = self._scrape_seconds.labels(*served, "gzip" if gzip else "identity")
         if isinstance(chunks, list) and len(chunks) == 1 and length <= _SEND_SLICE:
-            self._scrape_seconds.labels(*served, "gzip" if gzip else "identity").observe(time.perf_counter() - started)
+            timed.observe(time.perf_counter() - started)
             return web.Response(body=chunks[0], headers=headers)  # a target's body: one write
         response = web.StreamResponse(headers=headers)
         response.content_length = length
@@ -258,7 +248,7 @@ class HttpServer:
         for piece in _slices(chunks):
             await response.write(piece)
         await response.write_eof()
-        self._scrape_seconds.labels(*served, "gzip" if gzip else "identity").observe(time.perf_counter() - started)
+        timed.observe(time.perf_counter() - started)
         return response
 
     async def _agent_body(self, openmetrics: bool, gzip: bool) -> bytes:

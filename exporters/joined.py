@@ -19,16 +19,37 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Container, Iterator
+from typing import Container, Iterable, Iterator
 
 from dbwatch.exporters.compress import FULL_FLUSH, Deflater, crc32, deflater
 
-__all__ = ["Group", "Joined", "Packed", "DeflateCache", "GZIP_HEADER", "deflate", "gzip_tail"]
+__all__ = ["Group", "Joined", "Packed", "DeflateCache", "GZIP_HEADER", "coalesced", "deflate", "gzip_tail"]
 
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, OS unknown
 
 #: bytes handed on at a time when a body is written (coalesced from many small parts, sliced from a large one)
 PIECE = 256 * 1024
+
+
+def coalesced(parts: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """``parts`` in pieces of about ``size`` bytes: small ones joined, large ones as they are. Lazily, so that no
+    more than one piece is a copy at any time."""
+    batch: list[bytes] = []
+    held = 0
+    for part in parts:
+        if len(part) >= size:
+            if batch:
+                yield b"".join(batch)
+                batch, held = [], 0
+            yield part
+            continue
+        batch.append(part)
+        held += len(part)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 @dataclass(slots=True)
@@ -91,24 +112,8 @@ class Joined:
             yield from group.parts
 
     def pieces(self) -> Iterator[bytes]:
-        """The body in pieces of about :data:`PIECE` bytes: small parts joined (a fleet has ~100k of them),
-        large ones as they are. Lazily, so that no more than one piece is a copy at any time."""
-        batch: list[bytes] = []
-        held = 0
-        for part in self.parts():
-            if len(part) >= PIECE:
-                if batch:
-                    yield b"".join(batch)
-                    batch, held = [], 0
-                yield part
-                continue
-            batch.append(part)
-            held += len(part)
-            if held >= PIECE:
-                yield b"".join(batch)
-                batch, held = [], 0
-        if batch:
-            yield b"".join(batch)
+        """The body in pieces of about :data:`PIECE` bytes (a fleet has ~100k parts): :func:`coalesced`."""
+        return coalesced(self.parts(), PIECE)
 
     def deflated(self) -> list[bytes]:
         self.prepare_gzip()
