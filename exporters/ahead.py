@@ -5,8 +5,10 @@ the regrouping and its deflate take about half a second, and nearly every name c
 a scrape that makes its own body waits that long. But Prometheus scrapes at a steady interval: from the spacing
 of a scraper's last two scrapes of one kind (text or OpenMetrics, gzip or not; a scraper is a host, as Prometheus
 keeps its connection and a person with curl does not) the next is expected, and its body is joined and
-compressed (in a worker thread) that long before it, plus a margin. The scrape that comes is served it with
-the part true at scrape time (self-metrics, alerts, process) made fresh as always.
+compressed (in a worker thread) that long before it, plus a margin, with what is true at its making (the
+jobs' ages, stamped with that time, and the providers' families: alerts, recommendations, self-metrics): a
+fleet's 600 KB, which the scrape would otherwise format and compress on the listener's thread while it waits.
+The scrape that comes is served it with the process' metrics, read at most a second before.
 
 A scrape nothing was made for (the first of a scraper, one much later than expected, scrapes closer together
 than a build takes, several scrapers at once) or that comes while its body is still being made is served the
@@ -55,16 +57,18 @@ YOUNG = 5.0
 STAND_IN = 10.0
 
 Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
+Live = Callable[[bool, float], bytes]  # (openmetrics, time.time()) -> what is true at that time, made with it
 Kind = tuple[bool, bool]  # (openmetrics, gzip)
 Key = tuple[str, bool, bool]  # (scraper's host, openmetrics, gzip)
 
 
 @dataclass(slots=True)
 class Ready:
-    joined: Joined | Packed  # a gzip body: its compressed pieces only
+    joined: Joined | Packed  # a gzip body: its compressed pieces only, ``live`` among them
     at: float  # time.time() of the store it was joined from
     made: float  # time.monotonic() when it was ready
     seconds: float = 0.0  # how long it took to make
+    live: bytes = b""  # a plain body's part true at ``at`` and made with it (the jobs' ages, the providers')
 
 
 @dataclass(slots=True)
@@ -97,8 +101,9 @@ class _Cadence:
 class Ahead:
     """Anticipates whole-body scrapes and makes their bodies ahead of them (see the module docstring)."""
 
-    def __init__(self, build: Build) -> None:
+    def __init__(self, build: Build, live: Live) -> None:
         self._build = build
+        self._live = live
         self._cadences: dict[tuple[str, bool, bool], _Cadence] = {}
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -214,12 +219,13 @@ class Ahead:
         began, at = time.monotonic(), time.time()
         try:
             joined = await self._build(openmetrics, at)
-            body: Joined | Packed = await asyncio.to_thread(joined.packed) if gzip else joined
+            live = self._live(openmetrics, at)
+            body: Joined | Packed = await asyncio.to_thread(joined.packed, live) if gzip else joined
         except Exception:
             logger.exception("making a /metrics body failed")
             raise
         made = time.monotonic()
-        ready = Ready(body, at, made, made - began)
+        ready = Ready(body, at, made, made - began, b"" if gzip else live)
         self._took[kind] = [*self._took.get(kind, ())[1 - TIMED:], ready.seconds]
         self.made(kind, ready)
         return ready

@@ -137,12 +137,15 @@ class Joined:
                 out.append(self.cache.deflated(group, text, one))
             self._deflated, self._crc = out, crc
 
-    def packed(self) -> Packed:
-        """What a gzip scrape sends of it, made now: holding that instead of the whole keeps none of the lines
-        (a body kept for later scrapes would hold every line a collection has replaced since)."""
+    def packed(self, live: bytes = b"") -> Packed:
+        """What a gzip scrape sends of it, made now, followed by ``live`` (text made with it, compressed here):
+        holding that instead of the whole keeps none of the lines (a body kept for later scrapes would hold
+        every line a collection has replaced since)."""
         self.prepare_gzip()
         assert self._deflated is not None and self._crc is not None
-        return Packed(self.key, self.size, self._deflated, self._crc)
+        if not live:
+            return Packed(self.key, self.size, self._deflated, self._crc)
+        return Packed(self.key, self.size + len(live), [*self._deflated, deflate(live)], crc32(live, self._crc))
 
 
 @dataclass(slots=True)

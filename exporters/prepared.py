@@ -2,28 +2,29 @@
 event loop.
 
 exporters/ahead.py makes a steady scraper's whole body shortly before its next scrape, on the event loop. The
-scrape itself then only needs the part true at scrape time and its bytes written; but a scrape that goes
-through the event loop for that waits behind whatever the loop is doing (at 1,400 targets, 20-100 ms). So when a
-body is made ahead, what the scrape needs of the loop is made with it and put here: the body (the snapshot
-part joined, a gzip one as its compressed pieces), and the providers' families rendered (alerts,
-recommendations, the agent's own counters). The HTTP thread (agent/httpthread.py) takes it when the scrape comes
-and adds what it can read safely itself at scrape time: the collections' ages (their values copied whole) and
-the process' metrics (prometheus-client's registry takes its own locks). Then it tells the event loop what it
-served (the scraper's spacing, tombstones seen).
+scrape itself then only needs its bytes written; but a scrape that goes through the event loop for that waits
+behind whatever the loop is doing (at 1,400 targets, 20-100 ms). So a body made ahead is put here whole: the
+snapshot part joined and what was true at its making (the jobs' ages, stamped with that time, and the
+providers' families: alerts, recommendations, the agent's own counters), a gzip one as its compressed pieces.
+The HTTP thread (agent/httpthread.py) takes it when the scrape comes and adds only the process' metrics
+(prometheus-client's registry takes its own locks; process_* are read once a second): formatting and
+compressing the ages and the providers' families there, as this once did (a fleet's 600 KB, 8-15 ms of CPU),
+took 20-60 ms of wall time on a busy agent, the listener's thread sharing the interpreter's lock with the
+event loop. Then it tells the event loop what it served (the scraper's spacing, tombstones seen).
 
-The providers' families are therefore as of the making, a fraction of a second to a second before the scrape
-(the build's time and a margin: exporters/ahead.py); every other figure is as it was at scrape time, or
-carries its own timestamp. A scrape nothing was made for (a scraper's first, one much later than expected, one
-whose body is still being made) is served here the newest body of its kind, with the families rendered when
-it was made, if that body may stand in (exporters/ahead.py's rule: joined at most 5 s and ten builds before),
-and the event loop starts a newer one; only when none may does the scrape go through the event loop.
+The providers' families and the ages are therefore as of the making, a fraction of a second to a second before
+the scrape (the build's time and a margin: exporters/ahead.py); the ages carry that time as their timestamp,
+the collected samples their own. A scrape nothing was made for (a scraper's first, one much later than
+expected, one whose body is still being made) is served here the newest body of its kind if that body may
+stand in (exporters/ahead.py's rule: joined at most 5 s and ten builds before), and the event loop starts a
+newer one; only when none may does the scrape go through the event loop.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Iterable
 
 from dbwatch.exporters.ahead import Key, Kind, Ready
 from dbwatch.exporters.joined import GZIP_HEADER, Joined, Packed, gzip_tail
@@ -34,7 +35,6 @@ __all__ = ["Prepared", "PreparedBodies", "body_parts"]
 @dataclass(frozen=True, slots=True)
 class Prepared:
     ready: Ready  # the body made ahead (exporters/ahead.py)
-    provided: bytes  # the providers' families, rendered when it was made
     until: float  # after which it serves no more: time.monotonic() for a scraper's, time.time() for a stand-in
 
 
@@ -42,10 +42,9 @@ class PreparedBodies:
     """Per scraper and kind, the one body made ahead for its next scrape. Put and dropped by the event loop,
     taken by the HTTP thread: each is one operation on a dict, which the interpreter's lock makes whole."""
 
-    def __init__(self, provided: Callable[[bool], bytes]) -> None:
+    def __init__(self) -> None:
         self._slots: dict[Key, Prepared] = {}
         self._newest: dict[Kind, Prepared] = {}  # per kind, the newest body made, until when it may stand in
-        self._provided = provided
 
     def newest(self, kind: Kind, ready: Ready | None, until: float) -> None:
         """exporters/ahead.py's ``on_newest``: the newest body of ``kind``, which may stand in for a scrape
@@ -53,7 +52,7 @@ class PreparedBodies:
         if ready is None:
             self._newest.pop(kind, None)
         else:
-            self._newest[kind] = Prepared(ready, self._provided(kind[0]), until)
+            self._newest[kind] = Prepared(ready, until)
 
     def stand_in(self, kind: Kind, now: float) -> Prepared | None:
         """The newest body of ``kind``, if it may still stand in at ``now`` (time.time()): not taken, as any
@@ -67,9 +66,7 @@ class PreparedBodies:
         if ready is None:
             self._slots.pop(key, None)
             return
-        newest = self._newest.get((key[1], key[2]))  # the same body, told of as the newest when it was made
-        provided = newest.provided if newest is not None and newest.ready is ready else self._provided(key[1])
-        self._slots[key] = Prepared(ready, provided, until)
+        self._slots[key] = Prepared(ready, until)
 
     def take(self, key: Key, now: float) -> Prepared | None:
         """The body made for ``key``'s scrape coming at ``now`` (monotonic), if one is and it is not too late:
@@ -82,11 +79,13 @@ class PreparedBodies:
         return len(self._slots)
 
 
-def body_parts(joined: Joined | Packed, fresh: bytes, gzip: bool) -> tuple[int, Iterable[bytes]]:
-    """A whole body's length and the pieces to send: the snapshot part as it is (or its deflate, for gzip), then
-    ``fresh`` (compressed, with one CRC over all, for gzip)."""
+def body_parts(joined: Joined | Packed, fresh: bytes, gzip: bool, live: bytes = b"") -> tuple[int, Iterable[bytes]]:
+    """A whole body's length and the pieces to send: the snapshot part as it is, then ``live`` (made with it) and
+    ``fresh``; for gzip, the snapshot part's deflate (``live`` in it: a gzip body made ahead is packed whole) and
+    ``fresh`` compressed, with one CRC over all."""
     if not gzip:
         assert isinstance(joined, Joined)  # a plain body is kept whole (Ahead packs only gzip ones)
-        return joined.size + len(fresh), itertools.chain(joined.pieces(), (fresh,))
+        return joined.size + len(live) + len(fresh), itertools.chain(joined.pieces(), (live, fresh))
+    assert not live, "a gzip body's live part is packed with it (Joined.packed)"
     parts = [GZIP_HEADER, *joined.deflated(), gzip_tail(fresh, joined.crc(), joined.size)]
     return sum(map(len, parts)), parts

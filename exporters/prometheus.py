@@ -11,8 +11,9 @@ its ProcessCollector still provides the process_* metrics, which are few (export
 Every collected sample carries the time of the collection that read it (the middle of it), so Prometheus
 keeps one sample per collection whatever its scrape interval: a repeated scrape of the same collection is
 an identical sample at an identical time, which it drops, and ``irate()`` never sees a false zero. Series
-that vanish are handed to :mod:`.staleness` so that Prometheus still ends them promptly. What is computed
-at scrape time (self-metrics, alerts, process_*) is true at scrape time and goes out without a timestamp.
+that vanish are handed to :mod:`.staleness` so that Prometheus still ends them promptly. What the agent computes
+(self-metrics, the collections' ages, alerts, process_*) goes out without a timestamp, true when the body was
+made: at the scrape, or with a body made ahead of it (all but process_*: exporters/ahead.py).
 docs/metrics-freshness.md tells the whole story.
 """
 
@@ -26,7 +27,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_latest_openmetrics
 
-from dbwatch.exporters.ahead import Ahead
+from dbwatch.exporters.ahead import Ahead, Ready
 from dbwatch.exporters.job_lines import JobColumn, JobFigures, JobLines
 from dbwatch.exporters.compress import gzip_member
 from dbwatch.exporters.fragments import Fragment, Parts, joined_of, vanished_series
@@ -90,9 +91,9 @@ class Exposition:
         self._jobs = JobLines(store)  # the per-job figures (exporters/job_lines.py)
         self._cache: dict[bool, Joined] = {}
         #: whole bodies made ahead of the scrapes expected (started and stopped with the HTTP server)
-        self.ahead = Ahead(self._joined_async)
+        self.ahead = Ahead(self._joined_async, self._live)
         #: ... and handed whole to the HTTP thread (exporters/prepared.py)
-        self.prepared = PreparedBodies(self._provided)
+        self.prepared = PreparedBodies()
         self.ahead.on_ready = self.prepared.ready
         self.ahead.on_newest = self.prepared.newest
         self._generation = 0
@@ -167,7 +168,7 @@ class Exposition:
         while a large body is compressed. A collection that ends meanwhile is in the next scrape."""
         ready = await self.ahead.take((scraper or "").rpartition(":")[0], openmetrics, gzip)
         if ready is not None:  # made ahead of this scrape (exporters/ahead.py)
-            return self._respond(ready.joined, openmetrics, gzip, scraper, time.time(), ready.at)
+            return self._respond(ready.joined, openmetrics, gzip, scraper, time.time(), ready)
         now = time.time()  # the build failed (it was logged) or the agent stops: one of its own, without Ahead
         joined = await self._joined_async(openmetrics, now)
         if gzip:
@@ -223,14 +224,17 @@ class Exposition:
     def scrape_agent(self, openmetrics: bool = False, gzip: bool = False) -> bytes:
         """The agent's own part only (``GET /metrics?collected=false``): self-metrics, per-job figures, alerts,
         the process; for a Prometheus that scrapes each target on its own (exporters/target_exposition.py)."""
-        fresh = self._fresh(openmetrics, time.time(), self._jobs.figures(openmetrics))
+        now = time.time()
+        fresh = (self._jobs.figures(openmetrics) + self._jobs.ages(openmetrics, now) + self._provided(openmetrics)
+                 + self._process_text(openmetrics))  # all as of now: the ages without a timestamp
         return gzip_member(fresh) if gzip else fresh
 
-    def _fresh(self, openmetrics: bool, now: float, figures: bytes = b"") -> bytes:
-        """What is true at scrape time: the jobs' ages (their other ``figures`` are given by a scrape of the
-        agent's own metrics; a whole body has them in its snapshot part), the providers' families, the process."""
-        live = figures + self._jobs.ages(openmetrics, now) + self._provided(openmetrics)
-        return live + self._process_text(openmetrics)
+    def _live(self, openmetrics: bool, at: float) -> bytes:
+        """What a whole body joined at ``at`` is served with as of then: the jobs' ages (their other figures are in
+        the snapshot part) and the providers' families. Made with a body made ahead (exporters/ahead.py), so
+        that its scrape formats and compresses none of it; without a timestamp, as Prometheus ends a series that
+        has none when it vanishes (a removed target's ages)."""
+        return self._jobs.ages(openmetrics, at) + self._provided(openmetrics)
 
     def _process_text(self, openmetrics: bool) -> bytes:
         """The process' metrics and the agent's loop health (prometheus-client, which locks: any thread), and
@@ -256,11 +260,15 @@ class Exposition:
         return b"".join(out)
 
     def _respond(self, joined: Joined | Packed, openmetrics: bool, gzip: bool, scraper: str | None, now: float,
-                 joined_at: float | None = None) -> tuple[int, Iterable[bytes]]:
-        fresh = self._fresh(openmetrics, now)
+                 made: Ready | None = None) -> tuple[int, Iterable[bytes]]:
+        """A whole body: ``joined``, with its live part (in the body ``made`` ahead, else made as of ``now``) and
+        the process' metrics."""
         if scraper is not None:  # served what the store held when joined: tombstones buried later are not in it
-            self._scrapers.served(scraper, now if joined_at is None else joined_at)
-        return body_parts(joined, fresh, gzip)
+            self._scrapers.served(scraper, now if made is None else made.at)
+        process = self._process_text(openmetrics)
+        if made is not None:
+            return body_parts(made.joined, process, gzip, made.live)
+        return body_parts(joined, self._live(openmetrics, now) + process, gzip)
 
     def prepared_scrape(self, scraper: str | None, openmetrics: bool, gzip: bool
                         ) -> tuple[int, Iterable[bytes], Callable[[], None], bool] | None:
@@ -278,7 +286,6 @@ class Exposition:
                 return None
         assert prepared is not None
         ready = prepared.ready
-        fresh = self._jobs.ages(openmetrics, now) + prepared.provided + self._process_text(openmetrics)
 
         def served() -> None:  # on the event loop
             self.ahead.took(host, openmetrics, gzip, taken_at)
@@ -287,7 +294,7 @@ class Exposition:
             if scraper is not None:
                 self._scrapers.served(scraper, ready.at)
 
-        return (*body_parts(ready.joined, fresh, gzip), served, stand_in)
+        return (*body_parts(ready.joined, self._process_text(openmetrics), gzip, ready.live), served, stand_in)
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 

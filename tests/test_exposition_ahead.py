@@ -28,7 +28,7 @@ def _setup():
         made.append(time.monotonic())
         return await join(openmetrics, now)
 
-    exp.ahead = Ahead(counted)
+    exp.ahead = Ahead(counted, exp._live)
     exp.ahead.young_for = 0.0  # no stand-ins but by a test's choice: each scrape is made for, or makes its own
 
     async def scrape(gzipped: bool = False, who: str = "10.0.0.9:4711") -> tuple[float, bytes]:
@@ -101,6 +101,10 @@ def test_gzip_bodies_are_made_ahead_per_scraper():
     asyncio.run(main())
 
 
+def _nothing_live(openmetrics: bool, at: float) -> bytes:
+    return b""
+
+
 def _slow_builder() -> tuple[asyncio.Event, list[float], Callable[[bool, float], Awaitable[Joined]]]:
     """A builder that waits for the test to release it, counting the builds started."""
     release = asyncio.Event()
@@ -118,7 +122,7 @@ def _slow_builder() -> tuple[asyncio.Event, list[float], Callable[[bool, float],
 def test_scrapes_during_a_build_of_their_kind_wait_for_that_one_and_stopping_leaves_none_waiting():
     async def main() -> None:
         release, started, slow = _slow_builder()
-        ahead = Ahead(slow)
+        ahead = Ahead(slow, _nothing_live)
         ahead.young_for = 0.0  # the body before is never young enough to stand in: a scrape waits
         ahead.start()
         first = asyncio.create_task(ahead.take("h", False, False))
@@ -145,7 +149,7 @@ def test_scrapes_during_a_build_of_their_kind_wait_for_that_one_and_stopping_lea
 def test_a_scrape_with_no_body_of_its_own_ready_is_served_the_newest_young_one_and_a_newer_one_is_started():
     async def main() -> None:
         release, started, slow = _slow_builder()
-        ahead = Ahead(slow)
+        ahead = Ahead(slow, _nothing_live)
         ahead.young_for = 1.0
         ahead.start()
         try:
@@ -177,7 +181,7 @@ def test_a_scrape_with_no_body_of_its_own_ready_is_served_the_newest_young_one_a
 def test_a_steady_scrapers_body_made_ahead_joins_the_build_under_way_and_young_bodies_stand_in_meanwhile():
     async def main() -> None:
         release, started, slow = _slow_builder()
-        ahead = Ahead(slow)
+        ahead = Ahead(slow, _nothing_live)
         ahead.start()
         try:
             own = Ready(Joined(0, [], DeflateCache()), time.time(), time.monotonic(), 1.0)  # a fleet's 1 s build
@@ -228,7 +232,7 @@ def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_a
         return joined
 
     async def main() -> None:
-        ahead = Ahead(slow)
+        ahead = Ahead(slow, _nothing_live)
         ahead.young_for = 0.0
         ahead.start()
         try:
@@ -251,7 +255,7 @@ def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_a
 
 
 def test_a_scraper_whose_spacing_jumped_is_not_anticipated_until_it_is_steady_again():
-    ahead = Ahead(lambda openmetrics, now: asyncio.sleep(0))  # type: ignore[arg-type, return-value]
+    ahead = Ahead(lambda openmetrics, now: asyncio.sleep(0), _nothing_live)  # type: ignore[arg-type, return-value]
     for at in (0.0, 0.1, 0.2):  # polled every 0.1 s: steady
         ahead.took("10.0.0.9", False, False, at)
     cadence = ahead._cadences[("10.0.0.9", False, False)]

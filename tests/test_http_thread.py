@@ -125,9 +125,11 @@ async def test_a_whole_body_made_ahead_is_served_while_the_event_loop_is_held():
             await asyncio.to_thread(_get, url, {"Accept-Encoding": "gzip"})
             await asyncio.sleep(1.0)
         await wait_until(lambda: len(server.exposition.prepared) == 1, 10, "the next scrape's body made ahead")
+        before = time.time()
         body = _scraped_while_the_loop_is_held(url, "the whole-body scrape")
         assert lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
-        assert lines(body, "dbwatch_collect_age_seconds{")  # true at scrape time, made on the HTTP thread
+        ages = lines(body, "dbwatch_collect_age_seconds{")  # as of the body's making, before the scrape
+        assert ages and all(float(line.rsplit(" ", 1)[1]) <= before - (STARTED + 0.25) for line in ages), ages
         assert lines(body, "process_cpu_seconds_total") and lines(body, "dbwatch_build_info")
         # each scrape counted by how it was answered: the two before it through the loop or a stand-in ...
         assert _scrapes(body, "whole") == 2 and not _scrapes(body, "whole", "ahead")
@@ -143,8 +145,10 @@ async def test_a_whole_body_made_ahead_is_served_while_the_event_loop_is_held():
 async def test_a_young_body_of_its_kind_stands_in_on_the_http_thread_and_a_newer_one_is_started():
     store, exp = exposition({"db": {"cluster": "c1"}})
     store.put(snapshot(["app"], STARTED))
-    joined = await exp._joined_async(False, time.time())
-    ready = Ready(joined, time.time(), time.monotonic(), 0.5)  # made 0.5 s long: may stand in for a while
+    at = time.time()
+    joined = await exp._joined_async(False, at)
+    # made 0.5 s long, with what was true then (the ages, stamped then): may stand in for a while
+    ready = Ready(joined, at, time.monotonic(), 0.5, exp._live(False, at))
     exp.prepared.newest((False, False), ready, time.time() + 10)
     answered = await asyncio.to_thread(exp.prepared_scrape, "10.0.0.7:4711", False, False)  # a new scraper
     assert answered is not None
@@ -152,7 +156,8 @@ async def test_a_young_body_of_its_kind_stands_in_on_the_http_thread_and_a_newer
     assert stood_in
     body = b"".join(chunks)
     assert len(body) == length and lines(body, "pg_up") == ['pg_up{target="db",cluster="c1"} 1.0 1700000000125']
-    assert lines(body, "dbwatch_collect_age_seconds{")
+    ages = lines(body, "dbwatch_collect_age_seconds{")  # as of the body's making, without a timestamp
+    assert ages and all(line.count(" ") == 1 for line in ages), ages
     served()  # on the event loop: the scraper is learnt and a newer body is under way for the scrapes after it
     assert ("10.0.0.7", False, False) in exp.ahead._cadences and (False, False) in exp.ahead._building
     await exp.ahead.stop()
