@@ -70,3 +70,29 @@ class PerTargetScrapes:
                         self.failures += 1
             cycle += 1
         connection.close()
+
+
+def scrape_loop(port: int, scrapes: int, every: float) -> list[float]:
+    """The whole ``/metrics`` scraped as one Prometheus scrape loop does: gzip, at a steady spacing of ``every``
+    seconds, on one kept-alive connection; the milliseconds of each scrape (to its last byte read). A scrape that
+    fails ends the loop (the caller reports how many there were)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    out: list[float] = []
+    began = time.monotonic()
+    try:
+        for index in range(scrapes):
+            delay = began + index * every - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            started = time.perf_counter()
+            connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                break
+            out.append((time.perf_counter() - started) * 1000)
+    except (OSError, http.client.HTTPException):
+        pass
+    finally:
+        connection.close()
+    return out
