@@ -6,8 +6,8 @@ a scrape that makes its own body waits that long. But Prometheus scrapes at a st
 of a scraper's last two scrapes of one kind (text or OpenMetrics, gzip or not; a scraper is a host, as Prometheus
 keeps its connection and a person with curl does not) the next is expected, and its body is joined and
 compressed (in a worker thread) that long before it, plus a margin, with what is true at its making (the
-jobs' ages, stamped with that time, and the providers' families: alerts, recommendations, self-metrics): a
-fleet's 600 KB, which the scrape would otherwise format and compress on the listener's thread while it waits.
+jobs' ages and the providers' families: alerts, recommendations, self-metrics; without a timestamp): a fleet's
+600 KB, which the scrape would otherwise format and compress on the listener's thread while it waits.
 The scrape that comes is served it with the process' metrics, read at most a second before.
 
 A scrape nothing was made for (the first of a scraper, one much later than expected, scrapes closer together

@@ -4,8 +4,8 @@ event loop.
 exporters/ahead.py makes a steady scraper's whole body shortly before its next scrape, on the event loop. The
 scrape itself then only needs its bytes written; but a scrape that goes through the event loop for that waits
 behind whatever the loop is doing (at 1,400 targets, 20-100 ms). So a body made ahead is put here whole: the
-snapshot part joined and what was true at its making (the jobs' ages, stamped with that time, and the
-providers' families: alerts, recommendations, the agent's own counters), a gzip one as its compressed pieces.
+snapshot part joined and what was true at its making (the jobs' ages and the providers' families: alerts,
+recommendations, the agent's own counters), a gzip one as its compressed pieces.
 The HTTP thread (agent/httpthread.py) takes it when the scrape comes and adds only the process' metrics
 (prometheus-client's registry takes its own locks; process_* are read once a second): formatting and
 compressing the ages and the providers' families there, as this once did (a fleet's 600 KB, 8-15 ms of CPU),
@@ -13,8 +13,9 @@ took 20-60 ms of wall time on a busy agent, the listener's thread sharing the in
 event loop. Then it tells the event loop what it served (the scraper's spacing, tombstones seen).
 
 The providers' families and the ages are therefore as of the making, a fraction of a second to a second before
-the scrape (the build's time and a margin: exporters/ahead.py); the ages carry that time as their timestamp,
-the collected samples their own. A scrape nothing was made for (a scraper's first, one much later than
+the scrape (the build's time and a margin: exporters/ahead.py), without a timestamp (an age reads that much
+low; a stamped series would get no staleness marker when its target goes); the collected samples carry their
+own. A scrape nothing was made for (a scraper's first, one much later than
 expected, one whose body is still being made) is served here the newest body of its kind if that body may
 stand in (exporters/ahead.py's rule: joined at most 5 s and ten builds before), and the event loop starts a
 newer one; only when none may does the scrape go through the event loop.
