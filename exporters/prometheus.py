@@ -31,7 +31,7 @@ from dbwatch.exporters.ahead import Ahead, Ready
 from dbwatch.exporters.job_lines import JobColumn, JobFigures, JobLines
 from dbwatch.exporters.compress import gzip_member
 from dbwatch.exporters.fragments import Fragment, Parts, joined_of, vanished_series
-from dbwatch.exporters.joined import DeflateCache, Joined, Packed
+from dbwatch.exporters.joined import DeflateCache, Joined
 from dbwatch.exporters.prepared import PreparedBodies, body_parts
 from dbwatch.exporters.process_metrics import ProcessSnapshot
 from dbwatch.exporters.staleness import Graveyard, Lines, Scrapers
@@ -168,7 +168,9 @@ class Exposition:
         while a large body is compressed. A collection that ends meanwhile is in the next scrape."""
         ready = await self.ahead.take((scraper or "").rpartition(":")[0], openmetrics, gzip)
         if ready is not None:  # made ahead of this scrape (exporters/ahead.py)
-            return self._respond(ready.joined, openmetrics, gzip, scraper, time.time(), ready)
+            if scraper is not None:  # served what the store held when joined: tombstones buried later are not in it
+                self._scrapers.served(scraper, ready.at)
+            return self._made_parts(ready, openmetrics, gzip)
         now = time.time()  # the build failed (it was logged) or the agent stops: one of its own, without Ahead
         joined = await self._joined_async(openmetrics, now)
         if gzip:
@@ -259,16 +261,16 @@ class Exposition:
             del kept[key]  # a family given no more (its object is held until then, so its id is not reused)
         return b"".join(out)
 
-    def _respond(self, joined: Joined | Packed, openmetrics: bool, gzip: bool, scraper: str | None, now: float,
-                 made: Ready | None = None) -> tuple[int, Iterable[bytes]]:
-        """A whole body: ``joined``, with its live part (in the body ``made`` ahead, else made as of ``now``) and
-        the process' metrics."""
-        if scraper is not None:  # served what the store held when joined: tombstones buried later are not in it
-            self._scrapers.served(scraper, now if made is None else made.at)
-        process = self._process_text(openmetrics)
-        if made is not None:
-            return body_parts(made.joined, process, gzip, made.live)
-        return body_parts(joined, self._live(openmetrics, now) + process, gzip)
+    def _respond(self, joined: Joined, openmetrics: bool, gzip: bool, scraper: str | None, now: float
+                 ) -> tuple[int, Iterable[bytes]]:
+        """A whole body joined at ``now``, its live part made now, and the process' metrics."""
+        if scraper is not None:
+            self._scrapers.served(scraper, now)
+        return body_parts(joined, self._live(openmetrics, now) + self._process_text(openmetrics), gzip)
+
+    def _made_parts(self, made: Ready, openmetrics: bool, gzip: bool) -> tuple[int, Iterable[bytes]]:
+        """A body made ahead (its live part in it) and the process' metrics: on either thread."""
+        return body_parts(made.joined, self._process_text(openmetrics), gzip, made.live)
 
     def prepared_scrape(self, scraper: str | None, openmetrics: bool, gzip: bool
                         ) -> tuple[int, Iterable[bytes], Callable[[], None], bool] | None:
@@ -294,7 +296,7 @@ class Exposition:
             if scraper is not None:
                 self._scrapers.served(scraper, ready.at)
 
-        return (*body_parts(ready.joined, self._process_text(openmetrics), gzip, ready.live), served, stand_in)
+        return (*self._made_parts(ready, openmetrics, gzip), served, stand_in)
 
     # -- snapshots to fragments ---------------------------------------------------------------------
 
