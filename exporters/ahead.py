@@ -20,10 +20,10 @@ a refresh and a body made ahead that would start a second one join it instead (e
 and the CPU is the agent's). A gzip body kept keeps only its compressed pieces, not the lines they were made of.
 
 Nothing is lost and the work is the same: at most one build per scrape, only earlier. The body is that lead
-(the longest of its kind's last four builds' times plus a margin, about a second), or at most :data:`YOUNG`
-seconds, older than the scrape, which the exposition allows for: every collected sample carries the time it
-was read, so Prometheus stores the same values at the same times; what a collection changed meanwhile is in the
-next scrape, and tombstones count as served at the build's time.
+(twice the longest of its kind's last eight builds' times plus a margin: 1-3 s at 1,400 targets), or at most
+:data:`YOUNG` seconds, older than the scrape, which the exposition allows for: every collected sample carries the
+time it was read, so Prometheus stores the same values at the same times; what a collection changed meanwhile is
+in the next scrape, and tombstones count as served at the build's time.
 """
 
 from __future__ import annotations
@@ -40,12 +40,14 @@ __all__ = ["Ahead", "Ready"]
 
 logger = logging.getLogger(__name__)
 
-MARGIN = 0.1  # seconds added to a build's expected time (its longest recent x SLACK) to start a body ahead
-SLACK = 1.25
+MARGIN = 0.25  # seconds added to a build's expected time (its longest recent x SLACK) to start a body ahead
+#: a fleet's build time varies with what else the machine does: at 1,400 targets on a busy 2-core machine, builds
+#: of 0.2-0.5 s and one in ten of 0.6-1.3 s (a body started 1.25 x the longest of the last four before its scrape,
+#: as this once was, made 2 of 38 scrapes wait 80-130 ms for theirs); a body started too late makes its scrape
+#: wait, one started too early only has its live part (ages, alerts) that much older
+SLACK = 2.0
 FIRST_LEAD = 0.25  # seconds: the lead when no build of a kind was timed yet
-#: builds of a kind whose longest sets the lead: a fleet's build time varies by half from one to the next with
-#: what else the machine does, and a body started too late makes its scrape wait for it
-TIMED = 4
+TIMED = 8  # builds of a kind whose longest sets the lead (two minutes of a 15 s scraper's)
 LONGEST = 120.0  # seconds: scrapes spaced more than this are not anticipated
 FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotten
 #: seconds a body joined from the store may be old to stand in for a scrape whose own is not ready, at most: a
@@ -53,8 +55,9 @@ FORGET_AFTER = 3  # intervals without a scrape after which a scraper is forgotte
 #: bodies 1-2 s old; a steady scraper's body made ahead may be half its interval old (7.5 s at 15 s)
 YOUNG = 5.0
 #: ... and at most this many times as long as it took to make: a small agent's body, made in milliseconds, is made
-#: anew for each scrape rather than served seconds old (a person or a test polling /metrics sees what landed)
-STAND_IN = 10.0
+#: anew for each scrape rather than served seconds old (a person or a test polling /metrics sees what landed);
+#: a fleet's, made in 0.25 s, stands in for 5 s (a scraper every 3 s whose own body is late is served the last)
+STAND_IN = 20.0
 
 Build = Callable[[bool, float], Awaitable[Joined]]  # (openmetrics, time.time()) -> the snapshot part joined
 Live = Callable[[bool, float], bytes]  # (openmetrics, time.time()) -> what is true at that time, made with it

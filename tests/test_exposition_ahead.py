@@ -63,6 +63,7 @@ def test_a_steady_scraper_is_served_a_body_made_ahead_and_a_late_one_makes_its_o
             # A collection landing after the body was made is in the next scrape, not this one.
             await _until(lambda: len(made) == 4)
             store.put(snapshot(["app", "new", "later"], time.time()))
+            await asyncio.sleep(max(0.0, asked + SPACING - time.monotonic()))  # at its spacing: steady still
             asked, body = await scrape()
             assert made[3] < asked and len(made) == 4
             assert not any("later" in line for line in lines(body, "pg_stat_database_xact_commit"))
