@@ -5,15 +5,16 @@ the regrouping and its deflate take about half a second, and nearly every name c
 a scrape that makes its own body waits that long. But Prometheus scrapes at a steady interval: from the spacing
 of a scraper's last two scrapes of one kind (text or OpenMetrics, gzip or not; a scraper is a host, as Prometheus
 keeps its connection and a person with curl does not) the next is expected, and its body is joined and
-compressed (in a worker thread) that long before it, plus a margin, with what is true at its making (the
-jobs' ages and the providers' families: alerts, recommendations, self-metrics; without a timestamp): a fleet's
-600 KB, which the scrape would otherwise format and compress on the listener's thread while it waits.
+compressed (in a worker thread) ahead of it (twice as long as a build took, plus a margin), with what is true at
+its making (the jobs' ages and the providers' families: alerts, recommendations, self-metrics; without a
+timestamp): a fleet's 600 KB, which the scrape would otherwise format and compress on the listener's thread
+while it waits.
 The scrape that comes is served it with the process' metrics, read at most a second before.
 
 A scrape nothing was made for (the first of a scraper, one much later than expected, scrapes closer together
 than a build takes, several scrapers at once) or that comes while its body is still being made is served the
 newest body of its kind made for anyone, if that was joined from the store at most :data:`YOUNG` seconds
-before and at most ten times as long as it took to make (a small agent's body is made for each scrape), and a
+before and at most twenty times as long as it took to make (a small agent's body is made for each scrape), and a
 newer one is started for the scrapes after it: it never waits for a build that has a young enough body to stand
 in. Only when there is none does it wait for one. There is at most one build of a kind under way: a scrape,
 a refresh and a body made ahead that would start a second one join it instead (each build holds what it joins,

@@ -12,13 +12,13 @@ compressing the ages and the providers' families there, as this once did (a flee
 took 20-60 ms of wall time on a busy agent, the listener's thread sharing the interpreter's lock with the
 event loop. Then it tells the event loop what it served (the scraper's spacing, tombstones seen).
 
-The providers' families and the ages are therefore as of the making, a fraction of a second to a second before
-the scrape (the build's time and a margin: exporters/ahead.py), without a timestamp (an age reads that much
-low; a stamped series would get no staleness marker when its target goes); the collected samples carry their
-own. A scrape nothing was made for (a scraper's first, one much later than
-expected, one whose body is still being made) is served here the newest body of its kind if that body may
-stand in (exporters/ahead.py's rule: joined at most 5 s and ten builds before), and the event loop starts a
-newer one; only when none may does the scrape go through the event loop.
+The providers' families and the ages are therefore as of the making, a fraction of a second to a few seconds
+before the scrape (twice the longest recent build and a margin: exporters/ahead.py), without a timestamp (an
+age reads that much low; a stamped series would get no staleness marker when its target goes); the collected
+samples carry their own. A scrape nothing was made for (a scraper's first, one much later than expected, one
+whose body is still being made) is served here the newest body of its kind if that body may stand in
+(exporters/ahead.py's rule: joined at most 5 s and twenty builds before), and the event loop starts a newer one;
+only when none may does the scrape go through the event loop.
 """
 
 from __future__ import annotations
