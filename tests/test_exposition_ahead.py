@@ -255,6 +255,39 @@ def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_a
     asyncio.run(main())
 
 
+def test_a_body_made_ahead_starts_early_enough_for_a_build_as_slow_as_a_recent_slow_one_and_then_some():
+    store, exp, _, _ = _setup()
+    slow, slower = 0.3, 0.55  # one slow build among fast ones, then one slower still (a busy machine's spread)
+    delays = [slow, 0.01, slower]
+
+    async def build(openmetrics: bool, now: float) -> Joined:
+        joined = await exp._joined_async(openmetrics, now)
+        await asyncio.sleep(delays.pop(0) if delays else 0.01)
+        return joined
+
+    async def main() -> None:
+        ahead = Ahead(build, _nothing_live)
+        ahead.young_for = 0.0  # no stand-ins: a late body would make its scrape wait
+        ahead.start()
+        try:
+            spacing = 1.2
+            assert await ahead.take("10.0.0.9", False, True) is not None  # the slow build
+            await asyncio.sleep(spacing - slow)
+            assert await ahead.take("10.0.0.9", False, True) is not None  # a fast one
+            cadence = ahead._cadences[("10.0.0.9", False, True)]
+            expected = cadence.last + spacing
+            await _until(lambda: cadence.ready is not None)  # the third's body, made in 0.55 s
+            assert time.monotonic() < expected
+            await asyncio.sleep(expected - time.monotonic())
+            asked = time.monotonic()
+            assert await ahead.take("10.0.0.9", False, True) is not None
+            assert time.monotonic() - asked < 0.05  # served the body made ahead, not waiting for it
+        finally:
+            await ahead.stop()
+
+    asyncio.run(main())
+
+
 def test_a_scraper_whose_spacing_jumped_is_not_anticipated_until_it_is_steady_again():
     ahead = Ahead(lambda openmetrics, now: asyncio.sleep(0), _nothing_live)  # type: ignore[arg-type, return-value]
     for at in (0.0, 0.1, 0.2):  # polled every 0.1 s: steady
