@@ -223,32 +223,44 @@ def test_a_small_agents_body_is_made_for_each_scrape_not_stood_in_for_by_an_olde
     asyncio.run(main())
 
 
+def _timed_builder(exp, delays: list[float], then: float) -> Callable[[bool, float], Awaitable[Joined]]:
+    """A builder of ``exp``'s bodies whose builds take ``delays`` in turn, then ``then`` each."""
+
+    async def build(openmetrics: bool, now: float) -> Joined:
+        joined = await exp._joined_async(openmetrics, now)
+        await asyncio.sleep(delays.pop(0) if delays else then)
+        return joined
+
+    return build
+
+
+async def _third_scrape_waited(ahead: Ahead, spacing: float, first_takes: float) -> float:
+    """A new scraper's first three gzip scrapes at ``spacing`` (its first build taking ``first_takes``): checks that
+    the third's body was made before it came; returns the seconds the third scrape waited."""
+    assert await ahead.take("10.0.0.9", False, True) is not None  # the first two make their own
+    await asyncio.sleep(spacing - first_takes)
+    assert await ahead.take("10.0.0.9", False, True) is not None
+    cadence = ahead._cadences[("10.0.0.9", False, True)]
+    expected = cadence.last + spacing
+    await _until(lambda: cadence.ready is not None)
+    assert time.monotonic() < expected  # made before the third scrape comes, not while it waits
+    await asyncio.sleep(expected - time.monotonic())
+    asked = time.monotonic()
+    assert await ahead.take("10.0.0.9", False, True) is not None
+    return time.monotonic() - asked
+
+
 def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_as_the_last_build_took():
     store, exp, _, _ = _setup()
     build_takes = 0.5  # a fleet's body on a busy machine: longer than the lead a first body would start with
 
-    async def slow(openmetrics: bool, now: float) -> Joined:
-        joined = await exp._joined_async(openmetrics, now)
-        await asyncio.sleep(build_takes)
-        return joined
-
     async def main() -> None:
-        ahead = Ahead(slow, _nothing_live)
+        ahead = Ahead(_timed_builder(exp, [], build_takes), _nothing_live)
         ahead.young_for = 0.0
         ahead.start()
         try:
-            spacing = 3 * build_takes
-            assert await ahead.take("10.0.0.9", False, True) is not None  # the first two make their own
-            await asyncio.sleep(spacing - build_takes)
-            assert await ahead.take("10.0.0.9", False, True) is not None
-            cadence = ahead._cadences[("10.0.0.9", False, True)]
-            expected = cadence.last + spacing
-            await _until(lambda: cadence.ready is not None)
-            assert time.monotonic() < expected  # made before the third scrape comes, not while it waits
-            await asyncio.sleep(expected - time.monotonic())
-            asked = time.monotonic()
-            assert await ahead.take("10.0.0.9", False, True) is not None
-            assert time.monotonic() - asked < build_takes / 2  # served the body made ahead
+            waited = await _third_scrape_waited(ahead, 3 * build_takes, build_takes)
+            assert waited < build_takes / 2  # served the body made ahead
         finally:
             await ahead.stop()
 
@@ -258,30 +270,14 @@ def test_a_new_scrapers_first_body_made_ahead_starts_as_long_before_its_scrape_a
 def test_a_body_made_ahead_starts_early_enough_for_a_build_as_slow_as_a_recent_slow_one_and_then_some():
     store, exp, _, _ = _setup()
     slow, slower = 0.3, 0.55  # one slow build among fast ones, then one slower still (a busy machine's spread)
-    delays = [slow, 0.01, slower]
-
-    async def build(openmetrics: bool, now: float) -> Joined:
-        joined = await exp._joined_async(openmetrics, now)
-        await asyncio.sleep(delays.pop(0) if delays else 0.01)
-        return joined
 
     async def main() -> None:
-        ahead = Ahead(build, _nothing_live)
+        ahead = Ahead(_timed_builder(exp, [slow, 0.01, slower], 0.01), _nothing_live)
         ahead.young_for = 0.0  # no stand-ins: a late body would make its scrape wait
         ahead.start()
         try:
-            spacing = 1.2
-            assert await ahead.take("10.0.0.9", False, True) is not None  # the slow build
-            await asyncio.sleep(spacing - slow)
-            assert await ahead.take("10.0.0.9", False, True) is not None  # a fast one
-            cadence = ahead._cadences[("10.0.0.9", False, True)]
-            expected = cadence.last + spacing
-            await _until(lambda: cadence.ready is not None)  # the third's body, made in 0.55 s
-            assert time.monotonic() < expected
-            await asyncio.sleep(expected - time.monotonic())
-            asked = time.monotonic()
-            assert await ahead.take("10.0.0.9", False, True) is not None
-            assert time.monotonic() - asked < 0.05  # served the body made ahead, not waiting for it
+            waited = await _third_scrape_waited(ahead, 1.2, slow)  # the third's body made in 0.55 s
+            assert waited < 0.05  # served the body made ahead, not waiting for it
         finally:
             await ahead.stop()
 
